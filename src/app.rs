@@ -1,0 +1,141 @@
+//! Wiring: from a [`Config`] to a running server, and the one state struct handlers share.
+
+use crate::bot::Bot;
+use crate::bot::handlers::Handlers;
+use crate::bot::rules::Rules;
+use crate::bot::templates::Templates;
+use crate::config::Config;
+use crate::store::Store;
+use crate::store::messages::MessageLog;
+use crate::wechat::envelope::Envelope;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// What every handler gets (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub envelope: Envelope,
+    pub bot: Arc<Bot>,
+    pub store: Store,
+    pub metrics: PrometheusHandle,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// A start-up failure, printed as one line.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The process-wide Prometheus recorder (installed once, shared by every app in a process).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding program's): keep ours local then.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Loads templates and rules as `serve` would, without touching the database.
+pub fn load_routing(config: &Config, handlers: &Handlers) -> Result<(Rules, Templates), StartError> {
+    let mut templates = Templates::load_dir(&config.bot.templates).map_err(StartError)?;
+    let path = &config.bot.routes;
+    let text = std::fs::read_to_string(path).map_err(|e| StartError(format!("routes: cannot read {}: {e}", path.display())))?;
+    let rules = Rules::parse(&text, &mut templates, |h| handlers.contains(h))
+        .map_err(|e| StartError(format!("routes: {}: {e}", path.display())))?;
+    Ok((rules, templates))
+}
+
+/// A built application: state plus the background tasks it owns.
+pub struct App {
+    pub state: AppState,
+    log_writer: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    /// Connects and migrates the database, loads rules and templates, starts the message log.
+    pub async fn build(config: Config, handlers: Handlers) -> Result<App, StartError> {
+        let (rules, templates) = load_routing(&config, &handlers)?;
+        let store = Store::connect(&config.database.url, config.database.max_connections)
+            .await
+            .map_err(|e| StartError(format!("database: {e}")))?;
+        store.migrate().await.map_err(|e| StartError(format!("database migration: {e}")))?;
+        let (log, log_writer) = MessageLog::start(store.clone());
+        let bot = Bot::new(rules, templates, handlers, log, Duration::from_millis(config.bot.reply_deadline_ms));
+        let state = AppState(Arc::new(Inner {
+            envelope: config.envelope(),
+            config,
+            bot: Arc::new(bot),
+            store,
+            metrics: metrics_handle(),
+        }));
+        Ok(App { state, log_writer })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        crate::http::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains: in-flight calls finish,
+    /// the message log commits what is queued, the pool closes.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        let router = self.router();
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+        let App { state, log_writer } = self;
+        let store = state.store.clone();
+        drop(state);
+        // The writer ends once the last handle (held by late handlers too) is gone.
+        if tokio::time::timeout(grace, log_writer).await.is_err() {
+            tracing::warn!("message log still busy after {grace:?}; stopping anyway");
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight calls");
+}

@@ -1,0 +1,301 @@
+//! The bot: from a parsed message to the answer, exactly once per message.
+//!
+//! 1. **Deduplicate.** WeChat retries a call it got no answer for within 5 s, three times. A
+//!    retry that arrives while the first call is still being handled *in this process* waits
+//!    for it (the in-flight map). Every message is then *claimed* in the database under its
+//!    dedup key; a claim that finds the key taken is a retry from another time or another
+//!    instance, which reads the first call's recorded answer — or, while that is still being
+//!    worked on elsewhere, polls for it until the deadline.
+//! 2. **Route** to the first matching rule ([`rules`]).
+//! 3. **Act**: render a template, build an inline reply, or run a built-in handler
+//!    ([`handlers`]). A handler that misses the reply deadline gets `success` sent for it
+//!    and goes on running; its reply is delivered later through the customer-service API.
+//! 4. **Record** the answer before it is returned, so the retry gets the same one.
+
+pub mod handlers;
+pub mod rules;
+pub mod templates;
+
+use crate::store::messages::{Claim, Inbound, MessageLog, Outcome, Stored};
+use crate::store::now_ms;
+use crate::wechat::message::Message;
+use crate::wechat::reply::{Article, Reply};
+use handlers::{HandlerCtx, Handlers};
+use rules::{Action, Rules};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use templates::Templates;
+use tokio::sync::watch;
+
+/// The answer to one message: the plaintext reply document, or `None` for `success`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub reply_xml: Option<String>,
+    /// `replied`, `nothing`, `deferred`, `failed`, or `pending` (a duplicate whose first call is
+    /// still running elsewhere at our deadline).
+    pub outcome: String,
+    /// Whether this call was a retry answered from the first call.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotError(pub String);
+
+impl std::fmt::Display for BotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BotError {}
+
+type Shared = Option<Result<Arc<Answer>, BotError>>;
+
+/// A reply that missed the deadline, for delivery through the customer-service API.
+#[derive(Debug, Clone)]
+pub struct LateReply {
+    pub message_id: i64,
+    pub openid: String,
+    pub reply: Reply,
+}
+
+pub type LateReplySink = Arc<dyn Fn(LateReply) + Send + Sync>;
+
+pub struct Bot {
+    rules: Rules,
+    templates: Arc<Templates>,
+    handlers: Handlers,
+    log: MessageLog,
+    inflight: Mutex<HashMap<String, watch::Receiver<Shared>>>,
+    deadline: Duration,
+    instance: String,
+    late: Mutex<Option<LateReplySink>>,
+}
+
+impl Bot {
+    pub fn new(rules: Rules, templates: Templates, handlers: Handlers, log: MessageLog, deadline: Duration) -> Bot {
+        let mut id = [0u8; 4];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
+        Bot {
+            rules,
+            templates: Arc::new(templates),
+            handlers,
+            log,
+            inflight: Mutex::new(HashMap::new()),
+            deadline,
+            instance: format!("{}-{}", std::process::id(), crate::wechat::signature::hex(&id)),
+            late: Mutex::new(None),
+        }
+    }
+
+    /// Where replies that missed the deadline go.
+    pub fn set_late_reply_sink(&self, sink: LateReplySink) {
+        *self.late.lock().unwrap() = Some(sink);
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Answers `msg` (received at `received`), exactly once per dedup key.
+    pub async fn handle(self: &Arc<Self>, msg: Message, raw_xml: String, encrypted: bool, received: Instant) -> Result<Arc<Answer>, BotError> {
+        let key = msg.dedup_key();
+        // Either wait for the call already handling this key here, or register ours.
+        let registered = {
+            let mut inflight = self.inflight.lock().unwrap();
+            match inflight.get(&key) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    inflight.insert(key.clone(), rx);
+                    Ok(tx)
+                }
+            }
+        };
+        let tx = match registered {
+            Ok(tx) => tx,
+            Err(mut rx) => {
+                metrics::counter!("wxoa_webhook_duplicates_total", "where" => "in_flight").increment(1);
+                let first = rx.wait_for(Option::is_some).await.map(|shared| shared.clone());
+                return match first {
+                    Ok(Some(result)) => result.map(|a| Arc::new(Answer { duplicate: true, ..(*a).clone() })),
+                    _ => Err(BotError("first call for this message failed".into())),
+                };
+            }
+        };
+        // The work runs in its own task: a dropped connection must not abandon a claimed message.
+        let bot = self.clone();
+        let task = tokio::spawn(async move {
+            let result = bot.process(msg, key.clone(), raw_xml, encrypted, received).await.map(Arc::new);
+            let _ = tx.send(Some(result.clone()));
+            bot.inflight.lock().unwrap().remove(&key);
+            result
+        });
+        task.await.map_err(|e| BotError(format!("handler task failed: {e}")))?
+    }
+
+    async fn process(self: &Arc<Self>, msg: Message, key: String, raw_xml: String, encrypted: bool, received: Instant) -> Result<Answer, BotError> {
+        let inbound = Inbound {
+            dedup_key: key.clone(),
+            openid: msg.openid.clone(),
+            msg_type: msg.msg_type.clone(),
+            event: msg.event().map(str::to_owned),
+            event_key: msg.event_key().map(str::to_owned),
+            msg_id: msg.msg_id().map(str::to_owned),
+            create_time: msg.create_time,
+            encrypted,
+            raw_xml,
+            received_at: now_ms() - received.elapsed().as_millis() as i64,
+            claimed_by: self.instance.clone(),
+        };
+        let claim = self.log.claim(inbound).await.map_err(|e| BotError(e.to_string()))?;
+        match claim {
+            Claim::Claimed(id) => self.run(id, msg, received).await,
+            Claim::Duplicate => {
+                metrics::counter!("wxoa_webhook_duplicates_total", "where" => "stored").increment(1);
+                self.follow(&key, msg, received).await
+            }
+        }
+    }
+
+    /// Answers a retry from the first call's record, waiting (until our deadline) while the
+    /// first call is still running; takes the message over if its owner went quiet.
+    async fn follow(self: &Arc<Self>, key: &str, msg: Message, received: Instant) -> Result<Answer, BotError> {
+        let stale_after = self.deadline.as_millis() as i64 + 1000;
+        loop {
+            let stored: Option<Stored> = self.log.find(key).await.map_err(|e| BotError(e.to_string()))?;
+            let Some(stored) = stored else {
+                return Err(BotError("claimed message vanished".into()));
+            };
+            if let Some(o) = stored.outcome {
+                return Ok(Answer { reply_xml: o.reply_xml, outcome: o.outcome, duplicate: true });
+            }
+            if now_ms() - stored.claimed_at > stale_after
+                && self.log.take_over(&stored, &self.instance).await.map_err(|e| BotError(e.to_string()))?
+            {
+                tracing::warn!(message_id = stored.id, from = %stored.claimed_by, "taking over a message whose handler went quiet");
+                return self.run(stored.id, msg, received).await;
+            }
+            if received.elapsed() >= self.deadline {
+                return Ok(Answer { reply_xml: None, outcome: "pending".into(), duplicate: true });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Routes and acts on a message we own, then records the answer.
+    async fn run(self: &Arc<Self>, id: i64, msg: Message, received: Instant) -> Result<Answer, BotError> {
+        let started = Instant::now();
+        let msg = Arc::new(msg);
+        let rule = self.rules.route(&msg);
+        let rule_name = rule.map(|r| r.name.clone());
+        let action = rule.map(|r| &r.action).unwrap_or(&Action::Nothing);
+        let (outcome, reply) = match action {
+            Action::Nothing => ("nothing", None),
+            Action::Text { template } => self.settle(self.render_text(template, &msg)),
+            Action::Inline { kind, fields, articles } => self.settle(self.render_inline(kind, fields, articles, &msg)),
+            Action::Handler(name) => {
+                let handler = self.handlers.get(name).expect("validated at load").clone();
+                let ctx = HandlerCtx { msg: msg.clone(), store: self.log.store().clone(), templates: self.templates.clone() };
+                let mut task = tokio::spawn(handler(ctx));
+                let remaining = self.deadline.saturating_sub(received.elapsed());
+                match tokio::time::timeout(remaining, &mut task).await {
+                    Ok(Ok(result)) => self.settle(result),
+                    Ok(Err(e)) => self.settle(Err(format!("handler {name} panicked: {e}"))),
+                    Err(_) => {
+                        self.defer(id, msg.clone(), name.clone(), task);
+                        ("deferred", None)
+                    }
+                }
+            }
+        };
+        let reply_xml = reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, now_ms() / 1000));
+        let record = Outcome {
+            outcome: outcome.to_owned(),
+            reply_xml: reply_xml.clone(),
+            rule: rule_name,
+            handled_us: started.elapsed().as_micros() as i64,
+        };
+        self.log.complete(id, record).await.map_err(|e| BotError(e.to_string()))?;
+        Ok(Answer { reply_xml, outcome: outcome.to_owned(), duplicate: false })
+    }
+
+    fn settle(&self, result: Result<Option<Reply>, String>) -> (&'static str, Option<Reply>) {
+        match result {
+            Ok(Some(reply)) => match reply.validate() {
+                Ok(()) => ("replied", Some(reply)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "handler produced an invalid reply; answering success");
+                    ("failed", None)
+                }
+            },
+            Ok(None) => ("nothing", None),
+            Err(e) => {
+                tracing::error!(error = %e, "handler failed; answering success");
+                ("failed", None)
+            }
+        }
+    }
+
+    /// Lets a late handler finish and passes its reply on for customer-service delivery.
+    fn defer(self: &Arc<Self>, id: i64, msg: Arc<Message>, name: String, task: tokio::task::JoinHandle<handlers::HandlerResult>) {
+        metrics::counter!("wxoa_webhook_deferred_total").increment(1);
+        let bot = self.clone();
+        tokio::spawn(async move {
+            let reply = match task.await {
+                Ok(Ok(Some(reply))) if reply.validate().is_ok() => reply,
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => return tracing::error!(handler = %name, error = %e, "late handler failed"),
+                Err(e) => return tracing::error!(handler = %name, error = %e, "late handler panicked"),
+            };
+            let sink = bot.late.lock().unwrap().clone();
+            match sink {
+                Some(sink) => sink(LateReply { message_id: id, openid: msg.openid.clone(), reply }),
+                None => tracing::warn!(handler = %name, openid = %crate::mask(&msg.openid), "late reply dropped: no customer-service sink"),
+            }
+        });
+    }
+
+    fn render_text(&self, template: &str, msg: &Arc<Message>) -> Result<Option<Reply>, String> {
+        let text = self.templates.render(template, msg).map_err(|e| format!("template {template}: {e}"))?;
+        // An empty text reply would show followers an error; say nothing instead.
+        Ok(Reply::text(text).ok())
+    }
+
+    fn render_inline(&self, kind: &str, fields: &[(String, String)], articles: &[[String; 4]], msg: &Arc<Message>) -> Result<Option<Reply>, String> {
+        let get = |field: &str| -> Result<String, String> {
+            match fields.iter().find(|(f, _)| f == field) {
+                Some((_, name)) => self.templates.render(name, msg).map_err(|e| format!("{field}: {e}")),
+                None => Ok(String::new()),
+            }
+        };
+        let reply = match kind {
+            "text" => return Ok(Reply::text(get("content")?).ok()),
+            "image" => Reply::Image { media_id: get("media_id")? },
+            "voice" => Reply::Voice { media_id: get("media_id")? },
+            "video" => Reply::Video { media_id: get("media_id")?, title: get("title")?, description: get("description")? },
+            "music" => Reply::Music {
+                title: get("title")?,
+                description: get("description")?,
+                music_url: get("music_url")?,
+                hq_music_url: get("hq_music_url")?,
+                thumb_media_id: get("thumb_media_id")?,
+            },
+            "news" => {
+                let mut list = Vec::with_capacity(articles.len());
+                for names in articles {
+                    let r = |i: usize| self.templates.render(&names[i], msg).map_err(|e| e.to_string());
+                    list.push(Article { title: r(0)?, description: r(1)?, url: r(2)?, pic_url: r(3)? });
+                }
+                Reply::news(list).map_err(|e| e.to_string())?
+            }
+            "transfer_customer_service" => {
+                let kf = get("kf_account")?;
+                Reply::TransferCustomerService { kf_account: (!kf.is_empty()).then_some(kf) }
+            }
+            other => return Err(format!("unknown reply kind {other}")),
+        };
+        Ok(Some(reply))
+    }
+}

@@ -1,0 +1,324 @@
+//! Routing rules from `config/routes.toml`.
+//!
+//! ```toml
+//! [[rule]]
+//! name = "help"                    # unique; recorded with each reply
+//! priority = 10                    # higher first; ties keep file order
+//! msg_type = "text"                # optional: text, image, event, …
+//! event = "CLICK"                  # optional, case-insensitive
+//! event_key = { prefix = "menu_" } # optional: "exact" | { exact | prefix | regex }
+//! text = { keyword = ["help", "帮助"] }  # optional: "exact" | { exact | keyword | prefix | regex }
+//! template = "help.j2"             # the action: a template (text reply by default) …
+//! # reply = "news"  + articles = [{ title, description, url, pic_url }]   … an inline reply
+//! # handler = "transfer_customer_service"                                  … or a built-in
+//! ```
+//! Every string of an inline reply is a template too. The file is checked when it is loaded:
+//! an unknown handler, a bad regex, a missing template or a rule with no (or two) actions is
+//! one error naming the rule.
+
+use super::templates::Templates;
+use crate::wechat::message::Message;
+use regex::Regex;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    rule: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    name: String,
+    #[serde(default)]
+    priority: i64,
+    msg_type: Option<String>,
+    event: Option<String>,
+    event_key: Option<MatchSpec>,
+    text: Option<MatchSpec>,
+    template: Option<String>,
+    handler: Option<String>,
+    reply: Option<String>,
+    content: Option<String>,
+    media_id: Option<String>,
+    title: Option<String>,
+    description: Option<String>,
+    music_url: Option<String>,
+    hq_music_url: Option<String>,
+    thumb_media_id: Option<String>,
+    kf_account: Option<String>,
+    #[serde(default)]
+    articles: Vec<ArticleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArticleSpec {
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    pic_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MatchSpec {
+    Exact(String),
+    Table {
+        exact: Option<String>,
+        prefix: Option<String>,
+        keyword: Option<Keywords>,
+        regex: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Keywords {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// How a string field is matched.
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    /// Equal after trimming surrounding white space.
+    Exact(String),
+    Prefix(String),
+    /// Contains any of these (ASCII case-insensitive).
+    Keyword(Vec<String>),
+    Regex(Regex),
+}
+
+impl Matcher {
+    pub fn is_match(&self, value: &str) -> bool {
+        match self {
+            Matcher::Exact(s) => value.trim() == s,
+            Matcher::Prefix(p) => value.starts_with(p.as_str()),
+            Matcher::Keyword(words) => {
+                let lower = value.to_lowercase();
+                words.iter().any(|w| lower.contains(w.as_str()))
+            }
+            Matcher::Regex(re) => re.is_match(value),
+        }
+    }
+}
+
+/// What a matching rule does. Template names refer to [`Templates`].
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// A text reply rendered from a template.
+    Text { template: String },
+    /// A reply of another type whose string fields are templates (named in `fields`).
+    Inline { kind: String, fields: Vec<(String, String)>, articles: Vec<[String; 4]> },
+    /// A built-in handler.
+    Handler(String),
+    /// Answer `success`.
+    Nothing,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub priority: i64,
+    msg_type: Option<String>,
+    event: Option<String>,
+    event_key: Option<Matcher>,
+    text: Option<Matcher>,
+    pub action: Action,
+}
+
+impl Rule {
+    pub fn matches(&self, msg: &Message) -> bool {
+        if self.msg_type.as_deref().is_some_and(|t| t != msg.msg_type) {
+            return false;
+        }
+        if let Some(event) = &self.event {
+            if !msg.event().is_some_and(|e| e.eq_ignore_ascii_case(event)) {
+                return false;
+            }
+        }
+        if let Some(m) = &self.event_key {
+            if !msg.event_key().is_some_and(|k| m.is_match(k)) {
+                return false;
+            }
+        }
+        if let Some(m) = &self.text {
+            let content = match &msg.body {
+                crate::wechat::message::Body::Text { content, .. } => content.as_str(),
+                crate::wechat::message::Body::Voice { recognition: Some(r), .. } => r.as_str(),
+                _ => return false,
+            };
+            if !m.is_match(content) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The loaded rule set, in match order.
+#[derive(Debug, Clone, Default)]
+pub struct Rules(Vec<Rule>);
+
+impl Rules {
+    /// Parses and validates `text`; templates referenced by rules are registered in `templates`.
+    pub fn parse(text: &str, templates: &mut Templates, handler_known: impl Fn(&str) -> bool) -> Result<Rules, String> {
+        let file: File = toml::from_str(text).map_err(|e| e.message().trim().to_owned())?;
+        let mut rules = Vec::with_capacity(file.rule.len());
+        let mut names = std::collections::HashSet::new();
+        for spec in file.rule {
+            let name = spec.name.clone();
+            if !names.insert(name.clone()) {
+                return Err(format!("rule {name:?}: duplicate name"));
+            }
+            let rule = build(spec, templates, &handler_known).map_err(|e| format!("rule {name:?}: {e}"))?;
+            rules.push(rule);
+        }
+        // Stable: equal priorities keep file order.
+        rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
+        Ok(Rules(rules))
+    }
+
+    /// The first rule that matches.
+    pub fn route(&self, msg: &Message) -> Option<&Rule> {
+        self.0.iter().find(|r| r.matches(msg))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn matcher(spec: MatchSpec, what: &str, allow_keyword: bool) -> Result<Matcher, String> {
+    let m = match spec {
+        MatchSpec::Exact(s) => Matcher::Exact(s),
+        MatchSpec::Table { exact, prefix, keyword, regex } => {
+            let given = [exact.is_some(), prefix.is_some(), keyword.is_some(), regex.is_some()];
+            if given.iter().filter(|g| **g).count() != 1 {
+                return Err(format!("{what} needs exactly one of exact, prefix, keyword, regex"));
+            }
+            if let Some(s) = exact {
+                Matcher::Exact(s)
+            } else if let Some(p) = prefix {
+                Matcher::Prefix(p)
+            } else if let Some(k) = keyword {
+                if !allow_keyword {
+                    return Err(format!("{what} does not take keyword"));
+                }
+                let words = match k {
+                    Keywords::One(w) => vec![w],
+                    Keywords::Many(ws) => ws,
+                };
+                if words.is_empty() || words.iter().any(|w| w.is_empty()) {
+                    return Err(format!("{what}: keywords must not be empty"));
+                }
+                Matcher::Keyword(words.into_iter().map(|w| w.to_lowercase()).collect())
+            } else {
+                let re = regex.unwrap_or_default();
+                Matcher::Regex(Regex::new(&re).map_err(|e| format!("{what}: bad regex: {e}"))?)
+            }
+        }
+    };
+    Ok(m)
+}
+
+const REPLY_KINDS: &[&str] = &["text", "image", "voice", "video", "music", "news", "transfer_customer_service", "none"];
+
+fn build(mut spec: RuleSpec, templates: &mut Templates, handler_known: &impl Fn(&str) -> bool) -> Result<Rule, String> {
+    let event_key = spec.event_key.take().map(|m| matcher(m, "event_key", false)).transpose()?;
+    let text = spec.text.take().map(|m| matcher(m, "text", true)).transpose()?;
+    let actions = [spec.template.is_some(), spec.handler.is_some(), spec.reply.is_some()];
+    let action = match actions.iter().filter(|a| **a).count() {
+        0 => return Err("needs one of template, reply or handler".into()),
+        1 => {
+            if let Some(h) = spec.handler.take() {
+                if !handler_known(&h) {
+                    return Err(format!("unknown handler {h:?}"));
+                }
+                Action::Handler(h)
+            } else if let Some(t) = spec.template.take() {
+                templates.require_file(&t)?;
+                Action::Text { template: t }
+            } else {
+                inline(&spec.name, spec.reply.clone().unwrap_or_default(), &spec, templates)?
+            }
+        }
+        _ => {
+            // `reply = "text"` with a template is the one allowed pair.
+            if spec.handler.is_none() && spec.reply.as_deref() == Some("text") {
+                let t = spec.template.take().unwrap_or_default();
+                templates.require_file(&t)?;
+                Action::Text { template: t }
+            } else {
+                return Err("give only one of template, reply or handler".into());
+            }
+        }
+    };
+    Ok(Rule { name: spec.name, priority: spec.priority, msg_type: spec.msg_type, event: spec.event, event_key, text, action })
+}
+
+fn inline(rule: &str, kind: String, spec: &RuleSpec, templates: &mut Templates) -> Result<Action, String> {
+    if !REPLY_KINDS.contains(&kind.as_str()) {
+        return Err(format!("reply must be one of {}", REPLY_KINDS.join(", ")));
+    }
+    let needs: &[&str] = match kind.as_str() {
+        "none" => return Ok(Action::Nothing),
+        "text" => &["content"],
+        "image" | "voice" => &["media_id"],
+        "video" => &["media_id"],
+        "music" => &["thumb_media_id"],
+        _ => &[],
+    };
+    let given: [(&str, &Option<String>); 8] = [
+        ("content", &spec.content),
+        ("media_id", &spec.media_id),
+        ("title", &spec.title),
+        ("description", &spec.description),
+        ("music_url", &spec.music_url),
+        ("hq_music_url", &spec.hq_music_url),
+        ("thumb_media_id", &spec.thumb_media_id),
+        ("kf_account", &spec.kf_account),
+    ];
+    let mut fields = Vec::new();
+    for (field, value) in given {
+        match value {
+            Some(v) => {
+                let name = format!("rule:{rule}:{field}");
+                templates.add_inline(&name, v).map_err(|e| format!("{field}: {e}"))?;
+                fields.push((field.to_owned(), name));
+            }
+            None if needs.contains(&field) => return Err(format!("reply {kind:?} needs {field}")),
+            None => {}
+        }
+    }
+    let mut articles = Vec::new();
+    if kind == "news" {
+        if spec.articles.is_empty() || spec.articles.len() > crate::wechat::reply::MAX_ARTICLES {
+            return Err("reply \"news\" needs 1 to 8 articles".into());
+        }
+        for (i, a) in spec.articles.iter().enumerate() {
+            let mut names: [String; 4] = Default::default();
+            for (j, (field, v)) in
+                [("title", &a.title), ("description", &a.description), ("url", &a.url), ("pic_url", &a.pic_url)]
+                    .into_iter()
+                    .enumerate()
+            {
+                let name = format!("rule:{rule}:articles.{i}.{field}");
+                templates.add_inline(&name, v).map_err(|e| format!("articles[{i}].{field}: {e}"))?;
+                names[j] = name;
+            }
+            articles.push(names);
+        }
+    }
+    Ok(Action::Inline { kind, fields, articles })
+}

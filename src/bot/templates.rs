@@ -1,0 +1,93 @@
+//! Reply templates (minijinja), loaded once at start from `templates/replies/`.
+//!
+//! A template sees the message's fields by their WeChat names (`{{ Content }}`, `{{ EventKey }}`,
+//! `{{ Recognition }}`, …) plus `openid`, `msg_type`, `event`, `event_key` and `scene` (the QR
+//! scene of a subscribe or SCAN event, without `qrscene_`). Missing fields render empty.
+
+use crate::wechat::message::{Body, Event, Message};
+use minijinja::value::{Enumerator, Object, Value};
+use minijinja::Environment;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, Default)]
+pub struct Templates {
+    env: Environment<'static>,
+    files: Vec<String>,
+    dir: String,
+}
+
+impl Templates {
+    /// Loads every `*.j2` file below `dir` (names are paths relative to it, with `/`).
+    pub fn load_dir(dir: &Path) -> Result<Templates, String> {
+        let mut t = Templates { env: Environment::new(), files: Vec::new(), dir: dir.display().to_string() };
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let entries = std::fs::read_dir(&d).map_err(|e| format!("templates: cannot read {}: {e}", d.display()))?;
+            for entry in entries {
+                let path = entry.map_err(|e| format!("templates: {e}"))?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "j2") {
+                    let name = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                    let source = std::fs::read_to_string(&path).map_err(|e| format!("templates: {}: {e}", path.display()))?;
+                    t.env
+                        .add_template_owned(name.clone(), source)
+                        .map_err(|e| format!("templates: {name}: {e}"))?;
+                    t.files.push(name);
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// An error unless `name` was loaded from the template directory.
+    pub fn require_file(&self, name: &str) -> Result<(), String> {
+        if self.files.iter().any(|f| f == name) {
+            Ok(())
+        } else {
+            Err(format!("template {name:?} not found in {}", self.dir))
+        }
+    }
+
+    /// Registers an inline template string under `name`.
+    pub fn add_inline(&mut self, name: &str, source: &str) -> Result<(), String> {
+        self.env.add_template_owned(name.to_owned(), source.to_owned()).map_err(|e| e.to_string())
+    }
+
+    /// Renders `name` for `msg`, trimmed.
+    pub fn render(&self, name: &str, msg: &Arc<Message>) -> Result<String, minijinja::Error> {
+        let ctx = Value::from_object(MessageContext(msg.clone()));
+        let out = self.env.get_template(name)?.render(ctx)?;
+        Ok(out.trim().to_owned())
+    }
+}
+
+/// Lazily exposes a message to templates without copying its fields into a map.
+#[derive(Debug)]
+struct MessageContext(Arc<Message>);
+
+impl Object for MessageContext {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let m = &self.0;
+        let key = key.as_str()?;
+        let v = match key {
+            "openid" => Value::from(m.openid.as_str()),
+            "msg_type" => Value::from(m.msg_type.as_str()),
+            "event" => Value::from(m.event()?),
+            "event_key" => Value::from(m.event_key()?),
+            "scene" => match &m.body {
+                Body::Event(Event::Subscribe { scene: Some(s), .. }) | Body::Event(Event::Scan { scene: s, .. }) => {
+                    Value::from(s.as_str())
+                }
+                _ => return None,
+            },
+            other => Value::from(m.fields.get(other)?),
+        };
+        Some(v)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::NonEnumerable
+    }
+}

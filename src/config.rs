@@ -1,0 +1,293 @@
+//! Configuration: one TOML file (`config/default.toml` by default) whose every key can be
+//! overridden by an environment variable `WXOA_<SECTION>__<KEY>` (e.g. `WXOA_WECHAT__TOKEN`).
+//!
+//! Loading never panics: a missing or unreadable file, a typo'd key, a wrong type or a bad value
+//! (a 42-character AES key) is one [`ConfigError`] line naming the key.
+
+use crate::wechat::crypto::MsgCrypt;
+use crate::wechat::envelope::Mode;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub wechat: WechatConfig,
+    pub database: DatabaseConfig,
+    pub bot: BotConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Worker threads; 0 means one per core the process may run on.
+    pub workers: usize,
+    /// Largest request body accepted (WeChat's bodies are a few KiB).
+    pub max_body_bytes: usize,
+    /// Seconds to wait for in-flight calls on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), workers: 0, max_body_bytes: 64 * 1024, shutdown_grace_secs: 10 }
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WechatConfig {
+    pub app_id: String,
+    pub app_secret: String,
+    pub token: String,
+    pub encoding_aes_key: String,
+    pub mode: Mode,
+    /// How far a request's timestamp may be from our clock; 0 switches the check off.
+    pub timestamp_tolerance_secs: u64,
+    pub api_base: String,
+}
+
+impl Default for WechatConfig {
+    fn default() -> Self {
+        Self {
+            app_id: String::new(),
+            app_secret: String::new(),
+            token: String::new(),
+            encoding_aes_key: String::new(),
+            mode: Mode::Safe,
+            timestamp_tolerance_secs: 300,
+            api_base: "https://api.weixin.qq.com".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for WechatConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of debug output and logs.
+        f.debug_struct("WechatConfig")
+            .field("app_id", &self.app_id)
+            .field("mode", &self.mode)
+            .field("timestamp_tolerance_secs", &self.timestamp_tolerance_secs)
+            .field("api_base", &self.api_base)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to.db` or `postgres://user@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://data/wxoa.db".into(), max_connections: 8 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BotConfig {
+    /// Routing rules.
+    pub routes: PathBuf,
+    /// Directory of passive-reply templates (`*.j2`).
+    pub templates: PathBuf,
+    /// A handler that has not answered by then gets `success` sent for it (WeChat waits 5 s).
+    pub reply_deadline_ms: u64,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        Self {
+            routes: "config/routes.toml".into(),
+            templates: "templates/replies".into(),
+            reply_deadline_ms: 4000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+impl Config {
+    /// Reads `path`, applies `WXOA_*` overrides from the process environment and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text, std::env::vars())
+    }
+
+    /// Parses `text`, applies overrides from `env` (name, value) pairs and validates.
+    pub fn from_toml(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
+        apply_env(&mut table, env)?;
+        let config = from_table(table)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let w = &self.wechat;
+        for (key, value) in [("wechat.app_id", &w.app_id), ("wechat.token", &w.token)] {
+            if value.trim().is_empty() {
+                return Err(err(format!("{key} is missing")));
+            }
+        }
+        // WeChat's own rule for the token: 3 to 32 letters and digits.
+        if !(3..=32).contains(&w.token.len()) || !w.token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(err("wechat.token must be 3 to 32 letters or digits"));
+        }
+        if w.mode != Mode::Plain || !w.encoding_aes_key.is_empty() {
+            if w.encoding_aes_key.is_empty() {
+                return Err(err(format!("wechat.encoding_aes_key is missing (required in {} mode)", w.mode)));
+            }
+            MsgCrypt::new(&w.encoding_aes_key, &w.app_id)
+                .map_err(|e| err(format!("wechat.encoding_aes_key: {e}")))?;
+        }
+        if !(w.api_base.starts_with("http://") || w.api_base.starts_with("https://")) {
+            return Err(err("wechat.api_base must be an http(s) URL"));
+        }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(err(format!("server.listen: {:?} is not an address like 127.0.0.1:8080", self.server.listen)));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(err("server.max_body_bytes must be at least 1024"));
+        }
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(err("database.url must start with sqlite: or postgres://"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(err("database.max_connections must be at least 1"));
+        }
+        if !(100..=4800).contains(&self.bot.reply_deadline_ms) {
+            return Err(err("bot.reply_deadline_ms must be between 100 and 4800 (WeChat gives up at 5000)"));
+        }
+        Ok(())
+    }
+
+    /// The signing and encryption envelope for this account.
+    pub fn envelope(&self) -> crate::wechat::envelope::Envelope {
+        let w = &self.wechat;
+        let crypt = (!w.encoding_aes_key.is_empty())
+            .then(|| MsgCrypt::new(&w.encoding_aes_key, &w.app_id).expect("validated"));
+        crate::wechat::envelope::Envelope::new(&w.token, crypt, w.mode, w.timestamp_tolerance_secs)
+    }
+}
+
+/// Deserializes section by section so an error can name its section.
+fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    for (section, value) in table {
+        let ctx = |e: toml::de::Error| err(format!("[{section}]: {}", e.message().trim()));
+        match section.as_str() {
+            "server" => config.server = value.clone().try_into().map_err(ctx)?,
+            "wechat" => config.wechat = value.clone().try_into().map_err(ctx)?,
+            "database" => config.database = value.clone().try_into().map_err(ctx)?,
+            "bot" => config.bot = value.clone().try_into().map_err(ctx)?,
+            other => return Err(err(format!("unknown section [{other}]"))),
+        }
+    }
+    Ok(config)
+}
+
+/// Applies `WXOA_<SECTION>__<KEY>=value` overrides. The value takes the type the key has in the
+/// defaults (so `WXOA_WECHAT__TOKEN=12345` stays a string and `WXOA_SERVER__WORKERS=1` is a number).
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("WXOA_") else { continue };
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let Some(default) = defaults.get(&section).and_then(|s| s.get(&key)) else {
+            return Err(err(format!("{name}: no such key {section}.{key}")));
+        };
+        let value = match default {
+            toml::Value::Integer(_) => toml::Value::Integer(
+                raw.trim().parse().map_err(|_| err(format!("{name}: {section}.{key} must be a whole number")))?,
+            ),
+            toml::Value::Boolean(_) => toml::Value::Boolean(
+                raw.trim().parse().map_err(|_| err(format!("{name}: {section}.{key} must be true or false")))?,
+            ),
+            _ => toml::Value::String(raw),
+        };
+        let section_table = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| err(format!("{section} must be a table")))?;
+        section_table.insert(key, value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[wechat]
+app_id = "wx0123456789abcdef"
+token = "devtoken"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+"#;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::from_toml(GOOD, env(&[("WXOA_WECHAT__TOKEN", "12345"), ("WXOA_SERVER__WORKERS", "1"), ("PATH", "/bin"), ("WXOA_TEST_POSTGRES_URL", "x")])).unwrap();
+        assert_eq!(c.wechat.token, "12345");
+        assert_eq!(c.server.workers, 1);
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.wechat.mode, Mode::Safe);
+        assert_eq!(c.database.url, "sqlite://data/wxoa.db");
+        assert_eq!(c.bot.reply_deadline_ms, 4000);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+            ("", &[], "wechat.app_id is missing"),
+            (&GOOD.replace("ABCDEFG", "ABCDEF"), &[], "wechat.encoding_aes_key: bad EncodingAESKey: must be 43 characters, got 42"),
+            (GOOD, &[("WXOA_WECHAT__MODE", "secret")], "[wechat]: unknown variant `secret`"),
+            (GOOD, &[("WXOA_WECHAT__TOKN", "x")], "WXOA_WECHAT__TOKN: no such key wechat.tokn"),
+            (GOOD, &[("WXOA_SERVER__WORKERS", "many")], "server.workers must be a whole number"),
+            (&format!("{GOOD}\n[nope]\n"), &[], "unknown section [nope]"),
+            (&format!("{GOOD}\n[server]\nlisen = 1\n"), &[], "[server]: unknown field `lisen`"),
+            (GOOD, &[("WXOA_DATABASE__URL", "mysql://x")], "database.url must start with"),
+            (GOOD, &[("WXOA_BOT__REPLY_DEADLINE_MS", "6000")], "bot.reply_deadline_ms"),
+            ("[wechat\n", &[], "config: "),
+        ];
+        for (text, vars, want) in cases {
+            let e = Config::from_toml(text, env(vars)).unwrap_err().to_string();
+            assert!(e.contains(want), "{e:?} should contain {want:?}");
+            assert!(!e.contains('\n') || e.starts_with("config: "), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let mut c = Config::from_toml(GOOD, env(&[])).unwrap();
+        c.wechat.app_secret = "s3cret".into();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains("devtoken") && !shown.contains("ABCDEFG"));
+    }
+}

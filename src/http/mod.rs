@@ -1,0 +1,46 @@
+//! HTTP: each module owns its `router()`; this one stacks them and adds the middleware every
+//! route shares (body limit, panic catcher, request ids, tracing, a last-resort timeout).
+
+pub mod health;
+pub mod webhook;
+
+use crate::app::AppState;
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::http::{HeaderValue, Request, StatusCode};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.server.max_body_bytes;
+    Router::new()
+        .merge(webhook::router())
+        .merge(health::router())
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::custom(|_| {
+            // No panic message or backtrace leaves the process.
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(Counter::default()))
+        .with_state(state)
+}
+
+/// Request ids: a process-unique counter (cheaper than a UUID, and enough to follow one call
+/// through the log).
+#[derive(Clone, Default)]
+struct Counter(std::sync::Arc<AtomicU64>);
+
+impl MakeRequestId for Counter {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&n.to_string()).ok().map(RequestId::new)
+    }
+}

@@ -1,0 +1,60 @@
+//! `/wechat`: the endpoint WeChat calls.
+//!
+//! `GET` is the handshake WeChat does when the URL is configured: echo `echostr`, but only
+//! after the signature verifies. `POST` carries every message and event:
+//! verify → decrypt → parse → bot (dedup, route, act, record) → seal the reply.
+
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::wechat::envelope::SignedQuery;
+use crate::wechat::message::Message;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::time::Instant;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/wechat", get(handshake).post(receive))
+}
+
+fn unix_now() -> i64 {
+    crate::store::now_ms() / 1000
+}
+
+async fn handshake(State(app): State<AppState>, Query(q): Query<SignedQuery>) -> Result<Response, AppError> {
+    let echo = app.envelope.handshake(&q, unix_now()).inspect_err(|r| reject_metric(r))?;
+    Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], echo.to_owned()).into_response())
+}
+
+async fn receive(State(app): State<AppState>, Query(q): Query<SignedQuery>, body: Bytes) -> Result<Response, AppError> {
+    let received = Instant::now();
+    let now = unix_now();
+    let opened = app.envelope.open(&q, &body, now).inspect_err(|r| reject_metric(r))?;
+    let msg = Message::parse(&opened.xml).map_err(|e| {
+        metrics::counter!("wxoa_webhook_rejected_total", "reason" => "parse").increment(1);
+        AppError::BadRequest(e.to_string())
+    })?;
+    tracing::debug!(openid = %crate::mask(&msg.openid), msg_type = %msg.msg_type, "message");
+    let answer = app
+        .bot
+        .handle(msg, opened.xml, opened.encrypted, received)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    metrics::counter!("wxoa_webhook_answered_total", "outcome" => answer.outcome.clone()).increment(1);
+    metrics::histogram!("wxoa_webhook_seconds").record(received.elapsed().as_secs_f64());
+    let body = app.envelope.seal(answer.reply_xml.as_deref(), opened.encrypted, now);
+    let content_type = if answer.reply_xml.is_some() { "application/xml; charset=utf-8" } else { "text/plain; charset=utf-8" };
+    Ok(([(CONTENT_TYPE, content_type)], body).into_response())
+}
+
+fn reject_metric(r: &crate::wechat::envelope::Rejection) {
+    let reason = match r {
+        crate::wechat::envelope::Rejection::Unauthorized(_) => "signature",
+        crate::wechat::envelope::Rejection::BadRequest(_) => "body",
+    };
+    tracing::debug!(reason = %r, "webhook call refused");
+    metrics::counter!("wxoa_webhook_rejected_total", "reason" => reason).increment(1);
+}

@@ -1,0 +1,26 @@
+//! wxoa: the server a brand runs behind its WeChat Official Account.
+//!
+//! Data flow of one webhook call (see README, "Architecture"):
+//! [`http::webhook`] → [`wechat::envelope`] (signature, decrypt) → [`wechat::message`] (parse)
+//! → [`bot`] (dedup, route, act, record via [`store::messages`]) → [`wechat::reply`] → sealed.
+
+pub mod app;
+pub mod bot;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod store;
+pub mod tools;
+pub mod wechat;
+
+/// An openid (or any identifier) shortened for logs: enough to correlate, not to identify.
+pub fn mask(id: &str) -> String {
+    let n = id.chars().count();
+    if n <= 6 {
+        return "*".repeat(n);
+    }
+    let head: String = id.chars().take(4).collect();
+    let tail: String = id.chars().skip(n - 2).collect();
+    format!("{head}…{tail}")
+}

@@ -1,0 +1,140 @@
+//! `wxoa replay`: post recorded plaintext messages to a running server exactly as WeChat would
+//! (signed, and encrypted unless in plain mode), read the reply as WeChat would (verify and
+//! decrypt), print it, and with `--expect DIR` compare it to the golden reply `DIR/<name>.xml`.
+//!
+//! A golden reply is the plaintext reply document, or the single word `success` for "no reply".
+//! `CreateTime` is normalised before comparing, since a reply carries the time it was made.
+
+use crate::wechat::envelope::{Envelope, random_nonce};
+use std::path::{Path, PathBuf};
+
+/// The result of replaying one fixture.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub name: String,
+    pub status: u16,
+    /// The decrypted reply document, `None` for `success`.
+    pub reply: Option<String>,
+}
+
+impl Replayed {
+    /// The reply as a golden file holds it.
+    pub fn golden(&self) -> String {
+        self.reply.clone().unwrap_or_else(|| crate::wechat::reply::SUCCESS.to_owned())
+    }
+}
+
+/// Expands files and directories (their `*.xml`, sorted) into fixture paths.
+pub fn fixture_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(input)
+                .map_err(|e| format!("{}: {e}", input.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else if input.is_file() {
+            out.push(input.clone());
+        } else {
+            return Err(format!("{}: no such file or directory", input.display()));
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces the digits of every `<CreateTime>` with `0`, and trims.
+pub fn normalize(doc: &str) -> String {
+    let mut out = String::with_capacity(doc.len());
+    let mut rest = doc.trim();
+    while let Some(i) = rest.find("<CreateTime>") {
+        let after = &rest[i + "<CreateTime>".len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        out.push_str(&rest[..i]);
+        out.push_str("<CreateTime>0");
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Posts one plaintext message to `url` the way WeChat does.
+pub async fn post(client: &reqwest::Client, envelope: &Envelope, url: &str, xml: &str) -> Result<(u16, Option<String>), String> {
+    let now = crate::store::now_ms() / 1000;
+    let (query, body) = envelope.wrap(xml, now, &random_nonce());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let resp = client
+        .post(format!("{url}{sep}{query}"))
+        .header("content-type", "text/xml")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.map_err(|e| format!("reading reply: {e}"))?;
+    if status != 200 {
+        return Err(format!("HTTP {status}: {}", text.trim()));
+    }
+    let reply = envelope.unwrap_reply(&text).map_err(|e| format!("reply: {e}"))?;
+    Ok((status, reply))
+}
+
+/// Replays every fixture; prints each reply and, with `expect`, whether it matches. Returns
+/// whether everything succeeded (and matched).
+pub async fn run(envelope: &Envelope, url: &str, expect: Option<&Path>, inputs: &[PathBuf]) -> Result<bool, String> {
+    let files = fixture_paths(inputs)?;
+    if files.is_empty() {
+        return Err("no fixtures given".into());
+    }
+    let client = reqwest::Client::new();
+    let (mut passed, mut failed) = (0, 0);
+    for file in &files {
+        let name = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let xml = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let result = post(&client, envelope, url, &xml).await;
+        let reply = match result {
+            Ok((status, reply)) => Replayed { name: name.clone(), status, reply },
+            Err(e) => {
+                println!("✗ {name}: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        println!("── {name}\n{}", reply.golden());
+        if let Some(dir) = expect {
+            let golden_path = dir.join(format!("{name}.xml"));
+            match std::fs::read_to_string(&golden_path) {
+                Ok(want) if normalize(&want) == normalize(&reply.golden()) => {
+                    println!("✓ {name} matches {}", golden_path.display());
+                    passed += 1;
+                }
+                Ok(want) => {
+                    println!("✗ {name} differs from {}:\n  expected: {}\n  got:      {}", golden_path.display(), normalize(&want), normalize(&reply.golden()));
+                    failed += 1;
+                }
+                Err(e) => {
+                    println!("✗ {name}: no golden reply {}: {e}", golden_path.display());
+                    failed += 1;
+                }
+            }
+        } else {
+            passed += 1;
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn normalize_blanks_create_time() {
+        assert_eq!(
+            super::normalize(" <xml><CreateTime>1700000000</CreateTime><A>1</A></xml>\n"),
+            "<xml><CreateTime>0</CreateTime><A>1</A></xml>"
+        );
+        assert_eq!(super::normalize("success"), "success");
+    }
+}

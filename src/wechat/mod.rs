@@ -1,0 +1,10 @@
+//! The WeChat protocol, split the way WeChat splits it: request [`signature`]s, safe-mode
+//! [`crypto`], the [`envelope`] that combines them per mode, the bounded [`xml`] reader,
+//! inbound [`message`]s and events, and passive [`reply`]s.
+
+pub mod crypto;
+pub mod envelope;
+pub mod message;
+pub mod reply;
+pub mod signature;
+pub mod xml;
