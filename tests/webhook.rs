@@ -1,0 +1,325 @@
+//! The webhook end to end: real HTTP round trips into a server on a loopback socket, on SQLite
+//! and PostgreSQL.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use wxoa::bot::handlers::{HandlerCtx, Handlers};
+use wxoa::wechat::crypto::MsgCrypt;
+use wxoa::wechat::envelope::{Envelope, Mode};
+use wxoa::wechat::reply::Reply;
+use wxoa::wechat::signature;
+
+async fn inbound_count(server: &TestServer) -> i64 {
+    wxoa::with_pool!(&server.state.store, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM inbound_messages").fetch_one(pool).await).unwrap()
+}
+
+/// Every recorded fixture through the real router, in each mode, against its golden reply;
+/// then again, as WeChat's retry, which must get the same reply. `UPDATE_GOLDEN=1` rewrites
+/// the golden files instead (review the diff).
+#[tokio::test]
+async fn fixtures_match_golden_replies_in_every_mode() {
+    let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
+    let fixtures = wxoa::tools::replay::fixture_paths(&[repo().join("tests/fixtures/inbound")]).unwrap();
+    assert!(fixtures.len() >= 31, "one fixture per inbound type");
+    for backend in backends() {
+        for mode in [Mode::Plain, Mode::Compat, Mode::Safe] {
+            let db = Db::new(backend).await;
+            let server = TestServer::start(test_config(&db, mode)).await;
+            for pass in ["first", "retry"] {
+                for path in &fixtures {
+                    let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                    let xml = std::fs::read_to_string(path).unwrap();
+                    let (status, reply) = server.send(&xml).await;
+                    assert_eq!(status, 200, "{name} ({mode}, {backend:?}): {reply:?}");
+                    let got = reply.unwrap_or_else(|| "success".into());
+                    let golden_path = repo().join(format!("tests/fixtures/replies/{name}.xml"));
+                    if update && mode == Mode::Plain && pass == "first" && backend == Backend::Sqlite {
+                        std::fs::write(&golden_path, format!("{}\n", wxoa::tools::replay::normalize(&got))).unwrap();
+                        continue;
+                    }
+                    let want = std::fs::read_to_string(&golden_path)
+                        .unwrap_or_else(|_| panic!("no golden reply for {name}; run with UPDATE_GOLDEN=1"));
+                    assert_eq!(
+                        wxoa::tools::replay::normalize(&got),
+                        wxoa::tools::replay::normalize(&want),
+                        "{name} ({mode}, {backend:?}, {pass})"
+                    );
+                }
+            }
+            // Each fixture was stored once, however often it came.
+            assert_eq!(inbound_count(&server).await, fixtures.len() as i64);
+            server.stop().await;
+            db.drop_db().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn handshake_echoes_only_a_verified_echostr() {
+    let db = Db::new(Backend::Sqlite).await;
+    let server = TestServer::start(test_config(&db, Mode::Safe)).await;
+    let now = wxoa::store::now_ms() / 1000;
+    let sig = signature::sign(&[TOKEN, &now.to_string(), "42"]);
+    let cases = [
+        (format!("signature={sig}&timestamp={now}&nonce=42&echostr=7316952011"), 200, "7316952011"),
+        (format!("signature={}&timestamp={now}&nonce=42&echostr=7316952011", "0".repeat(40)), 401, "bad signature"),
+        (format!("timestamp={now}&nonce=42&echostr=7316952011"), 401, "missing signature"),
+        (format!("signature={sig}&timestamp={now}&nonce=43&echostr=7316952011"), 401, "bad signature"),
+        (format!("signature={sig}&timestamp={now}&nonce=42"), 400, "missing echostr"),
+    ];
+    for (query, status, body) in cases {
+        let (got_status, got_body) = server.raw("GET", &query, String::new()).await;
+        assert_eq!(got_status, status, "{query}");
+        assert!(got_body.contains(body), "{query}: {got_body}");
+    }
+    server.stop().await;
+}
+
+/// Every kind of bad input gets its status, a short reason, and changes nothing.
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let db = Db::new(Backend::Sqlite).await;
+    let server = TestServer::start(test_config(&db, Mode::Safe)).await;
+    let now = wxoa::store::now_ms() / 1000;
+    let ts = now.to_string();
+    let good = text_message("oBad", 1, "hi");
+
+    // Signs an arbitrary Encrypt value correctly, so only its content is wrong.
+    let signed_encrypt = |encrypt: &str| {
+        let sig = signature::sign(&[TOKEN, &ts, "7"]);
+        let msg_sig = signature::sign(&[TOKEN, &ts, "7", encrypt]);
+        (
+            format!("signature={sig}&timestamp={ts}&nonce=7&encrypt_type=aes&msg_signature={msg_sig}"),
+            format!("<xml><ToUserName><![CDATA[gh_x]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
+        )
+    };
+    let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    let other_app = MsgCrypt::new(AES_KEY, "wx0000000000000000").unwrap();
+    // A ciphertext whose plaintext ends in a pad byte of 0: encrypt 32 zero bytes in CBC by hand.
+    let bad_pad = {
+        use aes::cipher::{Array, BlockModeEncrypt, KeyIvInit};
+        let key = base64::Engine::decode(
+            &base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true)),
+            format!("{AES_KEY}="),
+        )
+        .unwrap();
+        let mut buf = [0u8; 32];
+        let mut enc = cbc::Encryptor::<aes::Aes256>::new_from_slices(&key, &key[..16]).unwrap();
+        let (blocks, _) = Array::slice_as_chunks_mut(&mut buf);
+        enc.encrypt_blocks(blocks);
+        b64(&buf)
+    };
+    let envelope_for = |xml: &str| server.envelope.wrap(xml, now, "9");
+    let stale = server.envelope.wrap(&good, now - 301, "9");
+    let (good_q, good_body) = envelope_for(&good);
+    let plain = Envelope::new(TOKEN, None, Mode::Plain, 300).wrap(&good, now, "9");
+
+    let case = |name: &'static str, (query, body): (String, String), status: u16| (name, query, body, status);
+    let cases: Vec<(&str, String, String, u16)> = vec![
+        ("no signature", "timestamp=1&nonce=1".into(), good_body.clone(), 401),
+        ("wrong signature", good_q.replace("signature=", "signature=0"), good_body.clone(), 401),
+        case("stale timestamp", stale, 401),
+        ("tampered msg_signature", good_q.replace("msg_signature=", "msg_signature=f"), good_body.clone(), 401),
+        case("plaintext in safe mode", plain, 400),
+        case("wrong appid", signed_encrypt(&other_app.encrypt(&good)), 400),
+        case("bad padding", signed_encrypt(&bad_pad), 400),
+        case("bad base64", signed_encrypt("%%%notbase64%%%"), 400),
+        case("not a block multiple", signed_encrypt(&b64(&[1; 20])), 400),
+        ("malformed outer XML", good_q.clone(), "<xml><Encrypt>".into(), 400),
+        ("DOCTYPE outside", good_q.clone(), format!("<!DOCTYPE xml [<!ENTITY x \"y\">]>{good_body}"), 400),
+        case("malformed inner XML", envelope_for("<xml><ToUserName>x</ToUser>"), 400),
+        case("DOCTYPE inside", envelope_for(&format!("<!DOCTYPE xml SYSTEM \"http://evil/\">{good}")), 400),
+        case("missing FromUserName", envelope_for("<xml><ToUserName>g</ToUserName><CreateTime>1</CreateTime><MsgType>text</MsgType></xml>"), 400),
+        ("body over 64 KiB", good_q.clone(), format!("<xml><Encrypt>{}</Encrypt></xml>", "A".repeat(70 * 1024)), 413),
+    ];
+    for (name, query, body, status) in cases {
+        let (got, text) = server.raw("POST", &query, body).await;
+        assert_eq!(got, status, "{name}: {text}");
+        assert!(!text.contains("panicked") && !text.contains(AES_KEY) && !text.contains(TOKEN), "{name}: {text}");
+        assert!(!text.is_empty(), "{name}: a reason is given");
+    }
+    assert_eq!(inbound_count(&server).await, 0, "nothing was stored");
+    // And the good one still works.
+    let (status, reply) = server.send(&good).await;
+    assert_eq!(status, 200);
+    assert!(reply.is_some());
+    server.stop().await;
+}
+
+/// A routes file with a slow handler in front of the shipped rules.
+fn slow_routes(dir: &std::path::Path) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(repo().join("config/routes.toml")).unwrap();
+    let path = dir.join("routes.toml");
+    std::fs::write(&path, format!("[[rule]]\nname = \"slow\"\npriority = 1000\ntext = {{ prefix = \"slow\" }}\nhandler = \"slow\"\n\n{shipped}")).unwrap();
+    path
+}
+
+/// A handler that takes `ms` and counts its runs.
+fn slow_handlers(ms: u64, runs: Arc<AtomicUsize>) -> Handlers {
+    let mut h = Handlers::builtin();
+    h.add("slow", move |ctx: HandlerCtx| {
+        let runs = runs.clone();
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(Some(Reply::text(format!("done with {}", ctx.msg.msg_id().unwrap_or("?"))).unwrap()))
+        }
+    });
+    h
+}
+
+/// WeChat's retries (sequential and concurrent, within one process and across two sharing a
+/// database) get the first call's reply, and the handler runs once.
+#[tokio::test]
+async fn retries_get_the_first_reply_and_run_the_handler_once() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let dir = temp_dir("routes");
+        let mut config = test_config(&db, Mode::Safe);
+        config.bot.routes = slow_routes(&dir);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let a = TestServer::start_with(config.clone(), slow_handlers(300, runs.clone())).await;
+        let b = TestServer::start_with(config, slow_handlers(300, runs.clone())).await;
+
+        // Concurrent copies on one instance and on the other.
+        let msg = text_message("oRetry", 777, "slow one");
+        let (r1, r2, r3) = tokio::join!(a.send(&msg), a.send(&msg), async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            b.send(&msg).await
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "{backend:?}: handler ran once");
+        for r in [&r1, &r2, &r3] {
+            assert_eq!(r.0, 200);
+            assert_eq!(field(r.1.as_deref().unwrap(), "Content").as_deref(), Some("done with 777"), "{backend:?}");
+        }
+        // A later retry on either instance: same reply, no new run.
+        let (_, later) = b.send(&msg).await;
+        assert_eq!(field(later.as_deref().unwrap(), "Content").as_deref(), Some("done with 777"));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+        // Events deduplicate on FromUserName + CreateTime + Event + EventKey.
+        let click = |key: &str| {
+            format!("<xml><ToUserName>gh_1</ToUserName><FromUserName>oEv</FromUserName><CreateTime>1763780000</CreateTime><MsgType>event</MsgType><Event>CLICK</Event><EventKey>{key}</EventKey></xml>")
+        };
+        a.send(&click("about")).await;
+        b.send(&click("about")).await;
+        a.send(&click("other")).await;
+        assert_eq!(wxoa::with_pool!(&a.state.store, pool => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM inbound_messages WHERE openid = 'oEv'").fetch_one(pool).await).unwrap(), 2);
+
+        a.stop().await;
+        b.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// A handler that misses the deadline: WeChat gets `success` in time, the reply goes to the
+/// late-reply sink, and a retry neither waits nor runs the handler again.
+#[tokio::test]
+async fn a_slow_handler_is_answered_success_at_the_deadline() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let dir = temp_dir("routes");
+        let mut config = test_config(&db, Mode::Safe);
+        config.bot.routes = slow_routes(&dir);
+        config.bot.reply_deadline_ms = 300;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let server = TestServer::start_with(config, slow_handlers(900, runs.clone())).await;
+        let (late_tx, mut late_rx) = tokio::sync::mpsc::unbounded_channel();
+        server.state.bot.set_late_reply_sink(Arc::new(move |late| {
+            let _ = late_tx.send(late);
+        }));
+
+        let msg = text_message("oSlow", 4242, "slow please");
+        let start = Instant::now();
+        let (status, reply) = server.send(&msg).await;
+        let took = start.elapsed();
+        assert_eq!((status, reply), (200, None), "success at the deadline");
+        assert!(took >= Duration::from_millis(290) && took < Duration::from_millis(800), "{took:?}");
+
+        let stored = wxoa::store::messages::find(&server.state.store, "m:4242").await.unwrap().unwrap();
+        assert_eq!(stored.outcome.unwrap().outcome, "deferred");
+
+        // WeChat's retry comes while the handler still runs: same answer, no second run.
+        let (status, reply) = server.send(&msg).await;
+        assert_eq!((status, reply), (200, None));
+
+        let late = tokio::time::timeout(Duration::from_secs(3), late_rx.recv()).await.unwrap().unwrap();
+        assert_eq!(late.openid, "oSlow");
+        assert_eq!(late.reply, Reply::text("done with 4242").unwrap());
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// A message claimed by an instance that died before answering is taken over by the retry.
+#[tokio::test]
+async fn a_retry_takes_over_a_message_whose_owner_died() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        config.bot.reply_deadline_ms = 500;
+        let server = TestServer::start(config).await;
+        let msg = text_message("oOrphan", 9001, "help");
+        // The dead instance's claim: 10 s old, no outcome.
+        let old = wxoa::store::now_ms() - 10_000;
+        wxoa::with_pool!(&server.state.store, pool => sqlx::query(
+            "INSERT INTO inbound_messages (dedup_key, openid, msg_type, create_time, encrypted, raw_xml, received_at, claimed_by, claimed_at) \
+             VALUES ('m:9001', 'oOrphan', 'text', 1, $1, $2, $3, 'dead-1', $3)")
+            .bind(true).bind(msg.clone()).bind(old).execute(pool).await.map(|_| ())).unwrap();
+        let (status, reply) = server.send(&msg).await;
+        assert_eq!(status, 200);
+        assert!(field(reply.as_deref().unwrap(), "Content").unwrap().contains("help"), "{reply:?}");
+        let stored = wxoa::store::messages::find(&server.state.store, "m:9001").await.unwrap().unwrap();
+        assert_eq!(stored.claimed_by, server.state.bot.instance());
+        assert_eq!(stored.outcome.unwrap().rule.as_deref(), Some("help"));
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// What is stored for a message: raw XML, parsed fields, dedup key, reply, timings.
+#[tokio::test]
+async fn accepted_messages_are_persisted_with_their_reply() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let server = TestServer::start(test_config(&db, Mode::Safe)).await;
+        let msg = text_message("oPersist", 31337, "人工");
+        let (_, reply) = server.send(&msg).await;
+        assert_eq!(field(reply.as_deref().unwrap(), "MsgType").as_deref(), Some("transfer_customer_service"));
+        type Row = (String, String, String, Option<String>, String, i64, String, Option<String>, i64);
+        let row: Row = wxoa::with_pool!(&server.state.store, pool => sqlx::query_as(
+            "SELECT m.dedup_key, m.openid, m.msg_type, m.msg_id, m.raw_xml, m.received_at, r.outcome, r.rule, r.handled_us \
+             FROM inbound_messages m JOIN inbound_replies r ON r.message_id = m.id").fetch_one(pool).await).unwrap();
+        assert_eq!(row.0, "m:31337");
+        assert_eq!(row.1, "oPersist");
+        assert_eq!(row.2, "text");
+        assert_eq!(row.3.as_deref(), Some("31337"));
+        assert_eq!(row.4, msg);
+        assert!(row.5 > 0);
+        assert_eq!(row.6, "replied");
+        assert_eq!(row.7.as_deref(), Some("human"));
+        assert!(row.8 >= 0);
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let db = Db::new(Backend::Sqlite).await;
+    let server = TestServer::start(test_config(&db, Mode::Safe)).await;
+    assert_eq!(server.get("/healthz").await, (200, "ok".into()));
+    assert_eq!(server.get("/readyz").await, (200, "ready".into()));
+    server.send(&text_message("oM", 5, "hello")).await;
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("wxoa_webhook_answered_total"), "{metrics}");
+    server.state.store.close().await;
+    assert_eq!(server.get("/readyz").await.0, 503);
+    server.stop().await;
+}
