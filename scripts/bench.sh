@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Webhook benchmark: the release server pinned to one core, the load generator (`wxoa bench`)
+# pinned to the other, 32 keep-alive connections over loopback, every message encrypted (safe
+# mode) and durably logged to a fresh SQLite database. Prints one line per run; quote the median.
+#
+#   scripts/bench.sh [RUNS=3] [REQUESTS=200000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+requests=${2:-200000}
+cargo build --release --quiet
+bin=target/release/wxoa
+work=$(mktemp -d)
+trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+for run in $(seq "$runs"); do
+  rm -f "$work"/bench.db*
+  WXOA_SERVER__LISTEN=127.0.0.1:$port WXOA_SERVER__WORKERS=1 WXOA_DATABASE__URL="sqlite://$work/bench.db" RUST_LOG=warn \
+    taskset -c 0 "$bin" serve --config config/default.toml &
+  server=$!
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  echo -n "run $run: "
+  taskset -c 1 "$bin" bench --config config/default.toml --addr "127.0.0.1:$port" --connections 32 --requests "$requests" --warmup 20000
+  rows=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from inbound_messages m join inbound_replies r on r.message_id=m.id').fetchone()[0])" "$work/bench.db")
+  echo "        durable rows with replies: $rows"
+  kill -TERM $server; wait $server || true
+done

@@ -1,0 +1,169 @@
+//! The `wxoa` binary as a user runs it: config errors, `serve` + `replay --expect` against the
+//! recorded fixtures, `fixtures export` back into replayable fixtures, graceful SIGTERM.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wxoa");
+
+fn config_text(listen: &str, db_url: &str) -> String {
+    format!(
+        r#"[server]
+listen = "{listen}"
+[wechat]
+app_id = "{APP_ID}"
+app_secret = "secret"
+token = "{TOKEN}"
+encoding_aes_key = "{AES_KEY}"
+mode = "safe"
+[database]
+url = "{db_url}"
+[bot]
+routes = "{routes}"
+templates = "{templates}"
+"#,
+        routes = repo().join("config/routes.toml").display(),
+        templates = repo().join("templates/replies").display(),
+    )
+}
+
+fn wxoa(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(repo());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn config_errors_are_one_clear_line() {
+    let dir = temp_dir("cfg");
+    let good = config_text("127.0.0.1:0", &format!("sqlite://{}/x.db", dir.display()));
+    let short_key = good.replace(AES_KEY, &AES_KEY[..42]);
+    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+        ("short-key.toml", &short_key, &[], "wechat.encoding_aes_key: bad EncodingAESKey: must be 43 characters, got 42"),
+        ("good.toml", &good, &[("WXOA_WECHAT__TOKEN", "")], "wechat.token is missing"),
+        ("good.toml", &good, &[("WXOA_WECHAT__MODE", "secure")], "[wechat]: unknown variant `secure`"),
+        ("typo.toml", &good.replace("[server]", "[sever]"), &[], "unknown section [sever]"),
+        ("missing.toml", "", &[], "cannot read"),
+    ];
+    for (name, text, env, want) in cases {
+        let path = dir.join(name);
+        if *name != "missing.toml" {
+            std::fs::write(&path, text).unwrap();
+        }
+        let (code, _, stderr) = wxoa(&["serve", "--config", path.to_str().unwrap()], env);
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(stderr.contains(want), "{name}: {stderr:?} should contain {want:?}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{name}: one line: {stderr:?}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_healthy(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            use std::io::{Read, Write};
+            let _ = s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes());
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("server at {addr} did not become healthy");
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn serve_replay_export_and_graceful_stop() {
+    let dir = temp_dir("cli");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.join("wxoa.toml");
+    std::fs::write(&config, config_text(&addr, &format!("sqlite://{}/wxoa.db", dir.display()))).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+
+    let mut server = Command::new(BIN)
+        .args(["serve", "--config", &config])
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_healthy(&addr);
+
+    // Every recorded fixture, signed and encrypted, against the golden replies.
+    let inbound = repo().join("tests/fixtures/inbound");
+    let replies = repo().join("tests/fixtures/replies");
+    let (code, stdout, stderr) = wxoa(&["replay", "--config", &config, "--expect", replies.to_str().unwrap(), inbound.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let n = count_files(&inbound);
+    assert!(stdout.contains(&format!("{n} passed, 0 failed")), "{stdout}");
+
+    // A golden reply that does not match makes replay fail.
+    let wrong = dir.join("wrong");
+    std::fs::create_dir_all(&wrong).unwrap();
+    std::fs::write(wrong.join("text_help.xml"), "success").unwrap();
+    let (code, stdout, _) = wxoa(&["replay", "--config", &config, "--expect", wrong.to_str().unwrap(), inbound.join("text_help.xml").to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("differs"), "{stdout}");
+
+    // Logged traffic back into fixtures, which replay against their recorded replies.
+    let exported = dir.join("exported");
+    let (code, stdout, stderr) = wxoa(&["fixtures", "export", "--config", &config, "--since", "1h", "--openid", "oVx4Jt5u2Qk9ZcXyWbA1nPq0RsTu", "--limit", "5", exported.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("5 fixture(s)"), "{stdout}");
+    assert_eq!(count_files(&exported.join("inbound")), 5);
+    let (code, stdout, _) = wxoa(&["replay", "--config", &config, "--expect", exported.join("replies").to_str().unwrap(), exported.join("inbound").to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stdout}");
+    let (code, _, stderr) = wxoa(&["fixtures", "export", "--config", &config, "--since", "someday", exported.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{stderr}");
+
+    // SIGTERM: a clean stop, exit 0, and no secrets or full openids in the log.
+    Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    let out = server.wait_with_output_timeout(Duration::from_secs(20));
+    assert!(out.0, "exited 0 on SIGTERM: {}", out.1);
+    assert!(out.1.contains("stopped"), "{}", out.1);
+    for secret in [TOKEN, AES_KEY, "oVx4Jt5u2Qk9ZcXyWbA1nPq0RsTu"] {
+        assert!(!out.1.contains(secret), "log leaks {secret}: {}", out.1);
+    }
+}
+
+trait WaitTimeout {
+    fn wait_with_output_timeout(&mut self, timeout: Duration) -> (bool, String);
+}
+
+impl WaitTimeout for std::process::Child {
+    fn wait_with_output_timeout(&mut self, timeout: Duration) -> (bool, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait().unwrap() {
+                let mut log = String::new();
+                use std::io::Read;
+                self.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+                return (status.success(), log);
+            }
+            if Instant::now() > deadline {
+                let _ = self.kill();
+                return (false, "did not stop in time".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
