@@ -83,7 +83,7 @@ impl App {
             .await
             .map_err(|e| StartError(format!("database: {e}")))?;
         store.migrate().await.map_err(|e| StartError(format!("database migration: {e}")))?;
-        let (log, log_writer) = MessageLog::start(store.clone());
+        let (log, log_writer) = MessageLog::start(store.clone()).map_err(|e| StartError(e.to_string()))?;
         let bot = Bot::new(rules, templates, handlers, log, Duration::from_millis(config.bot.reply_deadline_ms));
         let state = AppState(Arc::new(Inner {
             envelope: config.envelope(),

@@ -20,6 +20,7 @@ fn inbound(key: &str) -> Inbound {
         raw_xml: format!("<xml><MsgId>{key}</MsgId></xml>"),
         received_at: wxoa::store::now_ms(),
         claimed_by: "test-1".into(),
+        outcome: None,
     }
 }
 
@@ -45,7 +46,7 @@ async fn the_message_log_claims_once_and_records_outcomes() {
         let db = Db::new(backend).await;
         let store = Store::connect(&db.url, 4).await.unwrap();
         store.migrate().await.unwrap();
-        let (log, writer) = MessageLog::start(store.clone());
+        let (log, writer) = MessageLog::start(store.clone()).unwrap();
 
         // Many concurrent claims share few transactions and all get distinct ids.
         let claims = futures_join(&log, 500).await;
@@ -61,7 +62,7 @@ async fn the_message_log_claims_once_and_records_outcomes() {
         assert_eq!(ids.len(), 500);
 
         // The same key again is a duplicate, and nothing is recorded for it yet.
-        assert_eq!(log.claim(inbound("k7")).await.unwrap(), Claim::Duplicate);
+        assert_eq!(log.insert(inbound("k7")).await.unwrap(), Claim::Duplicate);
         let stored = log.find("k7").await.unwrap().unwrap();
         assert!(stored.outcome.is_none());
 
@@ -69,6 +70,13 @@ async fn the_message_log_claims_once_and_records_outcomes() {
         log.complete(stored.id, outcome.clone()).await.unwrap();
         assert_eq!(log.find("k7").await.unwrap().unwrap().outcome, Some(outcome));
         assert!(log.find("nope").await.unwrap().is_none());
+
+        // A message logged with its outcome in one write.
+        let mut pure = inbound("pure");
+        pure.outcome = Some(Outcome { outcome: "nothing".into(), reply_xml: None, rule: None, handled_us: 3 });
+        assert!(matches!(log.insert(pure.clone()).await.unwrap(), Claim::Claimed(_)));
+        assert_eq!(log.insert(pure).await.unwrap(), Claim::Duplicate);
+        assert_eq!(log.find("pure").await.unwrap().unwrap().outcome.unwrap().outcome, "nothing");
 
         // A take-over succeeds once, only while no outcome exists.
         let k8 = log.find("k8").await.unwrap().unwrap();
@@ -89,7 +97,7 @@ async fn futures_join(log: &MessageLog, n: usize) -> Vec<Claim> {
     let mut set = tokio::task::JoinSet::new();
     for i in 0..n {
         let log = log.clone();
-        set.spawn(async move { (i, log.claim(inbound(&format!("k{i}"))).await.unwrap()) });
+        set.spawn(async move { (i, log.insert(inbound(&format!("k{i}"))).await.unwrap()) });
     }
     let mut out = vec![Claim::Duplicate; n];
     while let Some(r) = set.join_next().await {

@@ -1,4 +1,5 @@
--- Every accepted inbound message, claimed by its dedup key before it is handled.
+-- Every accepted inbound message, claimed under its dedup key, with what we answered.
+-- outcome is NULL while the message is being handled by the instance in claimed_by.
 CREATE TABLE inbound_messages (
     id           INTEGER PRIMARY KEY,
     dedup_key    TEXT    NOT NULL UNIQUE,
@@ -12,17 +13,11 @@ CREATE TABLE inbound_messages (
     raw_xml      TEXT    NOT NULL,
     received_at  INTEGER NOT NULL, -- unix ms
     claimed_by   TEXT    NOT NULL, -- instance id
-    claimed_at   INTEGER NOT NULL  -- unix ms
-);
-CREATE INDEX inbound_messages_openid ON inbound_messages (openid, id);
-CREATE INDEX inbound_messages_received ON inbound_messages (received_at);
-
--- What we answered (one row per handled message).
-CREATE TABLE inbound_replies (
-    message_id   INTEGER PRIMARY KEY REFERENCES inbound_messages (id),
-    outcome      TEXT    NOT NULL, -- replied | nothing | deferred
+    claimed_at   INTEGER NOT NULL, -- unix ms
+    outcome      TEXT,             -- replied | nothing | deferred | failed
     reply_xml    TEXT,             -- the plaintext reply document, before encryption
     rule         TEXT,
-    handled_us   INTEGER NOT NULL,
-    replied_at   INTEGER NOT NULL  -- unix ms
+    handled_us   INTEGER,
+    replied_at   INTEGER           -- unix ms
 );
+CREATE INDEX inbound_messages_openid ON inbound_messages (openid);

@@ -1,16 +1,19 @@
 //! The bot: from a parsed message to the answer, exactly once per message.
 //!
-//! 1. **Deduplicate.** WeChat retries a call it got no answer for within 5 s, three times. A
-//!    retry that arrives while the first call is still being handled *in this process* waits
-//!    for it (the in-flight map). Every message is then *claimed* in the database under its
-//!    dedup key; a claim that finds the key taken is a retry from another time or another
-//!    instance, which reads the first call's recorded answer — or, while that is still being
-//!    worked on elsewhere, polls for it until the deadline.
-//! 2. **Route** to the first matching rule ([`rules`]).
-//! 3. **Act**: render a template, build an inline reply, or run a built-in handler
-//!    ([`handlers`]). A handler that misses the reply deadline gets `success` sent for it
-//!    and goes on running; its reply is delivered later through the customer-service API.
-//! 4. **Record** the answer before it is returned, so the retry gets the same one.
+//! 1. **Route** to the first matching rule ([`rules`]).
+//! 2. **Act and deduplicate.** WeChat retries a call it got no answer for within 5 s, three
+//!    times; every message is logged under a unique dedup key and a retry gets the first call's
+//!    answer. How depends on the action:
+//!    * a template or inline reply is a pure function of the message, so it is computed first
+//!      and logged together with the message in one write. If the key was taken, this call was
+//!      a retry: its own reply is discarded and the logged one returned.
+//!    * a built-in handler ([`handlers`]) may have side effects, so the message is *claimed*
+//!      first and the handler runs only for the claim's owner. A retry arriving meanwhile in
+//!      this process waits for it (the in-flight map); one arriving at another instance polls
+//!      the log until the owner records its answer, and takes the message over if the owner
+//!      went quiet (it died). A handler that misses the reply deadline gets `success` sent for
+//!      it and goes on running; its reply is delivered later through the customer-service API.
+//! 3. **Record** the answer before it is returned, so the retry gets the same one.
 
 pub mod handlers;
 pub mod rules;
@@ -101,6 +104,50 @@ impl Bot {
     /// Answers `msg` (received at `received`), exactly once per dedup key.
     pub async fn handle(self: &Arc<Self>, msg: Message, raw_xml: String, encrypted: bool, received: Instant) -> Result<Arc<Answer>, BotError> {
         let key = msg.dedup_key();
+        let rule = self.rules.route(&msg);
+        if let Some(Action::Handler(_)) = rule.map(|r| &r.action) {
+            return self.handle_claimed(msg, key, raw_xml, encrypted, received).await;
+        }
+        // A pure reply: compute it, then log message and answer in one write.
+        let started = Instant::now();
+        let msg = Arc::new(msg);
+        let (outcome, reply_xml) = self.act(rule, &msg);
+        let record = Outcome {
+            outcome: outcome.to_owned(),
+            reply_xml: reply_xml.clone(),
+            rule: rule.map(|r| r.name.clone()),
+            handled_us: started.elapsed().as_micros() as i64,
+        };
+        let inbound = self.inbound(&msg, key.clone(), raw_xml, encrypted, received, Some(record));
+        match self.log.insert(inbound).await.map_err(|e| BotError(e.to_string()))? {
+            Claim::Claimed(_) => Ok(Arc::new(Answer { reply_xml, outcome: outcome.to_owned(), duplicate: false })),
+            Claim::Duplicate => {
+                metrics::counter!("wxoa_webhook_duplicates_total", "where" => "stored").increment(1);
+                let msg = Arc::try_unwrap(msg).unwrap_or_else(|m| (*m).clone());
+                self.follow(&key, msg, received).await.map(Arc::new)
+            }
+        }
+    }
+
+    fn inbound(&self, msg: &Message, key: String, raw_xml: String, encrypted: bool, received: Instant, outcome: Option<Outcome>) -> Inbound {
+        Inbound {
+            dedup_key: key,
+            openid: msg.openid.clone(),
+            msg_type: msg.msg_type.clone(),
+            event: msg.event().map(str::to_owned),
+            event_key: msg.event_key().map(str::to_owned),
+            msg_id: msg.msg_id().map(str::to_owned),
+            create_time: msg.create_time,
+            encrypted,
+            raw_xml,
+            received_at: now_ms() - received.elapsed().as_millis() as i64,
+            claimed_by: self.instance.clone(),
+            outcome,
+        }
+    }
+
+    /// The claim-first path for handlers, which may have side effects.
+    async fn handle_claimed(self: &Arc<Self>, msg: Message, key: String, raw_xml: String, encrypted: bool, received: Instant) -> Result<Arc<Answer>, BotError> {
         // Either wait for the call already handling this key here, or register ours.
         let registered = {
             let mut inflight = self.inflight.lock().unwrap();
@@ -127,7 +174,7 @@ impl Bot {
         // The work runs in its own task: a dropped connection must not abandon a claimed message.
         let bot = self.clone();
         let task = tokio::spawn(async move {
-            let result = bot.process(msg, key.clone(), raw_xml, encrypted, received).await.map(Arc::new);
+            let result = bot.claim_and_run(msg, key.clone(), raw_xml, encrypted, received).await.map(Arc::new);
             let _ = tx.send(Some(result.clone()));
             bot.inflight.lock().unwrap().remove(&key);
             result
@@ -135,22 +182,9 @@ impl Bot {
         task.await.map_err(|e| BotError(format!("handler task failed: {e}")))?
     }
 
-    async fn process(self: &Arc<Self>, msg: Message, key: String, raw_xml: String, encrypted: bool, received: Instant) -> Result<Answer, BotError> {
-        let inbound = Inbound {
-            dedup_key: key.clone(),
-            openid: msg.openid.clone(),
-            msg_type: msg.msg_type.clone(),
-            event: msg.event().map(str::to_owned),
-            event_key: msg.event_key().map(str::to_owned),
-            msg_id: msg.msg_id().map(str::to_owned),
-            create_time: msg.create_time,
-            encrypted,
-            raw_xml,
-            received_at: now_ms() - received.elapsed().as_millis() as i64,
-            claimed_by: self.instance.clone(),
-        };
-        let claim = self.log.claim(inbound).await.map_err(|e| BotError(e.to_string()))?;
-        match claim {
+    async fn claim_and_run(self: &Arc<Self>, msg: Message, key: String, raw_xml: String, encrypted: bool, received: Instant) -> Result<Answer, BotError> {
+        let inbound = self.inbound(&msg, key.clone(), raw_xml, encrypted, received, None);
+        match self.log.insert(inbound).await.map_err(|e| BotError(e.to_string()))? {
             Claim::Claimed(id) => self.run(id, msg, received).await,
             Claim::Duplicate => {
                 metrics::counter!("wxoa_webhook_duplicates_total", "where" => "stored").increment(1);
@@ -158,6 +192,7 @@ impl Bot {
             }
         }
     }
+
 
     /// Answers a retry from the first call's record, waiting (until our deadline) while the
     /// first call is still running; takes the message over if its owner went quiet.
@@ -184,41 +219,48 @@ impl Bot {
         }
     }
 
-    /// Routes and acts on a message we own, then records the answer.
+    /// Acts on a message we own (claimed, or taken over), then records the answer.
     async fn run(self: &Arc<Self>, id: i64, msg: Message, received: Instant) -> Result<Answer, BotError> {
         let started = Instant::now();
         let msg = Arc::new(msg);
         let rule = self.rules.route(&msg);
-        let rule_name = rule.map(|r| r.name.clone());
-        let action = rule.map(|r| &r.action).unwrap_or(&Action::Nothing);
-        let (outcome, reply) = match action {
-            Action::Nothing => ("nothing", None),
-            Action::Text { template } => self.settle(self.render_text(template, &msg)),
-            Action::Inline { kind, fields, articles } => self.settle(self.render_inline(kind, fields, articles, &msg)),
-            Action::Handler(name) => {
+        let (outcome, reply_xml) = match rule.map(|r| &r.action) {
+            Some(Action::Handler(name)) => {
                 let handler = self.handlers.get(name).expect("validated at load").clone();
                 let ctx = HandlerCtx { msg: msg.clone(), store: self.log.store().clone(), templates: self.templates.clone() };
                 let mut task = tokio::spawn(handler(ctx));
                 let remaining = self.deadline.saturating_sub(received.elapsed());
-                match tokio::time::timeout(remaining, &mut task).await {
+                let (outcome, reply) = match tokio::time::timeout(remaining, &mut task).await {
                     Ok(Ok(result)) => self.settle(result),
                     Ok(Err(e)) => self.settle(Err(format!("handler {name} panicked: {e}"))),
                     Err(_) => {
                         self.defer(id, msg.clone(), name.clone(), task);
                         ("deferred", None)
                     }
-                }
+                };
+                (outcome, reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, now_ms() / 1000)))
             }
+            _ => self.act(rule, &msg),
         };
-        let reply_xml = reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, now_ms() / 1000));
         let record = Outcome {
             outcome: outcome.to_owned(),
             reply_xml: reply_xml.clone(),
-            rule: rule_name,
+            rule: rule.map(|r| r.name.clone()),
             handled_us: started.elapsed().as_micros() as i64,
         };
         self.log.complete(id, record).await.map_err(|e| BotError(e.to_string()))?;
         Ok(Answer { reply_xml, outcome: outcome.to_owned(), duplicate: false })
+    }
+
+    /// The outcome and reply document of a pure action (anything but a handler).
+    fn act(&self, rule: Option<&rules::Rule>, msg: &Arc<Message>) -> (&'static str, Option<String>) {
+        let (outcome, reply) = match rule.map(|r| &r.action) {
+            None | Some(Action::Nothing) => ("nothing", None),
+            Some(Action::Text { template }) => self.settle(self.render_text(template, msg)),
+            Some(Action::Inline { kind, fields, articles }) => self.settle(self.render_inline(kind, fields, articles, msg)),
+            Some(Action::Handler(_)) => unreachable!("handlers are not pure"),
+        };
+        (outcome, reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, now_ms() / 1000)))
     }
 
     fn settle(&self, result: Result<Option<Reply>, String>) -> (&'static str, Option<Reply>) {

@@ -10,7 +10,7 @@ use crate::wechat::envelope::SignedQuery;
 use crate::wechat::message::Message;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,13 +24,15 @@ fn unix_now() -> i64 {
     crate::store::now_ms() / 1000
 }
 
-async fn handshake(State(app): State<AppState>, Query(q): Query<SignedQuery>) -> Result<Response, AppError> {
+async fn handshake(State(app): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, AppError> {
+    let q = SignedQuery::parse(query.as_deref().unwrap_or(""));
     let echo = app.envelope.handshake(&q, unix_now()).inspect_err(|r| reject_metric(r))?;
     Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], echo.to_owned()).into_response())
 }
 
-async fn receive(State(app): State<AppState>, Query(q): Query<SignedQuery>, body: Bytes) -> Result<Response, AppError> {
+async fn receive(State(app): State<AppState>, RawQuery(query): RawQuery, body: Bytes) -> Result<Response, AppError> {
     let received = Instant::now();
+    let q = SignedQuery::parse(query.as_deref().unwrap_or(""));
     let now = unix_now();
     let opened = app.envelope.open(&q, &body, now).inspect_err(|r| reject_metric(r))?;
     let msg = Message::parse(&opened.xml).map_err(|e| {
@@ -43,7 +45,7 @@ async fn receive(State(app): State<AppState>, Query(q): Query<SignedQuery>, body
         .handle(msg, opened.xml, opened.encrypted, received)
         .await
         .map_err(|e| AppError::Unavailable(e.to_string()))?;
-    metrics::counter!("wxoa_webhook_answered_total", "outcome" => answer.outcome.clone()).increment(1);
+    metrics::counter!("wxoa_webhook_answered_total", "outcome" => outcome_label(&answer.outcome)).increment(1);
     metrics::histogram!("wxoa_webhook_seconds").record(received.elapsed().as_secs_f64());
     let body = app.envelope.seal(answer.reply_xml.as_deref(), opened.encrypted, now);
     let content_type = if answer.reply_xml.is_some() { "application/xml; charset=utf-8" } else { "text/plain; charset=utf-8" };
@@ -57,4 +59,16 @@ fn reject_metric(r: &crate::wechat::envelope::Rejection) {
     };
     tracing::debug!(reason = %r, "webhook call refused");
     metrics::counter!("wxoa_webhook_rejected_total", "reason" => reason).increment(1);
+}
+
+/// A static label per outcome, so counting allocates nothing.
+fn outcome_label(outcome: &str) -> &'static str {
+    match outcome {
+        "replied" => "replied",
+        "nothing" => "nothing",
+        "deferred" => "deferred",
+        "failed" => "failed",
+        "pending" => "pending",
+        _ => "other",
+    }
 }

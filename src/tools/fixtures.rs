@@ -49,16 +49,15 @@ pub async fn export(store: &Store, filter: &Filter, dir: &Path) -> Result<usize,
     type Row = (i64, String, Option<String>, String, Option<String>);
     let rows: Vec<Row> = with_pool!(store, pool => {
         let mut q = sqlx::QueryBuilder::new(
-            "SELECT m.id, m.msg_type, m.event, m.raw_xml, r.reply_xml FROM inbound_messages m \
-             LEFT JOIN inbound_replies r ON r.message_id = m.id WHERE 1 = 1",
+            "SELECT id, msg_type, event, raw_xml, reply_xml FROM inbound_messages WHERE 1 = 1",
         );
         if let Some(since) = filter.since_ms {
-            q.push(" AND m.received_at >= ").push_bind(since);
+            q.push(" AND received_at >= ").push_bind(since);
         }
         if let Some(openid) = &filter.openid {
-            q.push(" AND m.openid = ").push_bind(openid.clone());
+            q.push(" AND openid = ").push_bind(openid.clone());
         }
-        q.push(" ORDER BY m.id DESC LIMIT ").push_bind(filter.limit);
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(filter.limit);
         q.build_query_as().fetch_all(pool).await
     })
     .map_err(|e| format!("database: {e}"))?;

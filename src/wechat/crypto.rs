@@ -10,7 +10,7 @@
 //! message addressed to another app id.
 
 use aes::Aes256;
-use aes::cipher::{Array, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
+use aes::cipher::{Array, BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -65,7 +65,10 @@ impl std::error::Error for CryptoError {}
 /// Encrypts and decrypts message bodies for one app id.
 #[derive(Clone)]
 pub struct MsgCrypt {
-    key: [u8; 32],
+    /// The expanded AES key schedule, computed once (expanding it per message costs more than
+    /// encrypting a typical message).
+    cipher: Aes256,
+    iv: [u8; 16],
     app_id: String,
 }
 
@@ -90,17 +93,13 @@ impl MsgCrypt {
         let key: [u8; 32] = bytes
             .try_into()
             .map_err(|_| CryptoError::BadKey("does not decode to 32 bytes".into()))?;
-        Ok(Self { key, app_id: app_id.to_owned() })
+        let mut iv = [0u8; 16];
+        iv.copy_from_slice(&key[..16]);
+        Ok(Self { cipher: Aes256::new(&key.into()), iv, app_id: app_id.to_owned() })
     }
 
     pub fn app_id(&self) -> &str {
         &self.app_id
-    }
-
-    fn iv(&self) -> [u8; 16] {
-        let mut iv = [0u8; 16];
-        iv.copy_from_slice(&self.key[..16]);
-        iv
     }
 
     /// Encrypts `msg` with 16 fresh random bytes in front.
@@ -121,7 +120,7 @@ impl MsgCrypt {
         buf.extend_from_slice(self.app_id.as_bytes());
         buf.resize(body_len + pad, pad as u8);
 
-        let mut enc = cbc::Encryptor::<Aes256>::new(&self.key.into(), &self.iv().into());
+        let mut enc = cbc::Encryptor::<Aes256>::inner_iv_init(self.cipher.clone(), &self.iv.into());
         let (blocks, rest) = Array::slice_as_chunks_mut(&mut buf);
         debug_assert!(rest.is_empty());
         enc.encrypt_blocks(blocks);
@@ -146,7 +145,7 @@ impl MsgCrypt {
         if buf.is_empty() || buf.len() % AES_BLOCK != 0 {
             return Err(CryptoError::BadLength);
         }
-        let mut dec = cbc::Decryptor::<Aes256>::new(&self.key.into(), &self.iv().into());
+        let mut dec = cbc::Decryptor::<Aes256>::inner_iv_init(self.cipher.clone(), &self.iv.into());
         let (blocks, _) = Array::slice_as_chunks_mut(&mut buf);
         dec.decrypt_blocks(blocks);
 

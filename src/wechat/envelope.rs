@@ -56,6 +56,31 @@ pub struct SignedQuery {
 }
 
 impl SignedQuery {
+    /// Reads the parameters we use from a query string, ignoring the rest; repeated names keep
+    /// the first value. Values longer than 1 KiB are dropped (no signature parameter is that long).
+    pub fn parse(query: &str) -> SignedQuery {
+        let mut q = SignedQuery::default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if value.len() > 1024 {
+                continue;
+            }
+            let slot = match name.as_ref() {
+                "signature" => &mut q.signature,
+                "timestamp" => &mut q.timestamp,
+                "nonce" => &mut q.nonce,
+                "echostr" => &mut q.echostr,
+                "encrypt_type" => &mut q.encrypt_type,
+                "msg_signature" => &mut q.msg_signature,
+                "openid" => &mut q.openid,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value.into_owned());
+            }
+        }
+        q
+    }
+
     fn encrypted(&self) -> bool {
         self.encrypt_type.as_deref() == Some("aes")
     }
@@ -272,20 +297,7 @@ mod tests {
     }
 
     fn query(qs: &str) -> SignedQuery {
-        let mut q = SignedQuery::default();
-        for pair in qs.split('&') {
-            let (k, v) = pair.split_once('=').unwrap();
-            let v = Some(v.to_owned());
-            match k {
-                "signature" => q.signature = v,
-                "timestamp" => q.timestamp = v,
-                "nonce" => q.nonce = v,
-                "encrypt_type" => q.encrypt_type = v,
-                "msg_signature" => q.msg_signature = v,
-                _ => {}
-            }
-        }
-        q
+        SignedQuery::parse(qs)
     }
 
     #[test]
