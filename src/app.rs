@@ -63,7 +63,8 @@ fn metrics_handle() -> PrometheusHandle {
 pub fn load_routing(config: &Config, handlers: &Handlers) -> Result<(Rules, Templates), StartError> {
     let mut templates = Templates::load_dir(&config.bot.templates).map_err(StartError)?;
     let path = &config.bot.routes;
-    let text = std::fs::read_to_string(path).map_err(|e| StartError(format!("routes: cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StartError(format!("routes: cannot read {}: {e}", path.display())))?;
     let rules = Rules::parse(&text, &mut templates, |h| handlers.contains(h))
         .map_err(|e| StartError(format!("routes: {}: {e}", path.display())))?;
     Ok((rules, templates))
@@ -101,7 +102,11 @@ impl App {
 
     /// Serves on `listener` until `shutdown` resolves, then drains: in-flight calls finish,
     /// the message log commits what is queued, the pool closes.
-    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         let router = self.router();
         axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;

@@ -92,12 +92,15 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+/// The runtime for `serve`: one worker thread per core, or as configured. A single worker runs
+/// on the current-thread scheduler, which skips the work-stealing machinery it cannot use.
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        b.worker_threads(workers);
+    let workers =
+        if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { workers };
+    if workers == 1 {
+        return tokio::runtime::Builder::new_current_thread().enable_all().build();
     }
-    b.enable_all().build()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
 }
 
 fn load(arg: &ConfigArg) -> Result<Config, String> {
@@ -123,7 +126,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let rt = runtime(config.server.workers).map_err(|e| e.to_string())?;
             rt.block_on(async {
                 let listen = config.server.listen.clone();
-                let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
                 let app = App::build(config, Handlers::builtin()).await.map_err(|e| e.to_string())?;
                 tracing::info!(
                     listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or(listen),
@@ -139,7 +144,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Migrate(arg) => {
             let config = load(&arg)?;
             runtime(1).map_err(|e| e.to_string())?.block_on(async {
-                let store = crate::store::Store::connect(&config.database.url, 1).await.map_err(|e| format!("database: {e}"))?;
+                let store = crate::store::Store::connect(&config.database.url, 1)
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
                 let ran = store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
                 println!("{ran} migration(s) applied ({})", store.backend());
                 Ok(ExitCode::SUCCESS)
@@ -148,15 +155,23 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Check(arg) => {
             let config = load(&arg)?;
             let (rules, _) = crate::app::load_routing(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
-            println!("config ok: {} mode, {} rules, database {}", config.wechat.mode, rules.len(), config.database.url.split('@').next_back().unwrap_or(""));
+            println!(
+                "config ok: {} mode, {} rules, database {}",
+                config.wechat.mode,
+                rules.len(),
+                config.database.url.split('@').next_back().unwrap_or("")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { config, url, expect, paths } => {
             let config = load(&config)?;
             let url = url.unwrap_or_else(|| format!("http://{}/wechat", config.server.listen));
-            let ok = runtime(1)
-                .map_err(|e| e.to_string())?
-                .block_on(crate::tools::replay::run(&config.envelope(), &url, expect.as_deref(), &paths))?;
+            let ok = runtime(1).map_err(|e| e.to_string())?.block_on(crate::tools::replay::run(
+                &config.envelope(),
+                &url,
+                expect.as_deref(),
+                &paths,
+            ))?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Fixtures { command: FixturesCommand::Export { config, since, openid, limit, dir } } => {
@@ -164,10 +179,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             if !(1..=100_000).contains(&limit) {
                 return Err("--limit must be between 1 and 100000".into());
             }
-            let since_ms = since.map(|s| crate::tools::fixtures::parse_since(&s, crate::store::now_ms())).transpose()?;
+            let since_ms =
+                since.map(|s| crate::tools::fixtures::parse_since(&s, crate::store::now_ms())).transpose()?;
             let filter = crate::tools::fixtures::Filter { since_ms, openid, limit };
             runtime(1).map_err(|e| e.to_string())?.block_on(async {
-                let store = crate::store::Store::connect(&config.database.url, 1).await.map_err(|e| format!("database: {e}"))?;
+                let store = crate::store::Store::connect(&config.database.url, 1)
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
                 let n = crate::tools::fixtures::export(&store, &filter, &dir).await?;
                 println!("{n} fixture(s) written to {}/inbound and {}/replies", dir.display(), dir.display());
                 Ok(ExitCode::SUCCESS)

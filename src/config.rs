@@ -102,11 +102,7 @@ pub struct BotConfig {
 
 impl Default for BotConfig {
     fn default() -> Self {
-        Self {
-            routes: "config/routes.toml".into(),
-            templates: "templates/replies".into(),
-            reply_deadline_ms: 4000,
-        }
+        Self { routes: "config/routes.toml".into(), templates: "templates/replies".into(), reply_deadline_ms: 4000 }
     }
 }
 
@@ -156,8 +152,7 @@ impl Config {
             if w.encoding_aes_key.is_empty() {
                 return Err(err(format!("wechat.encoding_aes_key is missing (required in {} mode)", w.mode)));
             }
-            MsgCrypt::new(&w.encoding_aes_key, &w.app_id)
-                .map_err(|e| err(format!("wechat.encoding_aes_key: {e}")))?;
+            MsgCrypt::new(&w.encoding_aes_key, &w.app_id).map_err(|e| err(format!("wechat.encoding_aes_key: {e}")))?;
         }
         if !(w.api_base.starts_with("http://") || w.api_base.starts_with("https://")) {
             return Err(err("wechat.api_base must be an http(s) URL"));
@@ -184,8 +179,8 @@ impl Config {
     /// The signing and encryption envelope for this account.
     pub fn envelope(&self) -> crate::wechat::envelope::Envelope {
         let w = &self.wechat;
-        let crypt = (!w.encoding_aes_key.is_empty())
-            .then(|| MsgCrypt::new(&w.encoding_aes_key, &w.app_id).expect("validated"));
+        let crypt =
+            (!w.encoding_aes_key.is_empty()).then(|| MsgCrypt::new(&w.encoding_aes_key, &w.app_id).expect("validated"));
         crate::wechat::envelope::Envelope::new(&w.token, crypt, w.mode, w.timestamp_tolerance_secs)
     }
 }
@@ -253,7 +248,16 @@ encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
     #[test]
     fn defaults_and_overrides() {
-        let c = Config::from_toml(GOOD, env(&[("WXOA_WECHAT__TOKEN", "12345"), ("WXOA_SERVER__WORKERS", "1"), ("PATH", "/bin"), ("WXOA_TEST_POSTGRES_URL", "x")])).unwrap();
+        let c = Config::from_toml(
+            GOOD,
+            env(&[
+                ("WXOA_WECHAT__TOKEN", "12345"),
+                ("WXOA_SERVER__WORKERS", "1"),
+                ("PATH", "/bin"),
+                ("WXOA_TEST_POSTGRES_URL", "x"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(c.wechat.token, "12345");
         assert_eq!(c.server.workers, 1);
         assert_eq!(c.server.listen, "127.0.0.1:8080");
@@ -264,9 +268,14 @@ encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
     #[test]
     fn errors_name_the_key() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             ("", &[], "wechat.app_id is missing"),
-            (&GOOD.replace("ABCDEFG", "ABCDEF"), &[], "wechat.encoding_aes_key: bad EncodingAESKey: must be 43 characters, got 42"),
+            (
+                &GOOD.replace("ABCDEFG", "ABCDEF"),
+                &[],
+                "wechat.encoding_aes_key: bad EncodingAESKey: must be 43 characters, got 42",
+            ),
             (GOOD, &[("WXOA_WECHAT__MODE", "secret")], "[wechat]: unknown variant `secret`"),
             (GOOD, &[("WXOA_WECHAT__TOKN", "x")], "WXOA_WECHAT__TOKN: no such key wechat.tokn"),
             (GOOD, &[("WXOA_SERVER__WORKERS", "many")], "server.workers must be a whole number"),

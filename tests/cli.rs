@@ -38,7 +38,11 @@ fn wxoa(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -46,8 +50,14 @@ fn config_errors_are_one_clear_line() {
     let dir = temp_dir("cfg");
     let good = config_text("127.0.0.1:0", &format!("sqlite://{}/x.db", dir.display()));
     let short_key = good.replace(AES_KEY, &AES_KEY[..42]);
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
-        ("short-key.toml", &short_key, &[], "wechat.encoding_aes_key: bad EncodingAESKey: must be 43 characters, got 42"),
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            "short-key.toml",
+            &short_key,
+            &[],
+            "wechat.encoding_aes_key: bad EncodingAESKey: must be 43 characters, got 42",
+        ),
         ("good.toml", &good, &[("WXOA_WECHAT__TOKEN", "")], "wechat.token is missing"),
         ("good.toml", &good, &[("WXOA_WECHAT__MODE", "secure")], "[wechat]: unknown variant `secure`"),
         ("typo.toml", &good.replace("[server]", "[sever]"), &[], "unknown section [sever]"),
@@ -75,7 +85,8 @@ fn wait_healthy(addr: &str) {
     while Instant::now() < deadline {
         if let Ok(mut s) = std::net::TcpStream::connect(addr) {
             use std::io::{Read, Write};
-            let _ = s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes());
+            let _ =
+                s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes());
             let mut buf = String::new();
             let _ = s.read_to_string(&mut buf);
             if buf.starts_with("HTTP/1.1 200") {
@@ -111,7 +122,8 @@ fn serve_replay_export_and_graceful_stop() {
     // Every recorded fixture, signed and encrypted, against the golden replies.
     let inbound = repo().join("tests/fixtures/inbound");
     let replies = repo().join("tests/fixtures/replies");
-    let (code, stdout, stderr) = wxoa(&["replay", "--config", &config, "--expect", replies.to_str().unwrap(), inbound.to_str().unwrap()], &[]);
+    let (code, stdout, stderr) =
+        wxoa(&["replay", "--config", &config, "--expect", replies.to_str().unwrap(), inbound.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let n = count_files(&inbound);
     assert!(stdout.contains(&format!("{n} passed, 0 failed")), "{stdout}");
@@ -120,19 +132,55 @@ fn serve_replay_export_and_graceful_stop() {
     let wrong = dir.join("wrong");
     std::fs::create_dir_all(&wrong).unwrap();
     std::fs::write(wrong.join("text_help.xml"), "success").unwrap();
-    let (code, stdout, _) = wxoa(&["replay", "--config", &config, "--expect", wrong.to_str().unwrap(), inbound.join("text_help.xml").to_str().unwrap()], &[]);
+    let (code, stdout, _) = wxoa(
+        &[
+            "replay",
+            "--config",
+            &config,
+            "--expect",
+            wrong.to_str().unwrap(),
+            inbound.join("text_help.xml").to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("differs"), "{stdout}");
 
     // Logged traffic back into fixtures, which replay against their recorded replies.
     let exported = dir.join("exported");
-    let (code, stdout, stderr) = wxoa(&["fixtures", "export", "--config", &config, "--since", "1h", "--openid", "oVx4Jt5u2Qk9ZcXyWbA1nPq0RsTu", "--limit", "5", exported.to_str().unwrap()], &[]);
+    let (code, stdout, stderr) = wxoa(
+        &[
+            "fixtures",
+            "export",
+            "--config",
+            &config,
+            "--since",
+            "1h",
+            "--openid",
+            "oVx4Jt5u2Qk9ZcXyWbA1nPq0RsTu",
+            "--limit",
+            "5",
+            exported.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("5 fixture(s)"), "{stdout}");
     assert_eq!(count_files(&exported.join("inbound")), 5);
-    let (code, stdout, _) = wxoa(&["replay", "--config", &config, "--expect", exported.join("replies").to_str().unwrap(), exported.join("inbound").to_str().unwrap()], &[]);
+    let (code, stdout, _) = wxoa(
+        &[
+            "replay",
+            "--config",
+            &config,
+            "--expect",
+            exported.join("replies").to_str().unwrap(),
+            exported.join("inbound").to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "{stdout}");
-    let (code, _, stderr) = wxoa(&["fixtures", "export", "--config", &config, "--since", "someday", exported.to_str().unwrap()], &[]);
+    let (code, _, stderr) =
+        wxoa(&["fixtures", "export", "--config", &config, "--since", "someday", exported.to_str().unwrap()], &[]);
     assert_eq!(code, 2, "{stderr}");
 
     // SIGTERM: a clean stop, exit 0, and no secrets or full openids in the log.

@@ -66,7 +66,12 @@ async fn the_message_log_claims_once_and_records_outcomes() {
         let stored = log.find("k7").await.unwrap().unwrap();
         assert!(stored.outcome.is_none());
 
-        let outcome = Outcome { outcome: "replied".into(), reply_xml: Some("<xml/>".into()), rule: Some("r".into()), handled_us: 12 };
+        let outcome = Outcome {
+            outcome: "replied".into(),
+            reply_xml: Some("<xml/>".into()),
+            rule: Some("r".into()),
+            handled_us: 12,
+        };
         log.complete(stored.id, outcome.clone()).await.unwrap();
         assert_eq!(log.find("k7").await.unwrap().unwrap().outcome, Some(outcome));
         assert!(log.find("nope").await.unwrap().is_none());

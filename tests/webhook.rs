@@ -103,7 +103,10 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let bad_pad = {
         use aes::cipher::{Array, BlockModeEncrypt, KeyIvInit};
         let key = base64::Engine::decode(
-            &base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true)),
+            &base64::engine::GeneralPurpose::new(
+                &base64::alphabet::STANDARD,
+                base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+            ),
             format!("{AES_KEY}="),
         )
         .unwrap();
@@ -133,7 +136,11 @@ async fn bad_input_is_refused_and_changes_nothing() {
         ("DOCTYPE outside", good_q.clone(), format!("<!DOCTYPE xml [<!ENTITY x \"y\">]>{good_body}"), 400),
         case("malformed inner XML", envelope_for("<xml><ToUserName>x</ToUser>"), 400),
         case("DOCTYPE inside", envelope_for(&format!("<!DOCTYPE xml SYSTEM \"http://evil/\">{good}")), 400),
-        case("missing FromUserName", envelope_for("<xml><ToUserName>g</ToUserName><CreateTime>1</CreateTime><MsgType>text</MsgType></xml>"), 400),
+        case(
+            "missing FromUserName",
+            envelope_for("<xml><ToUserName>g</ToUserName><CreateTime>1</CreateTime><MsgType>text</MsgType></xml>"),
+            400,
+        ),
         ("body over 64 KiB", good_q.clone(), format!("<xml><Encrypt>{}</Encrypt></xml>", "A".repeat(70 * 1024)), 413),
     ];
     for (name, query, body, status) in cases {
@@ -203,7 +210,9 @@ async fn retries_get_the_first_reply_and_run_the_handler_once() {
 
         // Events deduplicate on FromUserName + CreateTime + Event + EventKey.
         let click = |key: &str| {
-            format!("<xml><ToUserName>gh_1</ToUserName><FromUserName>oEv</FromUserName><CreateTime>1763780000</CreateTime><MsgType>event</MsgType><Event>CLICK</Event><EventKey>{key}</EventKey></xml>")
+            format!(
+                "<xml><ToUserName>gh_1</ToUserName><FromUserName>oEv</FromUserName><CreateTime>1763780000</CreateTime><MsgType>event</MsgType><Event>CLICK</Event><EventKey>{key}</EventKey></xml>"
+            )
         };
         a.send(&click("about")).await;
         b.send(&click("about")).await;

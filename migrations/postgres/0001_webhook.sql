@@ -1,5 +1,7 @@
 -- Every accepted inbound message, claimed under its dedup key, with what we answered.
 -- outcome is NULL while the message is being handled by the instance in claimed_by.
+-- Written on every webhook call, so it carries no index beyond its keys: lookups go by
+-- dedup_key, and `wxoa fixtures export` reads newest-first by id.
 CREATE TABLE inbound_messages (
     id           BIGSERIAL PRIMARY KEY,
     dedup_key    TEXT    NOT NULL UNIQUE,
@@ -20,4 +22,3 @@ CREATE TABLE inbound_messages (
     handled_us   BIGINT,
     replied_at   BIGINT            -- unix ms
 );
-CREATE INDEX inbound_messages_openid ON inbound_messages (openid);

@@ -102,7 +102,13 @@ impl Bot {
     }
 
     /// Answers `msg` (received at `received`), exactly once per dedup key.
-    pub async fn handle(self: &Arc<Self>, msg: Message, raw_xml: String, encrypted: bool, received: Instant) -> Result<Arc<Answer>, BotError> {
+    pub async fn handle(
+        self: &Arc<Self>,
+        msg: Message,
+        raw_xml: String,
+        encrypted: bool,
+        received: Instant,
+    ) -> Result<Arc<Answer>, BotError> {
         let key = msg.dedup_key();
         let rule = self.rules.route(&msg);
         if let Some(Action::Handler(_)) = rule.map(|r| &r.action) {
@@ -129,7 +135,15 @@ impl Bot {
         }
     }
 
-    fn inbound(&self, msg: &Message, key: String, raw_xml: String, encrypted: bool, received: Instant, outcome: Option<Outcome>) -> Inbound {
+    fn inbound(
+        &self,
+        msg: &Message,
+        key: String,
+        raw_xml: String,
+        encrypted: bool,
+        received: Instant,
+        outcome: Option<Outcome>,
+    ) -> Inbound {
         Inbound {
             dedup_key: key,
             openid: msg.openid.clone(),
@@ -147,7 +161,14 @@ impl Bot {
     }
 
     /// The claim-first path for handlers, which may have side effects.
-    async fn handle_claimed(self: &Arc<Self>, msg: Message, key: String, raw_xml: String, encrypted: bool, received: Instant) -> Result<Arc<Answer>, BotError> {
+    async fn handle_claimed(
+        self: &Arc<Self>,
+        msg: Message,
+        key: String,
+        raw_xml: String,
+        encrypted: bool,
+        received: Instant,
+    ) -> Result<Arc<Answer>, BotError> {
         // Either wait for the call already handling this key here, or register ours.
         let registered = {
             let mut inflight = self.inflight.lock().unwrap();
@@ -182,7 +203,14 @@ impl Bot {
         task.await.map_err(|e| BotError(format!("handler task failed: {e}")))?
     }
 
-    async fn claim_and_run(self: &Arc<Self>, msg: Message, key: String, raw_xml: String, encrypted: bool, received: Instant) -> Result<Answer, BotError> {
+    async fn claim_and_run(
+        self: &Arc<Self>,
+        msg: Message,
+        key: String,
+        raw_xml: String,
+        encrypted: bool,
+        received: Instant,
+    ) -> Result<Answer, BotError> {
         let inbound = self.inbound(&msg, key.clone(), raw_xml, encrypted, received, None);
         match self.log.insert(inbound).await.map_err(|e| BotError(e.to_string()))? {
             Claim::Claimed(id) => self.run(id, msg, received).await,
@@ -192,7 +220,6 @@ impl Bot {
             }
         }
     }
-
 
     /// Answers a retry from the first call's record, waiting (until our deadline) while the
     /// first call is still running; takes the message over if its owner went quiet.
@@ -227,7 +254,8 @@ impl Bot {
         let (outcome, reply_xml) = match rule.map(|r| &r.action) {
             Some(Action::Handler(name)) => {
                 let handler = self.handlers.get(name).expect("validated at load").clone();
-                let ctx = HandlerCtx { msg: msg.clone(), store: self.log.store().clone(), templates: self.templates.clone() };
+                let ctx =
+                    HandlerCtx { msg: msg.clone(), store: self.log.store().clone(), templates: self.templates.clone() };
                 let mut task = tokio::spawn(handler(ctx));
                 let remaining = self.deadline.saturating_sub(received.elapsed());
                 let (outcome, reply) = match tokio::time::timeout(remaining, &mut task).await {
@@ -257,7 +285,9 @@ impl Bot {
         let (outcome, reply) = match rule.map(|r| &r.action) {
             None | Some(Action::Nothing) => ("nothing", None),
             Some(Action::Text { template }) => self.settle(self.render_text(template, msg)),
-            Some(Action::Inline { kind, fields, articles }) => self.settle(self.render_inline(kind, fields, articles, msg)),
+            Some(Action::Inline { kind, fields, articles }) => {
+                self.settle(self.render_inline(kind, fields, articles, msg))
+            }
             Some(Action::Handler(_)) => unreachable!("handlers are not pure"),
         };
         (outcome, reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, now_ms() / 1000)))
@@ -281,7 +311,13 @@ impl Bot {
     }
 
     /// Lets a late handler finish and passes its reply on for customer-service delivery.
-    fn defer(self: &Arc<Self>, id: i64, msg: Arc<Message>, name: String, task: tokio::task::JoinHandle<handlers::HandlerResult>) {
+    fn defer(
+        self: &Arc<Self>,
+        id: i64,
+        msg: Arc<Message>,
+        name: String,
+        task: tokio::task::JoinHandle<handlers::HandlerResult>,
+    ) {
         metrics::counter!("wxoa_webhook_deferred_total").increment(1);
         let bot = self.clone();
         tokio::spawn(async move {
@@ -294,7 +330,9 @@ impl Bot {
             let sink = bot.late.lock().unwrap().clone();
             match sink {
                 Some(sink) => sink(LateReply { message_id: id, openid: msg.openid.clone(), reply }),
-                None => tracing::warn!(handler = %name, openid = %crate::mask(&msg.openid), "late reply dropped: no customer-service sink"),
+                None => {
+                    tracing::warn!(handler = %name, openid = %crate::mask(&msg.openid), "late reply dropped: no customer-service sink")
+                }
             }
         });
     }
@@ -305,7 +343,13 @@ impl Bot {
         Ok(Reply::text(text).ok())
     }
 
-    fn render_inline(&self, kind: &str, fields: &[(String, String)], articles: &[[String; 4]], msg: &Arc<Message>) -> Result<Option<Reply>, String> {
+    fn render_inline(
+        &self,
+        kind: &str,
+        fields: &[(String, String)],
+        articles: &[[String; 4]],
+        msg: &Arc<Message>,
+    ) -> Result<Option<Reply>, String> {
         let get = |field: &str| -> Result<String, String> {
             match fields.iter().find(|(f, _)| f == field) {
                 Some((_, name)) => self.templates.render(name, msg).map_err(|e| format!("{field}: {e}")),
@@ -316,7 +360,9 @@ impl Bot {
             "text" => return Ok(Reply::text(get("content")?).ok()),
             "image" => Reply::Image { media_id: get("media_id")? },
             "voice" => Reply::Voice { media_id: get("media_id")? },
-            "video" => Reply::Video { media_id: get("media_id")?, title: get("title")?, description: get("description")? },
+            "video" => {
+                Reply::Video { media_id: get("media_id")?, title: get("title")?, description: get("description")? }
+            }
             "music" => Reply::Music {
                 title: get("title")?,
                 description: get("description")?,

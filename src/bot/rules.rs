@@ -69,12 +69,7 @@ struct ArticleSpec {
 #[serde(untagged)]
 enum MatchSpec {
     Exact(String),
-    Table {
-        exact: Option<String>,
-        prefix: Option<String>,
-        keyword: Option<Keywords>,
-        regex: Option<String>,
-    },
+    Table { exact: Option<String>, prefix: Option<String>, keyword: Option<Keywords>, regex: Option<String> },
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,15 +133,15 @@ impl Rule {
         if self.msg_type.as_deref().is_some_and(|t| t != msg.msg_type) {
             return false;
         }
-        if let Some(event) = &self.event {
-            if !msg.event().is_some_and(|e| e.eq_ignore_ascii_case(event)) {
-                return false;
-            }
+        if let Some(event) = &self.event
+            && !msg.event().is_some_and(|e| e.eq_ignore_ascii_case(event))
+        {
+            return false;
         }
-        if let Some(m) = &self.event_key {
-            if !msg.event_key().is_some_and(|k| m.is_match(k)) {
-                return false;
-            }
+        if let Some(m) = &self.event_key
+            && !msg.event_key().is_some_and(|k| m.is_match(k))
+        {
+            return false;
         }
         if let Some(m) = &self.text {
             let content = match &msg.body {
@@ -264,7 +259,15 @@ fn build(mut spec: RuleSpec, templates: &mut Templates, handler_known: &impl Fn(
             }
         }
     };
-    Ok(Rule { name: spec.name, priority: spec.priority, msg_type: spec.msg_type, event: spec.event, event_key, text, action })
+    Ok(Rule {
+        name: spec.name,
+        priority: spec.priority,
+        msg_type: spec.msg_type,
+        event: spec.event,
+        event_key,
+        text,
+        action,
+    })
 }
 
 fn inline(rule: &str, kind: String, spec: &RuleSpec, templates: &mut Templates) -> Result<Action, String> {

@@ -5,8 +5,8 @@
 //! scene of a subscribe or SCAN event, without `qrscene_`). Missing fields render empty.
 
 use crate::wechat::message::{Body, Event, Message};
-use minijinja::value::{Enumerator, Object, Value};
 use minijinja::Environment;
+use minijinja::value::{Enumerator, Object, Value};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,10 +30,9 @@ impl Templates {
                     stack.push(path);
                 } else if path.extension().is_some_and(|e| e == "j2") {
                     let name = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-                    let source = std::fs::read_to_string(&path).map_err(|e| format!("templates: {}: {e}", path.display()))?;
-                    t.env
-                        .add_template_owned(name.clone(), source)
-                        .map_err(|e| format!("templates: {name}: {e}"))?;
+                    let source =
+                        std::fs::read_to_string(&path).map_err(|e| format!("templates: {}: {e}", path.display()))?;
+                    t.env.add_template_owned(name.clone(), source).map_err(|e| format!("templates: {name}: {e}"))?;
                     t.files.push(name);
                 }
             }

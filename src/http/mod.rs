@@ -6,8 +6,8 @@ pub mod webhook;
 
 use crate::app::AppState;
 use axum::Router;
-use axum::response::IntoResponse;
 use axum::http::{HeaderValue, Request, StatusCode};
+use axum::response::IntoResponse;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;

@@ -26,7 +26,7 @@ fn unix_now() -> i64 {
 
 async fn handshake(State(app): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, AppError> {
     let q = SignedQuery::parse(query.as_deref().unwrap_or(""));
-    let echo = app.envelope.handshake(&q, unix_now()).inspect_err(|r| reject_metric(r))?;
+    let echo = app.envelope.handshake(&q, unix_now()).inspect_err(reject_metric)?;
     Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], echo.to_owned()).into_response())
 }
 
@@ -34,7 +34,7 @@ async fn receive(State(app): State<AppState>, RawQuery(query): RawQuery, body: B
     let received = Instant::now();
     let q = SignedQuery::parse(query.as_deref().unwrap_or(""));
     let now = unix_now();
-    let opened = app.envelope.open(&q, &body, now).inspect_err(|r| reject_metric(r))?;
+    let opened = app.envelope.open(&q, &body, now).inspect_err(reject_metric)?;
     let msg = Message::parse(&opened.xml).map_err(|e| {
         metrics::counter!("wxoa_webhook_rejected_total", "reason" => "parse").increment(1);
         AppError::BadRequest(e.to_string())
@@ -45,10 +45,12 @@ async fn receive(State(app): State<AppState>, RawQuery(query): RawQuery, body: B
         .handle(msg, opened.xml, opened.encrypted, received)
         .await
         .map_err(|e| AppError::Unavailable(e.to_string()))?;
-    metrics::counter!("wxoa_webhook_answered_total", "outcome" => outcome_label(&answer.outcome)).increment(1);
-    metrics::histogram!("wxoa_webhook_seconds").record(received.elapsed().as_secs_f64());
+    let m = webhook_metrics();
+    m.answered(&answer.outcome).increment(1);
+    m.seconds.record(received.elapsed().as_secs_f64());
     let body = app.envelope.seal(answer.reply_xml.as_deref(), opened.encrypted, now);
-    let content_type = if answer.reply_xml.is_some() { "application/xml; charset=utf-8" } else { "text/plain; charset=utf-8" };
+    let content_type =
+        if answer.reply_xml.is_some() { "application/xml; charset=utf-8" } else { "text/plain; charset=utf-8" };
     Ok(([(CONTENT_TYPE, content_type)], body).into_response())
 }
 
@@ -61,14 +63,26 @@ fn reject_metric(r: &crate::wechat::envelope::Rejection) {
     metrics::counter!("wxoa_webhook_rejected_total", "reason" => reason).increment(1);
 }
 
-/// A static label per outcome, so counting allocates nothing.
-fn outcome_label(outcome: &str) -> &'static str {
-    match outcome {
-        "replied" => "replied",
-        "nothing" => "nothing",
-        "deferred" => "deferred",
-        "failed" => "failed",
-        "pending" => "pending",
-        _ => "other",
+/// Metric handles, registered once: looking a metric up by name and labels on every call costs
+/// the hot path more than counting.
+struct WebhookMetrics {
+    answered: [metrics::Counter; 6],
+    seconds: metrics::Histogram,
+}
+
+const OUTCOMES: [&str; 6] = ["replied", "nothing", "deferred", "failed", "pending", "other"];
+
+impl WebhookMetrics {
+    fn answered(&self, outcome: &str) -> &metrics::Counter {
+        let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(OUTCOMES.len() - 1);
+        &self.answered[i]
     }
+}
+
+fn webhook_metrics() -> &'static WebhookMetrics {
+    static M: std::sync::OnceLock<WebhookMetrics> = std::sync::OnceLock::new();
+    M.get_or_init(|| WebhookMetrics {
+        answered: OUTCOMES.map(|o| metrics::counter!("wxoa_webhook_answered_total", "outcome" => o)),
+        seconds: metrics::histogram!("wxoa_webhook_seconds"),
+    })
 }

@@ -35,10 +35,8 @@ macro_rules! with_pool {
 
 type Migration = (i64, &'static str, &'static str);
 
-const SQLITE_MIGRATIONS: &[Migration] =
-    &[(1, "webhook", include_str!("../../migrations/sqlite/0001_webhook.sql"))];
-const POSTGRES_MIGRATIONS: &[Migration] =
-    &[(1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql"))];
+const SQLITE_MIGRATIONS: &[Migration] = &[(1, "webhook", include_str!("../../migrations/sqlite/0001_webhook.sql"))];
+const POSTGRES_MIGRATIONS: &[Migration] = &[(1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql"))];
 
 impl Store {
     /// Connects to `url`; a SQLite file (and its directory) is created when missing.
@@ -52,10 +50,10 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            if let Some(dir) = opts.get_filename().parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
-                }
+            if let Some(dir) = opts.get_filename().parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
             }
             let pool = SqlitePoolOptions::new().max_connections(max_connections).connect_with(opts).await?;
             Ok(Store::Sqlite(pool))
@@ -90,10 +88,11 @@ impl Store {
                 sqlx::raw_sql($ddl).execute(&mut *tx).await?;
                 let mut ran = 0;
                 for (version, name, sql) in $migrations {
-                    let done: Option<i64> = sqlx::query_scalar("SELECT version FROM wxoa_migrations WHERE version = $1")
-                        .bind(version)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                    let done: Option<i64> =
+                        sqlx::query_scalar("SELECT version FROM wxoa_migrations WHERE version = $1")
+                            .bind(version)
+                            .fetch_optional(&mut *tx)
+                            .await?;
                     if done.is_none() {
                         sqlx::raw_sql(*sql).execute(&mut *tx).await?;
                         sqlx::query("INSERT INTO wxoa_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
@@ -139,8 +138,5 @@ impl Store {
 
 /// Now as unix milliseconds.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

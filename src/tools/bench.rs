@@ -104,7 +104,8 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Re
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = std::str::from_utf8(&buf[..header_end]).map_err(|_| std::io::Error::other("bad header"))?;
-    let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("bad status"))?;
+    let status: u16 =
+        head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("bad status"))?;
     let len = head
         .lines()
         .find_map(|l| {
@@ -163,7 +164,7 @@ pub async fn run(envelope: &Envelope, opts: &BenchOptions) -> Result<BenchReport
                 let took = start.elapsed();
                 match result {
                     Ok((200, body)) => {
-                        if verify_every > 0 && i % verify_every == 0 {
+                        if verify_every > 0 && i.is_multiple_of(verify_every) {
                             let ok = std::str::from_utf8(&body)
                                 .ok()
                                 .and_then(|b| envelope.unwrap_reply(b).ok())

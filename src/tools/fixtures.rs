@@ -22,17 +22,17 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
     if let Ok(secs) = s.parse::<i64>() {
         return Ok(secs * 1000);
     }
-    if let Some((n, unit)) = s.len().checked_sub(1).map(|i| s.split_at(i)) {
-        if let Ok(n) = n.parse::<i64>() {
-            let ms = match unit {
-                "m" => Some(60_000),
-                "h" => Some(3_600_000),
-                "d" => Some(86_400_000),
-                _ => None,
-            };
-            if let Some(ms) = ms {
-                return Ok(now_ms - n * ms);
-            }
+    if let Some((n, unit)) = s.len().checked_sub(1).map(|i| s.split_at(i))
+        && let Ok(n) = n.parse::<i64>()
+    {
+        let unit_ms = match unit {
+            "m" => Some(60_000),
+            "h" => Some(3_600_000),
+            "d" => Some(86_400_000),
+            _ => None,
+        };
+        if let Some(ms) = unit_ms {
+            return Ok(now_ms - n * ms);
         }
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {

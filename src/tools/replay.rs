@@ -61,7 +61,12 @@ pub fn normalize(doc: &str) -> String {
 }
 
 /// Posts one plaintext message to `url` the way WeChat does.
-pub async fn post(client: &reqwest::Client, envelope: &Envelope, url: &str, xml: &str) -> Result<(u16, Option<String>), String> {
+pub async fn post(
+    client: &reqwest::Client,
+    envelope: &Envelope,
+    url: &str,
+    xml: &str,
+) -> Result<(u16, Option<String>), String> {
     let now = crate::store::now_ms() / 1000;
     let (query, body) = envelope.wrap(xml, now, &random_nonce());
     let sep = if url.contains('?') { '&' } else { '?' };
@@ -111,7 +116,12 @@ pub async fn run(envelope: &Envelope, url: &str, expect: Option<&Path>, inputs: 
                     passed += 1;
                 }
                 Ok(want) => {
-                    println!("✗ {name} differs from {}:\n  expected: {}\n  got:      {}", golden_path.display(), normalize(&want), normalize(&reply.golden()));
+                    println!(
+                        "✗ {name} differs from {}:\n  expected: {}\n  got:      {}",
+                        golden_path.display(),
+                        normalize(&want),
+                        normalize(&reply.golden())
+                    );
                     failed += 1;
                 }
                 Err(e) => {

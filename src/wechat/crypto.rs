@@ -87,12 +87,8 @@ impl MsgCrypt {
                 encoding_aes_key.chars().count()
             )));
         }
-        let bytes = LENIENT_B64
-            .decode(encoding_aes_key)
-            .map_err(|_| CryptoError::BadKey("not base64".into()))?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| CryptoError::BadKey("does not decode to 32 bytes".into()))?;
+        let bytes = LENIENT_B64.decode(encoding_aes_key).map_err(|_| CryptoError::BadKey("not base64".into()))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadKey("does not decode to 32 bytes".into()))?;
         let mut iv = [0u8; 16];
         iv.copy_from_slice(&key[..16]);
         Ok(Self { cipher: Aes256::new(&key.into()), iv, app_id: app_id.to_owned() })

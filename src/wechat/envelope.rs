@@ -192,9 +192,7 @@ impl Envelope {
             return Err(Rejection::Unauthorized("missing msg_signature"));
         };
         let fields = xml::parse(body)?;
-        let encrypt = fields
-            .get("Encrypt")
-            .ok_or_else(|| Rejection::BadRequest("missing <Encrypt>".into()))?;
+        let encrypt = fields.get("Encrypt").ok_or_else(|| Rejection::BadRequest("missing <Encrypt>".into()))?;
         if !signature::verify(msg_sig, &[&self.token, ts, nonce, encrypt]) {
             return Err(Rejection::Unauthorized("bad msg_signature"));
         }
@@ -225,19 +223,13 @@ impl Envelope {
         };
         let encrypt = crypt.encrypt(xml);
         let msg_sig = signature::sign(&[&self.token, &ts, nonce, &encrypt]);
-        let to_user = xml::parse(xml)
-            .ok()
-            .and_then(|f| f.get("ToUserName").map(str::to_owned))
-            .unwrap_or_default();
+        let to_user = xml::parse(xml).ok().and_then(|f| f.get("ToUserName").map(str::to_owned)).unwrap_or_default();
         let mut body = String::with_capacity(encrypt.len() + 128);
         body.push_str("<xml>");
         cdata(&mut body, "ToUserName", &to_user);
         cdata(&mut body, "Encrypt", &encrypt);
         body.push_str("</xml>");
-        (
-            format!("signature={sig}&timestamp={ts}&nonce={nonce}&openid=&encrypt_type=aes&msg_signature={msg_sig}"),
-            body,
-        )
+        (format!("signature={sig}&timestamp={ts}&nonce={nonce}&openid=&encrypt_type=aes&msg_signature={msg_sig}"), body)
     }
 
     /// Reads a webhook response as WeChat would: `Ok(None)` for `success` or an empty body,

@@ -55,13 +55,45 @@ pub struct Message {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
-    Text { content: String, msg_id: i64, biz_msg_menu_id: Option<String> },
-    Image { pic_url: String, media_id: String, msg_id: i64 },
-    Voice { media_id: String, format: String, recognition: Option<String>, msg_id: i64 },
-    Video { media_id: String, thumb_media_id: String, msg_id: i64 },
-    ShortVideo { media_id: String, thumb_media_id: String, msg_id: i64 },
-    Location { location_x: f64, location_y: f64, scale: i64, label: String, msg_id: i64 },
-    Link { title: String, description: String, url: String, msg_id: i64 },
+    Text {
+        content: String,
+        msg_id: i64,
+        biz_msg_menu_id: Option<String>,
+    },
+    Image {
+        pic_url: String,
+        media_id: String,
+        msg_id: i64,
+    },
+    Voice {
+        media_id: String,
+        format: String,
+        recognition: Option<String>,
+        msg_id: i64,
+    },
+    Video {
+        media_id: String,
+        thumb_media_id: String,
+        msg_id: i64,
+    },
+    ShortVideo {
+        media_id: String,
+        thumb_media_id: String,
+        msg_id: i64,
+    },
+    Location {
+        location_x: f64,
+        location_y: f64,
+        scale: i64,
+        label: String,
+        msg_id: i64,
+    },
+    Link {
+        title: String,
+        description: String,
+        url: String,
+        msg_id: i64,
+    },
     Event(Event),
     /// A `MsgType` we do not model; its fields are in [`Message::fields`].
     Unknown,
@@ -71,19 +103,51 @@ pub enum Body {
 pub enum Event {
     /// A new follower. `scene` is the `EventKey` without its `qrscene_` prefix when the follow
     /// came from scanning a parametric QR code, with that code's `Ticket`.
-    Subscribe { scene: Option<String>, ticket: Option<String> },
+    Subscribe {
+        scene: Option<String>,
+        ticket: Option<String>,
+    },
     Unsubscribe,
     /// An existing follower scanned a parametric QR code.
-    Scan { scene: String, ticket: Option<String> },
+    Scan {
+        scene: String,
+        ticket: Option<String>,
+    },
     /// Periodic location report (when the account asks for it).
-    Location { latitude: f64, longitude: f64, precision: f64 },
-    Click { key: String },
-    View { url: String, menu_id: Option<String> },
-    ScancodePush { key: String, scan_type: String, scan_result: String },
-    ScancodeWaitmsg { key: String, scan_type: String, scan_result: String },
-    PicSysphoto { key: String, pics: Vec<String> },
-    PicPhotoOrAlbum { key: String, pics: Vec<String> },
-    PicWeixin { key: String, pics: Vec<String> },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        precision: f64,
+    },
+    Click {
+        key: String,
+    },
+    View {
+        url: String,
+        menu_id: Option<String>,
+    },
+    ScancodePush {
+        key: String,
+        scan_type: String,
+        scan_result: String,
+    },
+    ScancodeWaitmsg {
+        key: String,
+        scan_type: String,
+        scan_result: String,
+    },
+    PicSysphoto {
+        key: String,
+        pics: Vec<String>,
+    },
+    PicPhotoOrAlbum {
+        key: String,
+        pics: Vec<String>,
+    },
+    PicWeixin {
+        key: String,
+        pics: Vec<String>,
+    },
     LocationSelect {
         key: String,
         location_x: f64,
@@ -92,9 +156,15 @@ pub enum Event {
         label: String,
         poiname: Option<String>,
     },
-    ViewMiniprogram { page_path: String, menu_id: Option<String> },
+    ViewMiniprogram {
+        page_path: String,
+        menu_id: Option<String>,
+    },
     /// `Status` is `success`, `failed:user block` or `failed: system failed`.
-    TemplateSendJobFinish { msg_id: i64, status: String },
+    TemplateSendJobFinish {
+        msg_id: i64,
+        status: String,
+    },
     MassSendJobFinish {
         msg_id: i64,
         status: String,
@@ -104,7 +174,9 @@ pub enum Event {
         error_count: i64,
     },
     /// An `Event` we do not model; its fields are in [`Message::fields`].
-    Unknown { event: String },
+    Unknown {
+        event: String,
+    },
 }
 
 impl Message {
@@ -215,10 +287,7 @@ fn parse_event(f: &Fields) -> Result<Event, ParseError> {
     let pics = || f.all("SendPicsInfo/PicList/item/PicMd5Sum").map(str::to_owned).collect();
     let ev = match event {
         "subscribe" => {
-            let scene = f
-                .get("EventKey")
-                .and_then(|k| k.strip_prefix("qrscene_"))
-                .map(str::to_owned);
+            let scene = f.get("EventKey").and_then(|k| k.strip_prefix("qrscene_")).map(str::to_owned);
             Event::Subscribe { scene, ticket: optional(f, "Ticket") }
         }
         "unsubscribe" => Event::Unsubscribe,
@@ -252,10 +321,7 @@ fn parse_event(f: &Fields) -> Result<Event, ParseError> {
             poiname: optional(f, "SendLocationInfo/Poiname"),
         },
         "view_miniprogram" => Event::ViewMiniprogram { page_path: key(), menu_id: optional(f, "MenuId") },
-        "TEMPLATESENDJOBFINISH" => Event::TemplateSendJobFinish {
-            msg_id: int(f, "MsgID")?,
-            status: text(f, "Status"),
-        },
+        "TEMPLATESENDJOBFINISH" => Event::TemplateSendJobFinish { msg_id: int(f, "MsgID")?, status: text(f, "Status") },
         "MASSSENDJOBFINISH" => Event::MassSendJobFinish {
             msg_id: int(f, "MsgID")?,
             status: text(f, "Status"),
@@ -333,9 +399,18 @@ mod tests {
     #[test]
     fn header_is_required_and_bounded() {
         let cases: &[(&str, ParseError)] = &[
-            ("<xml><FromUserName>o</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType></xml>", ParseError::Missing("ToUserName")),
-            ("<xml><ToUserName>g</ToUserName><FromUserName>o</FromUserName><CreateTime>x</CreateTime><MsgType>text</MsgType></xml>", ParseError::Invalid("CreateTime")),
-            ("<xml><ToUserName>g</ToUserName><FromUserName></FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType></xml>", ParseError::Invalid("FromUserName")),
+            (
+                "<xml><FromUserName>o</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType></xml>",
+                ParseError::Missing("ToUserName"),
+            ),
+            (
+                "<xml><ToUserName>g</ToUserName><FromUserName>o</FromUserName><CreateTime>x</CreateTime><MsgType>text</MsgType></xml>",
+                ParseError::Invalid("CreateTime"),
+            ),
+            (
+                "<xml><ToUserName>g</ToUserName><FromUserName></FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType></xml>",
+                ParseError::Invalid("FromUserName"),
+            ),
         ];
         for (xml, want) in cases {
             assert_eq!(Message::parse(xml).unwrap_err(), *want);
@@ -354,7 +429,10 @@ mod tests {
         assert_eq!(text.dedup_key(), "m:42");
         let click = Message::parse(&doc("<MsgType>event</MsgType><Event>CLICK</Event><EventKey>K</EventKey>")).unwrap();
         assert_eq!(click.dedup_key(), "e:oFollower:1700000000:CLICK:K:");
-        let fin = Message::parse(&doc("<MsgType>event</MsgType><Event>TEMPLATESENDJOBFINISH</Event><MsgID>7</MsgID><Status>success</Status>")).unwrap();
+        let fin = Message::parse(&doc(
+            "<MsgType>event</MsgType><Event>TEMPLATESENDJOBFINISH</Event><MsgID>7</MsgID><Status>success</Status>",
+        ))
+        .unwrap();
         assert_eq!(fin.dedup_key(), "e:oFollower:1700000000:TEMPLATESENDJOBFINISH::7");
     }
 

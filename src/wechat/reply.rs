@@ -16,14 +16,34 @@ pub const MAX_ARTICLES: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    Text { content: String },
-    Image { media_id: String },
-    Voice { media_id: String },
-    Video { media_id: String, title: String, description: String },
-    Music { title: String, description: String, music_url: String, hq_music_url: String, thumb_media_id: String },
-    News { articles: Vec<Article> },
+    Text {
+        content: String,
+    },
+    Image {
+        media_id: String,
+    },
+    Voice {
+        media_id: String,
+    },
+    Video {
+        media_id: String,
+        title: String,
+        description: String,
+    },
+    Music {
+        title: String,
+        description: String,
+        music_url: String,
+        hq_music_url: String,
+        thumb_media_id: String,
+    },
+    News {
+        articles: Vec<Article>,
+    },
     /// Hand the conversation to the customer-service desk (optionally one agent).
-    TransferCustomerService { kf_account: Option<String> },
+    TransferCustomerService {
+        kf_account: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -159,9 +179,19 @@ fn group(x: &mut String, name: &str, body: impl FnOnce(&mut String)) {
 
 /// `<name><![CDATA[value]]></name>`, splitting any `]]>` in the value across two sections.
 pub fn cdata(x: &mut String, name: &str, value: &str) {
-    let _ = write!(x, "<{name}><![CDATA[");
-    x.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
-    let _ = write!(x, "]]></{name}>");
+    x.push('<');
+    x.push_str(name);
+    x.push_str("><![CDATA[");
+    let mut rest = value;
+    while let Some(i) = rest.find("]]>") {
+        x.push_str(&rest[..i]);
+        x.push_str("]]]]><![CDATA[>");
+        rest = &rest[i + 3..];
+    }
+    x.push_str(rest);
+    x.push_str("]]></");
+    x.push_str(name);
+    x.push('>');
 }
 
 #[cfg(test)]
@@ -171,14 +201,28 @@ mod tests {
 
     #[test]
     fn every_type_round_trips_through_the_reader() {
-        let art = |n: usize| Article { title: format!("t{n}"), description: "d".into(), pic_url: "p".into(), url: "u".into() };
+        let art = |n: usize| Article {
+            title: format!("t{n}"),
+            description: "d".into(),
+            pic_url: "p".into(),
+            url: "u".into(),
+        };
         let cases = vec![
             (Reply::text("hi ]]> there").unwrap(), vec![("Content", "hi ]]> there")]),
             (Reply::Image { media_id: "m1".into() }, vec![("Image/MediaId", "m1")]),
             (Reply::Voice { media_id: "m2".into() }, vec![("Voice/MediaId", "m2")]),
-            (Reply::Video { media_id: "m3".into(), title: "T".into(), description: "D".into() }, vec![("Video/Title", "T")]),
             (
-                Reply::Music { title: "a".into(), description: "b".into(), music_url: "c".into(), hq_music_url: "d".into(), thumb_media_id: "e".into() },
+                Reply::Video { media_id: "m3".into(), title: "T".into(), description: "D".into() },
+                vec![("Video/Title", "T")],
+            ),
+            (
+                Reply::Music {
+                    title: "a".into(),
+                    description: "b".into(),
+                    music_url: "c".into(),
+                    hq_music_url: "d".into(),
+                    thumb_media_id: "e".into(),
+                },
                 vec![("Music/HQMusicUrl", "d"), ("Music/ThumbMediaId", "e")],
             ),
             (Reply::news(vec![art(1), art(2)]).unwrap(), vec![("ArticleCount", "2"), ("Articles/item/Title", "t1")]),

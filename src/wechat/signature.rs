@@ -9,26 +9,43 @@
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
-/// `sha1` over the lexicographically sorted parts, as 40 lowercase hex characters.
-pub fn sign(parts: &[&str]) -> String {
-    let mut sorted: Vec<&str> = parts.to_vec();
+/// `sha1` over the lexicographically sorted parts (WeChat signs at most four).
+fn digest(parts: &[&str]) -> [u8; 20] {
+    let mut sorted: [&str; 4] = [""; 4];
+    let parts = &parts[..parts.len().min(4)];
+    sorted[..parts.len()].copy_from_slice(parts);
+    let sorted = &mut sorted[..parts.len()];
     sorted.sort_unstable();
     let mut hasher = Sha1::new();
-    for part in sorted {
+    for part in sorted.iter() {
         hasher.update(part.as_bytes());
     }
-    hex(&hasher.finalize())
+    hasher.finalize().into()
+}
+
+/// `sha1` over the lexicographically sorted parts, as 40 lowercase hex characters.
+pub fn sign(parts: &[&str]) -> String {
+    hex(&digest(parts))
 }
 
 /// Whether `given` is the signature of `parts`. Case-insensitive in the hex digits, because some
 /// proxies upper-case query strings; constant time in the content.
 pub fn verify(given: &str, parts: &[&str]) -> bool {
-    let expected = sign(parts);
-    if given.len() != expected.len() {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let given = given.as_bytes();
+    if given.len() != 40 {
         return false;
     }
-    let given = given.to_ascii_lowercase();
-    given.as_bytes().ct_eq(expected.as_bytes()).into()
+    let mut expected = [0u8; 40];
+    let mut lowered = [0u8; 40];
+    for (i, b) in digest(parts).iter().enumerate() {
+        expected[2 * i] = DIGITS[(b >> 4) as usize];
+        expected[2 * i + 1] = DIGITS[(b & 0xf) as usize];
+    }
+    for (l, g) in lowered.iter_mut().zip(given) {
+        *l = g.to_ascii_lowercase();
+    }
+    lowered.ct_eq(&expected).into()
 }
 
 /// Lowercase hex of `bytes`.

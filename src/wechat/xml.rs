@@ -240,7 +240,8 @@ mod tests {
         for (xml, want) in cases {
             assert_eq!(parse(xml).unwrap_err(), *want, "{}", &xml[..xml.len().min(60)]);
         }
-        for bad in ["", "not xml", "<xml><a>1</b></xml>", "<xml><a>1</a>", "<xml/><xml/>", "<xml><a>&bogus;</a></xml>"] {
+        for bad in ["", "not xml", "<xml><a>1</b></xml>", "<xml><a>1</a>", "<xml/><xml/>", "<xml><a>&bogus;</a></xml>"]
+        {
             assert!(matches!(parse(bad), Err(XmlError::Malformed(_))), "{bad:?} -> {:?}", parse(bad));
         }
     }
