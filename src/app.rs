@@ -5,8 +5,10 @@ use crate::bot::handlers::Handlers;
 use crate::bot::rules::Rules;
 use crate::bot::templates::Templates;
 use crate::config::Config;
+use crate::jobs::worker::Worker;
 use crate::store::Store;
 use crate::store::messages::MessageLog;
+use crate::wechat::client::Client;
 use crate::wechat::envelope::Envelope;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
@@ -23,7 +25,10 @@ pub struct Inner {
     pub envelope: Envelope,
     pub bot: Arc<Bot>,
     pub store: Store,
+    pub client: Client,
     pub metrics: PrometheusHandle,
+    /// Wakes the outbox worker after enqueueing something due now.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Deref for AppState {
@@ -74,6 +79,7 @@ pub fn load_routing(config: &Config, handlers: &Handlers) -> Result<(Rules, Temp
 pub struct App {
     pub state: AppState,
     log_writer: tokio::task::JoinHandle<()>,
+    worker: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
 }
 
 impl App {
@@ -85,15 +91,25 @@ impl App {
             .map_err(|e| StartError(format!("database: {e}")))?;
         store.migrate().await.map_err(|e| StartError(format!("database migration: {e}")))?;
         let (log, log_writer) = MessageLog::start(store.clone()).map_err(|e| StartError(e.to_string()))?;
-        let bot = Bot::new(rules, templates, handlers, log, Duration::from_millis(config.bot.reply_deadline_ms));
+        let outbox_wake = Arc::new(tokio::sync::Notify::new());
+        let deadline = Duration::from_millis(config.bot.reply_deadline_ms);
+        let bot = Bot::new(rules, templates, handlers, log, deadline, outbox_wake.clone());
+        let client = Client::new(&config.wechat, &config.rate_limits, store.clone());
+        let worker = config.outbox.enabled.then(|| {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let worker = Worker::new(store.clone(), client.clone(), config.outbox.clone(), outbox_wake.clone());
+            (stop, tokio::spawn(worker.run(stopped)))
+        });
         let state = AppState(Arc::new(Inner {
             envelope: config.envelope(),
             config,
             bot: Arc::new(bot),
             store,
+            client,
             metrics: metrics_handle(),
+            outbox_wake,
         }));
-        Ok(App { state, log_writer })
+        Ok(App { state, log_writer, worker })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -110,7 +126,13 @@ impl App {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         let router = self.router();
         axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
-        let App { state, log_writer } = self;
+        let App { state, log_writer, worker } = self;
+        if let Some((stop, worker)) = worker {
+            let _ = stop.send(true);
+            if tokio::time::timeout(grace, worker).await.is_err() {
+                tracing::warn!("outbox worker still sending after {grace:?}; its leases will hand the jobs on");
+            }
+        }
         let store = state.store.clone();
         drop(state);
         // The writer ends once the last handle (held by late handlers too) is gone.

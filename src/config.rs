@@ -16,6 +16,29 @@ pub struct Config {
     pub wechat: WechatConfig,
     pub database: DatabaseConfig,
     pub bot: BotConfig,
+    pub rate_limits: crate::wechat::client::RateLimits,
+    pub outbox: OutboxConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Run the outbox worker in `serve`.
+    pub enabled: bool,
+    /// Jobs sent at once by one instance.
+    pub concurrency: usize,
+    /// How long a claimed job is ours before another worker may take it.
+    pub lease_secs: u64,
+    /// Attempts before a job is dead.
+    pub max_attempts: i64,
+    /// How often an idle worker looks for due jobs.
+    pub poll_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self { enabled: true, concurrency: 64, lease_secs: 60, max_attempts: 8, poll_ms: 250 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +70,8 @@ pub struct WechatConfig {
     /// How far a request's timestamp may be from our clock; 0 switches the check off.
     pub timestamp_tolerance_secs: u64,
     pub api_base: String,
+    /// `stable` (`/cgi-bin/stable_token`) or `classic` (`/cgi-bin/token`).
+    pub token_api: crate::wechat::client::token::TokenApi,
 }
 
 impl Default for WechatConfig {
@@ -59,6 +84,7 @@ impl Default for WechatConfig {
             mode: Mode::Safe,
             timestamp_tolerance_secs: 300,
             api_base: "https://api.weixin.qq.com".into(),
+            token_api: crate::wechat::client::token::TokenApi::Stable,
         }
     }
 }
@@ -170,6 +196,19 @@ impl Config {
         if self.database.max_connections == 0 {
             return Err(err("database.max_connections must be at least 1"));
         }
+        let o = &self.outbox;
+        if !(1..=1024).contains(&o.concurrency) {
+            return Err(err("outbox.concurrency must be between 1 and 1024"));
+        }
+        if o.lease_secs < 15 {
+            return Err(err("outbox.lease_secs must be at least 15 (longer than one API call may take)"));
+        }
+        if !(1..=100).contains(&o.max_attempts) {
+            return Err(err("outbox.max_attempts must be between 1 and 100"));
+        }
+        if !(10..=60_000).contains(&o.poll_ms) {
+            return Err(err("outbox.poll_ms must be between 10 and 60000"));
+        }
         if !(100..=4800).contains(&self.bot.reply_deadline_ms) {
             return Err(err("bot.reply_deadline_ms must be between 100 and 4800 (WeChat gives up at 5000)"));
         }
@@ -195,6 +234,8 @@ fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
             "wechat" => config.wechat = value.clone().try_into().map_err(ctx)?,
             "database" => config.database = value.clone().try_into().map_err(ctx)?,
             "bot" => config.bot = value.clone().try_into().map_err(ctx)?,
+            "rate_limits" => config.rate_limits = value.clone().try_into().map_err(ctx)?,
+            "outbox" => config.outbox = value.clone().try_into().map_err(ctx)?,
             other => return Err(err(format!("unknown section [{other}]"))),
         }
     }
@@ -215,6 +256,9 @@ fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, Str
         let value = match default {
             toml::Value::Integer(_) => toml::Value::Integer(
                 raw.trim().parse().map_err(|_| err(format!("{name}: {section}.{key} must be a whole number")))?,
+            ),
+            toml::Value::Float(_) => toml::Value::Float(
+                raw.trim().parse().map_err(|_| err(format!("{name}: {section}.{key} must be a number")))?,
             ),
             toml::Value::Boolean(_) => toml::Value::Boolean(
                 raw.trim().parse().map_err(|_| err(format!("{name}: {section}.{key} must be true or false")))?,

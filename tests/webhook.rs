@@ -225,22 +225,20 @@ async fn retries_get_the_first_reply_and_run_the_handler_once() {
     }
 }
 
-/// A handler that misses the deadline: WeChat gets `success` in time, the reply goes to the
-/// late-reply sink, and a retry neither waits nor runs the handler again.
+/// A handler that misses the deadline: WeChat gets `success` in time, a retry neither waits nor
+/// runs the handler again, and the reply arrives later as a customer-service message at the
+/// (fake) WeChat API through the outbox.
 #[tokio::test]
-async fn a_slow_handler_is_answered_success_at_the_deadline() {
+async fn a_slow_handler_is_answered_success_and_delivered_later() {
     for backend in backends() {
         let db = Db::new(backend).await;
         let dir = temp_dir("routes");
         let mut config = test_config(&db, Mode::Safe);
         config.bot.routes = slow_routes(&dir);
         config.bot.reply_deadline_ms = 300;
+        let fake = start_fake(&mut config).await;
         let runs = Arc::new(AtomicUsize::new(0));
         let server = TestServer::start_with(config, slow_handlers(900, runs.clone())).await;
-        let (late_tx, mut late_rx) = tokio::sync::mpsc::unbounded_channel();
-        server.state.bot.set_late_reply_sink(Arc::new(move |late| {
-            let _ = late_tx.send(late);
-        }));
 
         let msg = text_message("oSlow", 4242, "slow please");
         let start = Instant::now();
@@ -256,10 +254,21 @@ async fn a_slow_handler_is_answered_success_at_the_deadline() {
         let (status, reply) = server.send(&msg).await;
         assert_eq!((status, reply), (200, None));
 
-        let late = tokio::time::timeout(Duration::from_secs(3), late_rx.recv()).await.unwrap().unwrap();
-        assert_eq!(late.openid, "oSlow");
-        assert_eq!(late.reply, Reply::text("done with 4242").unwrap());
+        let delivered = eventually(5, || !fake.calls_to("/cgi-bin/message/custom/send").is_empty()).await;
+        assert!(
+            delivered,
+            "{backend:?}: the late reply reached the API: calls {:?} jobs {:?}",
+            fake.calls(),
+            wxoa::jobs::outbox::list(&server.state.store, None, 10).await
+        );
+        let sent = fake.calls_to("/cgi-bin/message/custom/send");
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].body["touser"], "oSlow");
+        assert_eq!(sent[0].body["text"]["content"], "done with 4242");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let jobs = wxoa::jobs::outbox::list(&server.state.store, None, 10).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].dedupe_key, format!("late:{}", stored.id));
         server.stop().await;
         db.drop_db().await;
     }

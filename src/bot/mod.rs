@@ -19,8 +19,11 @@ pub mod handlers;
 pub mod rules;
 pub mod templates;
 
+use crate::jobs::outbox::{self, NewJob};
+use crate::jobs::worker::CustomMessageJob;
 use crate::store::messages::{Claim, Inbound, MessageLog, Outcome, Stored};
 use crate::store::now_ms;
+use crate::wechat::client::message::CustomMessage;
 use crate::wechat::message::Message;
 use crate::wechat::reply::{Article, Reply};
 use handlers::{HandlerCtx, Handlers};
@@ -55,16 +58,6 @@ impl std::error::Error for BotError {}
 
 type Shared = Option<Result<Arc<Answer>, BotError>>;
 
-/// A reply that missed the deadline, for delivery through the customer-service API.
-#[derive(Debug, Clone)]
-pub struct LateReply {
-    pub message_id: i64,
-    pub openid: String,
-    pub reply: Reply,
-}
-
-pub type LateReplySink = Arc<dyn Fn(LateReply) + Send + Sync>;
-
 pub struct Bot {
     rules: Rules,
     templates: Arc<Templates>,
@@ -73,11 +66,19 @@ pub struct Bot {
     inflight: Mutex<HashMap<String, watch::Receiver<Shared>>>,
     deadline: Duration,
     instance: String,
-    late: Mutex<Option<LateReplySink>>,
+    /// Wakes the outbox worker when a late reply is queued.
+    outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Bot {
-    pub fn new(rules: Rules, templates: Templates, handlers: Handlers, log: MessageLog, deadline: Duration) -> Bot {
+    pub fn new(
+        rules: Rules,
+        templates: Templates,
+        handlers: Handlers,
+        log: MessageLog,
+        deadline: Duration,
+        outbox_wake: Arc<tokio::sync::Notify>,
+    ) -> Bot {
         let mut id = [0u8; 4];
         rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
         Bot {
@@ -88,13 +89,8 @@ impl Bot {
             inflight: Mutex::new(HashMap::new()),
             deadline,
             instance: format!("{}-{}", std::process::id(), crate::wechat::signature::hex(&id)),
-            late: Mutex::new(None),
+            outbox_wake,
         }
-    }
-
-    /// Where replies that missed the deadline go.
-    pub fn set_late_reply_sink(&self, sink: LateReplySink) {
-        *self.late.lock().unwrap() = Some(sink);
     }
 
     pub fn instance(&self) -> &str {
@@ -310,7 +306,8 @@ impl Bot {
         }
     }
 
-    /// Lets a late handler finish and passes its reply on for customer-service delivery.
+    /// Lets a late handler finish and queues its reply as a customer-service message (deduped by
+    /// message, so a taken-over message cannot queue it twice).
     fn defer(
         self: &Arc<Self>,
         id: i64,
@@ -327,11 +324,13 @@ impl Bot {
                 Ok(Err(e)) => return tracing::error!(handler = %name, error = %e, "late handler failed"),
                 Err(e) => return tracing::error!(handler = %name, error = %e, "late handler panicked"),
             };
-            let sink = bot.late.lock().unwrap().clone();
-            match sink {
-                Some(sink) => sink(LateReply { message_id: id, openid: msg.openid.clone(), reply }),
-                None => {
-                    tracing::warn!(handler = %name, openid = %crate::mask(&msg.openid), "late reply dropped: no customer-service sink")
+            let Some(message) = CustomMessage::from_reply(&reply) else { return };
+            let payload = CustomMessageJob { touser: msg.openid.clone(), message };
+            let job = NewJob::new(outbox::KIND_CUSTOM_MESSAGE, payload, format!("late:{id}"));
+            match outbox::enqueue(bot.log.store(), &job).await {
+                Ok(_) => bot.outbox_wake.notify_one(),
+                Err(e) => {
+                    tracing::error!(handler = %name, openid = %crate::mask(&msg.openid), error = %e, "late reply could not be queued")
                 }
             }
         });

@@ -35,8 +35,14 @@ macro_rules! with_pool {
 
 type Migration = (i64, &'static str, &'static str);
 
-const SQLITE_MIGRATIONS: &[Migration] = &[(1, "webhook", include_str!("../../migrations/sqlite/0001_webhook.sql"))];
-const POSTGRES_MIGRATIONS: &[Migration] = &[(1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql"))];
+const SQLITE_MIGRATIONS: &[Migration] = &[
+    (1, "webhook", include_str!("../../migrations/sqlite/0001_webhook.sql")),
+    (2, "outbox", include_str!("../../migrations/sqlite/0002_outbox.sql")),
+];
+const POSTGRES_MIGRATIONS: &[Migration] = &[
+    (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
+    (2, "outbox", include_str!("../../migrations/postgres/0002_outbox.sql")),
+];
 
 impl Store {
     /// Connects to `url`; a SQLite file (and its directory) is created when missing.
@@ -133,6 +139,48 @@ impl Store {
 
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// A transaction on either backend, for changes that must commit together (a business change
+/// and the outbox job it causes).
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs `$body` with `$conn` bound to the transaction's connection, once per backend.
+#[macro_export]
+macro_rules! with_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::store::Tx::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+impl Store {
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Store::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
     }
 }
 

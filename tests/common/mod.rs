@@ -119,6 +119,9 @@ pub fn test_config(db: &Db, mode: Mode) -> Config {
     c.database.max_connections = 4;
     c.bot.routes = repo().join("config/routes.toml");
     c.bot.templates = repo().join("templates/replies");
+    // Nothing is reachable at WeChat's real address from here; tests that send start a fake.
+    c.wechat.api_base = "http://127.0.0.1:9".into();
+    c.outbox.poll_ms = 50;
     c.validate().unwrap();
     c
 }
@@ -202,6 +205,25 @@ impl TestServer {
         drop(state);
         task.await.unwrap().unwrap();
     }
+}
+
+/// Starts a fake WeChat for `config`'s account and points the config's API base at it.
+pub async fn start_fake(config: &mut Config) -> wxoa::fake::FakeWeChat {
+    let fake = wxoa::fake::FakeWeChat::new(config);
+    config.wechat.api_base = fake.spawn().await;
+    fake
+}
+
+/// Polls `check` every 20 ms for up to `secs` seconds.
+pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    check()
 }
 
 /// A plaintext text message from `openid` with `msg_id`.

@@ -1,0 +1,207 @@
+//! A fake WeChat: the API server (`api.weixin.qq.com`) with WeChat's documented semantics, for
+//! tests, the benchmarks and development without an Official Account. It can also play
+//! followers, posting signed (and encrypted) messages to the webhook the way WeChat does.
+//!
+//! What it does like WeChat:
+//! * `token` issues a new token each call; the previous one keeps working for 5 minutes.
+//!   `stable_token` returns the current token until it expires, a new one on `force_refresh`.
+//!   A wrong appid is 40013, a wrong secret 40125; an unknown token is 40001, an expired one
+//!   42001, a missing one 41001.
+//! * Messages to a follower who unsubscribed are 43004; template sends over the daily quota are
+//!   45009. A template send answers a msgid and later posts TEMPLATESENDJOBFINISH to the webhook;
+//!   a mass send posts MASSSENDJOBFINISH with its counts; a repeated `clientmsgid` is 45065.
+//! * Every call is recorded ([`FakeWeChat::calls`]) and the knobs ([`Knobs`]) add latency,
+//!   random -1s, forced errcodes and dropped connections.
+//!
+//! Any openid is a follower until [`FakeWeChat::unsubscribe`] says otherwise.
+
+mod api;
+
+use crate::config::Config;
+use crate::wechat::envelope::Envelope;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One recorded API call.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Call {
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub body: Value,
+    /// The errcode answered (0 for success).
+    pub errcode: i64,
+}
+
+/// Fault injection.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Knobs {
+    /// Added to every API call.
+    pub latency_ms: u64,
+    /// Share of API calls answered -1 (system busy), 0.0 to 1.0.
+    pub error_rate: f64,
+    /// Errcodes answered to the next API calls, one each, in order.
+    pub forced: VecDeque<i64>,
+    /// The next this many API calls have their connection dropped without an answer.
+    pub drop_connections: u32,
+    /// Lifetime of issued tokens (0: WeChat's 7,200 s).
+    pub token_ttl_secs: i64,
+    /// Template messages allowed before 45009 (0: WeChat's 100,000 a day).
+    pub template_quota: i64,
+    /// Post job-finish events to the webhook.
+    pub callbacks: bool,
+}
+
+#[derive(Debug, Clone)]
+struct IssuedToken {
+    expires_at: i64,
+    /// Set when a newer token replaced it: it still works until then.
+    retired_at: Option<i64>,
+    revoked: bool,
+}
+
+#[derive(Default)]
+struct State {
+    tokens: HashMap<String, IssuedToken>,
+    current: Option<String>,
+    calls: Vec<Call>,
+    knobs: Knobs,
+    unsubscribed: HashSet<String>,
+    tags: Vec<(i64, String)>,
+    tagged: HashMap<String, HashSet<i64>>,
+    menu: Option<Value>,
+    conditional: Vec<Value>,
+    clientmsgids: HashMap<String, i64>,
+    templates_sent: i64,
+    oauth_codes: HashMap<String, (String, i64)>,
+    /// Token issues per kind, for assertions on refresh storms.
+    issued: u64,
+}
+
+/// The fake. Cheap to clone; every clone is the same server state.
+#[derive(Clone)]
+pub struct FakeWeChat(Arc<Inner>);
+
+struct Inner {
+    app_id: String,
+    secret: String,
+    envelope: Envelope,
+    webhook: Mutex<Option<String>>,
+    state: Mutex<State>,
+    ids: AtomicI64,
+    http: reqwest::Client,
+}
+
+impl FakeWeChat {
+    /// A fake for the account in `config` (app id, secret, token, AES key).
+    pub fn new(config: &Config) -> FakeWeChat {
+        let state = State { knobs: Knobs { callbacks: true, ..Knobs::default() }, ..State::default() };
+        FakeWeChat(Arc::new(Inner {
+            app_id: config.wechat.app_id.clone(),
+            secret: config.wechat.app_secret.clone(),
+            envelope: config.envelope(),
+            webhook: Mutex::new(None),
+            state: Mutex::new(state),
+            ids: AtomicI64::new(1_000_000),
+            http: reqwest::Client::new(),
+        }))
+    }
+
+    /// Where job-finish events (and [`FakeWeChat::send_as_follower`]) go.
+    pub fn set_webhook(&self, url: Option<String>) {
+        *self.0.webhook.lock().unwrap() = url;
+    }
+
+    pub fn router(&self) -> axum::Router {
+        api::router(self.clone())
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+    }
+
+    /// Starts on an ephemeral loopback port; returns its base URL.
+    pub async fn spawn(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(self.clone().serve(listener, std::future::pending()));
+        format!("http://{addr}")
+    }
+
+    pub fn knobs(&self) -> Knobs {
+        self.0.state.lock().unwrap().knobs.clone()
+    }
+
+    pub fn set_knobs(&self, knobs: Knobs) {
+        self.0.state.lock().unwrap().knobs = knobs;
+    }
+
+    /// Changes some knobs.
+    pub fn tweak(&self, f: impl FnOnce(&mut Knobs)) {
+        f(&mut self.0.state.lock().unwrap().knobs);
+    }
+
+    /// Every API call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.0.state.lock().unwrap().calls.clone()
+    }
+
+    /// Calls to `path` so far.
+    pub fn calls_to(&self, path: &str) -> Vec<Call> {
+        self.0.state.lock().unwrap().calls.iter().filter(|c| c.path == path).cloned().collect()
+    }
+
+    pub fn clear_calls(&self) {
+        self.0.state.lock().unwrap().calls.clear();
+    }
+
+    /// How many tokens were issued (by `token` or `stable_token`).
+    pub fn tokens_issued(&self) -> u64 {
+        self.0.state.lock().unwrap().issued
+    }
+
+    /// Makes every issued token invalid at once (as a secret reset does): the next call with one
+    /// is 40001.
+    pub fn revoke_tokens(&self) {
+        let mut s = self.0.state.lock().unwrap();
+        for t in s.tokens.values_mut() {
+            t.revoked = true;
+        }
+        s.current = None;
+    }
+
+    pub fn unsubscribe(&self, openid: &str) {
+        self.0.state.lock().unwrap().unsubscribed.insert(openid.to_owned());
+    }
+
+    pub fn subscribe(&self, openid: &str) {
+        self.0.state.lock().unwrap().unsubscribed.remove(openid);
+    }
+
+    /// A single-use OAuth code for `openid`, valid 5 minutes (what WeChat's authorize page
+    /// hands the redirect).
+    pub fn oauth_code(&self, openid: &str) -> String {
+        let code = format!("code{}", self.next_id());
+        let expires = crate::store::now_ms() + 300_000;
+        self.0.state.lock().unwrap().oauth_codes.insert(code.clone(), (openid.to_owned(), expires));
+        code
+    }
+
+    /// Posts a plaintext message to the webhook as WeChat would (signed, encrypted per mode);
+    /// returns the HTTP status and the decrypted reply (`None` for `success`).
+    pub async fn send_as_follower(&self, xml: &str) -> Result<(u16, Option<String>), String> {
+        let url = self.0.webhook.lock().unwrap().clone().ok_or("no webhook configured")?;
+        crate::tools::replay::post(&self.0.http, &self.0.envelope, &url, xml).await
+    }
+
+    fn next_id(&self) -> i64 {
+        self.0.ids.fetch_add(1, Ordering::Relaxed)
+    }
+}

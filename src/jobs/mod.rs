@@ -1,0 +1,4 @@
+//! Work done later: the durable [`outbox`] of jobs and the [`worker`] that sends them.
+
+pub mod outbox;
+pub mod worker;

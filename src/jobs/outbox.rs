@@ -1,0 +1,124 @@
+//! The outbox: one `jobs` table for everything sent to WeChat later — deferred replies,
+//! template messages, broadcasts, reminders.
+//!
+//! A job is enqueued in the same transaction as the change that causes it ([`enqueue_tx`]), so
+//! either both happen or neither. Its `dedupe_key` is unique: enqueueing the same thing twice is
+//! a no-op. Workers claim due jobs with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so two
+//! instances never claim the same job; SQLite has one writer at a time anyway). A job whose
+//! worker died is claimable again when its lease runs out: nothing is lost, and what may be sent
+//! twice after a `kill -9` is bounded by the jobs that worker had in flight.
+
+use crate::store::{Store, Tx, now_ms};
+use crate::{with_pool, with_tx};
+use serde::Serialize;
+
+pub const QUEUED: &str = "queued";
+pub const RUNNING: &str = "running";
+pub const DONE: &str = "done";
+pub const DEAD: &str = "dead";
+
+/// Job kinds the worker knows.
+pub const KIND_CUSTOM_MESSAGE: &str = "custom_message";
+pub const KIND_TEMPLATE: &str = "template";
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub dedupe_key: String,
+    /// When it may run (unix ms); now by default.
+    pub run_at: i64,
+}
+
+impl NewJob {
+    pub fn new(kind: &str, payload: impl Serialize, dedupe_key: impl Into<String>) -> NewJob {
+        NewJob {
+            kind: kind.into(),
+            payload: serde_json::to_value(payload).expect("serializable payload"),
+            dedupe_key: dedupe_key.into(),
+            run_at: now_ms(),
+        }
+    }
+
+    pub fn at(mut self, run_at: i64) -> NewJob {
+        self.run_at = run_at;
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    pub dedupe_key: String,
+    pub state: String,
+    pub attempts: i64,
+    pub run_at: i64,
+    pub last_error: Option<String>,
+    pub result: Option<String>,
+}
+
+const INSERT: &str = "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, run_at, lease_until, created_at, updated_at) \
+                      VALUES ($1, $2, $3, 'queued', 0, $4, 0, $5, $5) ON CONFLICT (dedupe_key) DO NOTHING";
+
+/// Enqueues `job` inside `tx`; `false` if a job with its dedupe key exists.
+pub async fn enqueue_tx(tx: &mut Tx, job: &NewJob) -> Result<bool, sqlx::Error> {
+    let payload = job.payload.to_string();
+    let n = with_tx!(tx, conn => sqlx::query(INSERT)
+        .bind(&job.kind).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms())
+        .execute(conn).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Enqueues `job` on its own; `false` if a job with its dedupe key exists.
+pub async fn enqueue(store: &Store, job: &NewJob) -> Result<bool, sqlx::Error> {
+    let payload = job.payload.to_string();
+    let n = with_pool!(store, pool => sqlx::query(INSERT)
+        .bind(&job.kind).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms())
+        .execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+const COLUMNS: &str = "id, kind, payload, dedupe_key, state, attempts, run_at, last_error, result";
+
+type JobRow = (i64, String, String, String, String, i64, i64, Option<String>, Option<String>);
+
+fn job((id, kind, payload, dedupe_key, state, attempts, run_at, last_error, result): JobRow) -> Job {
+    Job { id, kind, payload, dedupe_key, state, attempts, run_at, last_error, result }
+}
+
+/// Jobs, newest first, optionally in one state.
+pub async fn list(store: &Store, state: Option<&str>, limit: i64) -> Result<Vec<Job>, sqlx::Error> {
+    with_pool!(store, pool => {
+        let mut q = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM jobs"));
+        if let Some(state) = state {
+            q.push(" WHERE state = ").push_bind(state.to_owned());
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        q.build_query_as::<JobRow>().fetch_all(pool).await
+    })
+    .map(|rows| rows.into_iter().map(job).collect())
+}
+
+pub async fn get(store: &Store, id: i64) -> Result<Option<Job>, sqlx::Error> {
+    let sql =
+        "SELECT id, kind, payload, dedupe_key, state, attempts, run_at, last_error, result FROM jobs WHERE id = $1";
+    with_pool!(store, pool => sqlx::query_as::<_, JobRow>(sql).bind(id).fetch_optional(pool).await).map(|r| r.map(job))
+}
+
+/// Counts per state.
+pub async fn counts(store: &Store) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    with_pool!(store, pool => sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state").fetch_all(pool).await)
+}
+
+/// Puts a dead (or done) job back in the queue, due now, with fresh attempts. `false` if there is
+/// no such job or it is queued or running.
+pub async fn retry(store: &Store, id: i64) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let n = with_pool!(store, pool => sqlx::query(
+        "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, lease_until = 0, updated_at = $2 \
+         WHERE id = $1 AND state IN ('dead', 'done')")
+        .bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}

@@ -1,0 +1,298 @@
+//! The outbox worker: claims due jobs in batches, sends them concurrently, and records each
+//! verdict by errcode:
+//!
+//! | answer | verdict |
+//! |---|---|
+//! | ok | done |
+//! | -1 (busy), network failure, token still refused after the client's one refresh | retry with exponential backoff, until `outbox.max_attempts` |
+//! | 45009 (quota) | postponed without spending an attempt |
+//! | 43004 (unsubscribed), 43019 (blocked), 40003 (bad openid), any other refusal | dead: retrying cannot help |
+//!
+//! Verdicts are written in batches (one transaction for everything that finished together).
+//! On shutdown it stops claiming, lets in-flight sends finish and records them.
+
+use super::outbox::{self, KIND_CUSTOM_MESSAGE, KIND_TEMPLATE};
+use crate::config::OutboxConfig;
+use crate::store::{Store, now_ms};
+use crate::wechat::client::message::CustomMessage;
+use crate::wechat::client::template::TemplateMessage;
+use crate::wechat::client::{ApiError, Client, QUOTA};
+use crate::{with_pool, with_tx};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// Payload of a customer-service message job.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CustomMessageJob {
+    pub touser: String,
+    pub message: CustomMessage,
+}
+
+/// How long a quota refusal postpones a job.
+const QUOTA_POSTPONE_MS: i64 = 10 * 60 * 1000;
+
+#[derive(Debug)]
+enum Verdict {
+    Done(Option<String>),
+    Retry(String),
+    Postpone(String),
+    Dead(String),
+}
+
+struct Claimed {
+    id: i64,
+    kind: String,
+    payload: String,
+    attempts: i64,
+}
+
+pub struct Worker {
+    store: Store,
+    client: Client,
+    config: OutboxConfig,
+    instance: String,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(store: Store, client: Client, config: OutboxConfig, wake: Arc<Notify>) -> Worker {
+        let mut id = [0u8; 4];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
+        let instance = format!("{}-{}", std::process::id(), crate::wechat::signature::hex(&id));
+        Worker { store, client, config, instance, wake }
+    }
+
+    /// Runs until `stop` turns true, then finishes what is in flight.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let concurrency = self.config.concurrency.max(1);
+        let mut inflight: JoinSet<(i64, i64, Verdict)> = JoinSet::new();
+        let mut finished = Vec::new();
+        let mut stopping = *stop.borrow();
+        loop {
+            if !stopping && inflight.len() < concurrency {
+                match self.claim((concurrency - inflight.len()) as i64).await {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            let client = self.client.clone();
+                            let max = self.config.max_attempts;
+                            inflight.spawn(async move {
+                                let verdict = judge(execute(&client, &job.kind, &job.payload).await, job.attempts, max);
+                                (job.id, job.attempts, verdict)
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "outbox: claiming jobs failed");
+                        tokio::time::sleep(Duration::from_millis(self.config.poll_ms)).await;
+                    }
+                }
+            }
+            if inflight.is_empty() {
+                self.record(&mut finished).await;
+                if stopping {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(self.config.poll_ms)) => {}
+                    _ = self.wake.notified() => {}
+                    _ = stop.changed() => stopping = true,
+                }
+                continue;
+            }
+            tokio::select! {
+                Some(done) = inflight.join_next() => {
+                    finished.push(done);
+                    while let Some(done) = inflight.try_join_next() {
+                        finished.push(done);
+                    }
+                }
+                _ = stop.changed(), if !stopping => stopping = true,
+            }
+            // Record in batches, but do not sit on results while the pipe runs low.
+            if finished.len() >= 64 || inflight.len() < concurrency / 2 {
+                self.record(&mut finished).await;
+            }
+        }
+    }
+
+    async fn claim(&self, n: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+        let now = now_ms();
+        let lease_until = now + self.config.lease_secs as i64 * 1000;
+        let due = "SELECT id FROM jobs WHERE (state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3) \
+                   ORDER BY run_at, id LIMIT $4";
+        let rows: Vec<(i64, String, String, i64)> = match &self.store {
+            crate::store::Store::Sqlite(pool) => {
+                let sql = format!(
+                    "UPDATE jobs SET state = 'running', lease_until = $1, leased_by = $2, attempts = attempts + 1, updated_at = $3 \
+                     WHERE id IN ({due}) RETURNING id, kind, payload, attempts"
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(lease_until)
+                    .bind(&self.instance)
+                    .bind(now)
+                    .bind(n)
+                    .fetch_all(pool)
+                    .await?
+            }
+            crate::store::Store::Postgres(pool) => {
+                // SKIP LOCKED: two instances claiming at once take different jobs.
+                let sql = format!(
+                    "UPDATE jobs SET state = 'running', lease_until = $1, leased_by = $2, attempts = attempts + 1, updated_at = $3 \
+                     WHERE id IN ({due} FOR UPDATE SKIP LOCKED) RETURNING id, kind, payload, attempts"
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(lease_until)
+                    .bind(&self.instance)
+                    .bind(now)
+                    .bind(n)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(rows.into_iter().map(|(id, kind, payload, attempts)| Claimed { id, kind, payload, attempts }).collect())
+    }
+
+    /// Writes the verdicts of finished jobs in one transaction.
+    async fn record(&self, finished: &mut Vec<Result<(i64, i64, Verdict), tokio::task::JoinError>>) {
+        if finished.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let result = async {
+            let mut tx = self.store.begin().await?;
+            for done in finished.iter() {
+                let (id, attempts, verdict) = match done {
+                    Ok(v) => (v.0, v.1, &v.2),
+                    Err(e) => {
+                        tracing::error!(error = %e, "outbox: a send panicked");
+                        continue; // its lease runs out and it is retried
+                    }
+                };
+                let (state, run_at, attempts_delta, error, result): (&str, i64, i64, Option<&str>, Option<&str>) = match verdict {
+                    Verdict::Done(result) => (outbox::DONE, 0, 0, None, result.as_deref()),
+                    Verdict::Retry(e) => (outbox::QUEUED, now + backoff_ms(attempts), 0, Some(e), None),
+                    Verdict::Postpone(e) => (outbox::QUEUED, now + QUOTA_POSTPONE_MS, -1, Some(e), None),
+                    Verdict::Dead(e) => (outbox::DEAD, 0, 0, Some(e), None),
+                };
+                let run_at = if run_at == 0 { now } else { run_at };
+                // Only if the job is still ours: a lease that ran out may have passed it on.
+                with_tx!(&mut tx, conn => sqlx::query(
+                    "UPDATE jobs SET state = $1, run_at = $2, attempts = attempts + $3, last_error = $4, result = $5, \
+                     lease_until = 0, updated_at = $6 WHERE id = $7 AND state = 'running' AND leased_by = $8")
+                    .bind(state).bind(run_at).bind(attempts_delta).bind(error).bind(result).bind(now).bind(id).bind(&self.instance)
+                    .execute(conn).await.map(|_| ()))?;
+            }
+            tx.commit().await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                for done in finished.iter().flatten() {
+                    let label = match done.2 {
+                        Verdict::Done(_) => "done",
+                        Verdict::Retry(_) => "retry",
+                        Verdict::Postpone(_) => "postponed",
+                        Verdict::Dead(_) => "dead",
+                    };
+                    metrics::counter!("wxoa_outbox_jobs_total", "verdict" => label).increment(1);
+                }
+                finished.clear();
+            }
+            // Keep them and try again next round; the leases protect the jobs meanwhile.
+            Err(e) => tracing::error!(error = %e, "outbox: recording verdicts failed"),
+        }
+    }
+}
+
+/// 2^attempts seconds, at most ten minutes, with jitter.
+fn backoff_ms(attempts: i64) -> i64 {
+    let base = 1000i64.saturating_mul(1 << attempts.clamp(0, 10)).min(600_000);
+    base / 2 + (rand::random::<u32>() as i64 % (base / 2 + 1))
+}
+
+/// Why a send failed: WeChat (or the network) said no, or the job itself is unusable.
+#[derive(Debug)]
+enum SendError {
+    Api(ApiError),
+    Bad(String),
+}
+
+/// What a send produced: WeChat's id for it, if it gives one.
+type Sent = Result<Option<String>, SendError>;
+
+async fn execute(client: &Client, kind: &str, payload: &str) -> Sent {
+    match kind {
+        KIND_CUSTOM_MESSAGE => {
+            let job: CustomMessageJob =
+                serde_json::from_str(payload).map_err(|e| SendError::Bad(format!("bad payload: {e}")))?;
+            client.custom_send(&job.touser, &job.message).await.map(|_| None).map_err(SendError::Api)
+        }
+        KIND_TEMPLATE => {
+            let message: TemplateMessage =
+                serde_json::from_str(payload).map_err(|e| SendError::Bad(format!("bad payload: {e}")))?;
+            client.template_send(&message).await.map(|msgid| Some(msgid.to_string())).map_err(SendError::Api)
+        }
+        other => Err(SendError::Bad(format!("unknown job kind {other:?}"))),
+    }
+}
+
+fn judge(result: Sent, attempts: i64, max_attempts: i64) -> Verdict {
+    match result {
+        Ok(r) => Verdict::Done(r),
+        Err(SendError::Bad(bad)) => Verdict::Dead(bad),
+        Err(SendError::Api(e)) if e.errcode() == Some(QUOTA) => Verdict::Postpone(e.to_string()),
+        Err(SendError::Api(e)) if e.is_transient() || e.is_token_error() => {
+            if attempts >= max_attempts {
+                Verdict::Dead(format!("{e} (after {attempts} attempts)"))
+            } else {
+                Verdict::Retry(e.to_string())
+            }
+        }
+        Err(SendError::Api(e)) => Verdict::Dead(e.to_string()),
+    }
+}
+
+/// Jobs due now, for `/readyz`-style checks and the CLI.
+pub async fn due_count(store: &Store) -> Result<i64, sqlx::Error> {
+    let now = now_ms();
+    with_pool!(store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND run_at <= $1").bind(now).fetch_one(pool).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_by_errcode() {
+        let we = |c: i64| Err(SendError::Api(ApiError::WeChat { errcode: c, errmsg: String::new() }));
+        let cases: Vec<(Sent, i64, &str)> = vec![
+            (Ok(Some("1".into())), 1, "done"),
+            (we(-1), 1, "retry"),
+            (we(-1), 8, "dead"),
+            (Err(SendError::Api(ApiError::Http("reset".into()))), 2, "retry"),
+            (we(40001), 1, "retry"),
+            (we(45009), 1, "postpone"),
+            (we(43004), 1, "dead"),
+            (we(40003), 1, "dead"),
+            (Err(SendError::Bad("bad payload".into())), 1, "dead"),
+        ];
+        for (result, attempts, want) in cases {
+            let got = match judge(result, attempts, 8) {
+                Verdict::Done(_) => "done",
+                Verdict::Retry(_) => "retry",
+                Verdict::Postpone(_) => "postpone",
+                Verdict::Dead(_) => "dead",
+            };
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        assert!((500..=1000).contains(&backoff_ms(0)));
+        assert!((4000..=8000).contains(&backoff_ms(3)));
+        assert!(backoff_ms(40) <= 600_000);
+    }
+}
