@@ -111,9 +111,10 @@ impl TokenManager {
                     false
                 }
             };
-            // Take the lease, or wait for whoever has it.
+            // Take the lease, or wait for whoever has it. A lease of our own is stale: we hold the
+            // single-flight lock, so it was left by a refresh that was cancelled mid-way.
             let leased = with_pool!(&self.store, pool => sqlx::query(
-                "UPDATE access_tokens SET lease_by = $2, lease_until = $3 WHERE app_id = $1 AND lease_until < $4")
+                "UPDATE access_tokens SET lease_by = $2, lease_until = $3 WHERE app_id = $1 AND (lease_until < $4 OR lease_by = $2)")
                 .bind(&self.app_id).bind(&self.instance).bind(now + LEASE_MS).bind(now)
                 .execute(pool).await.map(|r| r.rows_affected() == 1))
             .map_err(db)?;

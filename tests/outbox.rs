@@ -1,0 +1,210 @@
+//! The outbox and its worker against the fake WeChat, on both databases: delivery, verdicts by
+//! errcode, dedupe keys, transactions, lease expiry after a worker dies, two workers at once.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::time::Duration;
+use wxoa::config::OutboxConfig;
+use wxoa::fake::FakeWeChat;
+use wxoa::jobs::outbox::{self, KIND_TEMPLATE, NewJob};
+use wxoa::jobs::worker::Worker;
+use wxoa::store::Store;
+use wxoa::wechat::client::template::TemplateMessage;
+use wxoa::wechat::client::{Client, RateLimits, Retry};
+use wxoa::wechat::envelope::Mode;
+
+struct Setup {
+    fake: FakeWeChat,
+    store: Store,
+    client: Client,
+    db: Db,
+}
+
+async fn setup(backend: Backend) -> Setup {
+    let db = Db::new(backend).await;
+    let mut config = test_config(&db, Mode::Safe);
+    let fake = start_fake(&mut config).await;
+    fake.tweak(|k| k.callbacks = false);
+    let store = Store::connect(&db.url, 8).await.unwrap();
+    store.migrate().await.unwrap();
+    let retry = Retry { attempts: 1, first: Duration::from_millis(10), max: Duration::from_millis(10) };
+    let client = Client::with_retry(&config.wechat, &RateLimits::default(), store.clone(), retry);
+    Setup { fake, store, client, db }
+}
+
+fn outbox_config(lease_secs: u64) -> OutboxConfig {
+    OutboxConfig { enabled: true, concurrency: 16, lease_secs, max_attempts: 3, poll_ms: 20 }
+}
+
+fn template(openid: &str, n: usize) -> NewJob {
+    NewJob::new(
+        KIND_TEMPLATE,
+        TemplateMessage::new(openid, "TPL_ORDER", &[("first", &format!("order {n}"))]),
+        format!("order:{n}"),
+    )
+}
+
+/// Starts a worker; returns its stop switch and task.
+fn start_worker(s: &Setup, config: OutboxConfig) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = Worker::new(s.store.clone(), s.client.clone(), config, Arc::new(tokio::sync::Notify::new()));
+    (stop, tokio::spawn(worker.run(stopped)))
+}
+
+async fn states(store: &Store) -> Vec<(String, i64)> {
+    outbox::counts(store).await.unwrap()
+}
+
+#[tokio::test]
+async fn jobs_are_delivered_and_judged_by_errcode() {
+    for backend in backends() {
+        let s = setup(backend).await;
+        for n in 0..20 {
+            assert!(outbox::enqueue(&s.store, &template("oBuyer", n)).await.unwrap());
+        }
+        assert!(!outbox::enqueue(&s.store, &template("oBuyer", 0)).await.unwrap(), "dedupe key");
+        s.fake.unsubscribe("oGone");
+        outbox::enqueue(&s.store, &template("oGone", 100)).await.unwrap();
+        outbox::enqueue(&s.store, &NewJob::new("no_such_kind", serde_json::json!({}), "odd:1")).await.unwrap();
+        // A job enqueued in a transaction that rolls back never exists.
+        let mut tx = s.store.begin().await.unwrap();
+        outbox::enqueue_tx(&mut tx, &template("oBuyer", 200)).await.unwrap();
+        drop(tx);
+
+        // The first template call is busy, the next one over quota.
+        s.fake.tweak(|k| k.forced = [-1, 45009].into_iter().collect());
+        let (stop, worker) = start_worker(&s, outbox_config(30));
+        // Every job tried once; the busy one's backoff (at least a second) has not run out yet.
+        let settled = eventually(10, || s.fake.calls_to("/cgi-bin/message/template/send").len() >= 21).await;
+        assert!(settled, "{backend:?}: {:?}", states(&s.store).await);
+        let _ = stop.send(true);
+        worker.await.unwrap();
+
+        let jobs = outbox::list(&s.store, None, 100).await.unwrap();
+        assert_eq!(jobs.len(), 22, "{backend:?}");
+        let by_key = |k: &str| jobs.iter().find(|j| j.dedupe_key == k).unwrap().clone();
+        assert_eq!(by_key("order:100").state, "dead", "unsubscribed: not retried");
+        assert!(by_key("order:100").last_error.unwrap().contains("43004"));
+        assert_eq!(by_key("odd:1").state, "dead");
+        let done = jobs.iter().filter(|j| j.state == "done").count();
+        let queued: Vec<_> = jobs.iter().filter(|j| j.state == "queued").collect();
+        // -1 is retried later (backoff), 45009 postponed without spending an attempt.
+        assert_eq!(done + queued.len(), 20, "{jobs:?}");
+        assert_eq!(queued.len(), 2, "{jobs:?}");
+        assert!(
+            queued.iter().any(|j| j.last_error.as_deref().unwrap_or("").contains("45009") && j.attempts == 0),
+            "{queued:?}"
+        );
+        assert!(
+            queued.iter().any(|j| j.last_error.as_deref().unwrap_or("").contains("-1") && j.attempts == 1),
+            "{queued:?}"
+        );
+        assert!(
+            jobs.iter()
+                .filter(|j| j.state == "done")
+                .all(|j| j.result.as_deref().is_some_and(|r| r.parse::<i64>().is_ok()))
+        );
+        // Every order went out exactly once, the two refused ones aside.
+        let sent: Vec<String> = s
+            .fake
+            .calls_to("/cgi-bin/message/template/send")
+            .iter()
+            .filter(|c| c.errcode == 0)
+            .map(|c| c.body["data"]["first"]["value"].as_str().unwrap().to_owned())
+            .collect();
+        let unique: std::collections::HashSet<_> = sent.iter().collect();
+        assert_eq!(sent.len(), unique.len(), "no duplicates");
+        assert_eq!(sent.len(), 18);
+
+        // A dead job can be retried by hand.
+        let dead = by_key("order:100");
+        s.fake.subscribe("oGone");
+        assert!(outbox::retry(&s.store, dead.id).await.unwrap());
+        assert!(!outbox::retry(&s.store, dead.id).await.unwrap(), "already queued");
+        s.store.close().await;
+        s.db.drop_db().await;
+    }
+}
+
+/// A worker killed mid-job: its claimed jobs stay leased, then the next worker takes them over.
+/// Nothing is lost; what is sent twice is bounded by what it had in flight.
+#[tokio::test]
+async fn a_dead_workers_jobs_are_taken_over_when_the_lease_runs_out() {
+    for backend in backends() {
+        let s = setup(backend).await;
+        for n in 0..40 {
+            outbox::enqueue(&s.store, &template("oBuyer", n)).await.unwrap();
+        }
+        s.fake.tweak(|k| k.latency_ms = 300);
+        let (_stop, worker) = start_worker(&s, outbox_config(1));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        worker.abort(); // kill -9, as far as the database can tell
+        let _ = worker.await;
+        let running = outbox::list(&s.store, Some("running"), 100).await.unwrap();
+        assert!(!running.is_empty(), "{backend:?}: the dead worker left leased jobs");
+
+        s.fake.tweak(|k| k.latency_ms = 0);
+        let (stop, worker) = start_worker(&s, outbox_config(1));
+        let all_done = {
+            let store = s.store.clone();
+            let mut ok = false;
+            for _ in 0..250 {
+                if outbox::list(&store, Some("done"), 100).await.unwrap().len() == 40 {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            ok
+        };
+        assert!(all_done, "{backend:?}: {:?}", states(&s.store).await);
+        let _ = stop.send(true);
+        worker.await.unwrap();
+        let sent = s.fake.calls_to("/cgi-bin/message/template/send").len();
+        assert!(
+            sent >= 40 && sent <= 40 + running.len(),
+            "{backend:?}: {sent} sends for 40 jobs, {} in flight",
+            running.len()
+        );
+        s.store.close().await;
+        s.db.drop_db().await;
+    }
+}
+
+/// Two workers (two instances) on one database never send the same job twice.
+#[tokio::test]
+async fn two_workers_share_the_queue_without_doubling() {
+    for backend in backends() {
+        let s = setup(backend).await;
+        for n in 0..300 {
+            outbox::enqueue(&s.store, &template(&format!("o{n}"), n)).await.unwrap();
+        }
+        s.fake.tweak(|k| k.latency_ms = 2);
+        let (stop_a, a) = start_worker(&s, outbox_config(30));
+        let (stop_b, b) = start_worker(&s, outbox_config(30));
+        let done = {
+            let mut ok = false;
+            for _ in 0..500 {
+                if outbox::list(&s.store, Some("done"), 1000).await.unwrap().len() == 300 {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            ok
+        };
+        assert!(done, "{backend:?}: {:?}", states(&s.store).await);
+        let _ = (stop_a.send(true), stop_b.send(true));
+        a.await.unwrap();
+        b.await.unwrap();
+        let sent = s.fake.calls_to("/cgi-bin/message/template/send");
+        let unique: std::collections::HashSet<_> =
+            sent.iter().map(|c| c.body["touser"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(sent.len(), 300, "{backend:?}");
+        assert_eq!(unique.len(), 300);
+        s.store.close().await;
+        s.db.drop_db().await;
+    }
+}
