@@ -49,6 +49,26 @@ enum Command {
         #[command(subcommand)]
         command: FixturesCommand,
     },
+    /// The custom menu: check, sync, show.
+    Menu {
+        #[command(subcommand)]
+        command: MenuCommand,
+    },
+    /// The outbox: list and retry jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Run a fake WeChat API (and follower) for development and tests.
+    FakeWechat {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// The webhook job-finish events are posted to (e.g. http://127.0.0.1:8080/wechat).
+        #[arg(long)]
+        webhook: Option<String>,
+    },
     /// Load-test a running server with encrypted messages.
     Bench {
         #[command(flatten)]
@@ -65,6 +85,50 @@ enum Command {
         /// Decrypt and check every k-th reply (0: none).
         #[arg(long, default_value_t = 100)]
         verify_every: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum MenuCommand {
+    /// Validate the menu file against WeChat's limits, one line per problem.
+    Check {
+        #[arg(long, default_value = "config/menu.toml")]
+        file: PathBuf,
+    },
+    /// Show the difference from the live menu and push the file's menu (and conditional menus).
+    Sync {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, default_value = "config/menu.toml")]
+        file: PathBuf,
+        /// Only show the difference.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the live menu.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List outbox jobs, newest first.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// queued, running, done or dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Put a dead (or done) job back in the queue.
+    Retry {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: i64,
     },
 }
 
@@ -191,6 +255,25 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Command::Menu { command } => menu(command),
+        Command::Jobs { command } => jobs(command),
+        Command::FakeWechat { config, listen, webhook } => {
+            let config = load(&config)?;
+            runtime(0).map_err(|e| e.to_string())?.block_on(async {
+                let fake = crate::fake::FakeWeChat::new(&config);
+                fake.set_webhook(webhook.clone());
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+                println!(
+                    "fake WeChat API on http://{}  (webhook: {})  — set wechat.api_base to it",
+                    listener.local_addr().map(|a| a.to_string()).unwrap_or(listen),
+                    webhook.as_deref().unwrap_or("none")
+                );
+                fake.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Command::Bench { config, addr, connections, requests, warmup, verify_every } => {
             let config = load(&config)?;
             let opts = crate::tools::bench::BenchOptions {
@@ -206,6 +289,129 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let report = rt.block_on(crate::tools::bench::run(&config.envelope(), &opts))?;
             println!("{report}");
             Ok(if report.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+/// A client over the configured database (the token is shared with running servers).
+async fn client(config: &Config) -> Result<(crate::store::Store, crate::wechat::client::Client), String> {
+    let store = crate::store::Store::connect(&config.database.url, 2).await.map_err(|e| format!("database: {e}"))?;
+    store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
+    let client = crate::wechat::client::Client::new(&config.wechat, &config.rate_limits, store.clone());
+    Ok((store, client))
+}
+
+fn menu(command: MenuCommand) -> Result<ExitCode, String> {
+    use crate::menu::MenuFile;
+    match command {
+        MenuCommand::Check { file } => {
+            let menu = MenuFile::load(&file)?;
+            let problems = menu.check();
+            for p in &problems {
+                println!("{}: {p}", file.display());
+            }
+            if problems.is_empty() {
+                println!(
+                    "{}: ok ({} buttons, {} conditional menus)",
+                    file.display(),
+                    menu.button.len(),
+                    menu.conditional.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        MenuCommand::Sync { config, file, dry_run } => {
+            let config = load(&config)?;
+            let wanted = MenuFile::load(&file)?;
+            let problems = wanted.check();
+            if !problems.is_empty() {
+                for p in &problems {
+                    println!("{}: {p}", file.display());
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+            runtime(1).map_err(|e| e.to_string())?.block_on(async {
+                let (_, client) = client(&config).await?;
+                let live = client.menu_get().await.map_err(|e| e.to_string())?;
+                let changes = crate::menu::diff(&live, &wanted);
+                if changes.is_empty() {
+                    println!("the live menu already matches {}", file.display());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                for c in &changes {
+                    println!("{c}");
+                }
+                if dry_run {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                // menu/create replaces the default menu and drops conditional menus.
+                client.menu_create(&wanted.menu()).await.map_err(|e| e.to_string())?;
+                for c in &wanted.conditional {
+                    client.menu_add_conditional(c).await.map_err(|e| e.to_string())?;
+                }
+                println!("pushed {} ({} changes)", file.display(), changes.len());
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        MenuCommand::Show { config } => {
+            let config = load(&config)?;
+            runtime(1).map_err(|e| e.to_string())?.block_on(async {
+                let (_, client) = client(&config).await?;
+                let live = client.menu_get().await.map_err(|e| e.to_string())?;
+                println!("{}", serde_json::to_string_pretty(&live).map_err(|e| e.to_string())?);
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+    }
+}
+
+fn jobs(command: JobsCommand) -> Result<ExitCode, String> {
+    match command {
+        JobsCommand::List { config, state, limit } => {
+            let config = load(&config)?;
+            if let Some(s) = &state
+                && !["queued", "running", "done", "dead"].contains(&s.as_str())
+            {
+                return Err(format!("--state {s:?}: use queued, running, done or dead"));
+            }
+            runtime(1).map_err(|e| e.to_string())?.block_on(async {
+                let store = crate::store::Store::connect(&config.database.url, 1)
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
+                let jobs = crate::jobs::outbox::list(&store, state.as_deref(), limit.clamp(1, 10_000))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let counts = crate::jobs::outbox::counts(&store).await.map_err(|e| e.to_string())?;
+                println!("{}", counts.iter().map(|(s, n)| format!("{s}: {n}")).collect::<Vec<_>>().join("  "));
+                for j in jobs {
+                    println!(
+                        "{:>8}  {:<8} {:<15} attempts {:<2} {}  {}",
+                        j.id,
+                        j.state,
+                        j.kind,
+                        j.attempts,
+                        j.dedupe_key,
+                        j.last_error.as_deref().unwrap_or("")
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        JobsCommand::Retry { config, id } => {
+            let config = load(&config)?;
+            runtime(1).map_err(|e| e.to_string())?.block_on(async {
+                let store = crate::store::Store::connect(&config.database.url, 1)
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
+                if crate::jobs::outbox::retry(&store, id).await.map_err(|e| e.to_string())? {
+                    println!("job {id} queued again");
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    Err(format!("job {id}: no such job, or it is queued or running"))
+                }
+            })
         }
     }
 }

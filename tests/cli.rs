@@ -215,3 +215,52 @@ impl WaitTimeout for std::process::Child {
         }
     }
 }
+
+/// `wxoa fake-wechat` as its own process, and `wxoa menu check | sync | show` against it.
+#[test]
+fn menu_check_sync_show_against_the_fake_wechat() {
+    let dir = temp_dir("menu");
+    let fake_addr = format!("127.0.0.1:{}", free_port());
+    let mut text = config_text("127.0.0.1:0", &format!("sqlite://{}/wxoa.db", dir.display()));
+    text = text.replace("[database]", &format!("api_base = \"http://{fake_addr}\"\n[database]"));
+    let config = dir.join("wxoa.toml");
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let mut fake = Command::new(BIN)
+        .args(["fake-wechat", "--config", &config, "--listen", &fake_addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&fake_addr).is_err() {
+        assert!(Instant::now() < deadline, "fake did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let menu = repo().join("config/menu.toml");
+    let menu = menu.to_str().unwrap();
+    let (code, out, err) = wxoa(&["menu", "sync", "--config", &config, "--file", menu, "--dry-run"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("+ 会员 Member"), "{out}");
+    let (code, out, err) = wxoa(&["menu", "show", "--config", &config], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("会员"), "dry run pushed nothing: {out}");
+    let (code, out, err) = wxoa(&["menu", "sync", "--config", &config, "--file", menu], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("pushed"), "{out}");
+    let (_, out, _) = wxoa(&["menu", "show", "--config", &config], &[]);
+    assert!(out.contains("积分 Balance") && out.contains("\"key\": \"balance\""), "{out}");
+    let (code, out, _) = wxoa(&["menu", "sync", "--config", &config, "--file", menu], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already matches"), "{out}");
+
+    let bad = dir.join("bad-menu.toml");
+    std::fs::write(&bad, "[[button]]\nname = \"Far too long a name\"\ntype = \"view\"\nurl = \"example.com\"\n")
+        .unwrap();
+    let (code, out, _) = wxoa(&["menu", "check", "--file", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out.lines().count(), 2, "one line per problem: {out}");
+    let _ = fake.kill();
+    let _ = fake.wait();
+}
