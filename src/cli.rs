@@ -69,6 +69,22 @@ enum Command {
         #[arg(long)]
         webhook: Option<String>,
     },
+    /// Outbox throughput against a fake WeChat (`wxoa fake-wechat`, whose URL is wechat.api_base).
+    BenchOutbox {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+        /// Run id (to verify a run enqueued earlier); new by default.
+        #[arg(long)]
+        run: Option<String>,
+        /// Only enqueue (then let `wxoa serve` send them).
+        #[arg(long)]
+        enqueue_only: bool,
+        /// Only wait for the run to finish and check the fake's record.
+        #[arg(long)]
+        verify_only: bool,
+    },
     /// Load-test a running server with encrypted messages.
     Bench {
         #[command(flatten)]
@@ -272,6 +288,37 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 );
                 fake.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
                 Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::BenchOutbox { config, jobs, run, enqueue_only, verify_only } => {
+            use crate::tools::bench_outbox as b;
+            let config = load(&config)?;
+            let run = run.unwrap_or_else(b::new_run_id);
+            runtime(0).map_err(|e| e.to_string())?.block_on(async {
+                let store = crate::store::Store::connect(&config.database.url, config.database.max_connections)
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
+                store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
+                if !verify_only {
+                    b::enqueue(&store, &run, jobs).await?;
+                }
+                if enqueue_only {
+                    println!("run {run}: {jobs} jobs enqueued");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if verify_only {
+                    b::wait_done(&store, &run, jobs, std::time::Duration::from_secs(600)).await?;
+                } else {
+                    let elapsed = b::drain(&config, &store, &run, jobs).await?;
+                    println!(
+                        "run {run}: {jobs} template messages in {:.2}s: {:.0}/s",
+                        elapsed.as_secs_f64(),
+                        jobs as f64 / elapsed.as_secs_f64()
+                    );
+                }
+                let (delivered, extra) = b::verify(&config.wechat.api_base, &run, jobs).await?;
+                println!("run {run}: delivered {delivered} of {jobs}, lost {}, duplicated {extra}", jobs - delivered);
+                Ok(if delivered == jobs && (verify_only || extra == 0) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             })
         }
         Command::Bench { config, addr, connections, requests, warmup, verify_every } => {

@@ -26,4 +26,6 @@ CREATE TABLE jobs (
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL
 );
-CREATE INDEX jobs_due ON jobs (state, run_at);
+-- Claiming reads due jobs in run_at order, and (separately) running jobs whose lease ran out.
+CREATE INDEX jobs_due ON jobs (state, run_at, id);
+CREATE INDEX jobs_lease ON jobs (state, lease_until);

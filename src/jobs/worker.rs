@@ -117,40 +117,31 @@ impl Worker {
         }
     }
 
+    /// Claims up to `n` jobs: first those whose worker's lease ran out, then due queued ones in
+    /// `run_at` order. Two statements, each an index range scan that stops at `n` rows: one
+    /// `OR` over both kinds made the database sort every due job on each claim (the benchmark
+    /// fell from ~7,000 to ~3,400 jobs a second between 20,000 and 100,000 queued jobs).
     async fn claim(&self, n: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+        let mut claimed = self.claim_where("state = 'running' AND lease_until < $3 ORDER BY lease_until", n).await?;
+        let left = n - claimed.len() as i64;
+        if left > 0 {
+            claimed.extend(self.claim_where("state = 'queued' AND run_at <= $3 ORDER BY run_at, id", left).await?);
+        }
+        Ok(claimed)
+    }
+
+    async fn claim_where(&self, condition: &str, n: i64) -> Result<Vec<Claimed>, sqlx::Error> {
         let now = now_ms();
         let lease_until = now + self.config.lease_secs as i64 * 1000;
-        let due = "SELECT id FROM jobs WHERE (state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3) \
-                   ORDER BY run_at, id LIMIT $4";
-        let rows: Vec<(i64, String, String, i64)> = match &self.store {
-            crate::store::Store::Sqlite(pool) => {
-                let sql = format!(
-                    "UPDATE jobs SET state = 'running', lease_until = $1, leased_by = $2, attempts = attempts + 1, updated_at = $3 \
-                     WHERE id IN ({due}) RETURNING id, kind, payload, attempts"
-                );
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(lease_until)
-                    .bind(&self.instance)
-                    .bind(now)
-                    .bind(n)
-                    .fetch_all(pool)
-                    .await?
-            }
-            crate::store::Store::Postgres(pool) => {
-                // SKIP LOCKED: two instances claiming at once take different jobs.
-                let sql = format!(
-                    "UPDATE jobs SET state = 'running', lease_until = $1, leased_by = $2, attempts = attempts + 1, updated_at = $3 \
-                     WHERE id IN ({due} FOR UPDATE SKIP LOCKED) RETURNING id, kind, payload, attempts"
-                );
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(lease_until)
-                    .bind(&self.instance)
-                    .bind(now)
-                    .bind(n)
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
+        // SKIP LOCKED on PostgreSQL: two instances claiming at once take different jobs. SQLite has
+        // one writer at a time, so the plain sub-select is already exclusive.
+        let lock = if matches!(self.store, Store::Postgres(_)) { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', lease_until = $1, leased_by = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE id IN (SELECT id FROM jobs WHERE {condition} LIMIT $4{lock}) RETURNING id, kind, payload, attempts"
+        );
+        let rows: Vec<(i64, String, String, i64)> = with_pool!(&self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(lease_until).bind(&self.instance).bind(now).bind(n).fetch_all(pool).await)?;
         Ok(rows.into_iter().map(|(id, kind, payload, attempts)| Claimed { id, kind, payload, attempts }).collect())
     }
 

@@ -2,5 +2,6 @@
 //! `wxoa fixtures export` and the load generator `wxoa bench`.
 
 pub mod bench;
+pub mod bench_outbox;
 pub mod fixtures;
 pub mod replay;
