@@ -42,7 +42,7 @@ done_jobs() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1])
 WXOA_SERVER__WORKERS=1 taskset -c 0 "$bin" serve --config config/default.toml &
 server=$!
 pids+=($server)
-while [ "$(done_jobs)" -lt $((jobs / 2)) ]; do sleep 0.05; done
+while [ "$(done_jobs)" -lt $((jobs / 2)) ]; do sleep 0.2; done
 kill -9 "$server"; wait "$server" 2>/dev/null || true
 echo "killed -9 with $(done_jobs) of $jobs done; restarting"
 WXOA_SERVER__WORKERS=1 taskset -c 0 "$bin" serve --config config/default.toml &

@@ -57,17 +57,28 @@ pub async fn drain(config: &Config, store: &Store, run: &str, n: usize) -> Resul
     Ok(elapsed)
 }
 
+/// Whether any of the run's jobs is still queued or running. Reads only unfinished jobs (through
+/// the `state` index), so polling costs little however many finished jobs the table holds.
+async fn unfinished(store: &Store, run: &str) -> Result<bool, String> {
+    let pattern = format!("bench:{run}:%");
+    let row: Option<i64> = with_pool!(store, pool => sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE state IN ('queued', 'running') AND dedupe_key LIKE $1 LIMIT 1")
+        .bind(pattern).fetch_optional(pool).await)
+    .map_err(|e| e.to_string())?;
+    Ok(row.is_some())
+}
+
 /// Waits until the run's `n` jobs are done.
 pub async fn wait_done(store: &Store, run: &str, n: usize, timeout: Duration) -> Result<(), String> {
     let started = Instant::now();
     loop {
-        if done_count(store, run).await? >= n as i64 {
+        if !unfinished(store, run).await? && done_count(store, run).await? >= n as i64 {
             return Ok(());
         }
         if started.elapsed() > timeout {
             return Err(format!("only {} of {n} jobs done after {timeout:?}", done_count(store, run).await?));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
