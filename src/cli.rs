@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         command: MenuCommand,
     },
+    /// Loyalty members.
+    Members {
+        #[command(subcommand)]
+        command: MembersCommand,
+    },
     /// The outbox: list and retry jobs.
     Jobs {
         #[command(subcommand)]
@@ -125,6 +130,16 @@ enum MenuCommand {
     Show {
         #[command(flatten)]
         config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum MembersCommand {
+    /// Load members from a CRM export (CSV with a header row); reports every row.
+    Import {
+        #[command(flatten)]
+        config: ConfigArg,
+        file: PathBuf,
     },
 }
 
@@ -273,6 +288,44 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Menu { command } => menu(command),
         Command::Jobs { command } => jobs(command),
+        Command::Members { command: MembersCommand::Import { config, file } } => {
+            let config = load(&config)?;
+            let meta = std::fs::metadata(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            if meta.len() > 64 * 1024 * 1024 {
+                return Err(format!("{}: larger than 64 MiB", file.display()));
+            }
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            runtime(1).map_err(|e| e.to_string())?.block_on(async {
+                let store = crate::store::Store::connect(&config.database.url, 2)
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
+                store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
+                let reports = crate::members::import::import(&store, &text).await?;
+                use crate::members::import::Outcome;
+                let mut counts = [0usize; 5];
+                for r in &reports {
+                    println!("{r}");
+                    let i = match r.outcome {
+                        Outcome::Created(_) => 0,
+                        Outcome::Updated(_) => 1,
+                        Outcome::Unchanged(_) => 2,
+                        Outcome::Merged(_) => 3,
+                        Outcome::Rejected(_) => 4,
+                    };
+                    counts[i] += 1;
+                }
+                println!(
+                    "{} rows: {} created, {} updated, {} unchanged, {} merged, {} rejected",
+                    reports.len(),
+                    counts[0],
+                    counts[1],
+                    counts[2],
+                    counts[3],
+                    counts[4]
+                );
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Command::FakeWechat { config, listen, webhook } => {
             let config = load(&config)?;
             runtime(0).map_err(|e| e.to_string())?.block_on(async {

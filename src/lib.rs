@@ -12,6 +12,7 @@ pub mod error;
 pub mod fake;
 pub mod http;
 pub mod jobs;
+pub mod members;
 pub mod menu;
 pub mod store;
 pub mod tools;

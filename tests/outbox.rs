@@ -53,6 +53,17 @@ fn start_worker(s: &Setup, config: OutboxConfig) -> (tokio::sync::watch::Sender<
     (stop, tokio::spawn(worker.run(stopped)))
 }
 
+/// Waits up to 10 s until `n` jobs are done.
+async fn all_done(store: &Store, n: usize) -> bool {
+    for _ in 0..500 {
+        if outbox::list(store, Some("done"), 100_000).await.unwrap().len() == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 async fn states(store: &Store) -> Vec<(String, i64)> {
     outbox::counts(store).await.unwrap()
 }
@@ -147,19 +158,7 @@ async fn a_dead_workers_jobs_are_taken_over_when_the_lease_runs_out() {
 
         s.fake.tweak(|k| k.latency_ms = 0);
         let (stop, worker) = start_worker(&s, outbox_config(1));
-        let all_done = {
-            let store = s.store.clone();
-            let mut ok = false;
-            for _ in 0..250 {
-                if outbox::list(&store, Some("done"), 100).await.unwrap().len() == 40 {
-                    ok = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            ok
-        };
-        assert!(all_done, "{backend:?}: {:?}", states(&s.store).await);
+        assert!(all_done(&s.store, 40).await, "{backend:?}: {:?}", states(&s.store).await);
         let _ = stop.send(true);
         worker.await.unwrap();
         let sent = s.fake.calls_to("/cgi-bin/message/template/send").len();
@@ -184,18 +183,7 @@ async fn two_workers_share_the_queue_without_doubling() {
         s.fake.tweak(|k| k.latency_ms = 2);
         let (stop_a, a) = start_worker(&s, outbox_config(30));
         let (stop_b, b) = start_worker(&s, outbox_config(30));
-        let done = {
-            let mut ok = false;
-            for _ in 0..500 {
-                if outbox::list(&s.store, Some("done"), 1000).await.unwrap().len() == 300 {
-                    ok = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            ok
-        };
-        assert!(done, "{backend:?}: {:?}", states(&s.store).await);
+        assert!(all_done(&s.store, 300).await, "{backend:?}: {:?}", states(&s.store).await);
         let _ = (stop_a.send(true), stop_b.send(true));
         a.await.unwrap();
         b.await.unwrap();

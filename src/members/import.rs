@@ -1,0 +1,465 @@
+//! `wxoa members import FILE.csv`: load an existing member base that was typed in by hand.
+//!
+//! The CRM export is messy, so every row is normalised and the report says what changed:
+//! phone numbers lose `+86`, spaces and dashes (and are dropped if they are not mainland mobile
+//! numbers); names are trimmed, full-width letters and spaces made half-width and runs of spaces
+//! collapsed; card numbers are upper-cased without spaces or dashes; birthdays in any common
+//! form become `YYYY-MM-DD`. Rows that repeat a card number or phone of an earlier row are
+//! merged into it (blanks filled, conflicts reported, the first row wins). A row with neither a
+//! usable card number nor a usable phone is rejected. Existing members are matched the same way
+//! and only their blank fields are filled. Imported points become one ledger entry per member
+//! with a unique reference, so running the same file again changes nothing. The import is one
+//! transaction: it applies entirely or not at all, but a bad row never stops it.
+
+use crate::store::{Store, Tx, now_ms};
+use crate::with_tx;
+
+/// Imported points stay valid this long.
+const IMPORTED_POINTS_VALID_MS: i64 = 365 * 24 * 3600 * 1000;
+const MAX_FIELD: usize = 1024;
+const MAX_ROWS: usize = 1_000_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Row {
+    pub line: usize,
+    pub card_no: Option<String>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub birthday: Option<String>,
+    pub points: Option<i64>,
+    pub tier: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created(i64),
+    Updated(i64),
+    Unchanged(i64),
+    /// Merged into the row on that line.
+    Merged(usize),
+    Rejected(String),
+}
+
+/// What happened to one line of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub line: usize,
+    pub outcome: Outcome,
+    /// Normalisations, fills and conflicts, in words.
+    pub notes: Vec<String>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: ", self.line)?;
+        match &self.outcome {
+            Outcome::Created(id) => write!(f, "created member {id}")?,
+            Outcome::Updated(id) => write!(f, "updated member {id}")?,
+            Outcome::Unchanged(id) => write!(f, "unchanged (member {id})")?,
+            Outcome::Merged(line) => write!(f, "merged into line {line}")?,
+            Outcome::Rejected(why) => write!(f, "rejected: {why}")?,
+        }
+        for n in &self.notes {
+            write!(f, "; {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits CSV text into records (RFC 4180: quotes, doubled quotes, CRLF), with their line numbers.
+pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut records = Vec::new();
+    let mut field = String::new();
+    let mut record: Vec<String> = Vec::new();
+    let mut in_quotes = false;
+    let mut line = 1;
+    let mut record_line = 1;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => in_quotes = false,
+                '\n' => {
+                    line += 1;
+                    field.push('\n');
+                }
+                c => field.push(c),
+            }
+        } else {
+            match c {
+                '"' if field.is_empty() => in_quotes = true,
+                ',' => record.push(std::mem::take(&mut field)),
+                '\r' => {}
+                '\n' => {
+                    record.push(std::mem::take(&mut field));
+                    if record.iter().any(|f| !f.trim().is_empty()) {
+                        records.push((record_line, std::mem::take(&mut record)));
+                    }
+                    record.clear();
+                    line += 1;
+                    record_line = line;
+                }
+                c => field.push(c),
+            }
+        }
+        if field.len() > MAX_FIELD {
+            return Err(format!("line {line}: a field longer than {MAX_FIELD} bytes"));
+        }
+        if records.len() > MAX_ROWS {
+            return Err(format!("more than {MAX_ROWS} rows"));
+        }
+    }
+    if in_quotes {
+        return Err(format!("line {record_line}: unterminated quoted field"));
+    }
+    record.push(field);
+    if record.iter().any(|f| !f.trim().is_empty()) {
+        records.push((record_line, record));
+    }
+    Ok(records)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Card,
+    Name,
+    Phone,
+    Birthday,
+    Points,
+    Tier,
+}
+
+fn column(header: &str) -> Option<Column> {
+    let h = header.trim().to_lowercase().replace([' ', '-'], "_");
+    Some(match h.as_str() {
+        "card" | "card_no" | "card_number" | "cardno" | "卡号" | "会员卡号" => Column::Card,
+        "name" | "full_name" | "姓名" | "名字" => Column::Name,
+        "phone" | "mobile" | "phone_number" | "tel" | "手机" | "手机号" | "电话" => Column::Phone,
+        "birthday" | "birth_date" | "dob" | "生日" | "出生日期" => Column::Birthday,
+        "points" | "balance" | "积分" => Column::Points,
+        "tier" | "level" | "等级" | "会员等级" => Column::Tier,
+        _ => return None,
+    })
+}
+
+/// Full-width ASCII and the ideographic space made half-width.
+fn half_width(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{3000}' => ' ',
+            '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
+            c => c,
+        })
+        .collect()
+}
+
+/// An 11-digit mainland mobile number from what someone typed, or `None`.
+pub fn normalise_phone(raw: &str) -> Option<String> {
+    let digits: String = half_width(raw).chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.strip_prefix("0086").map(str::to_owned).unwrap_or(digits);
+    let digits = if digits.len() == 13 && digits.starts_with("86") { digits[2..].to_owned() } else { digits };
+    let b = digits.as_bytes();
+    (b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1])).then_some(digits)
+}
+
+pub fn normalise_name(raw: &str) -> Option<String> {
+    let name = half_width(raw).split_whitespace().collect::<Vec<_>>().join(" ");
+    (!name.is_empty()).then(|| name.chars().take(64).collect())
+}
+
+pub fn normalise_card(raw: &str) -> Option<String> {
+    let card: String =
+        half_width(raw).chars().filter(|c| !c.is_whitespace() && *c != '-').collect::<String>().to_uppercase();
+    (4..=32).contains(&card.len()).then_some(card).filter(|c| c.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+pub fn normalise_birthday(raw: &str) -> Option<String> {
+    let s = half_width(raw.trim());
+    let date = ["%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d", "%Y年%m月%d日"]
+        .iter()
+        .find_map(|f| chrono::NaiveDate::parse_from_str(&s, f).ok())?;
+    let year = chrono::Datelike::year(&date);
+    let this_year = chrono::Datelike::year(&chrono::Utc::now().date_naive());
+    (1900..=this_year).contains(&year).then(|| date.format("%Y-%m-%d").to_string())
+}
+
+fn normalise_tier(raw: &str) -> Option<&'static str> {
+    Some(match raw.trim().to_lowercase().as_str() {
+        "standard" | "normal" | "普通" | "普卡" => "standard",
+        "silver" | "银卡" => "silver",
+        "gold" | "金卡" => "gold",
+        "platinum" | "白金" | "白金卡" => "platinum",
+        _ => return None,
+    })
+}
+
+/// One record as a normalised row, with notes of what was changed or dropped.
+fn normalise(line: usize, columns: &[Option<Column>], record: &[String]) -> (Row, Vec<String>) {
+    let mut row = Row { line, ..Row::default() };
+    let mut notes = Vec::new();
+    for (col, raw) in columns.iter().zip(record) {
+        let (Some(col), raw) = (col, raw.as_str()) else { continue };
+        if raw.trim().is_empty() {
+            continue;
+        }
+        match col {
+            Column::Card => match normalise_card(raw) {
+                Some(c) => {
+                    if c != raw {
+                        notes.push(format!("card {raw:?} → {c}"));
+                    }
+                    row.card_no = Some(c);
+                }
+                None => notes.push(format!("card {raw:?} is not a card number: left empty")),
+            },
+            Column::Name => {
+                if let Some(n) = normalise_name(raw) {
+                    if n != raw {
+                        notes.push(format!("name {raw:?} → {n:?}"));
+                    }
+                    row.name = Some(n);
+                }
+            }
+            Column::Phone => match normalise_phone(raw) {
+                Some(p) => {
+                    if p != raw {
+                        notes.push(format!("phone {raw:?} → {p}"));
+                    }
+                    row.phone = Some(p);
+                }
+                None => notes.push(format!("phone {raw:?} is not a mainland mobile number: left empty")),
+            },
+            Column::Birthday => match normalise_birthday(raw) {
+                Some(b) => {
+                    if b != raw {
+                        notes.push(format!("birthday {raw:?} → {b}"));
+                    }
+                    row.birthday = Some(b);
+                }
+                None => notes.push(format!("birthday {raw:?} is not a date: left empty")),
+            },
+            Column::Points => {
+                let cleaned: String = half_width(raw).chars().filter(|c| !matches!(c, ',' | ' ' | '_')).collect();
+                match cleaned.parse::<i64>() {
+                    Ok(p) if (0..=100_000_000).contains(&p) => row.points = Some(p),
+                    _ => notes.push(format!("points {raw:?} is not a balance: ignored")),
+                }
+            }
+            Column::Tier => match normalise_tier(raw) {
+                Some("standard") => {}
+                Some(t) => {
+                    if t != raw.trim() {
+                        notes.push(format!("tier {raw:?} → {t}"));
+                    }
+                    row.tier = Some(t.to_owned());
+                }
+                None => notes.push(format!("tier {raw:?} unknown: standard")),
+            },
+        }
+    }
+    (row, notes)
+}
+
+/// Fills `into`'s blanks from `from`; notes conflicts (where `into` wins).
+fn merge(into: &mut Row, from: &Row, notes: &mut Vec<String>) {
+    fn field<T: Clone + PartialEq + std::fmt::Debug>(
+        name: &str,
+        a: &mut Option<T>,
+        b: &Option<T>,
+        notes: &mut Vec<String>,
+    ) {
+        match (a.as_ref(), b) {
+            (None, Some(v)) => {
+                notes.push(format!("{name} {v:?} filled in"));
+                *a = Some(v.clone());
+            }
+            (Some(x), Some(y)) if x != y => notes.push(format!("{name} {y:?} conflicts with {x:?}: kept {x:?}")),
+            _ => {}
+        }
+    }
+    field("card", &mut into.card_no, &from.card_no, notes);
+    field("name", &mut into.name, &from.name, notes);
+    field("phone", &mut into.phone, &from.phone, notes);
+    field("birthday", &mut into.birthday, &from.birthday, notes);
+    field("points", &mut into.points, &from.points, notes);
+    field("tier", &mut into.tier, &from.tier, notes);
+}
+
+/// Imports CSV text; returns one report per data line, in file order.
+pub async fn import(store: &Store, text: &str) -> Result<Vec<Report>, String> {
+    let records = parse_csv(text)?;
+    let Some(((_, header), data)) = records.split_first() else {
+        return Err("the file is empty".into());
+    };
+    let columns: Vec<Option<Column>> = header.iter().map(|h| column(h)).collect();
+    if !columns.iter().any(|c| matches!(c, Some(Column::Card) | Some(Column::Phone))) {
+        return Err("the header has neither a card number nor a phone column".into());
+    }
+
+    // Normalise, then merge rows that repeat an earlier row's card number or phone.
+    let mut reports: Vec<Report> = Vec::with_capacity(data.len());
+    let mut kept: Vec<(Row, usize)> = Vec::new(); // row, index of its report
+    for (line, record) in data {
+        let (row, mut notes) = normalise(*line, &columns, record);
+        if row.card_no.is_none() && row.phone.is_none() {
+            reports.push(Report {
+                line: *line,
+                outcome: Outcome::Rejected("no usable card number or phone".into()),
+                notes,
+            });
+            continue;
+        }
+        let earlier = kept.iter_mut().find(|(k, _)| {
+            (row.card_no.is_some() && k.card_no == row.card_no) || (row.phone.is_some() && k.phone == row.phone)
+        });
+        match earlier {
+            Some((k, idx)) => {
+                let same = if row.card_no.is_some() && k.card_no == row.card_no { "card number" } else { "phone" };
+                notes.insert(0, format!("same {same} as line {}", k.line));
+                let mut merge_notes = Vec::new();
+                merge(k, &row, &mut merge_notes);
+                notes.extend(merge_notes.iter().cloned());
+                reports[*idx].notes.extend(merge_notes.into_iter().map(|n| format!("{n} from line {}", row.line)));
+                reports.push(Report { line: *line, outcome: Outcome::Merged(k.line), notes });
+            }
+            None => {
+                kept.push((row, reports.len()));
+                reports.push(Report { line: *line, outcome: Outcome::Unchanged(0), notes });
+            }
+        }
+    }
+
+    let mut tx = store.begin().await.map_err(|e| e.to_string())?;
+    for (row, idx) in &kept {
+        let report = &mut reports[*idx];
+        report.outcome = apply(&mut tx, row, &mut report.notes).await.map_err(|e| format!("line {}: {e}", row.line))?;
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(reports)
+}
+
+type Existing = (i64, Option<String>, Option<String>, Option<String>, Option<String>, String);
+
+async fn find(tx: &mut Tx, column: &str, value: &str) -> Result<Option<Existing>, sqlx::Error> {
+    let sql =
+        format!("SELECT id, card_no, name, phone, birthday, tier FROM members WHERE {column} = $1 ORDER BY id LIMIT 1");
+    with_tx!(tx, conn => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(value).fetch_optional(conn).await)
+}
+
+/// Creates or fills in one member and records its imported points.
+async fn apply(tx: &mut Tx, row: &Row, notes: &mut Vec<String>) -> Result<Outcome, sqlx::Error> {
+    let by_card = match &row.card_no {
+        Some(c) => find(tx, "card_no", c).await?,
+        None => None,
+    };
+    let by_phone = match &row.phone {
+        Some(p) => find(tx, "phone", p).await?,
+        None => None,
+    };
+    if let (Some(a), Some(b)) = (&by_card, &by_phone)
+        && a.0 != b.0
+    {
+        return Ok(Outcome::Rejected(format!("card number belongs to member {} but phone to member {}", a.0, b.0)));
+    }
+    let now = now_ms();
+    let (id, outcome) = match by_card.or(by_phone) {
+        Some((id, card_no, name, phone, birthday, tier)) => {
+            // "standard" is the default tier, not something the member's record says.
+            let before = Row {
+                line: 0,
+                card_no,
+                name,
+                phone,
+                birthday,
+                points: None,
+                tier: (tier != "standard").then_some(tier),
+            };
+            let mut after = before.clone();
+            let mut merge_notes = Vec::new();
+            merge(&mut after, &Row { points: None, ..row.clone() }, &mut merge_notes);
+            notes.extend(merge_notes.into_iter().map(|n| n.replace("kept", "kept the member's")));
+            if after == before {
+                (id, Outcome::Unchanged(id))
+            } else {
+                with_tx!(tx, conn => sqlx::query(
+                    "UPDATE members SET card_no = $2, name = $3, phone = $4, birthday = $5, tier = $6, updated_at = $7 WHERE id = $1")
+                    .bind(id).bind(&after.card_no).bind(&after.name).bind(&after.phone).bind(&after.birthday)
+                    .bind(after.tier.as_deref().unwrap_or("standard")).bind(now)
+                    .execute(conn).await.map(|_| ()))?;
+                (id, Outcome::Updated(id))
+            }
+        }
+        None => {
+            let id: i64 = with_tx!(tx, conn => sqlx::query_scalar(
+                "INSERT INTO members (card_no, name, phone, birthday, tier, source, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'import', $6, $6) RETURNING id")
+                .bind(&row.card_no).bind(&row.name).bind(&row.phone).bind(&row.birthday)
+                .bind(row.tier.as_deref().unwrap_or("standard")).bind(now)
+                .fetch_one(conn).await)?;
+            (id, Outcome::Created(id))
+        }
+    };
+    if let Some(points) = row.points.filter(|p| *p > 0) {
+        let reference = format!("import:member:{id}");
+        let inserted = with_tx!(tx, conn => sqlx::query(
+            "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) \
+             VALUES ($1, 'adjust', $2, $3, $4, 'imported balance', $5) ON CONFLICT (reference) DO NOTHING")
+            .bind(id).bind(points).bind(now + IMPORTED_POINTS_VALID_MS).bind(&reference).bind(now)
+            .execute(conn).await.map(|r| r.rows_affected()))?;
+        if inserted == 1 {
+            notes.push(format!("{points} points imported"));
+            if let Outcome::Unchanged(id) = outcome {
+                return Ok(Outcome::Updated(id));
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_crlf_and_bom() {
+        let text = "\u{feff}card,name\r\n\"C1\",\"Li, Lei\"\r\n\r\nC2,\"say \"\"hi\"\"\"\nC3,\"two\nlines\"";
+        let recs = parse_csv(text).unwrap();
+        assert_eq!(recs[0].1, ["card", "name"]);
+        assert_eq!(recs[1], (2, vec!["C1".to_string(), "Li, Lei".to_string()]));
+        assert_eq!(recs[2], (4, vec!["C2".to_string(), "say \"hi\"".to_string()]));
+        assert_eq!(recs[3], (5, vec!["C3".to_string(), "two\nlines".to_string()]));
+        assert!(parse_csv("a\n\"open").is_err());
+    }
+
+    #[test]
+    fn normalisation_table() {
+        let phones = [
+            ("+86 138-1234-5678", Some("13812345678")),
+            ("0086 13812345678", Some("13812345678")),
+            ("86-138 1234 5678", Some("13812345678")),
+            ("１３８１２３４５６７８", Some("13812345678")),
+            ("(138) 1234.5678", Some("13812345678")),
+            ("021-6123-4567", None),
+            ("1381234567", None),
+            ("12812345678", None),
+        ];
+        for (raw, want) in phones {
+            assert_eq!(normalise_phone(raw).as_deref(), want, "{raw}");
+        }
+        assert_eq!(normalise_name("  li\u{3000}\u{3000}LEI ").as_deref(), Some("li LEI"));
+        assert_eq!(normalise_name("王　小明").as_deref(), Some("王 小明"));
+        assert_eq!(normalise_name("   "), None);
+        assert_eq!(normalise_card(" c-1001 23 ").as_deref(), Some("C100123"));
+        assert_eq!(normalise_card("x!"), None);
+        for raw in ["1990-01-05", "1990/1/5", "19900105", "1990.01.05", "1990年1月5日"] {
+            assert_eq!(normalise_birthday(raw).as_deref(), Some("1990-01-05"), "{raw}");
+        }
+        assert_eq!(normalise_birthday("1890-01-01"), None);
+        assert_eq!(normalise_birthday("soon"), None);
+    }
+}

@@ -1,0 +1,139 @@
+//! CRM import of a deliberately dirty member base, checked row by row, on both databases.
+
+mod common;
+
+use common::*;
+use wxoa::members::import::{Outcome, import};
+use wxoa::store::Store;
+
+fn report_for(reports: &[wxoa::members::import::Report], line: usize) -> &wxoa::members::import::Report {
+    reports.iter().find(|r| r.line == line).unwrap_or_else(|| panic!("no report for line {line}"))
+}
+
+#[tokio::test]
+async fn a_dirty_crm_export_is_normalised_merged_and_reported_row_by_row() {
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/crm/dirty.csv")).unwrap();
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let store = Store::connect(&db.url, 4).await.unwrap();
+        store.migrate().await.unwrap();
+
+        let reports = import(&store, &text).await.unwrap();
+        assert_eq!(reports.len(), 8, "{backend:?}: the blank line is skipped: {reports:#?}");
+        let outcome = |line: usize| std::mem::discriminant(&report_for(&reports, line).outcome);
+        let created = std::mem::discriminant(&Outcome::Created(0));
+        // (line, outcome kind, notes it must mention)
+        let expect: &[(usize, std::mem::Discriminant<Outcome>, &[&str])] = &[
+            (
+                2,
+                created,
+                &[
+                    "card \"C-1001\" → C1001",
+                    "name \"  Li   Lei \" → \"Li Lei\"",
+                    "phone \"+86 138-1234-5678\" → 13812345678",
+                    "birthday \"1990/1/5\" → 1990-01-05",
+                    "points 999 conflicts with 1200",
+                ],
+            ),
+            (3, created, &["name \"王\\u{3000}小明\" → \"王 小明\"", "phone \"0086 13912345678\" → 13912345678"]),
+            (
+                4,
+                std::mem::discriminant(&Outcome::Merged(3)),
+                &["same phone as line 3", "name \"Zhang San\" conflicts with \"王 小明\""],
+            ),
+            (
+                5,
+                created,
+                &[
+                    "phone \"021-6123-4567\" is not a mainland mobile number: left empty",
+                    "birthday \"not a date\" is not a date",
+                    "points \"abc\" is not a balance",
+                ],
+            ),
+            (7, created, &["birthday \"1990-13-40\" is not a date"]),
+            (
+                8,
+                std::mem::discriminant(&Outcome::Rejected(String::new())),
+                &["phone \"12345\" is not a mainland mobile number"],
+            ),
+            (
+                9,
+                std::mem::discriminant(&Outcome::Merged(2)),
+                &["same card number as line 2", "tier \"platinum\" conflicts with \"gold\""],
+            ),
+            (10, created, &["name \"Ｚｈａｏ\\u{3000}Ｌｉｕ\" → \"Zhao Liu\""]),
+        ];
+        for (line, kind, notes) in expect {
+            let r = report_for(&reports, *line);
+            assert_eq!(outcome(*line), *kind, "{backend:?} line {line}: {r}");
+            for n in *notes {
+                assert!(r.notes.iter().any(|x| x.contains(n)), "{backend:?} line {line} should say {n:?}: {r}");
+            }
+        }
+        assert_eq!(report_for(&reports, 8).outcome, Outcome::Rejected("no usable card number or phone".into()));
+        assert_eq!(report_for(&reports, 9).outcome, Outcome::Merged(2));
+
+        type Member = (String, Option<String>, Option<String>, Option<String>, String);
+        let members: Vec<Member> = wxoa::with_pool!(&store, pool => sqlx::query_as(
+            "SELECT card_no, name, phone, birthday, tier FROM members ORDER BY card_no").fetch_all(pool).await)
+        .unwrap();
+        assert_eq!(members.len(), 5, "{members:#?}");
+        assert_eq!(
+            members[0],
+            (
+                "C1001".into(),
+                Some("Li Lei".into()),
+                Some("13812345678".into()),
+                Some("1990-01-05".into()),
+                "gold".into()
+            )
+        );
+        assert_eq!(members[1].1.as_deref(), Some("王 小明"));
+        assert_eq!(members[2], ("C1004".into(), Some("Chen, Wei".into()), None, None, "gold".into()));
+        assert_eq!(members[4].4, "platinum");
+        let balance = |card: &'static str| {
+            let store = store.clone();
+            async move {
+                wxoa::with_pool!(&store, pool => sqlx::query_scalar::<_, i64>(
+                    "SELECT CAST(COALESCE(SUM(l.points), 0) AS BIGINT) FROM points_ledger l JOIN members m ON m.id = l.member_id WHERE m.card_no = $1")
+                    .bind(card).fetch_one(pool).await).unwrap()
+            }
+        };
+        assert_eq!(balance("C1001").await, 1200, "the first row's balance; the duplicate's is reported, not added");
+        assert_eq!(balance("C1002").await, 300);
+        assert_eq!(balance("C1006").await, 0);
+
+        // The same file again changes nothing.
+        let again = import(&store, &text).await.unwrap();
+        for r in &again {
+            assert!(
+                matches!(r.outcome, Outcome::Unchanged(_) | Outcome::Merged(_) | Outcome::Rejected(_)),
+                "{backend:?}: {r}"
+            );
+        }
+        let entries: i64 = wxoa::with_pool!(&store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM points_ledger").fetch_one(pool).await).unwrap();
+        assert_eq!(entries, 3);
+
+        // An existing member gets its blanks filled; a row that points at two members is refused.
+        let more = "card,name,phone\nC1005,Sun Qi,13600000000\nC1004,,13812345678\n";
+        let reports = import(&store, more).await.unwrap();
+        assert!(matches!(reports[0].outcome, Outcome::Updated(_)), "{}", reports[0]);
+        assert!(reports[0].notes.iter().any(|n| n.contains("name \"Sun Qi\" filled in")), "{}", reports[0]);
+        assert!(
+            matches!(&reports[1].outcome, Outcome::Rejected(why) if why.contains("card number belongs to member")),
+            "{}",
+            reports[1]
+        );
+
+        // Files it cannot read at all are one clear error.
+        assert!(import(&store, "").await.unwrap_err().contains("empty"));
+        assert!(
+            import(&store, "name,birthday\nx,1990-01-01\n")
+                .await
+                .unwrap_err()
+                .contains("neither a card number nor a phone")
+        );
+        store.close().await;
+        db.drop_db().await;
+    }
+}
