@@ -59,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: MembersCommand,
     },
+    /// The brand's stores.
+    Stores {
+        #[command(subcommand)]
+        command: StoresCommand,
+    },
     /// The outbox: list and retry jobs.
     Jobs {
         #[command(subcommand)]
@@ -140,6 +145,25 @@ enum MembersCommand {
         #[command(flatten)]
         config: ConfigArg,
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoresCommand {
+    /// Load stores from CSV (id, name, city, address, latitude, longitude, opening_hours, phone[, active]); upserts by id.
+    Import {
+        #[command(flatten)]
+        config: ConfigArg,
+        file: PathBuf,
+    },
+    /// Create the store's QR code (scene store_<id>) through the API and print its image URL.
+    Qrcode {
+        #[command(flatten)]
+        config: ConfigArg,
+        store: i64,
+        /// A temporary code valid this many seconds (at most 30 days); permanent by default.
+        #[arg(long)]
+        expire_seconds: Option<u32>,
     },
 }
 
@@ -288,6 +312,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Menu { command } => menu(command),
         Command::Jobs { command } => jobs(command),
+        Command::Stores { command } => stores(command),
         Command::Members { command: MembersCommand::Import { config, file } } => {
             let config = load(&config)?;
             let meta = std::fs::metadata(&file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -511,6 +536,39 @@ fn jobs(command: JobsCommand) -> Result<ExitCode, String> {
                 } else {
                     Err(format!("job {id}: no such job, or it is queued or running"))
                 }
+            })
+        }
+    }
+}
+
+fn stores(command: StoresCommand) -> Result<ExitCode, String> {
+    match command {
+        StoresCommand::Import { config, file } => {
+            let config = load(&config)?;
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            runtime(1).map_err(|e| e.to_string())?.block_on(async {
+                let store = crate::store::Store::connect(&config.database.url, 2)
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
+                store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
+                let (imported, problems) = crate::stores::import(&store, &text).await?;
+                for p in &problems {
+                    println!("{p}");
+                }
+                println!("{imported} stores imported, {} rows skipped", problems.len());
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        StoresCommand::Qrcode { config, store: id, expire_seconds } => {
+            let config = load(&config)?;
+            runtime(1).map_err(|e| e.to_string())?.block_on(async {
+                let (store, client) = client(&config).await?;
+                let shop =
+                    crate::stores::get(&store, id).await.map_err(|e| e.to_string())?.ok_or(format!("no store {id}"))?;
+                let scene = crate::wechat::client::qrcode::Scene::Str(format!("store_{id}"));
+                let qr = client.qrcode_create(&scene, expire_seconds).await.map_err(|e| e.to_string())?;
+                println!("{} (scene store_{id}): {}", shop.name, qr.image_url());
+                Ok(ExitCode::SUCCESS)
             })
         }
     }

@@ -8,6 +8,7 @@ pub mod app;
 pub mod bot;
 pub mod cli;
 pub mod config;
+pub mod csv;
 pub mod error;
 pub mod fake;
 pub mod http;
@@ -15,6 +16,7 @@ pub mod jobs;
 pub mod members;
 pub mod menu;
 pub mod store;
+pub mod stores;
 pub mod tools;
 pub mod wechat;
 

@@ -118,6 +118,10 @@ fn serve_replay_export_and_graceful_stop() {
         .spawn()
         .unwrap();
     wait_healthy(&addr);
+    let stores = repo().join("tests/fixtures/stores.csv");
+    let (code, out, err) = wxoa(&["stores", "import", "--config", &config, stores.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("5 stores imported"), "{out}");
 
     // Every recorded fixture, signed and encrypted, against the golden replies.
     let inbound = repo().join("tests/fixtures/inbound");
@@ -254,6 +258,19 @@ fn menu_check_sync_show_against_the_fake_wechat() {
     let (code, out, _) = wxoa(&["menu", "sync", "--config", &config, "--file", menu], &[]);
     assert_eq!(code, 0);
     assert!(out.contains("already matches"), "{out}");
+
+    // A store's QR code through the API.
+    let stores = repo().join("tests/fixtures/stores.csv");
+    assert_eq!(wxoa(&["stores", "import", "--config", &config, stores.to_str().unwrap()], &[]).0, 0);
+    let (code, out, err) = wxoa(&["stores", "qrcode", "--config", &config, "21"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Nanjing Road Flagship (scene store_21): https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket="),
+        "{out}"
+    );
+    let (code, _, err) = wxoa(&["stores", "qrcode", "--config", &config, "99"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no store 99"), "{err}");
 
     let bad = dir.join("bad-menu.toml");
     std::fs::write(&bad, "[[button]]\nname = \"Far too long a name\"\ntype = \"view\"\nurl = \"example.com\"\n")

@@ -29,6 +29,8 @@ async fn fixtures_match_golden_replies_in_every_mode() {
         for mode in [Mode::Plain, Mode::Compat, Mode::Safe] {
             let db = Db::new(backend).await;
             let server = TestServer::start(test_config(&db, mode)).await;
+            let stores_csv = std::fs::read_to_string(repo().join("tests/fixtures/stores.csv")).unwrap();
+            wxoa::stores::import(&server.state.store, &stores_csv).await.unwrap();
             for pass in ["first", "retry"] {
                 for path in &fixtures {
                     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
@@ -340,4 +342,45 @@ async fn health_readiness_and_metrics() {
     server.state.store.close().await;
     assert_eq!(server.get("/readyz").await.0, 503);
     server.stop().await;
+}
+
+/// A follow through a store's QR code names the store and attributes the follower to it, once.
+#[tokio::test]
+async fn a_store_qr_follow_is_attributed_to_the_store() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let server = TestServer::start(test_config(&db, Mode::Safe)).await;
+        let stores_csv = std::fs::read_to_string(repo().join("tests/fixtures/stores.csv")).unwrap();
+        assert_eq!(wxoa::stores::import(&server.state.store, &stores_csv).await.unwrap(), (5, vec![]));
+        let follow = |openid: &str, key: &str, t: i64| {
+            format!(
+                "<xml><ToUserName>gh_1</ToUserName><FromUserName>{openid}</FromUserName><CreateTime>{t}</CreateTime><MsgType>event</MsgType><Event>subscribe</Event><EventKey>{key}</EventKey></xml>"
+            )
+        };
+        let (_, reply) = server.send(&follow("oStoreFan", "qrscene_store_23", 1)).await;
+        assert!(field(reply.as_deref().unwrap(), "Content").unwrap().contains("Lujiazui IFC"), "{reply:?}");
+        // Following again later without a scene keeps the first attribution.
+        server.send(&follow("oStoreFan", "", 2)).await;
+        let row: (Option<i64>, bool) = wxoa::with_pool!(&server.state.store, pool => sqlx::query_as(
+            "SELECT store_id, subscribed FROM followers WHERE openid = 'oStoreFan'").fetch_one(pool).await)
+        .unwrap();
+        assert_eq!(row, (Some(23), true), "{backend:?}");
+        // An unknown store still gets a welcome, and no attribution.
+        let (_, reply) = server.send(&follow("oLost", "qrscene_store_404", 3)).await;
+        assert!(field(reply.as_deref().unwrap(), "Content").unwrap().contains("Welcome"), "{reply:?}");
+        let row: (Option<i64>,) = wxoa::with_pool!(&server.state.store, pool => sqlx::query_as(
+            "SELECT store_id FROM followers WHERE openid = 'oLost'").fetch_one(pool).await)
+        .unwrap();
+        assert_eq!(row.0, None);
+        // Bad rows in a stores file are reported, good ones kept.
+        let (n, problems) = wxoa::stores::import(
+            &server.state.store,
+            "id,name,latitude,longitude\n40,Chengdu,30.6,104.1\nx,Nowhere,0,0\n41,Mars,200,0\n",
+        )
+        .await
+        .unwrap();
+        assert_eq!((n, problems.len()), (1, 2), "{problems:?}");
+        server.stop().await;
+        db.drop_db().await;
+    }
 }

@@ -5,7 +5,8 @@
 //! WeChat with `success` at the reply deadline and lets the handler finish.
 
 use crate::store::Store;
-use crate::wechat::message::{Body, Message};
+use crate::stores;
+use crate::wechat::message::{Body, Event, Message};
 use crate::wechat::reply::Reply;
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,6 +34,8 @@ impl Handlers {
         let mut h = Handlers::default();
         h.add("transfer_customer_service", transfer_customer_service);
         h.add("echo", echo);
+        h.add("stores_nearby", stores_nearby);
+        h.add("welcome_store", welcome_store);
         h
     }
 
@@ -68,4 +71,56 @@ async fn echo(ctx: HandlerCtx) -> HandlerResult {
         _ => return Ok(None),
     };
     Ok(Reply::text(said).ok())
+}
+
+/// The three stores nearest to a location message or a `location_select` tap.
+async fn stores_nearby(ctx: HandlerCtx) -> HandlerResult {
+    let (lat, lon) = match &ctx.msg.body {
+        Body::Location { location_x, location_y, .. } => (*location_x, *location_y),
+        Body::Event(Event::LocationSelect { location_x, location_y, .. }) => (*location_x, *location_y),
+        _ => {
+            return Ok(Reply::text("发送您的位置即可查看附近门店（点 + → 位置）。\nSend your location (tap + → Location) to see the nearest stores.").ok());
+        }
+    };
+    let found = stores::nearest(&ctx.store, lat, lon, 3).await.map_err(|e| e.to_string())?;
+    if found.is_empty() {
+        return Ok(Reply::text("暂无门店信息。No stores to show yet.").ok());
+    }
+    let mut text = String::from("离您最近的门店 / Nearest stores:");
+    for (i, (s, d)) in found.iter().enumerate() {
+        text.push_str(&format!("\n{}. {} — {}", i + 1, s.name, stores::format_distance(*d)));
+        let details: Vec<&str> =
+            [s.address.as_deref(), s.opening_hours.as_deref(), s.phone.as_deref()].into_iter().flatten().collect();
+        if !details.is_empty() {
+            text.push_str(&format!("\n   {}", details.join(" · ")));
+        }
+    }
+    Ok(Reply::text(text).ok())
+}
+
+/// Welcome for a follower who scanned a store's QR code (`store_<id>` scene): names the store
+/// and attributes the follower to it.
+async fn welcome_store(ctx: HandlerCtx) -> HandlerResult {
+    let scene = match &ctx.msg.body {
+        Body::Event(Event::Subscribe { scene: Some(s), .. }) | Body::Event(Event::Scan { scene: s, .. }) => s.clone(),
+        _ => return Ok(None),
+    };
+    let store = match stores::scene_store_id(&scene) {
+        Some(id) => stores::get(&ctx.store, id).await.map_err(|e| e.to_string())?,
+        None => None,
+    };
+    stores::record_follower(&ctx.store, &ctx.msg.openid, true, store.as_ref().map(|s| s.id), Some(&scene))
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = match store {
+        Some(s) => format!(
+            "欢迎来到{name}！Welcome to {name}.{details}\nReply \"help\" (帮助) to see what I can do.",
+            name = s.name,
+            details = s.address.map(|a| format!("\n{a}")).unwrap_or_default()
+        ),
+        None => {
+            "欢迎关注！Welcome — thank you for following us.\nReply \"help\" (帮助) to see what I can do.".to_owned()
+        }
+    };
+    Ok(Reply::text(text).ok())
 }

@@ -11,13 +11,12 @@
 //! with a unique reference, so running the same file again changes nothing. The import is one
 //! transaction: it applies entirely or not at all, but a bad row never stops it.
 
+use crate::csv::parse_csv;
 use crate::store::{Store, Tx, now_ms};
 use crate::with_tx;
 
 /// Imported points stay valid this long.
 const IMPORTED_POINTS_VALID_MS: i64 = 365 * 24 * 3600 * 1000;
-const MAX_FIELD: usize = 1024;
-const MAX_ROWS: usize = 1_000_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Row {
@@ -64,64 +63,6 @@ impl std::fmt::Display for Report {
         }
         Ok(())
     }
-}
-
-/// Splits CSV text into records (RFC 4180: quotes, doubled quotes, CRLF), with their line numbers.
-pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut records = Vec::new();
-    let mut field = String::new();
-    let mut record: Vec<String> = Vec::new();
-    let mut in_quotes = false;
-    let mut line = 1;
-    let mut record_line = 1;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => in_quotes = false,
-                '\n' => {
-                    line += 1;
-                    field.push('\n');
-                }
-                c => field.push(c),
-            }
-        } else {
-            match c {
-                '"' if field.is_empty() => in_quotes = true,
-                ',' => record.push(std::mem::take(&mut field)),
-                '\r' => {}
-                '\n' => {
-                    record.push(std::mem::take(&mut field));
-                    if record.iter().any(|f| !f.trim().is_empty()) {
-                        records.push((record_line, std::mem::take(&mut record)));
-                    }
-                    record.clear();
-                    line += 1;
-                    record_line = line;
-                }
-                c => field.push(c),
-            }
-        }
-        if field.len() > MAX_FIELD {
-            return Err(format!("line {line}: a field longer than {MAX_FIELD} bytes"));
-        }
-        if records.len() > MAX_ROWS {
-            return Err(format!("more than {MAX_ROWS} rows"));
-        }
-    }
-    if in_quotes {
-        return Err(format!("line {record_line}: unterminated quoted field"));
-    }
-    record.push(field);
-    if record.iter().any(|f| !f.trim().is_empty()) {
-        records.push((record_line, record));
-    }
-    Ok(records)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,17 +365,6 @@ async fn apply(tx: &mut Tx, row: &Row, notes: &mut Vec<String>) -> Result<Outcom
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_quotes_crlf_and_bom() {
-        let text = "\u{feff}card,name\r\n\"C1\",\"Li, Lei\"\r\n\r\nC2,\"say \"\"hi\"\"\"\nC3,\"two\nlines\"";
-        let recs = parse_csv(text).unwrap();
-        assert_eq!(recs[0].1, ["card", "name"]);
-        assert_eq!(recs[1], (2, vec!["C1".to_string(), "Li, Lei".to_string()]));
-        assert_eq!(recs[2], (4, vec!["C2".to_string(), "say \"hi\"".to_string()]));
-        assert_eq!(recs[3], (5, vec!["C3".to_string(), "two\nlines".to_string()]));
-        assert!(parse_csv("a\n\"open").is_err());
-    }
 
     #[test]
     fn normalisation_table() {
