@@ -26,6 +26,7 @@ pub struct Inner {
     pub bot: Arc<Bot>,
     pub store: Store,
     pub client: Client,
+    pub pages: crate::h5::Pages,
     pub metrics: PrometheusHandle,
     /// Wakes the outbox worker after enqueueing something due now.
     pub outbox_wake: Arc<tokio::sync::Notify>,
@@ -86,6 +87,7 @@ impl App {
     /// Connects and migrates the database, loads rules and templates, starts the message log.
     pub async fn build(config: Config, handlers: Handlers) -> Result<App, StartError> {
         let (rules, templates) = load_routing(&config, &handlers)?;
+        let pages = crate::h5::Pages::load(&config.h5.pages).map_err(StartError)?;
         let store = Store::connect(&config.database.url, config.database.max_connections)
             .await
             .map_err(|e| StartError(format!("database: {e}")))?;
@@ -106,6 +108,7 @@ impl App {
             bot: Arc::new(bot),
             store,
             client,
+            pages,
             metrics: metrics_handle(),
             outbox_wake,
         }));

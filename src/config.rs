@@ -18,6 +18,42 @@ pub struct Config {
     pub bot: BotConfig,
     pub rate_limits: crate::wechat::client::RateLimits,
     pub outbox: OutboxConfig,
+    pub h5: H5Config,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct H5Config {
+    /// Where followers reach this server (links in replies, the OAuth redirect).
+    pub public_url: String,
+    /// Signs session cookies and form tokens; at least 32 characters.
+    pub session_secret: String,
+    /// Page templates (`*.html`).
+    pub pages: PathBuf,
+    pub session_ttl_secs: u64,
+    /// WeChat's OAuth authorize page (the fake's for development).
+    pub oauth_base: String,
+}
+
+impl Default for H5Config {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            session_secret: String::new(),
+            pages: "templates/pages".into(),
+            session_ttl_secs: 7 * 24 * 3600,
+            oauth_base: "https://open.weixin.qq.com".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for H5Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H5Config")
+            .field("public_url", &self.public_url)
+            .field("pages", &self.pages)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -196,6 +232,15 @@ impl Config {
         if self.database.max_connections == 0 {
             return Err(err("database.max_connections must be at least 1"));
         }
+        let h = &self.h5;
+        if h.session_secret.len() < 32 {
+            return Err(err("h5.session_secret must be at least 32 characters"));
+        }
+        for (key, url) in [("h5.public_url", &h.public_url), ("h5.oauth_base", &h.oauth_base)] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(err(format!("{key} must be an http(s) URL")));
+            }
+        }
         let o = &self.outbox;
         if !(1..=1024).contains(&o.concurrency) {
             return Err(err("outbox.concurrency must be between 1 and 1024"));
@@ -236,6 +281,7 @@ fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
             "bot" => config.bot = value.clone().try_into().map_err(ctx)?,
             "rate_limits" => config.rate_limits = value.clone().try_into().map_err(ctx)?,
             "outbox" => config.outbox = value.clone().try_into().map_err(ctx)?,
+            "h5" => config.h5 = value.clone().try_into().map_err(ctx)?,
             other => return Err(err(format!("unknown section [{other}]"))),
         }
     }
@@ -284,6 +330,8 @@ mod tests {
 app_id = "wx0123456789abcdef"
 token = "devtoken"
 encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+[h5]
+session_secret = "0123456789abcdef0123456789abcdef"
 "#;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

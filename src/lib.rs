@@ -11,6 +11,7 @@ pub mod config;
 pub mod csv;
 pub mod error;
 pub mod fake;
+pub mod h5;
 pub mod http;
 pub mod jobs;
 pub mod members;

@@ -25,9 +25,13 @@ url = "{db_url}"
 [bot]
 routes = "{routes}"
 templates = "{templates}"
+[h5]
+session_secret = "cli-test-session-secret-0123456789"
+pages = "{pages}"
 "#,
         routes = repo().join("config/routes.toml").display(),
         templates = repo().join("templates/replies").display(),
+        pages = repo().join("templates/pages").display(),
     )
 }
 

@@ -234,10 +234,23 @@ async fn every_endpoint_sends_the_documented_request() {
     );
     assert_eq!(c.oauth_userinfo(&token).await.unwrap().openid, "oOauth");
     let url = c
-        .oauth_authorize_url("https://h5.example.com/cb?a=1", wxoa::wechat::client::oauth::Scope::Base, "abc123")
+        .oauth_authorize_url(
+            "https://open.weixin.qq.com",
+            "https://h5.example.com/cb?a=1",
+            wxoa::wechat::client::oauth::Scope::Base,
+            "abc123",
+        )
         .unwrap();
     assert!(url.ends_with("&response_type=code&scope=snsapi_base&state=abc123#wechat_redirect"), "{url}");
-    assert!(c.oauth_authorize_url("https://x", wxoa::wechat::client::oauth::Scope::Base, "bad state!").is_err());
+    assert!(
+        c.oauth_authorize_url(
+            "https://open.weixin.qq.com",
+            "https://x",
+            wxoa::wechat::client::oauth::Scope::Base,
+            "bad state!"
+        )
+        .is_err()
+    );
     c.menu_delete().await.unwrap();
     assert_eq!(c.menu_get().await.unwrap().menu.button.len(), 0);
 

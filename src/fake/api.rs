@@ -84,6 +84,9 @@ async fn handle(
         return Response::new(Body::new(Dropped));
     }
 
+    if path == "/connect/oauth2/authorize" {
+        return fake.authorize(&query);
+    }
     let answer = fake.answer(&method, &path, &query, &json_body, &body);
     let errcode = match &answer {
         Ok(_) => 0,
@@ -132,6 +135,7 @@ impl FakeWeChat {
                 Ok(self.issue_token(body["force_refresh"].as_bool().unwrap_or(false)))
             }
             p if p.starts_with("/sns/") => self.sns(p, query),
+            "/connect/oauth2/authorize" => Err((302, "handled by authorize()")),
             p if p.starts_with("/cgi-bin/") => {
                 self.authenticate(query.get("access_token"))?;
                 self.faults()?;
@@ -139,6 +143,32 @@ impl FakeWeChat {
             }
             _ => Err((404, "no such API in the fake")),
         }
+    }
+
+    /// WeChat's authorize page, as the follower's browser sees it: straight back to
+    /// `redirect_uri` with a fresh code and the state. The follower is `openid` (a fake-only
+    /// parameter) or `oFakeFollower`.
+    fn authorize(&self, query: &HashMap<String, String>) -> Response {
+        let bad = |why: &str| (StatusCode::BAD_REQUEST, why.to_owned()).into_response();
+        if query.get("appid") != Some(&self.0.app_id) {
+            return bad("invalid appid");
+        }
+        if query.get("response_type").map(String::as_str) != Some("code") {
+            return bad("response_type must be code");
+        }
+        let state = query.get("state").cloned().unwrap_or_default();
+        if !crate::wechat::client::oauth::valid_state(&state) && !state.is_empty() {
+            return bad("invalid state");
+        }
+        let Some(redirect) = query.get("redirect_uri").filter(|r| r.starts_with("http")) else {
+            return bad("invalid redirect_uri");
+        };
+        let openid = query.get("openid").cloned().unwrap_or_else(|| "oFakeFollower".into());
+        let code = self.oauth_code(&openid);
+        let sep = if redirect.contains('?') { '&' } else { '?' };
+        let location = format!("{redirect}{sep}code={code}&state={state}");
+        self.record("/connect/oauth2/authorize", query, Value::Null, 0);
+        (StatusCode::FOUND, [(axum::http::header::LOCATION, location)]).into_response()
     }
 
     fn check_credentials(&self, appid: Option<&String>, secret: Option<&String>) -> Result<(), (i64, &'static str)> {

@@ -3,3 +3,27 @@
 //! redeem, expiry and adjustment is an entry, and a balance is always their sum.
 
 pub mod import;
+pub mod ledger;
+
+use crate::store::Store;
+use crate::with_pool;
+
+/// A member as the chat and the H5 pages show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: i64,
+    pub card_no: Option<String>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub birthday: Option<String>,
+    pub tier: String,
+}
+
+type Row = (i64, Option<String>, Option<String>, Option<String>, Option<String>, String);
+
+/// The member bound to a follower.
+pub async fn by_openid(store: &Store, openid: &str) -> Result<Option<Member>, sqlx::Error> {
+    let row: Option<Row> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, card_no, name, phone, birthday, tier FROM members WHERE openid = $1").bind(openid).fetch_optional(pool).await)?;
+    Ok(row.map(|(id, card_no, name, phone, birthday, tier)| Member { id, card_no, name, phone, birthday, tier }))
+}

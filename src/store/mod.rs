@@ -40,12 +40,14 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (2, "outbox", include_str!("../../migrations/sqlite/0002_outbox.sql")),
     (3, "members", include_str!("../../migrations/sqlite/0003_members.sql")),
     (4, "stores", include_str!("../../migrations/sqlite/0004_stores.sql")),
+    (5, "h5", include_str!("../../migrations/sqlite/0005_h5.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
     (2, "outbox", include_str!("../../migrations/postgres/0002_outbox.sql")),
     (3, "members", include_str!("../../migrations/postgres/0003_members.sql")),
     (4, "stores", include_str!("../../migrations/postgres/0004_stores.sql")),
+    (5, "h5", include_str!("../../migrations/postgres/0005_h5.sql")),
 ];
 
 impl Store {

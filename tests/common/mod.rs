@@ -122,6 +122,8 @@ pub fn test_config(db: &Db, mode: Mode) -> Config {
     // Nothing is reachable at WeChat's real address from here; tests that send start a fake.
     c.wechat.api_base = "http://127.0.0.1:9".into();
     c.outbox.poll_ms = 50;
+    c.h5.session_secret = "test-session-secret-0123456789abcdef".into();
+    c.h5.pages = repo().join("templates/pages");
     c.validate().unwrap();
     c
 }

@@ -44,8 +44,15 @@ pub fn valid_state(state: &str) -> bool {
 }
 
 impl Client {
-    /// `https://open.weixin.qq.com/connect/oauth2/authorize?…#wechat_redirect`
-    pub fn oauth_authorize_url(&self, redirect_uri: &str, scope: Scope, state: &str) -> Result<String, ApiError> {
+    /// `<base>/connect/oauth2/authorize?…#wechat_redirect`, base `https://open.weixin.qq.com`
+    /// (or the fake's, in development).
+    pub fn oauth_authorize_url(
+        &self,
+        base: &str,
+        redirect_uri: &str,
+        scope: Scope,
+        state: &str,
+    ) -> Result<String, ApiError> {
         if !valid_state(state) {
             return Err(ApiError::Decode("OAuth state must be 1 to 128 letters or digits".into()));
         }
@@ -55,7 +62,8 @@ impl Client {
         };
         let redirect: String = form_urlencoded::byte_serialize(redirect_uri.as_bytes()).collect();
         Ok(format!(
-            "https://open.weixin.qq.com/connect/oauth2/authorize?appid={}&redirect_uri={redirect}&response_type=code&scope={scope}&state={state}#wechat_redirect",
+            "{}/connect/oauth2/authorize?appid={}&redirect_uri={redirect}&response_type=code&scope={scope}&state={state}#wechat_redirect",
+            base.trim_end_matches('/'),
             self.app_id()
         ))
     }

@@ -1,0 +1,445 @@
+//! H5 pages followers open from the chat: the membership card, binding an existing card, enrolling.
+//! Server-rendered (templates/pages/*.html, HTML-escaped), mobile-first, no JavaScript needed.
+//!
+//! Every link from the chat goes to `/h5/start?to=<page>`, which starts WeChat's OAuth
+//! (`snsapi_base`) with a state bound to this browser's session; the callback exchanges the code
+//! server-side and stores the openid in the session. Forms carry a token derived from the session
+//! (CSRF); binding attempts are limited and lock after repeated failures.
+
+pub mod session;
+
+use crate::app::AppState;
+use crate::members::{
+    self,
+    import::{normalise_birthday, normalise_card, normalise_name, normalise_phone},
+};
+use crate::store::now_ms;
+use crate::with_pool;
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use minijinja::context;
+use session::Session;
+
+/// Pages a chat link may lead to (anything else is refused: no open redirects).
+const PAGES: &[&str] = &["card", "bind"];
+/// Failed binding attempts before the lockout, and its length.
+const MAX_FAILURES: i64 = 5;
+const LOCKOUT_MS: i64 = 30 * 60 * 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/h5/start", get(start))
+        .route("/h5/oauth/callback", get(callback))
+        .route("/h5/card", get(card))
+        .route("/h5/bind", get(bind_page).post(bind))
+        .route("/h5/enrol", post(enrol))
+        .route("/h5/unbind", post(unbind))
+}
+
+/// Page templates, loaded once at start.
+pub struct Pages(minijinja::Environment<'static>);
+
+impl Pages {
+    pub fn load(dir: &std::path::Path) -> Result<Pages, String> {
+        let mut env = minijinja::Environment::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("pages: cannot read {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| format!("pages: {e}"))?.path();
+            if path.extension().is_some_and(|e| e == "html") {
+                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                let source = std::fs::read_to_string(&path).map_err(|e| format!("pages: {}: {e}", path.display()))?;
+                env.add_template_owned(name.clone(), source).map_err(|e| format!("pages: {name}: {e}"))?;
+            }
+        }
+        for required in ["card.html", "bind.html", "message.html"] {
+            env.get_template(required).map_err(|_| format!("pages: {required} missing in {}", dir.display()))?;
+        }
+        Ok(Pages(env))
+    }
+
+    fn render(&self, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
+        match self.0.get_template(name).and_then(|t| t.render(ctx)) {
+            Ok(html) => (status, [(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+            Err(e) => {
+                tracing::error!(page = name, error = %e, "page failed to render");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            }
+        }
+    }
+}
+
+fn message(app: &AppState, status: StatusCode, title: &str, text: &str) -> Response {
+    app.pages.render(status, "message.html", context! { title, text })
+}
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
+}
+
+fn unavailable(app: &AppState, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "h5: database or API failure");
+    message(
+        app,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "请稍后再试 / Please try again",
+        "Something went wrong on our side. Please try again in a moment.",
+    )
+}
+
+/// The browser's session, if its cookie is good and the session alive.
+async fn current(app: &AppState, headers: &HeaderMap) -> Result<Option<Session>, sqlx::Error> {
+    let Some(id) = session::cookie_value(headers).and_then(|v| session::verify(&app.config.h5.session_secret, &v))
+    else {
+        return Ok(None);
+    };
+    session::load(&app.store, &id).await
+}
+
+/// The session's openid, or a response sending the browser through OAuth back to `page`.
+async fn follower(app: &AppState, headers: &HeaderMap, page: &str) -> Result<(Session, String), Response> {
+    match current(app, headers).await {
+        Ok(Some(s)) => match s.openid.clone() {
+            Some(openid) => Ok((s, openid)),
+            None => Err(redirect(&format!("/h5/start?to={page}"))),
+        },
+        Ok(None) => Err(redirect(&format!("/h5/start?to={page}"))),
+        Err(e) => Err(unavailable(app, e)),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StartQuery {
+    to: Option<String>,
+}
+
+async fn start(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<StartQuery>) -> Response {
+    let to = q.to.as_deref().unwrap_or("card");
+    if !PAGES.contains(&to) {
+        return message(&app, StatusCode::BAD_REQUEST, "链接无效 / Invalid link", "This link is not valid.");
+    }
+    let h5 = &app.config.h5;
+    let result = async {
+        let session = match current(&app, &headers).await? {
+            Some(s) => s,
+            None => session::create(&app.store, h5.session_ttl_secs).await?,
+        };
+        let state = session::new_state(&app.store, &session, &format!("/h5/{to}")).await?;
+        Ok::<_, sqlx::Error>((session, state))
+    }
+    .await;
+    let (session, state) = match result {
+        Ok(v) => v,
+        Err(e) => return unavailable(&app, e),
+    };
+    let redirect_uri = format!("{}/h5/oauth/callback", h5.public_url.trim_end_matches('/'));
+    let url = match app.client.oauth_authorize_url(
+        &h5.oauth_base,
+        &redirect_uri,
+        crate::wechat::client::oauth::Scope::Base,
+        &state,
+    ) {
+        Ok(url) => url,
+        Err(e) => return unavailable(&app, e),
+    };
+    let cookie = session::set_cookie(
+        &h5.session_secret,
+        &session.id,
+        h5.public_url.starts_with("https://"),
+        h5.session_ttl_secs,
+    );
+    (StatusCode::FOUND, [(LOCATION, url), (SET_COOKIE, cookie)]).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+}
+
+async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<CallbackQuery>) -> Response {
+    let expired = || {
+        message(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "链接已过期 / Link expired",
+            "This link has expired. Please open it again from the chat.",
+        )
+    };
+    let (Some(code), Some(state)) = (q.code.filter(|c| !c.is_empty() && c.len() <= 128), q.state) else {
+        return expired();
+    };
+    let session = match current(&app, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return expired(),
+        Err(e) => return unavailable(&app, e),
+    };
+    let next = match session::spend_state(&app.store, &session, &state).await {
+        Ok(Some(next)) => next,
+        Ok(None) => return expired(),
+        Err(e) => return unavailable(&app, e),
+    };
+    let token = match app.client.oauth_exchange(&code, &app.config.wechat.app_secret).await {
+        Ok(t) => t,
+        Err(e) if e.errcode().is_some() => {
+            tracing::info!(error = %e, "h5: OAuth code refused");
+            return expired();
+        }
+        Err(e) => return unavailable(&app, e),
+    };
+    if let Err(e) = session::set_openid(&app.store, &session, &token.openid).await {
+        return unavailable(&app, e);
+    }
+    redirect(&next)
+}
+
+fn date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
+async fn card(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let (session, openid) = match follower(&app, &headers, "card").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let member = match members::by_openid(&app.store, &openid).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return redirect("/h5/bind"),
+        Err(e) => return unavailable(&app, e),
+    };
+    let now = now_ms();
+    let (balance, history) = match tokio::try_join!(
+        members::ledger::balance(&app.store, member.id, now),
+        members::ledger::history(&app.store, member.id, 10, 0)
+    ) {
+        Ok(v) => v,
+        Err(e) => return unavailable(&app, e),
+    };
+    let expiring: Vec<_> = balance.expiring.iter().map(|(p, at)| context! { points => p, date => date(*at) }).collect();
+    let history: Vec<_> = history
+        .iter()
+        .map(|t| context! { date => date(t.created_at), kind => t.kind, points => t.points, note => t.note })
+        .collect();
+    app.pages.render(
+        StatusCode::OK,
+        "card.html",
+        context! {
+            name => member.name, card_no => member.card_no, tier => member.tier, points => balance.points,
+            expiring, history, token => session::form_token(&app.config.h5.session_secret, &session.id),
+        },
+    )
+}
+
+async fn bind_page(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let (session, openid) = match follower(&app, &headers, "bind").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match members::by_openid(&app.store, &openid).await {
+        Ok(Some(_)) => redirect("/h5/card"),
+        Ok(None) => bind_form(&app, &session, StatusCode::OK, None, None),
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+fn bind_form(
+    app: &AppState,
+    session: &Session,
+    status: StatusCode,
+    bind_error: Option<&str>,
+    enrol_error: Option<&str>,
+) -> Response {
+    let token = session::form_token(&app.config.h5.session_secret, &session.id);
+    app.pages.render(status, "bind.html", context! { token, bind_error, enrol_error })
+}
+
+#[derive(serde::Deserialize)]
+struct BindForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    card_no: String,
+    #[serde(default)]
+    phone: String,
+}
+
+async fn bind(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<BindForm>) -> Response {
+    let (session, openid) = match follower(&app, &headers, "bind").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
+        return message(
+            &app,
+            StatusCode::FORBIDDEN,
+            "请求无效 / Invalid request",
+            "Please open the page again from the chat.",
+        );
+    }
+    match try_bind(&app, &openid, &f).await {
+        Ok(Ok(())) => redirect("/h5/card"),
+        Ok(Err((status, why))) => bind_form(&app, &session, status, Some(&why), None),
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+type Refusal = (StatusCode, String);
+
+async fn try_bind(app: &AppState, openid: &str, f: &BindForm) -> Result<Result<(), Refusal>, sqlx::Error> {
+    let store = &app.store;
+    let now = now_ms();
+    let locked: Option<i64> = with_pool!(store, pool => sqlx::query_scalar(
+        "SELECT locked_until FROM bind_attempts WHERE openid = $1 AND locked_until > $2").bind(openid).bind(now).fetch_optional(pool).await)?;
+    if let Some(until) = locked {
+        let mins = (until - now + 59_999) / 60_000;
+        return Ok(Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("尝试次数过多，请 {mins} 分钟后再试。Too many attempts: try again in {mins} minutes."),
+        )));
+    }
+    if members::by_openid(store, openid).await?.is_some() {
+        return Ok(Err((
+            StatusCode::CONFLICT,
+            "您已绑定会员卡，请先解绑。You already have a card bound; unbind it first.".into(),
+        )));
+    }
+    let (Some(card), Some(phone)) = (normalise_card(&f.card_no), normalise_phone(&f.phone)) else {
+        return Ok(Err((
+            StatusCode::BAD_REQUEST,
+            "请填写卡号和手机号。Please enter your card number and mobile number.".into(),
+        )));
+    };
+    let found: Option<(i64, Option<String>, Option<String>)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, phone, openid FROM members WHERE card_no = $1").bind(&card).fetch_optional(pool).await)?;
+    let member = match found {
+        Some((id, Some(p), bound)) if p == phone => (id, bound),
+        _ => {
+            // Same answer for "no such card" and "wrong phone": no probing for card numbers.
+            let failures: i64 = with_pool!(store, pool => sqlx::query_scalar(
+                "INSERT INTO bind_attempts (openid, failures, locked_until) VALUES ($1, 1, 0) \
+                 ON CONFLICT (openid) DO UPDATE SET failures = bind_attempts.failures + 1 RETURNING failures")
+                .bind(openid).fetch_one(pool).await)?;
+            if failures >= MAX_FAILURES {
+                with_pool!(store, pool => sqlx::query("UPDATE bind_attempts SET failures = 0, locked_until = $2 WHERE openid = $1")
+                    .bind(openid).bind(now + LOCKOUT_MS).execute(pool).await.map(|_| ()))?;
+            }
+            return Ok(Err((
+                StatusCode::BAD_REQUEST,
+                "卡号或手机号不正确。The card number or mobile number does not match.".into(),
+            )));
+        }
+    };
+    if member.1.as_deref().is_some_and(|b| b != openid) {
+        return Ok(Err((
+            StatusCode::CONFLICT,
+            "此卡已绑定其他微信账号，请到门店处理。This card is bound to another WeChat account; please visit a store."
+                .into(),
+        )));
+    }
+    let bound = with_pool!(store, pool => sqlx::query("UPDATE members SET openid = $2, updated_at = $3 WHERE id = $1 AND openid IS NULL")
+        .bind(member.0).bind(openid).bind(now).execute(pool).await.map(|r| r.rows_affected() == 1))?;
+    if !bound {
+        return Ok(Err((StatusCode::CONFLICT, "此卡已绑定其他微信账号。This card is already bound.".into())));
+    }
+    with_pool!(store, pool => sqlx::query("DELETE FROM bind_attempts WHERE openid = $1").bind(openid).execute(pool).await.map(|_| ()))?;
+    Ok(Ok(()))
+}
+
+#[derive(serde::Deserialize)]
+struct EnrolForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    birthday: String,
+}
+
+async fn enrol(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<EnrolForm>) -> Response {
+    let (session, openid) = match follower(&app, &headers, "bind").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
+        return message(
+            &app,
+            StatusCode::FORBIDDEN,
+            "请求无效 / Invalid request",
+            "Please open the page again from the chat.",
+        );
+    }
+    let refuse = |why: &str| bind_form(&app, &session, StatusCode::BAD_REQUEST, None, Some(why));
+    let Some(name) = normalise_name(&f.name) else { return refuse("请填写姓名。Please enter your name.") };
+    let Some(phone) = normalise_phone(&f.phone) else {
+        return refuse("请填写有效的手机号。Please enter a valid mobile number.");
+    };
+    let birthday = match f.birthday.trim() {
+        "" => None,
+        b => match normalise_birthday(b) {
+            Some(b) => Some(b),
+            None => return refuse("生日格式不正确。Please enter your birthday as YYYY-MM-DD."),
+        },
+    };
+    let store = &app.store;
+    let result: Result<Result<(), &str>, sqlx::Error> = async {
+        if members::by_openid(store, &openid).await?.is_some() {
+            return Ok(Err("您已有会员卡。You already have a card."));
+        }
+        let taken: Option<i64> = with_pool!(store, pool => sqlx::query_scalar("SELECT id FROM members WHERE phone = $1 LIMIT 1")
+            .bind(&phone).fetch_optional(pool).await)?;
+        if taken.is_some() {
+            return Ok(Err("此手机号已有会员卡，请用卡号绑定。This mobile number already has a card: bind it with the card number."));
+        }
+        let now = now_ms();
+        for _ in 0..5 {
+            let card = format!("WX{:08}", rand::random::<u32>() % 100_000_000);
+            let inserted = with_pool!(store, pool => sqlx::query(
+                "INSERT INTO members (card_no, name, phone, birthday, tier, openid, source, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'standard', $5, 'enrol', $6, $6) ON CONFLICT DO NOTHING")
+                .bind(&card).bind(&name).bind(&phone).bind(&birthday).bind(&openid).bind(now)
+                .execute(pool).await.map(|r| r.rows_affected() == 1))?;
+            if inserted {
+                return Ok(Ok(()));
+            }
+        }
+        Ok(Err("请稍后再试。Please try again."))
+    }
+    .await;
+    match result {
+        Ok(Ok(())) => redirect("/h5/card"),
+        Ok(Err(why)) => refuse(why),
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    token: String,
+}
+
+async fn unbind(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<TokenForm>) -> Response {
+    let (session, openid) = match follower(&app, &headers, "card").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
+        return message(
+            &app,
+            StatusCode::FORBIDDEN,
+            "请求无效 / Invalid request",
+            "Please open the page again from the chat.",
+        );
+    }
+    let result = with_pool!(&app.store, pool => sqlx::query("UPDATE members SET openid = NULL, updated_at = $2 WHERE openid = $1")
+        .bind(&openid).bind(now_ms()).execute(pool).await.map(|_| ()));
+    match result {
+        Ok(()) => redirect("/h5/bind"),
+        Err(e) => unavailable(&app, e),
+    }
+}

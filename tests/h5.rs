@@ -1,0 +1,194 @@
+//! The H5 membership pages end to end over HTTP, with the fake WeChat's OAuth: sign-in, bind
+//! (good, wrong phone, locked out, already bound), enrol, the card page, unbind; tampered cookies,
+//! replayed states and cross-site posts — on SQLite and PostgreSQL.
+
+mod common;
+
+use common::*;
+use wxoa::wechat::envelope::Mode;
+
+/// A browser: follows nothing by itself, keeps the session cookie.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(server: &TestServer) -> Browser {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { http, base: format!("http://{}", server.addr), cookie: None }
+    }
+
+    async fn request(&mut self, method: &str, url: &str, form: &[(&str, &str)]) -> Page {
+        let url = if url.starts_with("http") { url.to_owned() } else { format!("{}{url}", self.base) };
+        let mut req = if method == "POST" { self.http.post(&url).form(form) } else { self.http.get(&url) };
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c.clone());
+        }
+        let resp = req.send().await.unwrap();
+        if let Some(set) = resp.headers().get("set-cookie") {
+            let set = set.to_str().unwrap();
+            assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+            self.cookie = Some(set.split(';').next().unwrap().to_owned());
+        }
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+        Page { status, location, body: resp.text().await.unwrap() }
+    }
+
+    async fn get(&mut self, url: &str) -> Page {
+        self.request("GET", url, &[]).await
+    }
+
+    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
+        self.request("POST", url, form).await
+    }
+
+    /// Signs in as `openid` through /h5/start and the fake's authorize page; returns where the
+    /// callback sends the browser.
+    async fn sign_in(&mut self, to: &str, openid: &str) -> String {
+        let start = self.get(&format!("/h5/start?to={to}")).await;
+        assert_eq!(start.status, 302, "{}", start.body);
+        let authorize = start.location.unwrap();
+        assert!(authorize.contains("scope=snsapi_base") && authorize.ends_with("#wechat_redirect"), "{authorize}");
+        let authorize = authorize.trim_end_matches("#wechat_redirect").to_owned() + &format!("&openid={openid}");
+        let wechat = self.get(&authorize).await;
+        assert_eq!(wechat.status, 302);
+        // h5.public_url is the configured default; the test server listens elsewhere.
+        let callback = wechat.location.unwrap().replacen("http://127.0.0.1:8080", &self.base, 1);
+        assert!(callback.starts_with(&format!("{}/h5/oauth/callback?code=", self.base)), "{callback}");
+        let back = self.get(&callback).await;
+        assert_eq!(back.status, 303, "{}", back.body);
+        back.location.unwrap()
+    }
+}
+
+fn token(page: &str) -> String {
+    let at = page.find("name=\"token\" value=\"").expect("a form token") + 20;
+    page[at..at + 64].to_owned()
+}
+
+#[tokio::test]
+async fn sign_in_bind_enrol_and_the_card_page() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        let fake = start_fake(&mut config).await;
+        config.h5.oauth_base = config.wechat.api_base.clone();
+        let server = TestServer::start(config).await;
+        let crm = "card,name,phone,points\nC1001,Li Lei,13812345678,1200\nC2002,Han Meimei,13900000000,10\n";
+        wxoa::members::import::import(&server.state.store, crm).await.unwrap();
+
+        // Not signed in: the card sends the browser through OAuth.
+        let mut a = Browser::new(&server);
+        let page = a.get("/h5/card").await;
+        assert_eq!((page.status, page.location.as_deref()), (303, Some("/h5/start?to=card")));
+        assert_eq!(a.get("/h5/start?to=https://evil.example").await.status, 400, "no open redirects");
+
+        assert_eq!(a.sign_in("card", "oMemberA").await, "/h5/card");
+        let page = a.get("/h5/card").await;
+        assert_eq!((page.status, page.location.as_deref()), (303, Some("/h5/bind")), "not bound yet");
+        let form = a.get("/h5/bind").await;
+        assert_eq!(form.status, 200);
+        let t = token(&form.body);
+
+        // Wrong phone: refused, nothing bound.
+        let wrong = a.post("/h5/bind", &[("token", &t), ("card_no", "C1001"), ("phone", "13800000000")]).await;
+        assert_eq!(wrong.status, 400);
+        assert!(wrong.body.contains("does not match"), "{}", wrong.body);
+        // A form posted without the session's token (cross-site) changes nothing.
+        let forged = a.post("/h5/bind", &[("token", "0"), ("card_no", "C1001"), ("phone", "13812345678")]).await;
+        assert_eq!(forged.status, 403);
+        // The right card and phone, typed messily: bound, and the card page shows the balance.
+        let ok = a.post("/h5/bind", &[("token", &t), ("card_no", " c-1001 "), ("phone", "+86 138 1234 5678")]).await;
+        assert_eq!((ok.status, ok.location.as_deref()), (303, Some("/h5/card")), "{}", ok.body);
+        let card = a.get("/h5/card").await;
+        assert_eq!(card.status, 200);
+        assert!(
+            card.body.contains("id=\"points\">1200<") && card.body.contains("C1001") && card.body.contains("Li Lei"),
+            "{}",
+            card.body
+        );
+
+        // Another follower cannot take the same card.
+        let mut b = Browser::new(&server);
+        b.sign_in("bind", "oMemberB").await;
+        let tb = token(&b.get("/h5/bind").await.body);
+        let taken = b.post("/h5/bind", &[("token", &tb), ("card_no", "C1001"), ("phone", "13812345678")]).await;
+        assert_eq!(taken.status, 409, "{}", taken.body);
+        // Five wrong tries lock the follower out, even with the right details afterwards.
+        for _ in 0..5 {
+            b.post("/h5/bind", &[("token", &tb), ("card_no", "C2002"), ("phone", "13911111111")]).await;
+        }
+        let locked = b.post("/h5/bind", &[("token", &tb), ("card_no", "C2002"), ("phone", "13900000000")]).await;
+        assert_eq!(locked.status, 429, "{}", locked.body);
+        assert!(locked.body.contains("Too many attempts"));
+
+        // A new follower enrols instantly and gets a card number.
+        let mut c = Browser::new(&server);
+        c.sign_in("bind", "oMemberC").await;
+        let tc = token(&c.get("/h5/bind").await.body);
+        let bad = c.post("/h5/enrol", &[("token", &tc), ("name", "  "), ("phone", "13700000000")]).await;
+        assert_eq!(bad.status, 400);
+        let dup = c.post("/h5/enrol", &[("token", &tc), ("name", "Copycat"), ("phone", "13812345678")]).await;
+        assert!(dup.body.contains("already has a card"), "{}", dup.body);
+        let joined = c
+            .post(
+                "/h5/enrol",
+                &[("token", &tc), ("name", "Zhao Liu"), ("phone", "137 0000 0000"), ("birthday", "1990-02-03")],
+            )
+            .await;
+        assert_eq!(joined.status, 303, "{}", joined.body);
+        let card = c.get("/h5/card").await;
+        assert!(card.body.contains("id=\"card-no\">WX") && card.body.contains("Zhao Liu"), "{}", card.body);
+
+        // Unbind frees the card.
+        let ta = token(&a.get("/h5/card").await.body);
+        let gone = a.post("/h5/unbind", &[("token", &ta)]).await;
+        assert_eq!(gone.location.as_deref(), Some("/h5/bind"));
+        assert!(wxoa::members::by_openid(&server.state.store, "oMemberA").await.unwrap().is_none());
+
+        // Replayed or foreign OAuth states, bad codes and tampered cookies are refused.
+        let mut d = Browser::new(&server);
+        let start = d.get("/h5/start?to=card").await;
+        let state = start.location.unwrap().split("state=").nth(1).unwrap().split('#').next().unwrap().to_owned();
+        let code = fake.oauth_code("oMemberD");
+        let mut other = Browser::new(&server);
+        other.get("/h5/start?to=card").await;
+        assert_eq!(
+            other.get(&format!("/h5/oauth/callback?code={code}&state={state}")).await.status,
+            400,
+            "another browser's state"
+        );
+        assert_eq!(
+            d.get(&format!("/h5/oauth/callback?code=bogus&state={state}")).await.status,
+            400,
+            "a code WeChat refuses"
+        );
+        assert_eq!(
+            d.get(&format!("/h5/oauth/callback?code={code}&state={state}")).await.status,
+            400,
+            "states are single use"
+        );
+        d.cookie = Some(format!("{}0", d.cookie.clone().unwrap()));
+        assert_eq!(
+            d.get("/h5/card").await.location.as_deref(),
+            Some("/h5/start?to=card"),
+            "a tampered cookie is no session"
+        );
+        assert!(
+            fake.calls_to("/sns/oauth2/access_token").iter().all(|c| !c.query.contains_key("secret")),
+            "the secret is not recorded"
+        );
+
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
