@@ -95,7 +95,7 @@ impl App {
         let (log, log_writer) = MessageLog::start(store.clone()).map_err(|e| StartError(e.to_string()))?;
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let deadline = Duration::from_millis(config.bot.reply_deadline_ms);
-        let bot = Bot::new(rules, templates, handlers, log, deadline, outbox_wake.clone());
+        let bot = Bot::new(rules, templates, handlers, log, deadline, outbox_wake.clone(), &config.h5.public_url);
         let client = Client::new(&config.wechat, &config.rate_limits, store.clone());
         let worker = config.outbox.enabled.then(|| {
             let (stop, stopped) = tokio::sync::watch::channel(false);

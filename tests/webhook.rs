@@ -384,3 +384,50 @@ async fn a_store_qr_follow_is_attributed_to_the_store() {
         db.drop_db().await;
     }
 }
+
+/// The balance card and history in the chat, for a bound member.
+#[tokio::test]
+async fn a_bound_member_gets_a_balance_card_and_history() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let server = TestServer::start(test_config(&db, Mode::Safe)).await;
+        let store = &server.state.store;
+        wxoa::members::import::import(store, "card,name,phone,points,tier\nC1001,Li Lei,13812345678,1200,gold\n")
+            .await
+            .unwrap();
+        let soon = wxoa::store::now_ms() + 10 * 86_400_000;
+        wxoa::with_pool!(store, pool => sqlx::query("UPDATE members SET openid = 'oBound' WHERE card_no = 'C1001'").execute(pool).await.map(|_| ())).unwrap();
+        wxoa::with_pool!(store, pool => sqlx::query(
+            "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) \
+             SELECT id, 'earn', 300, $1, 'order:9', 'order 9', $2 FROM members WHERE card_no = 'C1001'")
+            .bind(soon).bind(wxoa::store::now_ms()).execute(pool).await.map(|_| ()))
+        .unwrap();
+        let click = |key: &str, t: i64| {
+            format!(
+                "<xml><ToUserName>gh_1</ToUserName><FromUserName>oBound</FromUserName><CreateTime>{t}</CreateTime><MsgType>event</MsgType><Event>CLICK</Event><EventKey>{key}</EventKey></xml>"
+            )
+        };
+        let (_, reply) = server.send(&click("balance", 1)).await;
+        let reply = reply.unwrap();
+        assert_eq!(field(&reply, "MsgType").as_deref(), Some("news"), "{reply}");
+        assert_eq!(field(&reply, "Articles/item/Title").as_deref(), Some("积分 1500 points · gold"));
+        let description = field(&reply, "Articles/item/Description").unwrap();
+        let day = chrono::DateTime::from_timestamp_millis(soon).unwrap().format("%Y-%m-%d").to_string();
+        assert!(
+            description.contains(&format!("300 points expire on {day}")) && description.contains("C1001"),
+            "{description}"
+        );
+        assert!(field(&reply, "Articles/item/Url").unwrap().ends_with("/h5/start?to=card"));
+        // "积分" typed in the chat is the same question.
+        let (_, typed) = server.send(&text_message("oBound", 5150, "我的积分")).await;
+        assert_eq!(field(typed.as_deref().unwrap(), "MsgType").as_deref(), Some("news"));
+
+        let (_, history) = server.send(&click("history", 2)).await;
+        let content = field(history.as_deref().unwrap(), "Content").unwrap();
+        assert!(content.contains("+300 order 9") && content.contains("+1200 imported balance"), "{content}");
+        let (_, bound) = server.send(&click("bind", 3)).await;
+        assert!(field(bound.as_deref().unwrap(), "Content").unwrap().contains("Your card C1001 is bound"));
+        server.stop().await;
+        db.drop_db().await;
+    }
+}

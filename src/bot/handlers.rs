@@ -19,6 +19,15 @@ pub struct HandlerCtx {
     pub msg: Arc<Message>,
     pub store: Store,
     pub templates: Arc<super::templates::Templates>,
+    /// Where followers reach the H5 pages (`h5.public_url`).
+    pub public_url: Arc<str>,
+}
+
+impl HandlerCtx {
+    /// A chat link to an H5 page: through OAuth, so no openid travels in it.
+    pub fn page_link(&self, page: &str) -> String {
+        format!("{}/h5/start?to={page}", self.public_url.trim_end_matches('/'))
+    }
 }
 
 pub type HandlerResult = Result<Option<Reply>, String>;
@@ -36,6 +45,9 @@ impl Handlers {
         h.add("echo", echo);
         h.add("stores_nearby", stores_nearby);
         h.add("welcome_store", welcome_store);
+        h.add("balance_card", balance_card);
+        h.add("bind", bind);
+        h.add("history", history);
         h
     }
 
@@ -122,5 +134,69 @@ async fn welcome_store(ctx: HandlerCtx) -> HandlerResult {
             "欢迎关注！Welcome — thank you for following us.\nReply \"help\" (帮助) to see what I can do.".to_owned()
         }
     };
+    Ok(Reply::text(text).ok())
+}
+
+/// The answer for a follower without a card: where to bind one or join.
+fn bind_invitation(ctx: &HandlerCtx) -> HandlerResult {
+    Ok(Reply::text(format!(
+        "您还未绑定会员卡。<a href=\"{link}\">绑定会员卡或立即入会</a>\nYou have no card bound yet: <a href=\"{link}\">bind your card or join</a>.",
+        link = ctx.page_link("bind")
+    ))
+    .ok())
+}
+
+fn day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
+/// The member's card in the chat: points, what expires next and when, tier, a link to the card.
+async fn balance_card(ctx: HandlerCtx) -> HandlerResult {
+    let Some(member) = crate::members::by_openid(&ctx.store, &ctx.msg.openid).await.map_err(|e| e.to_string())? else {
+        return bind_invitation(&ctx);
+    };
+    let balance = crate::members::ledger::balance(&ctx.store, member.id, crate::store::now_ms())
+        .await
+        .map_err(|e| e.to_string())?;
+    let expiring = match balance.expiring.first() {
+        Some((points, at)) => format!("{points} 积分将于 {d} 到期 / {points} points expire on {d}", d = day(*at)),
+        None => "暂无到期积分 / Nothing expires soon".to_owned(),
+    };
+    let article = crate::wechat::reply::Article {
+        title: format!("积分 {} points · {}", balance.points, member.tier),
+        description: format!("{expiring}\n卡号 Card {}", member.card_no.unwrap_or_default()),
+        url: ctx.page_link("card"),
+        pic_url: String::new(),
+    };
+    Reply::news(vec![article]).map(Some).map_err(|e| e.to_string())
+}
+
+/// Binding from the chat: the card for a member, the way to bind or join for anyone else.
+async fn bind(ctx: HandlerCtx) -> HandlerResult {
+    match crate::members::by_openid(&ctx.store, &ctx.msg.openid).await.map_err(|e| e.to_string())? {
+        Some(m) => Ok(Reply::text(format!(
+            "您已绑定会员卡 {card}。<a href=\"{link}\">查看会员卡</a>\nYour card {card} is bound: <a href=\"{link}\">open it</a>.",
+            card = m.card_no.unwrap_or_default(),
+            link = ctx.page_link("card")
+        ))
+        .ok()),
+        None => bind_invitation(&ctx),
+    }
+}
+
+/// The last five transactions.
+async fn history(ctx: HandlerCtx) -> HandlerResult {
+    let Some(member) = crate::members::by_openid(&ctx.store, &ctx.msg.openid).await.map_err(|e| e.to_string())? else {
+        return bind_invitation(&ctx);
+    };
+    let entries = crate::members::ledger::history(&ctx.store, member.id, 5, 0).await.map_err(|e| e.to_string())?;
+    if entries.is_empty() {
+        return Ok(Reply::text("暂无积分记录。No transactions yet.").ok());
+    }
+    let mut text = String::from("最近积分记录 / Recent transactions:");
+    for t in entries {
+        text.push_str(&format!("\n{} {:+} {}", day(t.created_at), t.points, t.note.unwrap_or(t.kind)));
+    }
+    text.push_str(&format!("\n<a href=\"{}\">全部记录 All transactions</a>", ctx.page_link("card")));
     Ok(Reply::text(text).ok())
 }

@@ -68,6 +68,7 @@ pub struct Bot {
     instance: String,
     /// Wakes the outbox worker when a late reply is queued.
     outbox_wake: Arc<tokio::sync::Notify>,
+    public_url: Arc<str>,
 }
 
 impl Bot {
@@ -78,6 +79,7 @@ impl Bot {
         log: MessageLog,
         deadline: Duration,
         outbox_wake: Arc<tokio::sync::Notify>,
+        public_url: &str,
     ) -> Bot {
         let mut id = [0u8; 4];
         rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
@@ -90,6 +92,7 @@ impl Bot {
             deadline,
             instance: format!("{}-{}", std::process::id(), crate::wechat::signature::hex(&id)),
             outbox_wake,
+            public_url: public_url.into(),
         }
     }
 
@@ -250,8 +253,12 @@ impl Bot {
         let (outcome, reply_xml) = match rule.map(|r| &r.action) {
             Some(Action::Handler(name)) => {
                 let handler = self.handlers.get(name).expect("validated at load").clone();
-                let ctx =
-                    HandlerCtx { msg: msg.clone(), store: self.log.store().clone(), templates: self.templates.clone() };
+                let ctx = HandlerCtx {
+                    msg: msg.clone(),
+                    store: self.log.store().clone(),
+                    templates: self.templates.clone(),
+                    public_url: self.public_url.clone(),
+                };
                 let mut task = tokio::spawn(handler(ctx));
                 let remaining = self.deadline.saturating_sub(received.elapsed());
                 let (outcome, reply) = match tokio::time::timeout(remaining, &mut task).await {
