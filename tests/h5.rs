@@ -192,3 +192,90 @@ async fn sign_in_bind_enrol_and_the_card_page() {
         db.drop_db().await;
     }
 }
+
+/// Concurrent redemptions through the pages: the last item goes to exactly one member, and one
+/// member's points pay for exactly one of two items they cannot both afford.
+#[tokio::test]
+async fn concurrent_redemptions_neither_oversell_nor_overdraw() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        start_fake(&mut config).await;
+        config.h5.oauth_base = config.wechat.api_base.clone();
+        let server = TestServer::start(config).await;
+        let store = server.state.store.clone();
+        let crm = "card,name,phone,points\nC9001,A,13800000001,1000\nC9002,B,13800000002,1000\nC9003,C,13800000003,1000\nC9004,D,13800000004,1000\n";
+        wxoa::members::import::import(&store, crm).await.unwrap();
+        use wxoa::members::redeem::{Item, put_item};
+        put_item(&store, &Item { id: 1, name: "Limited scarf".into(), points_cost: 100, stock: 1 }).await.unwrap();
+        put_item(&store, &Item { id: 2, name: "Perfume".into(), points_cost: 600, stock: 10 }).await.unwrap();
+        put_item(&store, &Item { id: 3, name: "Bag".into(), points_cost: 600, stock: 10 }).await.unwrap();
+
+        let mut browsers = Vec::new();
+        for (i, card) in ["C9001", "C9002", "C9003", "C9004"].iter().enumerate() {
+            let mut b = Browser::new(&server);
+            b.sign_in("bind", &format!("oRedeem{i}")).await;
+            let t = token(&b.get("/h5/bind").await.body);
+            let phone = format!("1380000000{}", i + 1);
+            assert_eq!(b.post("/h5/bind", &[("token", &t), ("card_no", card), ("phone", &phone)]).await.status, 303);
+            let t = token(&b.get("/h5/catalogue").await.body);
+            browsers.push((b, t));
+        }
+
+        // Four members, one scarf.
+        let mut tasks = Vec::new();
+        for (mut b, t) in browsers.drain(..) {
+            tasks.push(tokio::spawn(async move {
+                let page = b.post("/h5/redeem", &[("token", &t), ("item", "1")]).await;
+                (page.status, page.body, b, t)
+            }));
+        }
+        let mut wins = 0;
+        for task in tasks {
+            let (status, body, b, t) = task.await.unwrap();
+            match status {
+                200 => {
+                    assert!(body.contains("Redeemed Limited scarf"), "{body}");
+                    wins += 1;
+                }
+                409 => assert!(body.contains("sold out"), "{body}"),
+                other => panic!("{backend:?}: {other}: {body}"),
+            }
+            browsers.push((b, t));
+        }
+        assert_eq!(wins, 1, "{backend:?}: exactly one member gets the last scarf");
+
+        // One member, 1000 points or 900, two items of 600 at once: exactly one goes through.
+        let (b, t) = browsers.pop().unwrap();
+        let (mut b1, mut b2) = (
+            b,
+            Browser {
+                http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+                base: String::new(),
+                cookie: None,
+            },
+        );
+        b2.base = b1.base.clone();
+        b2.cookie = b1.cookie.clone();
+        let (t1, t2) = (t.clone(), t);
+        let (r1, r2) =
+            tokio::join!(async { b1.post("/h5/redeem", &[("token", &t1), ("item", "2")]).await.status }, async {
+                b2.post("/h5/redeem", &[("token", &t2), ("item", "3")]).await.status
+            });
+        let mut statuses = [r1, r2];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "{backend:?}");
+        let negative: i64 = wxoa::with_pool!(&store, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT member_id, SUM(points) AS total FROM points_ledger GROUP BY member_id) t WHERE total < 0")
+            .fetch_one(pool).await).unwrap();
+        assert_eq!(negative, 0);
+        let stock: i64 = wxoa::with_pool!(&store, pool => sqlx::query_scalar("SELECT stock FROM catalogue WHERE id = 1").fetch_one(pool).await).unwrap();
+        assert_eq!(stock, 0);
+        // Unknown items and forged forms change nothing.
+        let (mut b, t) = browsers.pop().unwrap();
+        assert_eq!(b.post("/h5/redeem", &[("token", &t), ("item", "99")]).await.status, 404);
+        assert_eq!(b.post("/h5/redeem", &[("token", "x"), ("item", "2")]).await.status, 403);
+        server.stop().await;
+        db.drop_db().await;
+    }
+}

@@ -25,7 +25,7 @@ use minijinja::context;
 use session::Session;
 
 /// Pages a chat link may lead to (anything else is refused: no open redirects).
-const PAGES: &[&str] = &["card", "bind"];
+const PAGES: &[&str] = &["card", "bind", "catalogue"];
 /// Failed binding attempts before the lockout, and its length.
 const MAX_FAILURES: i64 = 5;
 const LOCKOUT_MS: i64 = 30 * 60 * 1000;
@@ -38,6 +38,8 @@ pub fn router() -> Router<AppState> {
         .route("/h5/bind", get(bind_page).post(bind))
         .route("/h5/enrol", post(enrol))
         .route("/h5/unbind", post(unbind))
+        .route("/h5/catalogue", get(catalogue))
+        .route("/h5/redeem", post(redeem))
 }
 
 /// Page templates, loaded once at start.
@@ -55,7 +57,7 @@ impl Pages {
                 env.add_template_owned(name.clone(), source).map_err(|e| format!("pages: {name}: {e}"))?;
             }
         }
-        for required in ["card.html", "bind.html", "message.html"] {
+        for required in ["card.html", "bind.html", "message.html", "catalogue.html"] {
             env.get_template(required).map_err(|_| format!("pages: {required} missing in {}", dir.display()))?;
         }
         Ok(Pages(env))
@@ -440,6 +442,85 @@ async fn unbind(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<T
         .bind(&openid).bind(now_ms()).execute(pool).await.map(|_| ()));
     match result {
         Ok(()) => redirect("/h5/bind"),
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+/// The member behind the session, or the response that gets the browser there.
+async fn member(app: &AppState, headers: &HeaderMap, page: &str) -> Result<(Session, members::Member), Response> {
+    let (session, openid) = follower(app, headers, page).await?;
+    match members::by_openid(&app.store, &openid).await {
+        Ok(Some(m)) => Ok((session, m)),
+        Ok(None) => Err(redirect("/h5/bind")),
+        Err(e) => Err(unavailable(app, e)),
+    }
+}
+
+async fn catalogue_page(
+    app: &AppState,
+    session: &Session,
+    m: &members::Member,
+    status: StatusCode,
+    notice: Option<String>,
+) -> Response {
+    let now = now_ms();
+    let (items, balance) =
+        match tokio::try_join!(members::redeem::catalogue(&app.store), members::ledger::balance(&app.store, m.id, now))
+        {
+            Ok(v) => v,
+            Err(e) => return unavailable(app, e),
+        };
+    let items: Vec<_> = items
+        .iter()
+        .map(|i| context! { id => i.id, name => i.name, cost => i.points_cost, stock => i.stock, affordable => balance.points >= i.points_cost })
+        .collect();
+    let token = session::form_token(&app.config.h5.session_secret, &session.id);
+    app.pages.render(status, "catalogue.html", context! { items, points => balance.points, token, notice })
+}
+
+async fn catalogue(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    match member(&app, &headers, "catalogue").await {
+        Ok((session, m)) => catalogue_page(&app, &session, &m, StatusCode::OK, None).await,
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RedeemForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    item: i64,
+}
+
+async fn redeem(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<RedeemForm>) -> Response {
+    let (session, m) = match member(&app, &headers, "catalogue").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
+        return message(
+            &app,
+            StatusCode::FORBIDDEN,
+            "请求无效 / Invalid request",
+            "Please open the page again from the chat.",
+        );
+    }
+    match members::redeem::redeem(&app.store, m.id, f.item).await {
+        Ok(Ok((id, item))) => {
+            let text = format!(
+                "已兑换 {} (−{} 积分)，兑换号 {id}。Redeemed {} for {} points; redemption number {id}.",
+                item.name, item.points_cost, item.name, item.points_cost
+            );
+            catalogue_page(&app, &session, &m, StatusCode::OK, Some(text)).await
+        }
+        Ok(Err(why)) => {
+            let status = match why {
+                members::redeem::Refused::NoSuchItem => StatusCode::NOT_FOUND,
+                _ => StatusCode::CONFLICT,
+            };
+            catalogue_page(&app, &session, &m, status, Some(why.to_string())).await
+        }
         Err(e) => unavailable(&app, e),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod import;
 pub mod ledger;
+pub mod redeem;
 
 use crate::store::Store;
 use crate::with_pool;

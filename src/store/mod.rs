@@ -41,6 +41,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (3, "members", include_str!("../../migrations/sqlite/0003_members.sql")),
     (4, "stores", include_str!("../../migrations/sqlite/0004_stores.sql")),
     (5, "h5", include_str!("../../migrations/sqlite/0005_h5.sql")),
+    (6, "catalogue", include_str!("../../migrations/sqlite/0006_catalogue.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -48,6 +49,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (3, "members", include_str!("../../migrations/postgres/0003_members.sql")),
     (4, "stores", include_str!("../../migrations/postgres/0004_stores.sql")),
     (5, "h5", include_str!("../../migrations/postgres/0005_h5.sql")),
+    (6, "catalogue", include_str!("../../migrations/postgres/0006_catalogue.sql")),
 ];
 
 impl Store {
@@ -173,9 +175,12 @@ macro_rules! with_tx {
 }
 
 impl Store {
+    /// A write transaction. On SQLite it takes the write lock up front (BEGIN IMMEDIATE): a
+    /// deferred transaction that reads first and writes later can fail with SQLITE_BUSY when
+    /// another writer got in between, instead of waiting its turn.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
-            Store::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Store::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }

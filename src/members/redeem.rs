@@ -1,0 +1,95 @@
+//! Redeeming points for catalogue products. One transaction checks the balance, takes one from
+//! the stock and writes the ledger entry, so concurrent redemptions can neither overdraw a member
+//! nor oversell an item: on PostgreSQL the member's row is locked first (`FOR UPDATE`) and the
+//! stock is decremented only while it is positive; on SQLite the transaction holds the write lock.
+
+use super::ledger::{self, Entry};
+use crate::store::{Store, Tx, now_ms};
+use crate::{with_pool, with_tx};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub id: i64,
+    pub name: String,
+    pub points_cost: i64,
+    pub stock: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    NoSuchItem,
+    SoldOut,
+    NotEnoughPoints { balance: i64, cost: i64 },
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::NoSuchItem => f.write_str("该商品不存在。No such product."),
+            Refused::SoldOut => f.write_str("该商品已兑完。This product is sold out."),
+            Refused::NotEnoughPoints { balance, cost } => {
+                write!(
+                    f,
+                    "积分不足：需要 {cost}，您有 {balance}。Not enough points: it takes {cost}, you have {balance}."
+                )
+            }
+        }
+    }
+}
+
+pub async fn catalogue(store: &Store) -> Result<Vec<Item>, sqlx::Error> {
+    let rows: Vec<(i64, String, i64, i64)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, name, points_cost, stock FROM catalogue WHERE active = $1 ORDER BY points_cost, id").bind(true).fetch_all(pool).await)?;
+    Ok(rows.into_iter().map(|(id, name, points_cost, stock)| Item { id, name, points_cost, stock }).collect())
+}
+
+/// Adds or replaces a catalogue item.
+pub async fn put_item(store: &Store, item: &Item) -> Result<(), sqlx::Error> {
+    with_pool!(store, pool => sqlx::query(
+        "INSERT INTO catalogue (id, name, points_cost, stock, active) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, points_cost = excluded.points_cost, stock = excluded.stock, active = excluded.active")
+        .bind(item.id).bind(&item.name).bind(item.points_cost).bind(item.stock).bind(true).execute(pool).await.map(|_| ()))
+}
+
+/// Redeems `item_id` for `member_id`; returns the redemption id and the item, or why not (and
+/// then nothing changed).
+pub async fn redeem(store: &Store, member_id: i64, item_id: i64) -> Result<Result<(i64, Item), Refused>, sqlx::Error> {
+    let mut tx = store.begin().await?;
+    let result = redeem_in(&mut tx, member_id, item_id).await?;
+    if result.is_ok() {
+        tx.commit().await?;
+    }
+    Ok(result)
+}
+
+async fn redeem_in(tx: &mut Tx, member_id: i64, item_id: i64) -> Result<Result<(i64, Item), Refused>, sqlx::Error> {
+    if matches!(tx, Tx::Postgres(_)) {
+        // Serialises this member's redemptions: the balance read below stays true until commit.
+        with_tx!(tx, conn => sqlx::query("SELECT id FROM members WHERE id = $1 FOR UPDATE").bind(member_id).execute(conn).await.map(|_| ()))?;
+    }
+    let item: Option<(i64, String, i64, i64)> = with_tx!(tx, conn => sqlx::query_as(
+        "SELECT id, name, points_cost, stock FROM catalogue WHERE id = $1 AND active = $2").bind(item_id).bind(true).fetch_optional(conn).await)?;
+    let Some((id, name, points_cost, stock)) = item else { return Ok(Err(Refused::NoSuchItem)) };
+    let item = Item { id, name, points_cost, stock };
+    let now = now_ms();
+    let rows: Vec<(i64, Option<i64>)> = with_tx!(tx, conn => sqlx::query_as(
+        "SELECT points, valid_until FROM points_ledger WHERE member_id = $1").bind(member_id).fetch_all(conn).await)?;
+    let entries: Vec<Entry> = rows.into_iter().map(|(points, valid_until)| Entry { points, valid_until }).collect();
+    let balance = ledger::compute(&entries, now).points;
+    if balance < item.points_cost {
+        return Ok(Err(Refused::NotEnoughPoints { balance, cost: item.points_cost }));
+    }
+    let took = with_tx!(tx, conn => sqlx::query("UPDATE catalogue SET stock = stock - 1 WHERE id = $1 AND stock > 0")
+        .bind(item.id).execute(conn).await.map(|r| r.rows_affected() == 1))?;
+    if !took {
+        return Ok(Err(Refused::SoldOut));
+    }
+    let redemption: i64 = with_tx!(tx, conn => sqlx::query_scalar(
+        "INSERT INTO redemptions (member_id, item_id, points, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
+        .bind(member_id).bind(item.id).bind(item.points_cost).bind(now).fetch_one(conn).await)?;
+    with_tx!(tx, conn => sqlx::query(
+        "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) VALUES ($1, 'redeem', $2, NULL, $3, $4, $5)")
+        .bind(member_id).bind(-item.points_cost).bind(format!("redemption:{redemption}")).bind(format!("redeemed {}", item.name)).bind(now)
+        .execute(conn).await.map(|_| ()))?;
+    Ok(Ok((redemption, item)))
+}
