@@ -27,6 +27,7 @@ pub struct Inner {
     pub store: Store,
     pub client: Client,
     pub pages: crate::h5::Pages,
+    pub notices: crate::notices::Notices,
     pub metrics: PrometheusHandle,
     /// Wakes the outbox worker after enqueueing something due now.
     pub outbox_wake: Arc<tokio::sync::Notify>,
@@ -88,6 +89,9 @@ impl App {
     pub async fn build(config: Config, handlers: Handlers) -> Result<App, StartError> {
         let (rules, templates) = load_routing(&config, &handlers)?;
         let pages = crate::h5::Pages::load(&config.h5.pages).map_err(StartError)?;
+        let notices =
+            crate::notices::Notices::load(&config.notices.file, &config.notices.templates, &config.h5.public_url)
+                .map_err(StartError)?;
         let store = Store::connect(&config.database.url, config.database.max_connections)
             .await
             .map_err(|e| StartError(format!("database: {e}")))?;
@@ -109,6 +113,7 @@ impl App {
             store,
             client,
             pages,
+            notices,
             metrics: metrics_handle(),
             outbox_wake,
         }));

@@ -19,6 +19,23 @@ pub struct Config {
     pub rate_limits: crate::wechat::client::RateLimits,
     pub outbox: OutboxConfig,
     pub h5: H5Config,
+    pub notices: NoticesConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoticesConfig {
+    /// Template ids and text templates of the template messages.
+    pub file: PathBuf,
+    pub templates: PathBuf,
+    /// How long before an advisor booking its reminder is sent.
+    pub reminder_lead_mins: u64,
+}
+
+impl Default for NoticesConfig {
+    fn default() -> Self {
+        Self { file: "config/notices.toml".into(), templates: "templates/notices".into(), reminder_lead_mins: 120 }
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -282,6 +299,7 @@ fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
             "rate_limits" => config.rate_limits = value.clone().try_into().map_err(ctx)?,
             "outbox" => config.outbox = value.clone().try_into().map_err(ctx)?,
             "h5" => config.h5 = value.clone().try_into().map_err(ctx)?,
+            "notices" => config.notices = value.clone().try_into().map_err(ctx)?,
             other => return Err(err(format!("unknown section [{other}]"))),
         }
     }

@@ -16,6 +16,7 @@ pub mod http;
 pub mod jobs;
 pub mod members;
 pub mod menu;
+pub mod notices;
 pub mod store;
 pub mod stores;
 pub mod tools;

@@ -28,10 +28,15 @@ templates = "{templates}"
 [h5]
 session_secret = "cli-test-session-secret-0123456789"
 pages = "{pages}"
+[notices]
+file = "{notices}"
+templates = "{notice_templates}"
 "#,
         routes = repo().join("config/routes.toml").display(),
         templates = repo().join("templates/replies").display(),
         pages = repo().join("templates/pages").display(),
+        notices = repo().join("config/notices.toml").display(),
+        notice_templates = repo().join("templates/notices").display(),
     )
 }
 

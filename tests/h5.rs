@@ -271,6 +271,10 @@ async fn concurrent_redemptions_neither_oversell_nor_overdraw() {
         assert_eq!(negative, 0);
         let stock: i64 = wxoa::with_pool!(&store, pool => sqlx::query_scalar("SELECT stock FROM catalogue WHERE id = 1").fetch_one(pool).await).unwrap();
         assert_eq!(stock, 0);
+        // Each redemption queued its confirmation with it, and only those.
+        let notices = wxoa::jobs::outbox::list(&store, None, 100).await.unwrap();
+        assert_eq!(notices.iter().filter(|j| j.dedupe_key.starts_with("redemption:")).count(), 2, "{notices:?}");
+        assert!(notices.iter().all(|j| j.payload.contains("TPL_REDEMPTION")));
         // Unknown items and forged forms change nothing.
         let (mut b, t) = browsers.pop().unwrap();
         assert_eq!(b.post("/h5/redeem", &[("token", &t), ("item", "99")]).await.status, 404);

@@ -447,10 +447,14 @@ async fn unbind(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<T
 }
 
 /// The member behind the session, or the response that gets the browser there.
-async fn member(app: &AppState, headers: &HeaderMap, page: &str) -> Result<(Session, members::Member), Response> {
+async fn member(
+    app: &AppState,
+    headers: &HeaderMap,
+    page: &str,
+) -> Result<(Session, members::Member, String), Response> {
     let (session, openid) = follower(app, headers, page).await?;
     match members::by_openid(&app.store, &openid).await {
-        Ok(Some(m)) => Ok((session, m)),
+        Ok(Some(m)) => Ok((session, m, openid)),
         Ok(None) => Err(redirect("/h5/bind")),
         Err(e) => Err(unavailable(app, e)),
     }
@@ -480,7 +484,7 @@ async fn catalogue_page(
 
 async fn catalogue(State(app): State<AppState>, headers: HeaderMap) -> Response {
     match member(&app, &headers, "catalogue").await {
-        Ok((session, m)) => catalogue_page(&app, &session, &m, StatusCode::OK, None).await,
+        Ok((session, m, _)) => catalogue_page(&app, &session, &m, StatusCode::OK, None).await,
         Err(r) => r,
     }
 }
@@ -494,7 +498,7 @@ struct RedeemForm {
 }
 
 async fn redeem(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<RedeemForm>) -> Response {
-    let (session, m) = match member(&app, &headers, "catalogue").await {
+    let (session, m, openid) = match member(&app, &headers, "catalogue").await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -506,7 +510,21 @@ async fn redeem(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<R
             "Please open the page again from the chat.",
         );
     }
-    match members::redeem::redeem(&app.store, m.id, f.item).await {
+    let notice = |id: i64, item: &members::redeem::Item| {
+        let ctx = context! { item => item.name, points => item.points_cost, number => id };
+        match app.notices.render("redemption_confirmed", &openid, ctx) {
+            Ok(message) => Some(crate::jobs::outbox::NewJob::new(
+                crate::jobs::outbox::KIND_TEMPLATE,
+                message,
+                format!("redemption:{id}"),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "redemption notice not rendered");
+                None
+            }
+        }
+    };
+    match members::redeem::redeem(&app.store, m.id, f.item, notice).await {
         Ok(Ok((id, item))) => {
             let text = format!(
                 "已兑换 {} (−{} 积分)，兑换号 {id}。Redeemed {} for {} points; redemption number {id}.",

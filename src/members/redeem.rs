@@ -53,10 +53,19 @@ pub async fn put_item(store: &Store, item: &Item) -> Result<(), sqlx::Error> {
 
 /// Redeems `item_id` for `member_id`; returns the redemption id and the item, or why not (and
 /// then nothing changed).
-pub async fn redeem(store: &Store, member_id: i64, item_id: i64) -> Result<Result<(i64, Item), Refused>, sqlx::Error> {
+/// `notice` builds the confirmation to queue in the same transaction (none if it returns `None`).
+pub async fn redeem(
+    store: &Store,
+    member_id: i64,
+    item_id: i64,
+    notice: impl FnOnce(i64, &Item) -> Option<crate::jobs::outbox::NewJob>,
+) -> Result<Result<(i64, Item), Refused>, sqlx::Error> {
     let mut tx = store.begin().await?;
     let result = redeem_in(&mut tx, member_id, item_id).await?;
-    if result.is_ok() {
+    if let Ok((id, item)) = &result {
+        if let Some(job) = notice(*id, item) {
+            crate::jobs::outbox::enqueue_tx(&mut tx, &job).await?;
+        }
         tx.commit().await?;
     }
     Ok(result)

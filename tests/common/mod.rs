@@ -124,6 +124,8 @@ pub fn test_config(db: &Db, mode: Mode) -> Config {
     c.outbox.poll_ms = 50;
     c.h5.session_secret = "test-session-secret-0123456789abcdef".into();
     c.h5.pages = repo().join("templates/pages");
+    c.notices.file = repo().join("config/notices.toml");
+    c.notices.templates = repo().join("templates/notices");
     c.validate().unwrap();
     c
 }
