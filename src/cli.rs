@@ -156,6 +156,12 @@ enum StoresCommand {
         config: ConfigArg,
         file: PathBuf,
     },
+    /// Load beauty advisors from CSV (id, store_id, name); upserts by id.
+    Advisors {
+        #[command(flatten)]
+        config: ConfigArg,
+        file: PathBuf,
+    },
     /// Create the store's QR code (scene store_<id>) through the API and print its image URL.
     Qrcode {
         #[command(flatten)]
@@ -556,6 +562,22 @@ fn stores(command: StoresCommand) -> Result<ExitCode, String> {
                     println!("{p}");
                 }
                 println!("{imported} stores imported, {} rows skipped", problems.len());
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        StoresCommand::Advisors { config, file } => {
+            let config = load(&config)?;
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            runtime(1).map_err(|e| e.to_string())?.block_on(async {
+                let store = crate::store::Store::connect(&config.database.url, 2)
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
+                store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
+                let (imported, problems) = crate::stores::import_advisors(&store, &text).await?;
+                for p in &problems {
+                    println!("{p}");
+                }
+                println!("{imported} advisors imported, {} rows skipped", problems.len());
                 Ok(ExitCode::SUCCESS)
             })
         }

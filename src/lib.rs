@@ -5,6 +5,7 @@
 //! → [`bot`] (dedup, route, act, record via [`store::messages`]) → [`wechat::reply`] → sealed.
 
 pub mod app;
+pub mod bookings;
 pub mod bot;
 pub mod cli;
 pub mod config;

@@ -283,3 +283,120 @@ async fn concurrent_redemptions_neither_oversell_nor_overdraw() {
         db.drop_db().await;
     }
 }
+
+/// Two members race for one advisor's slot: exactly one gets it, with a confirmation and a
+/// reminder queued; a cancelled booking's reminder is skipped when due, a kept one's is sent.
+#[tokio::test]
+async fn advisor_bookings_cannot_double_book_and_reminders_respect_cancellations() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        let fake = start_fake(&mut config).await;
+        config.h5.oauth_base = config.wechat.api_base.clone();
+        config.outbox.enabled = false; // the reminders are run by hand below
+        let server = TestServer::start(config.clone()).await;
+        let store = server.state.store.clone();
+        wxoa::stores::import(&store, &std::fs::read_to_string(repo().join("tests/fixtures/stores.csv")).unwrap())
+            .await
+            .unwrap();
+        use wxoa::bookings::{Advisor, put_advisor};
+        put_advisor(&store, &Advisor { id: 7, store_id: 22, name: "Amy".into() }).await.unwrap();
+        wxoa::members::import::import(&store, "card,phone\nC7001,13800000071\nC7002,13800000072\n").await.unwrap();
+
+        let mut people = Vec::new();
+        for (i, card) in ["C7001", "C7002"].iter().enumerate() {
+            let mut b = Browser::new(&server);
+            b.sign_in("bind", &format!("oBook{i}")).await;
+            let t = token(&b.get("/h5/bind").await.body);
+            let phone = format!("138000000{}", 71 + i);
+            assert_eq!(b.post("/h5/bind", &[("token", &t), ("card_no", card), ("phone", &phone)]).await.status, 303);
+            let page = b.get("/h5/book?store=22&advisor=7").await;
+            assert!(page.body.contains("Amy") && page.body.contains("id=\"slots\""), "{}", page.body);
+            people.push((b, token(&page.body)));
+        }
+        let slots = wxoa::bookings::free_slots(&store, 7, wxoa::store::now_ms()).await.unwrap();
+        let (slot, later) = (slots[slots.len() - 2].to_string(), slots[slots.len() - 1].to_string());
+
+        let (mut a, ta) = people.remove(0);
+        let (mut b, tb) = people.remove(0);
+        let form_a = [("token", ta.as_str()), ("advisor", "7"), ("slot", slot.as_str())];
+        let form_b = [("token", tb.as_str()), ("advisor", "7"), ("slot", slot.as_str())];
+        let (ra, rb) = tokio::join!(a.post("/h5/book", &form_a), b.post("/h5/book", &form_b));
+        let mut statuses = [ra.status, rb.status];
+        statuses.sort();
+        assert_eq!(statuses, [303, 409], "{backend:?}: {} / {}", ra.body, rb.body);
+        let (winner, wt, loser, lt) = if ra.status == 303 { (a, ta, b, tb) } else { (b, tb, a, ta) };
+        let (mut winner, mut loser) = (winner, loser);
+        assert!(
+            !wxoa::bookings::free_slots(&store, 7, wxoa::store::now_ms())
+                .await
+                .unwrap()
+                .contains(&slot.parse().unwrap())
+        );
+        // The loser books the next slot instead; then the winner cancels.
+        assert_eq!(loser.post("/h5/book", &[("token", &lt), ("advisor", "7"), ("slot", &later)]).await.status, 303);
+        let mine = winner.get("/h5/book").await;
+        assert!(mine.body.contains("id=\"upcoming\""), "{}", mine.body);
+        let booking_id = |body: &str| {
+            let at = body.find("name=\"booking\" value=\"").unwrap() + 22;
+            body[at..].split('"').next().unwrap().to_owned()
+        };
+        let winners_booking = booking_id(&mine.body);
+        let losers_booking = booking_id(&loser.get("/h5/book").await.body);
+        assert_eq!(
+            loser.post("/h5/booking/cancel", &[("token", &lt), ("booking", &winners_booking)]).await.status,
+            404,
+            "not yours"
+        );
+        assert_eq!(
+            winner.post("/h5/booking/cancel", &[("token", &wt), ("booking", &winners_booking)]).await.status,
+            303
+        );
+        assert!(
+            wxoa::bookings::free_slots(&store, 7, wxoa::store::now_ms())
+                .await
+                .unwrap()
+                .contains(&slot.parse().unwrap()),
+            "the slot is free again"
+        );
+
+        // Both confirmations and both reminders were queued; make the reminders due and send.
+        let jobs = wxoa::jobs::outbox::list(&store, None, 100).await.unwrap();
+        let keys: Vec<&str> = jobs.iter().map(|j| j.dedupe_key.as_str()).collect();
+        for k in [
+            format!("booking:{winners_booking}:confirmed"),
+            format!("booking:{winners_booking}:reminder"),
+            format!("booking:{losers_booking}:reminder"),
+        ] {
+            assert!(keys.contains(&k.as_str()), "{backend:?}: {k} in {keys:?}");
+        }
+        assert!(
+            jobs.iter().find(|j| j.dedupe_key.ends_with(":reminder")).unwrap().run_at
+                > wxoa::store::now_ms() + 3_600_000
+        );
+        wxoa::with_pool!(&store, pool => sqlx::query("UPDATE jobs SET run_at = 0").execute(pool).await.map(|_| ()))
+            .unwrap();
+        let client = wxoa::wechat::client::Client::new(&config.wechat, &config.rate_limits, store.clone());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = wxoa::jobs::worker::Worker::new(
+            store.clone(),
+            client,
+            config.outbox.clone(),
+            std::sync::Arc::new(tokio::sync::Notify::new()),
+        );
+        let task = tokio::spawn(worker.run(stopped));
+        assert!(eventually(10, || fake.calls_to("/cgi-bin/message/template/send").len() >= 3).await);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let _ = stop.send(true);
+        task.await.unwrap();
+        let sent = fake.calls_to("/cgi-bin/message/template/send");
+        let reminders = sent.iter().filter(|c| c.body["template_id"] == "TPL_BOOKING_REMINDER").count();
+        assert_eq!(reminders, 1, "only the kept booking's reminder goes out");
+        assert_eq!(sent.len(), 3, "two confirmations and one reminder");
+        let skipped = wxoa::jobs::outbox::list(&store, Some("done"), 100).await.unwrap();
+        let cancelled = skipped.iter().find(|j| j.dedupe_key == format!("booking:{winners_booking}:reminder")).unwrap();
+        assert_eq!(cancelled.result.as_deref(), Some("skipped: booking cancelled"));
+        server.stop().await;
+        db.drop_db().await;
+    }
+}

@@ -48,6 +48,7 @@ impl Handlers {
         h.add("balance_card", balance_card);
         h.add("bind", bind);
         h.add("history", history);
+        h.add("book_advisor", book_advisor);
         h
     }
 
@@ -199,4 +200,16 @@ async fn history(ctx: HandlerCtx) -> HandlerResult {
     }
     text.push_str(&format!("\n<a href=\"{}\">全部记录 All transactions</a>", ctx.page_link("card")));
     Ok(Reply::text(text).ok())
+}
+
+/// The link to book a beauty advisor (members only).
+async fn book_advisor(ctx: HandlerCtx) -> HandlerResult {
+    if crate::members::by_openid(&ctx.store, &ctx.msg.openid).await.map_err(|e| e.to_string())?.is_none() {
+        return bind_invitation(&ctx);
+    }
+    Ok(Reply::text(format!(
+        "<a href=\"{link}\">预约美容顾问</a>：选择门店、顾问和时间。\n<a href=\"{link}\">Book a beauty advisor</a>: pick a store, an advisor and a time.",
+        link = ctx.page_link("book")
+    ))
+    .ok())
 }

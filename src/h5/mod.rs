@@ -25,7 +25,7 @@ use minijinja::context;
 use session::Session;
 
 /// Pages a chat link may lead to (anything else is refused: no open redirects).
-const PAGES: &[&str] = &["card", "bind", "catalogue"];
+const PAGES: &[&str] = &["card", "bind", "catalogue", "book"];
 /// Failed binding attempts before the lockout, and its length.
 const MAX_FAILURES: i64 = 5;
 const LOCKOUT_MS: i64 = 30 * 60 * 1000;
@@ -40,6 +40,8 @@ pub fn router() -> Router<AppState> {
         .route("/h5/unbind", post(unbind))
         .route("/h5/catalogue", get(catalogue))
         .route("/h5/redeem", post(redeem))
+        .route("/h5/book", get(book_page).post(book))
+        .route("/h5/booking/cancel", post(cancel_booking))
 }
 
 /// Page templates, loaded once at start.
@@ -57,7 +59,7 @@ impl Pages {
                 env.add_template_owned(name.clone(), source).map_err(|e| format!("pages: {name}: {e}"))?;
             }
         }
-        for required in ["card.html", "bind.html", "message.html", "catalogue.html"] {
+        for required in ["card.html", "bind.html", "message.html", "catalogue.html", "book.html"] {
             env.get_template(required).map_err(|_| format!("pages: {required} missing in {}", dir.display()))?;
         }
         Ok(Pages(env))
@@ -539,6 +541,159 @@ async fn redeem(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<R
             };
             catalogue_page(&app, &session, &m, status, Some(why.to_string())).await
         }
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct BookQuery {
+    store: Option<i64>,
+    advisor: Option<i64>,
+}
+
+/// The booking page: upcoming bookings, then store → advisor → free slots.
+async fn book_page(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<BookQuery>) -> Response {
+    let (session, m, _) = match member(&app, &headers, "book").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    render_book(&app, &session, &m, q, StatusCode::OK, None).await
+}
+
+async fn render_book(
+    app: &AppState,
+    session: &Session,
+    m: &members::Member,
+    q: BookQuery,
+    status: StatusCode,
+    notice: Option<String>,
+) -> Response {
+    use crate::bookings;
+    let now = now_ms();
+    let result = async {
+        let upcoming = bookings::upcoming(&app.store, m.id, now).await?;
+        let stores = crate::stores::list(&app.store).await?;
+        let advisors = match q.store {
+            Some(s) => bookings::advisors(&app.store, s).await?,
+            None => vec![],
+        };
+        let slots = match q.advisor {
+            Some(a) if advisors.iter().any(|x| x.id == a) => bookings::free_slots(&app.store, a, now).await?,
+            _ => vec![],
+        };
+        Ok::<_, sqlx::Error>((upcoming, stores, advisors, slots))
+    }
+    .await;
+    let (upcoming, stores, advisors, slots) = match result {
+        Ok(v) => v,
+        Err(e) => return unavailable(app, e),
+    };
+    let upcoming: Vec<_> = upcoming
+        .iter()
+        .map(|b| context! { id => b.id, time => bookings::slot_label(b.slot_start), advisor => b.advisor, store => b.store })
+        .collect();
+    let stores: Vec<_> = stores.iter().map(|s| context! { id => s.id, name => s.name }).collect();
+    let advisors: Vec<_> = advisors.iter().map(|a| context! { id => a.id, name => a.name }).collect();
+    let slots: Vec<_> = slots.iter().map(|s| context! { start => s, label => bookings::slot_label(*s) }).collect();
+    let token = session::form_token(&app.config.h5.session_secret, &session.id);
+    app.pages.render(
+        status,
+        "book.html",
+        context! { upcoming, stores, advisors, slots, store => q.store, advisor => q.advisor, token, notice },
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct BookForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    advisor: i64,
+    #[serde(default)]
+    slot: i64,
+}
+
+async fn book(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<BookForm>) -> Response {
+    let (session, m, openid) = match member(&app, &headers, "book").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
+        return message(
+            &app,
+            StatusCode::FORBIDDEN,
+            "请求无效 / Invalid request",
+            "Please open the page again from the chat.",
+        );
+    }
+    let lead = app.config.notices.reminder_lead_mins;
+    let jobs = |id: i64, d: &crate::bookings::Details| {
+        let ctx = context! { store => d.store, advisor => d.advisor, time => d.time };
+        let mut jobs = Vec::new();
+        match app.notices.render("booking_confirmed", &openid, ctx.clone()) {
+            Ok(m) => jobs.push(crate::jobs::outbox::NewJob::new(
+                crate::jobs::outbox::KIND_TEMPLATE,
+                m,
+                format!("booking:{id}:confirmed"),
+            )),
+            Err(e) => tracing::error!(error = %e, "booking notice not rendered"),
+        }
+        match app.notices.render("booking_reminder", &openid, ctx) {
+            Ok(message) => jobs.push(
+                crate::jobs::outbox::NewJob::new(
+                    crate::bookings::KIND_REMINDER,
+                    crate::jobs::worker::ReminderJob { booking_id: id, message },
+                    format!("booking:{id}:reminder"),
+                )
+                .at(crate::bookings::reminder_at(f.slot, lead, now_ms())),
+            ),
+            Err(e) => tracing::error!(error = %e, "booking reminder not rendered"),
+        }
+        jobs
+    };
+    match crate::bookings::book(&app.store, m.id, f.advisor, f.slot, jobs).await {
+        Ok(Ok(_)) => {
+            app.outbox_wake.notify_one();
+            redirect("/h5/book")
+        }
+        Ok(Err(why)) => {
+            let q = BookQuery { store: None, advisor: None };
+            render_book(&app, &session, &m, q, StatusCode::CONFLICT, Some(why.to_string())).await
+        }
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CancelForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    booking: i64,
+}
+
+async fn cancel_booking(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<CancelForm>) -> Response {
+    let (session, m, _) = match member(&app, &headers, "book").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
+        return message(
+            &app,
+            StatusCode::FORBIDDEN,
+            "请求无效 / Invalid request",
+            "Please open the page again from the chat.",
+        );
+    }
+    match crate::bookings::cancel(&app.store, m.id, f.booking).await {
+        Ok(true) => redirect("/h5/book"),
+        // Someone else's booking, or a past one: nothing changes.
+        Ok(false) => message(
+            &app,
+            StatusCode::NOT_FOUND,
+            "未找到预约 / No such booking",
+            "There is no such upcoming booking of yours.",
+        ),
         Err(e) => unavailable(&app, e),
     }
 }

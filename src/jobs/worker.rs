@@ -76,9 +76,11 @@ impl Worker {
                     Ok(jobs) => {
                         for job in jobs {
                             let client = self.client.clone();
+                            let store = self.store.clone();
                             let max = self.config.max_attempts;
                             inflight.spawn(async move {
-                                let verdict = judge(execute(&client, &job.kind, &job.payload).await, job.attempts, max);
+                                let verdict =
+                                    judge(execute(&client, &store, &job.kind, &job.payload).await, job.attempts, max);
                                 (job.id, job.attempts, verdict)
                             });
                         }
@@ -213,7 +215,14 @@ enum SendError {
 /// What a send produced: WeChat's id for it, if it gives one.
 type Sent = Result<Option<String>, SendError>;
 
-async fn execute(client: &Client, kind: &str, payload: &str) -> Sent {
+/// Payload of a booking reminder: sent only if the booking is still confirmed when it is due.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReminderJob {
+    pub booking_id: i64,
+    pub message: TemplateMessage,
+}
+
+async fn execute(client: &Client, store: &Store, kind: &str, payload: &str) -> Sent {
     match kind {
         KIND_CUSTOM_MESSAGE => {
             let job: CustomMessageJob =
@@ -224,6 +233,17 @@ async fn execute(client: &Client, kind: &str, payload: &str) -> Sent {
             let message: TemplateMessage =
                 serde_json::from_str(payload).map_err(|e| SendError::Bad(format!("bad payload: {e}")))?;
             client.template_send(&message).await.map(|msgid| Some(msgid.to_string())).map_err(SendError::Api)
+        }
+        crate::bookings::KIND_REMINDER => {
+            let job: ReminderJob =
+                serde_json::from_str(payload).map_err(|e| SendError::Bad(format!("bad payload: {e}")))?;
+            let confirmed = crate::bookings::is_confirmed(store, job.booking_id)
+                .await
+                .map_err(|e| SendError::Api(ApiError::Http(format!("database: {e}"))))?;
+            if !confirmed {
+                return Ok(Some("skipped: booking cancelled".into()));
+            }
+            client.template_send(&job.message).await.map(|msgid| Some(msgid.to_string())).map_err(SendError::Api)
         }
         other => Err(SendError::Bad(format!("unknown job kind {other:?}"))),
     }

@@ -42,6 +42,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (4, "stores", include_str!("../../migrations/sqlite/0004_stores.sql")),
     (5, "h5", include_str!("../../migrations/sqlite/0005_h5.sql")),
     (6, "catalogue", include_str!("../../migrations/sqlite/0006_catalogue.sql")),
+    (7, "bookings", include_str!("../../migrations/sqlite/0007_bookings.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -50,6 +51,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (4, "stores", include_str!("../../migrations/postgres/0004_stores.sql")),
     (5, "h5", include_str!("../../migrations/postgres/0005_h5.sql")),
     (6, "catalogue", include_str!("../../migrations/postgres/0006_catalogue.sql")),
+    (7, "bookings", include_str!("../../migrations/postgres/0007_bookings.sql")),
 ];
 
 impl Store {

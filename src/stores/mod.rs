@@ -63,6 +63,14 @@ pub async fn nearest(store: &Store, lat: f64, lon: f64, n: usize) -> Result<Vec<
     Ok(found)
 }
 
+/// Every active store, by city and name.
+pub async fn list(store: &Store) -> Result<Vec<BrandStore>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM stores WHERE active = $1 ORDER BY city, name");
+    let rows: Vec<Row> =
+        with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(true).fetch_all(pool).await)?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
 pub async fn get(store: &Store, id: i64) -> Result<Option<BrandStore>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM stores WHERE id = $1");
     with_pool!(store, pool => sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await)
@@ -137,6 +145,38 @@ pub async fn import(store: &Store, text: &str) -> Result<(usize, Vec<String>), S
         imported += 1;
     }
     tx.commit().await.map_err(|e| e.to_string())?;
+    Ok((imported, problems))
+}
+
+/// Imports advisors from CSV `id, store_id, name[, active]`; upserts by id. Returns (imported,
+/// problems by line).
+pub async fn import_advisors(store: &Store, text: &str) -> Result<(usize, Vec<String>), String> {
+    let records = parse_csv(text)?;
+    let Some(((_, header), data)) = records.split_first() else {
+        return Err("the file is empty".into());
+    };
+    let idx = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+    let (Some(i_id), Some(i_store), Some(i_name)) = (idx("id"), idx("store_id"), idx("name")) else {
+        return Err("the header needs id, store_id and name".into());
+    };
+    let mut problems = Vec::new();
+    let mut imported = 0;
+    for (line, rec) in data {
+        let field = |i: usize| rec.get(i).map(|v| v.trim()).unwrap_or("");
+        let (Ok(id), Ok(store_id), name) = (field(i_id).parse::<i64>(), field(i_store).parse::<i64>(), field(i_name))
+        else {
+            problems.push(format!("line {line}: needs a numeric id and store_id"));
+            continue;
+        };
+        if name.is_empty() || get(store, store_id).await.map_err(|e| e.to_string())?.is_none() {
+            problems.push(format!("line {line}: needs a name and an existing store"));
+            continue;
+        }
+        crate::bookings::put_advisor(store, &crate::bookings::Advisor { id, store_id, name: name.to_owned() })
+            .await
+            .map_err(|e| format!("line {line}: {e}"))?;
+        imported += 1;
+    }
     Ok((imported, problems))
 }
 

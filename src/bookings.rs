@@ -1,0 +1,188 @@
+//! Advisor bookings: a member picks a store, an advisor and a free hourly slot (10:00 to 21:00
+//! China time, the next seven days). The partial unique index on confirmed bookings makes a
+//! double booking impossible under any concurrency. Confirming queues the confirmation notice and
+//! a reminder (`notices.reminder_lead_mins` before) in the same transaction; the reminder checks
+//! the booking when it is due and is skipped if the booking was cancelled.
+
+use crate::jobs::outbox::{self, NewJob};
+use crate::store::{Store, now_ms};
+use crate::{with_pool, with_tx};
+use chrono::{Duration, FixedOffset, TimeZone};
+
+pub const KIND_REMINDER: &str = "booking_reminder";
+const FIRST_HOUR: u32 = 10;
+const LAST_HOUR: u32 = 21;
+const DAYS: i64 = 7;
+
+fn china() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("UTC+8")
+}
+
+/// Slot starts (unix ms) from the next full hour over the coming week.
+pub fn slot_grid(now: i64) -> Vec<i64> {
+    let tz = china();
+    let Some(start) = tz.timestamp_millis_opt(now).single() else { return vec![] };
+    let mut day = start.date_naive();
+    let mut out = Vec::new();
+    for _ in 0..DAYS {
+        for hour in FIRST_HOUR..=LAST_HOUR {
+            if let Some(t) = day.and_hms_opt(hour, 0, 0).and_then(|naive| tz.from_local_datetime(&naive).single()) {
+                let ms = t.timestamp_millis();
+                if ms > now {
+                    out.push(ms);
+                }
+            }
+        }
+        day += Duration::days(1);
+    }
+    out
+}
+
+/// `2026-12-01 14:00` in China time.
+pub fn slot_label(ms: i64) -> String {
+    china().timestamp_millis_opt(ms).single().map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advisor {
+    pub id: i64,
+    pub store_id: i64,
+    pub name: String,
+}
+
+pub async fn advisors(store: &Store, store_id: i64) -> Result<Vec<Advisor>, sqlx::Error> {
+    let rows: Vec<(i64, i64, String)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, store_id, name FROM advisors WHERE store_id = $1 AND active = $2 ORDER BY name").bind(store_id).bind(true).fetch_all(pool).await)?;
+    Ok(rows.into_iter().map(|(id, store_id, name)| Advisor { id, store_id, name }).collect())
+}
+
+pub async fn put_advisor(store: &Store, a: &Advisor) -> Result<(), sqlx::Error> {
+    with_pool!(store, pool => sqlx::query(
+        "INSERT INTO advisors (id, store_id, name, active) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO UPDATE SET store_id = excluded.store_id, name = excluded.name, active = excluded.active")
+        .bind(a.id).bind(a.store_id).bind(&a.name).bind(true).execute(pool).await.map(|_| ()))
+}
+
+/// Free slots of an advisor.
+pub async fn free_slots(store: &Store, advisor_id: i64, now: i64) -> Result<Vec<i64>, sqlx::Error> {
+    let taken: Vec<i64> = with_pool!(store, pool => sqlx::query_scalar(
+        "SELECT slot_start FROM bookings WHERE advisor_id = $1 AND status = 'confirmed' AND slot_start > $2")
+        .bind(advisor_id).bind(now).fetch_all(pool).await)?;
+    Ok(slot_grid(now).into_iter().filter(|s| !taken.contains(s)).collect())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Booking {
+    pub id: i64,
+    pub slot_start: i64,
+    pub advisor: String,
+    pub store: String,
+}
+
+/// The member's upcoming confirmed bookings.
+pub async fn upcoming(store: &Store, member_id: i64, now: i64) -> Result<Vec<Booking>, sqlx::Error> {
+    let rows: Vec<(i64, i64, String, String)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT b.id, b.slot_start, a.name, s.name FROM bookings b JOIN advisors a ON a.id = b.advisor_id \
+         JOIN stores s ON s.id = a.store_id WHERE b.member_id = $1 AND b.status = 'confirmed' AND b.slot_start > $2 ORDER BY b.slot_start")
+        .bind(member_id).bind(now).fetch_all(pool).await)?;
+    Ok(rows.into_iter().map(|(id, slot_start, advisor, store)| Booking { id, slot_start, advisor, store }).collect())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    NoSuchAdvisor,
+    NotASlot,
+    Taken,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refused::NoSuchAdvisor => "该顾问不存在。No such advisor.",
+            Refused::NotASlot => "该时段不可预约。That time cannot be booked.",
+            Refused::Taken => "该时段已被预约，请选择其他时间。That time was just taken; please pick another.",
+        })
+    }
+}
+
+/// What the notices need to know about a booking.
+pub struct Details {
+    pub store: String,
+    pub advisor: String,
+    pub time: String,
+}
+
+/// Books `slot` with `advisor_id` for `member_id`; `jobs` builds the confirmation and reminder to
+/// queue in the same transaction.
+pub async fn book(
+    store: &Store,
+    member_id: i64,
+    advisor_id: i64,
+    slot: i64,
+    jobs: impl FnOnce(i64, &Details) -> Vec<NewJob>,
+) -> Result<Result<i64, Refused>, sqlx::Error> {
+    let now = now_ms();
+    if !slot_grid(now).contains(&slot) {
+        return Ok(Err(Refused::NotASlot));
+    }
+    let found: Option<(String, String)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT a.name, s.name FROM advisors a JOIN stores s ON s.id = a.store_id WHERE a.id = $1 AND a.active = $2")
+        .bind(advisor_id).bind(true).fetch_optional(pool).await)?;
+    let Some((advisor, store_name)) = found else { return Ok(Err(Refused::NoSuchAdvisor)) };
+    let mut tx = store.begin().await?;
+    let inserted: Option<i64> = with_tx!(&mut tx, conn => sqlx::query_scalar(
+        "INSERT INTO bookings (member_id, advisor_id, slot_start, status, created_at) VALUES ($1, $2, $3, 'confirmed', $4) \
+         ON CONFLICT DO NOTHING RETURNING id")
+        .bind(member_id).bind(advisor_id).bind(slot).bind(now).fetch_optional(conn).await)?;
+    let Some(id) = inserted else { return Ok(Err(Refused::Taken)) };
+    let details = Details { store: store_name, advisor, time: slot_label(slot) };
+    for job in jobs(id, &details) {
+        outbox::enqueue_tx(&mut tx, &job).await?;
+    }
+    tx.commit().await?;
+    Ok(Ok(id))
+}
+
+/// Cancels the member's own upcoming booking; `false` if there is no such booking.
+pub async fn cancel(store: &Store, member_id: i64, booking_id: i64) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    with_pool!(store, pool => sqlx::query(
+        "UPDATE bookings SET status = 'cancelled', cancelled_at = $3 WHERE id = $1 AND member_id = $2 AND status = 'confirmed' AND slot_start > $3")
+        .bind(booking_id).bind(member_id).bind(now).execute(pool).await.map(|r| r.rows_affected() == 1))
+}
+
+/// Whether a booking is still confirmed (the reminder's check when it is due).
+pub async fn is_confirmed(store: &Store, booking_id: i64) -> Result<bool, sqlx::Error> {
+    let status: Option<String> = with_pool!(store, pool => sqlx::query_scalar("SELECT status FROM bookings WHERE id = $1")
+        .bind(booking_id).fetch_optional(pool).await)?;
+    Ok(status.as_deref() == Some("confirmed"))
+}
+
+/// When a slot's reminder goes out: `lead_mins` before, or now if that has passed.
+pub fn reminder_at(slot: i64, lead_mins: u64, now: i64) -> i64 {
+    (slot - lead_mins as i64 * 60_000).max(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Timelike;
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    #[test]
+    fn the_grid_is_hourly_china_time_and_in_the_future() {
+        // 2026-11-22 09:30 China time.
+        let now = china().with_ymd_and_hms(2026, 11, 22, 9, 30, 0).unwrap().timestamp_millis();
+        let grid = slot_grid(now);
+        assert_eq!(grid.len(), 7 * 12);
+        assert_eq!(slot_label(grid[0]), "2026-11-22 10:00");
+        assert_eq!(slot_label(*grid.last().unwrap()), "2026-11-28 21:00");
+        // Later in the day, past slots are gone.
+        let evening = now + 11 * HOUR_MS;
+        assert_eq!(slot_label(slot_grid(evening)[0]), "2026-11-22 21:00");
+        assert!(grid.iter().all(|s| china().timestamp_millis_opt(*s).unwrap().minute() == 0));
+        assert_eq!(reminder_at(grid[5], 120, now), grid[5] - 2 * HOUR_MS);
+        assert_eq!(reminder_at(grid[0], 120, now), now);
+    }
+}
