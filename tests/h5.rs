@@ -400,3 +400,69 @@ async fn advisor_bookings_cannot_double_book_and_reminders_respect_cancellations
         db.drop_db().await;
     }
 }
+
+/// Account details and the paged history: valid edits saved, invalid ones refused with nothing
+/// changed.
+#[tokio::test]
+async fn account_details_and_paged_history() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        start_fake(&mut config).await;
+        config.h5.oauth_base = config.wechat.api_base.clone();
+        let server = TestServer::start(config).await;
+        let store = server.state.store.clone();
+        wxoa::stores::import(&store, &std::fs::read_to_string(repo().join("tests/fixtures/stores.csv")).unwrap())
+            .await
+            .unwrap();
+        wxoa::members::import::import(&store, "card,name,phone,points\nC8001,Old Name,13800000081,5\n").await.unwrap();
+        for i in 0..12 {
+            wxoa::with_pool!(&store, pool => sqlx::query(
+                "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) \
+                 SELECT id, 'earn', $1, NULL, $2, $3, $4 FROM members WHERE card_no = 'C8001'")
+                .bind(10 + i).bind(format!("order:{i}")).bind(format!("order {i}")).bind(1_000_000 + i)
+                .execute(pool).await.map(|_| ()))
+            .unwrap();
+        }
+        let mut b = Browser::new(&server);
+        b.sign_in("bind", "oAccount").await;
+        let t = token(&b.get("/h5/bind").await.body);
+        assert_eq!(
+            b.post("/h5/bind", &[("token", &t), ("card_no", "C8001"), ("phone", "13800000081")]).await.status,
+            303
+        );
+
+        let page = b.get("/h5/history").await;
+        assert_eq!(page.body.matches("<tr>").count(), 10, "{}", page.body);
+        assert!(page.body.contains("id=\"next\"") && !page.body.contains("id=\"prev\""));
+        let page2 = b.get("/h5/history?page=2").await;
+        assert_eq!(page2.body.matches("<tr>").count(), 3, "13 entries: 10 + 3");
+        assert!(page2.body.contains("id=\"prev\"") && !page2.body.contains("id=\"next\""));
+
+        let t = token(&b.get("/h5/account").await.body);
+        for (form, why) in [
+            (vec![("name", "  "), ("birthday", ""), ("store", "")], "Please enter your name"),
+            (vec![("name", "New Name"), ("birthday", "31/31/1990"), ("store", "")], "YYYY-MM-DD"),
+            (vec![("name", "New Name"), ("birthday", ""), ("store", "999")], "choose a store"),
+        ] {
+            let mut form = form;
+            form.push(("token", &t));
+            let page = b.post("/h5/account", &form).await;
+            assert_eq!(page.status, 400);
+            assert!(page.body.contains(why), "{}", page.body);
+        }
+        let unchanged = wxoa::members::by_openid(&store, "oAccount").await.unwrap().unwrap();
+        assert_eq!(unchanged.name.as_deref(), Some("Old Name"));
+        let saved = b
+            .post("/h5/account", &[("token", &t), ("name", " New　Name "), ("birthday", "1991-03-04"), ("store", "24")])
+            .await;
+        assert!(saved.status == 200 && saved.body.contains("id=\"saved\""), "{}", saved.body);
+        let m = wxoa::members::by_openid(&store, "oAccount").await.unwrap().unwrap();
+        assert_eq!(
+            (m.name.as_deref(), m.birthday.as_deref(), m.store_id),
+            (Some("New Name"), Some("1991-03-04"), Some(24))
+        );
+        server.stop().await;
+        db.drop_db().await;
+    }
+}

@@ -25,7 +25,9 @@ use minijinja::context;
 use session::Session;
 
 /// Pages a chat link may lead to (anything else is refused: no open redirects).
-const PAGES: &[&str] = &["card", "bind", "catalogue", "book"];
+const PAGES: &[&str] = &["card", "bind", "catalogue", "book", "history", "account"];
+/// History entries per page.
+const HISTORY_PAGE: i64 = 10;
 /// Failed binding attempts before the lockout, and its length.
 const MAX_FAILURES: i64 = 5;
 const LOCKOUT_MS: i64 = 30 * 60 * 1000;
@@ -42,6 +44,8 @@ pub fn router() -> Router<AppState> {
         .route("/h5/redeem", post(redeem))
         .route("/h5/book", get(book_page).post(book))
         .route("/h5/booking/cancel", post(cancel_booking))
+        .route("/h5/history", get(history_page))
+        .route("/h5/account", get(account_page).post(account))
 }
 
 /// Page templates, loaded once at start.
@@ -59,7 +63,9 @@ impl Pages {
                 env.add_template_owned(name.clone(), source).map_err(|e| format!("pages: {name}: {e}"))?;
             }
         }
-        for required in ["card.html", "bind.html", "message.html", "catalogue.html", "book.html"] {
+        for required in
+            ["card.html", "bind.html", "message.html", "catalogue.html", "book.html", "history.html", "account.html"]
+        {
             env.get_template(required).map_err(|_| format!("pages: {required} missing in {}", dir.display()))?;
         }
         Ok(Pages(env))
@@ -696,4 +702,118 @@ async fn cancel_booking(State(app): State<AppState>, headers: HeaderMap, Form(f)
         ),
         Err(e) => unavailable(&app, e),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    page: Option<i64>,
+}
+
+/// The whole points history, ten entries a page.
+async fn history_page(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<HistoryQuery>) -> Response {
+    let (_, m, _) = match member(&app, &headers, "history").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let page = q.page.unwrap_or(1).clamp(1, 10_000);
+    // One more than a page tells whether there is a next one.
+    let entries = match members::ledger::history(&app.store, m.id, HISTORY_PAGE + 1, (page - 1) * HISTORY_PAGE).await {
+        Ok(e) => e,
+        Err(e) => return unavailable(&app, e),
+    };
+    let more = entries.len() as i64 > HISTORY_PAGE;
+    let entries: Vec<_> = entries
+        .iter()
+        .take(HISTORY_PAGE as usize)
+        .map(|t| context! { date => date(t.created_at), kind => t.kind, points => t.points, note => t.note })
+        .collect();
+    let prev = (page > 1).then_some(page - 1);
+    let next = more.then_some(page + 1);
+    app.pages.render(StatusCode::OK, "history.html", context! { entries, page, prev, next })
+}
+
+fn account_form(
+    app: &AppState,
+    session: &Session,
+    m: &members::Member,
+    stores: &[crate::stores::BrandStore],
+    status: StatusCode,
+    error: Option<&str>,
+    saved: bool,
+) -> Response {
+    let stores: Vec<_> = stores.iter().map(|s| context! { id => s.id, name => s.name }).collect();
+    let token = session::form_token(&app.config.h5.session_secret, &session.id);
+    app.pages.render(
+        status,
+        "account.html",
+        context! { name => m.name, birthday => m.birthday, store_id => m.store_id, stores, token, error, saved },
+    )
+}
+
+/// Account details: name, birthday, preferred store.
+async fn account_page(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let (session, m, _) = match member(&app, &headers, "account").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match crate::stores::list(&app.store).await {
+        Ok(stores) => account_form(&app, &session, &m, &stores, StatusCode::OK, None, false),
+        Err(e) => unavailable(&app, e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AccountForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    birthday: String,
+    #[serde(default)]
+    store: String,
+}
+
+async fn account(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<AccountForm>) -> Response {
+    let (session, mut m, _) = match member(&app, &headers, "account").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
+        return message(
+            &app,
+            StatusCode::FORBIDDEN,
+            "请求无效 / Invalid request",
+            "Please open the page again from the chat.",
+        );
+    }
+    let stores = match crate::stores::list(&app.store).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(&app, e),
+    };
+    let refuse = |m: &members::Member, why: &str| {
+        account_form(&app, &session, m, &stores, StatusCode::BAD_REQUEST, Some(why), false)
+    };
+    let Some(name) = normalise_name(&f.name) else { return refuse(&m, "请填写姓名。Please enter your name.") };
+    let birthday = match f.birthday.trim() {
+        "" => None,
+        b => match normalise_birthday(b) {
+            Some(b) => Some(b),
+            None => return refuse(&m, "生日格式不正确。Please enter your birthday as YYYY-MM-DD."),
+        },
+    };
+    let store_id = match f.store.trim() {
+        "" => None,
+        s => match s.parse::<i64>().ok().filter(|id| stores.iter().any(|st| st.id == *id)) {
+            Some(id) => Some(id),
+            None => return refuse(&m, "请选择门店。Please choose a store from the list."),
+        },
+    };
+    let saved = with_pool!(&app.store, pool => sqlx::query("UPDATE members SET name = $2, birthday = $3, store_id = $4, updated_at = $5 WHERE id = $1")
+        .bind(m.id).bind(&name).bind(&birthday).bind(store_id).bind(now_ms()).execute(pool).await.map(|_| ()));
+    if let Err(e) = saved {
+        return unavailable(&app, e);
+    }
+    (m.name, m.birthday, m.store_id) = (Some(name), birthday, store_id);
+    account_form(&app, &session, &m, &stores, StatusCode::OK, None, true)
 }

@@ -18,13 +18,23 @@ pub struct Member {
     pub phone: Option<String>,
     pub birthday: Option<String>,
     pub tier: String,
+    /// Preferred (or attributed) store.
+    pub store_id: Option<i64>,
 }
 
-type Row = (i64, Option<String>, Option<String>, Option<String>, Option<String>, String);
+type Row = (i64, Option<String>, Option<String>, Option<String>, Option<String>, String, Option<i64>);
 
 /// The member bound to a follower.
 pub async fn by_openid(store: &Store, openid: &str) -> Result<Option<Member>, sqlx::Error> {
     let row: Option<Row> = with_pool!(store, pool => sqlx::query_as(
-        "SELECT id, card_no, name, phone, birthday, tier FROM members WHERE openid = $1").bind(openid).fetch_optional(pool).await)?;
-    Ok(row.map(|(id, card_no, name, phone, birthday, tier)| Member { id, card_no, name, phone, birthday, tier }))
+        "SELECT id, card_no, name, phone, birthday, tier, store_id FROM members WHERE openid = $1").bind(openid).fetch_optional(pool).await)?;
+    Ok(row.map(|(id, card_no, name, phone, birthday, tier, store_id)| Member {
+        id,
+        card_no,
+        name,
+        phone,
+        birthday,
+        tier,
+        store_id,
+    }))
 }
