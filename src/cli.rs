@@ -327,10 +327,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             runtime(1).map_err(|e| e.to_string())?.block_on(async {
-                let store = crate::store::Store::connect(&config.database.url, 2)
-                    .await
-                    .map_err(|e| format!("database: {e}"))?;
-                store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
+                let store = open_store(&config).await?;
                 let reports = crate::members::import::import(&store, &text).await?;
                 use crate::members::import::Outcome;
                 let mut counts = [0usize; 5];
@@ -424,10 +421,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
-/// A client over the configured database (the token is shared with running servers).
-async fn client(config: &Config) -> Result<(crate::store::Store, crate::wechat::client::Client), String> {
+/// The configured database, migrated.
+async fn open_store(config: &Config) -> Result<crate::store::Store, String> {
     let store = crate::store::Store::connect(&config.database.url, 2).await.map_err(|e| format!("database: {e}"))?;
     store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
+    Ok(store)
+}
+
+/// A client over the configured database (the token is shared with running servers).
+async fn client(config: &Config) -> Result<(crate::store::Store, crate::wechat::client::Client), String> {
+    let store = open_store(config).await?;
     let client = crate::wechat::client::Client::new(&config.wechat, &config.rate_limits, store.clone());
     Ok((store, client))
 }
@@ -553,32 +556,16 @@ fn stores(command: StoresCommand) -> Result<ExitCode, String> {
             let config = load(&config)?;
             let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             runtime(1).map_err(|e| e.to_string())?.block_on(async {
-                let store = crate::store::Store::connect(&config.database.url, 2)
-                    .await
-                    .map_err(|e| format!("database: {e}"))?;
-                store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
-                let (imported, problems) = crate::stores::import(&store, &text).await?;
-                for p in &problems {
-                    println!("{p}");
-                }
-                println!("{imported} stores imported, {} rows skipped", problems.len());
-                Ok(ExitCode::SUCCESS)
+                let store = open_store(&config).await?;
+                report_import("stores", crate::stores::import(&store, &text).await?)
             })
         }
         StoresCommand::Advisors { config, file } => {
             let config = load(&config)?;
             let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             runtime(1).map_err(|e| e.to_string())?.block_on(async {
-                let store = crate::store::Store::connect(&config.database.url, 2)
-                    .await
-                    .map_err(|e| format!("database: {e}"))?;
-                store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
-                let (imported, problems) = crate::stores::import_advisors(&store, &text).await?;
-                for p in &problems {
-                    println!("{p}");
-                }
-                println!("{imported} advisors imported, {} rows skipped", problems.len());
-                Ok(ExitCode::SUCCESS)
+                let store = open_store(&config).await?;
+                report_import("advisors", crate::stores::import_advisors(&store, &text).await?)
             })
         }
         StoresCommand::Qrcode { config, store: id, expire_seconds } => {
@@ -594,4 +581,13 @@ fn stores(command: StoresCommand) -> Result<ExitCode, String> {
             })
         }
     }
+}
+
+/// Prints an import's skipped rows and its summary.
+fn report_import(what: &str, (imported, problems): (usize, Vec<String>)) -> Result<ExitCode, String> {
+    for p in &problems {
+        println!("{p}");
+    }
+    println!("{imported} {what} imported, {} rows skipped", problems.len());
+    Ok(ExitCode::SUCCESS)
 }

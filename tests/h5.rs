@@ -70,6 +70,20 @@ impl Browser {
     }
 }
 
+/// A server whose OAuth goes to a fake WeChat, with `tweak` applied to its config.
+async fn h5_server(
+    backend: Backend,
+    tweak: impl FnOnce(&mut wxoa::config::Config),
+) -> (Db, TestServer, wxoa::fake::FakeWeChat, wxoa::config::Config) {
+    let db = Db::new(backend).await;
+    let mut config = test_config(&db, Mode::Safe);
+    let fake = start_fake(&mut config).await;
+    config.h5.oauth_base = config.wechat.api_base.clone();
+    tweak(&mut config);
+    let server = TestServer::start(config.clone()).await;
+    (db, server, fake, config)
+}
+
 fn token(page: &str) -> String {
     let at = page.find("name=\"token\" value=\"").expect("a form token") + 20;
     page[at..at + 64].to_owned()
@@ -78,11 +92,7 @@ fn token(page: &str) -> String {
 #[tokio::test]
 async fn sign_in_bind_enrol_and_the_card_page() {
     for backend in backends() {
-        let db = Db::new(backend).await;
-        let mut config = test_config(&db, Mode::Safe);
-        let fake = start_fake(&mut config).await;
-        config.h5.oauth_base = config.wechat.api_base.clone();
-        let server = TestServer::start(config).await;
+        let (db, server, fake, _) = h5_server(backend, |_| {}).await;
         let crm = "card,name,phone,points\nC1001,Li Lei,13812345678,1200\nC2002,Han Meimei,13900000000,10\n";
         wxoa::members::import::import(&server.state.store, crm).await.unwrap();
 
@@ -198,11 +208,7 @@ async fn sign_in_bind_enrol_and_the_card_page() {
 #[tokio::test]
 async fn concurrent_redemptions_neither_oversell_nor_overdraw() {
     for backend in backends() {
-        let db = Db::new(backend).await;
-        let mut config = test_config(&db, Mode::Safe);
-        start_fake(&mut config).await;
-        config.h5.oauth_base = config.wechat.api_base.clone();
-        let server = TestServer::start(config).await;
+        let (db, server, _, _) = h5_server(backend, |_| {}).await;
         let store = server.state.store.clone();
         let crm = "card,name,phone,points\nC9001,A,13800000001,1000\nC9002,B,13800000002,1000\nC9003,C,13800000003,1000\nC9004,D,13800000004,1000\n";
         wxoa::members::import::import(&store, crm).await.unwrap();
@@ -289,12 +295,8 @@ async fn concurrent_redemptions_neither_oversell_nor_overdraw() {
 #[tokio::test]
 async fn advisor_bookings_cannot_double_book_and_reminders_respect_cancellations() {
     for backend in backends() {
-        let db = Db::new(backend).await;
-        let mut config = test_config(&db, Mode::Safe);
-        let fake = start_fake(&mut config).await;
-        config.h5.oauth_base = config.wechat.api_base.clone();
-        config.outbox.enabled = false; // the reminders are run by hand below
-        let server = TestServer::start(config.clone()).await;
+        // The reminders are run by hand below.
+        let (db, server, fake, config) = h5_server(backend, |c| c.outbox.enabled = false).await;
         let store = server.state.store.clone();
         wxoa::stores::import(&store, &std::fs::read_to_string(repo().join("tests/fixtures/stores.csv")).unwrap())
             .await
@@ -406,11 +408,7 @@ async fn advisor_bookings_cannot_double_book_and_reminders_respect_cancellations
 #[tokio::test]
 async fn account_details_and_paged_history() {
     for backend in backends() {
-        let db = Db::new(backend).await;
-        let mut config = test_config(&db, Mode::Safe);
-        start_fake(&mut config).await;
-        config.h5.oauth_base = config.wechat.api_base.clone();
-        let server = TestServer::start(config).await;
+        let (db, server, _, _) = h5_server(backend, |_| {}).await;
         let store = server.state.store.clone();
         wxoa::stores::import(&store, &std::fs::read_to_string(repo().join("tests/fixtures/stores.csv")).unwrap())
             .await

@@ -109,6 +109,13 @@ async fn current(app: &AppState, headers: &HeaderMap) -> Result<Option<Session>,
     session::load(&app.store, &id).await
 }
 
+/// The refusal of a form posted without this session's token (a cross-site post cannot know it).
+fn foreign_form(app: &AppState, session: &Session, token: &str) -> Option<Response> {
+    (!session::form_token_ok(&app.config.h5.session_secret, &session.id, token)).then(|| {
+        message(app, StatusCode::FORBIDDEN, "请求无效 / Invalid request", "Please open the page again from the chat.")
+    })
+}
+
 /// The session's openid, or a response sending the browser through OAuth back to `page`.
 async fn follower(app: &AppState, headers: &HeaderMap, page: &str) -> Result<(Session, String), Response> {
     match current(app, headers).await {
@@ -281,13 +288,8 @@ async fn bind(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Bin
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
-        return message(
-            &app,
-            StatusCode::FORBIDDEN,
-            "请求无效 / Invalid request",
-            "Please open the page again from the chat.",
-        );
+    if let Some(r) = foreign_form(&app, &session, &f.token) {
+        return r;
     }
     match try_bind(&app, &openid, &f).await {
         Ok(Ok(())) => redirect("/h5/card"),
@@ -375,13 +377,8 @@ async fn enrol(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<En
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
-        return message(
-            &app,
-            StatusCode::FORBIDDEN,
-            "请求无效 / Invalid request",
-            "Please open the page again from the chat.",
-        );
+    if let Some(r) = foreign_form(&app, &session, &f.token) {
+        return r;
     }
     let refuse = |why: &str| bind_form(&app, &session, StatusCode::BAD_REQUEST, None, Some(why));
     let Some(name) = normalise_name(&f.name) else { return refuse("请填写姓名。Please enter your name.") };
@@ -438,13 +435,8 @@ async fn unbind(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<T
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
-        return message(
-            &app,
-            StatusCode::FORBIDDEN,
-            "请求无效 / Invalid request",
-            "Please open the page again from the chat.",
-        );
+    if let Some(r) = foreign_form(&app, &session, &f.token) {
+        return r;
     }
     let result = with_pool!(&app.store, pool => sqlx::query("UPDATE members SET openid = NULL, updated_at = $2 WHERE openid = $1")
         .bind(&openid).bind(now_ms()).execute(pool).await.map(|_| ()));
@@ -510,13 +502,8 @@ async fn redeem(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<R
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
-        return message(
-            &app,
-            StatusCode::FORBIDDEN,
-            "请求无效 / Invalid request",
-            "Please open the page again from the chat.",
-        );
+    if let Some(r) = foreign_form(&app, &session, &f.token) {
+        return r;
     }
     let notice = |id: i64, item: &members::redeem::Item| {
         let ctx = context! { item => item.name, points => item.points_cost, number => id };
@@ -624,13 +611,8 @@ async fn book(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Boo
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
-        return message(
-            &app,
-            StatusCode::FORBIDDEN,
-            "请求无效 / Invalid request",
-            "Please open the page again from the chat.",
-        );
+    if let Some(r) = foreign_form(&app, &session, &f.token) {
+        return r;
     }
     let lead = app.config.notices.reminder_lead_mins;
     let jobs = |id: i64, d: &crate::bookings::Details| {
@@ -683,13 +665,8 @@ async fn cancel_booking(State(app): State<AppState>, headers: HeaderMap, Form(f)
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
-        return message(
-            &app,
-            StatusCode::FORBIDDEN,
-            "请求无效 / Invalid request",
-            "Please open the page again from the chat.",
-        );
+    if let Some(r) = foreign_form(&app, &session, &f.token) {
+        return r;
     }
     match crate::bookings::cancel(&app.store, m.id, f.booking).await {
         Ok(true) => redirect("/h5/book"),
@@ -779,13 +756,8 @@ async fn account(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !session::form_token_ok(&app.config.h5.session_secret, &session.id, &f.token) {
-        return message(
-            &app,
-            StatusCode::FORBIDDEN,
-            "请求无效 / Invalid request",
-            "Please open the page again from the chat.",
-        );
+    if let Some(r) = foreign_form(&app, &session, &f.token) {
+        return r;
     }
     let stores = match crate::stores::list(&app.store).await {
         Ok(s) => s,
