@@ -126,6 +126,8 @@ async fn sign_in_bind_enrol_and_the_card_page() {
             "{}",
             card.body
         );
+        let qr = card.body.split("id=\"card-qr\">").nth(1).unwrap_or_default();
+        assert!(qr.trim_start().starts_with("<svg"), "the card number as a QR code: {}", card.body);
 
         // Another follower cannot take the same card.
         let mut b = Browser::new(&server);

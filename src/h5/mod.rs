@@ -213,6 +213,14 @@ async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(q): Que
     redirect(&next)
 }
 
+/// The card number as a QR code (inline SVG) for the store's scanner at the till.
+fn card_qr(card_no: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(card_no.as_bytes()).ok()?;
+    let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(160, 160).quiet_zone(true).build();
+    // Inline in HTML: the SVG element without its XML declaration.
+    svg.find("<svg").map(|at| svg[at..].to_owned())
+}
+
 fn date(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default()
 }
@@ -244,6 +252,7 @@ async fn card(State(app): State<AppState>, headers: HeaderMap) -> Response {
         StatusCode::OK,
         "card.html",
         context! {
+            qr => member.card_no.as_deref().and_then(card_qr).map(minijinja::Value::from_safe_string),
             name => member.name, card_no => member.card_no, tier => member.tier, points => balance.points,
             expiring, history, token => session::form_token(&app.config.h5.session_secret, &session.id),
         },
