@@ -140,6 +140,22 @@ enum MenuCommand {
 
 #[derive(Subcommand)]
 enum MembersCommand {
+    /// Adjust a member's points by hand; the bound follower is told by template message.
+    Adjust {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Card number.
+        card: String,
+        /// Points to add (negative to remove).
+        #[arg(allow_hyphen_values = true)]
+        points: i64,
+        /// Why, as the member will read it.
+        #[arg(long)]
+        reason: String,
+        /// Makes the adjustment idempotent (default: card, points and reason).
+        #[arg(long)]
+        reference: Option<String>,
+    },
     /// Load members from a CRM export (CSV with a header row); reports every row.
     Import {
         #[command(flatten)]
@@ -319,6 +335,27 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Menu { command } => menu(command),
         Command::Jobs { command } => jobs(command),
         Command::Stores { command } => stores(command),
+        Command::Members { command: MembersCommand::Adjust { config, card, points, reason, reference } } => {
+            let config = load(&config)?;
+            if points == 0 || points.abs() > 10_000_000 || reason.trim().is_empty() || reason.len() > 100 {
+                return Err("points must be non-zero (at most 10,000,000) and --reason 1 to 100 bytes".into());
+            }
+            let notices =
+                crate::notices::Notices::load(&config.notices.file, &config.notices.templates, &config.h5.public_url)?;
+            let reference = reference.unwrap_or_else(|| format!("adjust:{card}:{points}:{}", reason.trim()));
+            runtime(1).map_err(|e| e.to_string())?.block_on(async {
+                let store = open_store(&config).await?;
+                match crate::members::ledger::adjust(&store, &notices, &card, points, reason.trim(), &reference)
+                    .await
+                    .map_err(|e| format!("database: {e}"))?
+                {
+                    Ok(Some(balance)) => println!("{card}: {points:+} points ({}); balance {balance}", reason.trim()),
+                    Ok(None) => println!("{card}: already adjusted under reference {reference:?}; nothing changed"),
+                    Err(why) => return Err(why),
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Command::Members { command: MembersCommand::Import { config, file } } => {
             let config = load(&config)?;
             let meta = std::fs::metadata(&file).map_err(|e| format!("{}: {e}", file.display()))?;

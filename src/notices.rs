@@ -23,7 +23,7 @@ pub struct Notices {
 }
 
 /// Notices the code sends; each must be configured.
-pub const REQUIRED: &[&str] = &["booking_confirmed", "booking_reminder", "redemption_confirmed"];
+pub const REQUIRED: &[&str] = &["booking_confirmed", "booking_reminder", "redemption_confirmed", "points_changed"];
 
 impl Notices {
     pub fn load(config: &Path, templates: &Path, public_url: &str) -> Result<Notices, String> {

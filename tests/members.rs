@@ -137,3 +137,44 @@ async fn a_dirty_crm_export_is_normalised_merged_and_reported_row_by_row() {
         db.drop_db().await;
     }
 }
+
+/// A hand adjustment: one ledger entry, a notice to the bound follower in the same transaction,
+/// idempotent by reference, never below zero.
+#[tokio::test]
+async fn points_adjustments_notify_and_are_idempotent() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let store = Store::connect(&db.url, 4).await.unwrap();
+        store.migrate().await.unwrap();
+        let config = test_config(&db, wxoa::wechat::envelope::Mode::Safe);
+        let notices =
+            wxoa::notices::Notices::load(&config.notices.file, &config.notices.templates, "https://wx.example.com")
+                .unwrap();
+        import(&store, "card,phone,points\nC5001,13800000051,100\n").await.unwrap();
+        wxoa::with_pool!(&store, pool => sqlx::query("UPDATE members SET openid = 'oAdjusted' WHERE card_no = 'C5001'").execute(pool).await.map(|_| ())).unwrap();
+        use wxoa::members::ledger::adjust;
+        assert_eq!(adjust(&store, &notices, "C5001", 200, "goodwill", "ticket-1").await.unwrap(), Ok(Some(300)));
+        assert_eq!(
+            adjust(&store, &notices, "C5001", 200, "goodwill", "ticket-1").await.unwrap(),
+            Ok(None),
+            "same reference"
+        );
+        assert!(
+            adjust(&store, &notices, "C5001", -500, "correction", "ticket-2")
+                .await
+                .unwrap()
+                .unwrap_err()
+                .contains("below zero")
+        );
+        assert!(
+            adjust(&store, &notices, "C9999", 5, "x", "ticket-3").await.unwrap().unwrap_err().contains("no member")
+        );
+        assert_eq!(adjust(&store, &notices, "C5001", -50, "correction", "ticket-4").await.unwrap(), Ok(Some(250)));
+        let jobs = wxoa::jobs::outbox::list(&store, None, 10).await.unwrap();
+        assert_eq!(jobs.len(), 2, "{jobs:?}");
+        assert!(jobs.iter().all(|j| j.payload.contains("TPL_POINTS_CHANGED") && j.payload.contains("oAdjusted")));
+        assert!(jobs.iter().any(|j| j.payload.contains("\"value\":\"+200\"")), "{jobs:?}");
+        store.close().await;
+        db.drop_db().await;
+    }
+}

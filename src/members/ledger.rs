@@ -64,6 +64,57 @@ pub async fn history(store: &Store, member_id: i64, limit: i64, offset: i64) -> 
         .collect())
 }
 
+/// Adjusts a member's points by hand (a correction, a goodwill gesture): one ledger entry, and a
+/// "points changed" notice to the bound follower queued in the same transaction. `reference`
+/// makes it idempotent: the same adjustment twice is one entry. Returns the new balance, or
+/// `None` if the reference was used before.
+pub async fn adjust(
+    store: &Store,
+    notices: &crate::notices::Notices,
+    card_no: &str,
+    points: i64,
+    reason: &str,
+    reference: &str,
+) -> Result<Result<Option<i64>, String>, sqlx::Error> {
+    use crate::with_tx;
+    let now = crate::store::now_ms();
+    let found: Option<(i64, Option<String>)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, openid FROM members WHERE card_no = $1").bind(card_no).fetch_optional(pool).await)?;
+    let Some((member_id, openid)) = found else { return Ok(Err(format!("no member with card {card_no}"))) };
+    let before = balance(store, member_id, now).await?.points;
+    if before + points < 0 {
+        return Ok(Err(format!("the balance is {before}: it cannot go below zero")));
+    }
+    let mut tx = store.begin().await?;
+    // Positive adjustments stay valid a year, like imported balances.
+    let valid_until = (points > 0).then_some(now + 365 * 86_400_000);
+    let inserted = with_tx!(&mut tx, conn => sqlx::query(
+        "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) \
+         VALUES ($1, 'adjust', $2, $3, $4, $5, $6) ON CONFLICT (reference) DO NOTHING")
+        .bind(member_id).bind(points).bind(valid_until).bind(reference).bind(reason).bind(now)
+        .execute(conn).await.map(|r| r.rows_affected() == 1))?;
+    if !inserted {
+        return Ok(Ok(None));
+    }
+    let after = before + points;
+    if let Some(openid) = openid {
+        let ctx = minijinja::context! { points, reason, balance => after };
+        match notices.render("points_changed", &openid, ctx) {
+            Ok(message) => {
+                let job = crate::jobs::outbox::NewJob::new(
+                    crate::jobs::outbox::KIND_TEMPLATE,
+                    message,
+                    format!("points:{reference}"),
+                );
+                crate::jobs::outbox::enqueue_tx(&mut tx, &job).await?;
+            }
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    tx.commit().await?;
+    Ok(Ok(Some(after)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
