@@ -57,7 +57,8 @@ impl Browser {
         let start = self.get(&format!("/h5/start?to={to}")).await;
         assert_eq!(start.status, 302, "{}", start.body);
         let authorize = start.location.unwrap();
-        assert!(authorize.contains("scope=snsapi_base") && authorize.ends_with("#wechat_redirect"), "{authorize}");
+        let scope = if to.contains("profile=1") { "scope=snsapi_userinfo" } else { "scope=snsapi_base" };
+        assert!(authorize.contains(scope) && authorize.ends_with("#wechat_redirect"), "{authorize}");
         let authorize = authorize.trim_end_matches("#wechat_redirect").to_owned() + &format!("&openid={openid}");
         let wechat = self.get(&authorize).await;
         assert_eq!(wechat.status, 302);
@@ -160,6 +161,17 @@ async fn sign_in_bind_enrol_and_the_card_page() {
         assert_eq!(joined.status, 303, "{}", joined.body);
         let card = c.get("/h5/card").await;
         assert!(card.body.contains("id=\"card-no\">WX") && card.body.contains("Zhao Liu"), "{}", card.body);
+
+        // With the profile granted (snsapi_userinfo), the WeChat nickname prefills the form.
+        let mut p = Browser::new(&server);
+        assert_eq!(p.sign_in("bind&profile=1", "oProfile42").await, "/h5/bind");
+        let form = p.get("/h5/bind").await;
+        assert!(
+            form.body.contains("id=\"name\" name=\"name\" maxlength=\"64\" value=\"Follower le42\""),
+            "{}",
+            form.body
+        );
+        assert!(!fake.calls_to("/sns/userinfo").is_empty());
 
         // Unbind frees the card.
         let ta = token(&a.get("/h5/card").await.body);

@@ -2,6 +2,7 @@
 CREATE TABLE h5_sessions (
     id          TEXT    PRIMARY KEY,
     openid      TEXT,
+    nickname    TEXT,               -- from snsapi_userinfo, to prefill the enrolment form
     created_at  BIGINT  NOT NULL,
     expires_at  BIGINT  NOT NULL
 );

@@ -2,6 +2,7 @@
 CREATE TABLE h5_sessions (
     id          TEXT    PRIMARY KEY,
     openid      TEXT,
+    nickname    TEXT,               -- from snsapi_userinfo, to prefill the enrolment form
     created_at  INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL
 );

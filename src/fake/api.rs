@@ -164,7 +164,11 @@ impl FakeWeChat {
             return bad("invalid redirect_uri");
         };
         let openid = query.get("openid").cloned().unwrap_or_else(|| "oFakeFollower".into());
-        let code = self.oauth_code(&openid);
+        let scope = query.get("scope").map(String::as_str).unwrap_or("snsapi_base");
+        if scope != "snsapi_base" && scope != "snsapi_userinfo" {
+            return bad("invalid scope");
+        }
+        let code = self.oauth_code_for(&openid, scope);
         let sep = if redirect.contains('?') { '&' } else { '?' };
         let location = format!("{redirect}{sep}code={code}&state={state}");
         self.record("/connect/oauth2/authorize", query, Value::Null, 0);
@@ -545,14 +549,14 @@ impl FakeWeChat {
             "/sns/oauth2/access_token" => {
                 self.check_credentials(query.get("appid"), query.get("secret"))?;
                 let code = query.get("code").ok_or((41008, "missing code"))?;
-                let (openid, expires) =
+                let (openid, expires, scope) =
                     self.0.state.lock().unwrap().oauth_codes.remove(code).ok_or((40029, "invalid code"))?;
                 if expires < now_ms() {
                     return Err((40029, "invalid code"));
                 }
                 let token = format!("SNS_{}", self.next_id());
                 Ok(
-                    json!({ "access_token": token, "expires_in": 7200, "refresh_token": format!("R{token}"), "openid": openid, "scope": "snsapi_base" }),
+                    json!({ "access_token": token, "expires_in": 7200, "refresh_token": format!("R{token}"), "openid": openid, "scope": scope }),
                 )
             }
             "/sns/userinfo" => {

@@ -75,7 +75,7 @@ struct State {
     conditional: Vec<Value>,
     clientmsgids: HashMap<String, i64>,
     templates_sent: i64,
-    oauth_codes: HashMap<String, (String, i64)>,
+    oauth_codes: HashMap<String, (String, i64, String)>,
     /// Token issues per kind, for assertions on refresh storms.
     issued: u64,
 }
@@ -188,9 +188,14 @@ impl FakeWeChat {
     /// A single-use OAuth code for `openid`, valid 5 minutes (what WeChat's authorize page
     /// hands the redirect).
     pub fn oauth_code(&self, openid: &str) -> String {
+        self.oauth_code_for(openid, "snsapi_base")
+    }
+
+    /// A code granted for `scope` (`snsapi_base` or `snsapi_userinfo`).
+    pub fn oauth_code_for(&self, openid: &str, scope: &str) -> String {
         let code = format!("code{}", self.next_id());
         let expires = crate::store::now_ms() + 300_000;
-        self.0.state.lock().unwrap().oauth_codes.insert(code.clone(), (openid.to_owned(), expires));
+        self.0.state.lock().unwrap().oauth_codes.insert(code.clone(), (openid.to_owned(), expires, scope.to_owned()));
         code
     }
 

@@ -131,6 +131,8 @@ async fn follower(app: &AppState, headers: &HeaderMap, page: &str) -> Result<(Se
 #[derive(serde::Deserialize)]
 struct StartQuery {
     to: Option<String>,
+    /// `1`: ask for the follower's profile (`snsapi_userinfo`), to prefill the enrolment form.
+    profile: Option<String>,
 }
 
 async fn start(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<StartQuery>) -> Response {
@@ -153,12 +155,11 @@ async fn start(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<
         Err(e) => return unavailable(&app, e),
     };
     let redirect_uri = format!("{}/h5/oauth/callback", h5.public_url.trim_end_matches('/'));
-    let url = match app.client.oauth_authorize_url(
-        &h5.oauth_base,
-        &redirect_uri,
-        crate::wechat::client::oauth::Scope::Base,
-        &state,
-    ) {
+    let scope = match q.profile.as_deref() {
+        Some("1") => crate::wechat::client::oauth::Scope::UserInfo,
+        _ => crate::wechat::client::oauth::Scope::Base,
+    };
+    let url = match app.client.oauth_authorize_url(&h5.oauth_base, &redirect_uri, scope, &state) {
         Ok(url) => url,
         Err(e) => return unavailable(&app, e),
     };
@@ -207,7 +208,19 @@ async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(q): Que
         }
         Err(e) => return unavailable(&app, e),
     };
-    if let Err(e) = session::set_openid(&app.store, &session, &token.openid).await {
+    // With snsapi_userinfo granted, the nickname prefills the enrolment form; without it, fine.
+    let nickname = if token.scope.contains("snsapi_userinfo") {
+        match app.client.oauth_userinfo(&token).await {
+            Ok(info) => normalise_name(&info.nickname),
+            Err(e) => {
+                tracing::info!(error = %e, "h5: userinfo unavailable");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Err(e) = session::set_openid(&app.store, &session, &token.openid, nickname.as_deref()).await {
         return unavailable(&app, e);
     }
     redirect(&next)
@@ -279,7 +292,7 @@ fn bind_form(
     enrol_error: Option<&str>,
 ) -> Response {
     let token = session::form_token(&app.config.h5.session_secret, &session.id);
-    app.pages.render(status, "bind.html", context! { token, bind_error, enrol_error })
+    app.pages.render(status, "bind.html", context! { token, bind_error, enrol_error, nickname => session.nickname })
 }
 
 #[derive(serde::Deserialize)]

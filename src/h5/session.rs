@@ -75,12 +75,14 @@ pub fn set_cookie(secret: &str, id: &str, secure: bool, ttl_secs: u64) -> String
 pub struct Session {
     pub id: String,
     pub openid: Option<String>,
+    /// The WeChat nickname, when the follower granted `snsapi_userinfo`.
+    pub nickname: Option<String>,
 }
 
 pub async fn load(store: &Store, id: &str) -> Result<Option<Session>, sqlx::Error> {
-    let row: Option<(String, Option<String>)> = with_pool!(store, pool => sqlx::query_as(
-        "SELECT id, openid FROM h5_sessions WHERE id = $1 AND expires_at > $2").bind(id).bind(now_ms()).fetch_optional(pool).await)?;
-    Ok(row.map(|(id, openid)| Session { id, openid }))
+    let row: Option<(String, Option<String>, Option<String>)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, openid, nickname FROM h5_sessions WHERE id = $1 AND expires_at > $2").bind(id).bind(now_ms()).fetch_optional(pool).await)?;
+    Ok(row.map(|(id, openid, nickname)| Session { id, openid, nickname }))
 }
 
 pub async fn create(store: &Store, ttl_secs: u64) -> Result<Session, sqlx::Error> {
@@ -88,7 +90,7 @@ pub async fn create(store: &Store, ttl_secs: u64) -> Result<Session, sqlx::Error
     let now = now_ms();
     with_pool!(store, pool => sqlx::query("INSERT INTO h5_sessions (id, openid, created_at, expires_at) VALUES ($1, NULL, $2, $3)")
         .bind(&id).bind(now).bind(now + ttl_secs as i64 * 1000).execute(pool).await.map(|_| ()))?;
-    Ok(Session { id, openid: None })
+    Ok(Session { id, openid: None, nickname: None })
 }
 
 /// A new single-use state for `session`, leading to `next` afterwards.
@@ -113,9 +115,14 @@ pub async fn spend_state(store: &Store, session: &Session, state: &str) -> Resul
     with_pool!(store, pool => sqlx::query_scalar("SELECT next FROM oauth_states WHERE state = $1").bind(state).fetch_optional(pool).await)
 }
 
-pub async fn set_openid(store: &Store, session: &Session, openid: &str) -> Result<(), sqlx::Error> {
-    with_pool!(store, pool => sqlx::query("UPDATE h5_sessions SET openid = $2 WHERE id = $1")
-        .bind(&session.id).bind(openid).execute(pool).await.map(|_| ()))
+pub async fn set_openid(
+    store: &Store,
+    session: &Session,
+    openid: &str,
+    nickname: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    with_pool!(store, pool => sqlx::query("UPDATE h5_sessions SET openid = $2, nickname = COALESCE($3, nickname) WHERE id = $1")
+        .bind(&session.id).bind(openid).bind(nickname).execute(pool).await.map(|_| ()))
 }
 
 #[cfg(test)]
