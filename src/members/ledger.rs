@@ -1,7 +1,10 @@
 //! Points balances from the ledger. Earned (and imported) points come in lots that expire on
-//! their `valid_until`; redemptions, expiries and negative adjustments consume the soonest-
-//! expiring lots first. What remains of unexpired lots is the balance, and their expiry dates
-//! are the schedule a follower sees ("300 points expire on 2026-12-31").
+//! their `valid_until`. The ledger is replayed in time order: a redemption or negative
+//! adjustment consumes the lots alive at that moment, soonest-expiring first; a lot that reaches
+//! its expiry with points left loses them. What remains of live lots is the balance, and their
+//! expiry dates are the schedule a follower sees ("300 points expire on 2026-12-31").
+//! `expire` entries (written when expiries are recorded) restate what the replay already
+//! derives, so the replay skips them rather than count an expiry twice.
 
 use crate::store::Store;
 use crate::with_pool;
@@ -16,19 +19,31 @@ pub struct Balance {
 /// A ledger entry as the balance needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    pub kind: String,
     pub points: i64,
     pub valid_until: Option<i64>,
+    pub created_at: i64,
 }
 
 pub fn compute(entries: &[Entry], now: i64) -> Balance {
-    let mut lots: Vec<(i64, i64)> =
-        entries.iter().filter(|e| e.points > 0).map(|e| (e.valid_until.unwrap_or(i64::MAX), e.points)).collect();
-    lots.sort_unstable();
-    let mut debit: i64 = entries.iter().filter(|e| e.points < 0).map(|e| -e.points).sum();
-    for lot in lots.iter_mut() {
-        let used = debit.min(lot.1);
-        lot.1 -= used;
-        debit -= used;
+    let mut events: Vec<&Entry> = entries.iter().filter(|e| e.kind != "expire" && e.created_at <= now).collect();
+    events.sort_by_key(|e| (e.created_at, e.points < 0));
+    // Live lots: (expires at, points left), kept sorted by expiry.
+    let mut lots: Vec<(i64, i64)> = Vec::new();
+    for e in events {
+        lots.retain(|(until, left)| *until > e.created_at && *left > 0);
+        if e.points > 0 {
+            let until = e.valid_until.unwrap_or(i64::MAX);
+            let at = lots.partition_point(|(u, _)| *u <= until);
+            lots.insert(at, (until, e.points));
+        } else {
+            let mut debit = -e.points;
+            for lot in lots.iter_mut() {
+                let used = debit.min(lot.1);
+                lot.1 -= used;
+                debit -= used;
+            }
+        }
     }
     let live: Vec<(i64, i64)> = lots.into_iter().filter(|(until, left)| *left > 0 && *until > now).collect();
     Balance {
@@ -38,9 +53,12 @@ pub fn compute(entries: &[Entry], now: i64) -> Balance {
 }
 
 pub async fn balance(store: &Store, member_id: i64, now: i64) -> Result<Balance, sqlx::Error> {
-    let rows: Vec<(i64, Option<i64>)> = with_pool!(store, pool => sqlx::query_as(
-        "SELECT points, valid_until FROM points_ledger WHERE member_id = $1").bind(member_id).fetch_all(pool).await)?;
-    let entries: Vec<Entry> = rows.into_iter().map(|(points, valid_until)| Entry { points, valid_until }).collect();
+    let rows: Vec<(String, i64, Option<i64>, i64)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT kind, points, valid_until, created_at FROM points_ledger WHERE member_id = $1").bind(member_id).fetch_all(pool).await)?;
+    let entries: Vec<Entry> = rows
+        .into_iter()
+        .map(|(kind, points, valid_until, created_at)| Entry { kind, points, valid_until, created_at })
+        .collect();
     Ok(compute(&entries, now))
 }
 
@@ -119,32 +137,44 @@ pub async fn adjust(
 mod tests {
     use super::*;
 
-    fn e(points: i64, valid_until: Option<i64>) -> Entry {
-        Entry { points, valid_until }
+    /// An entry of `points` made at `at`, valid until `until`.
+    fn e(points: i64, until: Option<i64>, at: i64) -> Entry {
+        let kind = if points > 0 { "earn" } else { "redeem" };
+        Entry { kind: kind.into(), points, valid_until: until, created_at: at }
     }
 
     #[test]
     fn lots_expire_and_debits_take_the_soonest_first() {
         let now = 1000;
+        let expire = |points: i64, at: i64| Entry { kind: "expire".into(), points, valid_until: None, created_at: at };
         let cases: Vec<(Vec<Entry>, Balance)> = vec![
             (vec![], Balance::default()),
-            (vec![e(100, Some(2000)), e(50, None)], Balance { points: 150, expiring: vec![(100, 2000)] }),
+            (vec![e(100, Some(2000), 1), e(50, None, 2)], Balance { points: 150, expiring: vec![(100, 2000)] }),
             // 30 redeemed from the lot expiring first.
             (
-                vec![e(100, Some(3000)), e(50, Some(2000)), e(-30, None)],
+                vec![e(100, Some(3000), 1), e(50, Some(2000), 2), e(-30, None, 3)],
                 Balance { points: 120, expiring: vec![(20, 2000), (100, 3000)] },
             ),
-            // An expired lot no longer counts, even before its expiry entry is written…
-            (vec![e(100, Some(500)), e(40, Some(2000))], Balance { points: 40, expiring: vec![(40, 2000)] }),
-            // …and the same balance once it is.
+            // An expired lot no longer counts, whether or not its expiry was recorded…
+            (vec![e(100, Some(500), 1), e(40, Some(2000), 2)], Balance { points: 40, expiring: vec![(40, 2000)] }),
             (
-                vec![e(100, Some(500)), e(40, Some(2000)), e(-100, None)],
+                vec![e(100, Some(500), 1), e(40, Some(2000), 2), expire(-100, 600)],
                 Balance { points: 40, expiring: vec![(40, 2000)] },
+            ),
+            // …and a redemption after it expired is paid from what was alive then.
+            (
+                vec![e(100, Some(500), 1), e(100, Some(2000), 2), e(-50, None, 700)],
+                Balance { points: 50, expiring: vec![(50, 2000)] },
             ),
             // Spending more than the oldest lot moves on to the next.
             (
-                vec![e(10, Some(2000)), e(10, Some(3000)), e(-15, None)],
+                vec![e(10, Some(2000), 1), e(10, Some(3000), 2), e(-15, None, 3)],
                 Balance { points: 5, expiring: vec![(5, 3000)] },
+            ),
+            // A redemption before a lot was earned does not touch it.
+            (
+                vec![e(100, Some(3000), 1), e(-100, None, 5), e(70, Some(2000), 9)],
+                Balance { points: 70, expiring: vec![(70, 2000)] },
             ),
         ];
         for (entries, want) in cases {

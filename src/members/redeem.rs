@@ -81,9 +81,12 @@ async fn redeem_in(tx: &mut Tx, member_id: i64, item_id: i64) -> Result<Result<(
     let Some((id, name, points_cost, stock)) = item else { return Ok(Err(Refused::NoSuchItem)) };
     let item = Item { id, name, points_cost, stock };
     let now = now_ms();
-    let rows: Vec<(i64, Option<i64>)> = with_tx!(tx, conn => sqlx::query_as(
-        "SELECT points, valid_until FROM points_ledger WHERE member_id = $1").bind(member_id).fetch_all(conn).await)?;
-    let entries: Vec<Entry> = rows.into_iter().map(|(points, valid_until)| Entry { points, valid_until }).collect();
+    let rows: Vec<(String, i64, Option<i64>, i64)> = with_tx!(tx, conn => sqlx::query_as(
+        "SELECT kind, points, valid_until, created_at FROM points_ledger WHERE member_id = $1").bind(member_id).fetch_all(conn).await)?;
+    let entries: Vec<Entry> = rows
+        .into_iter()
+        .map(|(kind, points, valid_until, created_at)| Entry { kind, points, valid_until, created_at })
+        .collect();
     let balance = ledger::compute(&entries, now).points;
     if balance < item.points_cost {
         return Ok(Err(Refused::NotEnoughPoints { balance, cost: item.points_cost }));
