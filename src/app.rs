@@ -82,6 +82,8 @@ pub struct App {
     pub state: AppState,
     log_writer: tokio::task::JoinHandle<()>,
     worker: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    /// Records lapsed points hourly.
+    expiries: tokio::task::JoinHandle<()>,
 }
 
 impl App {
@@ -117,7 +119,21 @@ impl App {
             metrics: metrics_handle(),
             outbox_wake,
         }));
-        Ok(App { state, log_writer, worker })
+        let expiries = tokio::spawn({
+            let store = state.store.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tick.tick().await;
+                    match crate::members::ledger::record_expiries(&store, crate::store::now_ms()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(entries = n, "recorded lapsed points"),
+                        Err(e) => tracing::warn!(error = %e, "recording lapsed points failed"),
+                    }
+                }
+            }
+        });
+        Ok(App { state, log_writer, worker, expiries })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -134,7 +150,8 @@ impl App {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         let router = self.router();
         axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
-        let App { state, log_writer, worker } = self;
+        let App { state, log_writer, worker, expiries } = self;
+        expiries.abort();
         if let Some((stop, worker)) = worker {
             let _ = stop.send(true);
             if tokio::time::timeout(grace, worker).await.is_err() {

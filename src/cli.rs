@@ -140,6 +140,11 @@ enum MenuCommand {
 
 #[derive(Subcommand)]
 enum MembersCommand {
+    /// Record lapsed points as expire entries in the ledger (serve does this hourly).
+    Expire {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Adjust a member's points by hand; the bound follower is told by template message.
     Adjust {
         #[command(flatten)]
@@ -353,6 +358,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     Ok(None) => println!("{card}: already adjusted under reference {reference:?}; nothing changed"),
                     Err(why) => return Err(why),
                 }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Members { command: MembersCommand::Expire { config } } => {
+            let config = load(&config)?;
+            runtime(1).map_err(|e| e.to_string())?.block_on(async {
+                let store = open_store(&config).await?;
+                let n = crate::members::ledger::record_expiries(&store, crate::store::now_ms())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("{n} expiries recorded");
                 Ok(ExitCode::SUCCESS)
             })
         }

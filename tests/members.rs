@@ -178,3 +178,40 @@ async fn points_adjustments_notify_and_are_idempotent() {
         db.drop_db().await;
     }
 }
+
+/// Lapsed points are recorded as expire entries once; the balance does not change by it, and
+/// afterwards the ledger's plain sum equals the balance.
+#[tokio::test]
+async fn lapsed_points_are_recorded_once() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let store = Store::connect(&db.url, 4).await.unwrap();
+        store.migrate().await.unwrap();
+        import(&store, "card,phone\nC6001,13800000061\n").await.unwrap();
+        let now = wxoa::store::now_ms();
+        let day = 86_400_000;
+        for (kind, points, until, at, reference) in [
+            ("earn", 100, Some(now - 10 * day), now - 100 * day, "a"),
+            ("earn", 100, Some(now + 10 * day), now - 50 * day, "b"),
+            ("redeem", -50, None, now - 5 * day, "c"),
+        ] {
+            wxoa::with_pool!(&store, pool => sqlx::query(
+                "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) \
+                 SELECT id, $1, $2, $3, $4, NULL, $5 FROM members WHERE card_no = 'C6001'")
+                .bind(kind).bind(points).bind(until).bind(reference).bind(at).execute(pool).await.map(|_| ()))
+            .unwrap();
+        }
+        let member: i64 = wxoa::with_pool!(&store, pool => sqlx::query_scalar("SELECT id FROM members WHERE card_no = 'C6001'").fetch_one(pool).await).unwrap();
+        use wxoa::members::ledger::{balance, record_expiries};
+        let before = balance(&store, member, now).await.unwrap();
+        assert_eq!(before.points, 50, "the redemption came after lot a lapsed: it is paid from lot b");
+        assert_eq!(record_expiries(&store, now).await.unwrap(), 1);
+        assert_eq!(record_expiries(&store, now).await.unwrap(), 0, "once");
+        assert_eq!(balance(&store, member, now).await.unwrap().points, 50);
+        let sum: i64 = wxoa::with_pool!(&store, pool => sqlx::query_scalar(
+            "SELECT CAST(SUM(points) AS BIGINT) FROM points_ledger WHERE member_id = $1").bind(member).fetch_one(pool).await).unwrap();
+        assert_eq!(sum, 50);
+        store.close().await;
+        db.drop_db().await;
+    }
+}

@@ -14,6 +14,8 @@ pub struct Balance {
     pub points: i64,
     /// (points, expires at unix ms), soonest first; lots without an expiry are not listed.
     pub expiring: Vec<(i64, i64)>,
+    /// (points, expired at unix ms): what lapsed lots lost, oldest first.
+    pub lapsed: Vec<(i64, i64)>,
 }
 
 /// A ledger entry as the balance needs it.
@@ -30,8 +32,17 @@ pub fn compute(entries: &[Entry], now: i64) -> Balance {
     events.sort_by_key(|e| (e.created_at, e.points < 0));
     // Live lots: (expires at, points left), kept sorted by expiry.
     let mut lots: Vec<(i64, i64)> = Vec::new();
+    let mut lapsed = Vec::new();
+    let mut lapse = |lots: &mut Vec<(i64, i64)>, at: i64| {
+        lots.retain(|(until, left)| {
+            if *until <= at && *left > 0 {
+                lapsed.push((*left, *until));
+            }
+            *until > at && *left > 0
+        })
+    };
     for e in events {
-        lots.retain(|(until, left)| *until > e.created_at && *left > 0);
+        lapse(&mut lots, e.created_at);
         if e.points > 0 {
             let until = e.valid_until.unwrap_or(i64::MAX);
             let at = lots.partition_point(|(u, _)| *u <= until);
@@ -45,10 +56,11 @@ pub fn compute(entries: &[Entry], now: i64) -> Balance {
             }
         }
     }
-    let live: Vec<(i64, i64)> = lots.into_iter().filter(|(until, left)| *left > 0 && *until > now).collect();
+    lapse(&mut lots, now);
     Balance {
-        points: live.iter().map(|(_, p)| p).sum(),
-        expiring: live.iter().filter(|(until, _)| *until != i64::MAX).map(|(until, p)| (*p, *until)).collect(),
+        points: lots.iter().map(|(_, p)| p).sum(),
+        expiring: lots.iter().filter(|(until, _)| *until != i64::MAX).map(|(until, p)| (*p, *until)).collect(),
+        lapsed,
     }
 }
 
@@ -60,6 +72,26 @@ pub async fn balance(store: &Store, member_id: i64, now: i64) -> Result<Balance,
         .map(|(kind, points, valid_until, created_at)| Entry { kind, points, valid_until, created_at })
         .collect();
     Ok(compute(&entries, now))
+}
+
+/// Records what lapsed lots lost as `expire` entries (one per member and expiry time, so running
+/// it again adds nothing). Returns how many entries it wrote.
+pub async fn record_expiries(store: &Store, now: i64) -> Result<usize, sqlx::Error> {
+    let members: Vec<i64> = with_pool!(store, pool => sqlx::query_scalar(
+        "SELECT DISTINCT member_id FROM points_ledger WHERE valid_until <= $1").bind(now).fetch_all(pool).await)?;
+    let mut written = 0;
+    for member_id in members {
+        let b = balance(store, member_id, now).await?;
+        for (points, until) in b.lapsed {
+            let reference = format!("expire:{member_id}:{until}");
+            written += with_pool!(store, pool => sqlx::query(
+                "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) \
+                 VALUES ($1, 'expire', $2, NULL, $3, 'expired', $4) ON CONFLICT (reference) DO NOTHING")
+                .bind(member_id).bind(-points).bind(reference).bind(until)
+                .execute(pool).await.map(|r| r.rows_affected() as usize))?;
+        }
+    }
+    Ok(written)
 }
 
 /// A line of history.
@@ -149,32 +181,38 @@ mod tests {
         let expire = |points: i64, at: i64| Entry { kind: "expire".into(), points, valid_until: None, created_at: at };
         let cases: Vec<(Vec<Entry>, Balance)> = vec![
             (vec![], Balance::default()),
-            (vec![e(100, Some(2000), 1), e(50, None, 2)], Balance { points: 150, expiring: vec![(100, 2000)] }),
+            (
+                vec![e(100, Some(2000), 1), e(50, None, 2)],
+                Balance { points: 150, expiring: vec![(100, 2000)], lapsed: vec![] },
+            ),
             // 30 redeemed from the lot expiring first.
             (
                 vec![e(100, Some(3000), 1), e(50, Some(2000), 2), e(-30, None, 3)],
-                Balance { points: 120, expiring: vec![(20, 2000), (100, 3000)] },
+                Balance { points: 120, expiring: vec![(20, 2000), (100, 3000)], lapsed: vec![] },
             ),
             // An expired lot no longer counts, whether or not its expiry was recorded…
-            (vec![e(100, Some(500), 1), e(40, Some(2000), 2)], Balance { points: 40, expiring: vec![(40, 2000)] }),
+            (
+                vec![e(100, Some(500), 1), e(40, Some(2000), 2)],
+                Balance { points: 40, expiring: vec![(40, 2000)], lapsed: vec![(100, 500)] },
+            ),
             (
                 vec![e(100, Some(500), 1), e(40, Some(2000), 2), expire(-100, 600)],
-                Balance { points: 40, expiring: vec![(40, 2000)] },
+                Balance { points: 40, expiring: vec![(40, 2000)], lapsed: vec![(100, 500)] },
             ),
             // …and a redemption after it expired is paid from what was alive then.
             (
                 vec![e(100, Some(500), 1), e(100, Some(2000), 2), e(-50, None, 700)],
-                Balance { points: 50, expiring: vec![(50, 2000)] },
+                Balance { points: 50, expiring: vec![(50, 2000)], lapsed: vec![(100, 500)] },
             ),
             // Spending more than the oldest lot moves on to the next.
             (
                 vec![e(10, Some(2000), 1), e(10, Some(3000), 2), e(-15, None, 3)],
-                Balance { points: 5, expiring: vec![(5, 3000)] },
+                Balance { points: 5, expiring: vec![(5, 3000)], lapsed: vec![] },
             ),
             // A redemption before a lot was earned does not touch it.
             (
                 vec![e(100, Some(3000), 1), e(-100, None, 5), e(70, Some(2000), 9)],
-                Balance { points: 70, expiring: vec![(70, 2000)] },
+                Balance { points: 70, expiring: vec![(70, 2000)], lapsed: vec![] },
             ),
         ];
         for (entries, want) in cases {
