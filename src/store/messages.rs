@@ -16,7 +16,8 @@
 //! with its own connection and prepared statements: sqlx's SQLite driver hands every statement
 //! and every row to a worker thread and back, and on one core those hand-offs cost more than
 //! the inserts themselves (`scripts/bench.sh`: ~8,300 round trips a second with two sqlx
-//! group commits per request; ~21,600 with this writer and one insert per pure reply).
+//! group commits per request; 18,000 to 21,600 in different runs with this writer and one
+//! insert per pure reply).
 //! On PostgreSQL it is an async task over the sqlx pool, with multi-row statements.
 
 use super::{Store, now_ms};
