@@ -4,6 +4,7 @@
 //! the function plus one line in [`Handlers::builtin`]. Handlers may be slow: the bot answers
 //! WeChat with `success` at the reply deadline and lets the handler finish.
 
+use crate::members::ledger::day;
 use crate::store::Store;
 use crate::stores;
 use crate::wechat::message::{Body, Event, Message};
@@ -145,10 +146,6 @@ fn bind_invitation(ctx: &HandlerCtx) -> HandlerResult {
         link = ctx.page_link("bind")
     ))
     .ok())
-}
-
-fn day(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default()
 }
 
 /// The member's card in the chat: points, what expires next and when, tier, a link to the card.

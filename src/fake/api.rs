@@ -92,9 +92,7 @@ async fn handle(
         Ok(_) => 0,
         Err((code, _)) => *code,
     };
-    let mut recorded_query = query;
-    recorded_query.remove("secret");
-    fake.record(&path, &recorded_query, json_body, errcode);
+    fake.record(&path, &query, json_body, errcode);
     let value = match answer {
         Ok(v) => v,
         Err((errcode, errmsg)) => json!({ "errcode": errcode, "errmsg": errmsg }),

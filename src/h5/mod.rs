@@ -9,6 +9,7 @@
 pub mod session;
 
 use crate::app::AppState;
+use crate::members::ledger::day as date;
 use crate::members::{
     self,
     import::{normalise_birthday, normalise_card, normalise_name, normalise_phone},
@@ -232,10 +233,6 @@ fn card_qr(card_no: &str) -> Option<String> {
     let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(160, 160).quiet_zone(true).build();
     // Inline in HTML: the SVG element without its XML declaration.
     svg.find("<svg").map(|at| svg[at..].to_owned())
-}
-
-fn date(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default()
 }
 
 async fn card(State(app): State<AppState>, headers: HeaderMap) -> Response {

@@ -64,14 +64,26 @@ pub fn compute(entries: &[Entry], now: i64) -> Balance {
     }
 }
 
-pub async fn balance(store: &Store, member_id: i64, now: i64) -> Result<Balance, sqlx::Error> {
-    let rows: Vec<(String, i64, Option<i64>, i64)> = with_pool!(store, pool => sqlx::query_as(
-        "SELECT kind, points, valid_until, created_at FROM points_ledger WHERE member_id = $1").bind(member_id).fetch_all(pool).await)?;
-    let entries: Vec<Entry> = rows
-        .into_iter()
+/// A member's ledger entries, as [`compute`] needs them (the SQL works in a pool or a transaction).
+pub const ENTRIES_SQL: &str = "SELECT kind, points, valid_until, created_at FROM points_ledger WHERE member_id = $1";
+
+pub type EntryRow = (String, i64, Option<i64>, i64);
+
+pub fn entries(rows: Vec<EntryRow>) -> Vec<Entry> {
+    rows.into_iter()
         .map(|(kind, points, valid_until, created_at)| Entry { kind, points, valid_until, created_at })
-        .collect();
-    Ok(compute(&entries, now))
+        .collect()
+}
+
+pub async fn balance(store: &Store, member_id: i64, now: i64) -> Result<Balance, sqlx::Error> {
+    let rows: Vec<EntryRow> =
+        with_pool!(store, pool => sqlx::query_as(ENTRIES_SQL).bind(member_id).fetch_all(pool).await)?;
+    Ok(compute(&entries(rows), now))
+}
+
+/// `YYYY-MM-DD` (UTC) of a unix-ms time, as pages and chat replies show dates.
+pub fn day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default()
 }
 
 /// Records what lapsed lots lost as `expire` entries (one per member and expiry time, so running

@@ -3,7 +3,7 @@
 //! nor oversell an item: on PostgreSQL the member's row is locked first (`FOR UPDATE`) and the
 //! stock is decremented only while it is positive; on SQLite the transaction holds the write lock.
 
-use super::ledger::{self, Entry};
+use super::ledger;
 use crate::store::{Store, Tx, now_ms};
 use crate::{with_pool, with_tx};
 
@@ -81,13 +81,9 @@ async fn redeem_in(tx: &mut Tx, member_id: i64, item_id: i64) -> Result<Result<(
     let Some((id, name, points_cost, stock)) = item else { return Ok(Err(Refused::NoSuchItem)) };
     let item = Item { id, name, points_cost, stock };
     let now = now_ms();
-    let rows: Vec<(String, i64, Option<i64>, i64)> = with_tx!(tx, conn => sqlx::query_as(
-        "SELECT kind, points, valid_until, created_at FROM points_ledger WHERE member_id = $1").bind(member_id).fetch_all(conn).await)?;
-    let entries: Vec<Entry> = rows
-        .into_iter()
-        .map(|(kind, points, valid_until, created_at)| Entry { kind, points, valid_until, created_at })
-        .collect();
-    let balance = ledger::compute(&entries, now).points;
+    let rows: Vec<ledger::EntryRow> =
+        with_tx!(tx, conn => sqlx::query_as(ledger::ENTRIES_SQL).bind(member_id).fetch_all(conn).await)?;
+    let balance = ledger::compute(&ledger::entries(rows), now).points;
     if balance < item.points_cost {
         return Ok(Err(Refused::NotEnoughPoints { balance, cost: item.points_cost }));
     }
