@@ -20,6 +20,118 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub h5: H5Config,
     pub notices: NoticesConfig,
+    pub campaigns: CampaignsConfig,
+    pub checkout: CheckoutConfig,
+    pub shop: ShopConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CampaignsConfig {
+    /// Run the push scheduler inside `serve`.
+    pub enabled: bool,
+    /// A push found overdue by at most this much (an instance was down at its time) still fires;
+    /// an older one is marked `missed`.
+    pub grace_secs: u64,
+    /// How often the scheduler looks for pushes another instance scheduled.
+    pub poll_ms: u64,
+    /// Time zone of schedules given without one (China is UTC+8).
+    pub time_zone: String,
+    /// Test followers a preview goes to when none are named.
+    pub test_openids: Vec<String>,
+    /// Service accounts reach each follower at most this many times a calendar month.
+    pub monthly_pushes_per_follower: u32,
+    /// WeChat takes at most this many mass-send calls a minute.
+    pub mass_calls_per_minute: u32,
+}
+
+impl Default for CampaignsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            grace_secs: 900,
+            poll_ms: 500,
+            time_zone: "Asia/Shanghai".into(),
+            test_openids: Vec::new(),
+            monthly_pushes_per_follower: 4,
+            mass_calls_per_minute: 60,
+        }
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckoutConfig {
+    /// The external H5 checkout; followers land on `base_url?token=…`.
+    pub base_url: String,
+    /// Shared with the shop: signs checkout tokens (HMAC-SHA256); at least 32 characters.
+    pub secret: String,
+    /// How long a checkout link stays valid.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for CheckoutConfig {
+    fn default() -> Self {
+        Self { base_url: "https://shop.example.com/checkout".into(), secret: String::new(), token_ttl_secs: 1800 }
+    }
+}
+
+impl std::fmt::Debug for CheckoutConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckoutConfig")
+            .field("base_url", &self.base_url)
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShopConfig {
+    /// The shop signs its calls to `/api/v1/stock` and `/api/v1/orders` with this (HMAC-SHA256);
+    /// at least 32 characters.
+    pub secret: String,
+    /// A call whose timestamp is further than this from our clock is refused as a replay.
+    pub max_skew_secs: u64,
+}
+
+impl Default for ShopConfig {
+    fn default() -> Self {
+        Self { secret: String::new(), max_skew_secs: 300 }
+    }
+}
+
+impl std::fmt::Debug for ShopConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShopConfig").field("max_skew_secs", &self.max_skew_secs).finish_non_exhaustive()
+    }
+}
+
+/// Who may use the admin API and console: bearer tokens, kept as SHA-256 hashes only
+/// (`wxoa admin hash-token` prints one).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub tokens: Vec<AdminToken>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminToken {
+    /// Who holds it (shown in the console and the log).
+    pub name: String,
+    /// `marketing` (campaigns and pushes) or `admin` (everything).
+    pub role: Role,
+    /// Lowercase hex SHA-256 of the token.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Marketing,
+    Admin,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,6 +386,33 @@ impl Config {
         if !(100..=4800).contains(&self.bot.reply_deadline_ms) {
             return Err(err("bot.reply_deadline_ms must be between 100 and 4800 (WeChat gives up at 5000)"));
         }
+        let c = &self.campaigns;
+        if c.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(err(format!("campaigns.time_zone: {:?} is not a time zone like Asia/Shanghai", c.time_zone)));
+        }
+        if !(50..=1000).contains(&c.poll_ms) {
+            return Err(err("campaigns.poll_ms must be between 50 and 1000 (pushes fire within a second)"));
+        }
+        if !(1..=1000).contains(&c.monthly_pushes_per_follower) || !(1..=1000).contains(&c.mass_calls_per_minute) {
+            return Err(err("campaigns.monthly_pushes_per_follower and mass_calls_per_minute must be 1 to 1000"));
+        }
+        for (key, secret) in [("checkout.secret", &self.checkout.secret), ("shop.secret", &self.shop.secret)] {
+            // Empty switches the integration off (its endpoints answer 503); short is a mistake.
+            if !secret.is_empty() && secret.len() < 32 {
+                return Err(err(format!("{key} must be at least 32 characters (or empty to switch it off)")));
+            }
+        }
+        if !(self.checkout.base_url.starts_with("http://") || self.checkout.base_url.starts_with("https://")) {
+            return Err(err("checkout.base_url must be an http(s) URL"));
+        }
+        if self.checkout.token_ttl_secs == 0 || self.shop.max_skew_secs == 0 {
+            return Err(err("checkout.token_ttl_secs and shop.max_skew_secs must be at least 1"));
+        }
+        for (i, t) in self.admin.tokens.iter().enumerate() {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(err(format!("admin.tokens[{i}].sha256 must be 64 lowercase hex digits (wxoa admin hash-token)")));
+            }
+        }
         Ok(())
     }
 
@@ -300,6 +439,10 @@ fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
             "outbox" => config.outbox = value.clone().try_into().map_err(ctx)?,
             "h5" => config.h5 = value.clone().try_into().map_err(ctx)?,
             "notices" => config.notices = value.clone().try_into().map_err(ctx)?,
+            "campaigns" => config.campaigns = value.clone().try_into().map_err(ctx)?,
+            "checkout" => config.checkout = value.clone().try_into().map_err(ctx)?,
+            "shop" => config.shop = value.clone().try_into().map_err(ctx)?,
+            "admin" => config.admin = value.clone().try_into().map_err(ctx)?,
             other => return Err(err(format!("unknown section [{other}]"))),
         }
     }

@@ -4,6 +4,7 @@
 //! [`http::webhook`] → [`wechat::envelope`] (signature, decrypt) → [`wechat::message`] (parse)
 //! → [`bot`] (dedup, route, act, record via [`store::messages`]) → [`wechat::reply`] → sealed.
 
+pub mod admin;
 pub mod app;
 pub mod bookings;
 pub mod bot;

@@ -1,6 +1,7 @@
 //! HTTP: each module owns its `router()`; this one stacks them and adds the middleware every
 //! route shares (body limit, panic catcher, request ids, tracing, a last-resort timeout).
 
+pub mod api;
 pub mod health;
 pub mod webhook;
 

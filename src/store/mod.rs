@@ -43,6 +43,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (5, "h5", include_str!("../../migrations/sqlite/0005_h5.sql")),
     (6, "catalogue", include_str!("../../migrations/sqlite/0006_catalogue.sql")),
     (7, "bookings", include_str!("../../migrations/sqlite/0007_bookings.sql")),
+    (8, "campaigns", include_str!("../../migrations/sqlite/0008_campaigns.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -52,6 +53,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (5, "h5", include_str!("../../migrations/postgres/0005_h5.sql")),
     (6, "catalogue", include_str!("../../migrations/postgres/0006_catalogue.sql")),
     (7, "bookings", include_str!("../../migrations/postgres/0007_bookings.sql")),
+    (8, "campaigns", include_str!("../../migrations/postgres/0008_campaigns.sql")),
 ];
 
 impl Store {

@@ -105,6 +105,11 @@ impl Db {
     }
 }
 
+pub const CHECKOUT_SECRET: &str = "test-checkout-secret-0123456789abcdef";
+pub const SHOP_SECRET: &str = "test-shop-secret-0123456789abcdef0123";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const MARKETING_TOKEN: &str = "test-marketing-token";
+
 /// The configuration tests start from: the repo's routes and templates, a test account.
 pub fn test_config(db: &Db, mode: Mode) -> Config {
     let mut c = Config::default();
@@ -126,6 +131,20 @@ pub fn test_config(db: &Db, mode: Mode) -> Config {
     c.h5.pages = repo().join("templates/pages");
     c.notices.file = repo().join("config/notices.toml");
     c.notices.templates = repo().join("templates/notices");
+    c.checkout.secret = CHECKOUT_SECRET.into();
+    c.shop.secret = SHOP_SECRET.into();
+    c.admin.tokens = vec![
+        wxoa::config::AdminToken {
+            name: "test-admin".into(),
+            role: wxoa::config::Role::Admin,
+            sha256: wxoa::admin::hash_token(ADMIN_TOKEN),
+        },
+        wxoa::config::AdminToken {
+            name: "test-marketing".into(),
+            role: wxoa::config::Role::Marketing,
+            sha256: wxoa::admin::hash_token(MARKETING_TOKEN),
+        },
+    ];
     c.validate().unwrap();
     c
 }
