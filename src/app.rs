@@ -31,6 +31,8 @@ pub struct Inner {
     pub metrics: PrometheusHandle,
     /// Wakes the outbox worker after enqueueing something due now.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the push scheduler after a push is scheduled.
+    pub scheduler_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Deref for AppState {
@@ -82,6 +84,7 @@ pub struct App {
     pub state: AppState,
     log_writer: tokio::task::JoinHandle<()>,
     worker: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    scheduler: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     /// Records lapsed points hourly.
     expiries: tokio::task::JoinHandle<()>,
 }
@@ -108,6 +111,19 @@ impl App {
             let worker = Worker::new(store.clone(), client.clone(), config.outbox.clone(), outbox_wake.clone());
             (stop, tokio::spawn(worker.run(stopped)))
         });
+        let scheduler_wake = Arc::new(tokio::sync::Notify::new());
+        let scheduler = config.campaigns.enabled.then(|| {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let scheduler = crate::campaigns::scheduler::Scheduler::new(
+                store.clone(),
+                client.clone(),
+                config.campaigns.clone(),
+                &config.h5.public_url,
+                scheduler_wake.clone(),
+                outbox_wake.clone(),
+            );
+            (stop, tokio::spawn(scheduler.run(stopped)))
+        });
         let state = AppState(Arc::new(Inner {
             envelope: config.envelope(),
             config,
@@ -118,6 +134,7 @@ impl App {
             notices,
             metrics: metrics_handle(),
             outbox_wake,
+            scheduler_wake,
         }));
         let expiries = tokio::spawn({
             let store = state.store.clone();
@@ -133,7 +150,7 @@ impl App {
                 }
             }
         });
-        Ok(App { state, log_writer, worker, expiries })
+        Ok(App { state, log_writer, worker, scheduler, expiries })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -150,8 +167,14 @@ impl App {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         let router = self.router();
         axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
-        let App { state, log_writer, worker, expiries } = self;
+        let App { state, log_writer, worker, scheduler, expiries } = self;
         expiries.abort();
+        if let Some((stop, scheduler)) = scheduler {
+            let _ = stop.send(true);
+            if tokio::time::timeout(grace, scheduler).await.is_err() {
+                tracing::warn!("push scheduler still sending after {grace:?}; its runs' leases will hand them on");
+            }
+        }
         if let Some((stop, worker)) = worker {
             let _ = stop.send(true);
             if tokio::time::timeout(grace, worker).await.is_err() {

@@ -289,11 +289,18 @@ pub struct BotConfig {
     pub templates: PathBuf,
     /// A handler that has not answered by then gets `success` sent for it (WeChat waits 5 s).
     pub reply_deadline_ms: u64,
+    /// The custom menu (`wxoa menu sync` and the admin API push it).
+    pub menu: PathBuf,
 }
 
 impl Default for BotConfig {
     fn default() -> Self {
-        Self { routes: "config/routes.toml".into(), templates: "templates/replies".into(), reply_deadline_ms: 4000 }
+        Self {
+            routes: "config/routes.toml".into(),
+            templates: "templates/replies".into(),
+            reply_deadline_ms: 4000,
+            menu: "config/menu.toml".into(),
+        }
     }
 }
 
@@ -410,7 +417,9 @@ impl Config {
         }
         for (i, t) in self.admin.tokens.iter().enumerate() {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                return Err(err(format!("admin.tokens[{i}].sha256 must be 64 lowercase hex digits (wxoa admin hash-token)")));
+                return Err(err(format!(
+                    "admin.tokens[{i}].sha256 must be 64 lowercase hex digits (wxoa admin hash-token)"
+                )));
             }
         }
         Ok(())

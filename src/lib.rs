@@ -8,6 +8,7 @@ pub mod admin;
 pub mod app;
 pub mod bookings;
 pub mod bot;
+pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod csv;

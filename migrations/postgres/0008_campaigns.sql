@@ -26,7 +26,7 @@ CREATE TABLE pushes (
     cron         TEXT,                   -- a repeating push: its pattern
     time_zone    TEXT    NOT NULL,
     next_at      BIGINT,                -- next due (unix ms); NULL once nothing is left to send
-    status       TEXT    NOT NULL,       -- scheduled | sent | cancelled | missed
+    status       TEXT    NOT NULL,       -- scheduled | fired | cancelled | missed
     created_by   TEXT    NOT NULL,
     created_at   BIGINT  NOT NULL
 );
@@ -41,6 +41,7 @@ CREATE TABLE push_runs (
     claimed_by    TEXT,
     claimed_at    BIGINT,
     clientmsgid   TEXT    NOT NULL,
+    attempts      BIGINT  NOT NULL DEFAULT 0,
     media_id      TEXT,                  -- the draft an mpnews push sent
     msg_id        BIGINT,               -- WeChat's, echoed by MASSSENDJOBFINISH
     finish_status TEXT,                  -- MASSSENDJOBFINISH's Status

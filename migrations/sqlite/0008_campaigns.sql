@@ -26,7 +26,7 @@ CREATE TABLE pushes (
     cron         TEXT,                   -- a repeating push: its pattern
     time_zone    TEXT    NOT NULL,
     next_at      INTEGER,                -- next due (unix ms); NULL once nothing is left to send
-    status       TEXT    NOT NULL,       -- scheduled | sent | cancelled | missed
+    status       TEXT    NOT NULL,       -- scheduled | fired | cancelled | missed
     created_by   TEXT    NOT NULL,
     created_at   INTEGER NOT NULL
 );
@@ -41,6 +41,7 @@ CREATE TABLE push_runs (
     claimed_by    TEXT,
     claimed_at    INTEGER,
     clientmsgid   TEXT    NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
     media_id      TEXT,                  -- the draft an mpnews push sent
     msg_id        INTEGER,               -- WeChat's, echoed by MASSSENDJOBFINISH
     finish_status TEXT,                  -- MASSSENDJOBFINISH's Status

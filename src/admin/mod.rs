@@ -2,9 +2,55 @@
 //! SHA-256 hashes only, each with a role. `marketing` runs campaigns and pushes; `admin` may do
 //! everything (menu, member lookup too).
 
+pub mod api;
+
+use crate::app::AppState;
 use crate::config::{AdminToken, Role};
+use crate::http::api::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+/// Who is calling the admin API: the holder of a configured bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// 403 unless the caller's role allows `needed`.
+    pub fn require(&self, needed: Role) -> Result<(), ApiError> {
+        if self.role.allows(needed) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "the {} role may not do this; it needs {}",
+                self.role.as_str(),
+                needed.as_str()
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty())
+        else {
+            return Err(ApiError::Unauthorized("send Authorization: Bearer <token>".into()));
+        };
+        if token.len() > 256 {
+            return Err(ApiError::Unauthorized("unknown token".into()));
+        }
+        let known = authenticate(&state.config.admin.tokens, token)
+            .ok_or_else(|| ApiError::Unauthorized("unknown token".into()))?;
+        Ok(Caller { name: known.name.clone(), role: known.role })
+    }
+}
 
 /// Lowercase hex SHA-256 of a token, as `[admin] tokens` keeps it.
 pub fn hash_token(token: &str) -> String {

@@ -50,6 +50,7 @@ impl Handlers {
         h.add("bind", bind);
         h.add("history", history);
         h.add("book_advisor", book_advisor);
+        h.add("mass_send_finished", crate::campaigns::mass_send_finished);
         h
     }
 

@@ -1,0 +1,87 @@
+//! The admin-only part of the API (role `admin`): the custom menu and member lookup; and the
+//! OpenAPI document of the whole `/api/v1`, served to anyone.
+
+use super::Caller;
+use crate::app::AppState;
+use crate::config::Role;
+use crate::http::api::ApiError;
+use crate::menu::MenuFile;
+use crate::with_pool;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+/// The API's OpenAPI 3.1 description, kept beside the code it describes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/menu", get(menu))
+        .route("/api/v1/menu/sync", post(menu_sync))
+        .route("/api/v1/members/{key}", get(member))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+fn menu_file(s: &AppState) -> Result<MenuFile, ApiError> {
+    MenuFile::load(&s.config.bot.menu).map_err(ApiError::Internal)
+}
+
+/// The menu file, what WeChat has, and the changes a sync would make.
+async fn menu(caller: Caller, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Admin)?;
+    let wanted = menu_file(&s)?;
+    let problems = wanted.check();
+    let (live, changes) = match s.client.menu_get().await {
+        Ok(live) => {
+            let changes = crate::menu::diff(&live, &wanted);
+            (json!(live), json!(changes))
+        }
+        Err(e) => (json!({ "error": e.to_string() }), Value::Null),
+    };
+    Ok(Json(json!({ "file": wanted.menu(), "problems": problems, "live": live, "changes": changes })))
+}
+
+/// Pushes the menu file to WeChat.
+async fn menu_sync(caller: Caller, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Admin)?;
+    let wanted = menu_file(&s)?;
+    let problems = wanted.check();
+    if !problems.is_empty() {
+        return Err(ApiError::Unprocessable(format!("the menu file has problems: {}", problems.join("; "))));
+    }
+    let unavailable = |e: crate::wechat::client::ApiError| ApiError::Unavailable(e.to_string());
+    s.client.menu_create(&wanted.menu()).await.map_err(unavailable)?;
+    for c in &wanted.conditional {
+        s.client.menu_add_conditional(c).await.map_err(unavailable)?;
+    }
+    tracing::info!(by = %caller.name, "menu synced");
+    Ok(Json(json!({ "synced": true, "buttons": wanted.button.len(), "conditional": wanted.conditional.len() })))
+}
+
+/// A member by openid or card number: who, tier, balance.
+async fn member(caller: Caller, State(s): State<AppState>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Admin)?;
+    if key.is_empty() || key.len() > 64 {
+        return Err(ApiError::BadRequest("give an openid or a card number (at most 64 characters)".into()));
+    }
+    type Row = (i64, Option<String>, Option<String>, Option<String>, String, Option<i64>);
+    let row: Option<Row> = with_pool!(&s.store, pool => sqlx::query_as(
+        "SELECT id, openid, card_no, name, tier, store_id FROM members WHERE openid = $1 OR card_no = $1 LIMIT 1"
+    ).bind(&key).fetch_optional(pool).await)?;
+    let (id, openid, card_no, name, tier, store_id) =
+        row.ok_or_else(|| ApiError::NotFound("no member with that openid or card number".into()))?;
+    let balance = crate::members::ledger::balance(&s.store, id, crate::store::now_ms()).await?;
+    let expiring: Vec<Value> =
+        balance.expiring.iter().map(|(p, at)| json!({ "points": p, "expires_at": at })).collect();
+    Ok(Json(json!({
+        "id": id, "openid": openid, "card_no": card_no, "name": name, "tier": tier, "store_id": store_id,
+        "points": balance.points, "expiring": expiring,
+    })))
+}

@@ -1,0 +1,178 @@
+//! The campaign side of the admin API (`/api/v1/…`, bearer token, role `marketing` or `admin`):
+//! campaigns, their pushes, previews and delivery figures. The OpenAPI document
+//! (`/api/v1/openapi.json`) describes every route.
+
+use super::schedule::{self, MsgType, PushInput};
+use super::{CampaignInput, send};
+use crate::admin::Caller;
+use crate::app::AppState;
+use crate::config::Role;
+use crate::http::api::{ApiError, parse_json};
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/campaigns", get(list_campaigns).post(create_campaign))
+        .route("/api/v1/campaigns/{id}", get(show_campaign).put(update_campaign))
+        .route("/api/v1/campaigns/{id}/pushes", post(schedule_push))
+        .route("/api/v1/campaigns/{id}/preview", post(preview))
+        .route("/api/v1/pushes", get(list_pushes))
+        .route("/api/v1/pushes/{id}", get(show_push))
+        .route("/api/v1/pushes/{id}/cancel", post(cancel_push))
+        .route("/api/v1/stats", get(stats))
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    campaign: Option<i64>,
+}
+
+fn limit(q: &Limit) -> i64 {
+    q.limit.unwrap_or(100).clamp(1, 1000)
+}
+
+async fn list_campaigns(
+    caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Marketing)?;
+    Ok(Json(json!({ "campaigns": super::list(&s.store, limit(&q)).await? })))
+}
+
+async fn create_campaign(
+    caller: Caller,
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Marketing)?;
+    let input: CampaignInput = parse_json(&body)?;
+    let campaign = super::create(&s.store, &input).await?;
+    tracing::info!(campaign = campaign.id, by = %caller.name, "campaign created");
+    Ok((StatusCode::CREATED, Json(json!(campaign))))
+}
+
+async fn show_campaign(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Marketing)?;
+    let campaign = super::get(&s.store, id).await?.ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))?;
+    let pushes = schedule::list(&s.store, Some(id), 1000).await?;
+    let mut v = json!(campaign);
+    v["pushes"] = json!(pushes);
+    v["link"] = json!(super::article_link(&s.config.h5.public_url, id));
+    Ok(Json(v))
+}
+
+async fn update_campaign(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Marketing)?;
+    let input: CampaignInput = parse_json(&body)?;
+    Ok(Json(json!(super::update(&s.store, id, &input).await?)))
+}
+
+async fn schedule_push(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Marketing)?;
+    let input: PushInput = parse_json(&body)?;
+    let push = schedule::schedule(&s.store, &s.config.campaigns, id, &input, &caller.name).await?;
+    tracing::info!(push = push.id, campaign = id, by = %caller.name, "push scheduled");
+    s.scheduler_wake.notify_one();
+    Ok((StatusCode::CREATED, Json(json!(push))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewInput {
+    #[serde(default)]
+    pub openids: Vec<String>,
+    #[serde(default = "mpnews")]
+    pub msg_type: MsgType,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+fn mpnews() -> MsgType {
+    MsgType::Mpnews
+}
+
+async fn preview(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Marketing)?;
+    let input: PreviewInput = parse_json(&body)?;
+    let campaign = super::get(&s.store, id).await?.ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))?;
+    let to = if input.openids.is_empty() { s.config.campaigns.test_openids.clone() } else { input.openids };
+    let results =
+        send::preview(&s.client, &s.config.h5.public_url, &campaign, input.msg_type, input.text.as_deref(), &to)
+            .await?;
+    Ok(Json(json!({ "previews": results })))
+}
+
+async fn list_pushes(
+    caller: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Marketing)?;
+    Ok(Json(json!({ "pushes": schedule::list(&s.store, q.campaign, limit(&q)).await? })))
+}
+
+async fn show_push(caller: Caller, State(s): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Marketing)?;
+    let push = schedule::get(&s.store, id).await?.ok_or_else(|| ApiError::NotFound(format!("no push {id}")))?;
+    Ok(Json(json!(push)))
+}
+
+async fn cancel_push(caller: Caller, State(s): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Marketing)?;
+    let push = schedule::cancel(&s.store, id).await?;
+    tracing::info!(push = id, by = %caller.name, "push cancelled");
+    Ok(Json(json!(push)))
+}
+
+/// Delivery figures summed over every run, and pushes by status.
+async fn stats(caller: Caller, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Marketing)?;
+    let pushes = schedule::list(&s.store, None, 1000).await?;
+    let mut by_status = serde_json::Map::new();
+    let (mut runs, mut total, mut sent, mut filtered, mut errors) = (0, 0, 0, 0, 0);
+    for p in &pushes {
+        let n = by_status.get(&p.status).and_then(Value::as_i64).unwrap_or(0);
+        by_status.insert(p.status.clone(), json!(n + 1));
+        for r in &p.runs {
+            runs += 1;
+            total += r.total_count.unwrap_or(0);
+            sent += r.sent_count.unwrap_or(0);
+            filtered += r.filter_count.unwrap_or(0);
+            errors += r.error_count.unwrap_or(0);
+        }
+    }
+    Ok(Json(json!({
+        "pushes": by_status, "runs": runs,
+        "total_count": total, "sent_count": sent, "filter_count": filtered, "error_count": errors,
+    })))
+}

@@ -1,0 +1,165 @@
+//! WeChat's limits on mass sends, checked when a push is scheduled so marketing hears "no" then,
+//! not at 00:13 on launch day:
+//! * a service account reaches each follower at most 4 times a calendar month (China time);
+//! * at most 60 mass-send calls a minute.
+//!
+//! Who overlaps whom: "all" overlaps everything; a tag overlaps the same tag; openid lists
+//! overlap when they share an openid. A tag and a list are taken not to overlap (tag membership
+//! lives at WeChat), nor are two different tags — WeChat itself has the last word and refuses a
+//! send beyond the limit.
+
+use super::schedule::Audience;
+use crate::config::CampaignsConfig;
+use chrono::{Datelike, TimeZone};
+use std::collections::{BTreeMap, HashSet};
+
+/// A push's firings as the check sees them.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub label: String,
+    pub audience: Audience,
+    /// Mass sends count; customer-service messages do not.
+    pub mass: bool,
+    /// When it fires (or fired), unix ms.
+    pub times: Vec<i64>,
+}
+
+fn overlaps(a: &Audience, b: &Audience) -> bool {
+    match (a, b) {
+        (Audience::All, _) | (_, Audience::All) => true,
+        (Audience::Tag { tag_id: x }, Audience::Tag { tag_id: y }) => x == y,
+        (Audience::List { openids: x }, Audience::List { openids: y }) => {
+            let (small, large) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+            let large: HashSet<&String> = large.iter().collect();
+            small.iter().any(|o| large.contains(o))
+        }
+        _ => false,
+    }
+}
+
+/// Mass-send calls one firing makes (a list goes in calls of at most 10,000).
+fn calls(a: &Audience) -> usize {
+    match a {
+        Audience::List { openids } => openids.len().div_ceil(10_000).max(1),
+        _ => 1,
+    }
+}
+
+/// `(year, month)` in China time.
+fn month(ms: i64) -> (i32, u32) {
+    let t = chrono_tz::Asia::Shanghai.timestamp_millis_opt(ms).single().expect("in range");
+    (t.year(), t.month())
+}
+
+/// `Err` with the reason when scheduling `new` beside `existing` breaks a limit.
+pub fn check(new: &Planned, existing: &[Planned], cfg: &CampaignsConfig) -> Result<(), String> {
+    if !new.mass {
+        return Ok(());
+    }
+    let others: Vec<&Planned> = existing.iter().filter(|p| p.mass).collect();
+    // Per follower per month.
+    let mut months: BTreeMap<(i32, u32), (usize, Vec<String>)> = BTreeMap::new();
+    for t in &new.times {
+        months.entry(month(*t)).or_default().0 += 1;
+    }
+    for p in others.iter().filter(|p| overlaps(&p.audience, &new.audience)) {
+        for t in &p.times {
+            if let Some((n, names)) = months.get_mut(&month(*t)) {
+                *n += 1;
+                if !names.contains(&p.label) {
+                    names.push(p.label.clone());
+                }
+            }
+        }
+    }
+    let limit = cfg.monthly_pushes_per_follower as usize;
+    if let Some(((y, m), (n, names))) = months.iter().find(|(_, (n, _))| *n > limit) {
+        let already = if names.is_empty() { String::new() } else { format!(" (with {})", names.join(", ")) };
+        return Err(format!(
+            "WeChat lets a service account reach each follower at most {limit} times a month: this push would make \
+             {n} in {y}-{m:02} for {}{already}",
+            new.audience.describe()
+        ));
+    }
+    // Calls per minute.
+    let minute = |t: i64| t.div_euclid(60_000);
+    let limit = cfg.mass_calls_per_minute as usize;
+    for t in &new.times {
+        let n = calls(&new.audience)
+            + others
+                .iter()
+                .map(|p| p.times.iter().filter(|u| minute(**u) == minute(*t)).count() * calls(&p.audience))
+                .sum::<usize>();
+        if n > limit {
+            return Err(format!(
+                "WeChat takes at most {limit} mass-send calls a minute; {n} would fall in the minute of {}",
+                super::schedule::local_time(*t, "Asia/Shanghai")
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 24 * 3600 * 1000;
+    // 2026-11-02 12:00 China time.
+    const NOV: i64 = 1_793_592_000_000;
+
+    fn p(label: &str, audience: Audience, times: &[i64]) -> Planned {
+        Planned { label: label.into(), audience, mass: true, times: times.to_vec() }
+    }
+
+    fn list(ids: &[&str]) -> Audience {
+        Audience::List { openids: ids.iter().map(|s| s.to_string()).collect() }
+    }
+
+    #[test]
+    fn four_a_month_per_follower() {
+        let cfg = CampaignsConfig::default();
+        let three: Vec<Planned> = (0..3).map(|i| p(&format!("p{i}"), Audience::All, &[NOV + i * DAY])).collect();
+        let table: Vec<(&str, Planned, bool)> = vec![
+            ("fourth to all", p("new", Audience::All, &[NOV + 5 * DAY]), true),
+            ("fourth to a tag", p("new", Audience::Tag { tag_id: 7 }, &[NOV + 5 * DAY]), true),
+            ("fifth (two at once)", p("new", Audience::All, &[NOV + 5 * DAY, NOV + 6 * DAY]), false),
+            ("next month", p("new", Audience::All, &[NOV + 40 * DAY, NOV + 41 * DAY]), true),
+        ];
+        for (what, new, ok) in table {
+            assert_eq!(check(&new, &three, &cfg).is_ok(), ok, "{what}");
+        }
+        let err = check(&p("new", Audience::All, &[NOV + 5 * DAY, NOV + 6 * DAY]), &three, &cfg).unwrap_err();
+        assert!(err.contains("2026-11") && err.contains("p0"), "{err}");
+    }
+
+    #[test]
+    fn audiences_overlap_as_documented() {
+        let cfg = CampaignsConfig { monthly_pushes_per_follower: 1, ..Default::default() };
+        let existing = vec![p("a", list(&["o1", "o2"]), &[NOV]), p("b", Audience::Tag { tag_id: 1 }, &[NOV])];
+        let table: Vec<(&str, Audience, bool)> = vec![
+            ("shared openid", list(&["o2", "o3"]), false),
+            ("disjoint list", list(&["o3", "o4"]), true),
+            ("same tag", Audience::Tag { tag_id: 1 }, false),
+            ("other tag", Audience::Tag { tag_id: 2 }, true),
+            ("all", Audience::All, false),
+        ];
+        for (what, audience, ok) in table {
+            assert_eq!(check(&p("new", audience, &[NOV + DAY]), &existing, &cfg).is_ok(), ok, "{what}");
+        }
+        // Customer-service pushes are not mass sends.
+        let cs = Planned { mass: false, ..p("cs", Audience::All, &[NOV + DAY]) };
+        assert!(check(&cs, &existing, &cfg).is_ok());
+    }
+
+    #[test]
+    fn sixty_calls_a_minute() {
+        let cfg = CampaignsConfig { monthly_pushes_per_follower: 1000, ..Default::default() };
+        let busy: Vec<Planned> = (0..59).map(|i| p(&format!("t{i}"), Audience::Tag { tag_id: i }, &[NOV])).collect();
+        assert!(check(&p("new", Audience::Tag { tag_id: 99 }, &[NOV + 1000]), &busy, &cfg).is_ok());
+        let mut full = busy.clone();
+        full.push(p("t59", Audience::Tag { tag_id: 59 }, &[NOV]));
+        assert!(check(&p("new", Audience::Tag { tag_id: 99 }, &[NOV + 1000]), &full, &cfg).is_err());
+        assert!(check(&p("new", Audience::Tag { tag_id: 99 }, &[NOV + 60_000]), &full, &cfg).is_ok());
+    }
+}

@@ -1,0 +1,341 @@
+//! Launch campaigns: articles and a product, pushed to followers on a schedule.
+//!
+//! A **campaign** holds 1 to 8 articles (WeChat's limit for one mass-sent draft) and the product
+//! they sell. A **push** sends the campaign at a time (a teaser the day before, the launch at
+//! 00:13 on launch day) or on a cron schedule, in a time zone, to all followers, a tag or an
+//! openid list, as:
+//! * `mpnews`: the articles become a draft (`draft/add`), the draft is mass-sent;
+//! * `text`: a mass-sent text;
+//! * `news`: a link card per follower of an openid list, sent as customer-service messages
+//!   through the outbox (WeChat delivers those only within 48 hours of the follower's last
+//!   message, and they do not count against the monthly mass-send limit).
+//!
+//! Each firing of a push is a **run** ([`scheduler`] owns firing and exactly-once); WeChat
+//! reports a mass send's outcome later with MASSSENDJOBFINISH, recorded on the run
+//! ([`record_finish`]). WeChat's limits are checked when a push is scheduled ([`limits`]).
+
+pub mod api;
+pub mod limits;
+pub mod schedule;
+pub mod scheduler;
+pub mod send;
+
+use crate::store::{Store, now_ms};
+use crate::with_pool;
+use serde::{Deserialize, Serialize};
+
+/// One article of a campaign: what followers read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Article {
+    pub title: String,
+    #[serde(default)]
+    pub author: String,
+    /// The line under the title in chat lists.
+    #[serde(default)]
+    pub digest: String,
+    /// The body (HTML; images in it must be WeChat-hosted).
+    #[serde(default)]
+    pub content: String,
+    /// The cover's `media_id` in the account's material library (an mpnews draft needs it).
+    #[serde(default)]
+    pub cover_media_id: String,
+    /// The cover's URL, for the console preview and `news` cards.
+    #[serde(default)]
+    pub cover_url: String,
+    /// "Read more" target; the campaign's checkout landing (`/buy/{id}`) when empty.
+    #[serde(default)]
+    pub link: String,
+}
+
+/// What a campaign is made of, as the API and the CLI take it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignInput {
+    pub name: String,
+    pub articles: Vec<Article>,
+    /// The product sold, if any: the shop's SKU (stock comes from `POST /api/v1/stock`).
+    #[serde(default)]
+    pub product: Option<ProductInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductInput {
+    pub sku: String,
+    #[serde(default)]
+    pub name: String,
+    /// Initial stock, until the shop reports its own.
+    #[serde(default)]
+    pub stock: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Campaign {
+    pub id: i64,
+    pub name: String,
+    pub product_sku: Option<String>,
+    pub articles: Vec<Article>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Why a campaign or push was refused; shown to the user as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The input is malformed or out of bounds.
+    Invalid(String),
+    /// It breaks one of WeChat's limits, or the push is in a state that forbids it.
+    Rule(String),
+    NotFound(String),
+    /// The push already fired (or was cancelled).
+    Conflict(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Invalid(m) | Refusal::Rule(m) | Refusal::NotFound(m) | Refusal::Conflict(m) => f.write_str(m),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Error {
+    Refused(Refusal),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Db(e)
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        Error::Refused(r)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Refused(r) => r.fmt(f),
+            Error::Db(e) => write!(f, "database: {e}"),
+        }
+    }
+}
+
+impl From<Error> for crate::http::api::ApiError {
+    fn from(e: Error) -> Self {
+        use crate::http::api::ApiError;
+        match e {
+            Error::Refused(Refusal::Invalid(m)) => ApiError::BadRequest(m),
+            Error::Refused(Refusal::Rule(m)) => ApiError::Unprocessable(m),
+            Error::Refused(Refusal::NotFound(m)) => ApiError::NotFound(m),
+            Error::Refused(Refusal::Conflict(m)) => ApiError::Conflict(m),
+            Error::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+fn invalid(m: impl Into<String>) -> Error {
+    Error::Refused(Refusal::Invalid(m.into()))
+}
+
+fn check_len(what: &str, value: &str, min: usize, max: usize) -> Result<(), Error> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(invalid(if min > 0 {
+            format!("{what} must be {min} to {max} characters (got {n})")
+        } else {
+            format!("{what} must be at most {max} characters (got {n})")
+        }));
+    }
+    Ok(())
+}
+
+impl CampaignInput {
+    /// WeChat's bounds for a draft, and ours for everything else.
+    pub fn validate(&self) -> Result<(), Error> {
+        check_len("name", self.name.trim(), 1, 100)?;
+        if self.articles.is_empty() || self.articles.len() > 8 {
+            return Err(invalid(format!("a campaign has 1 to 8 articles (got {})", self.articles.len())));
+        }
+        for (i, a) in self.articles.iter().enumerate() {
+            let n = i + 1;
+            check_len(&format!("article {n} title"), a.title.trim(), 1, 64)?;
+            check_len(&format!("article {n} author"), &a.author, 0, 16)?;
+            check_len(&format!("article {n} digest"), &a.digest, 0, 120)?;
+            check_len(&format!("article {n} content"), &a.content, 0, 20_000)?;
+            check_len(&format!("article {n} cover_media_id"), &a.cover_media_id, 0, 128)?;
+            for (what, url) in [("cover_url", &a.cover_url), ("link", &a.link)] {
+                check_len(&format!("article {n} {what}"), url, 0, 1024)?;
+                if !url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(invalid(format!("article {n} {what} must be an http(s) URL")));
+                }
+            }
+        }
+        if let Some(p) = &self.product {
+            check_len("product sku", &p.sku, 1, 64)?;
+            check_len("product name", &p.name, 0, 200)?;
+            if p.stock.is_some_and(|s| !(0..=1_000_000_000).contains(&s)) {
+                return Err(invalid("product stock must be 0 or more"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn row_to_campaign(id: i64, name: String, sku: Option<String>, articles: String, c: i64, u: i64) -> Campaign {
+    Campaign {
+        id,
+        name,
+        product_sku: sku,
+        // Written by us from validated input; an unreadable value would be a bug, shown as empty.
+        articles: serde_json::from_str(&articles).unwrap_or_default(),
+        created_at: c,
+        updated_at: u,
+    }
+}
+
+type CampaignRow = (i64, String, Option<String>, String, i64, i64);
+
+/// Records the product a campaign sells (its stock stays the shop's word once it has spoken).
+async fn note_product(store: &Store, p: &ProductInput) -> Result<(), sqlx::Error> {
+    let name = if p.name.trim().is_empty() { p.sku.clone() } else { p.name.trim().to_owned() };
+    with_pool!(store, pool => sqlx::query(
+        "INSERT INTO products (sku, name, stock, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (sku) DO UPDATE SET name = excluded.name,
+             stock = CASE WHEN $5 THEN excluded.stock ELSE products.stock END"
+    )
+    .bind(&p.sku).bind(&name).bind(p.stock.unwrap_or(0)).bind(now_ms()).bind(p.stock.is_some())
+    .execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+pub async fn create(store: &Store, input: &CampaignInput) -> Result<Campaign, Error> {
+    input.validate()?;
+    if let Some(p) = &input.product {
+        note_product(store, p).await?;
+    }
+    let now = now_ms();
+    let articles = serde_json::to_string(&input.articles).expect("serializable");
+    let sku = input.product.as_ref().map(|p| p.sku.clone());
+    let inserted: Result<(i64,), sqlx::Error> = with_pool!(store, pool => sqlx::query_as(
+        "INSERT INTO campaigns (name, product_sku, articles, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+         RETURNING id"
+    )
+    .bind(input.name.trim()).bind(&sku).bind(&articles).bind(now)
+    .fetch_one(pool).await);
+    match inserted {
+        Ok((id,)) => Ok(row_to_campaign(id, input.name.trim().to_owned(), sku, articles, now, now)),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(Error::Refused(Refusal::Conflict(format!("a campaign named {:?} exists already", input.name.trim()))))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replaces a campaign's articles and product. Pushes that fire later send the new articles.
+pub async fn update(store: &Store, id: i64, input: &CampaignInput) -> Result<Campaign, Error> {
+    input.validate()?;
+    if let Some(p) = &input.product {
+        note_product(store, p).await?;
+    }
+    let articles = serde_json::to_string(&input.articles).expect("serializable");
+    let sku = input.product.as_ref().map(|p| p.sku.clone());
+    let done = with_pool!(store, pool => sqlx::query(
+        "UPDATE campaigns SET name = $1, product_sku = $2, articles = $3, updated_at = $4 WHERE id = $5"
+    )
+    .bind(input.name.trim()).bind(&sku).bind(&articles).bind(now_ms()).bind(id)
+    .execute(pool).await.map(|r| r.rows_affected()));
+    match done {
+        Ok(0) => Err(Error::Refused(Refusal::NotFound(format!("no campaign {id}")))),
+        Ok(_) => get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no campaign {id}")))),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(Error::Refused(Refusal::Conflict(format!("a campaign named {:?} exists already", input.name.trim()))))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get(store: &Store, id: i64) -> Result<Option<Campaign>, sqlx::Error> {
+    let row: Option<CampaignRow> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, name, product_sku, articles, created_at, updated_at FROM campaigns WHERE id = $1"
+    )
+    .bind(id).fetch_optional(pool).await)?;
+    Ok(row.map(|(id, n, s, a, c, u)| row_to_campaign(id, n, s, a, c, u)))
+}
+
+/// By id (all digits) or by name.
+pub async fn find(store: &Store, id_or_name: &str) -> Result<Option<Campaign>, sqlx::Error> {
+    if let Ok(id) = id_or_name.parse::<i64>() {
+        return get(store, id).await;
+    }
+    let row: Option<CampaignRow> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, name, product_sku, articles, created_at, updated_at FROM campaigns WHERE name = $1"
+    )
+    .bind(id_or_name).fetch_optional(pool).await)?;
+    Ok(row.map(|(id, n, s, a, c, u)| row_to_campaign(id, n, s, a, c, u)))
+}
+
+/// Newest first.
+pub async fn list(store: &Store, limit: i64) -> Result<Vec<Campaign>, sqlx::Error> {
+    let rows: Vec<CampaignRow> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, name, product_sku, articles, created_at, updated_at FROM campaigns ORDER BY id DESC LIMIT $1"
+    )
+    .bind(limit).fetch_all(pool).await)?;
+    Ok(rows.into_iter().map(|(id, n, s, a, c, u)| row_to_campaign(id, n, s, a, c, u)).collect())
+}
+
+/// The link a campaign's articles lead to: the checkout landing, which signs the follower in and
+/// sends them on to the shop (or to a sold-out page).
+pub fn article_link(public_url: &str, campaign_id: i64) -> String {
+    format!("{}/buy/{campaign_id}", public_url.trim_end_matches('/'))
+}
+
+/// Records WeChat's MASSSENDJOBFINISH on the run that sent `msg_id`. Returns whether a run was
+/// found. WeChat may report before we have recorded the msg_id (its answer and its event race),
+/// so the caller retries briefly when nothing matched.
+pub async fn record_finish(
+    store: &Store,
+    msg_id: i64,
+    status: &str,
+    counts: (i64, i64, i64, i64),
+) -> Result<bool, sqlx::Error> {
+    let (total, filtered, sent, errors) = counts;
+    let status: String = status.chars().take(100).collect();
+    let r = with_pool!(store, pool => sqlx::query(
+        "UPDATE push_runs SET status = 'finished', finish_status = $1, total_count = $2, filter_count = $3,
+             sent_count = $4, error_count = $5, finished_at = $6
+         WHERE msg_id = $7"
+    )
+    .bind(&status).bind(total).bind(filtered).bind(sent).bind(errors).bind(now_ms()).bind(msg_id)
+    .execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(r > 0)
+}
+
+/// The chat handler for MASSSENDJOBFINISH events (routed in config/routes.toml): records the
+/// figures, answers nothing.
+pub async fn mass_send_finished(ctx: crate::bot::handlers::HandlerCtx) -> crate::bot::handlers::HandlerResult {
+    use crate::wechat::message::{Body, Event};
+    let Body::Event(Event::MassSendJobFinish { msg_id, status, total_count, filter_count, sent_count, error_count }) =
+        &ctx.msg.body
+    else {
+        return Ok(None);
+    };
+    let counts = (*total_count, *filter_count, *sent_count, *error_count);
+    for attempt in 0..20 {
+        if record_finish(&ctx.store, *msg_id, status, counts).await.map_err(|e| e.to_string())? {
+            tracing::info!(msg_id, sent = sent_count, errors = error_count, "mass send finished");
+            return Ok(None);
+        }
+        if attempt < 19 {
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        }
+    }
+    tracing::warn!(msg_id, "MASSSENDJOBFINISH for a mass send we did not make (or no longer know)");
+    Ok(None)
+}

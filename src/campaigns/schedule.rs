@@ -1,0 +1,589 @@
+//! Pushes: when a campaign goes out, to whom, as what — scheduling, listing, cancelling.
+//!
+//! A time is RFC 3339 with its offset (`2026-11-23T00:13:00+08:00`) or a local time
+//! (`2026-11-23 00:13`) in the push's time zone (`campaigns.time_zone` by default, China's
+//! `Asia/Shanghai`). A cron pattern (croner: minute hour day month weekday, optional seconds
+//! first) repeats in its time zone, so `13 0 * * *` is 00:13 in Shanghai whatever the server's
+//! clock says.
+
+use super::limits::{self, Planned};
+use super::{Error, Refusal, check_len, invalid};
+use crate::config::CampaignsConfig;
+use crate::store::{Store, Tx, now_ms};
+use crate::{with_pool, with_tx};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// How a push is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MsgType {
+    /// The articles as a draft, mass-sent.
+    Mpnews,
+    /// A mass-sent text.
+    Text,
+    /// A link card per follower of a list, through customer-service messages.
+    News,
+}
+
+impl MsgType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MsgType::Mpnews => "mpnews",
+            MsgType::Text => "text",
+            MsgType::News => "news",
+        }
+    }
+
+    fn parse(s: &str) -> MsgType {
+        match s {
+            "text" => MsgType::Text,
+            "news" => MsgType::News,
+            _ => MsgType::Mpnews,
+        }
+    }
+
+    /// Whether WeChat counts it as a mass send (the monthly and per-minute limits).
+    pub fn is_mass(self) -> bool {
+        self != MsgType::News
+    }
+}
+
+/// Who a push reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Audience {
+    All,
+    Tag { tag_id: i64 },
+    List { openids: Vec<String> },
+}
+
+impl Audience {
+    pub fn describe(&self) -> String {
+        match self {
+            Audience::All => "all followers".into(),
+            Audience::Tag { tag_id } => format!("tag {tag_id}"),
+            Audience::List { openids } => format!("{} followers", openids.len()),
+        }
+    }
+}
+
+fn default_msg_type() -> MsgType {
+    MsgType::Mpnews
+}
+
+/// A push as the API and the CLI take it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushInput {
+    pub name: String,
+    #[serde(default = "default_msg_type")]
+    pub msg_type: MsgType,
+    /// The text of a `text` push.
+    #[serde(default)]
+    pub text: Option<String>,
+    pub audience: Audience,
+    /// One time: RFC 3339, or local `YYYY-MM-DD HH:MM[:SS]` in `time_zone`.
+    #[serde(default)]
+    pub at: Option<String>,
+    /// Or a cron pattern, repeating.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// IANA name; `campaigns.time_zone` when absent.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// One firing of a push and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub push_id: i64,
+    pub due_at: i64,
+    /// `sending`, `submitted` (WeChat took it), `finished` (figures in), `failed`, `missed`.
+    pub status: String,
+    pub msg_id: Option<i64>,
+    /// MASSSENDJOBFINISH's Status (`send success`, `err(…)`).
+    pub finish_status: Option<String>,
+    pub total_count: Option<i64>,
+    pub filter_count: Option<i64>,
+    pub sent_count: Option<i64>,
+    pub error_count: Option<i64>,
+    pub error: Option<String>,
+    pub fired_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Push {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub campaign: String,
+    pub name: String,
+    pub msg_type: MsgType,
+    pub text: Option<String>,
+    pub audience: Audience,
+    pub at: Option<i64>,
+    pub cron: Option<String>,
+    pub time_zone: String,
+    pub next_at: Option<i64>,
+    /// `scheduled`, `fired` (a one-time push that went), `cancelled`, `missed`.
+    pub status: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub runs: Vec<Run>,
+}
+
+pub fn parse_tz(name: &str) -> Result<Tz, Error> {
+    Tz::from_str(name).map_err(|_| invalid(format!("{name:?} is not a time zone like Asia/Shanghai")))
+}
+
+/// A time as the user wrote it, to unix ms.
+pub fn parse_time(s: &str, tz: Tz) -> Result<i64, Error> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+        if let Ok(local) = NaiveDateTime::parse_from_str(s, format) {
+            // A local time skipped by a DST change does not exist; one repeated takes the first.
+            return tz
+                .from_local_datetime(&local)
+                .earliest()
+                .map(|t| t.timestamp_millis())
+                .ok_or_else(|| invalid(format!("{s} does not exist in {tz}")));
+        }
+    }
+    Err(invalid(format!("{s:?} is not a time like 2026-11-23 00:13 or 2026-11-23T00:13:00+08:00")))
+}
+
+pub fn parse_cron(pattern: &str) -> Result<croner::Cron, Error> {
+    croner::Cron::from_str(pattern.trim()).map_err(|e| invalid(format!("cron {pattern:?}: {e}")))
+}
+
+/// The first occurrence of `cron` in `tz` strictly after `after_ms`.
+pub fn next_occurrence(cron: &croner::Cron, tz: Tz, after_ms: i64) -> Option<i64> {
+    let after = tz.timestamp_millis_opt(after_ms).single()?;
+    cron.find_next_occurrence(&after, false).ok().map(|t| t.timestamp_millis())
+}
+
+/// `2026-11-23 00:13 CST` in `tz`.
+pub fn local_time(ms: i64, tz: &str) -> String {
+    let tz = Tz::from_str(tz).unwrap_or(chrono_tz::Asia::Shanghai);
+    match Utc.timestamp_millis_opt(ms).single() {
+        Some(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        None => ms.to_string(),
+    }
+}
+
+const MAX_LIST: usize = 10_000;
+/// Cron pushes closer together than this are refused (a typo'd `* * * * *` would spam).
+const MIN_CRON_GAP_MS: i64 = 3600 * 1000;
+/// How far ahead limits are checked for a repeating push.
+const HORIZON_MS: i64 = 62 * 24 * 3600 * 1000;
+
+/// What validation makes of an input.
+struct Checked {
+    tz: Tz,
+    at: Option<i64>,
+    cron: Option<croner::Cron>,
+    first: i64,
+}
+
+fn check_input(cfg: &CampaignsConfig, input: &PushInput, now: i64) -> Result<Checked, Error> {
+    check_len("push name", input.name.trim(), 1, 64)?;
+    match (input.msg_type, &input.text) {
+        (MsgType::Text, Some(t)) => check_len("text", t.trim(), 1, 2000)?,
+        (MsgType::Text, None) => return Err(invalid("a text push needs its text")),
+        (_, Some(_)) => return Err(invalid("only a text push has a text; the others send the articles")),
+        _ => {}
+    }
+    match &input.audience {
+        Audience::All => {}
+        Audience::Tag { tag_id } => {
+            if *tag_id < 0 {
+                return Err(invalid("tag_id must be 0 or more"));
+            }
+        }
+        Audience::List { openids } => {
+            // mass/send takes 2 to 10,000 openids; customer-service messages go one by one.
+            let min = if input.msg_type.is_mass() { 2 } else { 1 };
+            if openids.len() < min || openids.len() > MAX_LIST {
+                return Err(invalid(format!(
+                    "an openid list for {} has {min} to {MAX_LIST} openids (got {})",
+                    input.msg_type.as_str(),
+                    openids.len()
+                )));
+            }
+            for o in openids {
+                if o.is_empty()
+                    || o.len() > 64
+                    || !o.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(invalid(format!("{:?} is not an openid", crate::mask(o))));
+                }
+            }
+        }
+    }
+    if input.msg_type == MsgType::News && !matches!(input.audience, Audience::List { .. }) {
+        return Err(invalid(
+            "a news push goes to an openid list (customer-service messages); use mpnews for all or a tag",
+        ));
+    }
+    let tz = parse_tz(input.time_zone.as_deref().unwrap_or(&cfg.time_zone))?;
+    match (&input.at, &input.cron) {
+        (Some(at), None) => {
+            let at = parse_time(at, tz)?;
+            // A few seconds of slack for a form submitted "now".
+            if at < now - 5_000 {
+                return Err(Error::Refused(Refusal::Rule(format!("{} is in the past", local_time(at, tz.name())))));
+            }
+            if at > now + 400 * 24 * 3600 * 1000 {
+                return Err(invalid("a push is scheduled at most 400 days ahead"));
+            }
+            Ok(Checked { tz, at: Some(at), cron: None, first: at.max(now) })
+        }
+        (None, Some(pattern)) => {
+            check_len("cron", pattern, 1, 100)?;
+            let cron = parse_cron(pattern)?;
+            let first = next_occurrence(&cron, tz, now).ok_or_else(|| invalid("the cron pattern never fires"))?;
+            if let Some(second) = next_occurrence(&cron, tz, first)
+                && second - first < MIN_CRON_GAP_MS
+            {
+                return Err(invalid("a repeating push fires at most once an hour"));
+            }
+            Ok(Checked { tz, at: None, cron: Some(cron), first })
+        }
+        _ => Err(invalid("give either at (a time) or cron (a pattern)")),
+    }
+}
+
+/// When a push fires within `[from, to)`.
+fn occurrences(at: Option<i64>, cron: Option<&croner::Cron>, tz: Tz, from: i64, to: i64) -> Vec<i64> {
+    match (at, cron) {
+        (Some(at), _) => (from..to).contains(&at).then_some(at).into_iter().collect(),
+        (None, Some(cron)) => {
+            let mut out = Vec::new();
+            let mut t = from - 1;
+            while let Some(next) = next_occurrence(cron, tz, t) {
+                if next >= to || out.len() >= 500 {
+                    break;
+                }
+                out.push(next);
+                t = next;
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Schedules a push of campaign `campaign_id`, refusing what WeChat would refuse.
+pub async fn schedule(
+    store: &Store,
+    cfg: &CampaignsConfig,
+    campaign_id: i64,
+    input: &PushInput,
+    created_by: &str,
+) -> Result<Push, Error> {
+    let now = now_ms();
+    let checked = check_input(cfg, input, now)?;
+    if super::get(store, campaign_id).await?.is_none() {
+        return Err(Error::Refused(Refusal::NotFound(format!("no campaign {campaign_id}"))));
+    }
+    let planned = Planned {
+        label: input.name.trim().to_owned(),
+        audience: input.audience.clone(),
+        mass: input.msg_type.is_mass(),
+        times: occurrences(checked.at, checked.cron.as_ref(), checked.tz, now, now + HORIZON_MS),
+    };
+    // Checking the limits and inserting under one lock: two pushes scheduled at once cannot
+    // both take the last slot of a month.
+    let mut tx = store.begin().await?;
+    if let Tx::Postgres(t) = &mut tx {
+        sqlx::query("SELECT pg_advisory_xact_lock(7_310_001)").execute(&mut **t).await?;
+    }
+    let existing = planned_pushes(&mut tx, now).await?;
+    limits::check(&planned, &existing, cfg).map_err(|m| Error::Refused(Refusal::Rule(m)))?;
+    let openids = match &input.audience {
+        Audience::List { openids } => Some(serde_json::to_string(openids).expect("serializable")),
+        _ => None,
+    };
+    let tag_id = match &input.audience {
+        Audience::Tag { tag_id } => Some(*tag_id),
+        _ => None,
+    };
+    let audience = match &input.audience {
+        Audience::All => "all",
+        Audience::Tag { .. } => "tag",
+        Audience::List { .. } => "list",
+    };
+    let cron = input.cron.as_ref().map(|c| c.trim().to_owned());
+    let (id,): (i64,) = with_tx!(&mut tx, conn => sqlx::query_as(
+        "INSERT INTO pushes (campaign_id, name, msg_type, text, audience, tag_id, openids, at_ms, cron, time_zone,
+             next_at, status, created_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'scheduled', $12, $13) RETURNING id"
+    )
+    .bind(campaign_id).bind(input.name.trim()).bind(input.msg_type.as_str()).bind(input.text.as_ref().map(|t| t.trim()))
+    .bind(audience).bind(tag_id).bind(&openids).bind(checked.at).bind(&cron).bind(checked.tz.name())
+    .bind(checked.first).bind(created_by).bind(now)
+    .fetch_one(conn).await)?;
+    tx.commit().await?;
+    get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no push {id}"))))
+}
+
+/// Everything that will (or did, this month and last) reach followers: the other side of the
+/// limit check.
+async fn planned_pushes(tx: &mut Tx, now: i64) -> Result<Vec<Planned>, sqlx::Error> {
+    type Row =
+        (i64, String, String, String, Option<i64>, Option<String>, Option<i64>, Option<String>, String, Option<i64>);
+    let since = now - 40 * 24 * 3600 * 1000;
+    // Pushes still to come, and runs that went out recently (their months may still be open).
+    let rows: Vec<Row> = with_tx!(tx, conn => sqlx::query_as(
+        "SELECT p.id, p.name, p.msg_type, p.audience, p.tag_id, p.openids, p.at_ms, p.cron, p.time_zone, r.due_at
+         FROM pushes p LEFT JOIN push_runs r
+           ON r.push_id = p.id AND r.due_at >= $1 AND r.status IN ('sending', 'submitted', 'finished')
+         WHERE p.status = 'scheduled' OR r.id IS NOT NULL"
+    )
+    .bind(since).fetch_all(conn).await)?;
+    let mut out: Vec<Planned> = Vec::new();
+    let mut seen_future = std::collections::HashSet::new();
+    for (id, name, msg_type, audience, tag_id, openids, at, cron, tz, ran_at) in rows {
+        let audience = audience_from_row(&audience, tag_id, openids.as_deref());
+        let mass = MsgType::parse(&msg_type).is_mass();
+        let mut times: Vec<i64> = ran_at.into_iter().collect();
+        // A push's future occurrences once, however many past runs joined it.
+        if seen_future.insert(id) {
+            let tz = Tz::from_str(&tz).unwrap_or(chrono_tz::Asia::Shanghai);
+            let cron = cron.as_deref().and_then(|c| croner::Cron::from_str(c).ok());
+            times.extend(occurrences(at, cron.as_ref(), tz, now, now + HORIZON_MS));
+        }
+        out.push(Planned { label: name, audience, mass, times });
+    }
+    Ok(out)
+}
+
+fn audience_from_row(kind: &str, tag_id: Option<i64>, openids: Option<&str>) -> Audience {
+    match kind {
+        "tag" => Audience::Tag { tag_id: tag_id.unwrap_or_default() },
+        "list" => Audience::List { openids: openids.and_then(|o| serde_json::from_str(o).ok()).unwrap_or_default() },
+        _ => Audience::All,
+    }
+}
+
+type PushRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    String,
+    Option<i64>,
+    String,
+    String,
+    i64,
+);
+
+const PUSH_SQL: &str =
+    "SELECT p.id, p.campaign_id, c.name, p.name, p.msg_type, p.text, p.audience, p.tag_id, p.openids,
+        p.at_ms, p.cron, p.time_zone, p.next_at, p.status, p.created_by, p.created_at
+    FROM pushes p JOIN campaigns c ON c.id = p.campaign_id";
+
+fn push_from_row(r: PushRow) -> Push {
+    let (
+        id,
+        campaign_id,
+        campaign,
+        name,
+        msg_type,
+        text,
+        audience,
+        tag_id,
+        openids,
+        at,
+        cron,
+        tz,
+        next_at,
+        status,
+        by,
+        c,
+    ) = r;
+    Push {
+        id,
+        campaign_id,
+        campaign,
+        name,
+        msg_type: MsgType::parse(&msg_type),
+        text,
+        audience: audience_from_row(&audience, tag_id, openids.as_deref()),
+        at,
+        cron,
+        time_zone: tz,
+        next_at,
+        status,
+        created_by: by,
+        created_at: c,
+        runs: Vec::new(),
+    }
+}
+
+type RunRow = (
+    i64,
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+async fn runs_of(store: &Store, push_ids: &[i64]) -> Result<Vec<Run>, sqlx::Error> {
+    if push_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Ids are ours (integers), so inlining them is safe and keeps one query for both backends.
+    let ids = push_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT id, push_id, due_at, status, msg_id, finish_status, total_count, filter_count, sent_count,
+             error_count, error, fired_at, finished_at
+         FROM push_runs WHERE push_id IN ({ids}) ORDER BY due_at, id"
+    );
+    let rows: Vec<RunRow> =
+        with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).fetch_all(pool).await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, push_id, due_at, status, msg_id, fs, total, filtered, sent, errors, error, fired, finished)| Run {
+            id,
+            push_id,
+            due_at,
+            status,
+            msg_id,
+            finish_status: fs,
+            total_count: total,
+            filter_count: filtered,
+            sent_count: sent,
+            error_count: errors,
+            error,
+            fired_at: fired,
+            finished_at: finished,
+        })
+        .collect())
+}
+
+async fn with_runs(store: &Store, mut pushes: Vec<Push>) -> Result<Vec<Push>, sqlx::Error> {
+    let ids: Vec<i64> = pushes.iter().map(|p| p.id).collect();
+    for run in runs_of(store, &ids).await? {
+        if let Some(p) = pushes.iter_mut().find(|p| p.id == run.push_id) {
+            p.runs.push(run);
+        }
+    }
+    Ok(pushes)
+}
+
+pub async fn get(store: &Store, id: i64) -> Result<Option<Push>, sqlx::Error> {
+    let sql = format!("{PUSH_SQL} WHERE p.id = $1");
+    let row: Option<PushRow> = with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(id).fetch_optional(pool).await)?;
+    let pushes = with_runs(store, row.into_iter().map(push_from_row).collect()).await?;
+    Ok(pushes.into_iter().next())
+}
+
+/// Pushes in time order (next or last firing), of one campaign or all.
+pub async fn list(store: &Store, campaign_id: Option<i64>, limit: i64) -> Result<Vec<Push>, sqlx::Error> {
+    let sql = format!(
+        "{PUSH_SQL} WHERE ($1 IS NULL OR p.campaign_id = $1)
+         ORDER BY COALESCE(p.next_at, p.at_ms, p.created_at) DESC, p.id DESC LIMIT $2"
+    );
+    let rows: Vec<PushRow> = with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+        .bind(campaign_id).bind(limit).fetch_all(pool).await)?;
+    with_runs(store, rows.into_iter().map(push_from_row).collect()).await
+}
+
+/// Cancels a push that has not fired. The scheduler claims a push with a compare-and-set on the
+/// same row, so a cancel racing the firing either wins (nothing is sent) or is refused.
+pub async fn cancel(store: &Store, id: i64) -> Result<Push, Error> {
+    let r = with_pool!(store, pool => sqlx::query(
+        "UPDATE pushes SET status = 'cancelled', next_at = NULL WHERE id = $1 AND status = 'scheduled'"
+    )
+    .bind(id).execute(pool).await.map(|r| r.rows_affected()))?;
+    let push = get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no push {id}"))))?;
+    if r == 0 {
+        return Err(Error::Refused(Refusal::Conflict(format!("push {id} is {} and cannot be cancelled", push.status))));
+    }
+    Ok(push)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_their_zone() {
+        let sh = parse_tz("Asia/Shanghai").unwrap();
+        let launch = parse_time("2026-11-23 00:13", sh).unwrap();
+        assert_eq!(launch, parse_time("2026-11-22T16:13:00Z", sh).unwrap());
+        assert_eq!(launch, parse_time("2026-11-23T00:13:00+08:00", sh).unwrap());
+        assert!(parse_time("tomorrow", sh).is_err());
+        assert!(parse_tz("Mars/Olympus").is_err());
+        assert_eq!(local_time(launch, "Asia/Shanghai"), "2026-11-23 00:13:00 CST");
+    }
+
+    #[test]
+    fn cron_repeats_in_its_zone() {
+        let sh = parse_tz("Asia/Shanghai").unwrap();
+        let cron = parse_cron("13 0 * * *").unwrap();
+        let from = parse_time("2026-11-22 12:00", sh).unwrap();
+        let next = next_occurrence(&cron, sh, from).unwrap();
+        assert_eq!(next, parse_time("2026-11-23 00:13", sh).unwrap());
+        let week = occurrences(None, Some(&cron), sh, from, from + 7 * 24 * 3600 * 1000);
+        assert_eq!(week.len(), 7);
+        assert!(parse_cron("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn inputs_are_checked() {
+        let cfg = CampaignsConfig::default();
+        let now = parse_time("2026-11-22T12:00:00+08:00", chrono_tz::UTC).unwrap();
+        let base = PushInput {
+            name: "launch".into(),
+            msg_type: MsgType::Mpnews,
+            text: None,
+            audience: Audience::All,
+            at: Some("2026-11-23 00:13".into()),
+            cron: None,
+            time_zone: None,
+        };
+        assert!(check_input(&cfg, &base, now).is_ok());
+        let cases: Vec<(&str, PushInput)> = vec![
+            ("past", PushInput { at: Some("2026-11-01 00:00".into()), ..base.clone() }),
+            ("neither", PushInput { at: None, ..base.clone() }),
+            ("both", PushInput { cron: Some("13 0 * * *".into()), ..base.clone() }),
+            ("every minute", PushInput { at: None, cron: Some("* * * * *".into()), ..base.clone() }),
+            ("text without text", PushInput { msg_type: MsgType::Text, ..base.clone() }),
+            ("one openid", PushInput { audience: Audience::List { openids: vec!["oA".into()] }, ..base.clone() }),
+            (
+                "bad openid",
+                PushInput { audience: Audience::List { openids: vec!["o A".into(), "oB".into()] }, ..base.clone() },
+            ),
+            ("news to all", PushInput { msg_type: MsgType::News, ..base.clone() }),
+            ("bad zone", PushInput { time_zone: Some("Nowhere".into()), ..base.clone() }),
+            ("empty name", PushInput { name: " ".into(), ..base.clone() }),
+        ];
+        for (what, input) in cases {
+            assert!(check_input(&cfg, &input, now).is_err(), "{what} was accepted");
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Firing pushes on time, exactly once, with any number of instances on one database.
+//!
+//! Every instance runs this loop. It wakes at the next push's time (or every `poll_ms`, to see
+//! pushes another instance scheduled) and **claims** each due push in one transaction:
+//!
+//! ```text
+//! UPDATE pushes SET next_at = <following firing or NULL> WHERE id = ? AND next_at = <due> AND status = 'scheduled'
+//! INSERT INTO push_runs (push_id, due_at, status = 'sending', clientmsgid, …)
+//! ```
+//!
+//! Only one instance's update matches, so only one sends. The run then carries the send: a draft
+//! for `mpnews` (its media_id kept on the run), then the mass send with the run's `clientmsgid`.
+//! If the instance dies mid-send, the run stays `sending`; after [`LEASE_MS`] any instance sends
+//! it again with the same `clientmsgid`, and WeChat refuses a repeat of one it already took
+//! (45065), which we record as sent. So a push reaches followers once, not at most once per
+//! instance.
+//!
+//! A push found due more than `campaigns.grace_secs` late (every instance was down at its time)
+//! is not sent: it is marked `missed` with a warning, and a repeating one moves on to its next
+//! time. Late by less, it fires at once on start.
+
+use super::schedule::{self, Audience, MsgType};
+use super::send;
+use crate::config::CampaignsConfig;
+use crate::jobs::outbox::{self, NewJob};
+use crate::jobs::worker::CustomMessageJob;
+use crate::store::{Store, now_ms};
+use crate::wechat::client::mass::MassContent;
+use crate::wechat::client::{ApiError, Client};
+use crate::{with_pool, with_tx};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// A `sending` run untouched this long belongs to an instance that died; another takes it over.
+pub const LEASE_MS: i64 = 60_000;
+/// Attempts at a run before it is `failed`.
+const MAX_ATTEMPTS: i64 = 5;
+/// WeChat's answer to a repeated `clientmsgid`.
+const CLIENTMSGID_EXISTS: i64 = 45065;
+
+#[derive(Clone)]
+pub struct Scheduler(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    client: Client,
+    cfg: CampaignsConfig,
+    public_url: String,
+    instance: String,
+    wake: Arc<Notify>,
+    outbox_wake: Arc<Notify>,
+}
+
+/// What `tick` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tick {
+    pub fired: usize,
+    pub missed: usize,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Store,
+        client: Client,
+        cfg: CampaignsConfig,
+        public_url: &str,
+        wake: Arc<Notify>,
+        outbox_wake: Arc<Notify>,
+    ) -> Scheduler {
+        let instance = format!("{}-{}", std::process::id(), crate::wechat::envelope::random_nonce());
+        Scheduler(Arc::new(Inner {
+            store,
+            client,
+            cfg,
+            public_url: public_url.to_owned(),
+            instance,
+            wake,
+            outbox_wake,
+        }))
+    }
+
+    /// Runs until `stop` turns true; sends in progress finish first.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut sends = JoinSet::new();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            match self.tick(now_ms(), &mut sends).await {
+                Ok(t) if t.fired + t.missed > 0 => {
+                    tracing::debug!(fired = t.fired, missed = t.missed, "scheduler tick")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduler: database unavailable; retrying"),
+            }
+            while sends.try_join_next().is_some() {}
+            let wait = self.until_next().await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.0.wake.notified() => {}
+                _ = stop.changed() => {}
+            }
+        }
+        while sends.join_next().await.is_some() {}
+    }
+
+    /// How long to sleep: until the next push is due, at most `poll_ms`.
+    async fn until_next(&self) -> Duration {
+        let poll = self.0.cfg.poll_ms as i64;
+        let next: Result<Option<(Option<i64>,)>, sqlx::Error> = with_pool!(&self.0.store, pool => sqlx::query_as(
+            "SELECT MIN(next_at) FROM pushes WHERE status = 'scheduled'"
+        ).fetch_optional(pool).await);
+        let wait = match next {
+            Ok(Some((Some(at),))) => (at - now_ms()).clamp(0, poll),
+            _ => poll,
+        };
+        Duration::from_millis(wait as u64)
+    }
+
+    /// Claims what is due at `now` and starts sending it; runs abandoned by a dead instance too.
+    pub async fn tick(&self, now: i64, sends: &mut JoinSet<()>) -> Result<Tick, sqlx::Error> {
+        let mut tick = Tick::default();
+        for run in self.take_over_stale(now).await? {
+            let me = self.clone();
+            sends.spawn(async move { me.fire(run).await });
+        }
+        type Due = (i64, i64, Option<String>, String);
+        let due: Vec<Due> = with_pool!(&self.0.store, pool => sqlx::query_as(
+            "SELECT id, next_at, cron, time_zone FROM pushes WHERE status = 'scheduled' AND next_at <= $1
+             ORDER BY next_at LIMIT 50"
+        ).bind(now).fetch_all(pool).await)?;
+        for (push_id, due_at, cron, tz) in due {
+            let missed = now - due_at > self.0.cfg.grace_secs as i64 * 1000;
+            let Some(run) = self.claim(push_id, due_at, cron.as_deref(), &tz, missed, now).await? else { continue };
+            if missed {
+                tick.missed += 1;
+                tracing::warn!(
+                    push = push_id,
+                    due = %schedule::local_time(due_at, &tz),
+                    grace_secs = self.0.cfg.grace_secs,
+                    "push MISSED: no instance was running at its time; not sent"
+                );
+            } else {
+                tick.fired += 1;
+                let me = self.clone();
+                sends.spawn(async move { me.fire(run).await });
+            }
+        }
+        Ok(tick)
+    }
+
+    /// The compare-and-set that makes one instance the sender. Returns the run id if we won.
+    async fn claim(
+        &self,
+        push_id: i64,
+        due_at: i64,
+        cron: Option<&str>,
+        tz: &str,
+        missed: bool,
+        now: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let following = cron.and_then(|c| {
+            let cron = croner::Cron::from_str(c).ok()?;
+            let tz = chrono_tz::Tz::from_str(tz).ok()?;
+            // A missed repeating push skips to its next time after now, not through every gap.
+            schedule::next_occurrence(&cron, tz, if missed { now } else { due_at })
+        });
+        let status = match (cron.is_some(), missed) {
+            (true, _) if following.is_some() => "scheduled",
+            (_, true) => "missed",
+            _ => "fired",
+        };
+        let mut tx = self.0.store.begin().await?;
+        let won = with_tx!(&mut tx, conn => sqlx::query(
+            "UPDATE pushes SET next_at = $1, status = $2 WHERE id = $3 AND next_at = $4 AND status = 'scheduled'"
+        ).bind(following).bind(status).bind(push_id).bind(due_at).execute(conn).await.map(|r| r.rows_affected()))?
+            == 1;
+        if !won {
+            return Ok(None);
+        }
+        let clientmsgid = format!("wxoa-{push_id}-{due_at}");
+        let (run_status, error) = if missed {
+            ("missed", Some(format!("no instance was running at its time (grace {} s)", self.0.cfg.grace_secs)))
+        } else {
+            ("sending", None)
+        };
+        let (run_id,): (i64,) = with_tx!(&mut tx, conn => sqlx::query_as(
+            "INSERT INTO push_runs (push_id, due_at, status, claimed_by, claimed_at, clientmsgid, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+        ).bind(push_id).bind(due_at).bind(run_status).bind(&self.0.instance).bind(now).bind(&clientmsgid).bind(&error)
+        .fetch_one(conn).await)?;
+        tx.commit().await?;
+        Ok(Some(run_id))
+    }
+
+    /// Runs left `sending` by an instance that stopped answering: ours now.
+    async fn take_over_stale(&self, now: i64) -> Result<Vec<i64>, sqlx::Error> {
+        let stale: Vec<(i64, i64)> = with_pool!(&self.0.store, pool => sqlx::query_as(
+            "SELECT id, claimed_at FROM push_runs WHERE status = 'sending' AND claimed_at < $1"
+        ).bind(now - LEASE_MS).fetch_all(pool).await)?;
+        let mut ours = Vec::new();
+        for (id, claimed_at) in stale {
+            let r = with_pool!(&self.0.store, pool => sqlx::query(
+                "UPDATE push_runs SET claimed_by = $1, claimed_at = $2 WHERE id = $3 AND status = 'sending' AND claimed_at = $4"
+            ).bind(&self.0.instance).bind(now).bind(id).bind(claimed_at).execute(pool).await.map(|r| r.rows_affected()))?;
+            if r == 1 {
+                tracing::warn!(run = id, "taking over a push run its instance left unfinished");
+                ours.push(id);
+            }
+        }
+        Ok(ours)
+    }
+
+    async fn fire(&self, run_id: i64) {
+        if let Err(e) = self.try_fire(run_id).await {
+            // The run stays `sending`; its lease hands it to the next tick after LEASE_MS.
+            tracing::warn!(run = run_id, error = %e, "push run not sent yet; will retry");
+        }
+    }
+
+    async fn try_fire(&self, run_id: i64) -> Result<(), String> {
+        let store = &self.0.store;
+        type RunRow = (i64, String, Option<String>, i64);
+        let (push_id, clientmsgid, media_id, attempts): RunRow = with_pool!(store, pool => sqlx::query_as(
+            "UPDATE push_runs SET attempts = attempts + 1 WHERE id = $1
+             RETURNING push_id, clientmsgid, media_id, attempts"
+        ).bind(run_id).fetch_one(pool).await)
+        .map_err(|e| e.to_string())?;
+        let push = schedule::get(store, push_id).await.map_err(|e| e.to_string())?.ok_or("push gone")?;
+        let campaign = super::get(store, push.campaign_id).await.map_err(|e| e.to_string())?.ok_or("campaign gone")?;
+        let public_url = &self.0.public_url;
+        let content = match push.msg_type {
+            MsgType::News => return self.queue_news(run_id, &push.audience, &campaign).await,
+            MsgType::Text => MassContent::Text { content: push.text.clone().unwrap_or_default() },
+            MsgType::Mpnews => {
+                let media_id = match media_id {
+                    Some(m) => m,
+                    None => match send::add_draft(&self.0.client, public_url, &campaign).await {
+                        Ok(m) => {
+                            self.note(run_id, "media_id = $1", &m).await?;
+                            m
+                        }
+                        Err(e) => return self.failed_attempt(run_id, attempts, &e).await,
+                    },
+                };
+                MassContent::Mpnews { media_id }
+            }
+        };
+        match send::mass_send(&self.0.client, &push.audience, &content, &clientmsgid).await {
+            Ok(sent) => {
+                let r = with_pool!(store, pool => sqlx::query(
+                    "UPDATE push_runs SET status = 'submitted', msg_id = $1, fired_at = $2, error = NULL
+                     WHERE id = $3 AND status = 'sending'"
+                ).bind(sent.msg_id).bind(now_ms()).bind(run_id).execute(pool).await.map(|r| r.rows_affected()));
+                r.map_err(|e| e.to_string())?;
+                tracing::info!(push = push_id, run = run_id, msg_id = sent.msg_id, audience = %push.audience.describe(), "push sent");
+                Ok(())
+            }
+            Err(e) if e.errcode() == Some(CLIENTMSGID_EXISTS) => {
+                // An earlier attempt got through before its instance could record it.
+                with_pool!(store, pool => sqlx::query(
+                    "UPDATE push_runs SET status = 'submitted', fired_at = $1,
+                         error = 'WeChat had this clientmsgid already: an earlier attempt sent it'
+                     WHERE id = $2 AND status = 'sending'"
+                ).bind(now_ms()).bind(run_id).execute(pool).await.map(|r| r.rows_affected()))
+                .map_err(|e| e.to_string())?;
+                tracing::info!(push = push_id, run = run_id, "push was already sent by an earlier attempt");
+                Ok(())
+            }
+            Err(e) => self.failed_attempt(run_id, attempts, &e).await,
+        }
+    }
+
+    /// A transient failure leaves the run for its lease to retry, until MAX_ATTEMPTS; WeChat
+    /// refusing the content (bad media, over a limit) fails it at once.
+    async fn failed_attempt(&self, run_id: i64, attempts: i64, e: &ApiError) -> Result<(), String> {
+        let message: String = e.to_string().chars().take(500).collect();
+        if e.is_transient() && attempts < MAX_ATTEMPTS {
+            self.note(run_id, "error = $1", &message).await?;
+            return Err(message);
+        }
+        with_pool!(&self.0.store, pool => sqlx::query(
+            "UPDATE push_runs SET status = 'failed', error = $1, finished_at = $2 WHERE id = $3 AND status = 'sending'"
+        ).bind(&message).bind(now_ms()).bind(run_id).execute(pool).await.map(|r| r.rows_affected()))
+        .map_err(|e| e.to_string())?;
+        tracing::error!(run = run_id, error = %message, "push FAILED");
+        Ok(())
+    }
+
+    async fn note(&self, run_id: i64, set: &'static str, value: &str) -> Result<(), String> {
+        let sql = format!("UPDATE push_runs SET {set} WHERE id = $2");
+        with_pool!(&self.0.store, pool => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(value).bind(run_id).execute(pool).await.map(|r| r.rows_affected()))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+
+    /// A `news` push: one customer-service message per follower, queued with the run's
+    /// completion in one transaction (the outbox's dedupe keys make a retry queue nothing new).
+    async fn queue_news(&self, run_id: i64, audience: &Audience, campaign: &super::Campaign) -> Result<(), String> {
+        let Audience::List { openids } = audience else { return Err("a news push needs an openid list".into()) };
+        let message = send::news_card(&self.0.public_url, campaign);
+        let mut tx = self.0.store.begin().await.map_err(|e| e.to_string())?;
+        for openid in openids {
+            let job = NewJob::new(
+                outbox::KIND_CUSTOM_MESSAGE,
+                CustomMessageJob { touser: openid.clone(), message: message.clone() },
+                format!("push:{run_id}:{openid}"),
+            );
+            outbox::enqueue_tx(&mut tx, &job).await.map_err(|e| e.to_string())?;
+        }
+        with_tx!(&mut tx, conn => sqlx::query(
+            "UPDATE push_runs SET status = 'submitted', total_count = $1, fired_at = $2 WHERE id = $3 AND status = 'sending'"
+        ).bind(openids.len() as i64).bind(now_ms()).bind(run_id).execute(conn).await.map(|r| r.rows_affected())).map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())?;
+        self.0.outbox_wake.notify_one();
+        Ok(())
+    }
+}

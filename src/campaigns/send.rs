@@ -1,0 +1,109 @@
+//! From a campaign to what WeChat is sent: the draft of an `mpnews` push, a text, a link card,
+//! and previews of each to test followers (`mass/preview`).
+
+use super::schedule::{Audience, MsgType};
+use super::{Article, Campaign, Error, Refusal, article_link};
+use crate::wechat::client::mass::{Audience as MassAudience, MassContent, MassSent};
+use crate::wechat::client::media::DraftArticle;
+use crate::wechat::client::message::{CustomMessage, NewsArticle};
+use crate::wechat::client::{ApiError, Client};
+
+fn link(public_url: &str, campaign: &Campaign, a: &Article) -> String {
+    if a.link.is_empty() { article_link(public_url, campaign.id) } else { a.link.clone() }
+}
+
+/// The campaign's articles as a draft (`draft/add`); returns its media_id.
+pub async fn add_draft(client: &Client, public_url: &str, campaign: &Campaign) -> Result<String, ApiError> {
+    let articles: Vec<DraftArticle> = campaign
+        .articles
+        .iter()
+        .map(|a| DraftArticle {
+            title: a.title.clone(),
+            author: a.author.clone(),
+            digest: a.digest.clone(),
+            content: a.content.clone(),
+            content_source_url: link(public_url, campaign, a),
+            thumb_media_id: a.cover_media_id.clone(),
+            need_open_comment: 0,
+            only_fans_can_comment: 0,
+        })
+        .collect();
+    client.draft_add(&articles).await
+}
+
+/// The link card of a `news` push: the first article.
+pub fn news_card(public_url: &str, campaign: &Campaign) -> CustomMessage {
+    let a = campaign.articles.first().cloned().unwrap_or_default();
+    CustomMessage::News {
+        articles: vec![NewsArticle {
+            url: link(public_url, campaign, &a),
+            title: a.title,
+            description: a.digest,
+            picurl: a.cover_url,
+        }],
+    }
+}
+
+/// One mass send (`sendall` for all or a tag, `send` for a list).
+pub async fn mass_send(
+    client: &Client,
+    audience: &Audience,
+    content: &MassContent,
+    clientmsgid: &str,
+) -> Result<MassSent, ApiError> {
+    match audience {
+        Audience::All => client.mass_send_all(&MassAudience::All, content, Some(clientmsgid)).await,
+        Audience::Tag { tag_id } => client.mass_send_all(&MassAudience::Tag(*tag_id), content, Some(clientmsgid)).await,
+        Audience::List { openids } => {
+            let to: Vec<&str> = openids.iter().map(String::as_str).collect();
+            client.mass_send(&to, content, Some(clientmsgid)).await
+        }
+    }
+}
+
+/// What one test follower's preview came to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Previewed {
+    pub openid: String,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// Sends the campaign as `msg_type` to each test follower only (WeChat's `mass/preview`; a
+/// `news` card goes as a customer-service message).
+pub async fn preview(
+    client: &Client,
+    public_url: &str,
+    campaign: &Campaign,
+    msg_type: MsgType,
+    text: Option<&str>,
+    openids: &[String],
+) -> Result<Vec<Previewed>, Error> {
+    if openids.is_empty() || openids.len() > 20 {
+        return Err(Error::Refused(Refusal::Invalid(
+            "a preview goes to 1 to 20 test followers (name them, or set campaigns.test_openids)".into(),
+        )));
+    }
+    let content = match msg_type {
+        MsgType::Mpnews => match add_draft(client, public_url, campaign).await {
+            Ok(media_id) => Some(MassContent::Mpnews { media_id }),
+            Err(e) => return Err(Error::Refused(Refusal::Rule(format!("WeChat refused the draft: {e}")))),
+        },
+        MsgType::Text => {
+            let text = text
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| Error::Refused(Refusal::Invalid("a text preview needs its text".into())))?;
+            Some(MassContent::Text { content: text.trim().to_owned() })
+        }
+        MsgType::News => None,
+    };
+    let mut out = Vec::new();
+    for openid in openids {
+        let sent = match &content {
+            Some(c) => client.mass_preview(openid, c).await,
+            None => client.custom_send(openid, &news_card(public_url, campaign)).await,
+        };
+        out.push(Previewed { openid: openid.clone(), ok: sent.is_ok(), error: sent.err().map(|e| e.to_string()) });
+    }
+    Ok(out)
+}
