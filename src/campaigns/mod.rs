@@ -172,7 +172,7 @@ impl CampaignInput {
             check_len(&format!("article {n} cover_media_id"), &a.cover_media_id, 0, 128)?;
             for (what, url) in [("cover_url", &a.cover_url), ("link", &a.link)] {
                 check_len(&format!("article {n} {what}"), url, 0, 1024)?;
-                if !url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://")) {
+                if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(invalid(format!("article {n} {what} must be an http(s) URL")));
                 }
             }

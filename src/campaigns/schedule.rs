@@ -297,15 +297,27 @@ pub async fn schedule(
         label: input.name.trim().to_owned(),
         audience: input.audience.clone(),
         mass: input.msg_type.is_mass(),
-        times: occurrences(checked.at, checked.cron.as_ref(), checked.tz, now, now + HORIZON_MS),
+        times: occurrences(
+            checked.at,
+            checked.cron.as_ref(),
+            checked.tz,
+            now,
+            (now + HORIZON_MS).max(checked.first + 1),
+        ),
+    };
+    // What else falls in the months this push touches (a month either side covers any zone).
+    const MONTH_MS: i64 = 32 * 24 * 3600 * 1000;
+    let window = match (planned.times.iter().min(), planned.times.iter().max()) {
+        (Some(first), Some(last)) => (first - MONTH_MS, last + MONTH_MS),
+        _ => (now, now),
     };
     // Checking the limits and inserting under one lock: two pushes scheduled at once cannot
     // both take the last slot of a month.
     let mut tx = store.begin().await?;
     if let Tx::Postgres(t) = &mut tx {
-        sqlx::query("SELECT pg_advisory_xact_lock(7_310_001)").execute(&mut **t).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7310001)").execute(&mut **t).await?;
     }
-    let existing = planned_pushes(&mut tx, now).await?;
+    let existing = planned_pushes(&mut tx, now, window).await?;
     limits::check(&planned, &existing, cfg).map_err(|m| Error::Refused(Refusal::Rule(m)))?;
     let openids = match &input.audience {
         Audience::List { openids } => Some(serde_json::to_string(openids).expect("serializable")),
@@ -336,18 +348,17 @@ pub async fn schedule(
 
 /// Everything that will (or did, this month and last) reach followers: the other side of the
 /// limit check.
-async fn planned_pushes(tx: &mut Tx, now: i64) -> Result<Vec<Planned>, sqlx::Error> {
+async fn planned_pushes(tx: &mut Tx, now: i64, (from, to): (i64, i64)) -> Result<Vec<Planned>, sqlx::Error> {
     type Row =
         (i64, String, String, String, Option<i64>, Option<String>, Option<i64>, Option<String>, String, Option<i64>);
-    let since = now - 40 * 24 * 3600 * 1000;
     // Pushes still to come, and runs that went out recently (their months may still be open).
     let rows: Vec<Row> = with_tx!(tx, conn => sqlx::query_as(
         "SELECT p.id, p.name, p.msg_type, p.audience, p.tag_id, p.openids, p.at_ms, p.cron, p.time_zone, r.due_at
          FROM pushes p LEFT JOIN push_runs r
-           ON r.push_id = p.id AND r.due_at >= $1 AND r.status IN ('sending', 'submitted', 'finished')
+           ON r.push_id = p.id AND r.due_at >= $1 AND r.due_at < $2 AND r.status IN ('sending', 'submitted', 'finished')
          WHERE p.status = 'scheduled' OR r.id IS NOT NULL"
     )
-    .bind(since).fetch_all(conn).await)?;
+    .bind(from).bind(to).fetch_all(conn).await)?;
     let mut out: Vec<Planned> = Vec::new();
     let mut seen_future = std::collections::HashSet::new();
     for (id, name, msg_type, audience, tag_id, openids, at, cron, tz, ran_at) in rows {
@@ -358,7 +369,7 @@ async fn planned_pushes(tx: &mut Tx, now: i64) -> Result<Vec<Planned>, sqlx::Err
         if seen_future.insert(id) {
             let tz = Tz::from_str(&tz).unwrap_or(chrono_tz::Asia::Shanghai);
             let cron = cron.as_deref().and_then(|c| croner::Cron::from_str(c).ok());
-            times.extend(occurrences(at, cron.as_ref(), tz, now, now + HORIZON_MS));
+            times.extend(occurrences(at, cron.as_ref(), tz, from.max(now), to));
         }
         out.push(Planned { label: name, audience, mass, times });
     }

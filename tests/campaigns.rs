@@ -1,0 +1,432 @@
+//! Launch campaigns end to end with the fake WeChat: the admin API (auth, roles, validation,
+//! WeChat's limits), pushes firing exactly once from two `wxoa serve` processes sharing one
+//! database, a restart across a push's time (fired late within the grace, or marked missed),
+//! previews, cancelling, and MASSSENDJOBFINISH figures on the push.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use wxoa::wechat::envelope::Mode;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wxoa");
+
+/// Calls the admin API at `base` as the holder of `token`.
+async fn api(base: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let http = reqwest::Client::new();
+    let url = format!("{base}{path}");
+    let mut req = match method {
+        "GET" => http.get(url),
+        "PUT" => http.put(url),
+        _ => http.post(url),
+    };
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn campaign_body(name: &str) -> Value {
+    json!({
+        "name": name,
+        "product": { "sku": "LE-2026", "name": "Limited Edition No. 5", "stock": 300 },
+        "articles": [{
+            "title": "The Limited Edition, tonight",
+            "digest": "300 pieces, numbered.",
+            "content": "<p>Launching at 00:13.</p>",
+            "cover_media_id": "THUMB_1",
+            "cover_url": "https://example.com/cover.jpg"
+        }]
+    })
+}
+
+/// RFC 3339 for `secs` seconds from now (China time, as marketing would write it).
+fn in_secs(secs: f64) -> String {
+    let t = chrono::Utc::now() + chrono::Duration::milliseconds((secs * 1000.0) as i64);
+    t.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).to_rfc3339()
+}
+
+fn push_body(name: &str, audience: Value, at: &str) -> Value {
+    json!({ "name": name, "msg_type": "mpnews", "audience": audience, "at": at })
+}
+
+async fn wait_for(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn push(base: &str, id: i64) -> Value {
+    let (status, p) = api(base, "GET", &format!("/api/v1/pushes/{id}"), Some(ADMIN_TOKEN), None).await;
+    assert_eq!(status, 200, "{p}");
+    p
+}
+
+#[tokio::test]
+async fn admin_api_campaigns_pushes_previews_and_figures() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        config.campaigns.poll_ms = 100;
+        config.campaigns.test_openids = vec!["oTester1".into()];
+        let fake = start_fake(&mut config).await;
+        let server = TestServer::start(config).await;
+        fake.set_webhook(Some(server.url.clone()));
+        let base = format!("http://{}", server.addr);
+        let c = server.state.client.clone();
+        let fans = c.tag_create("fans").await.unwrap().id;
+        let others = c.tag_create("others").await.unwrap().id;
+        c.tag_members(fans, &["oFan1", "oFan2"], false).await.unwrap();
+        c.tag_members(others, &["oOther"], false).await.unwrap();
+
+        // Who may do what.
+        let table: Vec<(&str, &str, Option<&str>, u16)> = vec![
+            ("GET", "/api/v1/campaigns", None, 401),
+            ("GET", "/api/v1/campaigns", Some("not-a-token"), 401),
+            ("GET", "/api/v1/campaigns", Some(MARKETING_TOKEN), 200),
+            ("GET", "/api/v1/menu", Some(MARKETING_TOKEN), 403),
+            ("GET", "/api/v1/members/oNobody", Some(MARKETING_TOKEN), 403),
+            ("GET", "/api/v1/members/oNobody", Some(ADMIN_TOKEN), 404),
+            ("GET", "/api/v1/menu", Some(ADMIN_TOKEN), 200),
+            ("GET", "/api/v1/pushes/999", Some(ADMIN_TOKEN), 404),
+        ];
+        for (method, path, token, want) in table {
+            let (status, body) = api(&base, method, path, token, None).await;
+            assert_eq!(status, want, "{method} {path} as {token:?}: {body}");
+        }
+
+        // Bad campaigns change nothing.
+        let bad: Vec<(&str, Value, u16)> = vec![
+            ("no articles", json!({ "name": "x", "articles": [] }), 400),
+            ("nine articles", json!({ "name": "x", "articles": vec![json!({"title": "t"}); 9] }), 400),
+            ("long title", json!({ "name": "x", "articles": [{ "title": "t".repeat(65) }] }), 400),
+            ("unknown field", json!({ "name": "x", "articles": [{ "title": "t" }], "colour": 1 }), 400),
+            ("bad link", json!({ "name": "x", "articles": [{ "title": "t", "link": "javascript:x" }] }), 400),
+        ];
+        for (what, body, want) in bad {
+            let (status, answer) = api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(body)).await;
+            assert_eq!(status, want, "{what}: {answer}");
+            assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {answer}");
+        }
+        let (status, _) = api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(json!("{"))).await;
+        assert_eq!(status, 400);
+        let (_, list) = api(&base, "GET", "/api/v1/campaigns", Some(MARKETING_TOKEN), None).await;
+        assert_eq!(list["campaigns"].as_array().unwrap().len(), 0);
+
+        let (status, campaign) =
+            api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(campaign_body("LE launch"))).await;
+        assert_eq!(status, 201, "{campaign}");
+        let id = campaign["id"].as_i64().unwrap();
+        let (status, _) =
+            api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(campaign_body("LE launch"))).await;
+        assert_eq!(status, 409, "same name twice");
+
+        // Preview to the configured test follower: a draft, then mass/preview.
+        let (status, previews) =
+            api(&base, "POST", &format!("/api/v1/campaigns/{id}/preview"), Some(MARKETING_TOKEN), Some(json!({})))
+                .await;
+        assert_eq!(status, 200, "{previews}");
+        assert_eq!(previews["previews"][0]["openid"], "oTester1");
+        assert_eq!(previews["previews"][0]["ok"], true, "{previews}");
+        let sent = fake.calls_to("/cgi-bin/message/mass/preview");
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].body["touser"], "oTester1");
+        assert!(sent[0].body["mpnews"]["media_id"].as_str().unwrap().starts_with("DRAFT_"));
+        let draft = &fake.calls_to("/cgi-bin/draft/add")[0].body["articles"][0];
+        assert_eq!(draft["title"], "The Limited Edition, tonight");
+        assert_eq!(draft["thumb_media_id"], "THUMB_1");
+        assert_eq!(draft["content_source_url"], format!("{}/buy/{id}", server.state.config.h5.public_url));
+
+        // Teaser to a tag, launch to everyone, seconds ahead; one more to cancel.
+        let pushes = format!("/api/v1/campaigns/{id}/pushes");
+        let (status, teaser) = api(
+            &base,
+            "POST",
+            &pushes,
+            Some(MARKETING_TOKEN),
+            Some(push_body("teaser", json!({ "type": "tag", "tag_id": fans }), &in_secs(1.5))),
+        )
+        .await;
+        assert_eq!(status, 201, "{teaser}");
+        let (status, launch) = api(
+            &base,
+            "POST",
+            &pushes,
+            Some(MARKETING_TOKEN),
+            Some(push_body("launch", json!({ "type": "all" }), &in_secs(2.5))),
+        )
+        .await;
+        assert_eq!(status, 201, "{launch}");
+        let (status, spare) = api(
+            &base,
+            "POST",
+            &pushes,
+            Some(MARKETING_TOKEN),
+            Some(push_body("spare", json!({ "type": "tag", "tag_id": others }), &in_secs(2.0))),
+        )
+        .await;
+        assert_eq!(status, 201, "{spare}");
+        let spare_id = spare["id"].as_i64().unwrap();
+        let (status, cancelled) =
+            api(&base, "POST", &format!("/api/v1/pushes/{spare_id}/cancel"), Some(MARKETING_TOKEN), None).await;
+        assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled}");
+        let (status, _) =
+            api(&base, "POST", &format!("/api/v1/pushes/{spare_id}/cancel"), Some(MARKETING_TOKEN), None).await;
+        assert_eq!(status, 409, "cancelling twice");
+
+        // Refusals when scheduling: the past, nonsense, and WeChat's four a month.
+        let refusals: Vec<(&str, Value, u16)> = vec![
+            ("past", push_body("old", json!({ "type": "all" }), &in_secs(-3600.0)), 422),
+            ("no time", json!({ "name": "x", "audience": { "type": "all" } }), 400),
+            (
+                "bad zone",
+                json!({ "name": "x", "audience": { "type": "all" }, "at": "2027-01-01 10:00", "time_zone": "Mars/Base" }),
+                400,
+            ),
+            ("bad audience", json!({ "name": "x", "audience": { "type": "everyone" }, "at": "2027-01-01 10:00" }), 400),
+            (
+                "one openid",
+                json!({ "name": "x", "audience": { "type": "list", "openids": ["oA"] }, "at": "2027-01-01 10:00" }),
+                400,
+            ),
+        ];
+        for (what, body, want) in refusals {
+            let (status, answer) = api(&base, "POST", &pushes, Some(MARKETING_TOKEN), Some(body)).await;
+            assert_eq!(status, want, "{what}: {answer}");
+        }
+        for day in 1..=4 {
+            let at = format!("2027-03-0{day} 10:00");
+            let (status, answer) = api(
+                &base,
+                "POST",
+                &pushes,
+                Some(MARKETING_TOKEN),
+                Some(push_body("march", json!({ "type": "all" }), &at)),
+            )
+            .await;
+            assert_eq!(status, 201, "march {day}: {answer}");
+        }
+        let (status, answer) = api(
+            &base,
+            "POST",
+            &pushes,
+            Some(MARKETING_TOKEN),
+            Some(push_body("fifth", json!({ "type": "tag", "tag_id": 100 }), "2027-03-09 10:00")),
+        )
+        .await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains("4 times a month"), "{answer}");
+
+        // Both fire once, within a second of their time, and WeChat's figures arrive.
+        for (p, tagged) in [(&teaser, 2), (&launch, 3)] {
+            let pid = p["id"].as_i64().unwrap();
+            assert!(
+                wait_for(15, async || push(&base, pid).await["runs"][0]["status"] == "finished").await,
+                "push {pid} did not finish: {}",
+                push(&base, pid).await
+            );
+            let got = push(&base, pid).await;
+            assert_eq!(got["status"], "fired");
+            let runs = got["runs"].as_array().unwrap();
+            assert_eq!(runs.len(), 1, "{got}");
+            let late = runs[0]["fired_at"].as_i64().unwrap() - runs[0]["due_at"].as_i64().unwrap();
+            assert!((0..1000).contains(&late), "fired {late} ms after its time");
+            assert_eq!(runs[0]["sent_count"], tagged, "{got}");
+            assert_eq!(runs[0]["finish_status"], "send success");
+        }
+        let sendall = fake.calls_to("/cgi-bin/message/mass/sendall");
+        assert_eq!(sendall.len(), 2, "cancelled push stayed unsent");
+        assert_eq!(sendall[0].body["filter"], json!({ "is_to_all": false, "tag_id": fans }));
+        assert_eq!(sendall[1].body["filter"]["is_to_all"], true);
+        assert_ne!(sendall[0].body["clientmsgid"], sendall[1].body["clientmsgid"]);
+        let (_, cancelled) =
+            api(&base, "GET", &format!("/api/v1/pushes/{spare_id}"), Some(MARKETING_TOKEN), None).await;
+        assert_eq!(cancelled["runs"].as_array().unwrap().len(), 0);
+
+        let (status, stats) = api(&base, "GET", "/api/v1/stats", Some(MARKETING_TOKEN), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(stats["sent_count"], 5, "{stats}");
+        assert_eq!(stats["pushes"]["fired"], 2, "{stats}");
+        assert_eq!(stats["pushes"]["cancelled"], 1, "{stats}");
+
+        // The OpenAPI document describes every route.
+        let (status, doc) = api(&base, "GET", "/api/v1/openapi.json", None, None).await;
+        assert_eq!(status, 200);
+        for path in [
+            "/api/v1/campaigns",
+            "/api/v1/campaigns/{id}",
+            "/api/v1/campaigns/{id}/pushes",
+            "/api/v1/campaigns/{id}/preview",
+            "/api/v1/pushes",
+            "/api/v1/pushes/{id}",
+            "/api/v1/pushes/{id}/cancel",
+            "/api/v1/stats",
+            "/api/v1/menu",
+            "/api/v1/menu/sync",
+            "/api/v1/members/{key}",
+        ] {
+            assert!(doc["paths"].get(path).is_some(), "{path} missing from openapi.json");
+        }
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// `wxoa serve` as a process, with the test's config written to a file.
+struct Process {
+    child: Child,
+    base: String,
+}
+
+impl Process {
+    fn start(config: &wxoa::config::Config, env: &[(&str, &str)]) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut config = config.clone();
+        config.server.listen = format!("127.0.0.1:{port}");
+        let dir = temp_dir("campaign-proc");
+        let file = dir.join("wxoa.toml");
+        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config", file.to_str().unwrap()])
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let process = Process { child: cmd.spawn().unwrap(), base: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return process;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("wxoa serve did not start; see {}", dir.join("stderr.log").display());
+    }
+
+    /// As a crash: no chance to finish anything.
+    fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn pushes_fire_once_across_processes_and_restarts() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        config.campaigns.poll_ms = 100;
+        let fake = start_fake(&mut config).await;
+        // The schema exists before two processes race to create it.
+        let setup = TestServer::start(config.clone()).await;
+        let fans = setup.state.client.tag_create("fans").await.unwrap().id;
+        setup.state.client.tag_members(fans, &["oFan1", "oFan2"], false).await.unwrap();
+        setup.stop().await;
+
+        let a = Process::start(&config, &[]);
+        let b = Process::start(&config, &[]);
+        fake.set_webhook(Some(format!("{}/wechat", a.base)));
+        let (status, campaign) =
+            api(&a.base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(campaign_body("LE"))).await;
+        assert_eq!(status, 201, "{campaign}");
+        let pushes = format!("/api/v1/campaigns/{}/pushes", campaign["id"]);
+        // Scheduled on one instance, the other one's: either may fire, only one does.
+        let mut ids = Vec::new();
+        for (name, audience, at, on) in [
+            ("teaser", json!({ "type": "tag", "tag_id": fans }), in_secs(1.5), &a),
+            ("launch", json!({ "type": "list", "openids": ["oFan1", "oFan2", "oFan3"] }), in_secs(2.5), &b),
+        ] {
+            let (status, p) =
+                api(&on.base, "POST", &pushes, Some(MARKETING_TOKEN), Some(push_body(name, audience, &at))).await;
+            assert_eq!(status, 201, "{p}");
+            ids.push(p["id"].as_i64().unwrap());
+        }
+        for id in &ids {
+            assert!(
+                wait_for(15, async || push(&a.base, *id).await["runs"][0]["status"] == "finished").await,
+                "{}",
+                push(&a.base, *id).await
+            );
+        }
+        // Give a second firing every chance to show up.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(fake.calls_to("/cgi-bin/message/mass/sendall").len(), 1, "teaser sent once");
+        assert_eq!(fake.calls_to("/cgi-bin/message/mass/send").len(), 1, "launch sent once");
+        for id in &ids {
+            let p = push(&b.base, *id).await;
+            assert_eq!(p["runs"].as_array().unwrap().len(), 1, "{p}");
+            let late = p["runs"][0]["fired_at"].as_i64().unwrap() - p["runs"][0]["due_at"].as_i64().unwrap();
+            assert!((0..1000).contains(&late), "fired {late} ms after its time");
+        }
+        b.kill();
+
+        // Down across a push's time: on start it fires at once, being within the grace...
+        let (_, late) = api(
+            &a.base,
+            "POST",
+            &pushes,
+            Some(MARKETING_TOKEN),
+            Some(push_body("late", json!({ "type": "list", "openids": ["oFan1", "oFan4"] }), &in_secs(3.0))),
+        )
+        .await;
+        // ...and one whose time passed longer ago than the grace is marked missed, not sent.
+        let (_, missed) = api(
+            &a.base,
+            "POST",
+            &pushes,
+            Some(MARKETING_TOKEN),
+            Some(push_body("missed", json!({ "type": "list", "openids": ["oFan5", "oFan6"] }), &in_secs(0.5))),
+        )
+        .await;
+        a.kill();
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        let before = fake.calls_to("/cgi-bin/message/mass/send").len();
+        // The restarted instance allows 3 s: "late" is under 2 s overdue, "missed" over 4 s.
+        let c = Process::start(&config, &[("WXOA_CAMPAIGNS__GRACE_SECS", "3")]);
+        let late_id = late["id"].as_i64().unwrap();
+        let missed_id = missed["id"].as_i64().unwrap();
+        assert!(
+            wait_for(10, async || {
+                let l = push(&c.base, late_id).await;
+                let m = push(&c.base, missed_id).await;
+                l["runs"][0]["status"] != Value::Null && m["status"] == "missed"
+            })
+            .await,
+            "{} / {}",
+            push(&c.base, late_id).await,
+            push(&c.base, missed_id).await
+        );
+        let l = push(&c.base, late_id).await;
+        assert_eq!(l["status"], "fired", "{l}");
+        assert!(["submitted", "finished"].contains(&l["runs"][0]["status"].as_str().unwrap()), "{l}");
+        let m = push(&c.base, missed_id).await;
+        assert_eq!(m["runs"][0]["status"], "missed", "{m}");
+        assert!(m["runs"][0]["error"].as_str().unwrap().contains("no instance was running"), "{m}");
+        let sends = fake.calls_to("/cgi-bin/message/mass/send");
+        assert_eq!(sends.len(), before + 1, "only the late push went out");
+        assert_eq!(sends.last().unwrap().body["touser"], json!(["oFan1", "oFan4"]));
+        c.kill();
+        db.drop_db().await;
+    }
+}
