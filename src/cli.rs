@@ -64,6 +64,25 @@ enum Command {
         #[command(subcommand)]
         command: StoresCommand,
     },
+    /// Launch campaigns: create, update, list, show.
+    Campaign {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: crate::campaigns::cli::CampaignCommand,
+    },
+    /// Scheduled pushes of campaigns: schedule, list, cancel, preview.
+    Push {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: crate::campaigns::cli::PushCommand,
+    },
+    /// Admin API and console access.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// The outbox: list and retry jobs.
     Jobs {
         #[command(subcommand)]
@@ -112,6 +131,12 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         verify_every: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Print the SHA-256 to put in [admin] tokens for a bearer token (read from stdin when not given).
+    HashToken { token: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -286,6 +311,29 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 tracing::info!("stopped");
                 Ok(ExitCode::SUCCESS)
             })
+        }
+        Command::Campaign { config, command } => {
+            let config = load(&config)?;
+            runtime(1).map_err(|e| e.to_string())?.block_on(crate::campaigns::cli::campaign(&config, command))
+        }
+        Command::Push { config, command } => {
+            let config = load(&config)?;
+            runtime(1).map_err(|e| e.to_string())?.block_on(crate::campaigns::cli::push(&config, command))
+        }
+        Command::Admin { command: AdminCommand::HashToken { token } } => {
+            let token = match token {
+                Some(t) => t,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
+                    line.trim().to_owned()
+                }
+            };
+            if token.len() < 16 {
+                return Err("a token should be at least 16 characters (e.g. openssl rand -hex 24)".into());
+            }
+            println!("{}", crate::admin::hash_token(&token));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Migrate(arg) => {
             let config = load(&arg)?;
@@ -475,7 +523,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 }
 
 /// The configured database, migrated.
-async fn open_store(config: &Config) -> Result<crate::store::Store, String> {
+pub(crate) async fn open_store(config: &Config) -> Result<crate::store::Store, String> {
     let store = crate::store::Store::connect(&config.database.url, 2).await.map_err(|e| format!("database: {e}"))?;
     store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
     Ok(store)

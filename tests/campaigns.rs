@@ -430,3 +430,60 @@ async fn pushes_fire_once_across_processes_and_restarts() {
         db.drop_db().await;
     }
 }
+
+fn wxoa(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).current_dir(repo()).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test]
+async fn campaign_and_push_from_the_command_line() {
+    let db = Db::new(Backend::Sqlite).await;
+    let config = test_config(&db, Mode::Safe);
+    let dir = temp_dir("campaign-cli");
+    let file = dir.join("wxoa.toml");
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    let cfg = file.to_str().unwrap();
+    let body = dir.join("campaign.json");
+    std::fs::write(&body, campaign_body("Winter launch").to_string()).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"name": "x", "articles": []}"#).unwrap();
+
+    let (code, out, err) = wxoa(&["campaign", "--config", cfg, "create", body.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("campaign 1 created: Winter launch"), "{out}");
+    let (code, _, err) = wxoa(&["campaign", "--config", cfg, "create", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("1 to 8 articles") && err.lines().count() == 1, "{err}");
+
+    let schedule = |at: &str, extra: &[&str]| {
+        let mut args = vec!["push", "--config", cfg, "schedule", "Winter launch", "--name", "launch", "--at", at];
+        args.extend_from_slice(extra);
+        wxoa(&args)
+    };
+    let (code, out, err) = schedule("2027-01-15 00:13", &["--tag", "7"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("push 1 scheduled: launch to tag 7, next 2027-01-15 00:13:00 CST"), "{out}");
+    let (code, _, err) = schedule("2020-01-01 00:00", &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("in the past"), "{err}");
+    let (code, _, err) = schedule("2027-01-16 00:13", &["--type", "text"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("needs its text"), "{err}");
+
+    let (code, out, _) = wxoa(&["push", "--config", cfg, "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Winter launch") && out.contains("scheduled"), "{out}");
+    let (code, out, _) = wxoa(&["push", "--config", cfg, "cancel", "1"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("push 1 cancelled"), "{out}");
+    let (code, _, err) = wxoa(&["push", "--config", cfg, "cancel", "1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cancelled and cannot be cancelled"), "{err}");
+
+    let (code, out, _) = wxoa(&["admin", "hash-token", "a-long-enough-token-123"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), wxoa::admin::hash_token("a-long-enough-token-123"));
+    db.drop_db().await;
+}
