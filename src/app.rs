@@ -27,6 +27,8 @@ pub struct Inner {
     pub store: Store,
     pub client: Client,
     pub pages: crate::h5::Pages,
+    /// The marketing console's pages.
+    pub admin_pages: crate::h5::Pages,
     pub notices: crate::notices::Notices,
     pub metrics: PrometheusHandle,
     /// Wakes the outbox worker after enqueueing something due now.
@@ -94,6 +96,11 @@ impl App {
     pub async fn build(config: Config, handlers: Handlers) -> Result<App, StartError> {
         let (rules, templates) = load_routing(&config, &handlers)?;
         let pages = crate::h5::Pages::load(&config.h5.pages).map_err(StartError)?;
+        let admin_pages = crate::h5::Pages::load_with(
+            &config.admin.pages,
+            &["login.html", "dashboard.html", "new.html", "campaign.html"],
+        )
+        .map_err(StartError)?;
         let notices =
             crate::notices::Notices::load(&config.notices.file, &config.notices.templates, &config.h5.public_url)
                 .map_err(StartError)?;
@@ -131,6 +138,7 @@ impl App {
             store,
             client,
             pages,
+            admin_pages,
             notices,
             metrics: metrics_handle(),
             outbox_wake,

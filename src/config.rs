@@ -110,10 +110,20 @@ impl std::fmt::Debug for ShopConfig {
 
 /// Who may use the admin API and console: bearer tokens, kept as SHA-256 hashes only
 /// (`wxoa admin hash-token` prints one).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     pub tokens: Vec<AdminToken>,
+    /// The console's page templates (`*.html`).
+    pub pages: PathBuf,
+    /// How long a console sign-in lasts.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { tokens: Vec::new(), pages: "templates/admin".into(), session_ttl_secs: 12 * 3600 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 //! everything (menu, member lookup too).
 
 pub mod api;
+pub mod console;
 
 use crate::app::AppState;
 use crate::config::{AdminToken, Role};

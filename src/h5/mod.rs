@@ -54,6 +54,14 @@ pub struct Pages(minijinja::Environment<'static>);
 
 impl Pages {
     pub fn load(dir: &std::path::Path) -> Result<Pages, String> {
+        Self::load_with(
+            dir,
+            &["card.html", "bind.html", "message.html", "catalogue.html", "book.html", "history.html", "account.html"],
+        )
+    }
+
+    /// Every `*.html` in `dir`, refusing to start without the `required` ones.
+    pub fn load_with(dir: &std::path::Path, required: &[&str]) -> Result<Pages, String> {
         let mut env = minijinja::Environment::new();
         let entries = std::fs::read_dir(dir).map_err(|e| format!("pages: cannot read {}: {e}", dir.display()))?;
         for entry in entries {
@@ -64,15 +72,13 @@ impl Pages {
                 env.add_template_owned(name.clone(), source).map_err(|e| format!("pages: {name}: {e}"))?;
             }
         }
-        for required in
-            ["card.html", "bind.html", "message.html", "catalogue.html", "book.html", "history.html", "account.html"]
-        {
+        for required in required {
             env.get_template(required).map_err(|_| format!("pages: {required} missing in {}", dir.display()))?;
         }
         Ok(Pages(env))
     }
 
-    fn render(&self, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
+    pub fn render(&self, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
         match self.0.get_template(name).and_then(|t| t.render(ctx)) {
             Ok(html) => (status, [(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
             Err(e) => {

@@ -125,6 +125,7 @@ pub fn test_config(db: &Db, mode: Mode) -> Config {
     c.bot.routes = repo().join("config/routes.toml");
     c.bot.templates = repo().join("templates/replies");
     c.bot.menu = repo().join("config/menu.toml");
+    c.admin.pages = repo().join("templates/admin");
     // Nothing is reachable at WeChat's real address from here; tests that send start a fake.
     c.wechat.api_base = "http://127.0.0.1:9".into();
     c.outbox.poll_ms = 50;

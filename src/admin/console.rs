@@ -1,0 +1,561 @@
+//! The marketing console at `/admin`: server-rendered pages over the same campaign functions
+//! the API uses. Sign in with an admin token; create a campaign and write its article with a
+//! live preview; schedule pushes; preview to test followers; the schedule as a timeline with
+//! each push's delivery figures.
+//!
+//! Sign-in sets `wxoa_admin` = `<expiry>.<token sha256>.<hmac>` (HMAC-SHA256 under
+//! `h5.session_secret`), HttpOnly, SameSite=Strict, Path=/admin: removing the token from config
+//! ends its sessions. Every form carries a token derived from the cookie, so a form posted from
+//! another site is refused even where SameSite is not honoured.
+
+use super::{Caller, authenticate};
+use crate::app::AppState;
+use crate::campaigns::schedule::{self, Audience, MsgType, PushInput};
+use crate::campaigns::{self, Article, CampaignInput, ProductInput, send};
+use crate::store::now_ms;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hmac::{KeyInit, Mac};
+use minijinja::context;
+use serde::Deserialize;
+use sha2::Sha256;
+
+const COOKIE: &str = "wxoa_admin";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(dashboard))
+        .route("/admin/login", get(login_page).post(login))
+        .route("/admin/logout", post(logout))
+        .route("/admin/campaigns/new", get(new_campaign))
+        .route("/admin/campaigns", post(create_campaign))
+        .route("/admin/campaigns/{id}", get(show_campaign).post(update_campaign))
+        .route("/admin/campaigns/{id}/pushes", post(schedule_push))
+        .route("/admin/campaigns/{id}/preview", post(preview))
+        .route("/admin/pushes/{id}/cancel", post(cancel_push))
+}
+
+fn mac(secret: &str, data: &str) -> String {
+    let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("any key length");
+    m.update(data.as_bytes());
+    crate::wechat::signature::hex(&m.finalize().into_bytes())
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// A signed-in member of staff, and the form token their pages carry.
+struct Staff {
+    caller: Caller,
+    form_token: String,
+}
+
+fn staff(app: &AppState, headers: &HeaderMap) -> Option<Staff> {
+    let secret = &app.config.h5.session_secret;
+    let value = cookie_value(headers)?;
+    let (body, sig) = value.rsplit_once('.')?;
+    let good: bool =
+        subtle::ConstantTimeEq::ct_eq(mac(secret, &format!("admin:{body}")).as_bytes(), sig.as_bytes()).into();
+    let (expiry, hash) = body.split_once('.')?;
+    if !good || expiry.parse::<i64>().ok()? < now_ms() {
+        return None;
+    }
+    let token = app.config.admin.tokens.iter().find(|t| t.sha256 == hash)?;
+    Some(Staff {
+        caller: Caller { name: token.name.clone(), role: token.role },
+        form_token: mac(secret, &format!("admin-form:{sig}")),
+    })
+}
+
+fn render(app: &AppState, status: StatusCode, page: &str, ctx: minijinja::Value) -> Response {
+    app.admin_pages.render(status, page, ctx)
+}
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
+}
+
+fn to_login() -> Response {
+    redirect("/admin/login")
+}
+
+fn failure(app: &AppState, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "console: database or API failure");
+    render(
+        app,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "login.html",
+        context! { error => "Something went wrong on our side; please try again." },
+    )
+}
+
+/// The signed-in staff member and a checked form, or the response that refuses.
+fn signed_in(app: &AppState, headers: &HeaderMap, form_token: Option<&str>) -> Result<Staff, Response> {
+    let Some(s) = staff(app, headers) else { return Err(to_login()) };
+    if let Some(t) = form_token {
+        let ok: bool = subtle::ConstantTimeEq::ct_eq(s.form_token.as_bytes(), t.as_bytes()).into();
+        if !ok {
+            return Err((StatusCode::FORBIDDEN, "invalid form; reload the page").into_response());
+        }
+    }
+    Ok(s)
+}
+
+async fn login_page(State(app): State<AppState>) -> Response {
+    render(&app, StatusCode::OK, "login.html", context! {})
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(app): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+    let token = f.token.trim();
+    let known = (token.len() <= 256).then(|| authenticate(&app.config.admin.tokens, token)).flatten();
+    let Some(known) = known else {
+        tracing::warn!("console: sign-in with an unknown token");
+        return render(&app, StatusCode::UNAUTHORIZED, "login.html", context! { error => "Unknown token." });
+    };
+    let ttl = app.config.admin.session_ttl_secs;
+    let body = format!("{}.{}", now_ms() + ttl as i64 * 1000, known.sha256);
+    let sig = mac(&app.config.h5.session_secret, &format!("admin:{body}"));
+    let secure = if app.config.h5.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={body}.{sig}; Path=/admin; Max-Age={ttl}; HttpOnly; SameSite=Strict{secure}");
+    tracing::info!(who = %known.name, "console: signed in");
+    (StatusCode::SEE_OTHER, [(LOCATION, "/admin".to_owned()), (SET_COOKIE, cookie)]).into_response()
+}
+
+async fn logout() -> Response {
+    let cookie = format!("{COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict");
+    (StatusCode::SEE_OTHER, [(LOCATION, "/admin/login".to_owned()), (SET_COOKIE, cookie)]).into_response()
+}
+
+/// A push as the timeline shows it.
+fn push_view(p: &schedule::Push) -> minijinja::Value {
+    let when = p.next_at.or(p.at).or(p.runs.last().map(|r| r.due_at));
+    let runs: Vec<minijinja::Value> = p
+        .runs
+        .iter()
+        .map(|r| {
+            context! {
+                due => schedule::local_time(r.due_at, &p.time_zone),
+                status => r.status,
+                sent => r.sent_count, total => r.total_count, filtered => r.filter_count, errors => r.error_count,
+                error => r.error,
+            }
+        })
+        .collect();
+    context! {
+        id => p.id, campaign => p.campaign, campaign_id => p.campaign_id, name => p.name,
+        msg_type => p.msg_type.as_str(), audience => p.audience.describe(), status => p.status,
+        when => when.map(|t| schedule::local_time(t, &p.time_zone)),
+        day => when.map(|t| schedule::local_time(t, &p.time_zone)[..10].to_owned()),
+        cron => p.cron, runs => runs, upcoming => p.next_at.is_some(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Notice {
+    #[serde(default)]
+    notice: Option<String>,
+}
+
+async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
+    let s = match signed_in(&app, &headers, None) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (campaigns, pushes) =
+        match tokio::try_join!(campaigns::list(&app.store, 200), schedule::list(&app.store, None, 200)) {
+            Ok(x) => x,
+            Err(e) => return failure(&app, e),
+        };
+    // The timeline reads forward in time.
+    let mut timeline: Vec<&schedule::Push> = pushes.iter().collect();
+    timeline.sort_by_key(|p| p.next_at.or(p.at).or(p.runs.last().map(|r| r.due_at)).unwrap_or(p.created_at));
+    let timeline: Vec<minijinja::Value> = timeline.into_iter().map(push_view).collect();
+    let campaigns: Vec<minijinja::Value> = campaigns
+        .iter()
+        .map(|c| context! { id => c.id, name => c.name, articles => c.articles.len(), sku => c.product_sku })
+        .collect();
+    render(
+        &app,
+        StatusCode::OK,
+        "dashboard.html",
+        context! { who => s.caller.name, role => s.caller.role.as_str(), form_token => s.form_token,
+        campaigns, timeline, notice => q.notice },
+    )
+}
+
+/// The campaign form's fields (the first article; further ones come from the API).
+#[derive(Deserialize, Default)]
+struct CampaignForm {
+    form_token: String,
+    name: String,
+    #[serde(default)]
+    sku: String,
+    #[serde(default)]
+    product_name: String,
+    #[serde(default)]
+    stock: String,
+    title: String,
+    #[serde(default)]
+    author: String,
+    #[serde(default)]
+    digest: String,
+    #[serde(default)]
+    content: String,
+    #[serde(default)]
+    cover_media_id: String,
+    #[serde(default)]
+    cover_url: String,
+    #[serde(default)]
+    link: String,
+}
+
+impl CampaignForm {
+    fn input(&self, rest: &[Article]) -> Result<CampaignInput, String> {
+        let stock = match self.stock.trim() {
+            "" => None,
+            s => Some(s.parse::<i64>().map_err(|_| "stock must be a whole number".to_owned())?),
+        };
+        let first = Article {
+            title: self.title.trim().to_owned(),
+            author: self.author.trim().to_owned(),
+            digest: self.digest.trim().to_owned(),
+            content: self.content.clone(),
+            cover_media_id: self.cover_media_id.trim().to_owned(),
+            cover_url: self.cover_url.trim().to_owned(),
+            link: self.link.trim().to_owned(),
+        };
+        let product = (!self.sku.trim().is_empty()).then(|| ProductInput {
+            sku: self.sku.trim().to_owned(),
+            name: self.product_name.trim().to_owned(),
+            stock,
+        });
+        let articles = std::iter::once(first).chain(rest.iter().cloned()).collect();
+        Ok(CampaignInput { name: self.name.trim().to_owned(), articles, product })
+    }
+
+    fn view(&self) -> minijinja::Value {
+        context! {
+            name => self.name, sku => self.sku, product_name => self.product_name, stock => self.stock,
+            title => self.title, author => self.author, digest => self.digest, content => self.content,
+            cover_media_id => self.cover_media_id, cover_url => self.cover_url, link => self.link,
+        }
+    }
+}
+
+async fn new_campaign(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&app, &headers, None) {
+        Ok(s) => render(
+            &app,
+            StatusCode::OK,
+            "new.html",
+            context! { who => s.caller.name, form_token => s.form_token, form => CampaignForm::default().view() },
+        ),
+        Err(r) => r,
+    }
+}
+
+async fn create_campaign(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<CampaignForm>) -> Response {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let refuse = |error: String| {
+        render(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "new.html",
+            context! { who => s.caller.name, form_token => s.form_token, form => f.view(), error },
+        )
+    };
+    let input = match f.input(&[]) {
+        Ok(i) => i,
+        Err(e) => return refuse(e),
+    };
+    match campaigns::create(&app.store, &input).await {
+        Ok(c) => {
+            tracing::info!(campaign = c.id, by = %s.caller.name, "campaign created in the console");
+            redirect(&format!("/admin/campaigns/{}?notice=Campaign+created", c.id))
+        }
+        Err(campaigns::Error::Refused(r)) => refuse(r.to_string()),
+        Err(e) => failure(&app, e),
+    }
+}
+
+/// The campaign page: article (editable, live preview), pushes, schedule and preview forms.
+async fn campaign_page(
+    app: &AppState,
+    s: &Staff,
+    id: i64,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+    form: Option<minijinja::Value>,
+) -> Response {
+    let campaign = match campaigns::get(&app.store, id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such campaign").into_response(),
+        Err(e) => return failure(app, e),
+    };
+    let pushes = match schedule::list(&app.store, Some(id), 500).await {
+        Ok(p) => p,
+        Err(e) => return failure(app, e),
+    };
+    let stock = match &campaign.product_sku {
+        Some(sku) => product_stock(app, sku).await,
+        None => None,
+    };
+    let first = campaign.articles.first().cloned().unwrap_or_default();
+    let form = form.unwrap_or_else(|| {
+        context! {
+            name => campaign.name, sku => campaign.product_sku, stock => stock.map(|s| s.to_string()),
+            title => first.title, author => first.author, digest => first.digest, content => first.content,
+            cover_media_id => first.cover_media_id, cover_url => first.cover_url, link => first.link,
+        }
+    });
+    let pushes: Vec<minijinja::Value> = pushes.iter().map(push_view).collect();
+    render(
+        app,
+        status,
+        "campaign.html",
+        context! {
+            who => s.caller.name, form_token => s.form_token, id, form, pushes, notice, error,
+            articles => campaign.articles.len(), stock,
+            link => campaigns::article_link(&app.config.h5.public_url, id),
+            time_zone => app.config.campaigns.time_zone,
+            test_openids => app.config.campaigns.test_openids.join("\n"),
+        },
+    )
+}
+
+async fn product_stock(app: &AppState, sku: &str) -> Option<i64> {
+    let row: Result<Option<(i64,)>, sqlx::Error> = crate::with_pool!(&app.store, pool => sqlx::query_as(
+        "SELECT stock FROM products WHERE sku = $1"
+    ).bind(sku).fetch_optional(pool).await);
+    row.ok().flatten().map(|(s,)| s)
+}
+
+async fn show_campaign(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(q): Query<Notice>,
+) -> Response {
+    match signed_in(&app, &headers, None) {
+        Ok(s) => campaign_page(&app, &s, id, StatusCode::OK, q.notice, None, None).await,
+        Err(r) => r,
+    }
+}
+
+async fn update_campaign(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<CampaignForm>,
+) -> Response {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let rest = match campaigns::get(&app.store, id).await {
+        Ok(Some(c)) => c.articles.into_iter().skip(1).collect::<Vec<_>>(),
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such campaign").into_response(),
+        Err(e) => return failure(&app, e),
+    };
+    let result = match f.input(&rest) {
+        Ok(input) => campaigns::update(&app.store, id, &input).await.map_err(|e| match e {
+            campaigns::Error::Refused(r) => Ok(r.to_string()),
+            other => Err(other),
+        }),
+        Err(e) => Err(Ok(e)),
+    };
+    match result {
+        Ok(_) => redirect(&format!("/admin/campaigns/{id}?notice=Saved")),
+        Err(Ok(why)) => campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(why), Some(f.view())).await,
+        Err(Err(e)) => failure(&app, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PushForm {
+    form_token: String,
+    name: String,
+    #[serde(default)]
+    msg_type: String,
+    #[serde(default)]
+    text: String,
+    /// `all`, `tag` or `list`.
+    audience: String,
+    #[serde(default)]
+    tag_id: String,
+    #[serde(default)]
+    openids: String,
+    /// `at` or `cron`.
+    #[serde(default)]
+    when: String,
+    #[serde(default)]
+    at: String,
+    #[serde(default)]
+    cron: String,
+    #[serde(default)]
+    time_zone: String,
+}
+
+fn openid_list(text: &str) -> Vec<String> {
+    text.split(|c: char| c.is_whitespace() || c == ',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+impl PushForm {
+    fn input(&self) -> Result<PushInput, String> {
+        let msg_type = match self.msg_type.as_str() {
+            "text" => MsgType::Text,
+            "news" => MsgType::News,
+            _ => MsgType::Mpnews,
+        };
+        let audience = match self.audience.as_str() {
+            "tag" => Audience::Tag {
+                tag_id: self.tag_id.trim().parse().map_err(|_| "the tag id must be a number".to_owned())?,
+            },
+            "list" => Audience::List { openids: openid_list(&self.openids) },
+            _ => Audience::All,
+        };
+        let (at, cron) =
+            if self.when == "cron" { (None, Some(self.cron.clone())) } else { (Some(self.at.clone()), None) };
+        Ok(PushInput {
+            name: self.name.clone(),
+            msg_type,
+            text: (msg_type == MsgType::Text).then(|| self.text.clone()),
+            audience,
+            at,
+            cron,
+            time_zone: (!self.time_zone.trim().is_empty()).then(|| self.time_zone.trim().to_owned()),
+        })
+    }
+}
+
+async fn schedule_push(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<PushForm>,
+) -> Response {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let result = match f.input() {
+        Ok(input) => schedule::schedule(&app.store, &app.config.campaigns, id, &input, &s.caller.name).await,
+        Err(e) => Err(campaigns::Error::Refused(campaigns::Refusal::Invalid(e))),
+    };
+    match result {
+        Ok(p) => {
+            app.scheduler_wake.notify_one();
+            tracing::info!(push = p.id, campaign = id, by = %s.caller.name, "push scheduled in the console");
+            redirect(&format!("/admin/campaigns/{id}?notice=Push+scheduled"))
+        }
+        Err(campaigns::Error::Refused(r)) => {
+            let status = match r {
+                campaigns::Refusal::Rule(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            campaign_page(&app, &s, id, status, None, Some(r.to_string()), None).await
+        }
+        Err(e) => failure(&app, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PreviewForm {
+    form_token: String,
+    #[serde(default)]
+    openids: String,
+    #[serde(default)]
+    msg_type: String,
+    #[serde(default)]
+    text: String,
+}
+
+async fn preview(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<PreviewForm>,
+) -> Response {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let campaign = match campaigns::get(&app.store, id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such campaign").into_response(),
+        Err(e) => return failure(&app, e),
+    };
+    let msg_type = match f.msg_type.as_str() {
+        "text" => MsgType::Text,
+        "news" => MsgType::News,
+        _ => MsgType::Mpnews,
+    };
+    let to = openid_list(&f.openids);
+    let to = if to.is_empty() { app.config.campaigns.test_openids.clone() } else { to };
+    match send::preview(&app.client, &app.config.h5.public_url, &campaign, msg_type, Some(&f.text), &to).await {
+        Ok(results) => {
+            let sent = results.iter().filter(|r| r.ok).count();
+            let failed: Vec<String> = results
+                .iter()
+                .filter(|r| !r.ok)
+                .map(|r| format!("{}: {}", crate::mask(&r.openid), r.error.clone().unwrap_or_default()))
+                .collect();
+            let notice = format!("Preview sent to {sent} of {} test follower(s)", results.len());
+            let error = (!failed.is_empty()).then(|| failed.join("; "));
+            campaign_page(&app, &s, id, StatusCode::OK, Some(notice), error, None).await
+        }
+        Err(campaigns::Error::Refused(r)) => {
+            campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(r.to_string()), None).await
+        }
+        Err(e) => failure(&app, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenOnly {
+    form_token: String,
+}
+
+async fn cancel_push(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<TokenOnly>,
+) -> Response {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match schedule::cancel(&app.store, id).await {
+        Ok(p) => {
+            tracing::info!(push = id, by = %s.caller.name, "push cancelled in the console");
+            redirect(&format!("/admin/campaigns/{}?notice=Push+cancelled", p.campaign_id))
+        }
+        Err(campaigns::Error::Refused(r)) => redirect(&format!(
+            "/admin?notice={}",
+            form_urlencoded::byte_serialize(r.to_string().as_bytes()).collect::<String>()
+        )),
+        Err(e) => failure(&app, e),
+    }
+}
