@@ -101,13 +101,30 @@ fn failure(app: &AppState, e: impl std::fmt::Display) -> Response {
     )
 }
 
-/// The signed-in staff member and a checked form, or the response that refuses.
-fn signed_in(app: &AppState, headers: &HeaderMap, form_token: Option<&str>) -> Result<Staff, Response> {
-    let Some(s) = staff(app, headers) else { return Err(to_login()) };
+/// Why a console request is turned away.
+enum Refused {
+    /// Not signed in (or the sign-in expired): to the login page.
+    SignIn,
+    /// A form without this session's token: posted from elsewhere.
+    ForeignForm,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::SignIn => to_login(),
+            Refused::ForeignForm => (StatusCode::FORBIDDEN, "invalid form; reload the page").into_response(),
+        }
+    }
+}
+
+/// The signed-in staff member, with the form (when one was posted) checked.
+fn signed_in(app: &AppState, headers: &HeaderMap, form_token: Option<&str>) -> Result<Staff, Refused> {
+    let s = staff(app, headers).ok_or(Refused::SignIn)?;
     if let Some(t) = form_token {
         let ok: bool = subtle::ConstantTimeEq::ct_eq(s.form_token.as_bytes(), t.as_bytes()).into();
         if !ok {
-            return Err((StatusCode::FORBIDDEN, "invalid form; reload the page").into_response());
+            return Err(Refused::ForeignForm);
         }
     }
     Ok(s)
@@ -176,7 +193,7 @@ struct Notice {
 async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
     let s = match signed_in(&app, &headers, None) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (campaigns, pushes) =
         match tokio::try_join!(campaigns::list(&app.store, 200), schedule::list(&app.store, None, 200)) {
@@ -267,14 +284,14 @@ async fn new_campaign(State(app): State<AppState>, headers: HeaderMap) -> Respon
             "new.html",
             context! { who => s.caller.name, form_token => s.form_token, form => CampaignForm::default().view() },
         ),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
 async fn create_campaign(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<CampaignForm>) -> Response {
     let s = match signed_in(&app, &headers, Some(&f.form_token)) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let refuse = |error: String| {
         render(
@@ -359,7 +376,7 @@ async fn show_campaign(
 ) -> Response {
     match signed_in(&app, &headers, None) {
         Ok(s) => campaign_page(&app, &s, id, StatusCode::OK, q.notice, None, None).await,
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -371,7 +388,7 @@ async fn update_campaign(
 ) -> Response {
     let s = match signed_in(&app, &headers, Some(&f.form_token)) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let rest = match campaigns::get(&app.store, id).await {
         Ok(Some(c)) => c.articles.into_iter().skip(1).collect::<Vec<_>>(),
@@ -457,7 +474,7 @@ async fn schedule_push(
 ) -> Response {
     let s = match signed_in(&app, &headers, Some(&f.form_token)) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let result = match f.input() {
         Ok(input) => schedule::schedule(&app.store, &app.config.campaigns, id, &input, &s.caller.name).await,
@@ -499,7 +516,7 @@ async fn preview(
 ) -> Response {
     let s = match signed_in(&app, &headers, Some(&f.form_token)) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let campaign = match campaigns::get(&app.store, id).await {
         Ok(Some(c)) => c,
@@ -545,7 +562,7 @@ async fn cancel_push(
 ) -> Response {
     let s = match signed_in(&app, &headers, Some(&f.form_token)) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match schedule::cancel(&app.store, id).await {
         Ok(p) => {
