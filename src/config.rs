@@ -410,7 +410,9 @@ impl Config {
         }
         for (i, t) in self.admin.tokens.iter().enumerate() {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                return Err(err(format!("admin.tokens[{i}].sha256 must be 64 lowercase hex digits (wxoa admin hash-token)")));
+                return Err(err(format!(
+                    "admin.tokens[{i}].sha256 must be 64 lowercase hex digits (wxoa admin hash-token)"
+                )));
             }
         }
         Ok(())

@@ -27,6 +27,15 @@ use session::Session;
 
 /// Pages a chat link may lead to (anything else is refused: no open redirects).
 const PAGES: &[&str] = &["card", "bind", "catalogue", "book", "history", "account"];
+
+/// Where `/h5/start?to=…` may lead after sign-in: one of [`PAGES`], or `buy/<campaign id>`
+/// (the article link's landing, [`crate::shop::landing`]).
+fn sign_in_target(to: &str) -> Option<String> {
+    let is_buy = to
+        .strip_prefix("buy/")
+        .is_some_and(|id| (1..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()));
+    (PAGES.contains(&to) || is_buy).then(|| format!("/h5/{to}"))
+}
 /// History entries per page.
 const HISTORY_PAGE: i64 = 10;
 /// Failed binding attempts before the lockout, and its length.
@@ -64,15 +73,22 @@ impl Pages {
                 env.add_template_owned(name.clone(), source).map_err(|e| format!("pages: {name}: {e}"))?;
             }
         }
-        for required in
-            ["card.html", "bind.html", "message.html", "catalogue.html", "book.html", "history.html", "account.html"]
-        {
+        for required in [
+            "card.html",
+            "bind.html",
+            "message.html",
+            "catalogue.html",
+            "book.html",
+            "history.html",
+            "account.html",
+            "sold_out.html",
+        ] {
             env.get_template(required).map_err(|_| format!("pages: {required} missing in {}", dir.display()))?;
         }
         Ok(Pages(env))
     }
 
-    fn render(&self, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
+    pub(crate) fn render(&self, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
         match self.0.get_template(name).and_then(|t| t.render(ctx)) {
             Ok(html) => (status, [(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
             Err(e) => {
@@ -83,7 +99,7 @@ impl Pages {
     }
 }
 
-fn message(app: &AppState, status: StatusCode, title: &str, text: &str) -> Response {
+pub(crate) fn message(app: &AppState, status: StatusCode, title: &str, text: &str) -> Response {
     app.pages.render(status, "message.html", context! { title, text })
 }
 
@@ -91,7 +107,7 @@ fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
 }
 
-fn unavailable(app: &AppState, e: impl std::fmt::Display) -> Response {
+pub(crate) fn unavailable(app: &AppState, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "h5: database or API failure");
     message(
         app,
@@ -118,7 +134,7 @@ fn foreign_form(app: &AppState, session: &Session, token: &str) -> Option<Respon
 }
 
 /// The session's openid, or a response sending the browser through OAuth back to `page`.
-async fn follower(app: &AppState, headers: &HeaderMap, page: &str) -> Result<(Session, String), Response> {
+pub(crate) async fn follower(app: &AppState, headers: &HeaderMap, page: &str) -> Result<(Session, String), Response> {
     match current(app, headers).await {
         Ok(Some(s)) => match s.openid.clone() {
             Some(openid) => Ok((s, openid)),
@@ -137,17 +153,16 @@ struct StartQuery {
 }
 
 async fn start(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<StartQuery>) -> Response {
-    let to = q.to.as_deref().unwrap_or("card");
-    if !PAGES.contains(&to) {
+    let Some(next) = sign_in_target(q.to.as_deref().unwrap_or("card")) else {
         return message(&app, StatusCode::BAD_REQUEST, "链接无效 / Invalid link", "This link is not valid.");
-    }
+    };
     let h5 = &app.config.h5;
     let result = async {
         let session = match current(&app, &headers).await? {
             Some(s) => s,
             None => session::create(&app.store, h5.session_ttl_secs).await?,
         };
-        let state = session::new_state(&app.store, &session, &format!("/h5/{to}")).await?;
+        let state = session::new_state(&app.store, &session, &next).await?;
         Ok::<_, sqlx::Error>((session, state))
     }
     .await;
