@@ -117,6 +117,9 @@ mod tests {
         }
     }
 
+    /// Timestamp header, signature header, body, what the refusal says.
+    type Case<'a> = (Option<&'a str>, Option<String>, &'a [u8], &'a str);
+
     #[test]
     fn signed_calls_pass_and_everything_else_is_401() {
         let body = br#"{"sku":"A","stock":3}"#;
@@ -127,7 +130,7 @@ mod tests {
         assert_eq!(status(verify(SECRET, 300, Some(&ts), Some(&sig.to_uppercase()), body, NOW + 300)), None);
         let old = (NOW - 301).to_string();
         let future = (NOW + 301).to_string();
-        let cases: Vec<(Option<&str>, Option<String>, &[u8], &str)> = vec![
+        let cases: Vec<Case> = vec![
             (None, Some(sig.clone()), body, "required"),
             (Some(&ts), None, body, "required"),
             (Some(&ts), Some(sig.clone()), br#"{"sku":"A","stock":4}"#, "bad signature"),
