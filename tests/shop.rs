@@ -421,3 +421,75 @@ async fn empty_secrets_switch_the_integration_off() {
         db.drop_db().await;
     }
 }
+
+/// The code block after `<!-- readme-test: NAME -->` in the README.
+fn readme_snippet(name: &str) -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let marker = format!("<!-- readme-test: {name} -->");
+    let after = &readme[readme.find(&marker).unwrap_or_else(|| panic!("README has {marker}")) + marker.len()..];
+    let code = &after[after.find("```python\n").expect("a python block") + 10..];
+    code[..code.find("\n```").unwrap()].to_owned()
+}
+
+/// The README's scheme, recomputed here from its recipe alone (HMAC over the encoded payload,
+/// base64url without padding, the four documented claims); and, where Python is installed, the
+/// README's own snippets run against a real token and a real server.
+#[tokio::test]
+async fn the_readme_describes_the_token_and_the_signing_as_built() {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let (db, server, _fake) = shop_server(Backend::Sqlite, |_| {}).await;
+    campaign(&server, "Launch", Some("LE-2026"), wxoa::store::now_ms()).await;
+    let token = token_in(&say(&server, "oReader", "buy").await);
+
+    let (payload, sig) = token.split_once('.').unwrap();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(CHECKOUT_SECRET.as_bytes()).unwrap();
+    mac.update(payload.as_bytes());
+    assert_eq!(b64.encode(mac.finalize().into_bytes()), sig);
+    let claims: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
+    let mut keys: Vec<&str> = claims.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["c", "exp", "o", "p"]);
+    assert_eq!((claims["o"].as_str(), claims["p"].as_str()), (Some("oReader"), Some("LE-2026")));
+
+    let python = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !python {
+        eprintln!("note: no python3; the README's snippets were not run");
+    } else {
+        let script = format!(
+            "{}\n{}\nimport sys\n\
+             token, url, secret_c, secret_s = sys.argv[1:5]\n\
+             print(verify_checkout_token(secret_c.encode(), token)['o'])\n\
+             for bad in (token[:-2] + ('AA' if token[-2:] != 'AA' else 'BB'), token, 'x.y'):\n\
+             \x20   try:\n\
+             \x20       verify_checkout_token((secret_c + 'x').encode() if bad == token else secret_c.encode(), bad)\n\
+             \x20       print('accepted')\n\
+             \x20   except ValueError:\n\
+             \x20       print('refused')\n\
+             print(shop_call(url, secret_s.encode(), {{'sku': 'PY-1', 'name': 'From Python', 'stock': 3}}).status)\n",
+            readme_snippet("verify-token"),
+            readme_snippet("sign-call")
+        );
+        let args = [script, token.clone(), format!("http://{}/api/v1/stock", server.addr)];
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("python3")
+                .arg("-c")
+                .args(&args)
+                .arg(CHECKOUT_SECRET)
+                .arg(SHOP_SECRET)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout.lines().collect::<Vec<_>>(), ["oReader", "refused", "refused", "refused", "200"]);
+        let p = wxoa::shop::product(&server.state.store, "PY-1").await.unwrap().unwrap();
+        assert_eq!((p.name.as_str(), p.stock), ("From Python", 3));
+    }
+    server.stop().await;
+    db.drop_db().await;
+}
