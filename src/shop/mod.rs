@@ -32,9 +32,13 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
+    // The shop's bodies stop being read at 64 KiB, whatever `server.max_body_bytes` allows.
+    let api = Router::new()
         .route("/api/v1/stock", post(stock::post))
         .route("/api/v1/orders", post(orders::post))
+        .layer(axum::extract::DefaultBodyLimit::max(auth::MAX_BODY));
+    Router::new()
+        .merge(api)
         .route("/buy/{campaign_id}", get(landing::article))
         .route("/h5/buy/{campaign_id}", get(landing::buy))
 }
