@@ -4,7 +4,8 @@
 //! Every link from the chat goes to `/h5/start?to=<page>`, which starts WeChat's OAuth
 //! (`snsapi_base`) with a state bound to this browser's session; the callback exchanges the code
 //! server-side and stores the openid in the session. Forms carry a token derived from the session
-//! (CSRF); binding attempts are limited and lock after repeated failures.
+//! (CSRF); binding attempts are limited and lock after repeated failures. The shop's article
+//! landing (`/h5/buy/{id}`, [`crate::shop::landing`]) signs in the same way (`to=buy/<id>`).
 
 pub mod session;
 
