@@ -77,7 +77,9 @@ pub fn load_routing(config: &Config, handlers: &Handlers) -> Result<(Rules, Temp
     // Handlers that answer from a template of their own: missing is a start-up error, not a
     // failed reply at the worst moment.
     if handlers.contains("checkout_link") {
-        templates.require_file(crate::bot::handlers::SOLD_OUT_TEMPLATE).map_err(StartError)?;
+        templates
+            .require_file(crate::bot::handlers::SOLD_OUT_TEMPLATE)
+            .map_err(|e| StartError(format!("templates: {e} (checkout_link answers \"sold out\" with it)")))?;
     }
     Ok((rules, templates))
 }

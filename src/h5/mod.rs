@@ -28,6 +28,11 @@ use session::Session;
 
 /// Pages a chat link may lead to (anything else is refused: no open redirects).
 const PAGES: &[&str] = &["card", "bind", "catalogue", "book", "history", "account"];
+/// History entries per page.
+const HISTORY_PAGE: i64 = 10;
+/// Failed binding attempts before the lockout, and its length.
+const MAX_FAILURES: i64 = 5;
+const LOCKOUT_MS: i64 = 30 * 60 * 1000;
 
 /// Where `/h5/start?to=…` may lead after sign-in: one of [`PAGES`], or `buy/<campaign id>`
 /// (the article link's landing, [`crate::shop::landing`]).
@@ -37,11 +42,6 @@ fn sign_in_target(to: &str) -> Option<String> {
         .is_some_and(|id| (1..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()));
     (PAGES.contains(&to) || is_buy).then(|| format!("/h5/{to}"))
 }
-/// History entries per page.
-const HISTORY_PAGE: i64 = 10;
-/// Failed binding attempts before the lockout, and its length.
-const MAX_FAILURES: i64 = 5;
-const LOCKOUT_MS: i64 = 30 * 60 * 1000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
