@@ -492,3 +492,51 @@ async fn the_readme_describes_the_token_and_the_signing_as_built() {
     server.stop().await;
     db.drop_db().await;
 }
+
+/// Statuses of one order racing each other: whichever arrive, the accepted ones were accepted
+/// in forward order (the outbox's job ids, assigned inside each notification's transaction,
+/// say in which order), and each accepted one queued exactly one message.
+#[tokio::test]
+async fn racing_statuses_of_one_order_are_serialised() {
+    for backend in backends() {
+        let (db, server, _fake) = shop_server(backend, |c| c.outbox.enabled = false).await;
+        campaign(&server, "Launch", Some("LE-2026"), wxoa::store::now_ms()).await;
+        say(&server, "oRacer", "buy").await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..8 {
+            for status in ["created", "paid", "shipped", "refunded"] {
+                let (http, url) = (server.client.clone(), format!("http://{}/api/v1/orders", server.addr));
+                let body = order(&format!("RACE-{n}"), status, "oRacer").to_string();
+                tasks.spawn(async move {
+                    let ts = now().to_string();
+                    let resp = http
+                        .post(url)
+                        .header(TIMESTAMP_HEADER, &ts)
+                        .header(SIGNATURE_HEADER, signature(SHOP_SECRET, &ts, body.as_bytes()))
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    (n, status, resp.status().as_u16())
+                });
+            }
+        }
+        let mut accepted = 0;
+        while let Some(r) = tasks.join_next().await {
+            let (n, status, code) = r.unwrap();
+            assert!(code == 202 || code == 409, "RACE-{n} {status}: {code}");
+            accepted += usize::from(code == 202);
+        }
+        let rank = |s: &str| ["created", "paid", "shipped", "refunded"].iter().position(|x| *x == s).unwrap();
+        let mut jobs = wxoa::jobs::outbox::list(&server.state.store, None, 100).await.unwrap();
+        jobs.sort_by_key(|j| j.id);
+        assert_eq!(jobs.len(), accepted);
+        for n in 0..8 {
+            let prefix = format!("order:RACE-{n}:");
+            let ranks: Vec<usize> = jobs.iter().filter_map(|j| j.dedupe_key.strip_prefix(&prefix)).map(rank).collect();
+            assert!(!ranks.is_empty() && ranks.windows(2).all(|w| w[0] < w[1]), "RACE-{n}: {ranks:?}");
+        }
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
