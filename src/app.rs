@@ -78,6 +78,13 @@ pub fn load_routing(config: &Config, handlers: &Handlers) -> Result<(Rules, Temp
         .map_err(|e| StartError(format!("routes: cannot read {}: {e}", path.display())))?;
     let rules = Rules::parse(&text, &mut templates, |h| handlers.contains(h))
         .map_err(|e| StartError(format!("routes: {}: {e}", path.display())))?;
+    // Handlers that answer from a template of their own: missing is a start-up error, not a
+    // failed reply at the worst moment.
+    if handlers.contains("checkout_link") {
+        templates
+            .require_file(crate::bot::handlers::SOLD_OUT_TEMPLATE)
+            .map_err(|e| StartError(format!("templates: {e} (checkout_link answers \"sold out\" with it)")))?;
+    }
     Ok((rules, templates))
 }
 
@@ -111,7 +118,8 @@ impl App {
         let (log, log_writer) = MessageLog::start(store.clone()).map_err(|e| StartError(e.to_string()))?;
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let deadline = Duration::from_millis(config.bot.reply_deadline_ms);
-        let bot = Bot::new(rules, templates, handlers, log, deadline, outbox_wake.clone(), &config.h5.public_url);
+        let bot = Bot::new(rules, templates, handlers, log, deadline, outbox_wake.clone(), &config.h5.public_url)
+            .with_checkout(config.checkout.clone());
         let client = Client::new(&config.wechat, &config.rate_limits, store.clone());
         let worker = config.outbox.enabled.then(|| {
             let (stop, stopped) = tokio::sync::watch::channel(false);

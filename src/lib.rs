@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod members;
 pub mod menu;
 pub mod notices;
+pub mod shop;
 pub mod store;
 pub mod stores;
 pub mod tools;

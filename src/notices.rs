@@ -23,7 +23,16 @@ pub struct Notices {
 }
 
 /// Notices the code sends; each must be configured.
-pub const REQUIRED: &[&str] = &["booking_confirmed", "booking_reminder", "redemption_confirmed", "points_changed"];
+pub const REQUIRED: &[&str] = &[
+    "booking_confirmed",
+    "booking_reminder",
+    "redemption_confirmed",
+    "points_changed",
+    "order_created",
+    "order_paid",
+    "order_shipped",
+    "order_refunded",
+];
 
 impl Notices {
     pub fn load(config: &Path, templates: &Path, public_url: &str) -> Result<Notices, String> {

@@ -362,10 +362,7 @@ async fn campaign_page(
 }
 
 async fn product_stock(app: &AppState, sku: &str) -> Option<i64> {
-    let row: Result<Option<(i64,)>, sqlx::Error> = crate::with_pool!(&app.store, pool => sqlx::query_as(
-        "SELECT stock FROM products WHERE sku = $1"
-    ).bind(sku).fetch_optional(pool).await);
-    row.ok().flatten().map(|(s,)| s)
+    crate::shop::product(&app.store, sku).await.ok().flatten().map(|p| p.stock)
 }
 
 async fn show_campaign(

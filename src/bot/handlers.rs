@@ -22,6 +22,8 @@ pub struct HandlerCtx {
     pub templates: Arc<super::templates::Templates>,
     /// Where followers reach the H5 pages (`h5.public_url`).
     pub public_url: Arc<str>,
+    /// The external checkout (`[checkout]`), for `checkout_link`.
+    pub checkout: Arc<crate::config::CheckoutConfig>,
 }
 
 impl HandlerCtx {
@@ -51,6 +53,7 @@ impl Handlers {
         h.add("history", history);
         h.add("book_advisor", book_advisor);
         h.add("mass_send_finished", crate::campaigns::mass_send_finished);
+        h.add("checkout_link", checkout_link);
         h
     }
 
@@ -210,4 +213,63 @@ async fn book_advisor(ctx: HandlerCtx) -> HandlerResult {
         link = ctx.page_link("book")
     ))
     .ok())
+}
+
+/// The reply template `checkout_link` answers with when the product is sold out (in
+/// `bot.templates`; it sees `product` and `campaign` besides the message's fields).
+pub const SOLD_OUT_TEMPLATE: &str = "sold_out.j2";
+
+/// The campaign a `BUY_<id>` menu key names; `None` for a plain `BUY` (or no key: a keyword).
+fn buy_key_campaign(key: &str) -> Option<i64> {
+    let upper = key.trim().to_ascii_uppercase();
+    upper.strip_prefix("BUY_").and_then(|id| id.parse().ok()).filter(|id: &i64| *id > 0)
+}
+
+/// The "Buy" button and keywords: the follower's own signed checkout link for the campaign the
+/// key names (`BUY_<id>`), else the most recent campaign that sells something; the sold-out
+/// template once its stock is gone. See `crate::shop`.
+async fn checkout_link(ctx: HandlerCtx) -> HandlerResult {
+    use crate::shop::{self, Offer};
+    let nothing = || Reply::text("暂无在售商品，敬请期待。There is nothing on sale right now — stay tuned.").ok();
+    if !shop::checkout_enabled(&ctx.checkout) {
+        return Ok(Reply::text("暂未开放购买，请稍后再试。Buying is not available right now; please try later.").ok());
+    }
+    let campaign = match ctx.msg.event_key().and_then(buy_key_campaign) {
+        Some(id) => shop::campaign(&ctx.store, id).await,
+        None => shop::latest_campaign_with_product(&ctx.store).await,
+    }
+    .map_err(|e| e.to_string())?;
+    let Some(campaign) = campaign else { return Ok(nothing()) };
+    match shop::offer(&ctx.store, &campaign).await.map_err(|e| e.to_string())? {
+        Offer::NoProduct => Ok(nothing()),
+        Offer::SoldOut { product_name } => {
+            let extra = minijinja::context! { product => product_name, campaign => campaign.name };
+            let text = ctx.templates.render_with(SOLD_OUT_TEMPLATE, &ctx.msg, extra).map_err(|e| e.to_string())?;
+            Ok(Reply::text(text).ok())
+        }
+        Offer::Available { sku, product_name } => {
+            // Whoever we hand a checkout link is a follower we know: the shop's order
+            // notifications for them are accepted (see `shop::orders`).
+            stores::record_follower(&ctx.store, &ctx.msg.openid, true, None, None).await.map_err(|e| e.to_string())?;
+            let link = shop::checkout_link(&ctx.checkout, campaign.id, &sku, &ctx.msg.openid);
+            let mins = ctx.checkout.token_ttl_secs.div_ceil(60);
+            Ok(Reply::text(format!(
+                "<a href=\"{link}\">立即购买 {product_name}</a>（链接 {mins} 分钟内有效）\n\
+                 <a href=\"{link}\">Buy {product_name} now</a> (the link is valid for {mins} minutes)."
+            ))
+            .ok())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn buy_keys() {
+        assert_eq!(super::buy_key_campaign("BUY"), None);
+        assert_eq!(super::buy_key_campaign("BUY_12"), Some(12));
+        assert_eq!(super::buy_key_campaign("buy_7"), Some(7));
+        assert_eq!(super::buy_key_campaign("BUY_x"), None);
+        assert_eq!(super::buy_key_campaign("BUY_0"), None);
+    }
 }

@@ -69,6 +69,8 @@ pub struct Bot {
     /// Wakes the outbox worker when a late reply is queued.
     outbox_wake: Arc<tokio::sync::Notify>,
     public_url: Arc<str>,
+    /// For handlers that hand out checkout links; switched off (empty secret) unless set.
+    checkout: Arc<crate::config::CheckoutConfig>,
 }
 
 impl Bot {
@@ -93,7 +95,14 @@ impl Bot {
             instance: format!("{}-{}", std::process::id(), crate::wechat::signature::hex(&id)),
             outbox_wake,
             public_url: public_url.into(),
+            checkout: Arc::new(crate::config::CheckoutConfig::default()),
         }
+    }
+
+    /// The checkout configuration handlers see (see [`handlers::HandlerCtx::checkout`]).
+    pub fn with_checkout(mut self, checkout: crate::config::CheckoutConfig) -> Bot {
+        self.checkout = Arc::new(checkout);
+        self
     }
 
     pub fn instance(&self) -> &str {
@@ -258,6 +267,7 @@ impl Bot {
                     store: self.log.store().clone(),
                     templates: self.templates.clone(),
                     public_url: self.public_url.clone(),
+                    checkout: self.checkout.clone(),
                 };
                 let mut task = tokio::spawn(handler(ctx));
                 let remaining = self.deadline.saturating_sub(received.elapsed());

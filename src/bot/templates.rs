@@ -60,6 +60,13 @@ impl Templates {
         let out = self.env.get_template(name)?.render(ctx)?;
         Ok(out.trim().to_owned())
     }
+
+    /// Renders `name` for `msg` with `extra` values a handler adds (they win over message fields).
+    pub fn render_with(&self, name: &str, msg: &Arc<Message>, extra: Value) -> Result<String, minijinja::Error> {
+        let ctx = minijinja::context! { ..extra, ..Value::from_object(MessageContext(msg.clone())) };
+        let out = self.env.get_template(name)?.render(ctx)?;
+        Ok(out.trim().to_owned())
+    }
 }
 
 /// Lazily exposes a message to templates without copying its fields into a map.

@@ -293,9 +293,7 @@ pub async fn list(store: &Store, limit: i64) -> Result<Vec<Campaign>, sqlx::Erro
 
 /// The link a campaign's articles lead to: the checkout landing, which signs the follower in and
 /// sends them on to the shop (or to a sold-out page).
-pub fn article_link(public_url: &str, campaign_id: i64) -> String {
-    format!("{}/buy/{campaign_id}", public_url.trim_end_matches('/'))
-}
+pub use crate::shop::article_link;
 
 /// Records WeChat's MASSSENDJOBFINISH on the run that sent `msg_id`. Returns whether a run was
 /// found. WeChat may report before we have recorded the msg_id (its answer and its event race),

@@ -4,7 +4,8 @@
 //! Every link from the chat goes to `/h5/start?to=<page>`, which starts WeChat's OAuth
 //! (`snsapi_base`) with a state bound to this browser's session; the callback exchanges the code
 //! server-side and stores the openid in the session. Forms carry a token derived from the session
-//! (CSRF); binding attempts are limited and lock after repeated failures.
+//! (CSRF); binding attempts are limited and lock after repeated failures. The shop's article
+//! landing (`/h5/buy/{id}`, [`crate::shop::landing`]) signs in the same way (`to=buy/<id>`).
 
 pub mod session;
 
@@ -33,6 +34,15 @@ const HISTORY_PAGE: i64 = 10;
 const MAX_FAILURES: i64 = 5;
 const LOCKOUT_MS: i64 = 30 * 60 * 1000;
 
+/// Where `/h5/start?to=…` may lead after sign-in: one of [`PAGES`], or `buy/<campaign id>`
+/// (the article link's landing, [`crate::shop::landing`]).
+fn sign_in_target(to: &str) -> Option<String> {
+    let is_buy = to
+        .strip_prefix("buy/")
+        .is_some_and(|id| (1..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()));
+    (PAGES.contains(&to) || is_buy).then(|| format!("/h5/{to}"))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/h5/start", get(start))
@@ -56,7 +66,16 @@ impl Pages {
     pub fn load(dir: &std::path::Path) -> Result<Pages, String> {
         Self::load_with(
             dir,
-            &["card.html", "bind.html", "message.html", "catalogue.html", "book.html", "history.html", "account.html"],
+            &[
+                "card.html",
+                "bind.html",
+                "message.html",
+                "catalogue.html",
+                "book.html",
+                "history.html",
+                "account.html",
+                "sold_out.html",
+            ],
         )
     }
 
@@ -89,7 +108,7 @@ impl Pages {
     }
 }
 
-fn message(app: &AppState, status: StatusCode, title: &str, text: &str) -> Response {
+pub(crate) fn message(app: &AppState, status: StatusCode, title: &str, text: &str) -> Response {
     app.pages.render(status, "message.html", context! { title, text })
 }
 
@@ -97,7 +116,7 @@ fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
 }
 
-fn unavailable(app: &AppState, e: impl std::fmt::Display) -> Response {
+pub(crate) fn unavailable(app: &AppState, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "h5: database or API failure");
     message(
         app,
@@ -124,7 +143,7 @@ fn foreign_form(app: &AppState, session: &Session, token: &str) -> Option<Respon
 }
 
 /// The session's openid, or a response sending the browser through OAuth back to `page`.
-async fn follower(app: &AppState, headers: &HeaderMap, page: &str) -> Result<(Session, String), Response> {
+pub(crate) async fn follower(app: &AppState, headers: &HeaderMap, page: &str) -> Result<(Session, String), Response> {
     match current(app, headers).await {
         Ok(Some(s)) => match s.openid.clone() {
             Some(openid) => Ok((s, openid)),
@@ -143,17 +162,16 @@ struct StartQuery {
 }
 
 async fn start(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<StartQuery>) -> Response {
-    let to = q.to.as_deref().unwrap_or("card");
-    if !PAGES.contains(&to) {
+    let Some(next) = sign_in_target(q.to.as_deref().unwrap_or("card")) else {
         return message(&app, StatusCode::BAD_REQUEST, "链接无效 / Invalid link", "This link is not valid.");
-    }
+    };
     let h5 = &app.config.h5;
     let result = async {
         let session = match current(&app, &headers).await? {
             Some(s) => s,
             None => session::create(&app.store, h5.session_ttl_secs).await?,
         };
-        let state = session::new_state(&app.store, &session, &format!("/h5/{to}")).await?;
+        let state = session::new_state(&app.store, &session, &next).await?;
         Ok::<_, sqlx::Error>((session, state))
     }
     .await;

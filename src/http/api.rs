@@ -16,6 +16,8 @@ pub enum ApiError {
     NotFound(String),
     /// 409: well-formed but refused by the current state (already sent, status going backwards).
     Conflict(String),
+    /// 413: the body is larger than the endpoint takes.
+    TooLarge(String),
     /// 422: well-formed but breaks a rule (WeChat's limits, unknown follower).
     Unprocessable(String),
     /// 503: switched off in config, or a dependency is down.
@@ -43,6 +45,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(m) => {

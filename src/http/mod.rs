@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::campaigns::api::router())
         .merge(crate::admin::api::router())
         .merge(crate::admin::console::router())
+        .merge(crate::shop::router())
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(|_| {

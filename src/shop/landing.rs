@@ -1,0 +1,90 @@
+//! The article link: `GET /buy/{campaign_id}` ([`super::article_link`]).
+//!
+//! Campaign articles link to `{h5.public_url}/buy/{campaign_id}`; that path is a published
+//! contract. It only forwards to `/h5/buy/{campaign_id}`, because the H5 session cookie is
+//! scoped to `/h5` (`Path=/h5`) and a browser would not send it to `/buy/…`. There:
+//!
+//! 1. an unknown campaign is a 404 page, one that sells nothing says so, and a sold-out product
+//!    shows `sold_out.html` — none of these needs to know who is asking, so no sign-in;
+//! 2. otherwise the follower signs in through the usual OAuth (`/h5/start?to=buy/{id}`, which
+//!    comes back here) unless the session already knows their openid;
+//! 3. then a 302 to `{checkout.base_url}?token=…` with a fresh token for this follower
+//!    ([`super::checkout`]). The response is `no-store`: the token is personal.
+
+use super::Offer;
+use crate::app::AppState;
+use crate::h5::{follower, message, unavailable};
+use axum::extract::{Path, State};
+use axum::http::header::{CACHE_CONTROL, LOCATION};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use minijinja::context;
+
+/// A campaign id from the path, if it is one.
+fn campaign_id(raw: &str) -> Option<i64> {
+    raw.bytes().all(|b| b.is_ascii_digit()).then(|| raw.parse().ok()).flatten().filter(|id| *id > 0)
+}
+
+fn not_found(app: &AppState) -> Response {
+    message(app, StatusCode::NOT_FOUND, "未找到 / Not found", "This offer does not exist (any more).")
+}
+
+/// `GET /buy/{campaign_id}`: on to the H5 landing, where the session cookie is sent.
+pub async fn article(State(app): State<AppState>, Path(raw): Path<String>) -> Response {
+    match campaign_id(&raw) {
+        Some(id) => (StatusCode::FOUND, [(LOCATION, format!("/h5/buy/{id}"))]).into_response(),
+        None => not_found(&app),
+    }
+}
+
+/// `GET /h5/buy/{campaign_id}`: sold-out page, sign-in, or the checkout.
+pub async fn buy(State(app): State<AppState>, headers: HeaderMap, Path(raw): Path<String>) -> Response {
+    let Some(id) = campaign_id(&raw) else { return not_found(&app) };
+    if !super::checkout_enabled(&app.config.checkout) {
+        return message(
+            &app,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "暂未开放 / Not available",
+            "Buying is not available right now. Please try again later.",
+        );
+    }
+    let campaign = match super::campaign(&app.store, id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return not_found(&app),
+        Err(e) => return unavailable(&app, e),
+    };
+    let (sku, product) = match super::offer(&app.store, &campaign).await {
+        Ok(Offer::Available { sku, product_name }) => (sku, product_name),
+        Ok(Offer::SoldOut { product_name }) => {
+            let ctx = context! { campaign => campaign.name, product => product_name };
+            return app.pages.render(StatusCode::OK, "sold_out.html", ctx);
+        }
+        Ok(Offer::NoProduct) => {
+            return message(
+                &app,
+                StatusCode::OK,
+                &campaign.name,
+                "这里暂时没有可购买的商品。There is nothing to buy here yet.",
+            );
+        }
+        Err(e) => return unavailable(&app, e),
+    };
+    let (_, openid) = match follower(&app, &headers, &format!("buy/{id}")).await {
+        Ok(v) => v,
+        Err(sign_in) => return sign_in,
+    };
+    let url = super::checkout_link(&app.config.checkout, id, &sku, &openid);
+    tracing::info!(campaign = id, sku, product, buyer = %crate::mask(&openid), "shop: to the checkout");
+    (StatusCode::FOUND, [(LOCATION, url), (CACHE_CONTROL, "no-store".to_owned())]).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn campaign_ids() {
+        assert_eq!(super::campaign_id("12"), Some(12));
+        for bad in ["", "0", "-1", "+1", "1e3", "12a", "99999999999999999999"] {
+            assert_eq!(super::campaign_id(bad), None, "{bad}");
+        }
+    }
+}

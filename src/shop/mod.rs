@@ -1,0 +1,146 @@
+//! The shop integration: followers buy through an external H5 checkout; the shop tells us about
+//! stock and orders.
+//!
+//! ```text
+//!  article ──► GET /buy/{campaign_id} ──► /h5/buy/{id} ──(OAuth if needed)──► 302 checkout?token=…
+//!  chat "buy" / menu BUY[_id] ──► checkout_link handler ──► text reply with the same link
+//!  shop ──► POST /api/v1/stock   (signed)  ──► products
+//!  shop ──► POST /api/v1/orders  (signed)  ──► orders + the buyer's template message (outbox)
+//! ```
+//!
+//! * [`checkout`]: the signed, expiring token that carries campaign, SKU and openid to the shop.
+//! * [`auth`]: how the shop signs its calls (HMAC over timestamp and body, replay window).
+//! * [`stock`] and [`orders`]: the two endpoints. A product whose stock is 0 is *sold out*: the
+//!   article link shows a sold-out page and the chat answers from `sold_out.j2` instead of
+//!   handing out checkout links. A product the shop never told us about is treated as available
+//!   (the shop, which owns the stock, has the last word at its checkout).
+//! * [`landing`]: the article link `/buy/{campaign_id}`.
+//!
+//! Campaign rows belong to the campaigns module; this one only reads `campaigns.product_sku`.
+
+pub mod auth;
+pub mod checkout;
+pub mod landing;
+pub mod orders;
+pub mod stock;
+
+use crate::app::AppState;
+use crate::config::CheckoutConfig;
+use crate::store::Store;
+use crate::with_pool;
+use axum::Router;
+use axum::routing::{get, post};
+
+pub fn router() -> Router<AppState> {
+    // The shop's bodies stop being read at 64 KiB, whatever `server.max_body_bytes` allows.
+    let api = Router::new()
+        .route("/api/v1/stock", post(stock::post))
+        .route("/api/v1/orders", post(orders::post))
+        .layer(axum::extract::DefaultBodyLimit::max(auth::MAX_BODY));
+    Router::new()
+        .merge(api)
+        .route("/buy/{campaign_id}", get(landing::article))
+        .route("/h5/buy/{campaign_id}", get(landing::buy))
+}
+
+/// The link a campaign article carries: `{h5.public_url}/buy/{campaign_id}`. This path is a
+/// contract with articles already published; it must keep working.
+pub fn article_link(public_url: &str, campaign_id: i64) -> String {
+    format!("{}/buy/{campaign_id}", public_url.trim_end_matches('/'))
+}
+
+/// A product as the shop last described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub sku: String,
+    pub name: String,
+    pub stock: i64,
+    /// When the shop last told us (unix ms).
+    pub updated_at: i64,
+}
+
+impl Product {
+    pub fn sold_out(&self) -> bool {
+        self.stock <= 0
+    }
+}
+
+/// The product with `sku`, if the shop has told us about it.
+pub async fn product(store: &Store, sku: &str) -> Result<Option<Product>, sqlx::Error> {
+    let row: Option<(String, String, i64, i64)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT sku, name, stock, updated_at FROM products WHERE sku = $1").bind(sku).fetch_optional(pool).await)?;
+    Ok(row.map(|(sku, name, stock, updated_at)| Product { sku, name, stock, updated_at }))
+}
+
+/// What the shop part needs of a campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Campaign {
+    pub id: i64,
+    pub name: String,
+    pub product_sku: Option<String>,
+}
+
+type CampaignRow = (i64, String, Option<String>);
+
+fn campaign_row((id, name, product_sku): CampaignRow) -> Campaign {
+    // An empty SKU is as good as none.
+    Campaign { id, name, product_sku: product_sku.filter(|s| !s.trim().is_empty()) }
+}
+
+pub async fn campaign(store: &Store, id: i64) -> Result<Option<Campaign>, sqlx::Error> {
+    let row: Option<CampaignRow> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, name, product_sku FROM campaigns WHERE id = $1").bind(id).fetch_optional(pool).await)?;
+    Ok(row.map(campaign_row))
+}
+
+/// The most recently created campaign that sells something (what a plain "buy" means).
+pub async fn latest_campaign_with_product(store: &Store) -> Result<Option<Campaign>, sqlx::Error> {
+    let row: Option<CampaignRow> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, name, product_sku FROM campaigns WHERE product_sku IS NOT NULL AND product_sku <> '' \
+         ORDER BY created_at DESC, id DESC LIMIT 1").fetch_optional(pool).await)?;
+    Ok(row.map(campaign_row))
+}
+
+/// What a follower can do about a campaign right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// The campaign sells nothing.
+    NoProduct,
+    /// Its product's stock is gone.
+    SoldOut { product_name: String },
+    /// On sale: `product_name` is the shop's name, or the campaign's if the shop has not told
+    /// us about the SKU yet.
+    Available { sku: String, product_name: String },
+}
+
+/// The offer of `campaign`, from the stock the shop last reported.
+pub async fn offer(store: &Store, campaign: &Campaign) -> Result<Offer, sqlx::Error> {
+    let Some(sku) = &campaign.product_sku else { return Ok(Offer::NoProduct) };
+    Ok(match product(store, sku).await? {
+        Some(p) if p.sold_out() => Offer::SoldOut { product_name: p.name },
+        Some(p) => Offer::Available { sku: p.sku, product_name: p.name },
+        None => Offer::Available { sku: sku.clone(), product_name: campaign.name.clone() },
+    })
+}
+
+/// A fresh checkout link for `openid` to buy `sku` from `campaign_id`, valid
+/// `checkout.token_ttl_secs` from now.
+pub fn checkout_link(config: &CheckoutConfig, campaign_id: i64, sku: &str, openid: &str) -> String {
+    let now = crate::store::now_ms() / 1000;
+    let token = checkout::issue(&config.secret, campaign_id, sku, openid, now, config.token_ttl_secs);
+    checkout::checkout_url(&config.base_url, &token)
+}
+
+/// Whether the checkout is switched on (an empty `checkout.secret` switches it off).
+pub fn checkout_enabled(config: &CheckoutConfig) -> bool {
+    !config.secret.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn article_links() {
+        assert_eq!(super::article_link("https://wx.example.com/", 12), "https://wx.example.com/buy/12");
+        assert_eq!(super::article_link("http://127.0.0.1:8080", 1), "http://127.0.0.1:8080/buy/1");
+    }
+}

@@ -1,0 +1,346 @@
+//! `POST /api/v1/orders` (shop-signed, see [`super::auth`]): the shop tells us about an order,
+//! and we tell the buyer with a template message.
+//!
+//! ```text
+//! {"order_id": "SO-1001", "status": "paid", "openid": "o…", "sku": "LE-2026",
+//!  "product_name": "Limited Edition No. 5", "amount_fen": 129900,
+//!  "tracking_no": "SF123…" (shipped only, optional), "at": 1795000000 (optional, unix seconds)}
+//! ```
+//!
+//! * **Statuses** move forward only: `created` → `paid` → `shipped`, and `refunded` after any of
+//!   them; nothing follows `refunded`. Steps may be skipped (a shop that never sends `created`).
+//!   A status at or before the latest one recorded for the order is refused with **409** (and
+//!   nothing is sent) — unless it is the very same status, which is a repeat.
+//! * **Idempotent** by `(order_id, status)`: a repeat answers **200** `{"duplicate": true}`
+//!   and sends nothing. A new status answers **202** `{"queued": true}`.
+//! * **One transaction**: the `orders` row and the buyer's template message (`order_<status>`
+//!   in `config/notices.toml`, outbox dedupe key `order:<order_id>:<status>`) commit together,
+//!   so a crash loses neither and sends nothing unrecorded. Notifications for one order are
+//!   serialised (SQLite's write lock; a transaction-scoped advisory lock per order on
+//!   PostgreSQL), so two racing statuses cannot both pass the forward-only check.
+//! * **Known buyers only** (**422** otherwise): the openid must belong to someone we know —
+//!   a member with a bound card (`members.openid`), a follower we recorded (`followers`: store
+//!   QR codes, and every follower the `checkout_link` handler handed a link to), or someone who
+//!   signed in through our OAuth (`h5_sessions.openid`: the `/buy/{id}` article link goes that
+//!   way). Every checkout token we issue is for such an openid, so a real order always
+//!   qualifies. The inbound message log is deliberately not consulted: it has no openid index
+//!   (it is the webhook's hot path) and scanning it per order would not scale.
+//! * Bad JSON, a missing field, an unknown status or a field out of bounds: **400**. The
+//!   buyer is a different openid than earlier notifications of the order said: **409**.
+
+use super::stock::bounded;
+use crate::app::AppState;
+use crate::http::api::{ApiError, parse_json};
+use crate::jobs::outbox::{self, KIND_TEMPLATE, NewJob};
+use crate::store::{Store, Tx, now_ms};
+use crate::with_tx;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+/// Order statuses, in the only order they may arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Created,
+    Paid,
+    Shipped,
+    Refunded,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [Status::Created, Status::Paid, Status::Shipped, Status::Refunded];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Paid => "paid",
+            Status::Shipped => "shipped",
+            Status::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// The notice (in `config/notices.toml`) that tells the buyer.
+    pub fn notice(self) -> &'static str {
+        match self {
+            Status::Created => "order_created",
+            Status::Paid => "order_paid",
+            Status::Shipped => "order_shipped",
+            Status::Refunded => "order_refunded",
+        }
+    }
+}
+
+/// An order notification as the shop sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    order_id: String,
+    status: String,
+    openid: String,
+    sku: String,
+    #[serde(default)]
+    product_name: Option<String>,
+    amount_fen: i64,
+    #[serde(default)]
+    tracking_no: Option<String>,
+    #[serde(default)]
+    at: Option<i64>,
+}
+
+/// A validated notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub order_id: String,
+    pub status: Status,
+    pub openid: String,
+    pub sku: String,
+    pub product_name: Option<String>,
+    pub amount_fen: i64,
+    pub tracking_no: Option<String>,
+    /// When it happened (unix seconds); when we received it if the shop did not say.
+    pub at: i64,
+}
+
+/// ¥100,000,000.00: more than any order, less than anything that overflows.
+pub const MAX_AMOUNT_FEN: i64 = 10_000_000_000;
+
+fn validate(b: Body, now_secs: i64) -> Result<Notification, ApiError> {
+    let status = Status::parse(&b.status)
+        .ok_or_else(|| ApiError::BadRequest("status must be created, paid, shipped or refunded".into()))?;
+    bounded("order_id", &b.order_id, 1, 64)?;
+    bounded("sku", &b.sku, 1, super::stock::MAX_SKU_CHARS)?;
+    // WeChat openids are 28 characters of [A-Za-z0-9_-]; leave room, refuse anything else.
+    if b.openid.is_empty()
+        || b.openid.len() > 64
+        || !b.openid.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    {
+        return Err(ApiError::BadRequest("openid must be 1 to 64 letters, digits, '_' or '-'".into()));
+    }
+    if let Some(name) = &b.product_name {
+        bounded("product_name", name, 1, super::stock::MAX_NAME_CHARS)?;
+    }
+    if !(0..=MAX_AMOUNT_FEN).contains(&b.amount_fen) {
+        return Err(ApiError::BadRequest(format!("amount_fen must be 0 to {MAX_AMOUNT_FEN}")));
+    }
+    if let Some(t) = &b.tracking_no {
+        if status != Status::Shipped {
+            return Err(ApiError::BadRequest("tracking_no belongs to a shipped notification only".into()));
+        }
+        bounded("tracking_no", t, 1, 64)?;
+    }
+    // Any time from 2020 to a day ahead of our clock.
+    if b.at.is_some_and(|at| !(1_577_836_800..=now_secs + 86_400).contains(&at)) {
+        return Err(ApiError::BadRequest("at must be unix seconds, not in the future".into()));
+    }
+    Ok(Notification {
+        order_id: b.order_id,
+        status,
+        openid: b.openid,
+        sku: b.sku,
+        product_name: b.product_name,
+        amount_fen: b.amount_fen,
+        tracking_no: b.tracking_no,
+        at: b.at.unwrap_or(now_secs),
+    })
+}
+
+/// `¥1,299.00` for 129900 fen.
+pub fn yuan(fen: i64) -> String {
+    let digits = (fen / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("¥{grouped}.{:02}", fen % 100)
+}
+
+/// What became of a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Recorded, and the buyer's message queued.
+    Queued,
+    /// This order already had this status: nothing done.
+    Duplicate,
+    /// Refused (409): `latest` is the latest status recorded for the order.
+    Backwards { latest: Status },
+    /// Refused (409): earlier notifications of the order named another buyer.
+    OtherBuyer,
+    /// Refused (422): not a follower we know.
+    UnknownBuyer,
+}
+
+/// Serialises notifications of one order on PostgreSQL (SQLite's BEGIN IMMEDIATE already holds
+/// the database's write lock). The first key namespaces wxoa's advisory locks.
+async fn lock_order(tx: &mut Tx, order_id: &str) -> Result<(), sqlx::Error> {
+    if let Tx::Postgres(tx) = tx {
+        sqlx::query("SELECT pg_advisory_xact_lock(7110005, hashtext($1))").bind(order_id).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Whether `openid` belongs to someone we know (see the module docs for why these tables).
+async fn known_buyer(tx: &mut Tx, openid: &str) -> Result<bool, sqlx::Error> {
+    let found: Option<i32> = with_tx!(tx, conn => sqlx::query_scalar(
+        "SELECT 1 FROM members WHERE openid = $1 \
+         UNION ALL SELECT 1 FROM followers WHERE openid = $1 \
+         UNION ALL SELECT 1 FROM h5_sessions WHERE openid = $1 LIMIT 1")
+        .bind(openid).fetch_optional(conn).await)?;
+    Ok(found.is_some())
+}
+
+/// The statuses recorded for `order_id`, with the openid each named.
+async fn recorded(tx: &mut Tx, order_id: &str) -> Result<Vec<(Status, String)>, sqlx::Error> {
+    let rows: Vec<(String, String)> = with_tx!(tx, conn => sqlx::query_as(
+        "SELECT status, openid FROM orders WHERE order_id = $1").bind(order_id).fetch_all(conn).await)?;
+    // Rows are only ever written by `record`, with a valid status.
+    Ok(rows.into_iter().filter_map(|(s, o)| Status::parse(&s).map(|s| (s, o))).collect())
+}
+
+/// The template message for `n`, for the outbox.
+fn message(notices: &crate::notices::Notices, n: &Notification, product_name: &str) -> Result<NewJob, String> {
+    let ctx = minijinja::context! {
+        order_id => n.order_id,
+        status => n.status.as_str(),
+        product => product_name,
+        sku => n.sku,
+        amount => yuan(n.amount_fen),
+        tracking_no => n.tracking_no,
+        time => crate::bookings::slot_label(n.at * 1000),
+    };
+    let message = notices.render(n.status.notice(), &n.openid, ctx)?;
+    Ok(NewJob::new(KIND_TEMPLATE, message, format!("order:{}:{}", n.order_id, n.status.as_str())))
+}
+
+/// Records `n` (received as `raw`) and queues the buyer's message, in one transaction.
+pub async fn record(
+    store: &Store,
+    notices: &crate::notices::Notices,
+    n: &Notification,
+    raw: &str,
+) -> Result<Outcome, ApiError> {
+    // The product's name for the message: as the shop sent it, else as it told us, else the SKU.
+    let product_name = match &n.product_name {
+        Some(name) => name.clone(),
+        None => super::product(store, &n.sku).await?.map(|p| p.name).unwrap_or_else(|| n.sku.clone()),
+    };
+    let job = message(notices, n, &product_name).map_err(ApiError::internal)?;
+    let mut tx = store.begin().await?;
+    lock_order(&mut tx, &n.order_id).await?;
+    let earlier = recorded(&mut tx, &n.order_id).await?;
+    if earlier.iter().any(|(_, openid)| openid != &n.openid) {
+        return Ok(Outcome::OtherBuyer);
+    }
+    if earlier.iter().any(|(s, _)| *s == n.status) {
+        return Ok(Outcome::Duplicate);
+    }
+    if let Some(latest) = earlier.iter().map(|(s, _)| *s).max().filter(|latest| *latest > n.status) {
+        return Ok(Outcome::Backwards { latest });
+    }
+    if !known_buyer(&mut tx, &n.openid).await? {
+        return Ok(Outcome::UnknownBuyer);
+    }
+    let inserted = with_tx!(&mut tx, conn => sqlx::query(
+        "INSERT INTO orders (order_id, status, openid, body, received_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (order_id, status) DO NOTHING")
+        .bind(&n.order_id).bind(n.status.as_str()).bind(&n.openid).bind(raw).bind(now_ms())
+        .execute(conn).await.map(|r| r.rows_affected() == 1))?;
+    if !inserted {
+        return Ok(Outcome::Duplicate);
+    }
+    outbox::enqueue_tx(&mut tx, &job).await?;
+    tx.commit().await?;
+    Ok(Outcome::Queued)
+}
+
+pub async fn post(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = super::auth::authenticate(&app, &headers, body)?;
+    let n = validate(parse_json(&body)?, now_ms() / 1000)?;
+    // Authenticated and under 64 KiB, so valid UTF-8 JSON we store as received.
+    let raw = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("the body must be UTF-8".into()))?;
+    let outcome = record(&app.store, &app.notices, &n, raw).await?;
+    let (order_id, status) = (n.order_id.as_str(), n.status.as_str());
+    match outcome {
+        Outcome::Queued => {
+            app.outbox_wake.notify_one();
+            tracing::info!(order_id, status, buyer = %crate::mask(&n.openid), "shop: order notice queued");
+            let json = serde_json::json!({ "order_id": order_id, "status": status, "queued": true });
+            Ok((StatusCode::ACCEPTED, Json(json)).into_response())
+        }
+        Outcome::Duplicate => {
+            let json = serde_json::json!({ "order_id": order_id, "status": status, "duplicate": true });
+            Ok((StatusCode::OK, Json(json)).into_response())
+        }
+        Outcome::Backwards { latest } => Err(ApiError::Conflict(format!(
+            "order {order_id} is already {}: {status} cannot follow it",
+            latest.as_str()
+        ))),
+        Outcome::OtherBuyer => Err(ApiError::Conflict(format!("order {order_id} belongs to another buyer"))),
+        Outcome::UnknownBuyer => Err(ApiError::Unprocessable("the buyer is not a follower we know".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts() {
+        assert_eq!(yuan(129_900), "¥1,299.00");
+        assert_eq!(yuan(5), "¥0.05");
+        assert_eq!(yuan(100_000_000), "¥1,000,000.00");
+        assert_eq!(yuan(99_999), "¥999.99");
+    }
+
+    #[test]
+    fn statuses_are_ordered() {
+        assert!(Status::Created < Status::Paid && Status::Paid < Status::Shipped && Status::Shipped < Status::Refunded);
+        assert_eq!(Status::parse("shipped"), Some(Status::Shipped));
+        assert_eq!(Status::parse("Shipped"), None);
+        assert_eq!(Status::parse("cancelled"), None);
+    }
+
+    #[test]
+    fn bounds() {
+        let now = 1_800_000_000;
+        let base = serde_json::json!({"order_id": "SO-1", "status": "shipped", "openid": "oBuyer_1-x", "sku": "A",
+            "amount_fen": 100, "tracking_no": "SF1", "at": now - 10});
+        let ok = |v: &serde_json::Value| validate(serde_json::from_value(v.clone()).unwrap(), now);
+        assert_eq!(ok(&base).unwrap().at, now - 10);
+        let with = |k: &str, v: serde_json::Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            b
+        };
+        for bad in [
+            with("status", "lost".into()),
+            with("order_id", "".into()),
+            with("order_id", "x".repeat(65).into()),
+            with("openid", "o!".into()),
+            with("amount_fen", (-1).into()),
+            with("amount_fen", (MAX_AMOUNT_FEN + 1).into()),
+            with("product_name", "n".repeat(201).into()),
+            with("at", (now + 86_401).into()),
+            with("at", 5.into()),
+            with("tracking_no", "".into()),
+        ] {
+            assert!(ok(&bad).is_err(), "{bad}");
+        }
+        let paid = with("status", "paid".into());
+        assert!(ok(&paid).is_err(), "tracking_no with paid");
+    }
+}

@@ -1,0 +1,542 @@
+//! The shop integration end to end over HTTP, on SQLite and PostgreSQL, with the fake WeChat:
+//! checkout links from the chat and from the article link (through the fake's OAuth), their
+//! tokens and tampering; stock switching both to "sold out" and back; order notifications
+//! (one template message each, duplicates, going backwards, unknown buyers); every refusal of a
+//! badly signed or malformed shop call; the switch-off; and the README's snippets.
+
+mod common;
+
+use common::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use wxoa::shop::auth::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
+use wxoa::shop::checkout::{self, TokenError};
+use wxoa::wechat::envelope::Mode;
+
+const TEMPLATE_SEND: &str = "/cgi-bin/message/template/send";
+
+/// A browser: follows nothing by itself, keeps the session cookie.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(server: &TestServer) -> Browser {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { http, base: format!("http://{}", server.addr), cookie: None }
+    }
+
+    async fn get(&mut self, url: &str) -> Page {
+        let url = if url.starts_with("http") { url.to_owned() } else { format!("{}{url}", self.base) };
+        let mut req = self.http.get(&url);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c.clone());
+        }
+        let resp = req.send().await.unwrap();
+        if let Some(set) = resp.headers().get("set-cookie") {
+            self.cookie = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
+        }
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+        Page { status, location, body: resp.text().await.unwrap() }
+    }
+
+    /// Follows `/h5/start?to=…` through the fake's authorize page as `openid`; returns where the
+    /// callback sends the browser.
+    async fn sign_in(&mut self, start: &str, openid: &str) -> String {
+        let start = self.get(start).await;
+        assert_eq!(start.status, 302, "{}", start.body);
+        let authorize = start.location.unwrap().trim_end_matches("#wechat_redirect").to_owned() + "&openid=" + openid;
+        let wechat = self.get(&authorize).await;
+        assert_eq!(wechat.status, 302);
+        let callback = wechat.location.unwrap().replacen("http://127.0.0.1:8080", &self.base, 1);
+        let back = self.get(&callback).await;
+        assert_eq!(back.status, 303, "{}", back.body);
+        back.location.unwrap()
+    }
+}
+
+/// A server with a fake WeChat (API and OAuth), `tweak` applied to its config.
+async fn shop_server(
+    backend: Backend,
+    tweak: impl FnOnce(&mut wxoa::config::Config),
+) -> (Db, TestServer, wxoa::fake::FakeWeChat) {
+    let db = Db::new(backend).await;
+    let mut config = test_config(&db, Mode::Safe);
+    let fake = start_fake(&mut config).await;
+    config.h5.oauth_base = config.wechat.api_base.clone();
+    tweak(&mut config);
+    let server = TestServer::start(config).await;
+    (db, server, fake)
+}
+
+/// A campaign row, as the campaigns module would write it.
+async fn campaign(server: &TestServer, name: &str, sku: Option<&str>, created_at: i64) -> i64 {
+    wxoa::with_pool!(&server.state.store, pool => sqlx::query_scalar(
+        "INSERT INTO campaigns (name, product_sku, articles, created_at, updated_at) VALUES ($1, $2, '[]', $3, $3) RETURNING id")
+        .bind(name).bind(sku).bind(created_at).fetch_one(pool).await)
+    .unwrap()
+}
+
+fn now() -> i64 {
+    wxoa::store::now_ms() / 1000
+}
+
+/// Posts `body` to the shop API signed with `secret` at `timestamp`.
+async fn shop_call(server: &TestServer, path: &str, body: &str, secret: &str, timestamp: i64) -> (u16, String) {
+    let ts = timestamp.to_string();
+    let resp = server
+        .client
+        .post(format!("http://{}{path}", server.addr))
+        .header("content-type", "application/json")
+        .header(TIMESTAMP_HEADER, &ts)
+        .header(SIGNATURE_HEADER, signature(secret, &ts, body.as_bytes()))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// A correctly signed shop call, now.
+async fn shop(server: &TestServer, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let (status, text) = shop_call(server, path, &body.to_string(), SHOP_SECRET, now()).await;
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON answer: {text}")))
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// A menu tap: a fresh CreateTime each, so taps are not deduplicated as retries.
+fn click(openid: &str, key: &str) -> String {
+    let at = now() + SEQ.fetch_add(1, Ordering::Relaxed) as i64;
+    format!(
+        "<xml><ToUserName><![CDATA[gh_3f2a1b0c9d8e]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>{at}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event>\
+         <EventKey><![CDATA[{key}]]></EventKey></xml>"
+    )
+}
+
+/// What the bot answers `xml` with (the text reply's content).
+async fn chat(server: &TestServer, xml: &str) -> String {
+    let (status, reply) = server.send(xml).await;
+    assert_eq!(status, 200);
+    let reply = reply.expect("a reply");
+    field(&reply, "Content").unwrap_or_else(|| panic!("a text reply: {reply}"))
+}
+
+async fn say(server: &TestServer, openid: &str, text: &str) -> String {
+    chat(server, &text_message(openid, SEQ.fetch_add(1, Ordering::Relaxed) + 9_000_000, text)).await
+}
+
+/// The checkout token in a reply or a URL.
+fn token_in(text: &str) -> String {
+    let at = text.find("https://shop.example.com/checkout?token=").unwrap_or_else(|| panic!("a checkout link: {text}"));
+    text[at + 40..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect()
+}
+
+#[tokio::test]
+async fn checkout_links_from_the_chat_and_the_article_link_follow_the_stock() {
+    for backend in backends() {
+        let (db, server, _fake) = shop_server(backend, |_| {}).await;
+        let t0 = wxoa::store::now_ms();
+        let older = campaign(&server, "Autumn", Some("AUT-1"), t0 - 10_000).await;
+        let launch = campaign(&server, "Launch", Some("LE-2026"), t0).await;
+        let empty = campaign(&server, "Teaser", None, t0 + 1).await;
+        let (status, answer) = shop(
+            &server,
+            "/api/v1/stock",
+            serde_json::json!({"products": [{"sku": "LE-2026", "name": "No. 5 Limited", "stock": 2}, {"sku": "AUT-1", "stock": 9}]}),
+        )
+        .await;
+        assert_eq!((status, &answer["updated"]), (200, &serde_json::json!(2)), "{answer}");
+        let p = wxoa::shop::product(&server.state.store, "LE-2026").await.unwrap().unwrap();
+        assert_eq!((p.name.as_str(), p.stock), ("No. 5 Limited", 2));
+
+        // The keyword: a link for the latest campaign that sells something (not the teaser).
+        for word in ["buy", "我要购买"] {
+            let reply = say(&server, "oChatBuyer", word).await;
+            assert!(reply.contains("No. 5 Limited") && reply.contains("30"), "{reply}");
+            let claims = checkout::verify(CHECKOUT_SECRET, &token_in(&reply), now()).unwrap();
+            assert_eq!(
+                (claims.campaign_id, claims.sku.as_str(), claims.openid.as_str()),
+                (launch, "LE-2026", "oChatBuyer")
+            );
+            assert!((now() + 1795..=now() + 1800).contains(&claims.exp), "expires after checkout.token_ttl_secs");
+        }
+        // The menu: BUY is the same; BUY_<id> names a campaign.
+        let reply = chat(&server, &click("oChatBuyer", "BUY")).await;
+        assert_eq!(checkout::verify(CHECKOUT_SECRET, &token_in(&reply), now()).unwrap().campaign_id, launch);
+        let reply = chat(&server, &click("oChatBuyer", &format!("BUY_{older}"))).await;
+        let claims = checkout::verify(CHECKOUT_SECRET, &token_in(&reply), now()).unwrap();
+        assert_eq!((claims.campaign_id, claims.sku.as_str()), (older, "AUT-1"));
+        for key in [format!("BUY_{empty}"), "BUY_99999".to_owned()] {
+            let reply = chat(&server, &click("oChatBuyer", &key)).await;
+            assert!(reply.contains("nothing on sale"), "{key}: {reply}");
+        }
+
+        // Tampering with the link's token: any change is a bad signature; a late use expired.
+        let token = token_in(&say(&server, "oChatBuyer", "buy").await);
+        let (payload, sig) = token.split_once('.').unwrap();
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims: serde_json::Value = serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
+        claims["o"] = "oSomebodyElse".into();
+        let forged = format!("{}.{sig}", b64.encode(claims.to_string()));
+        let flipped = format!("{payload}.{}{}", if sig.starts_with('A') { 'B' } else { 'A' }, &sig[1..]);
+        for bad in [&forged, &flipped] {
+            assert_eq!(checkout::verify(CHECKOUT_SECRET, bad, now()), Err(TokenError::BadSignature));
+        }
+        assert_eq!(checkout::verify(CHECKOUT_SECRET, &token, now() + 1801), Err(TokenError::Expired));
+        assert_eq!(checkout::verify(CHECKOUT_SECRET, "garbage", now()), Err(TokenError::Malformed));
+
+        // The article link: /buy/{id} → /h5/buy/{id} → sign-in → back → the checkout.
+        assert_eq!(
+            wxoa::shop::article_link("http://127.0.0.1:8080/", launch),
+            format!("http://127.0.0.1:8080/buy/{launch}")
+        );
+        let mut browser = Browser::new(&server);
+        let article = browser.get(&format!("/buy/{launch}")).await;
+        assert_eq!((article.status, article.location.clone()), (302, Some(format!("/h5/buy/{launch}"))));
+        let landing = browser.get(&article.location.unwrap()).await;
+        assert_eq!((landing.status, landing.location.clone()), (303, Some(format!("/h5/start?to=buy/{launch}"))));
+        assert_eq!(browser.sign_in(&landing.location.unwrap(), "oArticleReader").await, format!("/h5/buy/{launch}"));
+        let landing = browser.get(&format!("/h5/buy/{launch}")).await;
+        assert_eq!(landing.status, 302, "{}", landing.body);
+        let claims = checkout::verify(CHECKOUT_SECRET, &token_in(&landing.location.unwrap()), now()).unwrap();
+        assert_eq!((claims.campaign_id, claims.openid.as_str()), (launch, "oArticleReader"));
+        // Unknown campaigns, campaigns without a product, ids that are not ids.
+        assert_eq!(browser.get("/h5/buy/99999").await.status, 404);
+        assert_eq!(browser.get("/buy/abc").await.status, 404);
+        let teaser = browser.get(&format!("/h5/buy/{empty}")).await;
+        assert!(teaser.status == 200 && teaser.body.contains("nothing to buy"), "{}", teaser.body);
+
+        // Sold out: the chat answers from sold_out.j2, the landing shows the sold-out page…
+        assert_eq!(shop(&server, "/api/v1/stock", serde_json::json!({"sku": "LE-2026", "stock": 0})).await.0, 200);
+        for reply in [say(&server, "oChatBuyer", "buy").await, chat(&server, &click("oChatBuyer", "BUY")).await] {
+            assert!(
+                reply.contains("已售罄") && reply.contains("sold out") && reply.contains("No. 5 Limited"),
+                "{reply}"
+            );
+            assert!(!reply.contains("token="), "{reply}");
+        }
+        let page = browser.get(&format!("/h5/buy/{launch}")).await;
+        assert!(page.status == 200 && page.body.contains("id=\"sold-out\"") && page.body.contains("No. 5 Limited"));
+        let stranger = Browser::new(&server).get(&format!("/h5/buy/{launch}")).await;
+        assert_eq!(stranger.status, 200, "sold out needs no sign-in");
+        // …and restocking brings the links back.
+        assert_eq!(shop(&server, "/api/v1/stock", serde_json::json!({"sku": "LE-2026", "stock": 5})).await.0, 200);
+        let reply = say(&server, "oChatBuyer", "buy").await;
+        assert_eq!(checkout::verify(CHECKOUT_SECRET, &token_in(&reply), now()).unwrap().campaign_id, launch);
+        assert_eq!(browser.get(&format!("/h5/buy/{launch}")).await.status, 302);
+        let p = wxoa::shop::product(&server.state.store, "LE-2026").await.unwrap().unwrap();
+        assert_eq!((p.name.as_str(), p.stock), ("No. 5 Limited", 5), "a stock update without a name keeps it");
+
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// The template messages the fake has received so far.
+fn sent(fake: &wxoa::fake::FakeWeChat) -> Vec<serde_json::Value> {
+    fake.calls_to(TEMPLATE_SEND).into_iter().map(|c| c.body).collect()
+}
+
+/// Waits until the fake has `n` template messages, then a little longer to see no more come.
+async fn expect_sent(fake: &wxoa::fake::FakeWeChat, n: usize) -> Vec<serde_json::Value> {
+    assert!(eventually(10, || sent(fake).len() >= n).await, "{} sent, expected {n}", sent(fake).len());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let all = sent(fake);
+    assert_eq!(all.len(), n, "{all:#?}");
+    all
+}
+
+fn order(order_id: &str, status: &str, openid: &str) -> serde_json::Value {
+    serde_json::json!({"order_id": order_id, "status": status, "openid": openid, "sku": "LE-2026",
+        "product_name": "No. 5 Limited", "amount_fen": 129900})
+}
+
+#[tokio::test]
+async fn order_notifications_tell_the_buyer_once_and_only_forwards() {
+    for backend in backends() {
+        let (db, server, fake) = shop_server(backend, |_| {}).await;
+        campaign(&server, "Launch", Some("LE-2026"), wxoa::store::now_ms()).await;
+        // oBuyer got a checkout link in the chat, which makes them a follower we know.
+        say(&server, "oBuyer", "buy").await;
+
+        let (status, answer) = shop(&server, "/api/v1/orders", order("SO-1", "created", "oBuyer")).await;
+        assert_eq!((status, &answer["queued"]), (202, &serde_json::json!(true)), "{answer}");
+        let first = expect_sent(&fake, 1).await;
+        let m = &first[0];
+        assert_eq!((m["touser"].as_str(), m["template_id"].as_str()), (Some("oBuyer"), Some("TPL_ORDER_CREATED")));
+        assert_eq!(m["data"]["keyword1"]["value"], "SO-1");
+        assert_eq!(m["data"]["keyword2"]["value"], "No. 5 Limited");
+        assert_eq!(m["data"]["keyword3"]["value"], "¥1,299.00");
+
+        // The same notification again: 200, a duplicate, nothing sent.
+        let (status, answer) = shop(&server, "/api/v1/orders", order("SO-1", "created", "oBuyer")).await;
+        assert_eq!((status, &answer["duplicate"]), (200, &serde_json::json!(true)), "{answer}");
+        expect_sent(&fake, 1).await;
+
+        // Forwards, skipping nothing or something; then backwards is refused.
+        let mut shipped = order("SO-1", "shipped", "oBuyer");
+        shipped["tracking_no"] = "SF1234567890".into();
+        shipped["at"] = (now() - 60).into();
+        assert_eq!(shop(&server, "/api/v1/orders", shipped).await.0, 202);
+        let all = expect_sent(&fake, 2).await;
+        assert_eq!(all[1]["template_id"], "TPL_ORDER_SHIPPED");
+        assert_eq!(all[1]["data"]["keyword3"]["value"], "SF1234567890");
+        let (status, answer) = shop(&server, "/api/v1/orders", order("SO-1", "paid", "oBuyer")).await;
+        assert_eq!(status, 409, "paid after shipped: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains("already shipped"), "{answer}");
+        assert_eq!(shop(&server, "/api/v1/orders", order("SO-1", "refunded", "oBuyer")).await.0, 202);
+        // After the refund: a status it never had is refused; one it had is still a repeat.
+        assert_eq!(shop(&server, "/api/v1/orders", order("SO-1", "paid", "oBuyer")).await.0, 409);
+        assert_eq!(shop(&server, "/api/v1/orders", order("SO-1", "created", "oBuyer")).await.0, 200);
+        // Another buyer for the same order; a buyer we have never seen.
+        assert_eq!(shop(&server, "/api/v1/orders", order("SO-2", "paid", "oBuyer")).await.0, 202);
+        assert_eq!(shop(&server, "/api/v1/orders", order("SO-2", "shipped", "oOther")).await.0, 409);
+        let (status, answer) = shop(&server, "/api/v1/orders", order("SO-3", "paid", "oStranger")).await;
+        assert_eq!(status, 422, "{answer}");
+        // A member with a bound card is known too.
+        wxoa::members::import::import(&server.state.store, "card,phone,points\nC5001,13800000051,100\n").await.unwrap();
+        let bound = wxoa::with_pool!(&server.state.store, pool => sqlx::query("UPDATE members SET openid = 'oMember' WHERE card_no = 'C5001'")
+            .execute(pool).await.map(|r| r.rows_affected())).unwrap();
+        assert_eq!(bound, 1);
+        assert_eq!(shop(&server, "/api/v1/orders", order("SO-4", "paid", "oMember")).await.0, 202);
+
+        let all = expect_sent(&fake, 5).await;
+        let mut summary: Vec<(&str, &str)> =
+            all.iter().map(|m| (m["touser"].as_str().unwrap(), m["template_id"].as_str().unwrap())).collect();
+        summary.sort();
+        assert_eq!(
+            summary,
+            [
+                ("oBuyer", "TPL_ORDER_CREATED"),
+                ("oBuyer", "TPL_ORDER_PAID"),
+                ("oBuyer", "TPL_ORDER_REFUNDED"),
+                ("oBuyer", "TPL_ORDER_SHIPPED"),
+                ("oMember", "TPL_ORDER_PAID")
+            ]
+        );
+        let rows: Vec<(String, String)> = wxoa::with_pool!(&server.state.store, pool => sqlx::query_as(
+            "SELECT order_id, status FROM orders ORDER BY received_at, order_id").fetch_all(pool).await)
+        .unwrap();
+        assert_eq!(rows.len(), 5, "{rows:?}");
+        let jobs = wxoa::jobs::outbox::list(&server.state.store, None, 20).await.unwrap();
+        let mut keys: Vec<&str> = jobs.iter().map(|j| j.dedupe_key.as_str()).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["order:SO-1:created", "order:SO-1:refunded", "order:SO-1:shipped", "order:SO-2:paid", "order:SO-4:paid"]
+        );
+
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_shop_calls_are_refused_and_change_nothing() {
+    for backend in backends() {
+        // The server would take a megabyte: the shop's own 64 KiB limit is what refuses.
+        let (db, server, fake) = shop_server(backend, |c| c.server.max_body_bytes = 1 << 20).await;
+        let good = order("SO-9", "paid", "oBuyer").to_string();
+        let big = format!(r#"{{"sku":"A","stock":1,"name":"{}"}}"#, "x".repeat(64 * 1024));
+        let t = now();
+        #[rustfmt::skip]
+        let cases: Vec<(&str, &str, String, &str, i64, u16)> = vec![
+            ("another secret",     "/api/v1/orders", good.clone(), "another-secret-another-secret-0000", t, 401),
+            ("stale timestamp",    "/api/v1/orders", good.clone(), SHOP_SECRET, t - 301, 401),
+            ("future timestamp",   "/api/v1/orders", good.clone(), SHOP_SECRET, t + 301, 401),
+            ("malformed JSON",     "/api/v1/orders", "{\"order_id\":".into(), SHOP_SECRET, t, 400),
+            ("not an object",      "/api/v1/orders", "[]".into(), SHOP_SECRET, t, 400),
+            ("unknown status",     "/api/v1/orders", good.replace("\"paid\"", "\"lost\""), SHOP_SECRET, t, 400),
+            ("missing field",      "/api/v1/orders", good.replace("\"amount_fen\"", "\"amount\""), SHOP_SECRET, t, 400),
+            ("negative amount",    "/api/v1/orders", good.replace("129900", "-1"), SHOP_SECRET, t, 400),
+            ("bad openid",         "/api/v1/orders", good.replace("oBuyer", "o Buyer"), SHOP_SECRET, t, 400),
+            ("oversize",           "/api/v1/orders", big.clone(), SHOP_SECRET, t, 413),
+            ("stock oversize",     "/api/v1/stock", big.clone(), SHOP_SECRET, t, 413),
+            ("stock bad signature","/api/v1/stock", r#"{"sku":"A","stock":1}"#.into(), "another-secret-another-secret-0000", t, 401),
+            ("negative stock",     "/api/v1/stock", r#"{"sku":"A","stock":-1}"#.into(), SHOP_SECRET, t, 400),
+            ("long sku",           "/api/v1/stock", format!(r#"{{"sku":"{}","stock":1}}"#, "s".repeat(65)), SHOP_SECRET, t, 400),
+            ("sku and products",   "/api/v1/stock", r#"{"sku":"A","stock":1,"products":[]}"#.into(), SHOP_SECRET, t, 400),
+        ];
+        for (name, path, body, secret, ts, want) in cases {
+            let (status, text) = shop_call(&server, path, &body, secret, ts).await;
+            assert_eq!(status, want, "{name}: {text}");
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{name}: {text}"));
+            assert!(json["error"].is_string(), "{name}: {text}");
+        }
+        // No headers at all; a signature that is not hex.
+        let url = format!("http://{}/api/v1/orders", server.addr);
+        let bare = server.client.post(&url).body(good.clone()).send().await.unwrap();
+        assert_eq!(bare.status().as_u16(), 401);
+        let ts = t.to_string();
+        let not_hex =
+            server.client.post(&url).header(TIMESTAMP_HEADER, &ts).header(SIGNATURE_HEADER, "zz").body(good).send();
+        assert_eq!(not_hex.await.unwrap().status().as_u16(), 401);
+
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(sent(&fake).is_empty());
+        let counts: (i64, i64) = wxoa::with_pool!(&server.state.store, pool => sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM orders), (SELECT COUNT(*) FROM products)").fetch_one(pool).await)
+        .unwrap();
+        assert_eq!(counts, (0, 0));
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn empty_secrets_switch_the_integration_off() {
+    for backend in backends() {
+        let (db, server, fake) = shop_server(backend, |c| {
+            c.shop.secret.clear();
+            c.checkout.secret.clear();
+        })
+        .await;
+        let launch = campaign(&server, "Launch", Some("LE-2026"), wxoa::store::now_ms()).await;
+        for (path, body) in [
+            ("/api/v1/stock", r#"{"sku":"LE-2026","stock":1}"#.to_owned()),
+            ("/api/v1/orders", order("SO-1", "paid", "oBuyer").to_string()),
+        ] {
+            // Signed with the empty secret and with the usual one alike.
+            for secret in ["", SHOP_SECRET] {
+                assert_eq!(shop_call(&server, path, &body, secret, now()).await.0, 503, "{path}");
+            }
+        }
+        let reply = say(&server, "oBuyer", "buy").await;
+        assert!(reply.contains("not available") && !reply.contains("token="), "{reply}");
+        assert_eq!(Browser::new(&server).get(&format!("/h5/buy/{launch}")).await.status, 503);
+        assert!(sent(&fake).is_empty());
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// The code block after `<!-- readme-test: NAME -->` in the README.
+fn readme_snippet(name: &str) -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let marker = format!("<!-- readme-test: {name} -->");
+    let after = &readme[readme.find(&marker).unwrap_or_else(|| panic!("README has {marker}")) + marker.len()..];
+    let code = &after[after.find("```python\n").expect("a python block") + 10..];
+    code[..code.find("\n```").unwrap()].to_owned()
+}
+
+/// The README's scheme, recomputed here from its recipe alone (HMAC over the encoded payload,
+/// base64url without padding, the four documented claims); and, where Python is installed, the
+/// README's own snippets run against a real token and a real server.
+#[tokio::test]
+async fn the_readme_describes_the_token_and_the_signing_as_built() {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let (db, server, _fake) = shop_server(Backend::Sqlite, |_| {}).await;
+    campaign(&server, "Launch", Some("LE-2026"), wxoa::store::now_ms()).await;
+    let token = token_in(&say(&server, "oReader", "buy").await);
+
+    let (payload, sig) = token.split_once('.').unwrap();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(CHECKOUT_SECRET.as_bytes()).unwrap();
+    mac.update(payload.as_bytes());
+    assert_eq!(b64.encode(mac.finalize().into_bytes()), sig);
+    let claims: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
+    let mut keys: Vec<&str> = claims.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["c", "exp", "o", "p"]);
+    assert_eq!((claims["o"].as_str(), claims["p"].as_str()), (Some("oReader"), Some("LE-2026")));
+
+    let python = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !python {
+        eprintln!("note: no python3; the README's snippets were not run");
+    } else {
+        let script = format!(
+            "{}\n{}\nimport sys\n\
+             token, url, secret_c, secret_s = sys.argv[1:5]\n\
+             print(verify_checkout_token(secret_c.encode(), token)['o'])\n\
+             for bad in (token[:-2] + ('AA' if token[-2:] != 'AA' else 'BB'), token, 'x.y'):\n\
+             \x20   try:\n\
+             \x20       verify_checkout_token((secret_c + 'x').encode() if bad == token else secret_c.encode(), bad)\n\
+             \x20       print('accepted')\n\
+             \x20   except ValueError:\n\
+             \x20       print('refused')\n\
+             print(shop_call(url, secret_s.encode(), {{'sku': 'PY-1', 'name': 'From Python', 'stock': 3}}).status)\n",
+            readme_snippet("verify-token"),
+            readme_snippet("sign-call")
+        );
+        let args = [script, token.clone(), format!("http://{}/api/v1/stock", server.addr)];
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("python3")
+                .arg("-c")
+                .args(&args)
+                .arg(CHECKOUT_SECRET)
+                .arg(SHOP_SECRET)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout.lines().collect::<Vec<_>>(), ["oReader", "refused", "refused", "refused", "200"]);
+        let p = wxoa::shop::product(&server.state.store, "PY-1").await.unwrap().unwrap();
+        assert_eq!((p.name.as_str(), p.stock), ("From Python", 3));
+    }
+    server.stop().await;
+    db.drop_db().await;
+}
+
+/// Statuses of one order racing each other: whichever arrive, the accepted ones were accepted
+/// in forward order (the outbox's job ids, assigned inside each notification's transaction,
+/// say in which order), and each accepted one queued exactly one message.
+#[tokio::test]
+async fn racing_statuses_of_one_order_are_serialised() {
+    for backend in backends() {
+        let (db, server, _fake) = shop_server(backend, |c| c.outbox.enabled = false).await;
+        campaign(&server, "Launch", Some("LE-2026"), wxoa::store::now_ms()).await;
+        say(&server, "oRacer", "buy").await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..8 {
+            for status in ["created", "paid", "shipped", "refunded"] {
+                let (http, url) = (server.client.clone(), format!("http://{}/api/v1/orders", server.addr));
+                let body = order(&format!("RACE-{n}"), status, "oRacer").to_string();
+                tasks.spawn(async move {
+                    let ts = now().to_string();
+                    let resp = http
+                        .post(url)
+                        .header(TIMESTAMP_HEADER, &ts)
+                        .header(SIGNATURE_HEADER, signature(SHOP_SECRET, &ts, body.as_bytes()))
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    (n, status, resp.status().as_u16())
+                });
+            }
+        }
+        let mut accepted = 0;
+        while let Some(r) = tasks.join_next().await {
+            let (n, status, code) = r.unwrap();
+            assert!(code == 202 || code == 409, "RACE-{n} {status}: {code}");
+            accepted += usize::from(code == 202);
+        }
+        let rank = |s: &str| ["created", "paid", "shipped", "refunded"].iter().position(|x| *x == s).unwrap();
+        let mut jobs = wxoa::jobs::outbox::list(&server.state.store, None, 100).await.unwrap();
+        jobs.sort_by_key(|j| j.id);
+        assert_eq!(jobs.len(), accepted);
+        for n in 0..8 {
+            let prefix = format!("order:RACE-{n}:");
+            let ranks: Vec<usize> = jobs.iter().filter_map(|j| j.dedupe_key.strip_prefix(&prefix)).map(rank).collect();
+            assert!(!ranks.is_empty() && ranks.windows(2).all(|w| w[0] < w[1]), "RACE-{n}: {ranks:?}");
+        }
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
