@@ -180,8 +180,18 @@ impl App {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         let router = self.router();
+        self.serve_router(listener, router, shutdown).await
+    }
+
+    /// [`App::serve`] with a router of the caller's (`wxoa dev` adds the simulator to ours).
+    pub async fn serve_router(
+        self,
+        listener: tokio::net::TcpListener,
+        router: axum::Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
         let App { state, log_writer, worker, scheduler, expiries } = self;
         expiries.abort();

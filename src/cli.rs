@@ -26,6 +26,24 @@ struct ConfigArg {
 enum Command {
     /// Run the server (webhook, health, metrics).
     Serve(ConfigArg),
+    /// Try the whole account without WeChat: the server, a fake WeChat, demo data and the
+    /// follower simulator at /simulator.
+    Dev {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Listen here (default server.listen).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Database URL (default sqlite://data/dev.db; never the config's).
+        #[arg(long)]
+        database: Option<String>,
+        /// Start without the demo data.
+        #[arg(long)]
+        no_seed: bool,
+        /// Where the simulator saves fixtures.
+        #[arg(long, default_value = "tests/fixtures/inbound")]
+        fixtures: PathBuf,
+    },
     /// Apply database migrations and exit.
     Migrate(ConfigArg),
     /// Check config, routes and templates without starting anything.
@@ -312,6 +330,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Command::Dev { config, listen, database, no_seed, fixtures } => {
+            let config = load(&config)?;
+            let rt = runtime(config.server.workers).map_err(|e| e.to_string())?;
+            let options = crate::dev::Options { listen, database, seed: !no_seed, fixtures };
+            rt.block_on(crate::dev::run(config, options, shutdown_signal(), |url| {
+                println!("wxoa dev: the simulator is at {url}");
+                println!("          the console at {}/admin (token wxoa-dev-marketing-token)", url.trim_end_matches("/simulator"));
+                println!("          Ctrl-C stops everything.");
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Campaign { config, command } => {
             let config = load(&config)?;
             runtime(1).map_err(|e| e.to_string())?.block_on(crate::campaigns::cli::campaign(&config, command))
@@ -540,7 +569,8 @@ fn menu(command: MenuCommand) -> Result<ExitCode, String> {
     use crate::menu::MenuFile;
     match command {
         MenuCommand::Check { file } => {
-            let menu = MenuFile::load(&file)?;
+            // Checked as it would be for an https deployment.
+            let menu = MenuFile::load(&file, "https://wx.example.com")?;
             let problems = menu.check();
             for p in &problems {
                 println!("{}: {p}", file.display());
@@ -559,7 +589,7 @@ fn menu(command: MenuCommand) -> Result<ExitCode, String> {
         }
         MenuCommand::Sync { config, file, dry_run } => {
             let config = load(&config)?;
-            let wanted = MenuFile::load(&file)?;
+            let wanted = MenuFile::load(&file, &config.h5.public_url)?;
             let problems = wanted.check();
             if !problems.is_empty() {
                 for p in &problems {

@@ -12,6 +12,7 @@ pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod csv;
+pub mod dev;
 pub mod error;
 pub mod fake;
 pub mod h5;

@@ -55,8 +55,11 @@ const TYPES: &[&str] = &[
 ];
 
 impl MenuFile {
-    pub fn load(path: &Path) -> Result<MenuFile, String> {
+    /// Reads a menu file; `{public_url}` in it becomes `public_url` (`h5.public_url`), so a
+    /// VIEW button can lead to this server's pages in every deployment.
+    pub fn load(path: &Path, public_url: &str) -> Result<MenuFile, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = text.replace("{public_url}", public_url.trim_end_matches('/'));
         toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message().trim()))
     }
 
@@ -208,7 +211,9 @@ mod tests {
 
     #[test]
     fn the_shipped_menu_is_valid() {
-        let menu = MenuFile::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/menu.toml"))).unwrap();
+        let menu = MenuFile::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/menu.toml")), "https://wx.example.com")
+            .unwrap();
+        assert!(menu.button.iter().flat_map(|b| &b.sub_button).any(|b| b.url.as_deref() == Some("https://wx.example.com/h5/start?to=card")));
         assert_eq!(menu.check(), Vec::<String>::new());
     }
 

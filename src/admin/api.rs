@@ -30,7 +30,7 @@ async fn openapi() -> impl IntoResponse {
 }
 
 fn menu_file(s: &AppState) -> Result<MenuFile, ApiError> {
-    MenuFile::load(&s.config.bot.menu).map_err(ApiError::Internal)
+    MenuFile::load(&s.config.bot.menu, &s.config.h5.public_url).map_err(ApiError::Internal)
 }
 
 /// The menu file, what WeChat has, and the changes a sync would make.

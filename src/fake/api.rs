@@ -145,7 +145,7 @@ impl FakeWeChat {
 
     /// WeChat's authorize page, as the follower's browser sees it: straight back to
     /// `redirect_uri` with a fresh code and the state. The follower is `openid` (a fake-only
-    /// parameter) or `oFakeFollower`.
+    /// parameter), else the current follower (`set_current_follower`), else `oFakeFollower`.
     fn authorize(&self, query: &HashMap<String, String>) -> Response {
         let bad = |why: &str| (StatusCode::BAD_REQUEST, why.to_owned()).into_response();
         if query.get("appid") != Some(&self.0.app_id) {
@@ -161,7 +161,8 @@ impl FakeWeChat {
         let Some(redirect) = query.get("redirect_uri").filter(|r| r.starts_with("http")) else {
             return bad("invalid redirect_uri");
         };
-        let openid = query.get("openid").cloned().unwrap_or_else(|| "oFakeFollower".into());
+        let current = self.0.state.lock().unwrap().current_follower.clone();
+        let openid = query.get("openid").cloned().or(current).unwrap_or_else(|| "oFakeFollower".into());
         let scope = query.get("scope").map(String::as_str).unwrap_or("snsapi_base");
         if scope != "snsapi_base" && scope != "snsapi_userinfo" {
             return bad("invalid scope");
@@ -439,7 +440,9 @@ impl FakeWeChat {
                 if articles.is_empty() || articles.len() > 8 {
                     return Err((45008, "article size out of limit"));
                 }
-                Ok(json!({ "media_id": format!("DRAFT_{}", self.next_id()) }))
+                let media_id = format!("DRAFT_{}", self.next_id());
+                self.0.state.lock().unwrap().drafts.insert(media_id.clone(), body["articles"].clone());
+                Ok(json!({ "media_id": media_id }))
             }
             "/cgi-bin/message/mass/sendall" | "/cgi-bin/message/mass/send" => self.mass(path, body),
             "/cgi-bin/message/mass/preview" => {

@@ -76,6 +76,11 @@ struct State {
     clientmsgids: HashMap<String, i64>,
     templates_sent: i64,
     oauth_codes: HashMap<String, (String, i64, String)>,
+    /// Who WeChat's OAuth page signs in when the request names nobody (the simulator's
+    /// current follower).
+    current_follower: Option<String>,
+    /// Drafts by media_id (their articles), as `draft/add` stored them.
+    drafts: HashMap<String, Value>,
     /// Token issues per kind, for assertions on refresh storms.
     issued: u64,
 }
@@ -153,6 +158,11 @@ impl FakeWeChat {
         self.0.state.lock().unwrap().calls.clone()
     }
 
+    /// The calls after the first `n`.
+    pub fn calls_since(&self, n: usize) -> Vec<Call> {
+        self.0.state.lock().unwrap().calls.iter().skip(n).cloned().collect()
+    }
+
     /// Calls to `path` so far.
     pub fn calls_to(&self, path: &str) -> Vec<Call> {
         self.0.state.lock().unwrap().calls.iter().filter(|c| c.path == path).cloned().collect()
@@ -175,6 +185,49 @@ impl FakeWeChat {
             t.revoked = true;
         }
         s.current = None;
+    }
+
+    /// The follower WeChat's OAuth page signs in from now on (when the request names none).
+    pub fn set_current_follower(&self, openid: Option<&str>) {
+        self.0.state.lock().unwrap().current_follower = openid.map(str::to_owned);
+    }
+
+    /// The articles of a draft `draft/add` stored.
+    pub fn draft(&self, media_id: &str) -> Option<Value> {
+        self.0.state.lock().unwrap().drafts.get(media_id).cloned()
+    }
+
+    /// A tag's id, created if need be (as `tags/create` would).
+    pub fn ensure_tag(&self, name: &str) -> i64 {
+        let mut s = self.0.state.lock().unwrap();
+        if let Some((id, _)) = s.tags.iter().find(|(_, n)| n == name) {
+            return *id;
+        }
+        let id = 100 + s.tags.len() as i64;
+        s.tags.push((id, name.to_owned()));
+        id
+    }
+
+    /// Puts a follower under a tag (as `tags/members/batchtagging` would).
+    pub fn tag_follower(&self, openid: &str, tag_id: i64) {
+        self.0.state.lock().unwrap().tagged.entry(openid.to_owned()).or_default().insert(tag_id);
+    }
+
+    /// The ids of the tags a follower has.
+    pub fn tags_of(&self, openid: &str) -> Vec<i64> {
+        let s = self.0.state.lock().unwrap();
+        let mut tags: Vec<i64> = s.tagged.get(openid).map(|t| t.iter().copied().collect()).unwrap_or_default();
+        tags.sort_unstable();
+        tags
+    }
+
+    /// Tag ids and names.
+    pub fn tags(&self) -> Vec<(i64, String)> {
+        self.0.state.lock().unwrap().tags.clone()
+    }
+
+    pub fn is_subscribed(&self, openid: &str) -> bool {
+        !self.0.state.lock().unwrap().unsubscribed.contains(openid)
     }
 
     pub fn unsubscribe(&self, openid: &str) {

@@ -1,0 +1,76 @@
+//! `wxoa dev`: the whole Official Account on one machine, without WeChat. One command starts
+//! the server, a fake WeChat pointed at it (API, OAuth page, and job-finish callbacks), seeds
+//! demo data, and mounts the follower simulator at `/simulator` beside the server's own routes.
+//!
+//! It takes any config — a real deployment's token, AES key, mode, menu and templates — and
+//! changes only what must point at the fake: `wechat.api_base`, `h5.oauth_base`,
+//! `h5.public_url` (this process), `checkout.base_url` (a stand-in checkout page), and the
+//! database (`sqlite://data/dev.db` unless `--database` names one), so nothing real is touched.
+
+pub mod seed;
+pub mod simulator;
+
+use crate::app::App;
+use crate::bot::handlers::Handlers;
+use crate::config::Config;
+use crate::fake::FakeWeChat;
+use std::future::Future;
+use std::path::PathBuf;
+
+pub struct Options {
+    /// Where to listen (default `server.listen`).
+    pub listen: Option<String>,
+    /// Database URL (default `sqlite://data/dev.db`).
+    pub database: Option<String>,
+    /// Seed demo data.
+    pub seed: bool,
+    /// Where "save as fixture" writes.
+    pub fixtures: PathBuf,
+}
+
+/// Runs until `shutdown` resolves; `ready` gets the simulator's URL once it answers.
+pub async fn run(
+    mut config: Config,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(&str),
+) -> Result<(), String> {
+    let listen = options.listen.unwrap_or_else(|| config.server.listen.clone());
+    let listener =
+        tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let base = format!("http://{addr}");
+    config.database.url = options.database.unwrap_or_else(|| "sqlite://data/dev.db".into());
+    if let Some(path) = config.database.url.strip_prefix("sqlite://")
+        && let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    config.h5.public_url = base.clone();
+    config.checkout.base_url = format!("{base}/simulator/checkout");
+    if config.checkout.secret.is_empty() {
+        config.checkout.secret = "wxoa-dev-checkout-secret-for-the-simulator".into();
+    }
+    let fake = FakeWeChat::new(&config);
+    let fake_url = fake.spawn().await;
+    config.wechat.api_base = fake_url.clone();
+    config.h5.oauth_base = fake_url.clone();
+    fake.set_webhook(Some(format!("{base}/wechat")));
+
+    let menu = crate::menu::MenuFile::load(&config.bot.menu, &base)?.button;
+    let checkout_secret = config.checkout.secret.clone();
+    let app = App::build(config, Handlers::builtin()).await.map_err(|e| e.to_string())?;
+    let store = app.state.store.clone();
+    if options.seed {
+        seed::run(&store, &base).await?;
+    }
+    let sim = simulator::Simulator::new(fake.clone(), menu, options.fixtures, store, &checkout_secret);
+    for (name, tags) in [("Amy", &["VIP"][..]), ("Ben", &["VIP"][..]), ("Chen", &[][..])] {
+        sim.add_follower(name, tags);
+    }
+    let router = app.router().merge(simulator::router(sim));
+    ready(&format!("{base}/simulator"));
+    tracing::info!(simulator = %format!("{base}/simulator"), console = %format!("{base}/admin"), fake = %fake_url, "wxoa dev");
+    app.serve_router(listener, router, shutdown).await.map_err(|e| e.to_string())
+}
