@@ -336,7 +336,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let options = crate::dev::Options { listen, database, seed: !no_seed, fixtures };
             rt.block_on(crate::dev::run(config, options, shutdown_signal(), |url| {
                 println!("wxoa dev: the simulator is at {url}");
-                println!("          the console at {}/admin (token wxoa-dev-marketing-token)", url.trim_end_matches("/simulator"));
+                println!(
+                    "          the console at {}/admin (token wxoa-dev-marketing-token)",
+                    url.trim_end_matches("/simulator")
+                );
                 println!("          Ctrl-C stops everything.");
             }))?;
             Ok(ExitCode::SUCCESS)

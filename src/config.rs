@@ -36,6 +36,8 @@ pub struct CampaignsConfig {
     pub grace_secs: u64,
     /// How often the scheduler looks for pushes another instance scheduled.
     pub poll_ms: u64,
+    /// A run left `sending` this long (its instance died) is taken over by another instance.
+    pub lease_secs: u64,
     /// Time zone of schedules given without one (China is UTC+8).
     pub time_zone: String,
     /// Test followers a preview goes to when none are named.
@@ -52,6 +54,7 @@ impl Default for CampaignsConfig {
             enabled: true,
             grace_secs: 900,
             poll_ms: 500,
+            lease_secs: 60,
             time_zone: "Asia/Shanghai".into(),
             test_openids: Vec::new(),
             monthly_pushes_per_follower: 4,
@@ -409,6 +412,9 @@ impl Config {
         }
         if !(50..=1000).contains(&c.poll_ms) {
             return Err(err("campaigns.poll_ms must be between 50 and 1000 (pushes fire within a second)"));
+        }
+        if !(5..=3600).contains(&c.lease_secs) {
+            return Err(err("campaigns.lease_secs must be between 5 and 3600"));
         }
         if !(1..=1000).contains(&c.monthly_pushes_per_follower) || !(1..=1000).contains(&c.mass_calls_per_minute) {
             return Err(err("campaigns.monthly_pushes_per_follower and mass_calls_per_minute must be 1 to 1000"));

@@ -211,9 +211,17 @@ mod tests {
 
     #[test]
     fn the_shipped_menu_is_valid() {
-        let menu = MenuFile::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/menu.toml")), "https://wx.example.com")
-            .unwrap();
-        assert!(menu.button.iter().flat_map(|b| &b.sub_button).any(|b| b.url.as_deref() == Some("https://wx.example.com/h5/start?to=card")));
+        let menu = MenuFile::load(
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/menu.toml")),
+            "https://wx.example.com",
+        )
+        .unwrap();
+        assert!(
+            menu.button
+                .iter()
+                .flat_map(|b| &b.sub_button)
+                .any(|b| b.url.as_deref() == Some("https://wx.example.com/h5/start?to=card"))
+        );
         assert_eq!(menu.check(), Vec::<String>::new());
     }
 

@@ -102,10 +102,15 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             ("GET", "/api/v1/members/oNobody", Some(ADMIN_TOKEN), 404),
             ("GET", "/api/v1/menu", Some(ADMIN_TOKEN), 200),
             ("GET", "/api/v1/pushes/999", Some(ADMIN_TOKEN), 404),
+            ("GET", "/api/v1/pushes/abc", Some(ADMIN_TOKEN), 400),
+            ("GET", "/api/v1/pushes?limit=many", Some(ADMIN_TOKEN), 400),
         ];
         for (method, path, token, want) in table {
             let (status, body) = api(&base, method, path, token, None).await;
             assert_eq!(status, want, "{method} {path} as {token:?}: {body}");
+            if status != 200 {
+                assert!(body["error"].is_string(), "{method} {path}: errors are JSON: {body}");
+            }
         }
 
         // Bad campaigns change nothing.
@@ -175,7 +180,7 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             "POST",
             &pushes,
             Some(MARKETING_TOKEN),
-            Some(push_body("spare", json!({ "type": "tag", "tag_id": others }), &in_secs(2.0))),
+            Some(push_body("spare", json!({ "type": "tag", "tag_id": others }), &in_secs(30.0))),
         )
         .await;
         assert_eq!(status, 201, "{spare}");
@@ -277,6 +282,8 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             "/api/v1/menu",
             "/api/v1/menu/sync",
             "/api/v1/members/{key}",
+            "/api/v1/stock",
+            "/api/v1/orders",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing from openapi.json");
         }
@@ -396,16 +403,23 @@ async fn pushes_fire_once_across_processes_and_restarts() {
             "POST",
             &pushes,
             Some(MARKETING_TOKEN),
-            Some(push_body("missed", json!({ "type": "list", "openids": ["oFan5", "oFan6"] }), &in_secs(0.5))),
+            Some(push_body("missed", json!({ "type": "list", "openids": ["oFan5", "oFan6"] }), &in_secs(600.0))),
         )
         .await;
         a.kill();
-        tokio::time::sleep(Duration::from_millis(4500)).await;
-        let before = fake.calls_to("/cgi-bin/message/mass/send").len();
-        // The restarted instance allows 3 s: "late" is under 2 s overdue, "missed" over 4 s.
-        let c = Process::start(&config, &[("WXOA_CAMPAIGNS__GRACE_SECS", "3")]);
         let late_id = late["id"].as_i64().unwrap();
         let missed_id = missed["id"].as_i64().unwrap();
+        // As if everything had been down since a minute before "missed" was due.
+        let store = wxoa::store::Store::connect(&db.url, 1).await.unwrap();
+        let past = wxoa::store::now_ms() - 60_000;
+        wxoa::with_pool!(&store, pool => sqlx::query("UPDATE pushes SET at_ms = $1, next_at = $1 WHERE id = $2")
+            .bind(past).bind(missed_id).execute(pool).await.map(|_| ()))
+        .unwrap();
+        store.close().await;
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        let before = fake.calls_to("/cgi-bin/message/mass/send").len();
+        // The restarted instance allows 15 s: "late" is under 2 s overdue, "missed" over a minute.
+        let c = Process::start(&config, &[("WXOA_CAMPAIGNS__GRACE_SECS", "15")]);
         assert!(
             wait_for(10, async || {
                 let l = push(&c.base, late_id).await;
@@ -486,4 +500,83 @@ async fn campaign_and_push_from_the_command_line() {
     assert_eq!(code, 0);
     assert_eq!(out.trim(), wxoa::admin::hash_token("a-long-enough-token-123"));
     db.drop_db().await;
+}
+
+/// An instance that died mid-send: another takes the run over after the lease and sends it
+/// again with the same clientmsgid; WeChat refuses the repeat (45065) naming the first send, so
+/// followers got it once and the figures still land on the run. One abandoned longer ago than
+/// the grace is not sent late.
+#[tokio::test]
+async fn a_send_interrupted_by_a_crash_is_taken_over_not_repeated() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        config.campaigns.poll_ms = 100;
+        config.campaigns.lease_secs = 5;
+        config.campaigns.grace_secs = 120;
+        let fake = start_fake(&mut config).await;
+        fake.tweak(|k| k.clientmsgid_retry_ms = Some(0));
+        let server = TestServer::start(config).await;
+        fake.set_webhook(Some(server.url.clone()));
+        let base = format!("http://{}", server.addr);
+        let (_, campaign) =
+            api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(campaign_body("LE"))).await;
+        let pushes = format!("/api/v1/campaigns/{}/pushes", campaign["id"]);
+        let audience = json!({ "type": "list", "openids": ["oFan1", "oFan2"] });
+        let mut ids = Vec::new();
+        for name in ["interrupted", "abandoned"] {
+            let (status, p) = api(
+                &base,
+                "POST",
+                &pushes,
+                Some(MARKETING_TOKEN),
+                Some(json!({ "name": name, "msg_type": "text", "text": "Tonight.", "audience": audience, "at": in_secs(3600.0) })),
+            )
+            .await;
+            assert_eq!(status, 201, "{p}");
+            ids.push(p["id"].as_i64().unwrap());
+        }
+
+        // The dead instance had claimed both; it reached WeChat with the first only.
+        let store = &server.state.store;
+        let now = wxoa::store::now_ms();
+        for (id, due) in [(ids[0], now - 10_000), (ids[1], now - 600_000)] {
+            let clientmsgid = format!("wxoa-{id}-{due}");
+            wxoa::with_pool!(store, pool => sqlx::query(
+                "UPDATE pushes SET next_at = NULL, status = 'fired' WHERE id = $1"
+            ).bind(id).execute(pool).await.map(|_| ()))
+            .unwrap();
+            wxoa::with_pool!(store, pool => sqlx::query(
+                "INSERT INTO push_runs (push_id, due_at, status, claimed_by, claimed_at, clientmsgid, attempts)
+                 VALUES ($1, $2, 'sending', 'dead-instance', $3, $4, 1)"
+            ).bind(id).bind(due).bind(now - 6_000).bind(&clientmsgid).execute(pool).await.map(|_| ()))
+            .unwrap();
+            if id == ids[0] {
+                let text = wxoa::wechat::client::mass::MassContent::Text { content: "Tonight.".into() };
+                server.state.client.mass_send(&["oFan1", "oFan2"], &text, Some(&clientmsgid)).await.unwrap();
+            }
+        }
+
+        assert!(
+            wait_for(15, async || {
+                push(&base, ids[0]).await["runs"][0]["status"] == "finished"
+                    && push(&base, ids[1]).await["runs"][0]["status"] == "failed"
+            })
+            .await,
+            "{} / {}",
+            push(&base, ids[0]).await,
+            push(&base, ids[1]).await
+        );
+        let taken = push(&base, ids[0]).await;
+        let run = &taken["runs"][0];
+        assert_eq!(run["sent_count"], 2, "the first send's figures: {taken}");
+        assert!(run["error"].as_str().unwrap().contains("earlier attempt"), "{taken}");
+        let sends = fake.calls_to("/cgi-bin/message/mass/send");
+        assert_eq!(sends.len(), 2, "the original and the refused repeat");
+        assert_eq!(sends[1].errcode, 45065);
+        let abandoned = push(&base, ids[1]).await;
+        assert!(abandoned["runs"][0]["error"].as_str().unwrap().contains("grace"), "{abandoned}");
+        server.stop().await;
+        db.drop_db().await;
+    }
 }

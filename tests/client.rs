@@ -214,10 +214,16 @@ async fn every_endpoint_sends_the_documented_request() {
         .unwrap();
     let mpnews = MassContent::Mpnews { media_id: draft.clone() };
     let sent = c.mass_send_all(&Audience::Tag(tag.id), &mpnews, Some("launch-1")).await.unwrap();
+    assert!(!sent.is_repeat());
+    // The same clientmsgid: within a minute 45066; later 45065 with the first send's msg_id.
     assert_eq!(
         c.mass_send_all(&Audience::Tag(tag.id), &mpnews, Some("launch-1")).await.unwrap_err().errcode(),
-        Some(45065)
+        Some(45066)
     );
+    s.fake.tweak(|k| k.clientmsgid_retry_ms = Some(0));
+    let again = c.mass_send_all(&Audience::Tag(tag.id), &mpnews, Some("launch-1")).await.unwrap();
+    assert!(again.is_repeat());
+    assert_eq!(again.msg_id, sent.msg_id);
     c.mass_send(&["o1", "o2"], &MassContent::Text { content: "hello".into() }, None).await.unwrap();
     assert!(c.mass_send(&["o1"], &MassContent::Text { content: "x".into() }, None).await.is_err(), "at least two");
     c.mass_preview("o1", &mpnews).await.unwrap();

@@ -6,172 +6,15 @@
 
 mod common;
 
+use common::browser::Browser;
 use common::*;
-use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 use wxoa::wechat::envelope::Mode;
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// chromedriver and one browser session.
-struct Browser {
-    driver: Child,
-    base: String,
-    session: String,
-    http: reqwest::Client,
-    shots: PathBuf,
-    step: usize,
-}
-
-fn find_binary(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().flat_map(|n| std::env::split_paths(&path).map(move |d| d.join(n))).find(|p| p.is_file())
-}
-
-impl Browser {
-    /// `None` when chromedriver is not installed (a failure under CI, where `.ci/run` installs it).
-    async fn start() -> Option<Browser> {
-        let (Some(driver), Some(chromium)) =
-            (find_binary(&["chromedriver"]), find_binary(&["chromium", "chromium-browser", "google-chrome"]))
-        else {
-            assert!(std::env::var_os("CI").is_none(), "CI=true but chromium/chromedriver are not installed");
-            eprintln!("skipping the browser test: chromium and chromedriver are not installed (.ci/run installs them)");
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(r) = http.get(format!("{base}/status")).send().await
-                && r.json::<Value>().await.ok().is_some_and(|v| v["value"]["ready"] == true)
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let profile = temp_dir("chromium-profile");
-        let caps = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                         "--disable-sync", "--window-size=1280,1000", format!("--user-data-dir={}", profile.display())]
-            }
-        }}});
-        let resp: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
-        let session = resp["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {resp}")).to_owned();
-        let shots = repo().join("target/test-artifacts/console");
-        std::fs::create_dir_all(&shots).unwrap();
-        Some(Browser { driver, base, session, http, shots, step: 0 })
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
-        let req = match method {
-            "GET" => self.http.get(url),
-            "DELETE" => self.http.delete(url),
-            _ => self.http.post(url).json(&body),
-        };
-        let v: Value = req.send().await.unwrap().json().await.unwrap();
-        assert!(v["value"]["error"].is_null(), "webdriver {method} {path}: {v}");
-        v["value"].clone()
-    }
-
-    async fn go(&self, url: &str) {
-        self.call("POST", "/url", json!({ "url": url })).await;
-    }
-
-    /// The element matching `css`, waiting up to 5 s for it (a page may still be loading).
-    async fn find(&self, css: &str) -> String {
-        let url = format!("{}/session/{}/element", self.base, self.session);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let v: Value = self
-                .http
-                .post(&url)
-                .json(&json!({ "using": "css selector", "value": css }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if let Some(e) = v["value"][ELEMENT].as_str() {
-                return e.to_owned();
-            }
-            if Instant::now() > deadline {
-                let page = self.script("return location.href + '\\n' + document.body.innerText").await;
-                panic!("no element {css} on the page:\n{}", page.as_str().unwrap_or_default());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let e = self.find(css).await;
-        self.call("POST", &format!("/element/{e}/clear"), json!({})).await;
-        self.call("POST", &format!("/element/{e}/value"), json!({ "text": text })).await;
-    }
-
-    async fn click(&self, css: &str) {
-        let e = self.find(css).await;
-        self.call("POST", &format!("/element/{e}/click"), json!({})).await;
-    }
-
-    /// Clicks something that loads a new page, and waits until the new page is there.
-    async fn click_through(&self, css: &str) {
-        self.script("window.__before_click = true").await;
-        self.click(css).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let v = self.script("return !window.__before_click && document.readyState === 'complete'").await;
-            if v == true {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("clicking {css} loaded no new page");
-    }
-
-    async fn text(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        self.call("GET", &format!("/element/{e}/text"), Value::Null).await.as_str().unwrap_or_default().to_owned()
-    }
-
-    async fn script(&self, script: &str) -> Value {
-        self.call("POST", "/execute/sync", json!({ "script": script, "args": [] })).await
-    }
-
-    /// Saves a screenshot of this step.
-    async fn shot(&mut self, name: &str) {
-        use base64::Engine;
-        let png = self.call("GET", "/screenshot", Value::Null).await;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
-        self.step += 1;
-        std::fs::write(self.shots.join(format!("{:02}-{name}.png", self.step)), bytes).unwrap();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
 #[tokio::test]
 async fn console_main_path_in_a_real_browser() {
-    let Some(mut browser) = Browser::start().await else { return };
+    let Some(mut browser) = Browser::start("console").await else { return };
     let db = Db::new(Backend::Sqlite).await;
     let mut config = test_config(&db, Mode::Safe);
     config.campaigns.poll_ms = 100;
@@ -251,17 +94,19 @@ async fn console_main_path_in_a_real_browser() {
     assert!(timeline.contains("Limited Edition launch") && timeline.contains("sent 1 of 1"), "{timeline}");
     browser.shot("timeline").await;
 
-    // A form from elsewhere (no form token) is refused.
-    let resp = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .post(format!("{base}/admin/campaigns"))
-        .form(&[("name", "x"), ("title", "t"), ("form_token", "")])
-        .send()
-        .await
-        .unwrap();
+    // Forms from elsewhere: without the sign-in cookie they go to the login page; with the
+    // cookie (a browser sends it along) but without this session's form token, 403.
+    let cookie = browser.call("GET", "/cookie/wxoa_admin", Value::Null).await;
+    let cookie = format!("wxoa_admin={}", cookie["value"].as_str().unwrap());
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let form = [("name", "x"), ("title", "t"), ("form_token", "forged")];
+    let url = format!("{base}/admin/campaigns");
+    let resp = http.post(&url).form(&form).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 303, "no cookie: sent to sign in");
+    let resp = http.post(&url).header("cookie", &cookie).form(&form).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 403, "a cookie but a forged form token");
+    let campaigns = wxoa::campaigns::list(&server.state.store, 10).await.unwrap();
+    assert_eq!(campaigns.len(), 1, "nothing created by the forged forms");
 
     browser.call("DELETE", "", Value::Null).await;
     server.stop().await;

@@ -57,6 +57,19 @@ CREATE TABLE push_runs (
 CREATE INDEX push_runs_msg ON push_runs (msg_id);
 CREATE INDEX push_runs_sending ON push_runs (status) WHERE status = 'sending';
 
+-- WeChat's MASSSENDJOBFINISH reports by msg_id, kept as they arrive: the report can come
+-- before the run has recorded its msg_id (WeChat's answer and its event race), and is applied
+-- to the run by whichever of the two writes second.
+CREATE TABLE mass_send_results (
+    msg_id        BIGINT  PRIMARY KEY,
+    finish_status TEXT    NOT NULL,
+    total_count   BIGINT  NOT NULL,
+    filter_count  BIGINT  NOT NULL,
+    sent_count    BIGINT  NOT NULL,
+    error_count   BIGINT  NOT NULL,
+    received_at   BIGINT  NOT NULL
+);
+
 -- What the shop sells through its checkout; the stock is what the shop last told us.
 CREATE TABLE products (
     sku         TEXT    PRIMARY KEY,

@@ -184,10 +184,26 @@ fn push_view(p: &schedule::Push) -> minijinja::Value {
     }
 }
 
+/// What a redirect after a form says happened: a fixed code, so a link cannot put words of
+/// its own on the page.
 #[derive(Deserialize)]
 struct Notice {
     #[serde(default)]
-    notice: Option<String>,
+    done: Option<String>,
+}
+
+impl Notice {
+    fn text(&self) -> Option<String> {
+        let text = match self.done.as_deref()? {
+            "created" => "Campaign created",
+            "saved" => "Saved",
+            "scheduled" => "Push scheduled",
+            "cancelled" => "Push cancelled",
+            "not-cancellable" => "That push has fired (or was cancelled) and cannot be cancelled",
+            _ => return None,
+        };
+        Some(text.to_owned())
+    }
 }
 
 async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
@@ -213,7 +229,7 @@ async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(q): Qu
         StatusCode::OK,
         "dashboard.html",
         context! { who => s.caller.name, role => s.caller.role.as_str(), form_token => s.form_token,
-        campaigns, timeline, notice => q.notice },
+        campaigns, timeline, notice => q.text() },
     )
 }
 
@@ -308,7 +324,7 @@ async fn create_campaign(State(app): State<AppState>, headers: HeaderMap, Form(f
     match campaigns::create(&app.store, &input).await {
         Ok(c) => {
             tracing::info!(campaign = c.id, by = %s.caller.name, "campaign created in the console");
-            redirect(&format!("/admin/campaigns/{}?notice=Campaign+created", c.id))
+            redirect(&format!("/admin/campaigns/{}?done=created", c.id))
         }
         Err(campaigns::Error::Refused(r)) => refuse(r.to_string()),
         Err(e) => failure(&app, e),
@@ -334,14 +350,16 @@ async fn campaign_page(
         Ok(p) => p,
         Err(e) => return failure(app, e),
     };
-    let stock = match &campaign.product_sku {
-        Some(sku) => product_stock(app, sku).await,
+    let product = match &campaign.product_sku {
+        Some(sku) => crate::shop::product(&app.store, sku).await.ok().flatten(),
         None => None,
     };
+    let stock = product.as_ref().map(|p| p.stock);
     let first = campaign.articles.first().cloned().unwrap_or_default();
+    // The stock is the shop's: the form never sends it back (only a new product's first figure).
     let form = form.unwrap_or_else(|| {
         context! {
-            name => campaign.name, sku => campaign.product_sku, stock => stock.map(|s| s.to_string()),
+            name => campaign.name, sku => campaign.product_sku, product_name => product.map(|p| p.name),
             title => first.title, author => first.author, digest => first.digest, content => first.content,
             cover_media_id => first.cover_media_id, cover_url => first.cover_url, link => first.link,
         }
@@ -361,10 +379,6 @@ async fn campaign_page(
     )
 }
 
-async fn product_stock(app: &AppState, sku: &str) -> Option<i64> {
-    crate::shop::product(&app.store, sku).await.ok().flatten().map(|p| p.stock)
-}
-
 async fn show_campaign(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -372,7 +386,7 @@ async fn show_campaign(
     Query(q): Query<Notice>,
 ) -> Response {
     match signed_in(&app, &headers, None) {
-        Ok(s) => campaign_page(&app, &s, id, StatusCode::OK, q.notice, None, None).await,
+        Ok(s) => campaign_page(&app, &s, id, StatusCode::OK, q.text(), None, None).await,
         Err(r) => r.into_response(),
     }
 }
@@ -400,7 +414,7 @@ async fn update_campaign(
         Err(e) => Err(Ok(e)),
     };
     match result {
-        Ok(_) => redirect(&format!("/admin/campaigns/{id}?notice=Saved")),
+        Ok(_) => redirect(&format!("/admin/campaigns/{id}?done=saved")),
         Err(Ok(why)) => campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(why), Some(f.view())).await,
         Err(Err(e)) => failure(&app, e),
     }
@@ -481,7 +495,7 @@ async fn schedule_push(
         Ok(p) => {
             app.scheduler_wake.notify_one();
             tracing::info!(push = p.id, campaign = id, by = %s.caller.name, "push scheduled in the console");
-            redirect(&format!("/admin/campaigns/{id}?notice=Push+scheduled"))
+            redirect(&format!("/admin/campaigns/{id}?done=scheduled"))
         }
         Err(campaigns::Error::Refused(r)) => {
             let status = match r {
@@ -564,12 +578,9 @@ async fn cancel_push(
     match schedule::cancel(&app.store, id).await {
         Ok(p) => {
             tracing::info!(push = id, by = %s.caller.name, "push cancelled in the console");
-            redirect(&format!("/admin/campaigns/{}?notice=Push+cancelled", p.campaign_id))
+            redirect(&format!("/admin/campaigns/{}?done=cancelled", p.campaign_id))
         }
-        Err(campaigns::Error::Refused(r)) => redirect(&format!(
-            "/admin?notice={}",
-            form_urlencoded::byte_serialize(r.to_string().as_bytes()).collect::<String>()
-        )),
+        Err(campaigns::Error::Refused(_)) => redirect("/admin?done=not-cancellable"),
         Err(e) => failure(&app, e),
     }
 }

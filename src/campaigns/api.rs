@@ -7,11 +7,11 @@ use super::{CampaignInput, send};
 use crate::admin::Caller;
 use crate::app::AppState;
 use crate::config::Role;
-use crate::http::api::{ApiError, parse_json};
+use crate::http::api::{ApiError, ApiQuery, Id, parse_json};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -44,7 +44,7 @@ fn limit(q: &Limit) -> i64 {
 async fn list_campaigns(
     caller: Caller,
     State(s): State<AppState>,
-    Query(q): Query<Limit>,
+    ApiQuery(q): ApiQuery<Limit>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     Ok(Json(json!({ "campaigns": super::list(&s.store, limit(&q)).await? })))
@@ -62,11 +62,7 @@ async fn create_campaign(
     Ok((StatusCode::CREATED, Json(json!(campaign))))
 }
 
-async fn show_campaign(
-    caller: Caller,
-    State(s): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
+async fn show_campaign(caller: Caller, State(s): State<AppState>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     let campaign = super::get(&s.store, id).await?.ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))?;
     let pushes = schedule::list(&s.store, Some(id), 1000).await?;
@@ -79,7 +75,7 @@ async fn show_campaign(
 async fn update_campaign(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<i64>,
+    Id(id): Id,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
@@ -90,7 +86,7 @@ async fn update_campaign(
 async fn schedule_push(
     caller: Caller,
     State(s): State<AppState>,
-    Path(id): Path<i64>,
+    Id(id): Id,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Marketing)?;
@@ -116,12 +112,7 @@ fn mpnews() -> MsgType {
     MsgType::Mpnews
 }
 
-async fn preview(
-    caller: Caller,
-    State(s): State<AppState>,
-    Path(id): Path<i64>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn preview(caller: Caller, State(s): State<AppState>, Id(id): Id, body: Bytes) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     let input: PreviewInput = parse_json(&body)?;
     let campaign = super::get(&s.store, id).await?.ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))?;
@@ -135,19 +126,19 @@ async fn preview(
 async fn list_pushes(
     caller: Caller,
     State(s): State<AppState>,
-    Query(q): Query<Limit>,
+    ApiQuery(q): ApiQuery<Limit>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     Ok(Json(json!({ "pushes": schedule::list(&s.store, q.campaign, limit(&q)).await? })))
 }
 
-async fn show_push(caller: Caller, State(s): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+async fn show_push(caller: Caller, State(s): State<AppState>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     let push = schedule::get(&s.store, id).await?.ok_or_else(|| ApiError::NotFound(format!("no push {id}")))?;
     Ok(Json(json!(push)))
 }
 
-async fn cancel_push(caller: Caller, State(s): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+async fn cancel_push(caller: Caller, State(s): State<AppState>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     let push = schedule::cancel(&s.store, id).await?;
     tracing::info!(push = id, by = %caller.name, "push cancelled");

@@ -81,14 +81,14 @@ pub fn check(new: &Planned, existing: &[Planned], cfg: &CampaignsConfig) -> Resu
             new.audience.describe()
         ));
     }
-    // Calls per minute.
-    let minute = |t: i64| t.div_euclid(60_000);
+    // Calls per minute: everything less than a minute either side of each firing could share
+    // a minute with it.
     let limit = cfg.mass_calls_per_minute as usize;
     for t in &new.times {
         let n = calls(&new.audience)
             + others
                 .iter()
-                .map(|p| p.times.iter().filter(|u| minute(**u) == minute(*t)).count() * calls(&p.audience))
+                .map(|p| p.times.iter().filter(|u| (**u - *t).abs() < 60_000).count() * calls(&p.audience))
                 .sum::<usize>();
         if n > limit {
             return Err(format!(
@@ -160,6 +160,10 @@ mod tests {
         let mut full = busy.clone();
         full.push(p("t59", Audience::Tag { tag_id: 59 }, &[NOV]));
         assert!(check(&p("new", Audience::Tag { tag_id: 99 }, &[NOV + 1000]), &full, &cfg).is_err());
+        assert!(
+            check(&p("new", Audience::Tag { tag_id: 99 }, &[NOV + 59_000]), &full, &cfg).is_err(),
+            "across a minute boundary"
+        );
         assert!(check(&p("new", Audience::Tag { tag_id: 99 }, &[NOV + 60_000]), &full, &cfg).is_ok());
     }
 }

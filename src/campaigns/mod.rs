@@ -21,8 +21,8 @@ pub mod schedule;
 pub mod scheduler;
 pub mod send;
 
-use crate::store::{Store, now_ms};
-use crate::with_pool;
+use crate::store::{Store, Tx, now_ms};
+use crate::{with_pool, with_tx};
 use serde::{Deserialize, Serialize};
 
 /// One article of a campaign: what followers read.
@@ -66,7 +66,8 @@ pub struct ProductInput {
     pub sku: String,
     #[serde(default)]
     pub name: String,
-    /// Initial stock, until the shop reports its own.
+    /// Initial stock of a product not known yet (the shop's `POST /api/v1/stock` is the word
+    /// after that).
     #[serde(default)]
     pub stock: Option<i64>,
 }
@@ -203,63 +204,76 @@ fn row_to_campaign(id: i64, name: String, sku: Option<String>, articles: String,
 
 type CampaignRow = (i64, String, Option<String>, String, i64, i64);
 
-/// Records the product a campaign sells (its stock stays the shop's word once it has spoken).
-async fn note_product(store: &Store, p: &ProductInput) -> Result<(), sqlx::Error> {
-    let name = if p.name.trim().is_empty() { p.sku.clone() } else { p.name.trim().to_owned() };
-    with_pool!(store, pool => sqlx::query(
-        "INSERT INTO products (sku, name, stock, updated_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (sku) DO UPDATE SET name = excluded.name,
-             stock = CASE WHEN $5 THEN excluded.stock ELSE products.stock END"
-    )
-    .bind(&p.sku).bind(&name).bind(p.stock.unwrap_or(0)).bind(now_ms()).bind(p.stock.is_some())
-    .execute(pool).await.map(|r| r.rows_affected()))?;
+/// Records the product a campaign sells. Its stock is the shop's word: an initial stock is
+/// used only for a product not known yet, and without one an unknown product stays unknown
+/// (which the checkout treats as available) rather than becoming "0 left".
+async fn note_product(tx: &mut Tx, p: &ProductInput) -> Result<(), sqlx::Error> {
+    let name = p.name.trim();
+    match p.stock {
+        Some(stock) => with_tx!(tx, conn => sqlx::query(
+            "INSERT INTO products (sku, name, stock, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (sku) DO UPDATE SET name = CASE WHEN $5 THEN excluded.name ELSE products.name END"
+        )
+        .bind(&p.sku).bind(if name.is_empty() { &p.sku } else { name }).bind(stock).bind(now_ms()).bind(!name.is_empty())
+        .execute(conn).await.map(|r| r.rows_affected()))?,
+        None if !name.is_empty() => with_tx!(tx, conn => sqlx::query("UPDATE products SET name = $1 WHERE sku = $2")
+            .bind(name).bind(&p.sku).execute(conn).await.map(|r| r.rows_affected()))?,
+        None => 0,
+    };
     Ok(())
 }
 
+fn name_taken(name: &str) -> Error {
+    Error::Refused(Refusal::Conflict(format!("a campaign named {name:?} exists already")))
+}
+
+/// Creates a campaign (and notes its product) in one transaction.
 pub async fn create(store: &Store, input: &CampaignInput) -> Result<Campaign, Error> {
     input.validate()?;
-    if let Some(p) = &input.product {
-        note_product(store, p).await?;
-    }
     let now = now_ms();
     let articles = serde_json::to_string(&input.articles).expect("serializable");
     let sku = input.product.as_ref().map(|p| p.sku.clone());
-    let inserted: Result<(i64,), sqlx::Error> = with_pool!(store, pool => sqlx::query_as(
+    let mut tx = store.begin().await?;
+    let inserted: Result<(i64,), sqlx::Error> = with_tx!(&mut tx, conn => sqlx::query_as(
         "INSERT INTO campaigns (name, product_sku, articles, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
          RETURNING id"
     )
     .bind(input.name.trim()).bind(&sku).bind(&articles).bind(now)
-    .fetch_one(pool).await);
-    match inserted {
-        Ok((id,)) => Ok(row_to_campaign(id, input.name.trim().to_owned(), sku, articles, now, now)),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(Error::Refused(Refusal::Conflict(format!("a campaign named {:?} exists already", input.name.trim()))))
-        }
-        Err(e) => Err(e.into()),
+    .fetch_one(conn).await);
+    let id = match inserted {
+        Ok((id,)) => id,
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(name_taken(input.name.trim())),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(p) = &input.product {
+        note_product(&mut tx, p).await?;
     }
+    tx.commit().await?;
+    Ok(row_to_campaign(id, input.name.trim().to_owned(), sku, articles, now, now))
 }
 
 /// Replaces a campaign's articles and product. Pushes that fire later send the new articles.
 pub async fn update(store: &Store, id: i64, input: &CampaignInput) -> Result<Campaign, Error> {
     input.validate()?;
-    if let Some(p) = &input.product {
-        note_product(store, p).await?;
-    }
     let articles = serde_json::to_string(&input.articles).expect("serializable");
     let sku = input.product.as_ref().map(|p| p.sku.clone());
-    let done = with_pool!(store, pool => sqlx::query(
+    let mut tx = store.begin().await?;
+    let done = with_tx!(&mut tx, conn => sqlx::query(
         "UPDATE campaigns SET name = $1, product_sku = $2, articles = $3, updated_at = $4 WHERE id = $5"
     )
     .bind(input.name.trim()).bind(&sku).bind(&articles).bind(now_ms()).bind(id)
-    .execute(pool).await.map(|r| r.rows_affected()));
+    .execute(conn).await.map(|r| r.rows_affected()));
     match done {
-        Ok(0) => Err(Error::Refused(Refusal::NotFound(format!("no campaign {id}")))),
-        Ok(_) => get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no campaign {id}")))),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(Error::Refused(Refusal::Conflict(format!("a campaign named {:?} exists already", input.name.trim()))))
-        }
-        Err(e) => Err(e.into()),
+        Ok(0) => return Err(Error::Refused(Refusal::NotFound(format!("no campaign {id}")))),
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(name_taken(input.name.trim())),
+        Err(e) => return Err(e.into()),
     }
+    if let Some(p) = &input.product {
+        note_product(&mut tx, p).await?;
+    }
+    tx.commit().await?;
+    get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no campaign {id}"))))
 }
 
 pub async fn get(store: &Store, id: i64) -> Result<Option<Campaign>, sqlx::Error> {
@@ -295,9 +309,8 @@ pub async fn list(store: &Store, limit: i64) -> Result<Vec<Campaign>, sqlx::Erro
 /// sends them on to the shop (or to a sold-out page).
 pub use crate::shop::article_link;
 
-/// Records WeChat's MASSSENDJOBFINISH on the run that sent `msg_id`. Returns whether a run was
-/// found. WeChat may report before we have recorded the msg_id (its answer and its event race),
-/// so the caller retries briefly when nothing matched.
+/// Records WeChat's MASSSENDJOBFINISH for `msg_id` (idempotent: WeChat retries events) and
+/// applies it to the run that sent it, if that run knows its msg_id yet.
 pub async fn record_finish(
     store: &Store,
     msg_id: i64,
@@ -306,12 +319,29 @@ pub async fn record_finish(
 ) -> Result<bool, sqlx::Error> {
     let (total, filtered, sent, errors) = counts;
     let status: String = status.chars().take(100).collect();
+    with_pool!(store, pool => sqlx::query(
+        "INSERT INTO mass_send_results (msg_id, finish_status, total_count, filter_count, sent_count, error_count, received_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (msg_id) DO NOTHING"
+    )
+    .bind(msg_id).bind(&status).bind(total).bind(filtered).bind(sent).bind(errors).bind(now_ms())
+    .execute(pool).await.map(|r| r.rows_affected()))?;
+    apply_stored_finish(store, msg_id).await
+}
+
+/// Copies a stored MASSSENDJOBFINISH onto the run with `msg_id`; whether one was applied.
+pub async fn apply_stored_finish(store: &Store, msg_id: i64) -> Result<bool, sqlx::Error> {
+    type Row = (String, i64, i64, i64, i64, i64);
+    let row: Option<Row> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT finish_status, total_count, filter_count, sent_count, error_count, received_at
+         FROM mass_send_results WHERE msg_id = $1"
+    ).bind(msg_id).fetch_optional(pool).await)?;
+    let Some((status, total, filtered, sent, errors, at)) = row else { return Ok(false) };
     let r = with_pool!(store, pool => sqlx::query(
         "UPDATE push_runs SET status = 'finished', finish_status = $1, total_count = $2, filter_count = $3,
              sent_count = $4, error_count = $5, finished_at = $6
-         WHERE msg_id = $7"
+         WHERE msg_id = $7 AND status IN ('submitted', 'finished')"
     )
-    .bind(&status).bind(total).bind(filtered).bind(sent).bind(errors).bind(now_ms()).bind(msg_id)
+    .bind(&status).bind(total).bind(filtered).bind(sent).bind(errors).bind(at).bind(msg_id)
     .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(r > 0)
 }
@@ -326,15 +356,7 @@ pub async fn mass_send_finished(ctx: crate::bot::handlers::HandlerCtx) -> crate:
         return Ok(None);
     };
     let counts = (*total_count, *filter_count, *sent_count, *error_count);
-    for attempt in 0..20 {
-        if record_finish(&ctx.store, *msg_id, status, counts).await.map_err(|e| e.to_string())? {
-            tracing::info!(msg_id, sent = sent_count, errors = error_count, "mass send finished");
-            return Ok(None);
-        }
-        if attempt < 19 {
-            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        }
-    }
-    tracing::warn!(msg_id, "MASSSENDJOBFINISH for a mass send we did not make (or no longer know)");
+    let applied = record_finish(&ctx.store, *msg_id, status, counts).await.map_err(|e| e.to_string())?;
+    tracing::info!(msg_id, sent = sent_count, errors = error_count, applied, "mass send finished");
     Ok(None)
 }

@@ -249,9 +249,9 @@ fn check_input(cfg: &CampaignsConfig, input: &PushInput, now: i64) -> Result<Che
             check_len("cron", pattern, 1, 100)?;
             let cron = parse_cron(pattern)?;
             let first = next_occurrence(&cron, tz, now).ok_or_else(|| invalid("the cron pattern never fires"))?;
-            if let Some(second) = next_occurrence(&cron, tz, first)
-                && second - first < MIN_CRON_GAP_MS
-            {
+            // Every gap, not just the first: `0,30 9 * * *` is 30 minutes apart each morning.
+            let times = occurrences(None, Some(&cron), tz, now, now + HORIZON_MS);
+            if times.windows(2).any(|w| w[1] - w[0] < MIN_CRON_GAP_MS) {
                 return Err(invalid("a repeating push fires at most once an hour"));
             }
             Ok(Checked { tz, at: None, cron: Some(cron), first })
@@ -297,13 +297,11 @@ pub async fn schedule(
         label: input.name.trim().to_owned(),
         audience: input.audience.clone(),
         mass: input.msg_type.is_mass(),
-        times: occurrences(
-            checked.at,
-            checked.cron.as_ref(),
-            checked.tz,
-            now,
-            (now + HORIZON_MS).max(checked.first + 1),
-        ),
+        // A one-time push counts whenever it is (even a few seconds ago, as a form sent "now").
+        times: match checked.at {
+            Some(at) => vec![at],
+            None => occurrences(None, checked.cron.as_ref(), checked.tz, now, now + HORIZON_MS),
+        },
     };
     // What else falls in the months this push touches (a month either side covers any zone).
     const MONTH_MS: i64 = 32 * 24 * 3600 * 1000;
@@ -583,6 +581,7 @@ mod tests {
             ("neither", PushInput { at: None, ..base.clone() }),
             ("both", PushInput { cron: Some("13 0 * * *".into()), ..base.clone() }),
             ("every minute", PushInput { at: None, cron: Some("* * * * *".into()), ..base.clone() }),
+            ("twice an hour some days", PushInput { at: None, cron: Some("0,30 9 * * *".into()), ..base.clone() }),
             ("text without text", PushInput { msg_type: MsgType::Text, ..base.clone() }),
             ("one openid", PushInput { audience: Audience::List { openids: vec!["oA".into()] }, ..base.clone() }),
             (

@@ -10,7 +10,7 @@
 //!
 //! Only one instance's update matches, so only one sends. The run then carries the send: a draft
 //! for `mpnews` (its media_id kept on the run), then the mass send with the run's `clientmsgid`.
-//! If the instance dies mid-send, the run stays `sending`; after [`LEASE_MS`] any instance sends
+//! If the instance dies mid-send, the run stays `sending`; after `campaigns.lease_secs` any instance sends
 //! it again with the same `clientmsgid`, and WeChat refuses a repeat of one it already took
 //! (45065), which we record as sent. So a push reaches followers once, not at most once per
 //! instance.
@@ -26,7 +26,7 @@ use crate::jobs::outbox::{self, NewJob};
 use crate::jobs::worker::CustomMessageJob;
 use crate::store::{Store, now_ms};
 use crate::wechat::client::mass::MassContent;
-use crate::wechat::client::{ApiError, Client};
+use crate::wechat::client::{ApiError, CLIENTMSGID_TOO_FAST, Client};
 use crate::{with_pool, with_tx};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -34,12 +34,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-/// A `sending` run untouched this long belongs to an instance that died; another takes it over.
-pub const LEASE_MS: i64 = 60_000;
 /// Attempts at a run before it is `failed`.
 const MAX_ATTEMPTS: i64 = 5;
-/// WeChat's answer to a repeated `clientmsgid`.
-const CLIENTMSGID_EXISTS: i64 = 45065;
 
 #[derive(Clone)]
 pub struct Scheduler(Arc<Inner>);
@@ -80,6 +76,10 @@ impl Scheduler {
             wake,
             outbox_wake,
         }))
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.0.cfg.lease_secs as i64 * 1000
     }
 
     /// Runs until `stop` turns true; sends in progress finish first.
@@ -196,13 +196,30 @@ impl Scheduler {
         Ok(Some(run_id))
     }
 
-    /// Runs left `sending` by an instance that stopped answering: ours now.
+    /// Runs left `sending` by an instance that stopped answering: ours now, unless their time
+    /// is more than the grace ago — those are not sent late (`missed` if no attempt had begun,
+    /// `failed` if one had: WeChat may or may not have taken it).
     async fn take_over_stale(&self, now: i64) -> Result<Vec<i64>, sqlx::Error> {
-        let stale: Vec<(i64, i64)> = with_pool!(&self.0.store, pool => sqlx::query_as(
-            "SELECT id, claimed_at FROM push_runs WHERE status = 'sending' AND claimed_at < $1"
-        ).bind(now - LEASE_MS).fetch_all(pool).await)?;
+        let stale: Vec<(i64, i64, i64, i64)> = with_pool!(&self.0.store, pool => sqlx::query_as(
+            "SELECT id, claimed_at, due_at, attempts FROM push_runs WHERE status = 'sending' AND claimed_at < $1"
+        ).bind(now - self.lease_ms()).fetch_all(pool).await)?;
         let mut ours = Vec::new();
-        for (id, claimed_at) in stale {
+        for (id, claimed_at, due_at, attempts) in stale {
+            if now - due_at > self.0.cfg.grace_secs as i64 * 1000 {
+                let (status, why) = if attempts == 0 {
+                    ("missed", "its instance stopped before sending, and the grace has passed: not sent late")
+                } else {
+                    ("failed", "its instance stopped mid-send, and the grace has passed: check mass/get")
+                };
+                let r = with_pool!(&self.0.store, pool => sqlx::query(
+                    "UPDATE push_runs SET status = $1, error = $2, finished_at = $3
+                     WHERE id = $4 AND status = 'sending' AND claimed_at = $5"
+                ).bind(status).bind(why).bind(now).bind(id).bind(claimed_at).execute(pool).await.map(|r| r.rows_affected()))?;
+                if r == 1 {
+                    tracing::warn!(run = id, status, "push run abandoned by its instance: {why}");
+                }
+                continue;
+            }
             let r = with_pool!(&self.0.store, pool => sqlx::query(
                 "UPDATE push_runs SET claimed_by = $1, claimed_at = $2 WHERE id = $3 AND status = 'sending' AND claimed_at = $4"
             ).bind(&self.0.instance).bind(now).bind(id).bind(claimed_at).execute(pool).await.map(|r| r.rows_affected()))?;
@@ -214,9 +231,23 @@ impl Scheduler {
         Ok(ours)
     }
 
+    /// Sends a run we claimed, renewing the claim while WeChat is slow so nobody takes it over.
     async fn fire(&self, run_id: i64) {
-        if let Err(e) = self.try_fire(run_id).await {
-            // The run stays `sending`; its lease hands it to the next tick after LEASE_MS.
+        let heartbeat = tokio::spawn({
+            let me = self.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(me.lease_ms() as u64 / 4)).await;
+                    let _ = with_pool!(&me.0.store, pool => sqlx::query(
+                        "UPDATE push_runs SET claimed_at = $1 WHERE id = $2 AND claimed_by = $3 AND status = 'sending'"
+                    ).bind(now_ms()).bind(run_id).bind(&me.0.instance).execute(pool).await.map(|r| r.rows_affected()));
+                }
+            }
+        });
+        let result = self.try_fire(run_id).await;
+        heartbeat.abort();
+        if let Err(e) = result {
+            // The run stays `sending`; its lease hands it on (to us, or another instance).
             tracing::warn!(run = run_id, error = %e, "push run not sent yet; will retry");
         }
     }
@@ -224,11 +255,13 @@ impl Scheduler {
     async fn try_fire(&self, run_id: i64) -> Result<(), String> {
         let store = &self.0.store;
         type RunRow = (i64, String, Option<String>, i64);
-        let (push_id, clientmsgid, media_id, attempts): RunRow = with_pool!(store, pool => sqlx::query_as(
-            "UPDATE push_runs SET attempts = attempts + 1 WHERE id = $1
+        // Still ours? (A run taken over meanwhile belongs to its new owner.)
+        let row: Option<RunRow> = with_pool!(store, pool => sqlx::query_as(
+            "UPDATE push_runs SET attempts = attempts + 1 WHERE id = $1 AND status = 'sending' AND claimed_by = $2
              RETURNING push_id, clientmsgid, media_id, attempts"
-        ).bind(run_id).fetch_one(pool).await)
+        ).bind(run_id).bind(&self.0.instance).fetch_optional(pool).await)
         .map_err(|e| e.to_string())?;
+        let Some((push_id, clientmsgid, media_id, attempts)) = row else { return Ok(()) };
         let push = schedule::get(store, push_id).await.map_err(|e| e.to_string())?.ok_or("push gone")?;
         let campaign = super::get(store, push.campaign_id).await.map_err(|e| e.to_string())?.ok_or("campaign gone")?;
         let public_url = &self.0.public_url;
@@ -251,49 +284,50 @@ impl Scheduler {
         };
         match send::mass_send(&self.0.client, &push.audience, &content, &clientmsgid).await {
             Ok(sent) => {
+                // A repeat (45065) means an earlier attempt got through before its instance
+                // could record it; WeChat names that send, so its figures still arrive.
+                let note = sent.is_repeat().then_some("WeChat had this clientmsgid: an earlier attempt sent it");
                 let r = with_pool!(store, pool => sqlx::query(
-                    "UPDATE push_runs SET status = 'submitted', msg_id = $1, fired_at = $2, error = NULL
-                     WHERE id = $3 AND status = 'sending'"
-                ).bind(sent.msg_id).bind(now_ms()).bind(run_id).execute(pool).await.map(|r| r.rows_affected()));
+                    "UPDATE push_runs SET status = 'submitted', msg_id = $1, fired_at = $2, error = $3
+                     WHERE id = $4 AND status = 'sending' AND claimed_by = $5"
+                ).bind(sent.msg_id).bind(now_ms()).bind(note).bind(run_id).bind(&self.0.instance)
+                .execute(pool).await.map(|r| r.rows_affected()));
                 r.map_err(|e| e.to_string())?;
-                tracing::info!(push = push_id, run = run_id, msg_id = sent.msg_id, audience = %push.audience.describe(), "push sent");
-                Ok(())
-            }
-            Err(e) if e.errcode() == Some(CLIENTMSGID_EXISTS) => {
-                // An earlier attempt got through before its instance could record it.
-                with_pool!(store, pool => sqlx::query(
-                    "UPDATE push_runs SET status = 'submitted', fired_at = $1,
-                         error = 'WeChat had this clientmsgid already: an earlier attempt sent it'
-                     WHERE id = $2 AND status = 'sending'"
-                ).bind(now_ms()).bind(run_id).execute(pool).await.map(|r| r.rows_affected()))
-                .map_err(|e| e.to_string())?;
-                tracing::info!(push = push_id, run = run_id, "push was already sent by an earlier attempt");
+                super::apply_stored_finish(store, sent.msg_id).await.map_err(|e| e.to_string())?;
+                tracing::info!(
+                    push = push_id, run = run_id, msg_id = sent.msg_id, repeat = sent.is_repeat(),
+                    audience = %push.audience.describe(), "push sent"
+                );
                 Ok(())
             }
             Err(e) => self.failed_attempt(run_id, attempts, &e).await,
         }
     }
 
-    /// A transient failure leaves the run for its lease to retry, until MAX_ATTEMPTS; WeChat
-    /// refusing the content (bad media, over a limit) fails it at once.
+    /// A transient failure (or 45066, "same clientmsgid too soon") leaves the run for its lease
+    /// to retry, until MAX_ATTEMPTS; WeChat refusing the content (bad media, over a limit)
+    /// fails it at once.
     async fn failed_attempt(&self, run_id: i64, attempts: i64, e: &ApiError) -> Result<(), String> {
         let message: String = e.to_string().chars().take(500).collect();
-        if e.is_transient() && attempts < MAX_ATTEMPTS {
+        let retry = e.is_transient() || e.errcode() == Some(CLIENTMSGID_TOO_FAST);
+        if retry && attempts < MAX_ATTEMPTS {
             self.note(run_id, "error = $1", &message).await?;
             return Err(message);
         }
         with_pool!(&self.0.store, pool => sqlx::query(
-            "UPDATE push_runs SET status = 'failed', error = $1, finished_at = $2 WHERE id = $3 AND status = 'sending'"
-        ).bind(&message).bind(now_ms()).bind(run_id).execute(pool).await.map(|r| r.rows_affected()))
+            "UPDATE push_runs SET status = 'failed', error = $1, finished_at = $2
+             WHERE id = $3 AND status = 'sending' AND claimed_by = $4"
+        ).bind(&message).bind(now_ms()).bind(run_id).bind(&self.0.instance)
+        .execute(pool).await.map(|r| r.rows_affected()))
         .map_err(|e| e.to_string())?;
         tracing::error!(run = run_id, error = %message, "push FAILED");
         Ok(())
     }
 
     async fn note(&self, run_id: i64, set: &'static str, value: &str) -> Result<(), String> {
-        let sql = format!("UPDATE push_runs SET {set} WHERE id = $2");
+        let sql = format!("UPDATE push_runs SET {set} WHERE id = $2 AND claimed_by = $3");
         with_pool!(&self.0.store, pool => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(value).bind(run_id).execute(pool).await.map(|r| r.rows_affected()))
+            .bind(value).bind(run_id).bind(&self.0.instance).execute(pool).await.map(|r| r.rows_affected()))
         .map(|_| ())
         .map_err(|e| e.to_string())
     }
@@ -313,8 +347,9 @@ impl Scheduler {
             outbox::enqueue_tx(&mut tx, &job).await.map_err(|e| e.to_string())?;
         }
         with_tx!(&mut tx, conn => sqlx::query(
-            "UPDATE push_runs SET status = 'submitted', total_count = $1, fired_at = $2 WHERE id = $3 AND status = 'sending'"
-        ).bind(openids.len() as i64).bind(now_ms()).bind(run_id).execute(conn).await.map(|r| r.rows_affected())).map_err(|e| e.to_string())?;
+            "UPDATE push_runs SET status = 'submitted', total_count = $1, fired_at = $2
+             WHERE id = $3 AND status = 'sending' AND claimed_by = $4"
+        ).bind(openids.len() as i64).bind(now_ms()).bind(run_id).bind(&self.0.instance).execute(conn).await.map(|r| r.rows_affected())).map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())?;
         self.0.outbox_wake.notify_one();
         Ok(())

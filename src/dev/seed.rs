@@ -41,7 +41,11 @@ pub async fn run(store: &Store, public_url: &str) -> Result<(), String> {
     if campaigns::find(store, DEMO_CAMPAIGN).await.map_err(|e| e.to_string())?.is_none() {
         let input = CampaignInput {
             name: DEMO_CAMPAIGN.into(),
-            product: Some(ProductInput { sku: "LE-2026".into(), name: "Limited Edition No. 5".into(), stock: Some(300) }),
+            product: Some(ProductInput {
+                sku: "LE-2026".into(),
+                name: "Limited Edition No. 5".into(),
+                stock: Some(300),
+            }),
             articles: vec![Article {
                 title: "The Limited Edition, tonight at 00:13".into(),
                 author: "wxoa".into(),

@@ -133,16 +133,23 @@ impl Simulator {
                 }
                 "/cgi-bin/message/mass/sendall" | "/cgi-bin/message/mass/send" | "/cgi-bin/message/mass/preview" => {
                     let to: Vec<String> = match call.path.as_str() {
-                        "/cgi-bin/message/mass/preview" => b["touser"].as_str().map(|o| vec![o.to_owned()]).unwrap_or_default(),
-                        "/cgi-bin/message/mass/send" => {
-                            b["touser"].as_array().into_iter().flatten().filter_map(|o| o.as_str().map(str::to_owned)).collect()
+                        "/cgi-bin/message/mass/preview" => {
+                            b["touser"].as_str().map(|o| vec![o.to_owned()]).unwrap_or_default()
                         }
+                        "/cgi-bin/message/mass/send" => b["touser"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|o| o.as_str().map(str::to_owned))
+                            .collect(),
                         _ => {
                             let tag = b["filter"]["tag_id"].as_i64();
                             let everyone = b["filter"]["is_to_all"].as_bool() == Some(true);
                             s.followers
                                 .iter()
-                                .filter(|f| everyone || tag.is_some_and(|t| self.0.fake.tags_of(&f.openid).contains(&t)))
+                                .filter(|f| {
+                                    everyone || tag.is_some_and(|t| self.0.fake.tags_of(&f.openid).contains(&t))
+                                })
                                 .map(|f| f.openid.clone())
                                 .collect()
                         }
@@ -378,7 +385,8 @@ async fn add_follower(State(sim): State<Simulator>, Json(f): Json<NewFollower>) 
     if name.is_empty() || name.chars().count() > 30 {
         return (StatusCode::BAD_REQUEST, "a name of 1 to 30 characters").into_response();
     }
-    let tags: Vec<&str> = f.tags.split(',').map(str::trim).filter(|t| !t.is_empty() && t.chars().count() <= 30).collect();
+    let tags: Vec<&str> =
+        f.tags.split(',').map(str::trim).filter(|t| !t.is_empty() && t.chars().count() <= 30).collect();
     if sim.0.state.lock().unwrap().followers.len() >= 50 {
         return (StatusCode::BAD_REQUEST, "at most 50 simulated followers").into_response();
     }
@@ -402,11 +410,24 @@ async fn current(State(sim): State<Simulator>, Json(c): Json<Current>) -> Respon
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Action {
-    Text { content: String },
+    Text {
+        content: String,
+    },
     /// A menu button of any type (`click`, `view`, `location_select`, `scancode_push`, …).
-    Menu { button_type: String, key: Option<String>, url: Option<String>, name: String },
-    Location { lat: f64, lon: f64, label: String },
-    ScanStore { store_id: i64 },
+    Menu {
+        button_type: String,
+        key: Option<String>,
+        url: Option<String>,
+        name: String,
+    },
+    Location {
+        lat: f64,
+        lon: f64,
+        label: String,
+    },
+    ScanStore {
+        store_id: i64,
+    },
     Subscribe,
     Unsubscribe,
 }
@@ -423,9 +444,8 @@ async fn act(State(sim): State<Simulator>, Json(a): Json<Act>) -> Response {
     if !sim.0.state.lock().unwrap().followers.iter().any(|f| f.openid == openid) {
         return (StatusCode::BAD_REQUEST, "no such simulated follower").into_response();
     }
-    let event = |event: &str, extra: &str| {
-        xml_message(openid, "event", &format!("<Event>{}</Event>{extra}", cdata(event)))
-    };
+    let event =
+        |event: &str, extra: &str| xml_message(openid, "event", &format!("<Event>{}</Event>{extra}", cdata(event)));
     let (shown, xml, hint): (Value, String, String) = match &a.action {
         Action::Text { content } => {
             if content.trim().is_empty() || content.len() > 2048 {
@@ -468,17 +488,28 @@ async fn act(State(sim): State<Simulator>, Json(a): Json<Act>) -> Response {
                 event("SCAN", &format!("<EventKey>{}</EventKey>{ticket}", cdata(&format!("store_{store_id}"))))
             } else {
                 sim.0.fake.subscribe(openid);
-                event("subscribe", &format!("<EventKey>{}</EventKey>{ticket}", cdata(&format!("qrscene_store_{store_id}"))))
+                event(
+                    "subscribe",
+                    &format!("<EventKey>{}</EventKey>{ticket}", cdata(&format!("qrscene_store_{store_id}"))),
+                )
             };
             (json!({ "action": format!("扫码 scanned store {store_id}'s QR code") }), xml, "scan_store".into())
         }
         Action::Subscribe => {
             sim.0.fake.subscribe(openid);
-            (json!({ "action": "关注 followed" }), event("subscribe", "<EventKey><![CDATA[]]></EventKey>"), "subscribe".into())
+            (
+                json!({ "action": "关注 followed" }),
+                event("subscribe", "<EventKey><![CDATA[]]></EventKey>"),
+                "subscribe".into(),
+            )
         }
         Action::Unsubscribe => {
             sim.0.fake.unsubscribe(openid);
-            (json!({ "action": "取消关注 unfollowed" }), event("unsubscribe", "<EventKey><![CDATA[]]></EventKey>"), "unsubscribe".into())
+            (
+                json!({ "action": "取消关注 unfollowed" }),
+                event("unsubscribe", "<EventKey><![CDATA[]]></EventKey>"),
+                "unsubscribe".into(),
+            )
         }
     };
     {

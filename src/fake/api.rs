@@ -89,7 +89,8 @@ async fn handle(
     }
     let answer = fake.answer(&method, &path, &query, &json_body, &body);
     let errcode = match &answer {
-        Ok(_) => 0,
+        // 45065 is an error that carries data (the first send's msg_id).
+        Ok(v) => v["errcode"].as_i64().unwrap_or(0),
         Err((code, _)) => *code,
     };
     fake.record(&path, &query, json_body, errcode);
@@ -499,12 +500,18 @@ impl FakeWeChat {
             s.tagged.values().filter(|t| t.contains(&tag)).count() as i64
         };
         if let Some(id) = body["clientmsgid"].as_str() {
-            if let Some(prev) = s.clientmsgids.get(id) {
-                let _ = prev;
-                return Err((45065, "clientmsgid exist"));
+            // WeChat: a clientmsgid seen before is 45065 with the first send's msg_id, or
+            // 45066 when repeated within a minute.
+            if let Some(&(prev, at)) = s.clientmsgids.get(id) {
+                if now_ms() - at < s.knobs.clientmsgid_retry_ms.unwrap_or(60_000) {
+                    return Err((45066, "clientmsgid retry too fast, please wait 1 minute"));
+                }
+                return Ok(
+                    json!({ "errcode": 45065, "errmsg": "clientmsgid exist", "msg_id": prev, "msg_data_id": prev }),
+                );
             }
             let msg_id = self.next_id();
-            s.clientmsgids.insert(id.to_owned(), msg_id);
+            s.clientmsgids.insert(id.to_owned(), (msg_id, now_ms()));
             drop(s);
             self.mass_finished(msg_id, total);
             return Ok(

@@ -52,6 +52,8 @@ pub struct Knobs {
     pub template_quota: i64,
     /// Post job-finish events to the webhook.
     pub callbacks: bool,
+    /// A repeated clientmsgid sooner than this is 45066 rather than 45065 (None: WeChat's minute).
+    pub clientmsgid_retry_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +75,8 @@ struct State {
     tagged: HashMap<String, HashSet<i64>>,
     menu: Option<Value>,
     conditional: Vec<Value>,
-    clientmsgids: HashMap<String, i64>,
+    /// clientmsgid → (msg_id, when it was first used).
+    clientmsgids: HashMap<String, (i64, i64)>,
     templates_sent: i64,
     oauth_codes: HashMap<String, (String, i64, String)>,
     /// Who WeChat's OAuth page signs in when the request names nobody (the simulator's

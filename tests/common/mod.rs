@@ -2,6 +2,8 @@
 //! databases (when `WXOA_TEST_POSTGRES_URL` is set; with `CI=true` it must be).
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use wxoa::app::{App, AppState};

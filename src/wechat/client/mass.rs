@@ -44,6 +44,17 @@ pub struct MassSent {
     pub msg_id: i64,
     #[serde(default)]
     pub msg_data_id: Option<i64>,
+    /// 45065 when WeChat had this `clientmsgid` already: nothing new was sent, `msg_id` is the
+    /// first send's.
+    #[serde(default)]
+    pub errcode: i64,
+}
+
+impl MassSent {
+    /// Whether this answer reports an earlier send with the same `clientmsgid`.
+    pub fn is_repeat(&self) -> bool {
+        self.errcode == super::CLIENTMSGID_EXISTS
+    }
 }
 
 fn body(content: &MassContent, clientmsgid: Option<&str>) -> Value {

@@ -37,6 +37,10 @@ pub const TOKEN_ERRORS: [i64; 3] = [40001, 42001, 40014];
 pub const BUSY: i64 = -1;
 /// API quota reached.
 pub const QUOTA: i64 = 45009;
+/// A mass send's `clientmsgid` was used before (the answer carries that send's msg_id).
+pub const CLIENTMSGID_EXISTS: i64 = 45065;
+/// The same `clientmsgid` again within a minute: try later.
+pub const CLIENTMSGID_TOO_FAST: i64 = 45066;
 /// The follower has unsubscribed (or refuses messages).
 pub const UNSUBSCRIBED: i64 = 43004;
 
@@ -327,7 +331,10 @@ pub(crate) async fn decode<Resp: DeserializeOwned>(resp: reqwest::Response) -> R
     }
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode(e.to_string()))?;
     let errcode = value.get("errcode").and_then(|c| c.as_i64()).unwrap_or(0);
-    if errcode != 0 {
+    // 45065 (a mass send's clientmsgid seen before) carries the first send's msg_id: that send
+    // is the result the caller wanted, so it is an answer, marked by its errcode.
+    let repeat = errcode == CLIENTMSGID_EXISTS && value.get("msg_id").is_some();
+    if errcode != 0 && !repeat {
         let errmsg = value.get("errmsg").and_then(|m| m.as_str()).unwrap_or_default().to_owned();
         return Err(ApiError::WeChat { errcode, errmsg });
     }
