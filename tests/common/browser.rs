@@ -138,6 +138,28 @@ impl Browser {
         panic!("clicking {css} loaded no new page");
     }
 
+    /// Reads and acts inside the frame matching `css` until [`Browser::leave_frame`].
+    pub async fn enter_frame(&self, css: &str) {
+        let e = self.find(css).await;
+        self.call("POST", "/frame", json!({ "id": { ELEMENT: e } })).await;
+    }
+
+    pub async fn leave_frame(&self) {
+        self.call("POST", "/frame", json!({ "id": null })).await;
+    }
+
+    /// Waits up to `secs` for the text of `css` to contain `needle`; returns the last text.
+    pub async fn wait_for_text(&self, css: &str, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let text = self.text(css).await;
+            if text.contains(needle) || Instant::now() > deadline {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
     pub async fn text(&self, css: &str) -> String {
         let e = self.find(css).await;
         self.call("GET", &format!("/element/{e}/text"), Value::Null).await.as_str().unwrap_or_default().to_owned()

@@ -1,0 +1,132 @@
+//! `wxoa dev` as a newcomer uses it: the binary starts the server, the fake WeChat and the
+//! simulator; a real headless Chromium plays followers. Type "help"; tap the membership menu,
+//! enrol in the H5 frame, ask for the balance and see the card; scan a store's QR code and get
+//! its welcome; schedule a push to a tag seconds ahead in the console and see it arrive in the
+//! two tagged followers' chats but not in the third's. Screenshots of each step go to
+//! target/test-artifacts/simulator/.
+
+mod common;
+
+use common::browser::Browser;
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wxoa");
+
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_follower_tries_the_account_in_the_simulator() {
+    let Some(mut browser) = Browser::start("simulator").await else { return };
+    let dir = temp_dir("dev");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let database = format!("sqlite://{}/dev.db", dir.display());
+    let fixtures = dir.join("fixtures");
+    let _dev = Dev(Command::new(BIN)
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--database", &database])
+        .arg("--fixtures")
+        .arg(&fixtures)
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/simulator")).await.is_err() {
+        assert!(Instant::now() < deadline, "wxoa dev did not start; see {}", dir.join("stderr.log").display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    browser.go(&format!("{base}/simulator")).await;
+    browser.find("body[data-ready='1']").await;
+    assert!(browser.text("#title").await.contains("Amy"));
+
+    // "help" gets the help reply.
+    browser.type_into("#text", "help").await;
+    browser.click("#send").await;
+    let chat = browser.wait_for_text("#chat", "I can help", 10).await;
+    assert!(chat.contains("I can help"), "{chat}");
+    browser.shot("help").await;
+
+    // The raw exchange, and saving it as a fixture.
+    assert!(browser.text("#raw-request").await.contains("<Content><![CDATA[help]]></Content>"));
+    browser.type_into("#fixture-name", "text_help_from_simulator").await;
+    browser.click("#save-fixture").await;
+    browser.wait_for_text("#fixture-result", "saved", 5).await;
+    let saved = std::fs::read_to_string(fixtures.join("text_help_from_simulator.xml")).unwrap();
+    assert!(saved.contains("<MsgType><![CDATA[text]]></MsgType>"), "{saved}");
+
+    // The membership menu: bind → the link → enrol in the H5 frame (the fake's OAuth signs
+    // Amy in).
+    browser.click("#menu button[data-menu='0']").await;
+    browser.click(".submenu button[data-sub='1']").await;
+    let chat = browser.wait_for_text("#chat", "bind your card or join", 10).await;
+    assert!(chat.contains("bind your card or join"), "{chat}");
+    browser.shot("bind-menu").await;
+    browser.click("#chat .row.account:last-child a").await;
+    browser.enter_frame("#frame").await;
+    browser.type_into("#name", "Amy Li").await;
+    browser.type_into("#enrol_phone", "13900139000").await;
+    browser.click_through("form[action='/h5/enrol'] button").await;
+    let page = browser.wait_for_text("body", "WX", 10).await;
+    assert!(page.contains("Amy Li") || page.contains("WX"), "{page}");
+    browser.leave_frame().await;
+    browser.shot("enrolled-card-page").await;
+    browser.click("#close-frame").await;
+
+    // Back in the chat: the balance card.
+    browser.type_into("#text", "积分").await;
+    browser.click("#send").await;
+    let chat = browser.wait_for_text("#chat", "points", 10).await;
+    assert!(chat.contains("积分 0 points"), "{chat}");
+    browser.shot("balance-card").await;
+
+    // Scanning a store's QR code: the store's welcome.
+    browser.click("#more").await;
+    browser.script("document.getElementById('store').value = '1'").await;
+    browser.click("#scan").await;
+    let chat = browser.wait_for_text("#chat", "Nanjing Road Flagship", 10).await;
+    assert!(chat.contains("Welcome to Nanjing Road Flagship"), "{chat}");
+    browser.shot("store-welcome").await;
+
+    // Marketing schedules a push to the VIP tag (Amy and Ben, not Chen) in the console.
+    let tag = browser.text("#followers").await;
+    let vip = tag.split("VIP #").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_owned();
+    browser.go(&format!("{base}/admin/login")).await;
+    browser.type_into("#token", "wxoa-dev-marketing-token").await;
+    browser.click_through("#sign-in").await;
+    browser.go(&format!("{base}/admin/campaigns/1")).await;
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(4))
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    browser.type_into("#push-name", "launch").await;
+    browser.script("document.getElementById('audience').value = 'tag'").await;
+    browser.type_into("#tag_id", &vip).await;
+    browser.script(&format!("document.getElementById('at').value = '{at}'")).await;
+    browser.click_through("#schedule").await;
+    assert_eq!(browser.text("#notice").await, "Push scheduled");
+    browser.shot("console-push-scheduled").await;
+
+    browser.go(&format!("{base}/simulator")).await;
+    browser.find("body[data-ready='1']").await;
+    let chat = browser.wait_for_text("#chat", "The Limited Edition, tonight", 20).await;
+    assert!(chat.contains("The Limited Edition, tonight") && chat.contains("mass send"), "Amy: {chat}");
+    browser.shot("push-in-amy-chat").await;
+    for (who, expect) in [("oSim000000000000000000000002", true), ("oSim000000000000000000000003", false)] {
+        browser.click(&format!("[data-openid='{who}']")).await;
+        let chat = browser.wait_for_text("#chat", "The Limited Edition, tonight", if expect { 10 } else { 2 }).await;
+        assert_eq!(chat.contains("The Limited Edition, tonight"), expect, "{who}: {chat}");
+        browser.shot(if expect { "push-in-ben-chat" } else { "no-push-in-chen-chat" }).await;
+    }
+    browser.call("DELETE", "", serde_json::Value::Null).await;
+}
