@@ -31,7 +31,7 @@ async fn a_follower_tries_the_account_in_the_simulator() {
     let base = format!("http://127.0.0.1:{port}");
     let database = format!("sqlite://{}/dev.db", dir.display());
     let fixtures = dir.join("fixtures");
-    let _dev = Dev(Command::new(BIN)
+    let dev = Dev(Command::new(BIN)
         .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--database", &database])
         .arg("--fixtures")
         .arg(&fixtures)
@@ -129,4 +129,17 @@ async fn a_follower_tries_the_account_in_the_simulator() {
         browser.shot(if expect { "push-in-ben-chat" } else { "no-push-in-chen-chat" }).await;
     }
     browser.call("DELETE", "", serde_json::Value::Null).await;
+
+    // Ctrl-C (SIGINT) stops everything cleanly.
+    let mut dev = dev;
+    Command::new("kill").args(["-INT", &dev.0.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = dev.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "wxoa dev did not stop on Ctrl-C");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "wxoa dev exited with {status}");
 }
