@@ -105,6 +105,9 @@ async fn console_main_path_in_a_real_browser() {
     assert_eq!(resp.status().as_u16(), 303, "no cookie: sent to sign in");
     let resp = http.post(&url).header("cookie", &cookie).form(&form).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 403, "a cookie but a forged form token");
+    // The follower simulator belongs to `wxoa dev` only.
+    assert_eq!(server.get("/simulator").await.0, 404);
+    assert_eq!(server.get("/simulator/api/state").await.0, 404);
     let campaigns = wxoa::campaigns::list(&server.state.store, 10).await.unwrap();
     assert_eq!(campaigns.len(), 1, "nothing created by the forged forms");
 

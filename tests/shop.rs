@@ -237,6 +237,12 @@ async fn checkout_links_from_the_chat_and_the_article_link_follow_the_stock() {
         assert_eq!(browser.get(&format!("/h5/buy/{launch}")).await.status, 302);
         let p = wxoa::shop::product(&server.state.store, "LE-2026").await.unwrap().unwrap();
         assert_eq!((p.name.as_str(), p.stock), ("No. 5 Limited", 5), "a stock update without a name keeps it");
+        // A report older than the one applied (a late retry, a replay) changes nothing.
+        let (status, answer) =
+            shop_call(&server, "/api/v1/stock", r#"{"sku":"LE-2026","stock":0}"#, SHOP_SECRET, now() - 60).await;
+        assert_eq!((status, answer.as_str()), (200, r#"{"stale":1,"updated":0}"#));
+        let p = wxoa::shop::product(&server.state.store, "LE-2026").await.unwrap().unwrap();
+        assert_eq!(p.stock, 5, "the newer figure stands");
 
         server.stop().await;
         db.drop_db().await;

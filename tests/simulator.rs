@@ -72,7 +72,7 @@ async fn a_follower_tries_the_account_in_the_simulator() {
     let chat = browser.wait_for_text("#chat", "bind your card or join", 10).await;
     assert!(chat.contains("bind your card or join"), "{chat}");
     browser.shot("bind-menu").await;
-    browser.click("#chat .row.account:last-child a").await;
+    browser.click("#chat .row.from-account:last-child a").await;
     browser.enter_frame("#frame").await;
     browser.type_into("#name", "Amy Li").await;
     browser.type_into("#enrol_phone", "13900139000").await;

@@ -75,7 +75,8 @@ CREATE TABLE products (
     sku         TEXT    PRIMARY KEY,
     name        TEXT    NOT NULL,
     stock       INTEGER NOT NULL,
-    updated_at  INTEGER NOT NULL
+    updated_at  INTEGER NOT NULL,
+    reported_at INTEGER                  -- the shop's X-Wxoa-Timestamp of the stock figure: an older report never overwrites a newer one
 );
 
 -- Order notifications from the shop, one row per order and status: the primary key makes a

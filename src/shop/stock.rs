@@ -8,7 +8,11 @@
 //! Each product is upserted: `stock` replaces what we had, `name` (optional) replaces the name
 //! when given (a new product without one is named by its SKU). A batch is one transaction: all
 //! of it or none. Bounds: `sku` 1–64 characters, `name` at most 200, `stock` 0 to 1e9.
-//! Answers `200 {"updated": N}`. Stock 0 makes the product sold out (see [`super`]).
+//! Answers `200 {"updated": N, "stale": M}`. Stock 0 makes the product sold out (see [`super`]).
+//!
+//! Reports can arrive out of order (a retry, or a replay inside the signature window): each
+//! product keeps the `X-Wxoa-Timestamp` of the report its stock came from, and a report older
+//! than that is counted as `stale` and changes nothing.
 
 use crate::app::AppState;
 use crate::http::api::{ApiError, parse_json};
@@ -90,19 +94,23 @@ fn updates(body: Body) -> Result<Vec<StockUpdate>, ApiError> {
     Ok(updates)
 }
 
-/// Upserts `updates` in one transaction; returns how many rows were written.
-pub async fn upsert(store: &Store, updates: &[StockUpdate]) -> Result<usize, sqlx::Error> {
+/// Upserts `updates`, reported at `reported_at` (the shop's unix seconds), in one transaction;
+/// returns how many were applied (the rest were older than what we have).
+pub async fn upsert(store: &Store, updates: &[StockUpdate], reported_at: i64) -> Result<usize, sqlx::Error> {
     let now = now_ms();
     let mut tx = store.begin().await?;
+    let mut applied = 0;
     for u in updates {
-        with_tx!(&mut tx, conn => sqlx::query(
-            "INSERT INTO products (sku, name, stock, updated_at) VALUES ($1, COALESCE($2, $1), $3, $4) \
+        applied += with_tx!(&mut tx, conn => sqlx::query(
+            "INSERT INTO products (sku, name, stock, updated_at, reported_at) VALUES ($1, COALESCE($2, $1), $3, $4, $5) \
              ON CONFLICT (sku) DO UPDATE SET name = COALESCE($2, products.name), stock = excluded.stock, \
-             updated_at = excluded.updated_at")
-            .bind(&u.sku).bind(u.name.as_deref()).bind(u.stock).bind(now).execute(conn).await.map(|_| ()))?;
+             updated_at = excluded.updated_at, reported_at = excluded.reported_at \
+             WHERE products.reported_at IS NULL OR products.reported_at <= excluded.reported_at")
+            .bind(&u.sku).bind(u.name.as_deref()).bind(u.stock).bind(now).bind(reported_at)
+            .execute(conn).await.map(|r| r.rows_affected()))?;
     }
     tx.commit().await?;
-    Ok(updates.len())
+    Ok(applied as usize)
 }
 
 pub async fn post(
@@ -111,13 +119,22 @@ pub async fn post(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let body = super::auth::authenticate(&app, &headers, body)?;
+    // Verified by `authenticate`: digits within the allowed window.
+    let reported_at = headers
+        .get(super::auth::TIMESTAMP_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or_default();
     let updates = updates(parse_json(&body)?)?;
-    let n = upsert(&app.store, &updates).await?;
+    let n = upsert(&app.store, &updates, reported_at).await?;
+    if n < updates.len() {
+        tracing::info!(stale = updates.len() - n, "shop: stock reports older than the ones applied were ignored");
+    }
     let sold_out: Vec<&str> = updates.iter().filter(|u| u.stock == 0).map(|u| u.sku.as_str()).collect();
     if !sold_out.is_empty() {
         tracing::info!(skus = ?sold_out, "shop: sold out");
     }
-    Ok(Json(serde_json::json!({ "updated": n })))
+    Ok(Json(serde_json::json!({ "updated": n, "stale": updates.len() - n })))
 }
 
 #[cfg(test)]
