@@ -4,72 +4,9 @@
 
 mod common;
 
+use common::h5_browser::H5Browser as Browser;
 use common::*;
 use wxoa::wechat::envelope::Mode;
-
-/// A browser: follows nothing by itself, keeps the session cookie.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookie: Option<String>,
-}
-
-struct Page {
-    status: u16,
-    location: Option<String>,
-    body: String,
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Browser { http, base: format!("http://{}", server.addr), cookie: None }
-    }
-
-    async fn request(&mut self, method: &str, url: &str, form: &[(&str, &str)]) -> Page {
-        let url = if url.starts_with("http") { url.to_owned() } else { format!("{}{url}", self.base) };
-        let mut req = if method == "POST" { self.http.post(&url).form(form) } else { self.http.get(&url) };
-        if let Some(c) = &self.cookie {
-            req = req.header("cookie", c.clone());
-        }
-        let resp = req.send().await.unwrap();
-        if let Some(set) = resp.headers().get("set-cookie") {
-            let set = set.to_str().unwrap();
-            assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
-            self.cookie = Some(set.split(';').next().unwrap().to_owned());
-        }
-        let status = resp.status().as_u16();
-        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
-        Page { status, location, body: resp.text().await.unwrap() }
-    }
-
-    async fn get(&mut self, url: &str) -> Page {
-        self.request("GET", url, &[]).await
-    }
-
-    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
-        self.request("POST", url, form).await
-    }
-
-    /// Signs in as `openid` through /h5/start and the fake's authorize page; returns where the
-    /// callback sends the browser.
-    async fn sign_in(&mut self, to: &str, openid: &str) -> String {
-        let start = self.get(&format!("/h5/start?to={to}")).await;
-        assert_eq!(start.status, 302, "{}", start.body);
-        let authorize = start.location.unwrap();
-        let scope = if to.contains("profile=1") { "scope=snsapi_userinfo" } else { "scope=snsapi_base" };
-        assert!(authorize.contains(scope) && authorize.ends_with("#wechat_redirect"), "{authorize}");
-        let authorize = authorize.trim_end_matches("#wechat_redirect").to_owned() + &format!("&openid={openid}");
-        let wechat = self.get(&authorize).await;
-        assert_eq!(wechat.status, 302);
-        // h5.public_url is the configured default; the test server listens elsewhere.
-        let callback = wechat.location.unwrap().replacen("http://127.0.0.1:8080", &self.base, 1);
-        assert!(callback.starts_with(&format!("{}/h5/oauth/callback?code=", self.base)), "{callback}");
-        let back = self.get(&callback).await;
-        assert_eq!(back.status, 303, "{}", back.body);
-        back.location.unwrap()
-    }
-}
 
 /// A server whose OAuth goes to a fake WeChat, with `tweak` applied to its config.
 async fn h5_server(
@@ -267,15 +204,8 @@ async fn concurrent_redemptions_neither_oversell_nor_overdraw() {
 
         // One member, 1000 points or 900, two items of 600 at once: exactly one goes through.
         let (b, t) = browsers.pop().unwrap();
-        let (mut b1, mut b2) = (
-            b,
-            Browser {
-                http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
-                base: String::new(),
-                cookie: None,
-            },
-        );
-        b2.base = b1.base.clone();
+        // A second browser holding the same session.
+        let (mut b1, mut b2) = (b, Browser::new(&server));
         b2.cookie = b1.cookie.clone();
         let (t1, t2) = (t.clone(), t);
         let (r1, r2) =

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::h5_browser::H5Browser as Browser;
 use common::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wxoa::shop::auth::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
@@ -13,55 +14,6 @@ use wxoa::shop::checkout::{self, TokenError};
 use wxoa::wechat::envelope::Mode;
 
 const TEMPLATE_SEND: &str = "/cgi-bin/message/template/send";
-
-/// A browser: follows nothing by itself, keeps the session cookie.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookie: Option<String>,
-}
-
-struct Page {
-    status: u16,
-    location: Option<String>,
-    body: String,
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Browser { http, base: format!("http://{}", server.addr), cookie: None }
-    }
-
-    async fn get(&mut self, url: &str) -> Page {
-        let url = if url.starts_with("http") { url.to_owned() } else { format!("{}{url}", self.base) };
-        let mut req = self.http.get(&url);
-        if let Some(c) = &self.cookie {
-            req = req.header("cookie", c.clone());
-        }
-        let resp = req.send().await.unwrap();
-        if let Some(set) = resp.headers().get("set-cookie") {
-            self.cookie = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
-        }
-        let status = resp.status().as_u16();
-        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
-        Page { status, location, body: resp.text().await.unwrap() }
-    }
-
-    /// Follows `/h5/start?to=…` through the fake's authorize page as `openid`; returns where the
-    /// callback sends the browser.
-    async fn sign_in(&mut self, start: &str, openid: &str) -> String {
-        let start = self.get(start).await;
-        assert_eq!(start.status, 302, "{}", start.body);
-        let authorize = start.location.unwrap().trim_end_matches("#wechat_redirect").to_owned() + "&openid=" + openid;
-        let wechat = self.get(&authorize).await;
-        assert_eq!(wechat.status, 302);
-        let callback = wechat.location.unwrap().replacen("http://127.0.0.1:8080", &self.base, 1);
-        let back = self.get(&callback).await;
-        assert_eq!(back.status, 303, "{}", back.body);
-        back.location.unwrap()
-    }
-}
 
 /// A server with a fake WeChat (API and OAuth), `tweak` applied to its config.
 async fn shop_server(
@@ -206,7 +158,10 @@ async fn checkout_links_from_the_chat_and_the_article_link_follow_the_stock() {
         assert_eq!((article.status, article.location.clone()), (302, Some(format!("/h5/buy/{launch}"))));
         let landing = browser.get(&article.location.unwrap()).await;
         assert_eq!((landing.status, landing.location.clone()), (303, Some(format!("/h5/start?to=buy/{launch}"))));
-        assert_eq!(browser.sign_in(&landing.location.unwrap(), "oArticleReader").await, format!("/h5/buy/{launch}"));
+        assert_eq!(
+            browser.sign_in_from(&landing.location.unwrap(), "oArticleReader").await,
+            format!("/h5/buy/{launch}")
+        );
         let landing = browser.get(&format!("/h5/buy/{launch}")).await;
         assert_eq!(landing.status, 302, "{}", landing.body);
         let claims = checkout::verify(CHECKOUT_SECRET, &token_in(&landing.location.unwrap()), now()).unwrap();

@@ -12,6 +12,7 @@ use super::{Caller, authenticate};
 use crate::app::AppState;
 use crate::campaigns::schedule::{self, Audience, MsgType, PushInput};
 use crate::campaigns::{self, Article, CampaignInput, ProductInput, send};
+use crate::h5::session::{mac, named_cookie};
 use crate::store::now_ms;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -19,10 +20,8 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hmac::{KeyInit, Mac};
 use minijinja::context;
 use serde::Deserialize;
-use sha2::Sha256;
 
 const COOKIE: &str = "wxoa_admin";
 
@@ -39,23 +38,6 @@ pub fn router() -> Router<AppState> {
         .route("/admin/pushes/{id}/cancel", post(cancel_push))
 }
 
-fn mac(secret: &str, data: &str) -> String {
-    let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("any key length");
-    m.update(data.as_bytes());
-    crate::wechat::signature::hex(&m.finalize().into_bytes())
-}
-
-fn cookie_value(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
-}
-
 /// A signed-in member of staff, and the form token their pages carry.
 struct Staff {
     caller: Caller,
@@ -64,7 +46,7 @@ struct Staff {
 
 fn staff(app: &AppState, headers: &HeaderMap) -> Option<Staff> {
     let secret = &app.config.h5.session_secret;
-    let value = cookie_value(headers)?;
+    let value = named_cookie(headers, COOKIE)?;
     let (body, sig) = value.rsplit_once('.')?;
     let good: bool =
         subtle::ConstantTimeEq::ct_eq(mac(secret, &format!("admin:{body}")).as_bytes(), sig.as_bytes()).into();

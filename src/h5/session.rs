@@ -15,7 +15,8 @@ pub const COOKIE: &str = "wxoa_session";
 /// How long an OAuth state is good for (WeChat's code lives as long).
 pub const STATE_TTL_MS: i64 = 5 * 60 * 1000;
 
-fn mac(secret: &str, data: &str) -> String {
+/// Hex HMAC-SHA256 of `data` under `secret` (cookies and form tokens, here and in the console).
+pub(crate) fn mac(secret: &str, data: &str) -> String {
     let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("any key length");
     m.update(data.as_bytes());
     crate::wechat::signature::hex(&m.finalize().into_bytes())
@@ -55,13 +56,18 @@ pub fn form_token_ok(secret: &str, session_id: &str, token: &str) -> bool {
 
 /// The `cookie` header's value for our cookie.
 pub fn cookie_value(headers: &axum::http::HeaderMap) -> Option<String> {
+    named_cookie(headers, COOKIE)
+}
+
+/// The value of the cookie `name` in the request's `cookie` headers.
+pub fn named_cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 

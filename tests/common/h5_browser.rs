@@ -1,0 +1,74 @@
+//! A follower's in-WeChat browser for the H5 pages, over plain HTTP: follows no redirect by
+//! itself, keeps the session cookie (checking it is HttpOnly and SameSite=Lax), and signs in
+//! through the fake WeChat's OAuth page.
+
+use super::TestServer;
+
+pub struct H5Browser {
+    http: reqwest::Client,
+    base: String,
+    /// The session cookie (`name=value`), as the next request sends it.
+    pub cookie: Option<String>,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl H5Browser {
+    pub fn new(server: &TestServer) -> H5Browser {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        H5Browser { http, base: format!("http://{}", server.addr), cookie: None }
+    }
+
+    pub async fn request(&mut self, method: &str, url: &str, form: &[(&str, &str)]) -> Page {
+        let url = if url.starts_with("http") { url.to_owned() } else { format!("{}{url}", self.base) };
+        let mut req = if method == "POST" { self.http.post(&url).form(form) } else { self.http.get(&url) };
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c.clone());
+        }
+        let resp = req.send().await.unwrap();
+        if let Some(set) = resp.headers().get("set-cookie") {
+            let set = set.to_str().unwrap();
+            assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+            self.cookie = Some(set.split(';').next().unwrap().to_owned());
+        }
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+        Page { status, location, body: resp.text().await.unwrap() }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Page {
+        self.request("GET", url, &[]).await
+    }
+
+    pub async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
+        self.request("POST", url, form).await
+    }
+
+    /// Signs in as `openid` from `start` (an `/h5/start?to=…` URL) through the fake's authorize
+    /// page; returns where the callback sends the browser.
+    pub async fn sign_in_from(&mut self, start: &str, openid: &str) -> String {
+        let start_page = self.get(start).await;
+        assert_eq!(start_page.status, 302, "{}", start_page.body);
+        let authorize = start_page.location.unwrap();
+        let scope = if start.contains("profile=1") { "scope=snsapi_userinfo" } else { "scope=snsapi_base" };
+        assert!(authorize.contains(scope) && authorize.ends_with("#wechat_redirect"), "{authorize}");
+        let authorize = authorize.trim_end_matches("#wechat_redirect").to_owned() + &format!("&openid={openid}");
+        let wechat = self.get(&authorize).await;
+        assert_eq!(wechat.status, 302);
+        // h5.public_url is the configured default; the test server listens elsewhere.
+        let callback = wechat.location.unwrap().replacen("http://127.0.0.1:8080", &self.base, 1);
+        assert!(callback.starts_with(&format!("{}/h5/oauth/callback?code=", self.base)), "{callback}");
+        let back = self.get(&callback).await;
+        assert_eq!(back.status, 303, "{}", back.body);
+        back.location.unwrap()
+    }
+
+    /// Signs in as `openid` for the H5 page `to` (`card`, `bind&profile=1`, …).
+    pub async fn sign_in(&mut self, to: &str, openid: &str) -> String {
+        self.sign_in_from(&format!("/h5/start?to={to}"), openid).await
+    }
+}
