@@ -192,7 +192,8 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+        let service = crate::http::webhook::Dispatch::new(self.state.clone(), router);
+        axum::serve(listener, tower::make::Shared::new(service)).with_graceful_shutdown(shutdown).await?;
         let App { state, log_writer, worker, scheduler, expiries } = self;
         expiries.abort();
         if let Some((stop, scheduler)) = scheduler {

@@ -151,7 +151,19 @@ async fn bad_input_is_refused_and_changes_nothing() {
         assert!(!text.contains("panicked") && !text.contains(AES_KEY) && !text.contains(TOKEN), "{name}: {text}");
         assert!(!text.is_empty(), "{name}: a reason is given");
     }
+    // A chunked body declares no length: it is cut off at the limit all the same.
+    let chunked = |body: &str, chunk: usize| {
+        let mut req = format!("POST /wechat?{good_q} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for part in body.as_bytes().chunks(chunk) {
+            req.push_str(&format!("{:x}\r\n{}\r\n", part.len(), std::str::from_utf8(part).unwrap()));
+        }
+        req + "0\r\n\r\n"
+    };
+    let huge = format!("<xml><Encrypt>{}</Encrypt></xml>", "A".repeat(70 * 1024));
+    assert_eq!(raw_http(server.addr, &chunked(&huge, 8192)).await, 413, "chunked body over 64 KiB");
     assert_eq!(inbound_count(&server).await, 0, "nothing was stored");
+    assert_eq!(raw_http(server.addr, &chunked(&good_body, 100)).await, 200, "a good body in chunks");
+    assert_eq!(inbound_count(&server).await, 1, "the chunked message was stored");
     // And the good one still works.
     let (status, reply) = server.send(&good).await;
     assert_eq!(status, 200);
@@ -430,4 +442,14 @@ async fn a_bound_member_gets_a_balance_card_and_history() {
         server.stop().await;
         db.drop_db().await;
     }
+}
+
+/// Sends one raw HTTP/1.1 request and returns the response's status.
+async fn raw_http(addr: std::net::SocketAddr, request: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
 }

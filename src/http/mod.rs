@@ -20,7 +20,9 @@ use tower_http::trace::TraceLayer;
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     // The webhook is the hot path and has its own deadline and logging; request ids, spans and a
-    // timer per call cost it about a third of its throughput (see README, Performance).
+    // timer per call cost it about a third of its throughput (see README, Performance). `serve`
+    // goes further and hands `POST /wechat` to the webhook ahead of this router
+    // (`webhook::Dispatch`); the route here serves the handshake and anyone using the router alone.
     let webhook = webhook::router()
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(CatchPanicLayer::custom(|_| (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()));

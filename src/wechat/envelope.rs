@@ -60,11 +60,12 @@ impl SignedQuery {
     /// the first value. Values longer than 1 KiB are dropped (no signature parameter is that long).
     pub fn parse(query: &str) -> SignedQuery {
         let mut q = SignedQuery::default();
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            if value.len() > 1024 {
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if value.len() > 3 * 1024 {
                 continue;
             }
-            let slot = match name.as_ref() {
+            let slot = match name {
                 "signature" => &mut q.signature,
                 "timestamp" => &mut q.timestamp,
                 "nonce" => &mut q.nonce,
@@ -75,7 +76,15 @@ impl SignedQuery {
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = Some(value.into_owned());
+                // Every value WeChat sends is plain ASCII; decode only what a proxy escaped.
+                let value = if value.bytes().any(|b| b == b'%' || b == b'+') {
+                    form_urlencoded::parse(pair.as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+                } else {
+                    value.to_owned()
+                };
+                if value.len() <= 1024 {
+                    *slot = Some(value);
+                }
             }
         }
         q
@@ -290,6 +299,27 @@ mod tests {
 
     fn query(qs: &str) -> SignedQuery {
         SignedQuery::parse(qs)
+    }
+
+    #[test]
+    fn reads_the_signed_query() {
+        let long = format!("nonce={}&nonce=2", "9".repeat(1025));
+        // (query, signature, nonce, encrypt_type)
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let cases: &[Case] = &[
+            ("signature=ab&timestamp=1&nonce=7&encrypt_type=aes", Some("ab"), Some("7"), Some("aes")),
+            ("nonce=7&nonce=8&signature=", Some(""), Some("7"), None),
+            ("signature=a%62c&nonce=1+2&x=%zz", Some("abc"), Some("1 2"), None),
+            ("&&=&signature&nonce=%31", Some(""), Some("1"), None),
+            (&long, None, Some("2"), None),
+            ("", None, None, None),
+        ];
+        for (qs, signature, nonce, encrypt_type) in cases {
+            let q = query(qs);
+            assert_eq!(q.signature.as_deref(), *signature, "{qs}");
+            assert_eq!(q.nonce.as_deref(), *nonce, "{qs}");
+            assert_eq!(q.encrypt_type.as_deref(), *encrypt_type, "{qs}");
+        }
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn parse(xml: &str) -> Result<Fields, XmlError> {
                 }
                 text.clear();
                 if empty {
-                    fields.push((path_of(&stack, &name), String::new()));
+                    fields.push((path_of(&stack, name), String::new()));
                 } else {
                     stack.push((name, false));
                 }
@@ -133,7 +133,7 @@ pub fn parse(xml: &str) -> Result<Fields, XmlError> {
                     None => root_closed = true,
                     Some((name, has_children)) => {
                         if !has_children {
-                            fields.push((path_of(&stack, &name), std::mem::take(&mut text)));
+                            fields.push((path_of(&stack, name), std::mem::take(&mut text)));
                         }
                         text.clear();
                     }
@@ -189,16 +189,17 @@ fn push_bounded(text: &mut String, part: &str, stack: &[(String, bool)]) -> Resu
     Ok(())
 }
 
-fn path_of(stack: &[(String, bool)], name: &str) -> String {
+/// A leaf's path; a top-level leaf (most of them) keeps its name's allocation.
+fn path_of(stack: &[(String, bool)], name: String) -> String {
     if stack.is_empty() {
-        return name.to_owned();
+        return name;
     }
-    let mut path = String::new();
+    let mut path = String::with_capacity(stack.iter().map(|(p, _)| p.len() + 1).sum::<usize>() + name.len());
     for (parent, _) in stack {
         path.push_str(parent);
         path.push('/');
     }
-    path.push_str(name);
+    path.push_str(&name);
     path
 }
 
