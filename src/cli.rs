@@ -58,6 +58,10 @@ enum Command {
         /// Directory of golden replies (<name>.xml); any mismatch exits non-zero.
         #[arg(long)]
         expect: Option<PathBuf>,
+        /// Send the fixtures' MsgId and CreateTime as recorded (the server answers a message it
+        /// has seen with the reply it logged then); by default each is sent as a new message.
+        #[arg(long)]
+        keep_ids: bool,
         /// Fixture files or directories of *.xml.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -389,7 +393,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { config, url, expect, paths } => {
+        Command::Replay { config, url, expect, keep_ids, paths } => {
             let config = load(&config)?;
             let url = url.unwrap_or_else(|| format!("http://{}/wechat", config.server.listen));
             let ok = runtime(1).map_err(|e| e.to_string())?.block_on(crate::tools::replay::run(
@@ -397,6 +401,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 &url,
                 expect.as_deref(),
                 &paths,
+                keep_ids,
             ))?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

@@ -381,6 +381,24 @@ async fn account_details_and_paged_history() {
         assert_eq!(page2.body.matches("<tr>").count(), 3, "13 entries: 10 + 3");
         assert!(page2.body.contains("id=\"prev\"") && !page2.body.contains("id=\"next\""));
 
+        // The chat's history reply (menu key `history`) links to this whole history, not the card.
+        let click = format!(
+            "<xml><ToUserName><![CDATA[gh_3f2a1b0c9d8e]]></ToUserName><FromUserName><![CDATA[oAccount]]></FromUserName>\
+             <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event>\
+             <EventKey><![CDATA[history]]></EventKey></xml>",
+            wxoa::store::now_ms() / 1000
+        );
+        let (status, reply) = server.send(&click).await;
+        assert_eq!(status, 200);
+        let content = field(&reply.unwrap(), "Content").unwrap();
+        assert!(content.starts_with("最近积分记录 / Recent transactions:"), "{content}");
+        let link = content.split("<a href=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert_eq!(link, "http://127.0.0.1:8080/h5/start?to=history", "{content}");
+        let mut chat = Browser::new(&server);
+        let path = link.trim_start_matches("http://127.0.0.1:8080");
+        assert_eq!(chat.sign_in_from(path, "oAccount").await, "/h5/history");
+        assert_eq!(chat.get("/h5/history").await.body.matches("<tr>").count(), 10);
+
         let t = token(&b.get("/h5/account").await.body);
         for (form, why) in [
             (vec![("name", "  "), ("birthday", ""), ("store", "")], "Please enter your name"),

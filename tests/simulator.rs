@@ -92,7 +92,7 @@ async fn a_follower_tries_the_account_in_the_simulator() {
 
     // Scanning a store's QR code: the store's welcome.
     browser.click("#more").await;
-    browser.script("document.getElementById('store').value = '1'").await;
+    browser.script("document.getElementById('store').value = '21'").await;
     browser.click("#scan").await;
     let chat = browser.wait_for_text("#chat", "Nanjing Road Flagship", 10).await;
     assert!(chat.contains("Welcome to Nanjing Road Flagship"), "{chat}");

@@ -199,7 +199,7 @@ async fn history(ctx: HandlerCtx) -> HandlerResult {
     for t in entries {
         text.push_str(&format!("\n{} {:+} {}", day(t.created_at), t.points, t.note.unwrap_or(t.kind)));
     }
-    text.push_str(&format!("\n<a href=\"{}\">全部记录 All transactions</a>", ctx.page_link("card")));
+    text.push_str(&format!("\n<a href=\"{}\">全部记录 All transactions</a>", ctx.page_link("history")));
     Ok(Reply::text(text).ok())
 }
 

@@ -1,4 +1,4 @@
-//! A little demo data for `wxoa dev`: two stores with advisors, a redemption catalogue, a demo
+//! A little demo data for `wxoa dev`: the recorded fixtures' five stores, three advisors, a redemption catalogue, a demo
 //! member with points (not yet bound: bind with card 8800123456 and phone 13800138000), and a
 //! launch campaign with its product. Running it again changes nothing.
 
@@ -10,15 +10,14 @@ pub const DEMO_CARD: &str = "8800123456";
 pub const DEMO_PHONE: &str = "13800138000";
 pub const DEMO_CAMPAIGN: &str = "Limited Edition launch";
 
-const STORES: &str = "id,name,city,address,latitude,longitude,opening_hours,phone
-1,Nanjing Road Flagship,Shanghai,上海市黄浦区南京东路 100 号,31.2362,121.4812,10:00-22:00,021-6000-0001
-2,Sanlitun,Beijing,北京市朝阳区三里屯路 19 号,39.9353,116.4551,10:00-22:00,010-6000-0002
-";
+/// The stores the golden replies of `tests/fixtures` name, so that the README's
+/// `wxoa replay --expect tests/fixtures/replies tests/fixtures/inbound` passes against `dev` too.
+const STORES: &str = include_str!("../../tests/fixtures/stores.csv");
 
 const ADVISORS: &str = "id,store_id,name
-1,1,Lily Wang
-2,1,Grace Chen
-3,2,Mia Zhang
+1,21,Lily Wang
+2,21,Grace Chen
+3,31,Mia Zhang
 ";
 
 const MEMBERS: &str = "card_no,name,phone,points,tier

@@ -99,6 +99,7 @@ impl Simulator {
     pub fn add_follower(&self, name: &str, tags: &[&str]) -> Follower {
         let mut s = self.0.state.lock().unwrap();
         let openid = format!("oSim{:024}", s.followers.len() + 1);
+        self.0.fake.follow(&openid);
         for t in tags {
             let id = self.0.fake.ensure_tag(t);
             self.0.fake.tag_follower(&openid, id);
@@ -132,31 +133,11 @@ impl Simulator {
                     self.push(&mut s, &to, "account", "template", template_card(b));
                 }
                 "/cgi-bin/message/mass/sendall" | "/cgi-bin/message/mass/send" | "/cgi-bin/message/mass/preview" => {
-                    let to: Vec<String> = match call.path.as_str() {
-                        "/cgi-bin/message/mass/preview" => {
-                            b["touser"].as_str().map(|o| vec![o.to_owned()]).unwrap_or_default()
-                        }
-                        "/cgi-bin/message/mass/send" => b["touser"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|o| o.as_str().map(str::to_owned))
-                            .collect(),
-                        _ => {
-                            let tag = b["filter"]["tag_id"].as_i64();
-                            let everyone = b["filter"]["is_to_all"].as_bool() == Some(true);
-                            s.followers
-                                .iter()
-                                .filter(|f| {
-                                    everyone || tag.is_some_and(|t| self.0.fake.tags_of(&f.openid).contains(&t))
-                                })
-                                .map(|f| f.openid.clone())
-                                .collect()
-                        }
-                    };
+                    // Whom WeChat delivered it to, as the fake recorded it.
+                    let to = call.reached.clone().unwrap_or_default();
                     let (kind, body) = self.custom_bubble(b);
                     let preview = call.path.ends_with("/preview");
-                    for openid in to.iter().filter(|o| self.0.fake.is_subscribed(o)) {
+                    for openid in &to {
                         let mut body = body.clone();
                         body["note"] = json!(if preview { "预览 preview" } else { "群发 mass send" });
                         self.push(&mut s, openid, "account", kind, body);

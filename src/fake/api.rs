@@ -80,7 +80,7 @@ async fn handle(
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     if drop_it {
-        fake.record(&path, &query, json_body, -2);
+        fake.record(&path, &query, json_body, -2, None);
         return Response::new(Body::new(Dropped));
     }
 
@@ -93,7 +93,16 @@ async fn handle(
         Ok(v) => v["errcode"].as_i64().unwrap_or(0),
         Err((code, _)) => *code,
     };
-    fake.record(&path, &query, json_body, errcode);
+    let reached = match (&answer, path.as_str()) {
+        (Ok(_), "/cgi-bin/message/mass/preview") if errcode == 0 => {
+            json_body["touser"].as_str().map(|o| vec![o.to_owned()])
+        }
+        (Ok(v), "/cgi-bin/message/mass/sendall" | "/cgi-bin/message/mass/send") if errcode == 0 => {
+            v["msg_id"].as_i64().and_then(|id| fake.0.state.lock().unwrap().mass_reached.remove(&id))
+        }
+        _ => None,
+    };
+    fake.record(&path, &query, json_body, errcode, reached);
     let value = match answer {
         Ok(v) => v,
         Err((errcode, errmsg)) => json!({ "errcode": errcode, "errmsg": errmsg }),
@@ -102,10 +111,17 @@ async fn handle(
 }
 
 impl FakeWeChat {
-    fn record(&self, path: &str, query: &HashMap<String, String>, body: Value, errcode: i64) {
+    fn record(
+        &self,
+        path: &str,
+        query: &HashMap<String, String>,
+        body: Value,
+        errcode: i64,
+        reached: Option<Vec<String>>,
+    ) {
         let mut q = query.clone();
         q.remove("secret");
-        self.0.state.lock().unwrap().calls.push(Call { path: path.to_owned(), query: q, body, errcode });
+        self.0.state.lock().unwrap().calls.push(Call { path: path.to_owned(), query: q, body, errcode, reached });
     }
 
     fn answer(
@@ -171,7 +187,7 @@ impl FakeWeChat {
         let code = self.oauth_code_for(&openid, scope);
         let sep = if redirect.contains('?') { '&' } else { '?' };
         let location = format!("{redirect}{sep}code={code}&state={state}");
-        self.record("/connect/oauth2/authorize", query, Value::Null, 0);
+        self.record("/connect/oauth2/authorize", query, Value::Null, 0, None);
         (StatusCode::FOUND, [(axum::http::header::LOCATION, location)]).into_response()
     }
 
@@ -237,11 +253,13 @@ impl FakeWeChat {
         Ok(())
     }
 
-    fn follower(&self, s: &State, openid: Option<&str>) -> Result<String, (i64, &'static str)> {
+    /// The follower a call names: 40003 for no openid, 43004 for one who left; known from now on.
+    fn follower(&self, s: &mut State, openid: Option<&str>) -> Result<String, (i64, &'static str)> {
         let openid = openid.filter(|o| !o.is_empty() && o.len() <= 64).ok_or((40003, "invalid openid"))?;
-        if s.unsubscribed.contains(openid) {
+        if !s.followers.is_subscribed(openid) {
             return Err((43004, "require subscribe"));
         }
+        s.followers.seen(openid, now_ms() / 1000);
         Ok(openid.to_owned())
     }
 
@@ -293,7 +311,7 @@ impl FakeWeChat {
             "/cgi-bin/menu/trymatch" => {
                 let s = self.0.state.lock().unwrap();
                 let user = body["user_id"].as_str().unwrap_or_default();
-                let tags = s.tagged.get(user).cloned().unwrap_or_default();
+                let tags = s.followers.get(user).map(|f| f.tags.clone()).unwrap_or_default();
                 let matched = s.conditional.iter().find(|m| {
                     m["matchrule"]["tag_id"]
                         .as_str()
@@ -306,8 +324,8 @@ impl FakeWeChat {
                 }
             }
             "/cgi-bin/message/custom/send" => {
-                let s = self.0.state.lock().unwrap();
-                self.follower(&s, body["touser"].as_str())?;
+                let mut s = self.0.state.lock().unwrap();
+                self.follower(&mut s, body["touser"].as_str())?;
                 let msgtype = body["msgtype"].as_str().unwrap_or_default();
                 if body[msgtype].is_null() {
                     return Err((47001, "data format error"));
@@ -318,14 +336,14 @@ impl FakeWeChat {
                 ok()
             }
             "/cgi-bin/message/custom/typing" => {
-                let s = self.0.state.lock().unwrap();
-                self.follower(&s, body["touser"].as_str())?;
+                let mut s = self.0.state.lock().unwrap();
+                self.follower(&mut s, body["touser"].as_str())?;
                 ok()
             }
             "/cgi-bin/message/template/send" => {
                 let openid = {
                     let mut s = self.0.state.lock().unwrap();
-                    let openid = self.follower(&s, body["touser"].as_str())?;
+                    let openid = self.follower(&mut s, body["touser"].as_str())?;
                     if body["template_id"].as_str().is_none_or(str::is_empty) {
                         return Err((40037, "invalid template_id"));
                     }
@@ -348,7 +366,7 @@ impl FakeWeChat {
             "/cgi-bin/user/info" => {
                 let s = self.0.state.lock().unwrap();
                 let openid = query.get("openid").cloned().unwrap_or_default();
-                Ok(self.user_json(&s, &openid))
+                Ok(user_json(&s, &openid))
             }
             "/cgi-bin/user/info/batchget" => {
                 let s = self.0.state.lock().unwrap();
@@ -357,7 +375,7 @@ impl FakeWeChat {
                     return Err((45035, "too many users"));
                 }
                 let users: Vec<Value> =
-                    list.iter().map(|u| self.user_json(&s, u["openid"].as_str().unwrap_or_default())).collect();
+                    list.iter().map(|u| user_json(&s, u["openid"].as_str().unwrap_or_default())).collect();
                 Ok(json!({ "user_info_list": users }))
             }
             "/cgi-bin/user/get" => Ok(json!({ "total": 0, "count": 0, "data": { "openid": [] }, "next_openid": "" })),
@@ -379,7 +397,7 @@ impl FakeWeChat {
                 let tags: Vec<Value> = s
                     .tags
                     .iter()
-                    .map(|(id, name)| json!({ "id": id, "name": name, "count": s.tagged.values().filter(|t| t.contains(id)).count() }))
+                    .map(|(id, name)| json!({ "id": id, "name": name, "count": s.followers.tag_count(*id) }))
                     .collect();
                 Ok(json!({ "tags": tags }))
             }
@@ -394,7 +412,7 @@ impl FakeWeChat {
                     return Err((45159, "invalid tag id"));
                 }
                 for o in openids.iter().filter_map(Value::as_str) {
-                    let tags = s.tagged.entry(o.to_owned()).or_default();
+                    let tags = &mut s.followers.seen(o, now_ms() / 1000).tags;
                     if path.ends_with("batchtagging") {
                         tags.insert(tagid);
                     } else {
@@ -404,18 +422,16 @@ impl FakeWeChat {
                 ok()
             }
             "/cgi-bin/tags/getidlist" => {
-                let s = self.0.state.lock().unwrap();
-                let openid = self.follower(&s, body["openid"].as_str())?;
-                let mut ids: Vec<i64> = s.tagged.get(&openid).map(|t| t.iter().copied().collect()).unwrap_or_default();
-                ids.sort_unstable();
+                let mut s = self.0.state.lock().unwrap();
+                let openid = self.follower(&mut s, body["openid"].as_str())?;
+                let ids: Vec<i64> =
+                    s.followers.get(&openid).map(|f| f.tags.iter().copied().collect()).unwrap_or_default();
                 Ok(json!({ "tagid_list": ids }))
             }
             "/cgi-bin/user/tag/get" => {
                 let tagid = body["tagid"].as_i64().ok_or((47001, "data format error"))?;
                 let s = self.0.state.lock().unwrap();
-                let mut openids: Vec<&String> =
-                    s.tagged.iter().filter(|(_, t)| t.contains(&tagid)).map(|(o, _)| o).collect();
-                openids.sort();
+                let openids: Vec<&String> = s.followers.with_tag(tagid).map(|(o, _)| o).collect();
                 Ok(json!({ "count": openids.len(), "data": { "openid": openids }, "next_openid": "" }))
             }
             "/cgi-bin/qrcode/create" => {
@@ -447,8 +463,8 @@ impl FakeWeChat {
             }
             "/cgi-bin/message/mass/sendall" | "/cgi-bin/message/mass/send" => self.mass(path, body),
             "/cgi-bin/message/mass/preview" => {
-                let s = self.0.state.lock().unwrap();
-                self.follower(&s, body["touser"].as_str())?;
+                let mut s = self.0.state.lock().unwrap();
+                self.follower(&mut s, body["touser"].as_str())?;
                 ok()
             }
             "/cgi-bin/message/mass/get" => {
@@ -467,17 +483,6 @@ impl FakeWeChat {
         }
     }
 
-    fn user_json(&self, s: &State, openid: &str) -> Value {
-        if s.unsubscribed.contains(openid) {
-            return json!({ "subscribe": 0, "openid": openid });
-        }
-        let mut tags: Vec<i64> = s.tagged.get(openid).map(|t| t.iter().copied().collect()).unwrap_or_default();
-        tags.sort_unstable();
-        json!({ "subscribe": 1, "openid": openid, "language": "zh_CN", "subscribe_time": 1_700_000_000,
-                "remark": "", "groupid": 0, "tagid_list": tags, "subscribe_scene": "ADD_SCENE_QR_CODE",
-                "qr_scene": 0, "qr_scene_str": "" })
-    }
-
     fn mass(&self, path: &str, body: &Value) -> Answer {
         let msgtype = body["msgtype"].as_str().unwrap_or_default();
         if body[msgtype].is_null() {
@@ -487,17 +492,21 @@ impl FakeWeChat {
             return Err((40007, "invalid media_id"));
         }
         let mut s = self.0.state.lock().unwrap();
-        let total = if path.ends_with("/send") {
+        // Whom it aims at: the list, everyone who follows, or the tag's members.
+        let targets: Vec<String> = if path.ends_with("/send") {
             let to = body["touser"].as_array().ok_or((47001, "data format error"))?;
             if to.len() < 2 || to.len() > 10_000 {
                 return Err((40130, "invalid openid list size, at least two openid"));
             }
-            to.iter().filter_map(Value::as_str).filter(|o| !s.unsubscribed.contains(*o)).count() as i64
+            to.iter().filter_map(Value::as_str).map(str::to_owned).collect()
         } else if body["filter"]["is_to_all"].as_bool() == Some(true) {
-            s.tagged.len().max(1) as i64
+            s.followers.subscribed().map(|(o, _)| o.clone()).collect()
         } else {
             let tag = body["filter"]["tag_id"].as_i64().ok_or((40050, "invalid tag id"))?;
-            s.tagged.values().filter(|t| t.contains(&tag)).count() as i64
+            if !s.tags.iter().any(|(id, _)| *id == tag) {
+                return Err((40050, "invalid tag id"));
+            }
+            s.followers.with_tag(tag).map(|(o, _)| o.clone()).collect()
         };
         if let Some(id) = body["clientmsgid"].as_str() {
             // WeChat: a clientmsgid seen before is 45065 with the first send's msg_id, or
@@ -510,24 +519,27 @@ impl FakeWeChat {
                     json!({ "errcode": 45065, "errmsg": "clientmsgid exist", "msg_id": prev, "msg_data_id": prev }),
                 );
             }
-            let msg_id = self.next_id();
+        }
+        let msg_id = self.next_id();
+        if let Some(id) = body["clientmsgid"].as_str() {
             s.clientmsgids.insert(id.to_owned(), (msg_id, now_ms()));
-            drop(s);
-            self.mass_finished(msg_id, total);
-            return Ok(
-                json!({ "errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id, "msg_data_id": msg_id }),
-            );
+        }
+        let (total, sent) = s.followers.mass_send(targets.iter().map(String::as_str), china_month(), now_ms() / 1000);
+        if targets.len() <= 10_000 {
+            let reached = targets.into_iter().filter(|o| s.followers.get(o).is_some_and(|f| f.subscribed)).collect();
+            s.mass_reached.insert(msg_id, reached);
         }
         drop(s);
-        let msg_id = self.next_id();
-        self.mass_finished(msg_id, total);
+        self.mass_finished(msg_id, total, sent);
         Ok(json!({ "errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id, "msg_data_id": msg_id }))
     }
 
-    fn mass_finished(&self, msg_id: i64, total: i64) {
+    /// MASSSENDJOBFINISH with WeChat's figures: `total` aimed at, `sent` after its filtering
+    /// (who left, who already had this month's four); nothing fails in the fake.
+    fn mass_finished(&self, msg_id: i64, total: i64, sent: i64) {
         let counts = format!(
-            "<Status><![CDATA[send success]]></Status><TotalCount>{total}</TotalCount><FilterCount>{total}</FilterCount>\
-             <SentCount>{total}</SentCount><ErrorCount>0</ErrorCount>"
+            "<Status><![CDATA[send success]]></Status><TotalCount>{total}</TotalCount><FilterCount>{sent}</FilterCount>\
+             <SentCount>{sent}</SentCount><ErrorCount>0</ErrorCount>"
         );
         self.finish_event("oFAKEMASSSENDER0000000000000", "MASSSENDJOBFINISH", msg_id, counts);
     }
@@ -546,7 +558,7 @@ impl FakeWeChat {
         let fake = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if let Err(e) = fake.send_as_follower(&xml).await {
+            if let Err(e) = fake.post_to_webhook(&xml).await {
                 tracing::debug!(error = %e, "fake: job-finish callback failed");
             }
         });
@@ -582,3 +594,21 @@ impl FakeWeChat {
 }
 
 use crate::wechat::client::QUOTA;
+
+/// `user/info` for `openid` as WeChat answers it (no nickname or avatar since 2021).
+fn user_json(s: &State, openid: &str) -> Value {
+    let Some(f) = s.followers.get(openid).filter(|f| f.subscribed) else {
+        return json!({ "subscribe": 0, "openid": openid });
+    };
+    let tags: Vec<i64> = f.tags.iter().copied().collect();
+    json!({ "subscribe": 1, "openid": openid, "language": "zh_CN", "subscribe_time": f.subscribe_time,
+            "remark": f.remark, "groupid": 0, "tagid_list": tags, "subscribe_scene": f.scene,
+            "qr_scene": 0, "qr_scene_str": f.qr_scene_str })
+}
+
+/// The calendar month in China (`yyyymm`), which WeChat's four-a-month limit counts in.
+fn china_month() -> i32 {
+    use chrono::Datelike;
+    let t = chrono::Utc::now() + chrono::Duration::hours(8);
+    t.year() * 100 + t.month() as i32
+}

@@ -13,14 +13,16 @@
 //! * Every call is recorded ([`FakeWeChat::calls`]) and the knobs ([`Knobs`]) add latency,
 //!   random -1s, forced errcodes and dropped connections.
 //!
-//! Any openid is a follower until [`FakeWeChat::unsubscribe`] says otherwise.
+//! Followers ([`followers`]): any openid is a follower until [`FakeWeChat::unsubscribe`] says
+//! otherwise, and one the fake has seen is in its list (`user/get`) and counted by mass sends.
 
 mod api;
+pub mod followers;
 
 use crate::config::Config;
 use crate::wechat::envelope::Envelope;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +34,9 @@ pub struct Call {
     pub body: Value,
     /// The errcode answered (0 for success).
     pub errcode: i64,
+    /// Who a mass send or preview reached (after WeChat's filtering), when at most 10,000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reached: Option<Vec<String>>,
 }
 
 /// Fault injection.
@@ -70,9 +75,8 @@ struct State {
     current: Option<String>,
     calls: Vec<Call>,
     knobs: Knobs,
-    unsubscribed: HashSet<String>,
+    followers: followers::Directory,
     tags: Vec<(i64, String)>,
-    tagged: HashMap<String, HashSet<i64>>,
     menu: Option<Value>,
     conditional: Vec<Value>,
     /// clientmsgid → (msg_id, when it was first used).
@@ -82,6 +86,8 @@ struct State {
     /// Who WeChat's OAuth page signs in when the request names nobody (the simulator's
     /// current follower).
     current_follower: Option<String>,
+    /// Who each mass send reached (by msg_id), until its call is recorded.
+    mass_reached: HashMap<i64, Vec<String>>,
     /// Drafts by media_id (their articles), as `draft/add` stored them.
     drafts: HashMap<String, Value>,
     /// Token issues per kind, for assertions on refresh storms.
@@ -213,15 +219,23 @@ impl FakeWeChat {
 
     /// Puts a follower under a tag (as `tags/members/batchtagging` would).
     pub fn tag_follower(&self, openid: &str, tag_id: i64) {
-        self.0.state.lock().unwrap().tagged.entry(openid.to_owned()).or_default().insert(tag_id);
+        self.0.state.lock().unwrap().followers.seen(openid, now_secs()).tags.insert(tag_id);
     }
 
     /// The ids of the tags a follower has.
     pub fn tags_of(&self, openid: &str) -> Vec<i64> {
         let s = self.0.state.lock().unwrap();
-        let mut tags: Vec<i64> = s.tagged.get(openid).map(|t| t.iter().copied().collect()).unwrap_or_default();
-        tags.sort_unstable();
-        tags
+        s.followers.get(openid).map(|f| f.tags.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// Makes `openid` a follower (subscribed now, if they were not already known).
+    pub fn follow(&self, openid: &str) {
+        self.0.state.lock().unwrap().followers.subscribe(openid, now_secs());
+    }
+
+    /// The subscribed followers the fake knows.
+    pub fn followers(&self) -> Vec<String> {
+        self.0.state.lock().unwrap().followers.subscribed().map(|(o, _)| o.clone()).collect()
     }
 
     /// Tag ids and names.
@@ -230,15 +244,15 @@ impl FakeWeChat {
     }
 
     pub fn is_subscribed(&self, openid: &str) -> bool {
-        !self.0.state.lock().unwrap().unsubscribed.contains(openid)
+        self.0.state.lock().unwrap().followers.is_subscribed(openid)
     }
 
     pub fn unsubscribe(&self, openid: &str) {
-        self.0.state.lock().unwrap().unsubscribed.insert(openid.to_owned());
+        self.0.state.lock().unwrap().followers.unsubscribe(openid, now_secs());
     }
 
     pub fn subscribe(&self, openid: &str) {
-        self.0.state.lock().unwrap().unsubscribed.remove(openid);
+        self.0.state.lock().unwrap().followers.subscribe(openid, now_secs());
     }
 
     /// A single-use OAuth code for `openid`, valid 5 minutes (what WeChat's authorize page
@@ -256,8 +270,26 @@ impl FakeWeChat {
     }
 
     /// Posts a plaintext message to the webhook as WeChat would (signed, encrypted per mode);
-    /// returns the HTTP status and the decrypted reply (`None` for `success`).
+    /// returns the HTTP status and the decrypted reply (`None` for `success`). The sender is a
+    /// follower from then on; a `subscribe` or `unsubscribe` event changes whether they follow.
     pub async fn send_as_follower(&self, xml: &str) -> Result<(u16, Option<String>), String> {
+        if let Ok(doc) = crate::wechat::xml::parse(xml)
+            && let Some(openid) = doc.get("FromUserName")
+        {
+            let mut s = self.0.state.lock().unwrap();
+            match (doc.get("MsgType"), doc.get("Event")) {
+                (Some("event"), Some("unsubscribe")) => s.followers.unsubscribe(openid, now_secs()),
+                (Some("event"), Some("subscribe")) => s.followers.subscribe(openid, now_secs()),
+                _ => {
+                    s.followers.seen(openid, now_secs());
+                }
+            }
+        }
+        self.post_to_webhook(xml).await
+    }
+
+    /// Posts WeChat's own events (job finishes) to the webhook.
+    async fn post_to_webhook(&self, xml: &str) -> Result<(u16, Option<String>), String> {
         let url = self.0.webhook.lock().unwrap().clone().ok_or("no webhook configured")?;
         crate::tools::replay::post(&self.0.http, &self.0.envelope, &url, xml).await
     }
@@ -265,4 +297,8 @@ impl FakeWeChat {
     fn next_id(&self) -> i64 {
         self.0.ids.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+fn now_secs() -> i64 {
+    crate::store::now_ms() / 1000
 }

@@ -4,6 +4,12 @@
 //!
 //! A golden reply is the plaintext reply document, or the single word `success` for "no reply".
 //! `CreateTime` is normalised before comparing, since a reply carries the time it was made.
+//!
+//! Each fixture is sent as a *new* message: its `MsgId` and `CreateTime` are replaced by fresh
+//! values ([`freshen`]), because the server answers a message it has seen before with the reply
+//! it logged the first time (WeChat's retries). Replaying recorded ids would make a second run
+//! show the first run's answers, whatever changed in between (stores imported, a template
+//! edited). `--keep-ids` sends them as recorded, to watch deduplication at work.
 
 use crate::wechat::envelope::{Envelope, random_nonce};
 use std::path::{Path, PathBuf};
@@ -60,6 +66,22 @@ pub fn normalize(doc: &str) -> String {
     out
 }
 
+/// `xml` with its `<CreateTime>` set to `create_time` and its `<MsgId>` (if it has one) to
+/// `msg_id`: the same message, sent anew. Job-finish events keep their `MsgID` (the id of the
+/// send they report, not of the message); their fresh `CreateTime` makes them new.
+pub fn freshen(xml: &str, create_time: i64, msg_id: u64) -> String {
+    let xml = replace_leaf(xml, "CreateTime", &create_time.to_string());
+    replace_leaf(&xml, "MsgId", &msg_id.to_string())
+}
+
+/// Replaces the text of the first `<name>…</name>` (case-sensitive, so `MsgId` is not `MsgID`).
+fn replace_leaf(xml: &str, name: &str, value: &str) -> String {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let Some(start) = xml.find(&open).map(|i| i + open.len()) else { return xml.to_owned() };
+    let Some(len) = xml[start..].find(&close) else { return xml.to_owned() };
+    format!("{}{value}{}", &xml[..start], &xml[start + len..])
+}
+
 /// Posts one plaintext message to `url` the way WeChat does.
 pub async fn post(
     client: &reqwest::Client,
@@ -86,18 +108,30 @@ pub async fn post(
     Ok((status, reply))
 }
 
-/// Replays every fixture; prints each reply and, with `expect`, whether it matches. Returns
-/// whether everything succeeded (and matched).
-pub async fn run(envelope: &Envelope, url: &str, expect: Option<&Path>, inputs: &[PathBuf]) -> Result<bool, String> {
+/// Replays every fixture (anew unless `keep_ids`, see [`freshen`]); prints each reply and, with
+/// `expect`, whether it matches. Returns whether everything succeeded (and matched).
+pub async fn run(
+    envelope: &Envelope,
+    url: &str,
+    expect: Option<&Path>,
+    inputs: &[PathBuf],
+    keep_ids: bool,
+) -> Result<bool, String> {
     let files = fixture_paths(inputs)?;
     if files.is_empty() {
         return Err("no fixtures given".into());
     }
     let client = reqwest::Client::new();
     let (mut passed, mut failed) = (0, 0);
-    for file in &files {
+    // One second apart and ending now, as if sent one after another; MsgIds in WeChat's
+    // 19-digit range, unique per millisecond and fixture.
+    let now_ms = crate::store::now_ms();
+    let first_second = now_ms / 1000 - files.len() as i64;
+    for (i, file) in files.iter().enumerate() {
         let name = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         let xml = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let xml =
+            if keep_ids { xml } else { freshen(&xml, first_second + i as i64 + 1, now_ms as u64 * 10_000 + i as u64) };
         let result = post(&client, envelope, url, &xml).await;
         let reply = match result {
             Ok((status, reply)) => Replayed { name: name.clone(), status, reply },
@@ -146,5 +180,17 @@ mod tests {
             "<xml><CreateTime>0</CreateTime><A>1</A></xml>"
         );
         assert_eq!(super::normalize("success"), "success");
+    }
+
+    #[test]
+    fn freshen_replaces_create_time_and_msg_id_only() {
+        let xml = "<xml><CreateTime>1</CreateTime><MsgId>2</MsgId><Content><![CDATA[<MsgId>]]></Content></xml>";
+        assert_eq!(
+            super::freshen(xml, 1700000000, 42),
+            "<xml><CreateTime>1700000000</CreateTime><MsgId>42</MsgId><Content><![CDATA[<MsgId>]]></Content></xml>"
+        );
+        // A job-finish event's MsgID names the send it reports: kept.
+        let event = "<xml><CreateTime>1</CreateTime><MsgID>7</MsgID></xml>";
+        assert_eq!(super::freshen(event, 5, 42), "<xml><CreateTime>5</CreateTime><MsgID>7</MsgID></xml>");
     }
 }
