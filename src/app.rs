@@ -26,9 +26,12 @@ pub struct Inner {
     pub bot: Arc<Bot>,
     pub store: Store,
     pub client: Client,
-    pub pages: crate::h5::Pages,
+    /// The H5 pages.
+    pub pages: Arc<crate::http::page::Pages>,
     /// The marketing console's pages.
-    pub admin_pages: crate::h5::Pages,
+    pub admin_pages: Arc<crate::http::page::Pages>,
+    /// The H5 pages' cookie names and attributes.
+    pub cookies: crate::h5::session::Cookies,
     pub notices: crate::notices::Notices,
     pub metrics: PrometheusHandle,
     /// Wakes the outbox worker after enqueueing something due now.
@@ -102,12 +105,15 @@ impl App {
     /// Connects and migrates the database, loads rules and templates, starts the message log.
     pub async fn build(config: Config, handlers: Handlers) -> Result<App, StartError> {
         let (rules, templates) = load_routing(&config, &handlers)?;
-        let pages = crate::h5::Pages::load(&config.h5.pages).map_err(StartError)?;
-        let admin_pages = crate::h5::Pages::load_with(
-            &config.admin.pages,
-            &["login.html", "dashboard.html", "new.html", "campaign.html"],
-        )
-        .map_err(StartError)?;
+        let pages = Arc::new(crate::http::page::Pages::load(&config.h5.pages, crate::h5::PAGES).map_err(StartError)?);
+        let admin_pages = Arc::new(
+            crate::http::page::Pages::load(
+                &config.admin.pages,
+                &["login.html", "dashboard.html", "new.html", "campaign.html", "message.html"],
+            )
+            .map_err(StartError)?,
+        );
+        let cookies = crate::h5::session::Cookies::for_public_url(&config.h5.public_url);
         let notices =
             crate::notices::Notices::load(&config.notices.file, &config.notices.templates, &config.h5.public_url)
                 .map_err(StartError)?;
@@ -147,25 +153,13 @@ impl App {
             client,
             pages,
             admin_pages,
+            cookies,
             notices,
             metrics: metrics_handle(),
             outbox_wake,
             scheduler_wake,
         }));
-        let expiries = tokio::spawn({
-            let store = state.store.clone();
-            async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(3600));
-                loop {
-                    tick.tick().await;
-                    match crate::members::ledger::record_expiries(&store, crate::store::now_ms()).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(entries = n, "recorded lapsed points"),
-                        Err(e) => tracing::warn!(error = %e, "recording lapsed points failed"),
-                    }
-                }
-            }
-        });
+        let expiries = tokio::spawn(hourly(state.store.clone()));
         Ok(App { state, log_writer, worker, scheduler, expiries })
     }
 
@@ -216,6 +210,45 @@ impl App {
         }
         store.close().await;
         Ok(())
+    }
+}
+
+/// The hourly housekeeping: lapsed points recorded, expired H5 sessions and old one-time form
+/// keys deleted (in batches, so no statement holds the write lock for long).
+async fn hourly(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let now = crate::store::now_ms();
+        match crate::members::ledger::record_expiries(&store, now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(entries = n, "recorded lapsed points"),
+            Err(e) => tracing::warn!(error = %e, "recording lapsed points failed"),
+        }
+        drain("expired H5 sessions", || crate::h5::session::purge_expired(&store, now, 1000)).await;
+        drain("old H5 form keys", || crate::h5::submission::purge(&store, now, 1000)).await;
+    }
+}
+
+/// Runs `batch` (a delete of at most 1,000 rows) until it deletes fewer.
+async fn drain<F: Future<Output = Result<u64, sqlx::Error>>>(what: &str, mut batch: impl FnMut() -> F) {
+    let mut total = 0;
+    loop {
+        match batch().await {
+            Ok(n) => {
+                total += n;
+                if n < 1000 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "purging {what} failed");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(rows = total, "purged {what}");
     }
 }
 

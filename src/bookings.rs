@@ -5,7 +5,7 @@
 //! the booking when it is due and is skipped if the booking was cancelled.
 
 use crate::jobs::outbox::{self, NewJob};
-use crate::store::{Store, now_ms};
+use crate::store::{Store, Tx, now_ms};
 use crate::{with_pool, with_tx};
 use chrono::{Duration, FixedOffset, TimeZone};
 
@@ -63,12 +63,54 @@ pub async fn put_advisor(store: &Store, a: &Advisor) -> Result<(), sqlx::Error> 
         .bind(a.id).bind(a.store_id).bind(&a.name).bind(true).execute(pool).await.map(|_| ()))
 }
 
-/// Free slots of an advisor.
-pub async fn free_slots(store: &Store, advisor_id: i64, now: i64) -> Result<Vec<i64>, sqlx::Error> {
+/// An hourly slot on the grid, and whether it is taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub start: i64,
+    /// `14:00` (China time).
+    pub time: String,
+    pub taken: bool,
+}
+
+/// A day of an advisor's slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Day {
+    /// `12-03 周四 Thu`.
+    pub label: String,
+    pub slots: Vec<Slot>,
+}
+
+const WEEKDAYS: [&str; 7] = ["周一 Mon", "周二 Tue", "周三 Wed", "周四 Thu", "周五 Fri", "周六 Sat", "周日 Sun"];
+
+/// The advisor's week, day by day, taken slots marked.
+pub async fn week(store: &Store, advisor_id: i64, now: i64) -> Result<Vec<Day>, sqlx::Error> {
+    use chrono::Datelike;
     let taken: Vec<i64> = with_pool!(store, pool => sqlx::query_scalar(
         "SELECT slot_start FROM bookings WHERE advisor_id = $1 AND status = 'confirmed' AND slot_start > $2")
         .bind(advisor_id).bind(now).fetch_all(pool).await)?;
-    Ok(slot_grid(now).into_iter().filter(|s| !taken.contains(s)).collect())
+    let tz = china();
+    let mut days: Vec<Day> = Vec::new();
+    for start in slot_grid(now) {
+        let Some(t) = tz.timestamp_millis_opt(start).single() else { continue };
+        let label = format!("{} {}", t.format("%m-%d"), WEEKDAYS[t.weekday().num_days_from_monday() as usize]);
+        let slot = Slot { start, time: t.format("%H:%M").to_string(), taken: taken.contains(&start) };
+        match days.last_mut() {
+            Some(d) if d.label == label => d.slots.push(slot),
+            _ => days.push(Day { label, slots: vec![slot] }),
+        }
+    }
+    Ok(days)
+}
+
+/// Free slots of an advisor.
+pub async fn free_slots(store: &Store, advisor_id: i64, now: i64) -> Result<Vec<i64>, sqlx::Error> {
+    Ok(week(store, advisor_id, now)
+        .await?
+        .into_iter()
+        .flat_map(|d| d.slots)
+        .filter(|s| !s.taken)
+        .map(|s| s.start)
+        .collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,21 +130,46 @@ pub async fn upcoming(store: &Store, member_id: i64, now: i64) -> Result<Vec<Boo
     Ok(rows.into_iter().map(|(id, slot_start, advisor, store)| Booking { id, slot_start, advisor, store }).collect())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    NoSuchAdvisor,
-    NotASlot,
-    Taken,
+/// The member's booking `id` (any status), if it is theirs: for its result page.
+pub async fn booking(store: &Store, member_id: i64, id: i64) -> Result<Option<(Booking, String)>, sqlx::Error> {
+    let row: Option<(i64, i64, String, String, String)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT b.id, b.slot_start, a.name, s.name, b.status FROM bookings b JOIN advisors a ON a.id = b.advisor_id \
+         JOIN stores s ON s.id = a.store_id WHERE b.id = $1 AND b.member_id = $2")
+        .bind(id).bind(member_id).fetch_optional(pool).await)?;
+    Ok(row.map(|(id, slot_start, advisor, store, status)| (Booking { id, slot_start, advisor, store }, status)))
 }
 
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Refused::NoSuchAdvisor => "该顾问不存在。No such advisor.",
-            Refused::NotASlot => "该时段不可预约。That time cannot be booked.",
-            Refused::Taken => "该时段已被预约，请选择其他时间。That time was just taken; please pick another.",
-        })
-    }
+/// An advisor on offer and their store's name.
+pub async fn advisor(store: &Store, advisor_id: i64) -> Result<Option<(Advisor, String)>, sqlx::Error> {
+    let row: Option<(i64, i64, String, String)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT a.id, a.store_id, a.name, s.name FROM advisors a JOIN stores s ON s.id = a.store_id WHERE a.id = $1 AND a.active = $2")
+        .bind(advisor_id).bind(true).fetch_optional(pool).await)?;
+    Ok(row.map(|(id, store_id, name, store)| (Advisor { id, store_id, name }, store)))
+}
+
+/// A booking that did not happen: refused (nothing changed) or the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("该顾问不存在。No such advisor.")]
+    NoSuchAdvisor,
+    #[error("该时段不可预约。That time cannot be booked.")]
+    NotASlot,
+    #[error("该时段已被预约，请选择其他时间。That time was just taken; please pick another.")]
+    Taken,
+    #[error(
+        "您已有 {0} 个预约，请先完成或取消后再预约。You have {0} upcoming bookings already: cancel one to book another."
+    )]
+    TooMany(u32),
+    #[error("未找到该预约。There is no such upcoming booking of yours.")]
+    NoSuchBooking,
 }
 
 /// What the notices need to know about a booking.
@@ -112,43 +179,54 @@ pub struct Details {
     pub time: String,
 }
 
-/// Books `slot` with `advisor_id` for `member_id`; `jobs` builds the confirmation and reminder to
-/// queue in the same transaction.
-pub async fn book(
-    store: &Store,
+/// Books `slot` with `advisor_id` for `member_id` inside `tx` (refused: not a slot, no such
+/// advisor, taken, or the member already holds `max_open` upcoming bookings); `jobs` builds the
+/// confirmation and reminder queued in the same transaction.
+pub async fn book_in(
+    tx: &mut Tx,
     member_id: i64,
     advisor_id: i64,
     slot: i64,
+    max_open: u32,
     jobs: impl FnOnce(i64, &Details) -> Vec<NewJob>,
-) -> Result<Result<i64, Refused>, sqlx::Error> {
+) -> Result<Booking, Error> {
     let now = now_ms();
     if !slot_grid(now).contains(&slot) {
-        return Ok(Err(Refused::NotASlot));
+        return Err(Refusal::NotASlot.into());
     }
-    let found: Option<(String, String)> = with_pool!(store, pool => sqlx::query_as(
+    if matches!(tx, Tx::Postgres(_)) {
+        // Serialises this member's bookings, so the count below stays true until commit.
+        with_tx!(tx, conn => sqlx::query("SELECT id FROM members WHERE id = $1 FOR UPDATE").bind(member_id).execute(conn).await.map(|_| ()))?;
+    }
+    let found: Option<(String, String)> = with_tx!(tx, conn => sqlx::query_as(
         "SELECT a.name, s.name FROM advisors a JOIN stores s ON s.id = a.store_id WHERE a.id = $1 AND a.active = $2")
-        .bind(advisor_id).bind(true).fetch_optional(pool).await)?;
-    let Some((advisor, store_name)) = found else { return Ok(Err(Refused::NoSuchAdvisor)) };
-    let mut tx = store.begin().await?;
-    let inserted: Option<i64> = with_tx!(&mut tx, conn => sqlx::query_scalar(
+        .bind(advisor_id).bind(true).fetch_optional(conn).await)?;
+    let Some((advisor, store_name)) = found else { return Err(Refusal::NoSuchAdvisor.into()) };
+    let open: i64 = with_tx!(tx, conn => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM bookings WHERE member_id = $1 AND status = 'confirmed' AND slot_start > $2")
+        .bind(member_id).bind(now).fetch_one(conn).await)?;
+    if open >= max_open as i64 {
+        return Err(Refusal::TooMany(max_open).into());
+    }
+    let inserted: Option<i64> = with_tx!(tx, conn => sqlx::query_scalar(
         "INSERT INTO bookings (member_id, advisor_id, slot_start, status, created_at) VALUES ($1, $2, $3, 'confirmed', $4) \
          ON CONFLICT DO NOTHING RETURNING id")
         .bind(member_id).bind(advisor_id).bind(slot).bind(now).fetch_optional(conn).await)?;
-    let Some(id) = inserted else { return Ok(Err(Refused::Taken)) };
-    let details = Details { store: store_name, advisor, time: slot_label(slot) };
+    let Some(id) = inserted else { return Err(Refusal::Taken.into()) };
+    let details = Details { store: store_name.clone(), advisor: advisor.clone(), time: slot_label(slot) };
     for job in jobs(id, &details) {
-        outbox::enqueue_tx(&mut tx, &job).await?;
+        outbox::enqueue_tx(tx, &job).await?;
     }
-    tx.commit().await?;
-    Ok(Ok(id))
+    Ok(Booking { id, slot_start: slot, advisor, store: store_name })
 }
 
-/// Cancels the member's own upcoming booking; `false` if there is no such booking.
-pub async fn cancel(store: &Store, member_id: i64, booking_id: i64) -> Result<bool, sqlx::Error> {
+/// Cancels the member's own upcoming booking inside `tx`.
+pub async fn cancel_in(tx: &mut Tx, member_id: i64, booking_id: i64) -> Result<(), Error> {
     let now = now_ms();
-    with_pool!(store, pool => sqlx::query(
+    let done = with_tx!(tx, conn => sqlx::query(
         "UPDATE bookings SET status = 'cancelled', cancelled_at = $3 WHERE id = $1 AND member_id = $2 AND status = 'confirmed' AND slot_start > $3")
-        .bind(booking_id).bind(member_id).bind(now).execute(pool).await.map(|r| r.rows_affected() == 1))
+        .bind(booking_id).bind(member_id).bind(now).execute(conn).await.map(|r| r.rows_affected() == 1))?;
+    if done { Ok(()) } else { Err(Refusal::NoSuchBooking.into()) }
 }
 
 /// Whether a booking is still confirmed (the reminder's check when it is due).

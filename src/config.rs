@@ -175,6 +175,12 @@ pub struct H5Config {
     pub session_ttl_secs: u64,
     /// WeChat's OAuth authorize page (the fake's for development).
     pub oauth_base: String,
+    /// Upcoming advisor bookings one member may hold at once.
+    pub max_open_bookings: u32,
+    /// Whether this site may frame the pages (`wxoa dev` sets it for the simulator; never read
+    /// from the file).
+    #[serde(skip)]
+    pub framed_by_self: bool,
 }
 
 impl Default for H5Config {
@@ -185,6 +191,8 @@ impl Default for H5Config {
             pages: "templates/pages".into(),
             session_ttl_secs: 7 * 24 * 3600,
             oauth_base: "https://open.weixin.qq.com".into(),
+            max_open_bookings: 3,
+            framed_by_self: false,
         }
     }
 }
@@ -384,6 +392,9 @@ impl Config {
         let h = &self.h5;
         if h.session_secret.len() < 32 {
             return Err(err("h5.session_secret must be at least 32 characters"));
+        }
+        if !(1..=100).contains(&h.max_open_bookings) {
+            return Err(err("h5.max_open_bookings must be between 1 and 100"));
         }
         for (key, url) in [("h5.public_url", &h.public_url), ("h5.oauth_base", &h.oauth_base)] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -1,7 +1,15 @@
-//! Template-message notices (`config/notices.toml` + `templates/notices/*.j2`): each notice names
-//! its WeChat template id and a text template that renders one `field: value` line per template
-//! field. Rendering produces a [`TemplateMessage`] ready for the outbox.
+//! Notices (`config/notices.toml` + `templates/notices/*.j2`) — what wxoa tells a follower
+//! after something happened, outside a reply:
+//! * a **template message** (`kind = "template"`, the default) names its WeChat template id and
+//!   a text template that renders one `field: value` line per template field; rendering gives
+//!   a [`TemplateMessage`] ready for the outbox;
+//! * a **chat message** (`kind = "text"`) renders the text of a customer-service message
+//!   ([`Notices::chat`]), for what follows the follower's own action in an H5 page (a passive
+//!   reply is impossible there, and WeChat lets an account write to a follower for 48 hours
+//!   after they last interacted).
 
+use crate::jobs::worker::CustomMessageJob;
+use crate::wechat::client::message::CustomMessage;
 use crate::wechat::client::template::{TemplateMessage, TemplateValue};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -10,10 +18,21 @@ use std::path::Path;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoticeSpec {
+    #[serde(default)]
+    kind: Kind,
+    #[serde(default)]
     template_id: String,
     template: String,
     #[serde(default)]
     page: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    #[default]
+    Template,
+    Text,
 }
 
 pub struct Notices {
@@ -22,7 +41,8 @@ pub struct Notices {
     public_url: String,
 }
 
-/// Notices the code sends; each must be configured.
+/// Notices the code sends; each must be configured (the chat ones as `kind = "text"`).
+pub const REQUIRED_CHAT: &[&str] = &["enrolled", "bound"];
 pub const REQUIRED: &[&str] = &[
     "booking_confirmed",
     "booking_reminder",
@@ -41,30 +61,60 @@ impl Notices {
         let specs: HashMap<String, NoticeSpec> =
             toml::from_str(&text).map_err(|e| format!("notices: {}: {}", config.display(), e.message().trim()))?;
         let mut env = minijinja::Environment::new();
+        // Chat texts render `<a>`: values are escaped for them (template fields are plain text
+        // in WeChat's template messages, where the same escaping does no harm).
+        env.set_formatter(crate::bot::templates::chat_formatter);
         for (name, spec) in &specs {
             let path = templates.join(&spec.template);
             let source =
                 std::fs::read_to_string(&path).map_err(|e| format!("notices: [{name}] {}: {e}", path.display()))?;
             env.add_template_owned(spec.template.clone(), source)
                 .map_err(|e| format!("notices: [{name}] {}: {e}", spec.template))?;
-            if spec.template_id.trim().is_empty() {
+            if spec.kind == Kind::Template && spec.template_id.trim().is_empty() {
                 return Err(format!("notices: [{name}] template_id is empty"));
             }
         }
-        if let Some(missing) = REQUIRED.iter().find(|r| !specs.contains_key(**r)) {
+        if let Some(missing) = REQUIRED.iter().chain(REQUIRED_CHAT).find(|r| !specs.contains_key(**r)) {
             return Err(format!("notices: [{missing}] is missing in {}", config.display()));
+        }
+        for (names, kind) in [(REQUIRED, Kind::Template), (REQUIRED_CHAT, Kind::Text)] {
+            if let Some(wrong) = names.iter().find(|n| specs[**n].kind != kind) {
+                let want = if kind == Kind::Text { "text" } else { "template" };
+                return Err(format!("notices: [{wrong}] must be kind = \"{want}\""));
+            }
         }
         Ok(Notices { specs, env, public_url: public_url.trim_end_matches('/').to_owned() })
     }
 
-    /// The template message for `notice` to `openid`, its fields rendered from `ctx`.
-    pub fn render(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<TemplateMessage, String> {
-        let spec = self.specs.get(notice).ok_or_else(|| format!("notice {notice} is not configured"))?;
+    fn text(&self, notice: &str, kind: Kind, ctx: minijinja::Value) -> Result<(&NoticeSpec, String), String> {
+        let spec = self
+            .specs
+            .get(notice)
+            .filter(|s| s.kind == kind)
+            .ok_or_else(|| format!("notice {notice} is not configured"))?;
         let text = self
             .env
             .get_template(&spec.template)
             .and_then(|t| t.render(ctx))
             .map_err(|e| format!("notice {notice}: {e}"))?;
+        Ok((spec, text))
+    }
+
+    /// The chat message for `notice` to `openid` (a customer-service text), rendered from `ctx`
+    /// (`card` links to the card page, and `link(page)` to any H5 page).
+    pub fn chat(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<CustomMessageJob, String> {
+        let links = minijinja::context! { card => format!("{}/h5/start?to=card", self.public_url) };
+        let (_, text) = self.text(notice, Kind::Text, minijinja::context! { ..ctx, ..links })?;
+        let content = text.trim().to_owned();
+        if content.is_empty() {
+            return Err(format!("notice {notice} rendered empty"));
+        }
+        Ok(CustomMessageJob { touser: openid.to_owned(), message: CustomMessage::Text { content } })
+    }
+
+    /// The template message for `notice` to `openid`, its fields rendered from `ctx`.
+    pub fn render(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<TemplateMessage, String> {
+        let (spec, text) = self.text(notice, Kind::Template, ctx)?;
         let mut data = BTreeMap::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let (field, value) =
@@ -107,5 +157,15 @@ mod tests {
         assert_eq!(m.data["keyword3"].value, "2026-12-01 14:00");
         assert_eq!(m.url.as_deref(), Some("https://wx.example.com/h5/start?to=card"));
         assert!(n.render("nope", "o1", minijinja::context! {}).is_err());
+        let chat = n.chat("enrolled", "o1", minijinja::context! { name => "Li Lei", card_no => "WX00000001" }).unwrap();
+        let CustomMessage::Text { content } = chat.message else { panic!("a text") };
+        assert!(
+            content.contains("WX00000001") && content.contains("https://wx.example.com/h5/start?to=card"),
+            "{content}"
+        );
+        assert!(
+            n.chat("booking_confirmed", "o1", minijinja::context! {}).is_err(),
+            "a template notice is not a chat one"
+        );
     }
 }

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 const COOKIE: &str = "wxoa_admin";
 
-pub fn router() -> Router<AppState> {
+pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
     Router::new()
         .route("/admin", get(dashboard))
         .route("/admin/login", get(login_page).post(login))
@@ -36,6 +36,18 @@ pub fn router() -> Router<AppState> {
         .route("/admin/campaigns/{id}/pushes", post(schedule_push))
         .route("/admin/campaigns/{id}/preview", post(preview))
         .route("/admin/pushes/{id}/cancel", post(cancel_push))
+        .route("/admin/console.js", get(script))
+        .layer(axum::middleware::map_response_with_state(pages, crate::http::page::render))
+}
+
+/// The console's script (the live article preview), served from the binary: pages carry no
+/// inline script, so their Content Security Policy can forbid it.
+async fn script() -> Response {
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+        (axum::http::header::CACHE_CONTROL, "no-cache"),
+    ];
+    (headers, include_str!("console.js")).into_response()
 }
 
 /// A signed-in member of staff, and the form token their pages carry.
@@ -61,8 +73,8 @@ fn staff(app: &AppState, headers: &HeaderMap) -> Option<Staff> {
     })
 }
 
-fn render(app: &AppState, status: StatusCode, page: &str, ctx: minijinja::Value) -> Response {
-    app.admin_pages.render(status, page, ctx)
+fn render(_: &AppState, status: StatusCode, page: &'static str, ctx: minijinja::Value) -> Response {
+    crate::http::page::Page::new(page, ctx).with_status(status).into_response()
 }
 
 fn redirect(to: &str) -> Response {

@@ -48,6 +48,8 @@ pub async fn run(
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     config.h5.public_url = base.clone();
+    // The simulator shows the H5 pages in a frame.
+    config.h5.framed_by_self = true;
     config.checkout.base_url = format!("{base}/simulator/checkout");
     if config.checkout.secret.is_empty() {
         config.checkout.secret = "wxoa-dev-checkout-secret-for-the-simulator".into();
@@ -65,7 +67,8 @@ pub async fn run(
     if options.seed {
         seed::run(&store, &base).await?;
     }
-    let sim = simulator::Simulator::new(fake.clone(), menu, options.fixtures, store, &checkout_secret);
+    let cookies = app.state.cookies.clone();
+    let sim = simulator::Simulator::new(fake.clone(), menu, options.fixtures, store, &checkout_secret, cookies);
     for (name, tags) in [("Amy", &["VIP"][..]), ("Ben", &["VIP"][..]), ("Chen", &[][..])] {
         sim.add_follower(name, tags);
     }

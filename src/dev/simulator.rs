@@ -79,6 +79,8 @@ struct Inner {
     store: crate::store::Store,
     /// Verifies checkout tokens on the stand-in checkout page, as the shop would.
     checkout_secret: String,
+    /// The H5 pages' cookies (switching followers drops the session).
+    cookies: crate::h5::session::Cookies,
     state: Mutex<SimState>,
 }
 
@@ -89,10 +91,11 @@ impl Simulator {
         fixtures: PathBuf,
         store: crate::store::Store,
         checkout_secret: &str,
+        cookies: crate::h5::session::Cookies,
     ) -> Simulator {
         let state = SimState { next_msg_id: crate::store::now_ms() as u64 * 1000, ..SimState::default() };
         let checkout_secret = checkout_secret.to_owned();
-        Simulator(Arc::new(Inner { fake, menu, fixtures, store, checkout_secret, state: Mutex::new(state) }))
+        Simulator(Arc::new(Inner { fake, menu, fixtures, store, checkout_secret, cookies, state: Mutex::new(state) }))
     }
 
     /// Adds a simulated follower (tags are created at the fake as needed).
@@ -383,7 +386,7 @@ struct Current {
 /// the next page signs in afresh.
 async fn current(State(sim): State<Simulator>, Json(c): Json<Current>) -> Response {
     sim.0.fake.set_current_follower(Some(&c.openid));
-    let clear = format!("{}=; Path=/h5; Max-Age=0; HttpOnly; SameSite=Lax", crate::h5::session::COOKIE);
+    let clear = sim.0.cookies.clear_session();
     ([(SET_COOKIE, clear)], Json(json!({ "current": c.openid }))).into_response()
 }
 

@@ -364,15 +364,19 @@ impl FakeWeChat {
                 Ok(json!({ "errcode": 0, "errmsg": "ok", "msgid": msgid }))
             }
             "/cgi-bin/user/info" => {
-                let s = self.0.state.lock().unwrap();
-                let openid = query.get("openid").cloned().unwrap_or_default();
+                let mut s = self.0.state.lock().unwrap();
+                let openid = query.get("openid").cloned().filter(|o| !o.is_empty()).ok_or((40003, "invalid openid"))?;
+                s.followers.seen(&openid, now_ms() / 1000);
                 Ok(user_json(&s, &openid))
             }
             "/cgi-bin/user/info/batchget" => {
-                let s = self.0.state.lock().unwrap();
+                let mut s = self.0.state.lock().unwrap();
                 let list = body["user_list"].as_array().ok_or((47001, "data format error"))?;
                 if list.len() > 100 {
                     return Err((45035, "too many users"));
+                }
+                for openid in list.iter().filter_map(|u| u["openid"].as_str()) {
+                    s.followers.seen(openid, now_ms() / 1000);
                 }
                 let users: Vec<Value> =
                     list.iter().map(|u| user_json(&s, u["openid"].as_str().unwrap_or_default())).collect();

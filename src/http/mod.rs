@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod health;
+pub mod page;
 pub mod webhook;
 
 use crate::app::AppState;
@@ -26,13 +27,17 @@ pub fn router(state: AppState) -> Router {
     let webhook = webhook::router()
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(CatchPanicLayer::custom(|_| (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()));
+    use page::{Framing, Renderer};
+    let framing = if state.config.h5.framed_by_self { Framing::SameOrigin } else { Framing::Deny };
+    let h5_pages = Renderer { pages: state.pages.clone(), framing };
+    let console_pages = Renderer { pages: state.admin_pages.clone(), framing: Framing::Deny };
     Router::new()
         .merge(health::router())
-        .merge(crate::h5::router())
+        .merge(crate::h5::router(h5_pages.clone()))
         .merge(crate::campaigns::api::router())
         .merge(crate::admin::api::router())
-        .merge(crate::admin::console::router())
-        .merge(crate::shop::router())
+        .merge(crate::admin::console::router(console_pages))
+        .merge(crate::shop::router(h5_pages))
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(|_| {

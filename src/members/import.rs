@@ -120,13 +120,35 @@ pub fn normalise_card(raw: &str) -> Option<String> {
 }
 
 pub fn normalise_birthday(raw: &str) -> Option<String> {
+    parse_birthday(raw).ok()
+}
+
+/// Why a birthday was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadBirthday {
+    /// Not a date in any form we read.
+    Format,
+    /// A date after today (China time).
+    Future,
+    /// Before 1900.
+    TooOld,
+}
+
+/// A birthday in any common form as `YYYY-MM-DD`, or why not.
+pub fn parse_birthday(raw: &str) -> Result<String, BadBirthday> {
     let s = half_width(raw.trim());
     let date = ["%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d", "%Y年%m月%d日"]
         .iter()
-        .find_map(|f| chrono::NaiveDate::parse_from_str(&s, f).ok())?;
-    let year = chrono::Datelike::year(&date);
-    let this_year = chrono::Datelike::year(&chrono::Utc::now().date_naive());
-    (1900..=this_year).contains(&year).then(|| date.format("%Y-%m-%d").to_string())
+        .find_map(|f| chrono::NaiveDate::parse_from_str(&s, f).ok())
+        .ok_or(BadBirthday::Format)?;
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    if date > today {
+        return Err(BadBirthday::Future);
+    }
+    if chrono::Datelike::year(&date) < 1900 {
+        return Err(BadBirthday::TooOld);
+    }
+    Ok(date.format("%Y-%m-%d").to_string())
 }
 
 fn normalise_tier(raw: &str) -> Option<&'static str> {

@@ -3,7 +3,7 @@
 //! nor oversell an item: on PostgreSQL the member's row is locked first (`FOR UPDATE`) and the
 //! stock is decremented only while it is positive; on SQLite the transaction holds the write lock.
 
-use super::ledger;
+use super::{Error, Refusal, ledger};
 use crate::store::{Store, Tx, now_ms};
 use crate::{with_pool, with_tx};
 
@@ -13,28 +13,6 @@ pub struct Item {
     pub name: String,
     pub points_cost: i64,
     pub stock: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    NoSuchItem,
-    SoldOut,
-    NotEnoughPoints { balance: i64, cost: i64 },
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refused::NoSuchItem => f.write_str("该商品不存在。No such product."),
-            Refused::SoldOut => f.write_str("该商品已兑完。This product is sold out."),
-            Refused::NotEnoughPoints { balance, cost } => {
-                write!(
-                    f,
-                    "积分不足：需要 {cost}，您有 {balance}。Not enough points: it takes {cost}, you have {balance}."
-                )
-            }
-        }
-    }
 }
 
 pub async fn catalogue(store: &Store) -> Result<Vec<Item>, sqlx::Error> {
@@ -51,53 +29,69 @@ pub async fn put_item(store: &Store, item: &Item) -> Result<(), sqlx::Error> {
         .bind(item.id).bind(&item.name).bind(item.points_cost).bind(item.stock).bind(true).execute(pool).await.map(|_| ()))
 }
 
-/// Redeems `item_id` for `member_id`; returns the redemption id and the item, or why not (and
-/// then nothing changed).
-/// `notice` builds the confirmation to queue in the same transaction (none if it returns `None`).
-pub async fn redeem(
-    store: &Store,
+/// One catalogue item, if it is on offer.
+pub async fn item(store: &Store, item_id: i64) -> Result<Option<Item>, sqlx::Error> {
+    let row: Option<(i64, String, i64, i64)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT id, name, points_cost, stock FROM catalogue WHERE id = $1 AND active = $2").bind(item_id).bind(true).fetch_optional(pool).await)?;
+    Ok(row.map(|(id, name, points_cost, stock)| Item { id, name, points_cost, stock }))
+}
+
+/// A redemption made: its number and what was redeemed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redemption {
+    pub id: i64,
+    pub item: Item,
+}
+
+/// Redeems `item_id` for `member_id` inside `tx`; refused (and then the caller rolls back) when
+/// the item is unknown or gone or the balance is short. `notice` builds the confirmation to
+/// queue in the same transaction (none if it returns `None`).
+pub async fn redeem_in(
+    tx: &mut Tx,
     member_id: i64,
     item_id: i64,
     notice: impl FnOnce(i64, &Item) -> Option<crate::jobs::outbox::NewJob>,
-) -> Result<Result<(i64, Item), Refused>, sqlx::Error> {
-    let mut tx = store.begin().await?;
-    let result = redeem_in(&mut tx, member_id, item_id).await?;
-    if let Ok((id, item)) = &result {
-        if let Some(job) = notice(*id, item) {
-            crate::jobs::outbox::enqueue_tx(&mut tx, &job).await?;
-        }
-        tx.commit().await?;
-    }
-    Ok(result)
-}
-
-async fn redeem_in(tx: &mut Tx, member_id: i64, item_id: i64) -> Result<Result<(i64, Item), Refused>, sqlx::Error> {
+) -> Result<Redemption, Error> {
     if matches!(tx, Tx::Postgres(_)) {
         // Serialises this member's redemptions: the balance read below stays true until commit.
         with_tx!(tx, conn => sqlx::query("SELECT id FROM members WHERE id = $1 FOR UPDATE").bind(member_id).execute(conn).await.map(|_| ()))?;
     }
     let item: Option<(i64, String, i64, i64)> = with_tx!(tx, conn => sqlx::query_as(
         "SELECT id, name, points_cost, stock FROM catalogue WHERE id = $1 AND active = $2").bind(item_id).bind(true).fetch_optional(conn).await)?;
-    let Some((id, name, points_cost, stock)) = item else { return Ok(Err(Refused::NoSuchItem)) };
+    let Some((id, name, points_cost, stock)) = item else { return Err(Refusal::NoSuchItem.into()) };
     let item = Item { id, name, points_cost, stock };
     let now = now_ms();
     let rows: Vec<ledger::EntryRow> =
         with_tx!(tx, conn => sqlx::query_as(ledger::ENTRIES_SQL).bind(member_id).fetch_all(conn).await)?;
     let balance = ledger::compute(&ledger::entries(rows), now).points;
     if balance < item.points_cost {
-        return Ok(Err(Refused::NotEnoughPoints { balance, cost: item.points_cost }));
+        return Err(Refusal::NotEnoughPoints { balance, cost: item.points_cost }.into());
     }
     let took = with_tx!(tx, conn => sqlx::query("UPDATE catalogue SET stock = stock - 1 WHERE id = $1 AND stock > 0")
         .bind(item.id).execute(conn).await.map(|r| r.rows_affected() == 1))?;
     if !took {
-        return Ok(Err(Refused::SoldOut));
+        return Err(Refusal::SoldOut.into());
     }
     let redemption: i64 = with_tx!(tx, conn => sqlx::query_scalar(
         "INSERT INTO redemptions (member_id, item_id, points, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
         .bind(member_id).bind(item.id).bind(item.points_cost).bind(now).fetch_one(conn).await)?;
     with_tx!(tx, conn => sqlx::query(
         "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) VALUES ($1, 'redeem', $2, NULL, $3, $4, $5)")
-        .bind(member_id).bind(-item.points_cost).bind(format!("redemption:{redemption}")).bind(format!("redeemed {}", item.name)).bind(now)
+        .bind(member_id).bind(-item.points_cost).bind(format!("redemption:{redemption}")).bind(format!("兑换 Redeemed {}", item.name)).bind(now)
         .execute(conn).await.map(|_| ()))?;
-    Ok(Ok((redemption, item)))
+    if let Some(job) = notice(redemption, &item) {
+        crate::jobs::outbox::enqueue_tx(tx, &job).await?;
+    }
+    Ok(Redemption { id: redemption, item })
+}
+
+/// The member's redemption `id` (for its result page), if it is theirs.
+pub async fn redemption(store: &Store, member_id: i64, id: i64) -> Result<Option<Redemption>, sqlx::Error> {
+    let row: Option<(i64, i64, String, i64, i64)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT r.id, c.id, c.name, r.points, c.stock FROM redemptions r JOIN catalogue c ON c.id = r.item_id \
+         WHERE r.id = $1 AND r.member_id = $2").bind(id).bind(member_id).fetch_optional(pool).await)?;
+    Ok(row.map(|(id, item_id, name, points_cost, stock)| Redemption {
+        id,
+        item: Item { id: item_id, name, points_cost, stock },
+    }))
 }

@@ -13,7 +13,7 @@
 
 use super::Offer;
 use crate::app::AppState;
-use crate::h5::{follower, message, unavailable};
+use crate::http::page::{Page, PageError};
 use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
@@ -25,57 +25,50 @@ fn campaign_id(raw: &str) -> Option<i64> {
     raw.bytes().all(|b| b.is_ascii_digit()).then(|| raw.parse().ok()).flatten().filter(|id| *id > 0)
 }
 
-fn not_found(app: &AppState) -> Response {
-    message(app, StatusCode::NOT_FOUND, "未找到 / Not found", "This offer does not exist (any more).")
+fn not_found() -> PageError {
+    PageError::refused(
+        StatusCode::NOT_FOUND,
+        "未找到 / Not found",
+        "此活动不存在。This offer does not exist (any more).",
+    )
 }
 
 /// `GET /buy/{campaign_id}`: on to the H5 landing, where the session cookie is sent.
-pub async fn article(State(app): State<AppState>, Path(raw): Path<String>) -> Response {
-    match campaign_id(&raw) {
-        Some(id) => (StatusCode::FOUND, [(LOCATION, format!("/h5/buy/{id}"))]).into_response(),
-        None => not_found(&app),
-    }
+pub async fn article(Path(raw): Path<String>) -> Result<Response, PageError> {
+    let id = campaign_id(&raw).ok_or_else(not_found)?;
+    Ok((StatusCode::FOUND, [(LOCATION, format!("/h5/buy/{id}"))]).into_response())
 }
 
 /// `GET /h5/buy/{campaign_id}`: sold-out page, sign-in, or the checkout.
-pub async fn buy(State(app): State<AppState>, headers: HeaderMap, Path(raw): Path<String>) -> Response {
-    let Some(id) = campaign_id(&raw) else { return not_found(&app) };
+pub async fn buy(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Result<Response, PageError> {
+    let id = campaign_id(&raw).ok_or_else(not_found)?;
     if !super::checkout_enabled(&app.config.checkout) {
-        return message(
-            &app,
+        return Err(PageError::refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "暂未开放 / Not available",
-            "Buying is not available right now. Please try again later.",
-        );
+            "暂未开放购买，请稍后再试。Buying is not available right now. Please try again later.",
+        ));
     }
-    let campaign = match super::campaign(&app.store, id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return not_found(&app),
-        Err(e) => return unavailable(&app, e),
-    };
-    let (sku, product) = match super::offer(&app.store, &campaign).await {
-        Ok(Offer::Available { sku, product_name }) => (sku, product_name),
-        Ok(Offer::SoldOut { product_name }) => {
+    let campaign = super::campaign(&app.store, id).await?.ok_or_else(not_found)?;
+    let (sku, product) = match super::offer(&app.store, &campaign).await? {
+        Offer::Available { sku, product_name } => (sku, product_name),
+        Offer::SoldOut { product_name } => {
             let ctx = context! { campaign => campaign.name, product => product_name };
-            return app.pages.render(StatusCode::OK, "sold_out.html", ctx);
+            return Ok(Page::new("sold_out.html", ctx).into_response());
         }
-        Ok(Offer::NoProduct) => {
-            return message(
-                &app,
-                StatusCode::OK,
-                &campaign.name,
-                "这里暂时没有可购买的商品。There is nothing to buy here yet.",
-            );
+        Offer::NoProduct => {
+            let ctx = context! { title => campaign.name, text => "这里暂时没有可购买的商品。There is nothing to buy here yet." };
+            return Ok(Page::new("message.html", ctx).into_response());
         }
-        Err(e) => return unavailable(&app, e),
     };
-    let (_, openid) = match follower(&app, &headers, &format!("buy/{id}")).await {
-        Ok(v) => v,
-        Err(sign_in) => return sign_in,
-    };
-    let url = super::checkout_link(&app.config.checkout, id, &sku, &openid);
-    tracing::info!(campaign = id, sku, product, buyer = %crate::mask(&openid), "shop: to the checkout");
-    (StatusCode::FOUND, [(LOCATION, url), (CACHE_CONTROL, "no-store".to_owned())]).into_response()
+    let follower = crate::h5::follower(&app, &headers, &format!("buy/{id}")).await?;
+    let url = super::checkout_link(&app.config.checkout, id, &sku, &follower.openid);
+    tracing::info!(campaign = id, sku, product, buyer = %crate::mask(&follower.openid), "shop: to the checkout");
+    Ok((StatusCode::FOUND, [(LOCATION, url), (CACHE_CONTROL, "no-store".to_owned())]).into_response())
 }
 
 #[cfg(test)]

@@ -31,16 +31,18 @@ use crate::with_pool;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub fn router() -> Router<AppState> {
+/// The shop's signed API, and the article link's pages (rendered with the H5 page set).
+pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
     // The shop's bodies stop being read at 64 KiB, whatever `server.max_body_bytes` allows.
     let api = Router::new()
         .route("/api/v1/stock", post(stock::post))
         .route("/api/v1/orders", post(orders::post))
         .layer(axum::extract::DefaultBodyLimit::max(auth::MAX_BODY));
-    Router::new()
-        .merge(api)
+    let landing = Router::new()
         .route("/buy/{campaign_id}", get(landing::article))
         .route("/h5/buy/{campaign_id}", get(landing::buy))
+        .layer(axum::middleware::map_response_with_state(pages, crate::http::page::render));
+    Router::new().merge(api).merge(landing)
 }
 
 /// The link a campaign article carries: `{h5.public_url}/buy/{campaign_id}`. This path is a

@@ -44,6 +44,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (6, "catalogue", include_str!("../../migrations/sqlite/0006_catalogue.sql")),
     (7, "bookings", include_str!("../../migrations/sqlite/0007_bookings.sql")),
     (8, "campaigns", include_str!("../../migrations/sqlite/0008_campaigns.sql")),
+    (9, "h5_forms", include_str!("../../migrations/sqlite/0009_h5_forms.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -54,6 +55,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (6, "catalogue", include_str!("../../migrations/postgres/0006_catalogue.sql")),
     (7, "bookings", include_str!("../../migrations/postgres/0007_bookings.sql")),
     (8, "campaigns", include_str!("../../migrations/postgres/0008_campaigns.sql")),
+    (9, "h5_forms", include_str!("../../migrations/postgres/0009_h5_forms.sql")),
 ];
 
 impl Store {

@@ -11,6 +11,14 @@ use std::fmt::Write;
 /// The body WeChat expects when we have nothing to say.
 pub const SUCCESS: &str = "success";
 
+/// `s` made safe to put inside a text message: WeChat renders `<a href>` in text messages
+/// (replies and customer-service texts alike), so a value that came from anyone but the
+/// template's author (a product or store name, a member's name, a follower's own words) must
+/// not be able to add a link. Angle brackets become their full-width forms, which read the same.
+pub fn escape_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['<', '>']) { s.replace('<', "＜").replace('>', "＞").into() } else { s.into() }
+}
+
 /// WeChat's limit on articles in one news reply.
 pub const MAX_ARTICLES: usize = 8;
 

@@ -1,0 +1,117 @@
+//! `/h5/start` and `/h5/oauth/callback`: WeChat OAuth for the H5 pages (see [`super::session`]
+//! for why nothing is stored before the callback and why each sign-in gets a new session).
+
+use super::session::{self, OAuthState};
+use crate::app::AppState;
+use crate::http::page::{PageError, see_other};
+use crate::members::import::normalise_name;
+use crate::store::now_ms;
+use crate::wechat::client::oauth::Scope;
+use axum::extract::{Query, State};
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// Pages a chat link may lead to (anything else is refused: no open redirects).
+const PAGES: &[&str] = &["card", "bind", "catalogue", "book", "history", "account"];
+
+/// Where `/h5/start?to=…` may lead after sign-in: one of [`PAGES`], or `buy/<campaign id>`
+/// (the article link's landing, [`crate::shop::landing`]).
+pub fn target(to: &str) -> Option<String> {
+    let is_buy = to
+        .strip_prefix("buy/")
+        .is_some_and(|id| (1..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()));
+    (PAGES.contains(&to) || is_buy).then(|| format!("/h5/{to}"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct StartQuery {
+    to: Option<String>,
+    /// `1`: ask for the follower's profile (`snsapi_userinfo`), to prefill the enrolment form.
+    profile: Option<String>,
+}
+
+fn link_refused() -> PageError {
+    PageError::refused(StatusCode::BAD_REQUEST, "链接无效 / Invalid link", "此链接无效。This link is not valid.")
+}
+
+fn expired() -> PageError {
+    PageError::refused(
+        StatusCode::BAD_REQUEST,
+        "链接已过期 / Link expired",
+        "链接已过期，请从对话中重新打开。This link has expired. Please open it again from the chat.",
+    )
+}
+
+/// To WeChat's authorize page, with a fresh state in this browser's OAuth cookie.
+pub async fn start(State(app): State<AppState>, Query(q): Query<StartQuery>) -> Result<Response, PageError> {
+    let next = target(q.to.as_deref().unwrap_or("card")).ok_or_else(link_refused)?;
+    let h5 = &app.config.h5;
+    let oauth = OAuthState::new(next, now_ms());
+    let redirect_uri = format!("{}/h5/oauth/callback", h5.public_url.trim_end_matches('/'));
+    let scope = if q.profile.as_deref() == Some("1") { Scope::UserInfo } else { Scope::Base };
+    let url = app
+        .client
+        .oauth_authorize_url(&h5.oauth_base, &redirect_uri, scope, &oauth.state)
+        .map_err(|e| PageError::Unavailable(e.to_string()))?;
+    let cookie = app.cookies.set_oauth(&h5.session_secret, &oauth);
+    Ok((StatusCode::FOUND, [(LOCATION, url), (SET_COOKIE, cookie)]).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+}
+
+/// Back from WeChat: the state must be this browser's, the code good; then a new session.
+/// The OAuth cookie is spent whatever happens.
+pub async fn callback(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Result<Response, PageError> {
+    let spent = HeaderValue::from_str(&app.cookies.clear_oauth()).expect("a cookie is a header value");
+    let mut response = signed_in(&app, &headers, q).await.unwrap_or_else(IntoResponse::into_response);
+    response.headers_mut().append(SET_COOKIE, spent);
+    Ok(response)
+}
+
+async fn signed_in(app: &AppState, headers: &HeaderMap, q: CallbackQuery) -> Result<Response, PageError> {
+    let h5 = &app.config.h5;
+    let (Some(code), Some(state)) = (q.code.filter(|c| !c.is_empty() && c.len() <= 128), q.state) else {
+        return Err(expired());
+    };
+    let Some(oauth) = app.cookies.oauth_state(&h5.session_secret, headers, now_ms()) else { return Err(expired()) };
+    if !session::same(&oauth.state, &state) {
+        return Err(expired());
+    }
+    let token = match app.client.oauth_exchange(&code, &app.config.wechat.app_secret).await {
+        Ok(t) => t,
+        Err(e) if e.errcode().is_some() => {
+            tracing::info!(error = %e, "h5: OAuth code refused");
+            return Err(expired());
+        }
+        Err(e) => return Err(PageError::Unavailable(e.to_string())),
+    };
+    // With snsapi_userinfo granted, the nickname prefills the enrolment form; without it, fine.
+    let nickname = if token.scope.contains("snsapi_userinfo") {
+        match app.client.oauth_userinfo(&token).await {
+            Ok(info) => normalise_name(&info.nickname),
+            Err(e) => {
+                tracing::info!(error = %e, "h5: userinfo unavailable");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let previous = app.cookies.session_id(&h5.session_secret, headers);
+    let session =
+        session::sign_in(&app.store, &token.openid, nickname.as_deref(), h5.session_ttl_secs, previous.as_deref())
+            .await?;
+    let cookie = app.cookies.set_session(&h5.session_secret, &session.id, h5.session_ttl_secs);
+    let mut response = see_other(&oauth.next);
+    response.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&cookie).expect("a cookie is a header value"));
+    Ok(response)
+}
