@@ -117,10 +117,10 @@ impl App {
         let notices =
             crate::notices::Notices::load(&config.notices.file, &config.notices.templates, &config.h5.public_url)
                 .map_err(StartError)?;
-        let store = Store::connect(&config.database.url, config.database.max_connections)
+        let db = &config.database;
+        let store = Store::open_migrated(&db.url, db.max_connections, db.create)
             .await
-            .map_err(|e| StartError(format!("database: {e}")))?;
-        store.migrate().await.map_err(|e| StartError(format!("database migration: {e}")))?;
+            .map_err(|e| StartError(e.to_string()))?;
         let (log, log_writer) = MessageLog::start(store.clone()).map_err(|e| StartError(e.to_string()))?;
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let deadline = Duration::from_millis(config.bot.reply_deadline_ms);

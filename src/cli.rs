@@ -25,7 +25,14 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (webhook, health, metrics).
-    Serve(ConfigArg),
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Create the database if it is not there, even where one was lost (a first run
+        /// creates it anyway; see `wxoa migrate`).
+        #[arg(long)]
+        create_database: bool,
+    },
     /// Try the whole account without WeChat: the server, a fake WeChat, demo data and the
     /// follower simulator at /simulator.
     Dev {
@@ -314,8 +321,9 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Serve(arg) => {
-            let config = load(&arg)?;
+        Command::Serve { config: arg, create_database } => {
+            let mut config = load(&arg)?;
+            config.database.create |= create_database;
             let rt = runtime(config.server.workers).map_err(|e| e.to_string())?;
             rt.block_on(async {
                 let listen = config.server.listen.clone();
@@ -374,11 +382,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Migrate(arg) => {
             let config = load(&arg)?;
             runtime(1).map_err(|e| e.to_string())?.block_on(async {
-                let store = crate::store::Store::connect(&config.database.url, 1)
+                // Creates the database (or wxoa's tables in an empty one), then migrates.
+                let store = crate::store::Store::open_migrated(&config.database.url, 1, true)
                     .await
-                    .map_err(|e| format!("database: {e}"))?;
-                let ran = store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
-                println!("{ran} migration(s) applied ({})", store.backend());
+                    .map_err(|e| e.to_string())?;
+                let version = store.schema_version().await.map_err(|e| format!("database: {e}"))?;
+                println!("database ready ({}): schema version {version}", store.backend());
                 Ok(ExitCode::SUCCESS)
             })
         }
@@ -414,9 +423,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 since.map(|s| crate::tools::fixtures::parse_since(&s, crate::store::now_ms())).transpose()?;
             let filter = crate::tools::fixtures::Filter { since_ms, openid, limit };
             runtime(1).map_err(|e| e.to_string())?.block_on(async {
-                let store = crate::store::Store::connect(&config.database.url, 1)
-                    .await
-                    .map_err(|e| format!("database: {e}"))?;
+                let store = open_store(&config).await?;
                 let n = crate::tools::fixtures::export(&store, &filter, &dir).await?;
                 println!("{n} fixture(s) written to {}/inbound and {}/replies", dir.display(), dir.display());
                 Ok(ExitCode::SUCCESS)
@@ -514,10 +521,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let config = load(&config)?;
             let run = run.unwrap_or_else(b::new_run_id);
             runtime(0).map_err(|e| e.to_string())?.block_on(async {
-                let store = crate::store::Store::connect(&config.database.url, config.database.max_connections)
-                    .await
-                    .map_err(|e| format!("database: {e}"))?;
-                store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
+                // A benchmark's own database: created as needed.
+                let store =
+                    crate::store::Store::open_migrated(&config.database.url, config.database.max_connections, true)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 if !verify_only {
                     b::enqueue(&store, &run, jobs).await?;
                 }
@@ -559,11 +567,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
-/// The configured database, migrated.
+/// The configured database, migrated; one that is not there is an error saying so (a command
+/// that silently created an empty database would report on nothing).
 pub(crate) async fn open_store(config: &Config) -> Result<crate::store::Store, String> {
-    let store = crate::store::Store::connect(&config.database.url, 2).await.map_err(|e| format!("database: {e}"))?;
-    store.migrate().await.map_err(|e| format!("database migration: {e}"))?;
-    Ok(store)
+    crate::store::Store::open_migrated(&config.database.url, 2, config.database.create).await.map_err(|e| e.to_string())
 }
 
 /// A client over the configured database (the token is shared with running servers).
@@ -650,9 +657,7 @@ fn jobs(command: JobsCommand) -> Result<ExitCode, String> {
                 return Err(format!("--state {s:?}: use queued, running, done or dead"));
             }
             runtime(1).map_err(|e| e.to_string())?.block_on(async {
-                let store = crate::store::Store::connect(&config.database.url, 1)
-                    .await
-                    .map_err(|e| format!("database: {e}"))?;
+                let store = open_store(&config).await?;
                 let jobs = crate::jobs::outbox::list(&store, state.as_deref(), limit.clamp(1, 10_000))
                     .await
                     .map_err(|e| e.to_string())?;
@@ -675,9 +680,7 @@ fn jobs(command: JobsCommand) -> Result<ExitCode, String> {
         JobsCommand::Retry { config, id } => {
             let config = load(&config)?;
             runtime(1).map_err(|e| e.to_string())?.block_on(async {
-                let store = crate::store::Store::connect(&config.database.url, 1)
-                    .await
-                    .map_err(|e| format!("database: {e}"))?;
+                let store = open_store(&config).await?;
                 if crate::jobs::outbox::retry(&store, id).await.map_err(|e| e.to_string())? {
                     println!("job {id} queued again");
                     Ok(ExitCode::SUCCESS)

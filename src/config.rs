@@ -293,11 +293,14 @@ pub struct DatabaseConfig {
     /// `sqlite://path/to.db` or `postgres://user@host/db`.
     pub url: String,
     pub max_connections: u32,
+    /// Create the database if it is not there, even where one was lost (see
+    /// `Store::open_migrated`); `serve --create-database` sets it.
+    pub create: bool,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: "sqlite://data/wxoa.db".into(), max_connections: 8 }
+        Self { url: "sqlite://data/wxoa.db".into(), max_connections: 8, create: false }
     }
 }
 

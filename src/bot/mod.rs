@@ -58,6 +58,11 @@ impl std::error::Error for BotError {}
 
 type Shared = Option<Result<Arc<Answer>, BotError>>;
 
+/// How long past the reply deadline the log may take to commit an answer.
+pub const LOG_MARGIN: Duration = Duration::from_millis(500);
+/// The latest an answer may leave, whatever the deadline: WeChat stops waiting at 5 s.
+pub const ANSWER_BY: Duration = Duration::from_millis(4800);
+
 pub struct Bot {
     rules: Rules,
     templates: Arc<Templates>,
@@ -109,6 +114,11 @@ impl Bot {
         &self.instance
     }
 
+    /// The message log (for `/readyz`: whether its writer is stuck).
+    pub fn log(&self) -> &MessageLog {
+        &self.log
+    }
+
     /// Answers `msg` (received at `received`), exactly once per dedup key.
     pub async fn handle(
         self: &Arc<Self>,
@@ -133,7 +143,7 @@ impl Bot {
             handled_us: started.elapsed().as_micros() as i64,
         };
         let inbound = self.inbound(&msg, key.clone(), raw_xml, encrypted, received, Some(record));
-        match self.log.insert(inbound).await.map_err(|e| BotError(e.to_string()))? {
+        match self.logged(received, self.log.insert(inbound)).await? {
             Claim::Claimed(_) => Ok(Arc::new(Answer { reply_xml, outcome: outcome.to_owned(), duplicate: false })),
             Claim::Duplicate => {
                 metrics::counter!("wxoa_webhook_duplicates_total", "where" => "stored").increment(1);
@@ -220,7 +230,7 @@ impl Bot {
         received: Instant,
     ) -> Result<Answer, BotError> {
         let inbound = self.inbound(&msg, key.clone(), raw_xml, encrypted, received, None);
-        match self.log.insert(inbound).await.map_err(|e| BotError(e.to_string()))? {
+        match self.logged(received, self.log.insert(inbound)).await? {
             Claim::Claimed(id) => self.run(id, msg, received).await,
             Claim::Duplicate => {
                 metrics::counter!("wxoa_webhook_duplicates_total", "where" => "stored").increment(1);
@@ -234,7 +244,7 @@ impl Bot {
     async fn follow(self: &Arc<Self>, key: &str, msg: Message, received: Instant) -> Result<Answer, BotError> {
         let stale_after = self.deadline.as_millis() as i64 + 1000;
         loop {
-            let stored: Option<Stored> = self.log.find(key).await.map_err(|e| BotError(e.to_string()))?;
+            let stored: Option<Stored> = self.logged(received, self.log.find(key)).await?;
             let Some(stored) = stored else {
                 return Err(BotError("claimed message vanished".into()));
             };
@@ -242,7 +252,7 @@ impl Bot {
                 return Ok(Answer { reply_xml: o.reply_xml, outcome: o.outcome, duplicate: true });
             }
             if now_ms() - stored.claimed_at > stale_after
-                && self.log.take_over(&stored, &self.instance).await.map_err(|e| BotError(e.to_string()))?
+                && self.logged(received, self.log.take_over(&stored, &self.instance)).await?
             {
                 tracing::warn!(message_id = stored.id, from = %stored.claimed_by, "taking over a message whose handler went quiet");
                 return self.run(stored.id, msg, received).await;
@@ -289,8 +299,28 @@ impl Bot {
             rule: rule.map(|r| r.name.clone()),
             handled_us: started.elapsed().as_micros() as i64,
         };
-        self.log.complete(id, record).await.map_err(|e| BotError(e.to_string()))?;
+        self.logged(received, self.log.complete(id, record)).await?;
         Ok(Answer { reply_xml, outcome: outcome.to_owned(), duplicate: false })
+    }
+
+    /// The message log's `write`, bounded by when this message must be answered: the reply
+    /// deadline plus [`LOG_MARGIN`], and never past [`ANSWER_BY`]. A database that cannot
+    /// commit by then (locked by another process, a disk stalling) gets a prompt 503 — WeChat
+    /// retries, and a retry finds whatever did commit — rather than an answer WeChat no longer
+    /// waits for.
+    async fn logged<T>(
+        &self,
+        received: Instant,
+        write: impl std::future::Future<Output = Result<T, crate::store::messages::LogError>>,
+    ) -> Result<T, BotError> {
+        let by = (self.deadline + LOG_MARGIN).min(ANSWER_BY);
+        match tokio::time::timeout(by.saturating_sub(received.elapsed()), write).await {
+            Ok(result) => result.map_err(|e| BotError(e.to_string())),
+            Err(_) => {
+                metrics::counter!("wxoa_message_log_timeouts_total").increment(1);
+                Err(BotError(format!("the message log did not commit within {} ms of receipt", by.as_millis())))
+            }
+        }
     }
 
     /// The outcome and reply document of a pure action (anything but a handler).

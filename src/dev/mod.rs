@@ -41,6 +41,8 @@ pub async fn run(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let base = format!("http://{addr}");
     config.database.url = options.database.unwrap_or_else(|| "sqlite://data/dev.db".into());
+    // A sandbox: its database is created whenever it is not there.
+    config.database.create = true;
     if let Some(path) = config.database.url.strip_prefix("sqlite://")
         && let Some(dir) = std::path::Path::new(path).parent()
         && !dir.as_os_str().is_empty()

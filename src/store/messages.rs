@@ -22,6 +22,8 @@
 
 use super::{Store, now_ms};
 use crate::with_pool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::oneshot;
 
 /// Rows per transaction.
@@ -86,6 +88,8 @@ enum Op {
 pub struct MessageLog {
     tx: tokio::sync::mpsc::UnboundedSender<Op>,
     store: Store,
+    /// When the batch in flight was handed to the database (unix ms), 0 when idle.
+    busy_since: Arc<AtomicI64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +112,8 @@ impl MessageLog {
     /// the queue is flushed.
     pub fn start(store: Store) -> Result<(MessageLog, tokio::task::JoinHandle<()>), LogError> {
         let backend = match &store {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(pool, file) => {
+                let file = file.clone();
                 let path = pool.connect_options().get_filename().to_path_buf();
                 let conn = open_sqlite(&path).map_err(|e| LogError(format!("{}: {e}", path.display())))?;
                 let checkpointer = open_sqlite(&path).map_err(|e| LogError(format!("{}: {e}", path.display())))?;
@@ -127,6 +132,10 @@ impl MessageLog {
                                 let _ = conn.execute_batch("ROLLBACK");
                                 e.to_string()
                             });
+                            // Committed to the file we opened? If it was deleted or replaced,
+                            // the commit went nowhere: nothing of this batch is acknowledged.
+                            let result =
+                                result.and_then(|claims| file.check().map(|()| claims).map_err(|e| e.to_string()));
                             let _ = done.send((batch, result));
                         }
                     })
@@ -136,8 +145,18 @@ impl MessageLog {
             Store::Postgres(pool) => Backend::Postgres(pool.clone()),
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let joined = tokio::spawn(batcher(backend, rx));
-        Ok((MessageLog { tx, store }, joined))
+        let busy_since = Arc::new(AtomicI64::new(0));
+        let joined = tokio::spawn(batcher(backend, rx, busy_since.clone()));
+        Ok((MessageLog { tx, store, busy_since }, joined))
+    }
+
+    /// How long the batch being written has been at it (0 when the writer is idle): a writer
+    /// stuck on a locked database shows here long before requests time out.
+    pub fn stuck_for_ms(&self) -> i64 {
+        match self.busy_since.load(Ordering::Relaxed) {
+            0 => 0,
+            since => now_ms() - since,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -202,7 +221,12 @@ pub async fn find(store: &Store, dedup_key: &str) -> Result<Option<Stored>, sqlx
 // ---- SQLite: a writer thread ----
 
 fn open_sqlite(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
+    // Never creates the file: the store opened it already, and one gone since is lost, not new.
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // Same durability as the pool: WAL survives a process crash with synchronous=NORMAL.
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -250,7 +274,7 @@ enum Backend {
 /// time, so rows pile up while it commits and the next batch takes them all. The SQLite thread
 /// is woken once per batch and answers once per batch: waking it (or the runtime) per row
 /// would, on one core, turn each row into a context switch and each batch into one row.
-async fn batcher(backend: Backend, mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>) {
+async fn batcher(backend: Backend, mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>, busy_since: Arc<AtomicI64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // Let the requests that are ready to run add their rows first.
@@ -262,6 +286,7 @@ async fn batcher(backend: Backend, mut rx: tokio::sync::mpsc::UnboundedReceiver<
             }
         }
         metrics::histogram!("wxoa_message_log_batch_rows").record(batch.len() as f64);
+        busy_since.store(now_ms(), Ordering::Relaxed);
         let result = match &backend {
             Backend::Sqlite(thread) => {
                 let (done, back) = oneshot::channel();
@@ -278,6 +303,7 @@ async fn batcher(backend: Backend, mut rx: tokio::sync::mpsc::UnboundedReceiver<
             }
             Backend::Postgres(pool) => pg_batch(pool, &batch).await.map_err(|e| e.to_string()),
         };
+        busy_since.store(0, Ordering::Relaxed);
         match result {
             Ok(claims) => {
                 let mut claims = claims.into_iter();

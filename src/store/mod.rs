@@ -12,12 +12,15 @@ pub mod messages;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    /// The pool, and the file it was opened on (see [`SqliteFile`]).
+    Sqlite(SqlitePool, Arc<SqliteFile>),
     Postgres(PgPool),
 }
 
@@ -27,10 +30,82 @@ pub enum Store {
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Sqlite($pool, ..) => $body,
             $crate::store::Store::Postgres($pool) => $body,
         }
     };
+}
+
+/// The SQLite file a store opened, by identity (device and inode), not just by name.
+///
+/// Why: a SQLite database deleted or replaced under a running process keeps working through the
+/// descriptors already open — writes succeed and go nowhere anyone will read again (the file is
+/// unlinked), and a new connection would open (or create) a different file at the same path. So
+/// the path is checked against the identity seen at start: after every message-log commit
+/// (nothing is acknowledged that went to a lost file), at every write transaction, and by
+/// `/readyz`. A file whose mode no longer lets its owner read and write it counts as lost too.
+#[derive(Debug)]
+pub struct SqliteFile {
+    pub path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SqliteFile {
+    fn open(path: &Path) -> std::io::Result<SqliteFile> {
+        let (dev, ino) = identity(path)?;
+        Ok(SqliteFile { path: path.to_owned(), dev, ino })
+    }
+
+    /// Whether the path still holds the file we opened, readable and writable.
+    pub fn check(&self) -> Result<(), StoreLost> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&self.path).map_err(|e| StoreLost(format!("{}: {e}", self.path.display())))?;
+        let now = file_id(&meta);
+        if now != (self.dev, self.ino) {
+            return Err(StoreLost(format!("{} was replaced by another file", self.path.display())));
+        }
+        if meta.permissions().mode() & 0o600 != 0o600 {
+            return Err(StoreLost(format!(
+                "{} is not readable and writable by its owner (mode {:o})",
+                self.path.display(),
+                meta.permissions().mode() & 0o777
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The marker a created SQLite database leaves beside itself.
+fn created_marker(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.created"))
+}
+
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    std::fs::metadata(path).map(|m| file_id(&m))
+}
+
+/// The database is not the one we opened, or cannot be written: nothing must be acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("database lost: {0}")]
+pub struct StoreLost(pub String);
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// There is none where the config says, and creating one was not asked for.
+    #[error("{0}")]
+    Missing(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(sqlx::Error),
 }
 
 type Migration = (i64, &'static str, &'static str);
@@ -45,6 +120,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (7, "bookings", include_str!("../../migrations/sqlite/0007_bookings.sql")),
     (8, "campaigns", include_str!("../../migrations/sqlite/0008_campaigns.sql")),
     (9, "h5_forms", include_str!("../../migrations/sqlite/0009_h5_forms.sql")),
+    (10, "probe", include_str!("../../migrations/sqlite/0010_probe.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -56,14 +132,72 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (7, "bookings", include_str!("../../migrations/postgres/0007_bookings.sql")),
     (8, "campaigns", include_str!("../../migrations/postgres/0008_campaigns.sql")),
     (9, "h5_forms", include_str!("../../migrations/postgres/0009_h5_forms.sql")),
+    (10, "probe", include_str!("../../migrations/postgres/0010_probe.sql")),
 ];
 
 impl Store {
+    /// Opens the database at `url` and applies the migrations not yet applied.
+    ///
+    /// A database is created only on a first run, or when `create` says so: a server that
+    /// silently started over on an empty database after losing its file would answer WeChat
+    /// and keep nothing. For SQLite, a first run is a path where wxoa never created a database:
+    /// creating one leaves a marker beside it (`.<file>.created`, which `rm wxoa.db*` does not
+    /// match), and a missing file with its marker present is a lost database, refused. For
+    /// PostgreSQL, a database without wxoa's tables is refused unless `create` (`wxoa migrate`
+    /// passes it).
+    pub async fn open_migrated(url: &str, max_connections: u32, create: bool) -> Result<Store, OpenError> {
+        if url.starts_with("sqlite:") {
+            let path = SqliteConnectOptions::from_str(url)?.get_filename().to_owned();
+            let marker = created_marker(&path);
+            if !path.exists() && marker.exists() && !create {
+                return Err(OpenError::Missing(format!(
+                    "no database at {} although one was created there (see {}): it was lost or moved; \
+                     restore it, or start an empty one with `wxoa migrate` or `serve --create-database`",
+                    path.display(),
+                    marker.display()
+                )));
+            }
+            let store = Store::connect(url, max_connections).await?;
+            if !marker.exists()
+                && let Err(e) = std::fs::write(&marker, "wxoa created a database here; see store::open_migrated\n")
+            {
+                tracing::warn!(marker = %marker.display(), error = %e, "cannot write the database marker");
+            }
+            store.migrate().await.map_err(OpenError::Migrate)?;
+            return Ok(store);
+        }
+        let store = Store::connect(url, max_connections).await?;
+        if !create && !store.has_schema().await? {
+            store.close().await;
+            return Err(OpenError::Missing(
+                "the PostgreSQL database has no wxoa tables: `wxoa migrate` creates them (or `serve --create-database`)"
+                    .into(),
+            ));
+        }
+        store.migrate().await.map_err(OpenError::Migrate)?;
+        Ok(store)
+    }
+
+    /// The latest migration applied.
+    pub async fn schema_version(&self) -> Result<i64, sqlx::Error> {
+        with_pool!(self, pool => sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM wxoa_migrations").fetch_one(pool).await)
+    }
+
+    /// Whether wxoa's migrations table exists.
+    async fn has_schema(&self) -> Result<bool, sqlx::Error> {
+        let Store::Postgres(pool) = self else { return Ok(true) };
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'wxoa_migrations' AND schemaname = current_schema()",
+        )
+        .fetch_one(pool)
+        .await?;
+        Ok(n > 0)
+    }
+
     /// Connects to `url`; a SQLite file (and its directory) is created when missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, sqlx::Error> {
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
                 // WAL with synchronous=NORMAL survives a process crash (the case we promise);
                 // only an OS crash can lose the last commits.
                 .journal_mode(SqliteJournalMode::Wal)
@@ -75,8 +209,13 @@ impl Store {
             {
                 std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
             }
+            // Only the first connection may create the file: a connection opened later, after
+            // the file was deleted, must fail rather than start an empty database.
+            let first = sqlx::ConnectOptions::connect(&opts.clone().create_if_missing(true)).await?;
+            let file = Arc::new(SqliteFile::open(opts.get_filename()).map_err(sqlx::Error::Io)?);
+            sqlx::Connection::close(first).await?;
             let pool = SqlitePoolOptions::new().max_connections(max_connections).connect_with(opts).await?;
-            Ok(Store::Sqlite(pool))
+            Ok(Store::Sqlite(pool, file))
         } else {
             let opts = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -90,8 +229,16 @@ impl Store {
 
     pub fn backend(&self) -> &'static str {
         match self {
-            Store::Sqlite(_) => "sqlite",
+            Store::Sqlite(..) => "sqlite",
             Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether the database is still the one we opened (for SQLite; see [`SqliteFile`]).
+    pub fn check_file(&self) -> Result<(), StoreLost> {
+        match self {
+            Store::Sqlite(_, file) => file.check(),
+            Store::Postgres(_) => Ok(()),
         }
     }
 
@@ -129,7 +276,7 @@ impl Store {
             }};
         }
         match self {
-            Store::Sqlite(pool) => run!(
+            Store::Sqlite(pool, _) => run!(
                 pool,
                 "BEGIN IMMEDIATE",
                 None::<&'static str>,
@@ -146,9 +293,23 @@ impl Store {
         }
     }
 
-    /// Whether the database answers (for `/readyz`).
-    pub async fn ping(&self) -> bool {
-        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
+    /// Whether the database is ours and takes a write, within `timeout` (for `/readyz`): the
+    /// file check, then a one-row update of `wxoa_probe` committed.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
+        self.check_file().map_err(|e| e.to_string())?;
+        let write = async {
+            let mut tx = self.begin().await?;
+            let n = crate::with_tx!(&mut tx, conn => sqlx::query("UPDATE wxoa_probe SET at = $1 WHERE id = 1")
+                .bind(now_ms()).execute(conn).await.map(|r| r.rows_affected()))?;
+            tx.commit().await?;
+            Ok::<u64, sqlx::Error>(n)
+        };
+        match tokio::time::timeout(timeout, write).await {
+            Ok(Ok(1)) => Ok(()),
+            Ok(Ok(_)) => Err("the probe row is missing: not the database we migrated".into()),
+            Ok(Err(e)) => Err(format!("database: {e}")),
+            Err(_) => Err(format!("a write did not commit within {timeout:?} (the database is locked)")),
+        }
     }
 
     pub async fn close(&self) {
@@ -184,9 +345,13 @@ impl Store {
     /// A write transaction. On SQLite it takes the write lock up front (BEGIN IMMEDIATE): a
     /// deferred transaction that reads first and writes later can fail with SQLITE_BUSY when
     /// another writer got in between, instead of waiting its turn.
+    /// A SQLite file found lost is refused here, before anything is written to it.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
-            Store::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Sqlite(pool, file) => {
+                file.check().map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))?;
+                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?)
+            }
             Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }

@@ -125,6 +125,8 @@ pub fn test_config(db: &Db, mode: Mode) -> Config {
     c.wechat.mode = mode;
     c.database.url = db.url.clone();
     c.database.max_connections = 4;
+    // Each test's database is new (an empty PostgreSQL database gets wxoa's tables).
+    c.database.create = true;
     c.bot.routes = repo().join("config/routes.toml");
     c.bot.templates = repo().join("templates/replies");
     c.bot.menu = repo().join("config/menu.toml");
