@@ -14,7 +14,7 @@ work=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 for run in $(seq "$runs"); do
-  rm -f "$work"/bench.db*
+  rm -f "$work"/bench.db* "$work"/.bench.db.created
   # Flush what earlier runs (or a build) left dirty, so their write-back does not land in this run.
   sync
   WXOA_SERVER__LISTEN=127.0.0.1:$port WXOA_SERVER__WORKERS=1 WXOA_DATABASE__URL="sqlite://$work/bench.db" RUST_LOG=warn \

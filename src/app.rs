@@ -101,22 +101,39 @@ pub struct App {
     expiries: tokio::task::JoinHandle<()>,
 }
 
+/// The console's page templates (start-up fails without one).
+const CONSOLE_PAGES: &[&str] = &["login.html", "dashboard.html", "new.html", "campaign.html", "message.html"];
+
+/// Everything loaded from files: routing rules and reply templates, page sets, notices.
+struct Files {
+    rules: Rules,
+    templates: Templates,
+    pages: Arc<crate::http::page::Pages>,
+    admin_pages: Arc<crate::http::page::Pages>,
+    notices: crate::notices::Notices,
+}
+
+fn load_files(config: &Config, handlers: &Handlers) -> Result<Files, StartError> {
+    use crate::http::page::Pages;
+    let (rules, templates) = load_routing(config, handlers)?;
+    let pages = Arc::new(Pages::load(&config.h5.pages, crate::h5::PAGES).map_err(StartError)?);
+    let admin_pages = Arc::new(Pages::load(&config.admin.pages, CONSOLE_PAGES).map_err(StartError)?);
+    let n = &config.notices;
+    let notices = crate::notices::Notices::load(&n.file, &n.templates, &config.h5.public_url).map_err(StartError)?;
+    Ok(Files { rules, templates, pages, admin_pages, notices })
+}
+
 impl App {
+    /// Loads every file `build` would (routes, templates, pages, notices) and reports the first
+    /// problem, touching neither the database nor the network.
+    pub fn check(config: &Config, handlers: &Handlers) -> Result<(), StartError> {
+        load_files(config, handlers).map(|_| ())
+    }
+
     /// Connects and migrates the database, loads rules and templates, starts the message log.
     pub async fn build(config: Config, handlers: Handlers) -> Result<App, StartError> {
-        let (rules, templates) = load_routing(&config, &handlers)?;
-        let pages = Arc::new(crate::http::page::Pages::load(&config.h5.pages, crate::h5::PAGES).map_err(StartError)?);
-        let admin_pages = Arc::new(
-            crate::http::page::Pages::load(
-                &config.admin.pages,
-                &["login.html", "dashboard.html", "new.html", "campaign.html", "message.html"],
-            )
-            .map_err(StartError)?,
-        );
+        let Files { rules, templates, pages, admin_pages, notices } = load_files(&config, &handlers)?;
         let cookies = crate::h5::session::Cookies::for_public_url(&config.h5.public_url);
-        let notices =
-            crate::notices::Notices::load(&config.notices.file, &config.notices.templates, &config.h5.public_url)
-                .map_err(StartError)?;
         let db = &config.database;
         let store = Store::open_migrated(&db.url, db.max_connections, db.create)
             .await
@@ -187,7 +204,8 @@ impl App {
     ) -> std::io::Result<()> {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         let service = crate::http::webhook::Dispatch::new(self.state.clone(), router);
-        axum::serve(listener, tower::make::Shared::new(service)).with_graceful_shutdown(shutdown).await?;
+        let limits = crate::http::server::Limits::from_config(&self.state.config.server);
+        crate::http::server::serve(listener, service, limits, shutdown).await?;
         let App { state, log_writer, worker, scheduler, expiries } = self;
         expiries.abort();
         if let Some((stop, scheduler)) = scheduler {
@@ -250,27 +268,4 @@ async fn drain<F: Future<Output = Result<u64, sqlx::Error>>>(what: &str, mut bat
     if total > 0 {
         tracing::info!(rows = total, "purged {what}");
     }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight calls");
 }

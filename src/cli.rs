@@ -1,9 +1,10 @@
 //! The `wxoa` command line. Each subcommand loads the config, builds what it needs and runs;
 //! any failure is one line on stderr and a non-zero exit.
 
-use crate::app::{App, shutdown_signal};
+use crate::app::App;
 use crate::bot::handlers::Handlers;
 use crate::config::Config;
+use crate::http::server::shutdown_signal;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -326,6 +327,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             config.database.create |= create_database;
             let rt = runtime(config.server.workers).map_err(|e| e.to_string())?;
             rt.block_on(async {
+                // Signals first: a SIGTERM from the moment the process runs is kept, however
+                // early (a deploy stopping an instance it has just started).
+                let shutdown = shutdown_signal().map_err(|e| format!("cannot register signals: {e}"))?;
+                if let Err(e) = crate::http::server::raise_fd_limit() {
+                    tracing::warn!(error = %e, "cannot raise the open-files limit");
+                }
+                // Config, routes and templates before the port: a broken file is reported as
+                // such, not as whatever the port says.
+                App::check(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
                 let listen = config.server.listen.clone();
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
@@ -337,7 +347,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     mode = %app.state.config.wechat.mode,
                     "wxoa serving; webhook at /wechat"
                 );
-                app.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
+                app.serve(listener, shutdown).await.map_err(|e| e.to_string())?;
                 tracing::info!("stopped");
                 Ok(ExitCode::SUCCESS)
             })
@@ -346,7 +356,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let config = load(&config)?;
             let rt = runtime(config.server.workers).map_err(|e| e.to_string())?;
             let options = crate::dev::Options { listen, database, seed: !no_seed, fixtures };
-            rt.block_on(crate::dev::run(config, options, shutdown_signal(), |url| {
+            let shutdown =
+                rt.block_on(async { shutdown_signal() }).map_err(|e| format!("cannot register signals: {e}"))?;
+            let _ = crate::http::server::raise_fd_limit();
+            rt.block_on(crate::dev::run(config, options, shutdown, |url| {
                 println!("wxoa dev: the simulator is at {url}");
                 println!(
                     "          the console at {}/admin (token wxoa-dev-marketing-token)",
@@ -393,6 +406,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Check(arg) => {
             let config = load(&arg)?;
+            App::check(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
             let (rules, _) = crate::app::load_routing(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
             println!(
                 "config ok: {} mode, {} rules, database {}",
@@ -512,7 +526,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     listener.local_addr().map(|a| a.to_string()).unwrap_or(listen),
                     webhook.as_deref().unwrap_or("none")
                 );
-                fake.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
+                let shutdown = shutdown_signal().map_err(|e| format!("cannot register signals: {e}"))?;
+                fake.serve(listener, shutdown).await.map_err(|e| e.to_string())?;
                 Ok(ExitCode::SUCCESS)
             })
         }

@@ -235,13 +235,26 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Largest request body accepted (WeChat's bodies are a few KiB).
     pub max_body_bytes: usize,
-    /// Seconds to wait for in-flight calls on shutdown.
+    /// Seconds to wait for in-flight calls on shutdown; connections still open then are closed.
     pub shutdown_grace_secs: u64,
+    /// A client must send a whole request head (and body) within this; an idle kept-alive
+    /// connection is closed after it too.
+    pub header_read_timeout_secs: u64,
+    /// Open connections at most (and never more than the descriptor limit allows); one more is
+    /// closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), workers: 0, max_body_bytes: 64 * 1024, shutdown_grace_secs: 10 }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            workers: 0,
+            max_body_bytes: 64 * 1024,
+            shutdown_grace_secs: 10,
+            header_read_timeout_secs: 10,
+            max_connections: 10_000,
+        }
     }
 }
 
@@ -381,6 +394,12 @@ impl Config {
         }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(format!("server.listen: {:?} is not an address like 127.0.0.1:8080", self.server.listen)));
+        }
+        if !(1..=300).contains(&self.server.header_read_timeout_secs) {
+            return Err(err("server.header_read_timeout_secs must be between 1 and 300"));
+        }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return Err(err("server.max_connections must be between 1 and 1000000"));
         }
         if self.server.max_body_bytes < 1024 {
             return Err(err("server.max_body_bytes must be at least 1024"));

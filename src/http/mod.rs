@@ -4,6 +4,7 @@
 pub mod api;
 pub mod health;
 pub mod page;
+pub mod server;
 pub mod webhook;
 
 use crate::app::AppState;

@@ -143,9 +143,15 @@ async fn direct(app: AppState, req: Request) -> Response {
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large();
     }
-    let body = match read_body(body, limit).await {
-        Ok(body) => body,
-        Err(response) => return response,
+    // The body within the same time as the head: a client trickling it holds nothing for long.
+    let in_time = std::time::Duration::from_secs(app.config.server.header_read_timeout_secs);
+    let body = match tokio::time::timeout(in_time, read_body(body, limit)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(response)) => return response,
+        Err(_) => {
+            let headers = [(CONTENT_TYPE, "text/plain; charset=utf-8")];
+            return (StatusCode::REQUEST_TIMEOUT, headers, "request body too slow").into_response();
+        }
     };
     answer(&app, parts.uri.query().unwrap_or(""), body).await.into_response()
 }

@@ -94,6 +94,11 @@ impl Db {
         }
     }
 
+    /// A SQLite database in `dir` (created on first use).
+    pub fn sqlite_in(dir: &std::path::Path) -> Db {
+        Db { backend: Backend::Sqlite, url: format!("sqlite://{}/wxoa.db", dir.display()), pg_name: None }
+    }
+
     pub async fn drop_db(self) {
         if let Some(name) = self.pg_name {
             let admin_url = postgres_url().unwrap();

@@ -1,0 +1,255 @@
+//! `wxoa serve` as a process against hostile and unlucky clients: thousands of slow-header and
+//! idle connections while `/healthz` must stay fast, a connection cap, a shutdown with stalled
+//! clients, and SIGTERM the moment the server first answers (50 times, both cores busy).
+
+mod common;
+
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wxoa::wechat::envelope::Mode;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wxoa");
+
+/// A `wxoa serve` process, killed when dropped.
+struct Serve {
+    child: Option<Child>,
+    addr: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Serve {
+    /// Starts `serve` with the test config (SQLite in `dir`) as changed by `tweak`; returns once
+    /// it is listening, without waiting for it to answer.
+    fn spawn(dir: &std::path::Path, tweak: impl FnOnce(&mut wxoa::config::Config)) -> Serve {
+        let db = Db::sqlite_in(dir);
+        let mut config = test_config(&db, Mode::Safe);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        config.server.listen = format!("127.0.0.1:{port}");
+        config.campaigns.enabled = false;
+        config.outbox.enabled = false;
+        tweak(&mut config);
+        let file = dir.join("wxoa.toml");
+        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+        let log = dir.join(format!("serve-{port}.log"));
+        let child = Command::new(BIN)
+            .args(["serve", "--config", file.to_str().unwrap()])
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Serve { child: Some(child), addr: config.server.listen.clone(), log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then how long until it exited, and whether with 0 (None: not within `within`).
+    fn terminate(&mut self, within: Duration) -> Option<(Duration, bool)> {
+        let child = self.child.as_mut().unwrap();
+        let sent = Instant::now();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        while sent.elapsed() < within {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some((sent.elapsed(), status.success()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+/// One `GET /healthz` on a new connection: its status line and how long it took.
+async fn healthz(addr: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let mut s = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        _ => return ("no connection".into(), started.elapsed()),
+    };
+    let _ = s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    (text.lines().next().unwrap_or("").to_owned(), started.elapsed())
+}
+
+async fn wait_answering(addr: &str, serve: &Serve) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while healthz(addr).await.0 != "HTTP/1.1 200 OK" {
+        assert!(Instant::now() < deadline, "serve did not answer: {}", serve.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the server has closed `s` (a read sees the end within `within`).
+async fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(within, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_cannot_exhaust_the_server() {
+    wxoa::http::server::raise_fd_limit().unwrap();
+    let dir = temp_dir("slow");
+    let serve = Serve::spawn(&dir, |c| c.server.header_read_timeout_secs = 5);
+    let addr = serve.addr.clone();
+    wait_answering(&addr, &serve).await;
+
+    // 1,500 connections that send half a request head and then nothing …
+    let mut slow = Vec::new();
+    for _ in 0..1500 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow:").await.unwrap();
+        slow.push(s);
+    }
+    // … and 2,000 kept alive after one request, doing nothing.
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        idle.push(s);
+    }
+    // A new client is still answered at once.
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let (status, took) = healthz(&addr).await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "with 3,500 connections held: {}", serve.log());
+        times.push(took);
+    }
+    times.sort();
+    assert!(times[10] < Duration::from_millis(100), "median /healthz {:?} (all: {times:?})", times[10]);
+    assert!(times[19] < Duration::from_millis(500), "slowest /healthz {:?}", times[19]);
+
+    // The header-read timeout closes both kinds (5 s from when each began to wait).
+    assert!(closed_by_server(&mut slow[0], Duration::from_secs(8)).await, "a slow head is cut off");
+    assert!(closed_by_server(&mut idle[0], Duration::from_secs(8)).await, "an idle connection is closed");
+    let mut still_open = 0;
+    for s in slow.iter_mut().chain(idle.iter_mut()).skip(1).step_by(50) {
+        if !closed_by_server(s, Duration::from_millis(500)).await {
+            still_open += 1;
+        }
+    }
+    assert_eq!(still_open, 0, "every held connection was closed after the timeout");
+    assert_eq!(healthz(&addr).await.0, "HTTP/1.1 200 OK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_closed_not_queued() {
+    let dir = temp_dir("cap");
+    let serve = Serve::spawn(&dir, |c| c.server.max_connections = 50);
+    let addr = serve.addr.clone();
+    wait_answering(&addr, &serve).await;
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        assert!(s.read(&mut buf).await.unwrap() > 0);
+        held.push(s);
+    }
+    // The 51st is closed at once, and the process is fine.
+    let (status, took) = healthz(&addr).await;
+    assert_eq!(status, "", "refused at the cap");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while healthz(&addr).await.0 != "HTTP/1.1 200 OK" {
+        assert!(Instant::now() < deadline, "answers again once connections close: {}", serve.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_stalled_clients_exits_within_the_grace() {
+    let dir = temp_dir("grace");
+    let mut serve = Serve::spawn(&dir, |c| {
+        c.server.shutdown_grace_secs = 2;
+        c.server.header_read_timeout_secs = 60;
+    });
+    let addr = serve.addr.clone();
+    wait_answering(&addr, &serve).await;
+    let mut stalled = Vec::new();
+    for i in 0..21 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        // Half of them stall in the head, the rest in a body they promised.
+        let stall: &[u8] = if i % 2 == 0 {
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        } else {
+            b"POST /api/v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"
+        };
+        s.write_all(stall).await.unwrap();
+        stalled.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let exited = tokio::task::spawn_blocking(move || {
+        let r = serve.terminate(Duration::from_secs(10));
+        (r, serve.log())
+    })
+    .await
+    .unwrap();
+    let (Some((took, ok)), log) = exited else { panic!("still running 10 s after SIGTERM") };
+    assert!(ok, "exit 0: {log}");
+    assert!(took < Duration::from_millis(3500), "exited {took:?} after SIGTERM with a 2 s grace: {log}");
+    assert!(log.contains("closing connections still open after the shutdown grace"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_the_moment_it_answers_is_never_lost() {
+    let dir = temp_dir("signal");
+    // Both cores kept busy meanwhile, as on a loaded machine.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    for run in 0..50 {
+        let serve = Serve::spawn(&dir, |c| c.server.shutdown_grace_secs = 2);
+        let addr = serve.addr.clone();
+        wait_answering(&addr, &serve).await;
+        let result = tokio::task::spawn_blocking(move || {
+            let mut serve = serve;
+            let r = serve.terminate(Duration::from_secs(10));
+            (r, serve.log())
+        })
+        .await
+        .unwrap();
+        match result {
+            (Some((took, true)), _) => assert!(took < Duration::from_secs(3), "run {run}: {took:?}"),
+            (other, log) => panic!("run {run}: {other:?}: {log}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in spinners {
+        s.join().unwrap();
+    }
+}
