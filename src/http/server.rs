@@ -61,9 +61,9 @@ pub fn raise_fd_limit() -> std::io::Result<u64> {
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            return Ok(lim.rlim_max as u64);
+            return Ok(lim.rlim_max);
         }
-        Ok(lim.rlim_cur as u64)
+        Ok(lim.rlim_cur)
     }
 }
 
@@ -71,7 +71,7 @@ fn fd_limit() -> Option<u64> {
     // SAFETY: as above.
     unsafe {
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        (libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0).then_some(lim.rlim_cur as u64)
+        (libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0).then_some(lim.rlim_cur)
     }
 }
 
