@@ -4,12 +4,13 @@
 # mode) and durably logged to a fresh SQLite database. Prints one line per run; quote the median.
 #
 #   scripts/bench.sh [RUNS=3] [REQUESTS=200000]
+#   WXOA_BIN=/path/to/wxoa scripts/bench.sh …   (another build, e.g. to compare two commits)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 requests=${2:-200000}
-cargo build --release --quiet
-bin=target/release/wxoa
+if [ -z "${WXOA_BIN:-}" ]; then cargo build --release --quiet; fi
+bin=${WXOA_BIN:-target/release/wxoa}
 work=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
