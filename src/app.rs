@@ -1,4 +1,7 @@
-//! Wiring: from a [`Config`] to a running server, and the one state struct handlers share.
+//! Wiring, and only wiring: from a [`Config`] and the files it names to a running server —
+//! load and check the files, open the database, start the message log, the outbox worker, the
+//! push scheduler and the hourly housekeeping, build the [`AppState`], merge the routers,
+//! serve, and on the shutdown signal stop it all in order, each within the grace.
 
 use crate::bot::Bot;
 use crate::bot::handlers::Handlers;
@@ -6,46 +9,14 @@ use crate::bot::rules::Rules;
 use crate::bot::templates::Templates;
 use crate::config::Config;
 use crate::jobs::worker::Worker;
+use crate::state::{AppState, Inner};
 use crate::store::Store;
 use crate::store::messages::MessageLog;
 use crate::wechat::client::Client;
-use crate::wechat::envelope::Envelope;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
-use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-/// What every handler gets (cheap to clone).
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-pub struct Inner {
-    pub config: Config,
-    pub envelope: Envelope,
-    pub bot: Arc<Bot>,
-    pub store: Store,
-    pub client: Client,
-    /// The H5 pages.
-    pub pages: Arc<crate::http::page::Pages>,
-    /// The marketing console's pages.
-    pub admin_pages: Arc<crate::http::page::Pages>,
-    /// The H5 pages' cookie names and attributes.
-    pub cookies: crate::h5::session::Cookies,
-    pub notices: crate::notices::Notices,
-    pub metrics: PrometheusHandle,
-    /// Wakes the outbox worker after enqueueing something due now.
-    pub outbox_wake: Arc<tokio::sync::Notify>,
-    /// Wakes the push scheduler after a push is scheduled.
-    pub scheduler_wake: Arc<tokio::sync::Notify>,
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
 
 /// A start-up failure, printed as one line.
 #[derive(Debug)]
@@ -108,13 +79,13 @@ const CONSOLE_PAGES: &[&str] = &["login.html", "dashboard.html", "new.html", "ca
 struct Files {
     rules: Rules,
     templates: Templates,
-    pages: Arc<crate::http::page::Pages>,
-    admin_pages: Arc<crate::http::page::Pages>,
+    pages: Arc<crate::state::Pages>,
+    admin_pages: Arc<crate::state::Pages>,
     notices: crate::notices::Notices,
 }
 
 fn load_files(config: &Config, handlers: &Handlers) -> Result<Files, StartError> {
-    use crate::http::page::Pages;
+    use crate::state::Pages;
     let (rules, templates) = load_routing(config, handlers)?;
     let pages = Arc::new(Pages::load(&config.h5.pages, crate::h5::PAGES).map_err(StartError)?);
     let admin_pages = Arc::new(Pages::load(&config.admin.pages, CONSOLE_PAGES).map_err(StartError)?);
@@ -133,7 +104,6 @@ impl App {
     /// Connects and migrates the database, loads rules and templates, starts the message log.
     pub async fn build(config: Config, handlers: Handlers) -> Result<App, StartError> {
         let Files { rules, templates, pages, admin_pages, notices } = load_files(&config, &handlers)?;
-        let cookies = crate::h5::session::Cookies::for_public_url(&config.h5.public_url);
         let db = &config.database;
         let store = Store::open_migrated(&db.url, db.max_connections, db.create)
             .await
@@ -143,7 +113,7 @@ impl App {
         let deadline = Duration::from_millis(config.bot.reply_deadline_ms);
         let bot = Bot::new(rules, templates, handlers, log, deadline, outbox_wake.clone(), &config.h5.public_url)
             .with_checkout(config.checkout.clone());
-        let client = Client::new(&config.wechat, &config.rate_limits, store.clone());
+        let client = Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
         let worker = config.outbox.enabled.then(|| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let worker = Worker::new(store.clone(), client.clone(), config.outbox.clone(), outbox_wake.clone());
@@ -170,7 +140,6 @@ impl App {
             client,
             pages,
             admin_pages,
-            cookies,
             notices,
             metrics: metrics_handle(),
             outbox_wake,

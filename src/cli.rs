@@ -591,7 +591,7 @@ pub(crate) async fn open_store(config: &Config) -> Result<crate::store::Store, S
 /// A client over the configured database (the token is shared with running servers).
 async fn client(config: &Config) -> Result<(crate::store::Store, crate::wechat::client::Client), String> {
     let store = open_store(config).await?;
-    let client = crate::wechat::client::Client::new(&config.wechat, &config.rate_limits, store.clone());
+    let client = crate::wechat::client::Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
     Ok((store, client))
 }
 

@@ -4,6 +4,7 @@
 //! Loading never panics: a missing or unreadable file, a typo'd key, a wrong type or a bad value
 //! (a 42-character AES key) is one [`ConfigError`] line naming the key.
 
+use crate::secret::Secret;
 use crate::wechat::crypto::MsgCrypt;
 use crate::wechat::envelope::Mode;
 use serde::{Deserialize, Serialize};
@@ -63,51 +64,36 @@ impl Default for CampaignsConfig {
     }
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CheckoutConfig {
     /// The external H5 checkout; followers land on `base_url?token=…`.
     pub base_url: String,
     /// Shared with the shop: signs checkout tokens (HMAC-SHA256); at least 32 characters.
-    pub secret: String,
+    pub secret: Secret,
     /// How long a checkout link stays valid.
     pub token_ttl_secs: u64,
 }
 
 impl Default for CheckoutConfig {
     fn default() -> Self {
-        Self { base_url: "https://shop.example.com/checkout".into(), secret: String::new(), token_ttl_secs: 1800 }
+        Self { base_url: "https://shop.example.com/checkout".into(), secret: Secret::default(), token_ttl_secs: 1800 }
     }
 }
 
-impl std::fmt::Debug for CheckoutConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CheckoutConfig")
-            .field("base_url", &self.base_url)
-            .field("token_ttl_secs", &self.token_ttl_secs)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShopConfig {
     /// The shop signs its calls to `/api/v1/stock` and `/api/v1/orders` with this (HMAC-SHA256);
     /// at least 32 characters.
-    pub secret: String,
+    pub secret: Secret,
     /// A call whose timestamp is further than this from our clock is refused as a replay.
     pub max_skew_secs: u64,
 }
 
 impl Default for ShopConfig {
     fn default() -> Self {
-        Self { secret: String::new(), max_skew_secs: 300 }
-    }
-}
-
-impl std::fmt::Debug for ShopConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShopConfig").field("max_skew_secs", &self.max_skew_secs).finish_non_exhaustive()
+        Self { secret: Secret::default(), max_skew_secs: 300 }
     }
 }
 
@@ -163,13 +149,13 @@ impl Default for NoticesConfig {
     }
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct H5Config {
     /// Where followers reach this server (links in replies, the OAuth redirect).
     pub public_url: String,
     /// Signs session cookies and form tokens; at least 32 characters.
-    pub session_secret: String,
+    pub session_secret: Secret,
     /// Page templates (`*.html`).
     pub pages: PathBuf,
     pub session_ttl_secs: u64,
@@ -187,22 +173,13 @@ impl Default for H5Config {
     fn default() -> Self {
         Self {
             public_url: "http://127.0.0.1:8080".into(),
-            session_secret: String::new(),
+            session_secret: Secret::default(),
             pages: "templates/pages".into(),
             session_ttl_secs: 7 * 24 * 3600,
             oauth_base: "https://open.weixin.qq.com".into(),
             max_open_bookings: 3,
             framed_by_self: false,
         }
-    }
-}
-
-impl std::fmt::Debug for H5Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("H5Config")
-            .field("public_url", &self.public_url)
-            .field("pages", &self.pages)
-            .finish_non_exhaustive()
     }
 }
 
@@ -258,13 +235,13 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WechatConfig {
     pub app_id: String,
-    pub app_secret: String,
-    pub token: String,
-    pub encoding_aes_key: String,
+    pub app_secret: Secret,
+    pub token: Secret,
+    pub encoding_aes_key: Secret,
     pub mode: Mode,
     /// How far a request's timestamp may be from our clock; 0 switches the check off.
     pub timestamp_tolerance_secs: u64,
@@ -273,30 +250,30 @@ pub struct WechatConfig {
     pub token_api: crate::wechat::client::token::TokenApi,
 }
 
+impl WechatConfig {
+    /// What the API client needs of it.
+    pub fn account(&self) -> crate::wechat::client::Account {
+        crate::wechat::client::Account {
+            app_id: self.app_id.clone(),
+            app_secret: self.app_secret.clone(),
+            api_base: self.api_base.clone(),
+            token_api: self.token_api,
+        }
+    }
+}
+
 impl Default for WechatConfig {
     fn default() -> Self {
         Self {
             app_id: String::new(),
-            app_secret: String::new(),
-            token: String::new(),
-            encoding_aes_key: String::new(),
+            app_secret: Secret::default(),
+            token: Secret::default(),
+            encoding_aes_key: Secret::default(),
             mode: Mode::Safe,
             timestamp_tolerance_secs: 300,
             api_base: "https://api.weixin.qq.com".into(),
             token_api: crate::wechat::client::token::TokenApi::Stable,
         }
-    }
-}
-
-impl std::fmt::Debug for WechatConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Secrets stay out of debug output and logs.
-        f.debug_struct("WechatConfig")
-            .field("app_id", &self.app_id)
-            .field("mode", &self.mode)
-            .field("timestamp_tolerance_secs", &self.timestamp_tolerance_secs)
-            .field("api_base", &self.api_base)
-            .finish_non_exhaustive()
     }
 }
 
@@ -374,7 +351,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let w = &self.wechat;
-        for (key, value) in [("wechat.app_id", &w.app_id), ("wechat.token", &w.token)] {
+        for (key, value) in [("wechat.app_id", w.app_id.as_str()), ("wechat.token", w.token.expose())] {
             if value.trim().is_empty() {
                 return Err(err(format!("{key} is missing")));
             }
@@ -569,7 +546,7 @@ session_secret = "0123456789abcdef0123456789abcdef"
             ]),
         )
         .unwrap();
-        assert_eq!(c.wechat.token, "12345");
+        assert_eq!(c.wechat.token.expose(), "12345");
         assert_eq!(c.server.workers, 1);
         assert_eq!(c.server.listen, "127.0.0.1:8080");
         assert_eq!(c.wechat.mode, Mode::Safe);

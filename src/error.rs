@@ -1,11 +1,25 @@
-//! One error type for HTTP handlers, mapped to a status and a short plain-text reason.
+//! The HTTP error types, one per kind of client, and the mapping of every domain error onto
+//! them — in one place, so a domain module never decides an HTTP status.
+//!
+//! * [`WebhookError`]: what WeChat's calls to `/wechat` are refused with (plain text: 401 bad
+//!   signature, 400 bad body, 503 when the answer could not be made durable — WeChat retries).
+//! * [`ApiError`]: the JSON API (`/api/v1/…`), `{"error": "…"}` a client can show as it is.
+//! * [`PageError`]: the HTML pages (H5 and console): sign in, go elsewhere, a refusal page, or
+//!   "try again"; rendered by the page layer ([`crate::http::page`]).
+//!
+//! Domain errors follow one pattern — `Refused(…)` (nothing changed; the reason is for the
+//! caller) or `Db(…)`/`Upstream(…)` (a dependency failed) — and map to 4xx and 503 here.
 //! Internal details are logged, never sent.
 
+use crate::http::page::{Page, see_other};
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+// ---- the webhook ----
+
 #[derive(Debug)]
-pub enum AppError {
+pub enum WebhookError {
     Unauthorized(String),
     BadRequest(String),
     /// A dependency (the database) is not answering; WeChat will retry.
@@ -13,16 +27,16 @@ pub enum AppError {
     Internal(String),
 }
 
-impl IntoResponse for AppError {
+impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            AppError::Unauthorized(why) => (StatusCode::UNAUTHORIZED, why),
-            AppError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
-            AppError::Unavailable(why) => {
+            WebhookError::Unauthorized(why) => (StatusCode::UNAUTHORIZED, why),
+            WebhookError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+            WebhookError::Unavailable(why) => {
                 tracing::error!(error = %why, "dependency unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable".into())
             }
-            AppError::Internal(why) => {
+            WebhookError::Internal(why) => {
                 tracing::error!(error = %why, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
             }
@@ -31,11 +45,185 @@ impl IntoResponse for AppError {
     }
 }
 
-impl From<crate::wechat::envelope::Rejection> for AppError {
+impl From<crate::wechat::envelope::Rejection> for WebhookError {
     fn from(r: crate::wechat::envelope::Rejection) -> Self {
         match r {
-            crate::wechat::envelope::Rejection::Unauthorized(why) => AppError::Unauthorized(why.into()),
-            crate::wechat::envelope::Rejection::BadRequest(why) => AppError::BadRequest(why),
+            crate::wechat::envelope::Rejection::Unauthorized(why) => WebhookError::Unauthorized(why.into()),
+            crate::wechat::envelope::Rejection::BadRequest(why) => WebhookError::BadRequest(why),
+        }
+    }
+}
+
+// ---- the JSON API ----
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request is malformed (bad JSON, a field out of bounds).
+    BadRequest(String),
+    /// 401: no credentials, or wrong ones (bad token, bad signature, stale timestamp).
+    Unauthorized(String),
+    /// 403: known caller, not allowed.
+    Forbidden(String),
+    NotFound(String),
+    /// 409: well-formed but refused by the current state (already sent, status going backwards).
+    Conflict(String),
+    /// 413: the body is larger than the endpoint takes.
+    TooLarge(String),
+    /// 422: well-formed but breaks a rule (WeChat's limits, unknown follower).
+    Unprocessable(String),
+    /// 503: switched off in config, or a dependency is down.
+    Unavailable(String),
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(format!("database: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+            }
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+impl From<crate::campaigns::Error> for ApiError {
+    fn from(e: crate::campaigns::Error) -> Self {
+        match e {
+            crate::campaigns::Error::Refused(crate::campaigns::Refusal::Invalid(m)) => ApiError::BadRequest(m),
+            crate::campaigns::Error::Refused(crate::campaigns::Refusal::Rule(m)) => ApiError::Unprocessable(m),
+            crate::campaigns::Error::Refused(crate::campaigns::Refusal::NotFound(m)) => ApiError::NotFound(m),
+            crate::campaigns::Error::Refused(crate::campaigns::Refusal::Conflict(m)) => ApiError::Conflict(m),
+            crate::campaigns::Error::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+// ---- pages ----
+
+/// Why a page handler answers something other than its page.
+#[derive(Debug)]
+pub enum PageError {
+    /// Not signed in: to this URL (the sign-in start, or the console's login).
+    SignIn(String),
+    /// Somewhere else first (an H5 page needs a bound card: to the bind page).
+    Redirect(String),
+    /// A refusal the reader should see: a page of its own with a title and a sentence.
+    Refused { status: StatusCode, title: &'static str, text: String },
+    /// The database or WeChat failed; logged, and a "try again" page.
+    Unavailable(String),
+}
+
+impl PageError {
+    pub fn refused(status: StatusCode, title: &'static str, text: impl Into<String>) -> PageError {
+        PageError::Refused { status, title, text: text.into() }
+    }
+
+    /// A form that was not this session's own (a cross-site post, or a page from another sign-in).
+    pub fn foreign_form() -> PageError {
+        PageError::refused(
+            StatusCode::FORBIDDEN,
+            "请求无效 / Invalid request",
+            "请从对话中重新打开页面。Please open the page again from the chat.",
+        )
+    }
+
+    pub fn not_found() -> PageError {
+        PageError::refused(StatusCode::NOT_FOUND, "未找到 / Not found", "此页面不存在。This page does not exist.")
+    }
+}
+
+impl From<sqlx::Error> for PageError {
+    fn from(e: sqlx::Error) -> Self {
+        PageError::Unavailable(format!("database: {e}"))
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::SignIn(to) | PageError::Redirect(to) => see_other(&to),
+            PageError::Refused { status, title, text } => {
+                Page::new("message.html", minijinja::context! { title, text }).with_status(status).into_response()
+            }
+            PageError::Unavailable(why) => {
+                tracing::error!(error = %why, "page: database or API failure");
+                Page::new(
+                    "message.html",
+                    minijinja::context! {
+                        title => "请稍后再试 / Please try again",
+                        text => "系统繁忙，请稍后再试。Something went wrong on our side. Please try again in a moment.",
+                    },
+                )
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                .into_response()
+            }
+        }
+    }
+}
+
+/// The status a members refusal deserves (the page showing it inline uses it too).
+pub fn members_status(r: &crate::members::Refusal) -> StatusCode {
+    use crate::members::Refusal::*;
+    match r {
+        LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AlreadyBound | CardTaken | AlreadyMember | PhoneTaken | SoldOut | NotEnoughPoints { .. } => {
+            StatusCode::CONFLICT
+        }
+        NoSuchItem | NotBound => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+impl From<crate::members::Error> for PageError {
+    fn from(e: crate::members::Error) -> Self {
+        match e {
+            crate::members::Error::Refused(r) => {
+                PageError::refused(members_status(&r), "无法完成 / Not possible", r.to_string())
+            }
+            crate::members::Error::Db(e) => e.into(),
+        }
+    }
+}
+
+/// The status a bookings refusal deserves.
+pub fn bookings_status(r: &crate::bookings::Refusal) -> StatusCode {
+    use crate::bookings::Refusal;
+    match r {
+        Refusal::NoSuchAdvisor | Refusal::NoSuchBooking => StatusCode::NOT_FOUND,
+        Refusal::NotASlot => StatusCode::BAD_REQUEST,
+        Refusal::Taken | Refusal::TooMany(_) => StatusCode::CONFLICT,
+    }
+}
+
+impl From<crate::bookings::Error> for PageError {
+    fn from(e: crate::bookings::Error) -> Self {
+        match e {
+            crate::bookings::Error::Refused(r) => {
+                PageError::refused(bookings_status(&r), "无法预约 / Not possible", r.to_string())
+            }
+            crate::bookings::Error::Db(e) => e.into(),
         }
     }
 }

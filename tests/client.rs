@@ -13,7 +13,7 @@ use wxoa::wechat::client::menu::{Button, ConditionalMenu, MatchRule, Menu};
 use wxoa::wechat::client::message::CustomMessage;
 use wxoa::wechat::client::qrcode::Scene;
 use wxoa::wechat::client::template::TemplateMessage;
-use wxoa::wechat::client::{ApiError, Client, RateLimits, Retry};
+use wxoa::wechat::client::{CallError, Client, RateLimits, Retry};
 use wxoa::wechat::envelope::Mode;
 
 const FAST_RETRY: Retry = Retry { attempts: 3, first: Duration::from_millis(20), max: Duration::from_millis(100) };
@@ -36,7 +36,7 @@ impl Setup {
     }
 
     fn client(&self) -> Client {
-        Client::with_retry(&self.config.wechat, &RateLimits::default(), self.store.clone(), FAST_RETRY)
+        Client::with_retry(&self.config.wechat.account(), &RateLimits::default(), self.store.clone(), FAST_RETRY)
     }
 
     async fn done(self) {
@@ -133,10 +133,10 @@ async fn token_errors_retry_once_and_busy_backs_off_a_bounded_number_of_times() 
     let other_db = Db::new(Backend::Sqlite).await;
     let other_store = Store::connect(&other_db.url, 2).await.unwrap();
     other_store.migrate().await.unwrap();
-    let bad = Client::with_retry(&wrong, &RateLimits::default(), other_store, FAST_RETRY);
+    let bad = Client::with_retry(&wrong.account(), &RateLimits::default(), other_store, FAST_RETRY);
     assert_eq!(
         bad.tag_list().await.unwrap_err(),
-        ApiError::WeChat { errcode: 40125, errmsg: "invalid appsecret".into() }
+        CallError::WeChat { errcode: 40125, errmsg: "invalid appsecret".into() }
     );
     s.done().await;
 }
@@ -150,7 +150,7 @@ async fn classic_token_api_and_pacing() {
     let store = Store::connect(&db.url, 4).await.unwrap();
     store.migrate().await.unwrap();
     let limits = RateLimits { user: 20.0, ..RateLimits::default() };
-    let client = Client::with_retry(&config.wechat, &limits, store, FAST_RETRY);
+    let client = Client::with_retry(&config.wechat.account(), &limits, store, FAST_RETRY);
     let started = Instant::now();
     for i in 0..40 {
         client.user_info(&format!("o{i}")).await.unwrap();

@@ -578,7 +578,7 @@ async fn advisor_bookings_cannot_double_book_and_reminders_respect_cancellations
         }
         wxoa::with_pool!(&store, pool => sqlx::query("UPDATE jobs SET run_at = 0").execute(pool).await.map(|_| ()))
             .unwrap();
-        let client = wxoa::wechat::client::Client::new(&config.wechat, &config.rate_limits, store.clone());
+        let client = wxoa::wechat::client::Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let worker = wxoa::jobs::worker::Worker::new(
             store.clone(),

@@ -30,7 +30,7 @@ async fn setup(backend: Backend) -> Setup {
     let store = Store::connect(&db.url, 8).await.unwrap();
     store.migrate().await.unwrap();
     let retry = Retry { attempts: 1, first: Duration::from_millis(10), max: Duration::from_millis(10) };
-    let client = Client::with_retry(&config.wechat, &RateLimits::default(), store.clone(), retry);
+    let client = Client::with_retry(&config.wechat.account(), &RateLimits::default(), store.clone(), retry);
     Setup { fake, store, client, db }
 }
 

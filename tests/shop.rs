@@ -361,8 +361,8 @@ async fn bad_shop_calls_are_refused_and_change_nothing() {
 async fn empty_secrets_switch_the_integration_off() {
     for backend in backends() {
         let (db, server, fake) = shop_server(backend, |c| {
-            c.shop.secret.clear();
-            c.checkout.secret.clear();
+            c.shop.secret = Default::default();
+            c.checkout.secret = Default::default();
         })
         .await;
         let launch = campaign(&server, "Launch", Some("LE-2026"), wxoa::store::now_ms()).await;

@@ -2,10 +2,10 @@
 //! OpenAPI document of the whole `/api/v1`, served to anyone.
 
 use super::Caller;
-use crate::app::AppState;
 use crate::config::Role;
-use crate::http::api::ApiError;
+use crate::error::ApiError;
 use crate::menu::MenuFile;
+use crate::state::AppState;
 use crate::with_pool;
 use axum::Json;
 use axum::Router;
@@ -56,7 +56,7 @@ async fn menu_sync(caller: Caller, State(s): State<AppState>) -> Result<Json<Val
     if !problems.is_empty() {
         return Err(ApiError::Unprocessable(format!("the menu file has problems: {}", problems.join("; "))));
     }
-    let unavailable = |e: crate::wechat::client::ApiError| ApiError::Unavailable(e.to_string());
+    let unavailable = |e: crate::wechat::client::CallError| ApiError::Unavailable(e.to_string());
     s.client.menu_create(&wanted.menu()).await.map_err(unavailable)?;
     for c in &wanted.conditional {
         s.client.menu_add_conditional(c).await.map_err(unavailable)?;

@@ -9,10 +9,10 @@
 //! another site is refused even where SameSite is not honoured.
 
 use super::{Caller, authenticate};
-use crate::app::AppState;
 use crate::campaigns::schedule::{self, Audience, MsgType, PushInput};
 use crate::campaigns::{self, Article, CampaignInput, ProductInput, send};
 use crate::h5::session::{mac, named_cookie};
+use crate::state::AppState;
 use crate::store::now_ms;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};

@@ -5,9 +5,9 @@
 pub mod api;
 pub mod console;
 
-use crate::app::AppState;
 use crate::config::{AdminToken, Role};
-use crate::http::api::ApiError;
+use crate::error::ApiError;
+use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};

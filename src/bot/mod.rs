@@ -88,8 +88,6 @@ impl Bot {
         outbox_wake: Arc<tokio::sync::Notify>,
         public_url: &str,
     ) -> Bot {
-        let mut id = [0u8; 4];
-        rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
         Bot {
             rules,
             templates: Arc::new(templates),
@@ -97,7 +95,7 @@ impl Bot {
             log,
             inflight: Mutex::new(HashMap::new()),
             deadline,
-            instance: format!("{}-{}", std::process::id(), crate::wechat::signature::hex(&id)),
+            instance: crate::store::instance_id(),
             outbox_wake,
             public_url: public_url.into(),
             checkout: Arc::new(crate::config::CheckoutConfig::default()),

@@ -5,9 +5,10 @@
 use super::schedule::{self, MsgType, PushInput};
 use super::{CampaignInput, send};
 use crate::admin::Caller;
-use crate::app::AppState;
 use crate::config::Role;
-use crate::http::api::{ApiError, ApiQuery, Id, parse_json};
+use crate::error::ApiError;
+use crate::http::api::{ApiQuery, Id, parse_json};
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;

@@ -194,7 +194,8 @@ pub async fn push(config: &Config, command: PushCommand) -> Result<ExitCode, Str
         }
         PushCommand::Preview { campaign, openids, kind, text } => {
             let c = find(&store, &campaign).await?;
-            let client = crate::wechat::client::Client::new(&config.wechat, &config.rate_limits, store.clone());
+            let client =
+                crate::wechat::client::Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
             let to = if openids.is_empty() { config.campaigns.test_openids.clone() } else { openids };
             let results = send::preview(&client, &config.h5.public_url, &c, msg_type(kind), text.as_deref(), &to)
                 .await

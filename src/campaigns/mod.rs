@@ -129,19 +129,6 @@ impl std::fmt::Display for Error {
     }
 }
 
-impl From<Error> for crate::http::api::ApiError {
-    fn from(e: Error) -> Self {
-        use crate::http::api::ApiError;
-        match e {
-            Error::Refused(Refusal::Invalid(m)) => ApiError::BadRequest(m),
-            Error::Refused(Refusal::Rule(m)) => ApiError::Unprocessable(m),
-            Error::Refused(Refusal::NotFound(m)) => ApiError::NotFound(m),
-            Error::Refused(Refusal::Conflict(m)) => ApiError::Conflict(m),
-            Error::Db(e) => ApiError::internal(e),
-        }
-    }
-}
-
 fn invalid(m: impl Into<String>) -> Error {
     Error::Refused(Refusal::Invalid(m.into()))
 }

@@ -313,7 +313,10 @@ pub async fn schedule(
     // both take the last slot of a month.
     let mut tx = store.begin().await?;
     if let Tx::Postgres(t) = &mut tx {
-        sqlx::query("SELECT pg_advisory_xact_lock(7310001)").execute(&mut **t).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(crate::store::locks::PUSH_SCHEDULE)
+            .execute(&mut **t)
+            .await?;
     }
     let existing = planned_pushes(&mut tx, now, window).await?;
     limits::check(&planned, &existing, cfg).map_err(|m| Error::Refused(Refusal::Rule(m)))?;

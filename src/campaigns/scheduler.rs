@@ -26,7 +26,7 @@ use crate::jobs::outbox::{self, NewJob};
 use crate::jobs::worker::CustomMessageJob;
 use crate::store::{Store, now_ms};
 use crate::wechat::client::mass::MassContent;
-use crate::wechat::client::{ApiError, CLIENTMSGID_TOO_FAST, Client};
+use crate::wechat::client::{CLIENTMSGID_TOO_FAST, CallError, Client};
 use crate::{with_pool, with_tx};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -66,7 +66,7 @@ impl Scheduler {
         wake: Arc<Notify>,
         outbox_wake: Arc<Notify>,
     ) -> Scheduler {
-        let instance = format!("{}-{}", std::process::id(), crate::wechat::envelope::random_nonce());
+        let instance = crate::store::instance_id();
         Scheduler(Arc::new(Inner {
             store,
             client,
@@ -307,7 +307,7 @@ impl Scheduler {
     /// A transient failure (or 45066, "same clientmsgid too soon") leaves the run for its lease
     /// to retry, until MAX_ATTEMPTS; WeChat refusing the content (bad media, over a limit)
     /// fails it at once.
-    async fn failed_attempt(&self, run_id: i64, attempts: i64, e: &ApiError) -> Result<(), String> {
+    async fn failed_attempt(&self, run_id: i64, attempts: i64, e: &CallError) -> Result<(), String> {
         let message: String = e.to_string().chars().take(500).collect();
         let retry = e.is_transient() || e.errcode() == Some(CLIENTMSGID_TOO_FAST);
         if retry && attempts < MAX_ATTEMPTS {

@@ -6,14 +6,14 @@ use super::{Article, Campaign, Error, Refusal, article_link};
 use crate::wechat::client::mass::{Audience as MassAudience, MassContent, MassSent};
 use crate::wechat::client::media::DraftArticle;
 use crate::wechat::client::message::{CustomMessage, NewsArticle};
-use crate::wechat::client::{ApiError, Client};
+use crate::wechat::client::{CallError, Client};
 
 fn link(public_url: &str, campaign: &Campaign, a: &Article) -> String {
     if a.link.is_empty() { article_link(public_url, campaign.id) } else { a.link.clone() }
 }
 
 /// The campaign's articles as a draft (`draft/add`); returns its media_id.
-pub async fn add_draft(client: &Client, public_url: &str, campaign: &Campaign) -> Result<String, ApiError> {
+pub async fn add_draft(client: &Client, public_url: &str, campaign: &Campaign) -> Result<String, CallError> {
     let articles: Vec<DraftArticle> = campaign
         .articles
         .iter()
@@ -50,7 +50,7 @@ pub async fn mass_send(
     audience: &Audience,
     content: &MassContent,
     clientmsgid: &str,
-) -> Result<MassSent, ApiError> {
+) -> Result<MassSent, CallError> {
     match audience {
         Audience::All => client.mass_send_all(&MassAudience::All, content, Some(clientmsgid)).await,
         Audience::Tag { tag_id } => client.mass_send_all(&MassAudience::Tag(*tag_id), content, Some(clientmsgid)).await,

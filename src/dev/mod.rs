@@ -69,7 +69,7 @@ pub async fn run(
     if options.seed {
         seed::run(&store, &base).await?;
     }
-    let cookies = app.state.cookies.clone();
+    let cookies = crate::h5::cookies(&app.state);
     let sim = simulator::Simulator::new(fake.clone(), menu, options.fixtures, store, &checkout_secret, cookies);
     for (name, tags) in [("Amy", &["VIP"][..]), ("Ben", &["VIP"][..]), ("Chen", &[][..])] {
         sim.add_follower(name, tags);

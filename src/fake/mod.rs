@@ -114,7 +114,7 @@ impl FakeWeChat {
         let state = State { knobs: Knobs { callbacks: true, ..Knobs::default() }, ..State::default() };
         FakeWeChat(Arc::new(Inner {
             app_id: config.wechat.app_id.clone(),
-            secret: config.wechat.app_secret.clone(),
+            secret: config.wechat.app_secret.expose().to_owned(),
             envelope: config.envelope(),
             webhook: Mutex::new(None),
             state: Mutex::new(state),

@@ -2,10 +2,11 @@
 //! nothing) and their whole points history, ten entries a page.
 
 use super::{Member, form, form_fields, once_only};
-use crate::app::AppState;
-use crate::http::page::{Page, PageError, see_other};
+use crate::error::PageError;
+use crate::http::page::{Page, see_other};
 use crate::members::binding::{self, Profile};
 use crate::members::{self, ledger::day};
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +30,7 @@ fn account_form(
     saved: bool,
 ) -> Page {
     let stores: Vec<_> = stores.iter().map(|s| context! { id => s.id, name => s.name }).collect();
-    let status = error.map(super::refusal_status).unwrap_or(axum::http::StatusCode::OK);
+    let status = error.map(crate::error::members_status).unwrap_or(axum::http::StatusCode::OK);
     Page::new(
         "account.html",
         context! {

@@ -4,10 +4,11 @@
 //! holds at most `h5.max_open_bookings` upcoming bookings.
 
 use super::{Member, form, form_fields, once_only};
-use crate::app::AppState;
 use crate::bookings::{self, Refusal};
-use crate::http::page::{Page, PageError, see_other};
+use crate::error::PageError;
+use crate::http::page::{Page, see_other};
 use crate::jobs::outbox::{KIND_TEMPLATE, NewJob};
+use crate::state::AppState;
 use crate::store::now_ms;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -81,12 +82,7 @@ async fn render(
             context! { label => d.label, slots }
         })
         .collect();
-    let status = match refused {
-        Some(Refusal::Taken | Refusal::TooMany(_)) => StatusCode::CONFLICT,
-        Some(Refusal::NoSuchAdvisor | Refusal::NoSuchBooking) => StatusCode::NOT_FOUND,
-        Some(Refusal::NotASlot) => StatusCode::BAD_REQUEST,
-        None => StatusCode::OK,
-    };
+    let status = refused.map(crate::error::bookings_status).unwrap_or(StatusCode::OK);
     Ok(Page::new(
         "book.html",
         context! {

@@ -3,11 +3,12 @@
 //! customer-service message, queued with the change).
 
 use super::{Follower, Member, form, form_fields, once_only};
-use crate::app::AppState;
-use crate::http::page::{Page, PageError, see_other};
+use crate::error::PageError;
+use crate::http::page::{Page, see_other};
 use crate::jobs::outbox::{KIND_CUSTOM_MESSAGE, NewJob};
 use crate::members::binding::{self, BindInput, EnrolInput};
 use crate::members::{self, Refusal, ledger::day};
+use crate::state::AppState;
 use crate::store::{Tx, now_ms};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -81,7 +82,7 @@ fn bind_form(
     enrol_error: Option<&Refusal>,
     banner: Option<&str>,
 ) -> Page {
-    let status = bind_error.or(enrol_error).map(super::refusal_status).unwrap_or(axum::http::StatusCode::OK);
+    let status = bind_error.or(enrol_error).map(crate::error::members_status).unwrap_or(axum::http::StatusCode::OK);
     Page::new(
         "bind.html",
         context! {

@@ -21,8 +21,9 @@ pub mod session;
 pub mod sign_in;
 pub mod submission;
 
-use crate::app::AppState;
-use crate::http::page::{PageError, Renderer};
+use crate::error::PageError;
+use crate::http::page::Renderer;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
@@ -95,7 +96,7 @@ impl FromRequestParts<AppState> for Follower {
 /// The signed-in follower of a request, or the sign-in that comes back to `page`.
 pub async fn follower(app: &AppState, headers: &axum::http::HeaderMap, page: &str) -> Result<Follower, PageError> {
     let to_sign_in = || PageError::SignIn(format!("/h5/start?to={page}"));
-    let Some(id) = app.cookies.session_id(&app.config.h5.session_secret, headers) else { return Err(to_sign_in()) };
+    let Some(id) = cookies(app).session_id(&app.config.h5.session_secret, headers) else { return Err(to_sign_in()) };
     match session::load(&app.store, &id).await? {
         Some(session) => Ok(Follower { openid: session.openid.clone(), session }),
         None => Err(to_sign_in()),
@@ -195,45 +196,9 @@ pub async fn once_only<E>(
     }
 }
 
-/// The refusal page for a domain refusal, with the status it deserves.
-pub fn refusal_status(r: &crate::members::Refusal) -> StatusCode {
-    use crate::members::Refusal::*;
-    match r {
-        LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
-        AlreadyBound | CardTaken | AlreadyMember | PhoneTaken | SoldOut | NotEnoughPoints { .. } => {
-            StatusCode::CONFLICT
-        }
-        NoSuchItem | NotBound => StatusCode::NOT_FOUND,
-        _ => StatusCode::BAD_REQUEST,
-    }
-}
-
-impl From<crate::members::Error> for PageError {
-    fn from(e: crate::members::Error) -> Self {
-        match e {
-            crate::members::Error::Refused(r) => {
-                PageError::refused(refusal_status(&r), "无法完成 / Not possible", r.to_string())
-            }
-            crate::members::Error::Db(e) => e.into(),
-        }
-    }
-}
-
-impl From<crate::bookings::Error> for PageError {
-    fn from(e: crate::bookings::Error) -> Self {
-        use crate::bookings::Refusal;
-        match e {
-            crate::bookings::Error::Refused(r) => {
-                let status = match r {
-                    Refusal::NoSuchAdvisor | Refusal::NoSuchBooking => StatusCode::NOT_FOUND,
-                    Refusal::NotASlot => StatusCode::BAD_REQUEST,
-                    Refusal::Taken | Refusal::TooMany(_) => StatusCode::CONFLICT,
-                };
-                PageError::refused(status, "无法预约 / Not possible", r.to_string())
-            }
-            crate::bookings::Error::Db(e) => e.into(),
-        }
-    }
+/// The H5 cookies' names and attributes for this deployment (`__Host-` on https).
+pub fn cookies(app: &AppState) -> session::Cookies {
+    session::Cookies::for_public_url(&app.config.h5.public_url)
 }
 
 /// The card number as a QR code (inline SVG) for the store's scanner at the till.

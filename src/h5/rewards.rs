@@ -4,10 +4,11 @@
 //! and its result on the catalogue page.
 
 use super::{Member, form, form_fields, once_only};
-use crate::app::AppState;
-use crate::http::page::{Page, PageError, see_other};
+use crate::error::PageError;
+use crate::http::page::{Page, see_other};
 use crate::jobs::outbox::{KIND_TEMPLATE, NewJob};
 use crate::members::{self, redeem};
+use crate::state::AppState;
 use crate::store::now_ms;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -51,7 +52,7 @@ async fn catalogue_page(
         })
         .collect();
     let done = done.map(|r| context! { number => r.id, name => r.item.name, cost => r.item.points_cost });
-    let status = refused.map(super::refusal_status).unwrap_or(StatusCode::OK);
+    let status = refused.map(crate::error::members_status).unwrap_or(StatusCode::OK);
     Ok(Page::new(
         "catalogue.html",
         context! { items, points => balance.points, done, error => refused.map(ToString::to_string) },

@@ -2,9 +2,10 @@
 //! for why nothing is stored before the callback and why each sign-in gets a new session).
 
 use super::session::{self, OAuthState};
-use crate::app::AppState;
-use crate::http::page::{PageError, see_other};
+use crate::error::PageError;
+use crate::http::page::see_other;
 use crate::members::import::normalise_name;
+use crate::state::AppState;
 use crate::store::now_ms;
 use crate::wechat::client::oauth::Scope;
 use axum::extract::{Query, State};
@@ -54,7 +55,7 @@ pub async fn start(State(app): State<AppState>, Query(q): Query<StartQuery>) -> 
         .client
         .oauth_authorize_url(&h5.oauth_base, &redirect_uri, scope, &oauth.state)
         .map_err(|e| PageError::Unavailable(e.to_string()))?;
-    let cookie = app.cookies.set_oauth(&h5.session_secret, &oauth);
+    let cookie = super::cookies(&app).set_oauth(&h5.session_secret, &oauth);
     Ok((StatusCode::FOUND, [(LOCATION, url), (SET_COOKIE, cookie)]).into_response())
 }
 
@@ -71,7 +72,7 @@ pub async fn callback(
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, PageError> {
-    let spent = HeaderValue::from_str(&app.cookies.clear_oauth()).expect("a cookie is a header value");
+    let spent = HeaderValue::from_str(&super::cookies(&app).clear_oauth()).expect("a cookie is a header value");
     let mut response = signed_in(&app, &headers, q).await.unwrap_or_else(IntoResponse::into_response);
     response.headers_mut().append(SET_COOKIE, spent);
     Ok(response)
@@ -82,7 +83,9 @@ async fn signed_in(app: &AppState, headers: &HeaderMap, q: CallbackQuery) -> Res
     let (Some(code), Some(state)) = (q.code.filter(|c| !c.is_empty() && c.len() <= 128), q.state) else {
         return Err(expired());
     };
-    let Some(oauth) = app.cookies.oauth_state(&h5.session_secret, headers, now_ms()) else { return Err(expired()) };
+    let Some(oauth) = super::cookies(app).oauth_state(&h5.session_secret, headers, now_ms()) else {
+        return Err(expired());
+    };
     if !session::same(&oauth.state, &state) {
         return Err(expired());
     }
@@ -106,11 +109,11 @@ async fn signed_in(app: &AppState, headers: &HeaderMap, q: CallbackQuery) -> Res
     } else {
         None
     };
-    let previous = app.cookies.session_id(&h5.session_secret, headers);
+    let previous = super::cookies(app).session_id(&h5.session_secret, headers);
     let session =
         session::sign_in(&app.store, &token.openid, nickname.as_deref(), h5.session_ttl_secs, previous.as_deref())
             .await?;
-    let cookie = app.cookies.set_session(&h5.session_secret, &session.id, h5.session_ttl_secs);
+    let cookie = super::cookies(app).set_session(&h5.session_secret, &session.id, h5.session_ttl_secs);
     let mut response = see_other(&oauth.next);
     response.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&cookie).expect("a cookie is a header value"));
     Ok(response)

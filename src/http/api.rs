@@ -1,61 +1,7 @@
-//! The JSON side of the HTTP API (`/api/v1/…`): one error type whose every variant is a status
-//! and a `{"error": "…"}` body a client can show as it is. Internal details are logged only.
+//! Extractors of the JSON API (`/api/v1/…`) that refuse bad input as [`ApiError`]s — JSON,
+//! where axum's own rejections would be plain text.
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-
-#[derive(Debug)]
-pub enum ApiError {
-    /// 400: the request is malformed (bad JSON, a field out of bounds).
-    BadRequest(String),
-    /// 401: no credentials, or wrong ones (bad token, bad signature, stale timestamp).
-    Unauthorized(String),
-    /// 403: known caller, not allowed.
-    Forbidden(String),
-    NotFound(String),
-    /// 409: well-formed but refused by the current state (already sent, status going backwards).
-    Conflict(String),
-    /// 413: the body is larger than the endpoint takes.
-    TooLarge(String),
-    /// 422: well-formed but breaks a rule (WeChat's limits, unknown follower).
-    Unprocessable(String),
-    /// 503: switched off in config, or a dependency is down.
-    Unavailable(String),
-    Internal(String),
-}
-
-impl ApiError {
-    pub fn internal(e: impl std::fmt::Display) -> ApiError {
-        ApiError::Internal(e.to_string())
-    }
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(format!("database: {e}"))
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, message) = match self {
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
-            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
-            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
-            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
-            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
-            ApiError::Internal(m) => {
-                tracing::error!(error = %m, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
-            }
-        };
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
-    }
-}
+use crate::error::ApiError;
 
 /// A JSON body that answers 400 with serde's reason (not axum's 415/422 split) when it is wrong.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -1,7 +1,7 @@
 //! `/healthz` (the process answers), `/readyz` (the database is ours and takes writes) and `/metrics`
 //! (Prometheus text format).
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -7,7 +7,7 @@ pub mod page;
 pub mod server;
 pub mod webhook;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::response::IntoResponse;

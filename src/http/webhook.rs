@@ -4,8 +4,8 @@
 //! after the signature verifies. `POST` carries every message and event:
 //! verify → decrypt → parse → bot (dedup, route, act, record) → seal the reply.
 
-use crate::app::AppState;
-use crate::error::AppError;
+use crate::error::WebhookError;
+use crate::state::AppState;
 use crate::wechat::envelope::SignedQuery;
 use crate::wechat::message::Message;
 use axum::Router;
@@ -29,31 +29,35 @@ fn unix_now() -> i64 {
     crate::store::now_ms() / 1000
 }
 
-async fn handshake(State(app): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, AppError> {
+async fn handshake(State(app): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, WebhookError> {
     let q = SignedQuery::parse(query.as_deref().unwrap_or(""));
     let echo = app.envelope.handshake(&q, unix_now()).inspect_err(reject_metric)?;
     Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], echo.to_owned()).into_response())
 }
 
-async fn receive(State(app): State<AppState>, RawQuery(query): RawQuery, body: Bytes) -> Result<Response, AppError> {
+async fn receive(
+    State(app): State<AppState>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Response, WebhookError> {
     answer(&app, query.as_deref().unwrap_or(""), body).await
 }
 
-async fn answer(app: &AppState, query: &str, body: Bytes) -> Result<Response, AppError> {
+async fn answer(app: &AppState, query: &str, body: Bytes) -> Result<Response, WebhookError> {
     let received = Instant::now();
     let q = SignedQuery::parse(query);
     let now = unix_now();
     let opened = app.envelope.open(&q, &body, now).inspect_err(reject_metric)?;
     let msg = Message::parse(&opened.xml).map_err(|e| {
         metrics::counter!("wxoa_webhook_rejected_total", "reason" => "parse").increment(1);
-        AppError::BadRequest(e.to_string())
+        WebhookError::BadRequest(e.to_string())
     })?;
     tracing::debug!(openid = %crate::mask(&msg.openid), msg_type = %msg.msg_type, "message");
     let answer = app
         .bot
         .handle(msg, opened.xml, opened.encrypted, received)
         .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+        .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
     let m = webhook_metrics();
     m.answered(&answer.outcome).increment(1);
     m.seconds.record(received.elapsed().as_secs_f64());

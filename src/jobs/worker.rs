@@ -16,7 +16,7 @@ use crate::config::OutboxConfig;
 use crate::store::{Store, now_ms};
 use crate::wechat::client::message::CustomMessage;
 use crate::wechat::client::template::TemplateMessage;
-use crate::wechat::client::{ApiError, Client, QUOTA};
+use crate::wechat::client::{CallError, Client, QUOTA};
 use crate::{with_pool, with_tx};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,9 +58,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(store: Store, client: Client, config: OutboxConfig, wake: Arc<Notify>) -> Worker {
-        let mut id = [0u8; 4];
-        rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
-        let instance = format!("{}-{}", std::process::id(), crate::wechat::signature::hex(&id));
+        let instance = crate::store::instance_id();
         Worker { store, client, config, instance, wake }
     }
 
@@ -205,10 +203,12 @@ fn backoff_ms(attempts: i64) -> i64 {
     base / 2 + (rand::random::<u32>() as i64 % (base / 2 + 1))
 }
 
-/// Why a send failed: WeChat (or the network) said no, or the job itself is unusable.
+/// Why a send failed: WeChat (or the network) said no, the database did not answer, or the
+/// job itself is unusable.
 #[derive(Debug)]
 enum SendError {
-    Api(ApiError),
+    Api(CallError),
+    Db(sqlx::Error),
     Bad(String),
 }
 
@@ -237,9 +237,7 @@ async fn execute(client: &Client, store: &Store, kind: &str, payload: &str) -> S
         crate::bookings::KIND_REMINDER => {
             let job: ReminderJob =
                 serde_json::from_str(payload).map_err(|e| SendError::Bad(format!("bad payload: {e}")))?;
-            let confirmed = crate::bookings::is_confirmed(store, job.booking_id)
-                .await
-                .map_err(|e| SendError::Api(ApiError::Http(format!("database: {e}"))))?;
+            let confirmed = crate::bookings::is_confirmed(store, job.booking_id).await.map_err(SendError::Db)?;
             if !confirmed {
                 return Ok(Some("skipped: booking cancelled".into()));
             }
@@ -253,6 +251,10 @@ fn judge(result: Sent, attempts: i64, max_attempts: i64) -> Verdict {
     match result {
         Ok(r) => Verdict::Done(r),
         Err(SendError::Bad(bad)) => Verdict::Dead(bad),
+        Err(SendError::Db(e)) if attempts >= max_attempts => {
+            Verdict::Dead(format!("database: {e} (after {attempts} attempts)"))
+        }
+        Err(SendError::Db(e)) => Verdict::Retry(format!("database: {e}")),
         Err(SendError::Api(e)) if e.errcode() == Some(QUOTA) => Verdict::Postpone(e.to_string()),
         Err(SendError::Api(e)) if e.is_transient() || e.is_token_error() => {
             if attempts >= max_attempts {
@@ -277,12 +279,12 @@ mod tests {
 
     #[test]
     fn verdicts_by_errcode() {
-        let we = |c: i64| Err(SendError::Api(ApiError::WeChat { errcode: c, errmsg: String::new() }));
+        let we = |c: i64| Err(SendError::Api(CallError::WeChat { errcode: c, errmsg: String::new() }));
         let cases: Vec<(Sent, i64, &str)> = vec![
             (Ok(Some("1".into())), 1, "done"),
             (we(-1), 1, "retry"),
             (we(-1), 8, "dead"),
-            (Err(SendError::Api(ApiError::Http("reset".into()))), 2, "retry"),
+            (Err(SendError::Api(CallError::Http("reset".into()))), 2, "retry"),
             (we(40001), 1, "retry"),
             (we(45009), 1, "postpone"),
             (we(43004), 1, "dead"),

@@ -15,8 +15,8 @@
 //! [`MAX_BODY`] (413), both headers are present and well formed, the timestamp is in the window
 //! and the signature matches in constant time (401).
 
-use crate::app::AppState;
-use crate::http::api::ApiError;
+use crate::error::ApiError;
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};

@@ -12,8 +12,9 @@
 //!    ([`super::checkout`]). The response is `no-store`: the token is personal.
 
 use super::Offer;
-use crate::app::AppState;
-use crate::http::page::{Page, PageError};
+use crate::error::PageError;
+use crate::http::page::Page;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::http::{HeaderMap, StatusCode};

@@ -24,8 +24,8 @@ pub mod landing;
 pub mod orders;
 pub mod stock;
 
-use crate::app::AppState;
 use crate::config::CheckoutConfig;
+use crate::state::AppState;
 use crate::store::Store;
 use crate::with_pool;
 use axum::Router;

@@ -29,9 +29,10 @@
 //!   buyer is a different openid than earlier notifications of the order said: **409**.
 
 use super::stock::bounded;
-use crate::app::AppState;
-use crate::http::api::{ApiError, parse_json};
+use crate::error::ApiError;
+use crate::http::api::parse_json;
 use crate::jobs::outbox::{self, KIND_TEMPLATE, NewJob};
+use crate::state::AppState;
 use crate::store::{Store, Tx, now_ms};
 use crate::with_tx;
 use axum::Json;
@@ -184,7 +185,11 @@ pub enum Outcome {
 /// the database's write lock). The first key namespaces wxoa's advisory locks.
 async fn lock_order(tx: &mut Tx, order_id: &str) -> Result<(), sqlx::Error> {
     if let Tx::Postgres(tx) = tx {
-        sqlx::query("SELECT pg_advisory_xact_lock(7110005, hashtext($1))").bind(order_id).execute(&mut **tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($2, hashtext($1))")
+            .bind(order_id)
+            .bind(crate::store::locks::ORDER)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }

@@ -14,8 +14,9 @@
 //! product keeps the `X-Wxoa-Timestamp` of the report its stock came from, and a report older
 //! than that is counted as `stale` and changes nothing.
 
-use crate::app::AppState;
-use crate::http::api::{ApiError, parse_json};
+use crate::error::ApiError;
+use crate::http::api::parse_json;
+use crate::state::AppState;
 use crate::store::{Store, now_ms};
 use crate::with_tx;
 use axum::Json;

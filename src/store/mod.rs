@@ -250,7 +250,7 @@ impl Store {
             ($pool:expr, $begin:expr, $lock:expr, $ddl:expr, $migrations:expr) => {{
                 let mut tx = $pool.begin_with($begin).await?;
                 if let Some(lock) = $lock {
-                    sqlx::query(lock).execute(&mut *tx).await?;
+                    sqlx::query(lock).bind(locks::MIGRATIONS).execute(&mut *tx).await?;
                 }
                 sqlx::raw_sql($ddl).execute(&mut *tx).await?;
                 let mut ran = 0;
@@ -286,7 +286,7 @@ impl Store {
             Store::Postgres(pool) => run!(
                 pool,
                 "BEGIN",
-                Some("SELECT pg_advisory_xact_lock(7110001)"),
+                Some("SELECT pg_advisory_xact_lock($1)"),
                 "CREATE TABLE IF NOT EXISTS wxoa_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
                 POSTGRES_MIGRATIONS
             ),
@@ -364,6 +364,26 @@ impl Tx {
             Tx::Postgres(tx) => tx.commit().await,
         }
     }
+}
+
+/// A name for one worker of this process (`<pid>-<random>`), as claims and leases record who
+/// holds them: a claim whose holder went quiet can be told from one still working.
+pub fn instance_id() -> String {
+    let mut id = [0u8; 4];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", std::process::id())
+}
+
+/// PostgreSQL advisory-lock keys, one namespace for wxoa (two-key locks use the first as the
+/// namespace and a hash as the second).
+pub mod locks {
+    /// Migrations: two instances starting together do not race.
+    pub const MIGRATIONS: i64 = 7110001;
+    /// One order's status changes, in arrival order.
+    pub const ORDER: i32 = 7110005;
+    /// Scheduling pushes, so WeChat's monthly limit is checked against a stable schedule.
+    pub const PUSH_SCHEDULE: i64 = 7310001;
 }
 
 /// Now as unix milliseconds.

@@ -45,7 +45,7 @@ async fn done_count(store: &Store, run: &str) -> Result<i64, String> {
 
 /// Runs a worker until the run's `n` jobs are done; returns the elapsed time.
 pub async fn drain(config: &Config, store: &Store, run: &str, n: usize) -> Result<Duration, String> {
-    let client = crate::wechat::client::Client::new(&config.wechat, &config.rate_limits, store.clone());
+    let client = crate::wechat::client::Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = Worker::new(store.clone(), client, config.outbox.clone(), Arc::new(tokio::sync::Notify::new()));
     let started = Instant::now();

@@ -7,9 +7,10 @@ pub mod h5_browser;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use wxoa::app::{App, AppState};
+use wxoa::app::App;
 use wxoa::bot::handlers::Handlers;
 use wxoa::config::Config;
+use wxoa::state::AppState;
 use wxoa::wechat::envelope::{Envelope, Mode, random_nonce};
 
 pub const APP_ID: &str = "wx5f0e1d2c3b4a6978";

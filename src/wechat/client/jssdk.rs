@@ -2,7 +2,7 @@
 //! page passes to `wx.config`:
 //! `sha1("jsapi_ticket=…&noncestr=…&timestamp=…&url=…")`, the URL without its `#` part.
 
-use super::{ApiError, Client, Family};
+use super::{CallError, Client, Family};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
@@ -24,7 +24,7 @@ pub fn js_signature(ticket: &str, nonce: &str, timestamp: i64, url: &str) -> Str
 }
 
 impl Client {
-    pub async fn jsapi_ticket(&self) -> Result<(String, i64), ApiError> {
+    pub async fn jsapi_ticket(&self) -> Result<(String, i64), CallError> {
         #[derive(Deserialize)]
         struct Answer {
             ticket: String,
@@ -36,7 +36,7 @@ impl Client {
     }
 
     /// The `wx.config` parameters for a page at `url`.
-    pub async fn js_config(&self, url: &str) -> Result<JsConfig, ApiError> {
+    pub async fn js_config(&self, url: &str) -> Result<JsConfig, CallError> {
         let (ticket, _) = self.jsapi_ticket().await?;
         let nonce = crate::wechat::envelope::random_nonce();
         let timestamp = crate::store::now_ms() / 1000;

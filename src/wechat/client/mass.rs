@@ -3,7 +3,7 @@
 //! idempotent: WeChat refuses a second send with the same one. Service accounts reach each
 //! follower at most 4 times a month; WeChat reports results with MASSSENDJOBFINISH.
 
-use super::{ApiError, Client, Family};
+use super::{CallError, Client, Family};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -72,7 +72,7 @@ impl Client {
         audience: &Audience,
         content: &MassContent,
         clientmsgid: Option<&str>,
-    ) -> Result<MassSent, ApiError> {
+    ) -> Result<MassSent, CallError> {
         let mut b = body(content, clientmsgid);
         b["filter"] = match audience {
             Audience::All => json!({ "is_to_all": true }),
@@ -87,9 +87,9 @@ impl Client {
         openids: &[&str],
         content: &MassContent,
         clientmsgid: Option<&str>,
-    ) -> Result<MassSent, ApiError> {
+    ) -> Result<MassSent, CallError> {
         if !(2..=10_000).contains(&openids.len()) {
-            return Err(ApiError::Decode(format!("mass/send takes 2 to 10,000 openids, got {}", openids.len())));
+            return Err(CallError::Invalid(format!("mass/send takes 2 to 10,000 openids, got {}", openids.len())));
         }
         let mut b = body(content, clientmsgid);
         b["touser"] = json!(openids);
@@ -97,14 +97,14 @@ impl Client {
     }
 
     /// Sends `content` to one follower only, to check how it looks.
-    pub async fn mass_preview(&self, openid: &str, content: &MassContent) -> Result<(), ApiError> {
+    pub async fn mass_preview(&self, openid: &str, content: &MassContent) -> Result<(), CallError> {
         let mut b = body(content, None);
         b["touser"] = json!(openid);
         self.post::<_, super::Ack>(Family::Mass, "/cgi-bin/message/mass/preview", &b).await.map(|_| ())
     }
 
     /// `SEND_SUCCESS`, `SENDING`, `SEND_FAIL` or `DELETE`.
-    pub async fn mass_status(&self, msg_id: i64) -> Result<String, ApiError> {
+    pub async fn mass_status(&self, msg_id: i64) -> Result<String, CallError> {
         #[derive(Deserialize)]
         struct Answer {
             msg_status: String,

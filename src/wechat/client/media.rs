@@ -1,7 +1,7 @@
 //! Media for articles: upload an image used inside article bodies (`media/uploadimg`, returns a
 //! URL), and add a draft (`draft/add`, returns the `media_id` a mass send of `mpnews` needs).
 
-use super::{ApiError, Client, Family, decode};
+use super::{CallError, Client, Family, decode};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,9 +24,9 @@ pub struct DraftArticle {
 
 impl Client {
     /// Uploads a JPEG or PNG (at most 1 MB) for use inside articles; returns its URL.
-    pub async fn media_upload_image(&self, filename: &str, bytes: Vec<u8>) -> Result<String, ApiError> {
+    pub async fn media_upload_image(&self, filename: &str, bytes: Vec<u8>) -> Result<String, CallError> {
         if bytes.len() > 1024 * 1024 {
-            return Err(ApiError::Decode("article images are at most 1 MB".into()));
+            return Err(CallError::Invalid("article images are at most 1 MB".into()));
         }
         let content_type = if filename.to_ascii_lowercase().ends_with(".png") { "image/png" } else { "image/jpeg" };
         let boundary = format!("wxoa{}", crate::wechat::envelope::random_nonce());
@@ -50,8 +50,8 @@ impl Client {
             .body(body)
             .send()
             .await
-            .map_err(|e| ApiError::Http(e.without_url().to_string()))?;
-        let answer: Result<Answer, ApiError> = decode(resp).await;
+            .map_err(|e| CallError::Http(e.without_url().to_string()))?;
+        let answer: Result<Answer, CallError> = decode(resp).await;
         if answer.as_ref().is_err_and(|e| e.is_token_error()) {
             self.tokens().invalidate(&token).await?;
         }
@@ -59,9 +59,9 @@ impl Client {
     }
 
     /// Adds a draft of up to 8 articles; returns its media_id.
-    pub async fn draft_add(&self, articles: &[DraftArticle]) -> Result<String, ApiError> {
+    pub async fn draft_add(&self, articles: &[DraftArticle]) -> Result<String, CallError> {
         if articles.is_empty() || articles.len() > 8 {
-            return Err(ApiError::Decode(format!("a draft has 1 to 8 articles, got {}", articles.len())));
+            return Err(CallError::Invalid(format!("a draft has 1 to 8 articles, got {}", articles.len())));
         }
         #[derive(Deserialize)]
         struct Answer {

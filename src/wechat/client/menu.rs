@@ -1,6 +1,6 @@
 //! Custom menu: create, get, delete; conditional menus (by tag) add, delete, trymatch.
 
-use super::{Ack, ApiError, Client, Family};
+use super::{Ack, CallError, Client, Family};
 use serde::{Deserialize, Serialize};
 
 /// One menu button, as WeChat's JSON has it.
@@ -62,35 +62,35 @@ struct MenuId {
 }
 
 impl Client {
-    pub async fn menu_create(&self, menu: &Menu) -> Result<(), ApiError> {
+    pub async fn menu_create(&self, menu: &Menu) -> Result<(), CallError> {
         self.post::<_, Ack>(Family::Menu, "/cgi-bin/menu/create", menu).await.map(|_| ())
     }
 
     /// The live menu; a 46003 ("no menu") is an empty one.
-    pub async fn menu_get(&self) -> Result<MenuInfo, ApiError> {
+    pub async fn menu_get(&self) -> Result<MenuInfo, CallError> {
         match self.get(Family::Menu, "/cgi-bin/menu/get", &[]).await {
-            Err(ApiError::WeChat { errcode: 46003, .. }) => Ok(MenuInfo::default()),
+            Err(CallError::WeChat { errcode: 46003, .. }) => Ok(MenuInfo::default()),
             other => other,
         }
     }
 
     /// Deletes the menu and every conditional menu.
-    pub async fn menu_delete(&self) -> Result<(), ApiError> {
+    pub async fn menu_delete(&self) -> Result<(), CallError> {
         self.get::<Ack>(Family::Menu, "/cgi-bin/menu/delete", &[]).await.map(|_| ())
     }
 
-    pub async fn menu_add_conditional(&self, menu: &ConditionalMenu) -> Result<i64, ApiError> {
+    pub async fn menu_add_conditional(&self, menu: &ConditionalMenu) -> Result<i64, CallError> {
         self.post::<_, MenuId>(Family::Menu, "/cgi-bin/menu/addconditional", menu).await.map(|m| m.menuid)
     }
 
-    pub async fn menu_delete_conditional(&self, menuid: i64) -> Result<(), ApiError> {
+    pub async fn menu_delete_conditional(&self, menuid: i64) -> Result<(), CallError> {
         self.post::<_, Ack>(Family::Menu, "/cgi-bin/menu/delconditional", &serde_json::json!({ "menuid": menuid }))
             .await
             .map(|_| ())
     }
 
     /// The menu `user_id` (an openid or WeChat id) would see.
-    pub async fn menu_try_match(&self, user_id: &str) -> Result<Vec<Button>, ApiError> {
+    pub async fn menu_try_match(&self, user_id: &str) -> Result<Vec<Button>, CallError> {
         #[derive(Deserialize)]
         struct Answer {
             button: Vec<Button>,

@@ -1,7 +1,7 @@
 //! Customer-service messages (`message/custom/send`, within 48 hours of the follower's last
 //! message) and the typing indicator.
 
-use super::{Ack, ApiError, Client, Family};
+use super::{Ack, CallError, Client, Family};
 use crate::wechat::reply::Reply;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -92,14 +92,14 @@ impl CustomMessage {
 }
 
 impl Client {
-    pub async fn custom_send(&self, touser: &str, message: &CustomMessage) -> Result<(), ApiError> {
+    pub async fn custom_send(&self, touser: &str, message: &CustomMessage) -> Result<(), CallError> {
         self.post::<_, Ack>(Family::Message, "/cgi-bin/message/custom/send", &message.to_request(touser))
             .await
             .map(|_| ())
     }
 
     /// Shows ("Typing") or hides ("CancelTyping") the typing indicator.
-    pub async fn custom_typing(&self, touser: &str, typing: bool) -> Result<(), ApiError> {
+    pub async fn custom_typing(&self, touser: &str, typing: bool) -> Result<(), CallError> {
         let command = if typing { "Typing" } else { "CancelTyping" };
         self.post::<_, Ack>(
             Family::Message,

@@ -3,7 +3,7 @@
 //! [`qrcode`], [`media`], [`mass`], [`jssdk`], [`oauth`]).
 //!
 //! Every call carries the shared access token ([`token`]). WeChat answers errors as JSON
-//! `{"errcode": n, "errmsg": "…"}` with HTTP 200; each becomes [`ApiError::WeChat`]. The client
+//! `{"errcode": n, "errmsg": "…"}` with HTTP 200; each becomes [`CallError::WeChat`]. The client
 //! retries only what is safe to retry:
 //! * 40001 / 42001 / 40014 (token invalid, expired, malformed): expire the token *if it is still
 //!   the one that failed*, refresh, and retry once — never in a loop;
@@ -23,7 +23,6 @@ pub mod template;
 pub mod token;
 pub mod user;
 
-use crate::config::WechatConfig;
 use crate::store::Store;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -45,19 +44,23 @@ pub const CLIENTMSGID_TOO_FAST: i64 = 45066;
 pub const UNSUBSCRIBED: i64 = 43004;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiError {
+pub enum CallError {
     /// WeChat answered with a non-zero errcode.
     WeChat { errcode: i64, errmsg: String },
     /// The call did not get an answer (connection, timeout, HTTP status).
     Http(String),
     /// The answer was not what the API documents.
     Decode(String),
+    /// Refused before calling: the arguments break the API's documented limits.
+    Invalid(String),
+    /// The shared token could not be read or written (the database failed).
+    Store(String),
 }
 
-impl ApiError {
+impl CallError {
     pub fn errcode(&self) -> Option<i64> {
         match self {
-            ApiError::WeChat { errcode, .. } => Some(*errcode),
+            CallError::WeChat { errcode, .. } => Some(*errcode),
             _ => None,
         }
     }
@@ -68,21 +71,23 @@ impl ApiError {
 
     /// Worth trying again after a pause.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ApiError::Http(_)) || self.errcode() == Some(BUSY)
+        matches!(self, CallError::Http(_) | CallError::Store(_)) || self.errcode() == Some(BUSY)
     }
 }
 
-impl std::fmt::Display for ApiError {
+impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ApiError::WeChat { errcode, errmsg } => write!(f, "WeChat error {errcode}: {errmsg}"),
-            ApiError::Http(e) => write!(f, "WeChat API unreachable: {e}"),
-            ApiError::Decode(e) => write!(f, "unexpected WeChat API answer: {e}"),
+            CallError::WeChat { errcode, errmsg } => write!(f, "WeChat error {errcode}: {errmsg}"),
+            CallError::Http(e) => write!(f, "WeChat API unreachable: {e}"),
+            CallError::Decode(e) => write!(f, "unexpected WeChat API answer: {e}"),
+            CallError::Invalid(e) => write!(f, "not sent to WeChat: {e}"),
+            CallError::Store(e) => write!(f, "access token store: {e}"),
         }
     }
 }
 
-impl std::error::Error for ApiError {}
+impl std::error::Error for CallError {}
 
 /// API families, each with its own pace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -182,6 +187,16 @@ impl Default for Retry {
     }
 }
 
+/// The Official Account a [`Client`] calls WeChat for, and where.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub app_id: String,
+    pub app_secret: crate::secret::Secret,
+    /// `https://api.weixin.qq.com`, or a fake's address.
+    pub api_base: String,
+    pub token_api: token::TokenApi,
+}
+
 #[derive(Clone)]
 pub struct Client(Arc<Inner>);
 
@@ -204,19 +219,19 @@ pub struct Ack {
 }
 
 impl Client {
-    pub fn new(config: &WechatConfig, limits: &RateLimits, store: Store) -> Client {
-        Self::with_retry(config, limits, store, Retry::default())
+    pub fn new(account: &Account, limits: &RateLimits, store: Store) -> Client {
+        Self::with_retry(account, limits, store, Retry::default())
     }
 
-    pub fn with_retry(config: &WechatConfig, limits: &RateLimits, store: Store, retry: Retry) -> Client {
+    pub fn with_retry(account: &Account, limits: &RateLimits, store: Store, retry: Retry) -> Client {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(256)
             .build()
             .expect("HTTP client");
-        let base = config.api_base.trim_end_matches('/').to_owned();
-        let tokens = TokenManager::new(store, http.clone(), &base, config);
+        let base = account.api_base.trim_end_matches('/').to_owned();
+        let tokens = TokenManager::new(store, http.clone(), &base, account);
         let families = [
             Family::Token,
             Family::Menu,
@@ -231,7 +246,7 @@ impl Client {
         ];
         debug_assert_eq!(families.len(), FAMILIES);
         let pacers = families.iter().map(|f| Pacer::new(limits.per_sec(*f))).collect();
-        Client(Arc::new(Inner { http, base, app_id: config.app_id.clone(), tokens, pacers, retry }))
+        Client(Arc::new(Inner { http, base, app_id: account.app_id.clone(), tokens, pacers, retry }))
     }
 
     pub fn app_id(&self) -> &str {
@@ -256,8 +271,8 @@ impl Client {
         family: Family,
         path: &str,
         body: &Req,
-    ) -> Result<Resp, ApiError> {
-        let body = serde_json::to_vec(body).map_err(|e| ApiError::Decode(e.to_string()))?;
+    ) -> Result<Resp, CallError> {
+        let body = serde_json::to_vec(body).map_err(|e| CallError::Decode(e.to_string()))?;
         self.call(family, reqwest::Method::POST, path, &[], Some(body)).await
     }
 
@@ -267,7 +282,7 @@ impl Client {
         family: Family,
         path: &str,
         query: &[(&str, &str)],
-    ) -> Result<Resp, ApiError> {
+    ) -> Result<Resp, CallError> {
         self.call(family, reqwest::Method::GET, path, query, None).await
     }
 
@@ -278,7 +293,7 @@ impl Client {
         path: &str,
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
-    ) -> Result<Resp, ApiError> {
+    ) -> Result<Resp, CallError> {
         if let Some(pacer) = &self.0.pacers[family as usize] {
             pacer.wait().await;
         }
@@ -311,32 +326,32 @@ impl Client {
         query: &[(&str, &str)],
         token: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<Resp, ApiError> {
+    ) -> Result<Resp, CallError> {
         let url = format!("{}{}", self.0.base, path);
         let mut req = self.0.http.request(method, url).query(&[("access_token", token)]).query(query);
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body);
         }
-        let resp = req.send().await.map_err(|e| ApiError::Http(e.without_url().to_string()))?;
+        let resp = req.send().await.map_err(|e| CallError::Http(e.without_url().to_string()))?;
         decode(resp).await
     }
 }
 
 /// Reads a WeChat JSON answer: a non-zero `errcode` is an error, anything else the response.
-pub(crate) async fn decode<Resp: DeserializeOwned>(resp: reqwest::Response) -> Result<Resp, ApiError> {
+pub(crate) async fn decode<Resp: DeserializeOwned>(resp: reqwest::Response) -> Result<Resp, CallError> {
     let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| ApiError::Http(e.without_url().to_string()))?;
+    let bytes = resp.bytes().await.map_err(|e| CallError::Http(e.without_url().to_string()))?;
     if !status.is_success() {
-        return Err(ApiError::Http(format!("HTTP {status}")));
+        return Err(CallError::Http(format!("HTTP {status}")));
     }
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| CallError::Decode(e.to_string()))?;
     let errcode = value.get("errcode").and_then(|c| c.as_i64()).unwrap_or(0);
     // 45065 (a mass send's clientmsgid seen before) carries the first send's msg_id: that send
     // is the result the caller wanted, so it is an answer, marked by its errcode.
     let repeat = errcode == CLIENTMSGID_EXISTS && value.get("msg_id").is_some();
     if errcode != 0 && !repeat {
         let errmsg = value.get("errmsg").and_then(|m| m.as_str()).unwrap_or_default().to_owned();
-        return Err(ApiError::WeChat { errcode, errmsg });
+        return Err(CallError::WeChat { errcode, errmsg });
     }
-    serde_json::from_value(value).map_err(|e| ApiError::Decode(e.to_string()))
+    serde_json::from_value(value).map_err(|e| CallError::Decode(e.to_string()))
 }

@@ -3,7 +3,7 @@
 //! `snsapi_userinfo` pages. These calls use the code and a per-user token, not the account's
 //! access token.
 
-use super::{ApiError, Client, decode};
+use super::{CallError, Client, decode};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +52,9 @@ impl Client {
         redirect_uri: &str,
         scope: Scope,
         state: &str,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, CallError> {
         if !valid_state(state) {
-            return Err(ApiError::Decode("OAuth state must be 1 to 128 letters or digits".into()));
+            return Err(CallError::Invalid("OAuth state must be 1 to 128 letters or digits".into()));
         }
         let scope = match scope {
             Scope::Base => "snsapi_base",
@@ -69,7 +69,7 @@ impl Client {
     }
 
     /// Exchanges an authorisation code (single use) for the follower's openid and a user token.
-    pub async fn oauth_exchange(&self, code: &str, app_secret: &str) -> Result<OauthToken, ApiError> {
+    pub async fn oauth_exchange(&self, code: &str, app_secret: &str) -> Result<OauthToken, CallError> {
         let resp = self
             .http()
             .get(format!("{}/sns/oauth2/access_token", self.base()))
@@ -81,11 +81,11 @@ impl Client {
             ])
             .send()
             .await
-            .map_err(|e| ApiError::Http(e.without_url().to_string()))?;
+            .map_err(|e| CallError::Http(e.without_url().to_string()))?;
         decode(resp).await
     }
 
-    pub async fn oauth_userinfo(&self, token: &OauthToken) -> Result<SnsUserInfo, ApiError> {
+    pub async fn oauth_userinfo(&self, token: &OauthToken) -> Result<SnsUserInfo, CallError> {
         let resp = self
             .http()
             .get(format!("{}/sns/userinfo", self.base()))
@@ -96,7 +96,7 @@ impl Client {
             ])
             .send()
             .await
-            .map_err(|e| ApiError::Http(e.without_url().to_string()))?;
+            .map_err(|e| CallError::Http(e.without_url().to_string()))?;
         decode(resp).await
     }
 }

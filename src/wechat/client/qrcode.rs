@@ -1,7 +1,7 @@
 //! Parametric QR codes: temporary (up to 30 days) or permanent, with a numeric or string scene.
 //! Scanning one sends `subscribe` (EventKey `qrscene_<scene>`) or `SCAN` (EventKey `<scene>`).
 
-use super::{ApiError, Client, Family};
+use super::{CallError, Client, Family};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -31,11 +31,11 @@ impl QrCode {
 
 impl Client {
     /// `expire_seconds: None` makes a permanent code.
-    pub async fn qrcode_create(&self, scene: &Scene, expire_seconds: Option<u32>) -> Result<QrCode, ApiError> {
+    pub async fn qrcode_create(&self, scene: &Scene, expire_seconds: Option<u32>) -> Result<QrCode, CallError> {
         if let Scene::Str(s) = scene
             && (s.is_empty() || s.len() > 64)
         {
-            return Err(ApiError::Decode("a string scene is 1 to 64 characters".into()));
+            return Err(CallError::Invalid("a string scene is 1 to 64 characters".into()));
         }
         let (action, scene_json) = match (scene, expire_seconds) {
             (Scene::Id(id), Some(_)) => ("QR_SCENE", json!({ "scene_id": id })),

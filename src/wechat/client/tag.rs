@@ -2,7 +2,7 @@
 //! a tag's followers.
 
 use super::user::FollowerPage;
-use super::{Ack, ApiError, Client, Family};
+use super::{Ack, CallError, Client, Family};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -15,7 +15,7 @@ pub struct Tag {
 }
 
 impl Client {
-    pub async fn tag_create(&self, name: &str) -> Result<Tag, ApiError> {
+    pub async fn tag_create(&self, name: &str) -> Result<Tag, CallError> {
         #[derive(Deserialize)]
         struct Answer {
             tag: Tag,
@@ -25,7 +25,7 @@ impl Client {
             .map(|a| a.tag)
     }
 
-    pub async fn tag_list(&self) -> Result<Vec<Tag>, ApiError> {
+    pub async fn tag_list(&self) -> Result<Vec<Tag>, CallError> {
         #[derive(Deserialize)]
         struct Answer {
             tags: Vec<Tag>,
@@ -34,16 +34,16 @@ impl Client {
     }
 
     /// Tags (or with `untag`, untags) up to 50 followers.
-    pub async fn tag_members(&self, tagid: i64, openids: &[&str], untag: bool) -> Result<(), ApiError> {
+    pub async fn tag_members(&self, tagid: i64, openids: &[&str], untag: bool) -> Result<(), CallError> {
         if openids.is_empty() || openids.len() > 50 {
-            return Err(ApiError::Decode(format!("tagging takes 1 to 50 openids, got {}", openids.len())));
+            return Err(CallError::Invalid(format!("tagging takes 1 to 50 openids, got {}", openids.len())));
         }
         let path = if untag { "/cgi-bin/tags/members/batchuntagging" } else { "/cgi-bin/tags/members/batchtagging" };
         self.post::<_, Ack>(Family::Tag, path, &json!({ "openid_list": openids, "tagid": tagid })).await.map(|_| ())
     }
 
     /// The tag ids of one follower.
-    pub async fn tags_of(&self, openid: &str) -> Result<Vec<i64>, ApiError> {
+    pub async fn tags_of(&self, openid: &str) -> Result<Vec<i64>, CallError> {
         #[derive(Deserialize)]
         struct Answer {
             tagid_list: Vec<i64>,
@@ -54,7 +54,7 @@ impl Client {
     }
 
     /// Followers with a tag, after `next_openid`.
-    pub async fn tag_followers(&self, tagid: i64, next_openid: &str) -> Result<FollowerPage, ApiError> {
+    pub async fn tag_followers(&self, tagid: i64, next_openid: &str) -> Result<FollowerPage, CallError> {
         self.post(Family::Tag, "/cgi-bin/user/tag/get", &json!({ "tagid": tagid, "next_openid": next_openid })).await
     }
 }

@@ -2,7 +2,7 @@
 //! delivery later with a TEMPLATESENDJOBFINISH event (`success`, `failed:user block`,
 //! `failed: system failed`).
 
-use super::{ApiError, Client, Family};
+use super::{CallError, Client, Family};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -46,7 +46,7 @@ impl TemplateMessage {
 
 impl Client {
     /// Sends a template message; returns WeChat's msgid (echoed by TEMPLATESENDJOBFINISH).
-    pub async fn template_send(&self, message: &TemplateMessage) -> Result<i64, ApiError> {
+    pub async fn template_send(&self, message: &TemplateMessage) -> Result<i64, CallError> {
         #[derive(Deserialize)]
         struct Answer {
             msgid: i64,

@@ -10,8 +10,7 @@
 //! is close to expiry, so a refresh after WeChat reported the token invalid asks it to
 //! `force_refresh`. `token` (`classic`) always issues a new one.
 
-use super::{ApiError, decode};
-use crate::config::WechatConfig;
+use super::{CallError, decode};
 use crate::store::{Store, now_ms};
 use crate::with_pool;
 use std::time::Duration;
@@ -43,7 +42,7 @@ pub struct TokenManager {
     http: reqwest::Client,
     base: String,
     app_id: String,
-    secret: String,
+    secret: crate::secret::Secret,
     api: TokenApi,
     instance: String,
     cache: std::sync::RwLock<Option<Cached>>,
@@ -57,17 +56,15 @@ struct TokenAnswer {
 }
 
 impl TokenManager {
-    pub fn new(store: Store, http: reqwest::Client, base: &str, config: &WechatConfig) -> TokenManager {
-        let mut id = [0u8; 4];
-        rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
+    pub fn new(store: Store, http: reqwest::Client, base: &str, account: &super::Account) -> TokenManager {
         TokenManager {
             store,
             http,
             base: base.to_owned(),
-            app_id: config.app_id.clone(),
-            secret: config.app_secret.clone(),
-            api: config.token_api,
-            instance: format!("{}-{}", std::process::id(), crate::wechat::signature::hex(&id)),
+            app_id: account.app_id.clone(),
+            secret: account.app_secret.clone(),
+            api: account.token_api,
+            instance: crate::store::instance_id(),
             cache: std::sync::RwLock::new(None),
             flight: tokio::sync::Mutex::new(()),
         }
@@ -79,7 +76,7 @@ impl TokenManager {
     }
 
     /// A valid access token.
-    pub async fn get(&self) -> Result<String, ApiError> {
+    pub async fn get(&self) -> Result<String, CallError> {
         if let Some(token) = self.cached() {
             return Ok(token);
         }
@@ -87,7 +84,7 @@ impl TokenManager {
         if let Some(token) = self.cached() {
             return Ok(token);
         }
-        let db = |e: sqlx::Error| ApiError::Http(format!("token store: {e}"));
+        let db = |e: sqlx::Error| CallError::Store(e.to_string());
         let started = tokio::time::Instant::now();
         loop {
             let now = now_ms();
@@ -138,7 +135,7 @@ impl TokenManager {
                 return Ok(token);
             }
             if started.elapsed() > WAIT {
-                return Err(ApiError::Http(
+                return Err(CallError::Http(
                     "timed out waiting for another instance to refresh the access token".into(),
                 ));
             }
@@ -148,7 +145,7 @@ impl TokenManager {
 
     /// Expires `token` if it is still the current one (compare-and-expire): of fifty callers that
     /// saw it fail, the first expires it and the rest find it already replaced.
-    pub async fn invalidate(&self, token: &str) -> Result<(), ApiError> {
+    pub async fn invalidate(&self, token: &str) -> Result<(), CallError> {
         {
             let mut cache = self.cache.write().unwrap();
             if cache.as_ref().is_some_and(|c| c.token == token) {
@@ -158,26 +155,26 @@ impl TokenManager {
         with_pool!(&self.store, pool => sqlx::query(
             "UPDATE access_tokens SET expires_at = 0, force_refresh = $3 WHERE app_id = $1 AND token = $2")
             .bind(&self.app_id).bind(token).bind(true).execute(pool).await.map(|_| ()))
-        .map_err(|e| ApiError::Http(format!("token store: {e}")))
+        .map_err(|e| CallError::Store(e.to_string()))
     }
 
-    async fn fetch(&self, force: bool) -> Result<(String, i64), ApiError> {
+    async fn fetch(&self, force: bool) -> Result<(String, i64), CallError> {
         let req = match self.api {
             TokenApi::Stable => {
                 self.http.post(format!("{}/cgi-bin/stable_token", self.base)).json(&serde_json::json!({
                     "grant_type": "client_credential",
                     "appid": self.app_id,
-                    "secret": self.secret,
+                    "secret": self.secret.expose(),
                     "force_refresh": force,
                 }))
             }
             TokenApi::Classic => self.http.get(format!("{}/cgi-bin/token", self.base)).query(&[
                 ("grant_type", "client_credential"),
                 ("appid", self.app_id.as_str()),
-                ("secret", self.secret.as_str()),
+                ("secret", self.secret.expose()),
             ]),
         };
-        let resp = req.send().await.map_err(|e| ApiError::Http(e.without_url().to_string()))?;
+        let resp = req.send().await.map_err(|e| CallError::Http(e.without_url().to_string()))?;
         let answer: TokenAnswer = decode(resp).await?;
         Ok((answer.access_token, now_ms() + answer.expires_in * 1000))
     }

@@ -1,6 +1,6 @@
 //! Follower information: one, a batch (up to 100), and the follower list.
 
-use super::{ApiError, Client, Family};
+use super::{CallError, Client, Family};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -47,14 +47,14 @@ pub struct OpenidList {
 }
 
 impl Client {
-    pub async fn user_info(&self, openid: &str) -> Result<UserInfo, ApiError> {
+    pub async fn user_info(&self, openid: &str) -> Result<UserInfo, CallError> {
         self.get(Family::User, "/cgi-bin/user/info", &[("openid", openid), ("lang", "zh_CN")]).await
     }
 
     /// Up to 100 followers at once.
-    pub async fn user_info_batch(&self, openids: &[&str]) -> Result<Vec<UserInfo>, ApiError> {
+    pub async fn user_info_batch(&self, openids: &[&str]) -> Result<Vec<UserInfo>, CallError> {
         if openids.is_empty() || openids.len() > 100 {
-            return Err(ApiError::Decode(format!("user_info_batch takes 1 to 100 openids, got {}", openids.len())));
+            return Err(CallError::Invalid(format!("user_info_batch takes 1 to 100 openids, got {}", openids.len())));
         }
         #[derive(Deserialize)]
         struct Answer {
@@ -67,7 +67,7 @@ impl Client {
     }
 
     /// Followers after `next_openid` (empty for the first page), up to 10,000 a page.
-    pub async fn user_list(&self, next_openid: &str) -> Result<FollowerPage, ApiError> {
+    pub async fn user_list(&self, next_openid: &str) -> Result<FollowerPage, CallError> {
         self.get(Family::User, "/cgi-bin/user/get", &[("next_openid", next_openid)]).await
     }
 }

@@ -1,0 +1,70 @@
+//! [`AppState`]: what every HTTP handler gets — the config, the loaded files (page sets,
+//! notices), the bot, the database, the WeChat client, and the wake-ups of the background
+//! workers. Built once by [`crate::app::App::build`]; cheap to clone (one `Arc`).
+
+use crate::bot::Bot;
+use crate::config::Config;
+use crate::store::Store;
+use crate::wechat::client::Client;
+use crate::wechat::envelope::Envelope;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+
+/// What every handler gets (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub envelope: Envelope,
+    pub bot: Arc<Bot>,
+    pub store: Store,
+    pub client: Client,
+    /// The H5 pages.
+    pub pages: Arc<Pages>,
+    /// The marketing console's pages.
+    pub admin_pages: Arc<Pages>,
+    pub notices: crate::notices::Notices,
+    pub metrics: PrometheusHandle,
+    /// Wakes the outbox worker after enqueueing something due now.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the push scheduler after a push is scheduled.
+    pub scheduler_wake: Arc<tokio::sync::Notify>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// A set of page templates (`*.html`, HTML-escaped), loaded once at start.
+pub struct Pages(minijinja::Environment<'static>);
+
+impl Pages {
+    /// Every `*.html` in `dir`, refusing to start without the `required` ones.
+    pub fn load(dir: &Path, required: &[&str]) -> Result<Pages, String> {
+        let mut env = minijinja::Environment::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("pages: cannot read {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| format!("pages: {e}"))?.path();
+            if path.extension().is_some_and(|e| e == "html") {
+                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                let source = std::fs::read_to_string(&path).map_err(|e| format!("pages: {}: {e}", path.display()))?;
+                env.add_template_owned(name.clone(), source).map_err(|e| format!("pages: {name}: {e}"))?;
+            }
+        }
+        for required in required {
+            env.get_template(required).map_err(|_| format!("pages: {required} missing in {}", dir.display()))?;
+        }
+        Ok(Pages(env))
+    }
+
+    /// `name` rendered with `ctx`.
+    pub fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, minijinja::Error> {
+        self.0.get_template(name)?.render(ctx)
+    }
+}
