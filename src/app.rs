@@ -10,8 +10,8 @@ use crate::bot::templates::Templates;
 use crate::config::Config;
 use crate::jobs::worker::Worker;
 use crate::state::{AppState, Inner};
-use crate::store::Store;
 use crate::store::messages::MessageLog;
+use crate::store::{Create, Store};
 use crate::wechat::client::Client;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
@@ -105,9 +105,13 @@ impl App {
     pub async fn build(config: Config, handlers: Handlers) -> Result<App, StartError> {
         let Files { rules, templates, pages, admin_pages, notices } = load_files(&config, &handlers)?;
         let db = &config.database;
-        let store = Store::open_migrated(&db.url, db.max_connections, db.create)
-            .await
-            .map_err(|e| StartError(e.to_string()))?;
+        let store = Store::open_migrated(
+            &db.url,
+            db.max_connections,
+            if db.create { Create::Always } else { Create::FirstRun },
+        )
+        .await
+        .map_err(|e| StartError(e.to_string()))?;
         let (log, log_writer) = MessageLog::start(store.clone()).map_err(|e| StartError(e.to_string()))?;
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let deadline = Duration::from_millis(config.bot.reply_deadline_ms);

@@ -59,6 +59,12 @@ fn config_errors_are_one_clear_line() {
     let dir = temp_dir("cfg");
     let good = config_text("127.0.0.1:0", &format!("sqlite://{}/x.db", dir.display()));
     let short_key = good.replace(AES_KEY, &AES_KEY[..42]);
+    // Broken routes on a port that is taken: the routes are what is reported.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let broken_routes = dir.join("routes.toml");
+    std::fs::write(&broken_routes, "[[rule]]\nname = \"x\"\nhandler = \"no_such_handler\"\n").unwrap();
+    let broken = config_text(&taken.local_addr().unwrap().to_string(), &format!("sqlite://{}/x.db", dir.display()))
+        .replace(&repo().join("config/routes.toml").display().to_string(), &broken_routes.display().to_string());
     type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
         (
@@ -71,6 +77,7 @@ fn config_errors_are_one_clear_line() {
         ("good.toml", &good, &[("WXOA_WECHAT__MODE", "secure")], "[wechat]: unknown variant `secure`"),
         ("typo.toml", &good.replace("[server]", "[sever]"), &[], "unknown section [sever]"),
         ("missing.toml", "", &[], "cannot read"),
+        ("broken-routes.toml", &broken, &[], "unknown handler \"no_such_handler\""),
     ];
     for (name, text, env, want) in cases {
         let path = dir.join(name);
@@ -251,8 +258,24 @@ fn menu_check_sync_show_against_the_fake_wechat() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // A command finding no database says so, and creates none; `wxoa migrate` creates it.
+    let (code, _, err) = wxoa(&["menu", "show", "--config", &config], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no database at") && err.contains("`wxoa serve` or `wxoa migrate` creates it"), "{err}");
+    assert!(!dir.join("wxoa.db").exists(), "nothing created");
+    let (code, out, err) = wxoa(&["migrate", "--config", &config], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("database ready (sqlite): schema version"), "{out}");
+
     let menu = repo().join("config/menu.toml");
     let menu = menu.to_str().unwrap();
+    // --config is global: before the command, after it, or after its arguments.
+    let (code, out, err) = wxoa(&["--config", &config, "menu", "sync", "--file", menu, "--dry-run"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("+ 会员 Member"), "{out}");
+    let (code, out, err) = wxoa(&["menu", "sync", "--file", menu, "--dry-run", "--config", &config], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("+ 会员 Member"), "{out}");
     let (code, out, err) = wxoa(&["menu", "sync", "--config", &config, "--file", menu, "--dry-run"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("+ 会员 Member"), "{out}");

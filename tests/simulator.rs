@@ -9,7 +9,7 @@ mod common;
 
 use common::browser::Browser;
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxoa");
@@ -36,7 +36,7 @@ async fn a_follower_tries_the_account_in_the_simulator() {
         .arg("--fixtures")
         .arg(&fixtures)
         .current_dir(repo())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
         .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
         .spawn()
         .unwrap());
@@ -45,6 +45,11 @@ async fn a_follower_tries_the_account_in_the_simulator() {
         assert!(Instant::now() < deadline, "wxoa dev did not start; see {}", dir.join("stderr.log").display());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // The banner names the database and how other commands reach it.
+    let banner = std::fs::read_to_string(dir.join("stdout.log")).unwrap();
+    assert!(banner.contains(&format!("the database is {database}")), "{banner}");
+    assert!(banner.contains(&format!("WXOA_DATABASE__URL={database}")), "{banner}");
 
     browser.go(&format!("{base}/simulator")).await;
     browser.find("body[data-ready='1']").await;

@@ -15,7 +15,6 @@
 //! ([`record_finish`]). WeChat's limits are checked when a push is scheduled ([`limits`]).
 
 pub mod api;
-pub mod cli;
 pub mod limits;
 pub mod schedule;
 pub mod scheduler;

@@ -28,12 +28,22 @@ pub struct Options {
     pub fixtures: PathBuf,
 }
 
-/// Runs until `shutdown` resolves; `ready` gets the simulator's URL once it answers.
+/// What `dev` tells its user once it is up.
+pub struct Banner {
+    /// This server, `http://127.0.0.1:8080`.
+    pub base: String,
+    /// The simulator page.
+    pub simulator: String,
+    /// The database URL, for other `wxoa` commands to point at (`WXOA_DATABASE__URL`).
+    pub database: String,
+}
+
+/// Runs until `shutdown` resolves; `ready` gets the banner once it answers.
 pub async fn run(
     mut config: Config,
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    ready: impl FnOnce(&str),
+    ready: impl FnOnce(&Banner),
 ) -> Result<(), String> {
     let listen = options.listen.unwrap_or_else(|| config.server.listen.clone());
     let listener =
@@ -64,6 +74,7 @@ pub async fn run(
 
     let menu = crate::menu::MenuFile::load(&config.bot.menu, &base)?.button;
     let checkout_secret = config.checkout.secret.clone();
+    let database = config.database.url.clone();
     let app = App::build(config, Handlers::builtin()).await.map_err(|e| e.to_string())?;
     let store = app.state.store.clone();
     if options.seed {
@@ -75,7 +86,7 @@ pub async fn run(
         sim.add_follower(name, tags);
     }
     let router = app.router().merge(simulator::router(sim));
-    ready(&format!("{base}/simulator"));
+    ready(&Banner { base: base.clone(), simulator: format!("{base}/simulator"), database: database.clone() });
     tracing::info!(simulator = %format!("{base}/simulator"), console = %format!("{base}/admin"), fake = %fake_url, "wxoa dev");
     app.serve_router(listener, router, shutdown).await.map_err(|e| e.to_string())
 }

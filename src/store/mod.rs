@@ -96,6 +96,17 @@ fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
 #[error("database lost: {0}")]
 pub struct StoreLost(pub String);
 
+/// Whether [`Store::open_migrated`] creates a database that is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    /// Yes (`wxoa migrate`, `wxoa dev`, `serve --create-database`, tests).
+    Always,
+    /// On a first run only: a SQLite path where no database was ever created (`serve`).
+    FirstRun,
+    /// No: say so (every other command).
+    Never,
+}
+
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -136,26 +147,38 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
 ];
 
 impl Store {
-    /// Opens the database at `url` and applies the migrations not yet applied.
+    /// Opens the database at `url` and applies the migrations not yet applied; whether one that
+    /// is not there is created depends on `create`.
     ///
-    /// A database is created only on a first run, or when `create` says so: a server that
-    /// silently started over on an empty database after losing its file would answer WeChat
-    /// and keep nothing. For SQLite, a first run is a path where wxoa never created a database:
-    /// creating one leaves a marker beside it (`.<file>.created`, which `rm wxoa.db*` does not
-    /// match), and a missing file with its marker present is a lost database, refused. For
-    /// PostgreSQL, a database without wxoa's tables is refused unless `create` (`wxoa migrate`
-    /// passes it).
-    pub async fn open_migrated(url: &str, max_connections: u32, create: bool) -> Result<Store, OpenError> {
+    /// Why not always: a server that silently started over on an empty database after losing
+    /// its file would answer WeChat and keep nothing, and a command pointed at the wrong path
+    /// would report on an empty database as if it were the real one. Creating a SQLite
+    /// database leaves a marker beside it (`.<file>.created`, which `rm wxoa.db*` does not
+    /// match), so a missing file whose marker is there is known to be lost.
+    pub async fn open_migrated(url: &str, max_connections: u32, create: Create) -> Result<Store, OpenError> {
         if url.starts_with("sqlite:") {
             let path = SqliteConnectOptions::from_str(url)?.get_filename().to_owned();
             let marker = created_marker(&path);
-            if !path.exists() && marker.exists() && !create {
-                return Err(OpenError::Missing(format!(
-                    "no database at {} although one was created there (see {}): it was lost or moved; \
-                     restore it, or start an empty one with `wxoa migrate` or `serve --create-database`",
-                    path.display(),
-                    marker.display()
-                )));
+            if !path.exists() {
+                match create {
+                    Create::Always => {}
+                    Create::FirstRun if !marker.exists() => {}
+                    Create::FirstRun => {
+                        return Err(OpenError::Missing(format!(
+                            "no database at {} although one was created there (see {}): it was lost or moved; \
+                             restore it, or start an empty one with `wxoa migrate` or `serve --create-database`",
+                            path.display(),
+                            marker.display()
+                        )));
+                    }
+                    Create::Never => {
+                        return Err(OpenError::Missing(format!(
+                            "no database at {} (database.url): `wxoa serve` or `wxoa migrate` creates it; \
+                             `wxoa dev` keeps its own (see its banner) — point commands at it with WXOA_DATABASE__URL",
+                            path.display()
+                        )));
+                    }
+                }
             }
             let store = Store::connect(url, max_connections).await?;
             if !marker.exists()
@@ -167,7 +190,7 @@ impl Store {
             return Ok(store);
         }
         let store = Store::connect(url, max_connections).await?;
-        if !create && !store.has_schema().await? {
+        if create != Create::Always && !store.has_schema().await? {
             store.close().await;
             return Err(OpenError::Missing(
                 "the PostgreSQL database has no wxoa tables: `wxoa migrate` creates them (or `serve --create-database`)"

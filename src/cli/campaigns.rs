@@ -2,8 +2,8 @@
 //! work on the configured database directly; a running server's scheduler picks up a push
 //! scheduled here within `campaigns.poll_ms`.
 
-use super::schedule::{self, Audience, MsgType, PushInput};
-use super::{CampaignInput, send};
+use crate::campaigns::schedule::{self, Audience, MsgType, PushInput};
+use crate::campaigns::{self, Campaign, CampaignInput, send};
 use crate::config::Config;
 use clap::{Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -95,8 +95,8 @@ fn read_campaign(file: &PathBuf) -> Result<CampaignInput, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))
 }
 
-async fn find(store: &crate::store::Store, key: &str) -> Result<super::Campaign, String> {
-    super::find(store, key).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no campaign {key:?}"))
+async fn find(store: &crate::store::Store, key: &str) -> Result<Campaign, String> {
+    campaigns::find(store, key).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no campaign {key:?}"))
 }
 
 fn when(ms: Option<i64>, tz: &str) -> String {
@@ -104,19 +104,19 @@ fn when(ms: Option<i64>, tz: &str) -> String {
 }
 
 pub async fn campaign(config: &Config, command: CampaignCommand) -> Result<ExitCode, String> {
-    let store = crate::cli::open_store(config).await?;
+    let store = super::open_store(config).await?;
     match command {
         CampaignCommand::Create { file } => {
-            let c = super::create(&store, &read_campaign(&file)?).await.map_err(|e| e.to_string())?;
+            let c = campaigns::create(&store, &read_campaign(&file)?).await.map_err(|e| e.to_string())?;
             println!("campaign {} created: {}", c.id, c.name);
         }
         CampaignCommand::Update { campaign, file } => {
             let id = find(&store, &campaign).await?.id;
-            let c = super::update(&store, id, &read_campaign(&file)?).await.map_err(|e| e.to_string())?;
+            let c = campaigns::update(&store, id, &read_campaign(&file)?).await.map_err(|e| e.to_string())?;
             println!("campaign {} updated: {}", c.id, c.name);
         }
         CampaignCommand::List => {
-            for c in super::list(&store, 1000).await.map_err(|e| e.to_string())? {
+            for c in campaigns::list(&store, 1000).await.map_err(|e| e.to_string())? {
                 println!(
                     "{:>5}  {:<30}  {} article(s)  product {}",
                     c.id,
@@ -138,7 +138,7 @@ pub async fn campaign(config: &Config, command: CampaignCommand) -> Result<ExitC
 }
 
 pub async fn push(config: &Config, command: PushCommand) -> Result<ExitCode, String> {
-    let store = crate::cli::open_store(config).await?;
+    let store = super::open_store(config).await?;
     match command {
         PushCommand::Schedule { campaign, name, at, cron, tz, all: _, tag, openids, kind, text, by } => {
             let id = find(&store, &campaign).await?.id;

@@ -1,0 +1,140 @@
+//! `wxoa replay`, `fixtures export`, `bench` and `bench-outbox`: the developer's tools.
+
+use super::{block_on, open_store, runtime};
+use crate::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// Webhook URL (default: http://<server.listen>/wechat).
+    #[arg(long)]
+    url: Option<String>,
+    /// Directory of golden replies (<name>.xml); any mismatch exits non-zero.
+    #[arg(long)]
+    expect: Option<PathBuf>,
+    /// Send the fixtures' MsgId and CreateTime as recorded (the server answers a message it
+    /// has seen with the reply it logged then); by default each is sent as a new message.
+    #[arg(long)]
+    keep_ids: bool,
+    /// Fixture files or directories of *.xml.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+pub fn replay(config: Config, a: ReplayArgs) -> Result<ExitCode, String> {
+    let url = a.url.unwrap_or_else(|| format!("http://{}/wechat", config.server.listen));
+    let envelope = config.envelope();
+    let ok = block_on(crate::tools::replay::run(&envelope, &url, a.expect.as_deref(), &a.paths, a.keep_ids))?;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[derive(clap::Subcommand)]
+pub enum FixturesCommand {
+    /// Write logged messages and their replies as fixtures: DIR/inbound, DIR/replies.
+    Export {
+        /// Unix seconds, YYYY-MM-DD, RFC 3339, or an age such as 24h.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this follower's messages.
+        #[arg(long)]
+        openid: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        dir: PathBuf,
+    },
+}
+
+pub fn fixtures(config: Config, command: FixturesCommand) -> Result<ExitCode, String> {
+    let FixturesCommand::Export { since, openid, limit, dir } = command;
+    if !(1..=100_000).contains(&limit) {
+        return Err("--limit must be between 1 and 100000".into());
+    }
+    let since_ms = since.map(|s| crate::tools::fixtures::parse_since(&s, crate::store::now_ms())).transpose()?;
+    let filter = crate::tools::fixtures::Filter { since_ms, openid, limit };
+    block_on(async {
+        let store = open_store(&config).await?;
+        let n = crate::tools::fixtures::export(&store, &filter, &dir).await?;
+        println!("{n} fixture(s) written to {}/inbound and {}/replies", dir.display(), dir.display());
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Server address (default: server.listen).
+    #[arg(long)]
+    addr: Option<String>,
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    #[arg(long, default_value_t = 200_000)]
+    requests: usize,
+    #[arg(long, default_value_t = 10_000)]
+    warmup: usize,
+    /// Decrypt and check every k-th reply (0: none).
+    #[arg(long, default_value_t = 100)]
+    verify_every: usize,
+}
+
+pub fn bench(config: Config, a: BenchArgs) -> Result<ExitCode, String> {
+    let opts = crate::tools::bench::BenchOptions {
+        addr: a.addr.unwrap_or_else(|| config.server.listen.clone()),
+        path: "/wechat".into(),
+        connections: a.connections,
+        requests: a.requests,
+        warmup: a.warmup,
+        verify_every: a.verify_every,
+    };
+    // One thread: the generator must not take the server's core.
+    let report = block_on(crate::tools::bench::run(&config.envelope(), &opts))?;
+    println!("{report}");
+    Ok(if report.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[derive(clap::Args)]
+pub struct BenchOutboxArgs {
+    #[arg(long, default_value_t = 100_000)]
+    jobs: usize,
+    /// Run id (to verify a run enqueued earlier); new by default.
+    #[arg(long)]
+    run: Option<String>,
+    /// Only enqueue (then let `wxoa serve` send them).
+    #[arg(long)]
+    enqueue_only: bool,
+    /// Only wait for the run to finish and check the fake's record.
+    #[arg(long)]
+    verify_only: bool,
+}
+
+pub fn bench_outbox(config: Config, a: BenchOutboxArgs) -> Result<ExitCode, String> {
+    use crate::tools::bench_outbox as b;
+    let run = a.run.unwrap_or_else(b::new_run_id);
+    let jobs = a.jobs;
+    runtime(0)?.block_on(async {
+        // A benchmark's own database: created as needed.
+        let db = &config.database;
+        let store = crate::store::Store::open_migrated(&db.url, db.max_connections, crate::store::Create::Always)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !a.verify_only {
+            b::enqueue(&store, &run, jobs).await?;
+        }
+        if a.enqueue_only {
+            println!("run {run}: {jobs} jobs enqueued");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if a.verify_only {
+            b::wait_done(&store, &run, jobs, std::time::Duration::from_secs(600)).await?;
+        } else {
+            let elapsed = b::drain(&config, &store, &run, jobs).await?;
+            println!(
+                "run {run}: {jobs} template messages in {:.2}s: {:.0}/s",
+                elapsed.as_secs_f64(),
+                jobs as f64 / elapsed.as_secs_f64()
+            );
+        }
+        let (delivered, extra) = b::verify(&config.wechat.api_base, &run, jobs).await?;
+        println!("run {run}: delivered {delivered} of {jobs}, lost {}, duplicated {extra}", jobs - delivered);
+        Ok(if delivered == jobs && (a.verify_only || extra == 0) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
+}
