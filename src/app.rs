@@ -3,6 +3,16 @@
 //! push scheduler and the hourly housekeeping, build the [`AppState`], merge the routers,
 //! serve, and on the shutdown signal stop it all in order, each within the grace.
 
+use axum::http::{HeaderValue, Request, StatusCode};
+use axum::response::IntoResponse;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
 use crate::bot::Bot;
 use crate::bot::handlers::Handlers;
 use crate::bot::rules::Rules;
@@ -16,7 +26,6 @@ use crate::wechat::client::Client;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 /// A start-up failure, printed as one line.
 #[derive(Debug)]
@@ -120,7 +129,8 @@ impl App {
         let client = Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
         let worker = config.outbox.enabled.then(|| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let worker = Worker::new(store.clone(), client.clone(), config.outbox.clone(), outbox_wake.clone());
+            let worker =
+                Worker::new(store.clone(), client.clone(), executors(), config.outbox.clone(), outbox_wake.clone());
             (stop, tokio::spawn(worker.run(stopped)))
         });
         let scheduler_wake = Arc::new(tokio::sync::Notify::new());
@@ -154,7 +164,7 @@ impl App {
     }
 
     pub fn router(&self) -> axum::Router {
-        crate::http::router(self.state.clone())
+        router(self.state.clone())
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains: in-flight calls finish,
@@ -204,6 +214,14 @@ impl App {
     }
 }
 
+/// What each kind of outbox job means: the messages the outbox sends itself, and each domain
+/// module's own kinds.
+pub fn executors() -> crate::jobs::worker::Executors {
+    let mut e = crate::jobs::worker::Executors::messages();
+    e.add(crate::jobs::Kind::BookingReminder, crate::bookings::send_reminder);
+    e
+}
+
 /// The hourly housekeeping: lapsed points recorded, expired H5 sessions and old one-time form
 /// keys deleted (in batches, so no statement holds the write lock for long).
 async fn hourly(store: Store) {
@@ -240,5 +258,52 @@ async fn drain<F: Future<Output = Result<u64, sqlx::Error>>>(what: &str, mut bat
     }
     if total > 0 {
         tracing::info!(rows = total, "purged {what}");
+    }
+}
+
+/// Every module's routes, with the middleware they share (body limit, panic catcher, request
+/// ids, tracing, a last-resort timeout).
+pub fn router(state: AppState) -> axum::Router {
+    let max_body = state.config.server.max_body_bytes;
+    // The webhook is the hot path and has its own deadline and logging; request ids, spans and a
+    // timer per call cost it about a third of its throughput (see README, Performance). `serve`
+    // goes further and hands `POST /wechat` to the webhook ahead of this router
+    // (`webhook::Dispatch`); the route here serves the handshake and anyone using the router alone.
+    let webhook = crate::http::webhook::router()
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(CatchPanicLayer::custom(|_| (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()));
+    use crate::http::page::{Framing, Renderer};
+    let framing = if state.config.h5.framed_by_self { Framing::SameOrigin } else { Framing::Deny };
+    let h5_pages = Renderer { pages: state.pages.clone(), framing };
+    let console_pages = Renderer { pages: state.admin_pages.clone(), framing: Framing::Deny };
+    axum::Router::new()
+        .merge(crate::http::health::router())
+        .merge(crate::h5::router(h5_pages.clone()))
+        .merge(crate::campaigns::api::router())
+        .merge(crate::admin::api::router())
+        .merge(crate::admin::console::router(console_pages))
+        .merge(crate::shop::api::router(h5_pages))
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::custom(|_| {
+            // No panic message or backtrace leaves the process.
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(Counter::default()))
+        .merge(webhook)
+        .with_state(state)
+}
+
+/// Request ids: a process-unique counter (cheaper than a UUID, and enough to follow one call
+/// through the log).
+#[derive(Clone, Default)]
+struct Counter(std::sync::Arc<AtomicU64>);
+
+impl MakeRequestId for Counter {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&n.to_string()).ok().map(RequestId::new)
     }
 }

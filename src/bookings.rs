@@ -9,7 +9,23 @@ use crate::store::{Store, Tx, now_ms};
 use crate::{with_pool, with_tx};
 use chrono::{Duration, FixedOffset, TimeZone};
 
-pub const KIND_REMINDER: &str = "booking_reminder";
+/// Payload of a reminder job ([`crate::jobs::Kind::BookingReminder`]): sent only if the booking
+/// is still confirmed when it is due.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReminderJob {
+    pub booking_id: i64,
+    pub message: crate::wechat::client::template::TemplateMessage,
+}
+
+/// Runs a reminder job: the template message, unless the booking was cancelled meanwhile.
+pub async fn send_reminder(ctx: crate::jobs::worker::JobCtx, payload: String) -> crate::jobs::worker::Sent {
+    use crate::jobs::worker::SendError;
+    let job: ReminderJob = crate::jobs::worker::payload(&payload)?;
+    if !is_confirmed(&ctx.store, job.booking_id).await.map_err(SendError::Db)? {
+        return Ok(Some("skipped: booking cancelled".into()));
+    }
+    ctx.client.template_send(&job.message).await.map(|msgid| Some(msgid.to_string())).map_err(SendError::Api)
+}
 const FIRST_HOUR: u32 = 10;
 const LAST_HOUR: u32 = 21;
 const DAYS: i64 = 7;

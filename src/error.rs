@@ -5,13 +5,12 @@
 //!   signature, 400 bad body, 503 when the answer could not be made durable — WeChat retries).
 //! * [`ApiError`]: the JSON API (`/api/v1/…`), `{"error": "…"}` a client can show as it is.
 //! * [`PageError`]: the HTML pages (H5 and console): sign in, go elsewhere, a refusal page, or
-//!   "try again"; rendered by the page layer ([`crate::http::page`]).
+//!   "try again"; rendered by the page layer (`http::page`, which knows the templates).
 //!
 //! Domain errors follow one pattern — `Refused(…)` (nothing changed; the reason is for the
 //! caller) or `Db(…)`/`Upstream(…)` (a dependency failed) — and map to 4xx and 503 here.
 //! Internal details are logged, never sent.
 
-use crate::http::page::{Page, see_other};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -120,6 +119,19 @@ impl From<crate::campaigns::Error> for ApiError {
     }
 }
 
+impl From<crate::shop::Error> for ApiError {
+    fn from(e: crate::shop::Error) -> Self {
+        use crate::shop::{Error, Refusal};
+        match e {
+            Error::Refused(Refusal::Invalid(m)) => ApiError::BadRequest(m),
+            Error::Refused(Refusal::Conflict(m)) => ApiError::Conflict(m),
+            Error::Refused(Refusal::Rule(m)) => ApiError::Unprocessable(m),
+            Error::Db(e) => ApiError::internal(e),
+            Error::Notice(e) => ApiError::internal(e),
+        }
+    }
+}
+
 // ---- pages ----
 
 /// Why a page handler answers something other than its page.
@@ -160,24 +172,33 @@ impl From<sqlx::Error> for PageError {
     }
 }
 
+/// What a [`PageError`] leaves in its response for the page layer to render (`message.html`
+/// with a title and a sentence): errors need no templates, and this module no renderer.
+#[derive(Debug, Clone)]
+pub struct MessagePage {
+    pub title: &'static str,
+    pub text: String,
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        let message = |status: StatusCode, title: &'static str, text: String| {
+            let mut r = status.into_response();
+            r.extensions_mut().insert(MessagePage { title, text });
+            r
+        };
         match self {
-            PageError::SignIn(to) | PageError::Redirect(to) => see_other(&to),
-            PageError::Refused { status, title, text } => {
-                Page::new("message.html", minijinja::context! { title, text }).with_status(status).into_response()
+            PageError::SignIn(to) | PageError::Redirect(to) => {
+                (StatusCode::SEE_OTHER, [(axum::http::header::LOCATION, to)]).into_response()
             }
+            PageError::Refused { status, title, text } => message(status, title, text),
             PageError::Unavailable(why) => {
                 tracing::error!(error = %why, "page: database or API failure");
-                Page::new(
-                    "message.html",
-                    minijinja::context! {
-                        title => "请稍后再试 / Please try again",
-                        text => "系统繁忙，请稍后再试。Something went wrong on our side. Please try again in a moment.",
-                    },
+                message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "请稍后再试 / Please try again",
+                    "系统繁忙，请稍后再试。Something went wrong on our side. Please try again in a moment.".into(),
                 )
-                .with_status(StatusCode::SERVICE_UNAVAILABLE)
-                .into_response()
             }
         }
     }

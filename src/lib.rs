@@ -11,7 +11,6 @@ pub mod bot;
 pub mod campaigns;
 pub mod cli;
 pub mod config;
-pub mod csv;
 pub mod dev;
 pub mod error;
 pub mod fake;
@@ -26,6 +25,7 @@ pub mod shop;
 pub mod state;
 pub mod store;
 pub mod stores;
+pub mod text;
 pub mod tools;
 pub mod wechat;
 

@@ -35,6 +35,21 @@ enum Kind {
     Text,
 }
 
+/// Formats template values for a text message: strings are escaped with
+/// [`escape_text`](crate::wechat::reply::escape_text) unless marked safe.
+pub fn chat_formatter(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    match value.as_str() {
+        Some(s) if !value.is_safe() => {
+            out.write_str(&crate::wechat::reply::escape_text(s)).map_err(minijinja::Error::from)
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
 pub struct Notices {
     specs: HashMap<String, NoticeSpec>,
     env: minijinja::Environment<'static>,
@@ -63,7 +78,7 @@ impl Notices {
         let mut env = minijinja::Environment::new();
         // Chat texts render `<a>`: values are escaped for them (template fields are plain text
         // in WeChat's template messages, where the same escaping does no harm).
-        env.set_formatter(crate::bot::templates::chat_formatter);
+        env.set_formatter(chat_formatter);
         for (name, spec) in &specs {
             let path = templates.join(&spec.template);
             let source =

@@ -9,7 +9,7 @@ mod common;
 use common::h5_browser::H5Browser as Browser;
 use common::*;
 use std::sync::atomic::{AtomicU64, Ordering};
-use wxoa::shop::auth::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
+use wxoa::http::signed::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
 use wxoa::shop::checkout::{self, TokenError};
 use wxoa::wechat::envelope::Mode;
 
@@ -312,7 +312,7 @@ async fn bad_shop_calls_are_refused_and_change_nothing() {
         let big = format!(r#"{{"sku":"A","stock":1,"name":"{}"}}"#, "x".repeat(64 * 1024));
         let t = now();
         // The future case keeps a margin: the clock may tick on while the cases run (the exact
-        // ±300 s bounds are `shop::auth`'s unit test).
+        // ±300 s bounds are `http::signed`'s unit test).
         #[rustfmt::skip]
         let cases: Vec<(&str, &str, String, &str, i64, u16)> = vec![
             ("another secret",     "/api/v1/orders", good.clone(), "another-secret-another-secret-0000", t, 401),

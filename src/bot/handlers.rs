@@ -52,7 +52,7 @@ impl Handlers {
         h.add("bind", bind);
         h.add("history", history);
         h.add("book_advisor", book_advisor);
-        h.add("mass_send_finished", crate::campaigns::mass_send_finished);
+        h.add("mass_send_finished", mass_send_finished);
         h.add("checkout_link", checkout_link);
         h
     }
@@ -213,6 +213,21 @@ async fn book_advisor(ctx: HandlerCtx) -> HandlerResult {
         link = ctx.page_link("book")
     ))
     .ok())
+}
+
+/// MASSSENDJOBFINISH (routed in config/routes.toml): the campaign's figures recorded, nothing
+/// answered.
+async fn mass_send_finished(ctx: HandlerCtx) -> HandlerResult {
+    let Body::Event(Event::MassSendJobFinish { msg_id, status, total_count, filter_count, sent_count, error_count }) =
+        &ctx.msg.body
+    else {
+        return Ok(None);
+    };
+    let counts = (*total_count, *filter_count, *sent_count, *error_count);
+    let applied =
+        crate::campaigns::record_finish(&ctx.store, *msg_id, status, counts).await.map_err(|e| e.to_string())?;
+    tracing::info!(msg_id, sent = sent_count, errors = error_count, applied, "mass send finished");
+    Ok(None)
 }
 
 /// The reply template `checkout_link` answers with when the product is sold out (in

@@ -371,7 +371,7 @@ impl Bot {
             };
             let Some(message) = CustomMessage::from_reply(&reply) else { return };
             let payload = CustomMessageJob { touser: msg.openid.clone(), message };
-            let job = NewJob::new(outbox::KIND_CUSTOM_MESSAGE, payload, format!("late:{id}"));
+            let job = NewJob::new(crate::jobs::Kind::CustomMessage, payload, format!("late:{id}"));
             match outbox::enqueue(bot.log.store(), &job).await {
                 Ok(_) => bot.outbox_wake.notify_one(),
                 Err(e) => {

@@ -4,7 +4,7 @@
 //! `{{ Recognition }}`, …) plus `openid`, `msg_type`, `event`, `event_key` and `scene` (the QR
 //! scene of a subscribe or SCAN event, without `qrscene_`). Missing fields render empty.
 //!
-//! Every value is escaped for a text message ([`chat_formatter`]): whatever a follower sent or
+//! Every value is escaped for a text message ([`crate::notices::chat_formatter`]): whatever a follower sent or
 //! a product is called cannot add a link to a reply. A template that means to put markup in
 //! from a value marks it `|safe`.
 
@@ -21,26 +21,11 @@ pub struct Templates {
     dir: String,
 }
 
-/// Formats template values for a text message: strings are escaped with
-/// [`escape_text`](crate::wechat::reply::escape_text) unless marked safe.
-pub fn chat_formatter(
-    out: &mut minijinja::Output,
-    state: &minijinja::State,
-    value: &Value,
-) -> Result<(), minijinja::Error> {
-    match value.as_str() {
-        Some(s) if !value.is_safe() => {
-            out.write_str(&crate::wechat::reply::escape_text(s)).map_err(minijinja::Error::from)
-        }
-        _ => minijinja::escape_formatter(out, state, value),
-    }
-}
-
 impl Templates {
     /// Loads every `*.j2` file below `dir` (names are paths relative to it, with `/`).
     pub fn load_dir(dir: &Path) -> Result<Templates, String> {
         let mut env = Environment::new();
-        env.set_formatter(chat_formatter);
+        env.set_formatter(crate::notices::chat_formatter);
         let mut t = Templates { env, files: Vec::new(), dir: dir.display().to_string() };
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {

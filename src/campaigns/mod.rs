@@ -133,15 +133,7 @@ fn invalid(m: impl Into<String>) -> Error {
 }
 
 fn check_len(what: &str, value: &str, min: usize, max: usize) -> Result<(), Error> {
-    let n = value.chars().count();
-    if n < min || n > max {
-        return Err(invalid(if min > 0 {
-            format!("{what} must be {min} to {max} characters (got {n})")
-        } else {
-            format!("{what} must be at most {max} characters (got {n})")
-        }));
-    }
-    Ok(())
+    crate::text::check_len(what, value, min, max).map_err(invalid)
 }
 
 impl CampaignInput {
@@ -330,19 +322,4 @@ pub async fn apply_stored_finish(store: &Store, msg_id: i64) -> Result<bool, sql
     .bind(&status).bind(total).bind(filtered).bind(sent).bind(errors).bind(at).bind(msg_id)
     .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(r > 0)
-}
-
-/// The chat handler for MASSSENDJOBFINISH events (routed in config/routes.toml): records the
-/// figures, answers nothing.
-pub async fn mass_send_finished(ctx: crate::bot::handlers::HandlerCtx) -> crate::bot::handlers::HandlerResult {
-    use crate::wechat::message::{Body, Event};
-    let Body::Event(Event::MassSendJobFinish { msg_id, status, total_count, filter_count, sent_count, error_count }) =
-        &ctx.msg.body
-    else {
-        return Ok(None);
-    };
-    let counts = (*total_count, *filter_count, *sent_count, *error_count);
-    let applied = record_finish(&ctx.store, *msg_id, status, counts).await.map_err(|e| e.to_string())?;
-    tracing::info!(msg_id, sent = sent_count, errors = error_count, applied, "mass send finished");
-    Ok(None)
 }

@@ -340,7 +340,7 @@ impl Scheduler {
         let mut tx = self.0.store.begin().await.map_err(|e| e.to_string())?;
         for openid in openids {
             let job = NewJob::new(
-                outbox::KIND_CUSTOM_MESSAGE,
+                crate::jobs::Kind::CustomMessage,
                 CustomMessageJob { touser: openid.clone(), message: message.clone() },
                 format!("push:{run_id}:{openid}"),
             );

@@ -20,7 +20,7 @@ mod api;
 pub mod followers;
 
 use crate::config::Config;
-use crate::wechat::envelope::Envelope;
+use crate::wechat::envelope::{Envelope, random_nonce};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -291,12 +291,38 @@ impl FakeWeChat {
     /// Posts WeChat's own events (job finishes) to the webhook.
     async fn post_to_webhook(&self, xml: &str) -> Result<(u16, Option<String>), String> {
         let url = self.0.webhook.lock().unwrap().clone().ok_or("no webhook configured")?;
-        crate::tools::replay::post(&self.0.http, &self.0.envelope, &url, xml).await
+        post(&self.0.http, &self.0.envelope, &url, xml).await
     }
 
     fn next_id(&self) -> i64 {
         self.0.ids.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// Posts one plaintext message to `url` the way WeChat does.
+pub async fn post(
+    client: &reqwest::Client,
+    envelope: &Envelope,
+    url: &str,
+    xml: &str,
+) -> Result<(u16, Option<String>), String> {
+    let now = crate::store::now_ms() / 1000;
+    let (query, body) = envelope.wrap(xml, now, &random_nonce());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let resp = client
+        .post(format!("{url}{sep}{query}"))
+        .header("content-type", "text/xml")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.map_err(|e| format!("reading reply: {e}"))?;
+    if status != 200 {
+        return Err(format!("HTTP {status}: {}", text.trim()));
+    }
+    let reply = envelope.unwrap_reply(&text).map_err(|e| format!("reply: {e}"))?;
+    Ok((status, reply))
 }
 
 fn now_secs() -> i64 {

@@ -7,7 +7,8 @@ use super::{Member, form, form_fields, once_only};
 use crate::bookings::{self, Refusal};
 use crate::error::PageError;
 use crate::http::page::{Page, see_other};
-use crate::jobs::outbox::{KIND_TEMPLATE, NewJob};
+use crate::jobs::Kind;
+use crate::jobs::outbox::NewJob;
 use crate::state::AppState;
 use crate::store::now_ms;
 use axum::body::Bytes;
@@ -149,14 +150,14 @@ pub async fn book(
         let ctx = context! { store => d.store, advisor => d.advisor, time => d.time };
         let mut jobs = Vec::new();
         match app.notices.render("booking_confirmed", &openid, ctx.clone()) {
-            Ok(m) => jobs.push(NewJob::new(KIND_TEMPLATE, m, format!("booking:{id}:confirmed"))),
+            Ok(m) => jobs.push(NewJob::new(Kind::Template, m, format!("booking:{id}:confirmed"))),
             Err(e) => tracing::error!(error = %e, "booking notice not rendered"),
         }
         match app.notices.render("booking_reminder", &openid, ctx) {
             Ok(message) => jobs.push(
                 NewJob::new(
-                    bookings::KIND_REMINDER,
-                    crate::jobs::worker::ReminderJob { booking_id: id, message },
+                    Kind::BookingReminder,
+                    bookings::ReminderJob { booking_id: id, message },
                     format!("booking:{id}:reminder"),
                 )
                 .at(bookings::reminder_at(f.slot, lead, now_ms())),

@@ -5,7 +5,8 @@
 use super::{Follower, Member, form, form_fields, once_only};
 use crate::error::PageError;
 use crate::http::page::{Page, see_other};
-use crate::jobs::outbox::{KIND_CUSTOM_MESSAGE, NewJob};
+use crate::jobs::Kind;
+use crate::jobs::outbox::NewJob;
 use crate::members::binding::{self, BindInput, EnrolInput};
 use crate::members::{self, Refusal, ledger::day};
 use crate::state::AppState;
@@ -106,7 +107,7 @@ async fn confirm_in_chat(
 ) -> Result<(), sqlx::Error> {
     match app.notices.chat(notice, openid, context! { name, card_no }) {
         Ok(message) => {
-            let job = NewJob::new(KIND_CUSTOM_MESSAGE, message, format!("{notice}:{member_id}:{}", now_ms()));
+            let job = NewJob::new(Kind::CustomMessage, message, format!("{notice}:{member_id}:{}", now_ms()));
             crate::jobs::outbox::enqueue_tx(tx, &job).await.map(|_| ())
         }
         Err(e) => {

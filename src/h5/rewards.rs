@@ -6,7 +6,8 @@
 use super::{Member, form, form_fields, once_only};
 use crate::error::PageError;
 use crate::http::page::{Page, see_other};
-use crate::jobs::outbox::{KIND_TEMPLATE, NewJob};
+use crate::jobs::Kind;
+use crate::jobs::outbox::NewJob;
 use crate::members::{self, redeem};
 use crate::state::AppState;
 use crate::store::now_ms;
@@ -112,7 +113,7 @@ pub async fn redeem(
     let notice = |id: i64, item: &redeem::Item| {
         let ctx = context! { item => item.name, points => item.points_cost, number => id };
         match app.notices.render("redemption_confirmed", &openid, ctx) {
-            Ok(message) => Some(NewJob::new(KIND_TEMPLATE, message, format!("redemption:{id}"))),
+            Ok(message) => Some(NewJob::new(Kind::Template, message, format!("redemption:{id}"))),
             Err(e) => {
                 tracing::error!(error = %e, "redemption notice not rendered");
                 None

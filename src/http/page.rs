@@ -68,6 +68,11 @@ pub async fn render(
     axum::extract::State(renderer): axum::extract::State<Renderer>,
     mut response: Response,
 ) -> Response {
+    if let Some(m) = response.extensions_mut().remove::<crate::error::MessagePage>() {
+        let ctx = minijinja::context! { title => m.title, text => m.text };
+        let status = response.status();
+        response.extensions_mut().insert(Page { status, template: "message.html", ctx });
+    }
     if let Some(page) = response.extensions_mut().remove::<Page>() {
         // Into the response the handler made, keeping its status and headers (a cookie set
         // or cleared on an error page, say).

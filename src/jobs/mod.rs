@@ -1,4 +1,54 @@
-//! Work done later: the durable [`outbox`] of jobs and the [`worker`] that sends them.
+//! Work done later: the durable [`outbox`] of jobs and the [`worker`] that runs them.
+//!
+//! A job's [`Kind`] says what it is; what running one means is registered with the worker by
+//! the module that owns it ([`worker::Executors`]): the outbox sends customer-service and
+//! template messages itself, bookings registers its reminders, and so on — so the outbox knows
+//! the kinds by name only, and no module below it.
 
 pub mod outbox;
 pub mod worker;
+
+/// What a job is, stored as the string [`Kind::as_str`] gives (the strings of the jobs table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// A customer-service message (a late reply, a chat confirmation, a news push).
+    CustomMessage,
+    /// A template message.
+    Template,
+    /// An advisor booking's reminder, sent only if the booking still stands.
+    BookingReminder,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::CustomMessage, Kind::Template, Kind::BookingReminder];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::CustomMessage => "custom_message",
+            Kind::Template => "template",
+            Kind::BookingReminder => "booking_reminder",
+        }
+    }
+
+    /// The kind a stored string names; `None` for one this build does not know.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kinds_round_trip() {
+        for k in super::Kind::ALL {
+            assert_eq!(super::Kind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(super::Kind::parse("no_such_kind"), None);
+    }
+}

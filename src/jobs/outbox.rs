@@ -17,13 +17,9 @@ pub const RUNNING: &str = "running";
 pub const DONE: &str = "done";
 pub const DEAD: &str = "dead";
 
-/// Job kinds the worker knows.
-pub const KIND_CUSTOM_MESSAGE: &str = "custom_message";
-pub const KIND_TEMPLATE: &str = "template";
-
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub kind: String,
+    pub kind: super::Kind,
     pub payload: serde_json::Value,
     pub dedupe_key: String,
     /// When it may run (unix ms); now by default.
@@ -31,9 +27,9 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    pub fn new(kind: &str, payload: impl Serialize, dedupe_key: impl Into<String>) -> NewJob {
+    pub fn new(kind: super::Kind, payload: impl Serialize, dedupe_key: impl Into<String>) -> NewJob {
         NewJob {
-            kind: kind.into(),
+            kind,
             payload: serde_json::to_value(payload).expect("serializable payload"),
             dedupe_key: dedupe_key.into(),
             run_at: now_ms(),
@@ -66,7 +62,7 @@ const INSERT: &str = "INSERT INTO jobs (kind, payload, dedupe_key, state, attemp
 pub async fn enqueue_tx(tx: &mut Tx, job: &NewJob) -> Result<bool, sqlx::Error> {
     let payload = job.payload.to_string();
     let n = with_tx!(tx, conn => sqlx::query(INSERT)
-        .bind(&job.kind).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms())
+        .bind(job.kind.as_str()).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms())
         .execute(conn).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
@@ -75,7 +71,7 @@ pub async fn enqueue_tx(tx: &mut Tx, job: &NewJob) -> Result<bool, sqlx::Error> 
 pub async fn enqueue(store: &Store, job: &NewJob) -> Result<bool, sqlx::Error> {
     let payload = job.payload.to_string();
     let n = with_pool!(store, pool => sqlx::query(INSERT)
-        .bind(&job.kind).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms())
+        .bind(job.kind.as_str()).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms())
         .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }

@@ -11,7 +11,8 @@
 //! Verdicts are written in batches (one transaction for everything that finished together).
 //! On shutdown it stops claiming, lets in-flight sends finish and records them.
 
-use super::outbox::{self, KIND_CUSTOM_MESSAGE, KIND_TEMPLATE};
+use super::Kind;
+use super::outbox;
 use crate::config::OutboxConfig;
 use crate::store::{Store, now_ms};
 use crate::wechat::client::message::CustomMessage;
@@ -48,18 +49,56 @@ struct Claimed {
     attempts: i64,
 }
 
+/// What a job has to work with.
+#[derive(Clone)]
+pub struct JobCtx {
+    pub store: Store,
+    pub client: Client,
+}
+
+/// What running a job produced: a note for its record (WeChat's id for a send, or why it was
+/// skipped), or why it failed.
+pub type Sent = Result<Option<String>, SendError>;
+
+type BoxedRun = std::pin::Pin<Box<dyn std::future::Future<Output = Sent> + Send>>;
+type Run = Arc<dyn Fn(JobCtx, String) -> BoxedRun + Send + Sync>;
+
+/// What running each kind of job means, registered by the module that owns the kind.
+#[derive(Clone, Default)]
+pub struct Executors(std::collections::HashMap<Kind, Run>);
+
+impl Executors {
+    /// The sends the outbox does itself: customer-service and template messages.
+    pub fn messages() -> Executors {
+        let mut e = Executors::default();
+        e.add(Kind::CustomMessage, send_custom);
+        e.add(Kind::Template, send_template);
+        e
+    }
+
+    /// Registers (or replaces) what running `kind` means: `run(ctx, payload)`.
+    pub fn add<F, Fut>(&mut self, kind: Kind, run: F) -> &mut Self
+    where
+        F: Fn(JobCtx, String) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Sent> + Send + 'static,
+    {
+        self.0.insert(kind, Arc::new(move |ctx, payload| Box::pin(run(ctx, payload))));
+        self
+    }
+}
+
 pub struct Worker {
-    store: Store,
-    client: Client,
+    ctx: JobCtx,
+    executors: Executors,
     config: OutboxConfig,
     instance: String,
     wake: Arc<Notify>,
 }
 
 impl Worker {
-    pub fn new(store: Store, client: Client, config: OutboxConfig, wake: Arc<Notify>) -> Worker {
+    pub fn new(store: Store, client: Client, executors: Executors, config: OutboxConfig, wake: Arc<Notify>) -> Worker {
         let instance = crate::store::instance_id();
-        Worker { store, client, config, instance, wake }
+        Worker { ctx: JobCtx { store, client }, executors, config, instance, wake }
     }
 
     /// Runs until `stop` turns true, then finishes what is in flight.
@@ -73,13 +112,15 @@ impl Worker {
                 match self.claim((concurrency - inflight.len()) as i64).await {
                     Ok(jobs) => {
                         for job in jobs {
-                            let client = self.client.clone();
-                            let store = self.store.clone();
+                            let run = Kind::parse(&job.kind).and_then(|k| self.executors.0.get(&k).cloned());
+                            let ctx = self.ctx.clone();
                             let max = self.config.max_attempts;
                             inflight.spawn(async move {
-                                let verdict =
-                                    judge(execute(&client, &store, &job.kind, &job.payload).await, job.attempts, max);
-                                (job.id, job.attempts, verdict)
+                                let sent = match run {
+                                    Some(run) => run(ctx, job.payload).await,
+                                    None => Err(SendError::Bad(format!("unknown job kind {:?}", job.kind))),
+                                };
+                                (job.id, job.attempts, judge(sent, job.attempts, max))
                             });
                         }
                     }
@@ -135,12 +176,12 @@ impl Worker {
         let lease_until = now + self.config.lease_secs as i64 * 1000;
         // SKIP LOCKED on PostgreSQL: two instances claiming at once take different jobs. SQLite has
         // one writer at a time, so the plain sub-select is already exclusive.
-        let lock = if matches!(self.store, Store::Postgres(_)) { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let lock = if matches!(self.ctx.store, Store::Postgres(_)) { " FOR UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_until = $1, leased_by = $2, attempts = attempts + 1, updated_at = $3 \
              WHERE id IN (SELECT id FROM jobs WHERE {condition} LIMIT $4{lock}) RETURNING id, kind, payload, attempts"
         );
-        let rows: Vec<(i64, String, String, i64)> = with_pool!(&self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let rows: Vec<(i64, String, String, i64)> = with_pool!(&self.ctx.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(lease_until).bind(&self.instance).bind(now).bind(n).fetch_all(pool).await)?;
         Ok(rows.into_iter().map(|(id, kind, payload, attempts)| Claimed { id, kind, payload, attempts }).collect())
     }
@@ -152,7 +193,7 @@ impl Worker {
         }
         let now = now_ms();
         let result = async {
-            let mut tx = self.store.begin().await?;
+            let mut tx = self.ctx.store.begin().await?;
             for done in finished.iter() {
                 let (id, attempts, verdict) = match done {
                     Ok(v) => (v.0, v.1, &v.2),
@@ -203,48 +244,28 @@ fn backoff_ms(attempts: i64) -> i64 {
     base / 2 + (rand::random::<u32>() as i64 % (base / 2 + 1))
 }
 
-/// Why a send failed: WeChat (or the network) said no, the database did not answer, or the
+/// Why a job failed: WeChat (or the network) said no, the database did not answer, or the
 /// job itself is unusable.
 #[derive(Debug)]
-enum SendError {
+pub enum SendError {
     Api(CallError),
     Db(sqlx::Error),
     Bad(String),
 }
 
-/// What a send produced: WeChat's id for it, if it gives one.
-type Sent = Result<Option<String>, SendError>;
-
-/// Payload of a booking reminder: sent only if the booking is still confirmed when it is due.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ReminderJob {
-    pub booking_id: i64,
-    pub message: TemplateMessage,
+/// A payload as the kind's type, or the job is unusable (dead).
+pub fn payload<T: serde::de::DeserializeOwned>(payload: &str) -> Result<T, SendError> {
+    serde_json::from_str(payload).map_err(|e| SendError::Bad(format!("bad payload: {e}")))
 }
 
-async fn execute(client: &Client, store: &Store, kind: &str, payload: &str) -> Sent {
-    match kind {
-        KIND_CUSTOM_MESSAGE => {
-            let job: CustomMessageJob =
-                serde_json::from_str(payload).map_err(|e| SendError::Bad(format!("bad payload: {e}")))?;
-            client.custom_send(&job.touser, &job.message).await.map(|_| None).map_err(SendError::Api)
-        }
-        KIND_TEMPLATE => {
-            let message: TemplateMessage =
-                serde_json::from_str(payload).map_err(|e| SendError::Bad(format!("bad payload: {e}")))?;
-            client.template_send(&message).await.map(|msgid| Some(msgid.to_string())).map_err(SendError::Api)
-        }
-        crate::bookings::KIND_REMINDER => {
-            let job: ReminderJob =
-                serde_json::from_str(payload).map_err(|e| SendError::Bad(format!("bad payload: {e}")))?;
-            let confirmed = crate::bookings::is_confirmed(store, job.booking_id).await.map_err(SendError::Db)?;
-            if !confirmed {
-                return Ok(Some("skipped: booking cancelled".into()));
-            }
-            client.template_send(&job.message).await.map(|msgid| Some(msgid.to_string())).map_err(SendError::Api)
-        }
-        other => Err(SendError::Bad(format!("unknown job kind {other:?}"))),
-    }
+async fn send_custom(ctx: JobCtx, payload: String) -> Sent {
+    let job: CustomMessageJob = self::payload(&payload)?;
+    ctx.client.custom_send(&job.touser, &job.message).await.map(|_| None).map_err(SendError::Api)
+}
+
+async fn send_template(ctx: JobCtx, payload: String) -> Sent {
+    let message: TemplateMessage = self::payload(&payload)?;
+    ctx.client.template_send(&message).await.map(|msgid| Some(msgid.to_string())).map_err(SendError::Api)
 }
 
 fn judge(result: Sent, attempts: i64, max_attempts: i64) -> Verdict {

@@ -11,9 +11,43 @@
 //! with a unique reference, so running the same file again changes nothing. The import is one
 //! transaction: it applies entirely or not at all, but a bad row never stops it.
 
-use crate::csv::parse_csv;
 use crate::store::{Store, Tx, now_ms};
 use crate::with_tx;
+
+/// Fields and rows an import reads at most (a CRM export is big, not unbounded).
+const MAX_FIELD: usize = 1024;
+const MAX_ROWS: usize = 1_000_000;
+
+/// CSV text (RFC 4180, through the `csv` crate; a UTF-8 BOM is dropped) as records with their
+/// line numbers, blank lines skipped; a field over 1 KiB or more than a million rows is an error.
+pub fn read_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let mut records = Vec::new();
+    // Line numbers from byte offsets: the crate's own miscount after CRLF and quoted newlines,
+    // and a record's offset points at the line end before it.
+    let (bytes, mut counted, mut line) = (text.as_bytes(), 0usize, 1usize);
+    for record in reader.records() {
+        let record = record.map_err(|e| e.to_string())?;
+        let mut at = record.position().map_or(0, |p| p.byte() as usize).min(bytes.len());
+        while at < bytes.len() && (bytes[at] == b'\r' || bytes[at] == b'\n') {
+            at += 1;
+        }
+        line += bytes[counted.min(at)..at].iter().filter(|b| **b == b'\n').count();
+        counted = counted.max(at);
+        if let Some(long) = record.iter().find(|f| f.len() > MAX_FIELD) {
+            return Err(format!("line {line}: a field longer than {MAX_FIELD} bytes ({} bytes)", long.len()));
+        }
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        if records.len() >= MAX_ROWS {
+            return Err(format!("more than {MAX_ROWS} rows"));
+        }
+        records.push((line, record.iter().map(str::to_owned).collect()));
+    }
+    Ok(records)
+}
 
 /// Imported points stay valid this long.
 const IMPORTED_POINTS_VALID_MS: i64 = 365 * 24 * 3600 * 1000;
@@ -255,7 +289,7 @@ fn merge(into: &mut Row, from: &Row, notes: &mut Vec<String>) {
 
 /// Imports CSV text; returns one report per data line, in file order.
 pub async fn import(store: &Store, text: &str) -> Result<Vec<Report>, String> {
-    let records = parse_csv(text)?;
+    let records = read_csv(text)?;
     let Some(((_, header), data)) = records.split_first() else {
         return Err("the file is empty".into());
     };
@@ -382,6 +416,22 @@ async fn apply(tx: &mut Tx, row: &Row, notes: &mut Vec<String>) -> Result<Outcom
         }
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::read_csv;
+
+    #[test]
+    fn quotes_crlf_bom_and_bounds() {
+        let text = "\u{feff}card,name\r\n\"C1\",\"Li, Lei\"\r\n\r\nC2,\"say \"\"hi\"\"\"\nC3,\"two\nlines\"";
+        let recs = read_csv(text).unwrap();
+        assert_eq!(recs[0].1, ["card", "name"]);
+        assert_eq!(recs[1], (2, vec!["C1".to_string(), "Li, Lei".to_string()]));
+        assert_eq!(recs[2], (4, vec!["C2".to_string(), "say \"hi\"".to_string()]));
+        assert_eq!(recs[3], (5, vec!["C3".to_string(), "two\nlines".to_string()]));
+        assert!(read_csv(&format!("a\n{}", "x".repeat(2000))).unwrap_err().contains("longer than 1024"));
+    }
 }
 
 #[cfg(test)]

@@ -164,7 +164,7 @@ pub async fn adjust(
         match notices.render("points_changed", &openid, ctx) {
             Ok(message) => {
                 let job = crate::jobs::outbox::NewJob::new(
-                    crate::jobs::outbox::KIND_TEMPLATE,
+                    crate::jobs::Kind::Template,
                     message,
                     format!("points:{reference}"),
                 );

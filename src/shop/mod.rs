@@ -9,40 +9,58 @@
 //! ```
 //!
 //! * [`checkout`]: the signed, expiring token that carries campaign, SKU and openid to the shop.
-//! * [`auth`]: how the shop signs its calls (HMAC over timestamp and body, replay window).
-//! * [`stock`] and [`orders`]: the two endpoints. A product whose stock is 0 is *sold out*: the
-//!   article link shows a sold-out page and the chat answers from `sold_out.j2` instead of
-//!   handing out checkout links. A product the shop never told us about is treated as available
-//!   (the shop, which owns the stock, has the last word at its checkout).
-//! * [`landing`]: the article link `/buy/{campaign_id}`.
+//! * [`stock`] and [`orders`]: what the shop reports, checked and recorded. A product whose stock
+//!   is 0 is *sold out*: the article link shows a sold-out page and the chat answers from
+//!   `sold_out.j2` instead of handing out checkout links. A product the shop never told us
+//!   about is treated as available (the shop, which owns the stock, has the last word at its
+//!   checkout).
+//! * [`api`]: the two signed endpoints (the signature scheme is [`crate::http::signed`]);
+//!   [`landing`]: the article link `/buy/{campaign_id}`.
 //!
 //! Campaign rows belong to the campaigns module; this one only reads `campaigns.product_sku`.
 
-pub mod auth;
+pub mod api;
 pub mod checkout;
 pub mod landing;
 pub mod orders;
 pub mod stock;
 
 use crate::config::CheckoutConfig;
-use crate::state::AppState;
 use crate::store::Store;
 use crate::with_pool;
-use axum::Router;
-use axum::routing::{get, post};
 
-/// The shop's signed API, and the article link's pages (rendered with the H5 page set).
-pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
-    // The shop's bodies stop being read at 64 KiB, whatever `server.max_body_bytes` allows.
-    let api = Router::new()
-        .route("/api/v1/stock", post(stock::post))
-        .route("/api/v1/orders", post(orders::post))
-        .layer(axum::extract::DefaultBodyLimit::max(auth::MAX_BODY));
-    let landing = Router::new()
-        .route("/buy/{campaign_id}", get(landing::article))
-        .route("/h5/buy/{campaign_id}", get(landing::buy))
-        .layer(axum::middleware::map_response_with_state(pages, crate::http::page::render));
-    Router::new().merge(api).merge(landing)
+/// What the shop sent that was not taken: refused (nothing changed) or the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A configured notice would not render (a broken template): ours to fix, not the shop's.
+    #[error("notice: {0}")]
+    Notice(String),
+}
+
+/// Why: the body is wrong (400), it contradicts what was recorded (409), or it breaks a rule
+/// (422). The message is for the shop's developers, as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Rule(String),
+}
+
+/// A one-line text field within bounds, or the 400 that says why not.
+pub(crate) fn bounded(field: &str, value: &str, min: usize, max: usize) -> Result<(), Error> {
+    crate::text::check_line(field, value, min, max).map_err(|e| Error::Refused(Refusal::Invalid(e)))
+}
+
+/// A JSON body, or the 400 with serde's reason.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::Refused(Refusal::Invalid(format!("malformed JSON: {e}"))))
 }
 
 /// The link a campaign article carries: `{h5.public_url}/buy/{campaign_id}`. This path is a

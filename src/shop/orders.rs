@@ -1,5 +1,5 @@
-//! `POST /api/v1/orders` (shop-signed, see [`super::auth`]): the shop tells us about an order,
-//! and we tell the buyer with a template message.
+//! Orders (`POST /api/v1/orders`, [`super::api`]): the shop tells us about an order, and we
+//! tell the buyer with a template message.
 //!
 //! ```text
 //! {"order_id": "SO-1001", "status": "paid", "openid": "o…", "sku": "LE-2026",
@@ -28,19 +28,11 @@
 //! * Bad JSON, a missing field, an unknown status or a field out of bounds: **400**. The
 //!   buyer is a different openid than earlier notifications of the order said: **409**.
 
-use super::stock::bounded;
-use crate::error::ApiError;
-use crate::http::api::parse_json;
-use crate::jobs::outbox::{self, KIND_TEMPLATE, NewJob};
-use crate::state::AppState;
+use super::{Error, Refusal, bounded};
+use crate::jobs::Kind;
+use crate::jobs::outbox::{self, NewJob};
 use crate::store::{Store, Tx, now_ms};
 use crate::with_tx;
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 /// Order statuses, in the only order they may arrive.
@@ -113,9 +105,18 @@ pub struct Notification {
 /// ¥100,000,000.00: more than any order, less than anything that overflows.
 pub const MAX_AMOUNT_FEN: i64 = 10_000_000_000;
 
-fn validate(b: Body, now_secs: i64) -> Result<Notification, ApiError> {
-    let status = Status::parse(&b.status)
-        .ok_or_else(|| ApiError::BadRequest("status must be created, paid, shipped or refunded".into()))?;
+/// A notification from its JSON body, checked (`now_secs`: when it arrived).
+pub fn parse(body: &[u8], now_secs: i64) -> Result<Notification, Error> {
+    validate(super::parse(body)?, now_secs)
+}
+
+fn invalid(why: impl Into<String>) -> Error {
+    Error::Refused(Refusal::Invalid(why.into()))
+}
+
+fn validate(b: Body, now_secs: i64) -> Result<Notification, Error> {
+    let status =
+        Status::parse(&b.status).ok_or_else(|| invalid("status must be created, paid, shipped or refunded"))?;
     bounded("order_id", &b.order_id, 1, 64)?;
     bounded("sku", &b.sku, 1, super::stock::MAX_SKU_CHARS)?;
     // WeChat openids are 28 characters of [A-Za-z0-9_-]; leave room, refuse anything else.
@@ -123,23 +124,23 @@ fn validate(b: Body, now_secs: i64) -> Result<Notification, ApiError> {
         || b.openid.len() > 64
         || !b.openid.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
     {
-        return Err(ApiError::BadRequest("openid must be 1 to 64 letters, digits, '_' or '-'".into()));
+        return Err(invalid("openid must be 1 to 64 letters, digits, '_' or '-'"));
     }
     if let Some(name) = &b.product_name {
         bounded("product_name", name, 1, super::stock::MAX_NAME_CHARS)?;
     }
     if !(0..=MAX_AMOUNT_FEN).contains(&b.amount_fen) {
-        return Err(ApiError::BadRequest(format!("amount_fen must be 0 to {MAX_AMOUNT_FEN}")));
+        return Err(invalid(format!("amount_fen must be 0 to {MAX_AMOUNT_FEN}")));
     }
     if let Some(t) = &b.tracking_no {
         if status != Status::Shipped {
-            return Err(ApiError::BadRequest("tracking_no belongs to a shipped notification only".into()));
+            return Err(invalid("tracking_no belongs to a shipped notification only"));
         }
         bounded("tracking_no", t, 1, 64)?;
     }
     // Any time from 2020 to a day ahead of our clock.
     if b.at.is_some_and(|at| !(1_577_836_800..=now_secs + 86_400).contains(&at)) {
-        return Err(ApiError::BadRequest("at must be unix seconds, not in the future".into()));
+        return Err(invalid("at must be unix seconds, not in the future"));
     }
     Ok(Notification {
         order_id: b.order_id,
@@ -224,7 +225,7 @@ fn message(notices: &crate::notices::Notices, n: &Notification, product_name: &s
         time => crate::bookings::slot_label(n.at * 1000),
     };
     let message = notices.render(n.status.notice(), &n.openid, ctx)?;
-    Ok(NewJob::new(KIND_TEMPLATE, message, format!("order:{}:{}", n.order_id, n.status.as_str())))
+    Ok(NewJob::new(Kind::Template, message, format!("order:{}:{}", n.order_id, n.status.as_str())))
 }
 
 /// Records `n` (received as `raw`) and queues the buyer's message, in one transaction.
@@ -233,13 +234,13 @@ pub async fn record(
     notices: &crate::notices::Notices,
     n: &Notification,
     raw: &str,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, Error> {
     // The product's name for the message: as the shop sent it, else as it told us, else the SKU.
     let product_name = match &n.product_name {
         Some(name) => name.clone(),
         None => super::product(store, &n.sku).await?.map(|p| p.name).unwrap_or_else(|| n.sku.clone()),
     };
-    let job = message(notices, n, &product_name).map_err(ApiError::internal)?;
+    let job = message(notices, n, &product_name).map_err(Error::Notice)?;
     let mut tx = store.begin().await?;
     lock_order(&mut tx, &n.order_id).await?;
     let earlier = recorded(&mut tx, &n.order_id).await?;
@@ -266,37 +267,6 @@ pub async fn record(
     outbox::enqueue_tx(&mut tx, &job).await?;
     tx.commit().await?;
     Ok(Outcome::Queued)
-}
-
-pub async fn post(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = super::auth::authenticate(&app, &headers, body)?;
-    let n = validate(parse_json(&body)?, now_ms() / 1000)?;
-    // Authenticated and under 64 KiB, so valid UTF-8 JSON we store as received.
-    let raw = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("the body must be UTF-8".into()))?;
-    let outcome = record(&app.store, &app.notices, &n, raw).await?;
-    let (order_id, status) = (n.order_id.as_str(), n.status.as_str());
-    match outcome {
-        Outcome::Queued => {
-            app.outbox_wake.notify_one();
-            tracing::info!(order_id, status, buyer = %crate::mask(&n.openid), "shop: order notice queued");
-            let json = serde_json::json!({ "order_id": order_id, "status": status, "queued": true });
-            Ok((StatusCode::ACCEPTED, Json(json)).into_response())
-        }
-        Outcome::Duplicate => {
-            let json = serde_json::json!({ "order_id": order_id, "status": status, "duplicate": true });
-            Ok((StatusCode::OK, Json(json)).into_response())
-        }
-        Outcome::Backwards { latest } => Err(ApiError::Conflict(format!(
-            "order {order_id} is already {}: {status} cannot follow it",
-            latest.as_str()
-        ))),
-        Outcome::OtherBuyer => Err(ApiError::Conflict(format!("order {order_id} belongs to another buyer"))),
-        Outcome::UnknownBuyer => Err(ApiError::Unprocessable("the buyer is not a follower we know".into())),
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! `POST /api/v1/stock` (shop-signed, see [`super::auth`]): the shop reports what it has left.
+//! What the shop reports it has left (`POST /api/v1/stock`, [`super::api`]).
 //!
 //! ```text
 //! {"sku": "LE-2026", "name": "Limited Edition No. 5", "stock": 120}        one product
@@ -14,16 +14,9 @@
 //! product keeps the `X-Wxoa-Timestamp` of the report its stock came from, and a report older
 //! than that is counted as `stale` and changes nothing.
 
-use crate::error::ApiError;
-use crate::http::api::parse_json;
-use crate::state::AppState;
+use super::{Error, Refusal, bounded};
 use crate::store::{Store, now_ms};
 use crate::with_tx;
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::HeaderMap;
 use serde::Deserialize;
 
 pub const MAX_PRODUCTS: usize = 1000;
@@ -51,44 +44,35 @@ struct Body {
     products: Option<Vec<StockUpdate>>,
 }
 
-/// Text that is `1..=max` characters (or `0..=max` when `may_be_empty`) and has no control
-/// characters.
-pub(crate) fn bounded(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
-    let n = value.chars().count();
-    if n < min || n > max {
-        return Err(ApiError::BadRequest(format!("{field} must be {min} to {max} characters")));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(format!("{field} must not contain control characters")));
-    }
-    Ok(())
-}
-
-fn validate(u: &StockUpdate) -> Result<(), ApiError> {
+fn validate(u: &StockUpdate) -> Result<(), Error> {
     bounded("sku", &u.sku, 1, MAX_SKU_CHARS)?;
     if let Some(name) = &u.name {
         bounded("name", name, 1, MAX_NAME_CHARS)?;
     }
     if !(0..=MAX_STOCK).contains(&u.stock) {
-        return Err(ApiError::BadRequest(format!("stock must be 0 to {MAX_STOCK}")));
+        return Err(Refusal::Invalid(format!("stock must be 0 to {MAX_STOCK}")).into());
     }
     Ok(())
 }
 
 /// The updates a body asks for, validated.
-fn updates(body: Body) -> Result<Vec<StockUpdate>, ApiError> {
+pub fn parse(body: &[u8]) -> Result<Vec<StockUpdate>, Error> {
+    updates(super::parse(body)?)
+}
+
+fn updates(body: Body) -> Result<Vec<StockUpdate>, Error> {
     let updates = match body {
         Body { products: Some(list), sku: None, name: None, stock: None } => {
             if list.is_empty() || list.len() > MAX_PRODUCTS {
-                return Err(ApiError::BadRequest(format!("products must hold 1 to {MAX_PRODUCTS} entries")));
+                return Err(Refusal::Invalid(format!("products must hold 1 to {MAX_PRODUCTS} entries")).into());
             }
             list
         }
         Body { products: None, sku: Some(sku), name, stock: Some(stock) } => vec![StockUpdate { sku, name, stock }],
         _ => {
-            return Err(ApiError::BadRequest(
-                "send either {\"sku\", \"stock\"[, \"name\"]} or {\"products\": […]}".into(),
-            ));
+            return Err(
+                Refusal::Invalid("send either {\"sku\", \"stock\"[, \"name\"]} or {\"products\": […]}".into()).into()
+            );
         }
     };
     updates.iter().try_for_each(validate)?;
@@ -112,30 +96,6 @@ pub async fn upsert(store: &Store, updates: &[StockUpdate], reported_at: i64) ->
     }
     tx.commit().await?;
     Ok(applied as usize)
-}
-
-pub async fn post(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let body = super::auth::authenticate(&app, &headers, body)?;
-    // Verified by `authenticate`: digits within the allowed window.
-    let reported_at = headers
-        .get(super::auth::TIMESTAMP_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.parse::<i64>().ok())
-        .unwrap_or_default();
-    let updates = updates(parse_json(&body)?)?;
-    let n = upsert(&app.store, &updates, reported_at).await?;
-    if n < updates.len() {
-        tracing::info!(stale = updates.len() - n, "shop: stock reports older than the ones applied were ignored");
-    }
-    let sold_out: Vec<&str> = updates.iter().filter(|u| u.stock == 0).map(|u| u.sku.as_str()).collect();
-    if !sold_out.is_empty() {
-        tracing::info!(skus = ?sold_out, "shop: sold out");
-    }
-    Ok(Json(serde_json::json!({ "updated": n, "stale": updates.len() - n })))
 }
 
 #[cfg(test)]

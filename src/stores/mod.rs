@@ -2,7 +2,7 @@
 //! follower's location (`stores_nearby`), and named in the welcome of a follower who scanned a
 //! store's QR code (`welcome_store`, scene `store_<id>`), who is then attributed to that store.
 
-use crate::csv::parse_csv;
+use crate::members::import::read_csv;
 use crate::store::{Store, now_ms};
 use crate::{with_pool, with_tx};
 
@@ -103,7 +103,7 @@ pub async fn record_follower(
 /// Imports stores from CSV with columns `id, name, city, address, latitude, longitude,
 /// opening_hours, phone[, active]`; upserts by id. Returns (imported, problems by line).
 pub async fn import(store: &Store, text: &str) -> Result<(usize, Vec<String>), String> {
-    let records = parse_csv(text)?;
+    let records = read_csv(text)?;
     let Some(((_, header), data)) = records.split_first() else {
         return Err("the file is empty".into());
     };
@@ -151,7 +151,7 @@ pub async fn import(store: &Store, text: &str) -> Result<(usize, Vec<String>), S
 /// Imports advisors from CSV `id, store_id, name[, active]`; upserts by id. Returns (imported,
 /// problems by line).
 pub async fn import_advisors(store: &Store, text: &str) -> Result<(usize, Vec<String>), String> {
-    let records = parse_csv(text)?;
+    let records = read_csv(text)?;
     let Some(((_, header), data)) = records.split_first() else {
         return Err("the file is empty".into());
     };

@@ -6,7 +6,8 @@
 //! jobs in flight at the kill).
 
 use crate::config::Config;
-use crate::jobs::outbox::{self, KIND_TEMPLATE, NewJob};
+use crate::jobs::Kind;
+use crate::jobs::outbox::{self, NewJob};
 use crate::jobs::worker::Worker;
 use crate::store::{Store, now_ms};
 use crate::wechat::client::template::TemplateMessage;
@@ -26,7 +27,7 @@ pub async fn enqueue(store: &Store, run: &str, n: usize) -> Result<(), String> {
                 "TPL_BENCH",
                 &[("first", &format!("{run} {i}"))],
             );
-            outbox::enqueue_tx(&mut tx, &NewJob::new(KIND_TEMPLATE, message, format!("bench:{run}:{i}")))
+            outbox::enqueue_tx(&mut tx, &NewJob::new(Kind::Template, message, format!("bench:{run}:{i}")))
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -47,7 +48,13 @@ async fn done_count(store: &Store, run: &str) -> Result<i64, String> {
 pub async fn drain(config: &Config, store: &Store, run: &str, n: usize) -> Result<Duration, String> {
     let client = crate::wechat::client::Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = Worker::new(store.clone(), client, config.outbox.clone(), Arc::new(tokio::sync::Notify::new()));
+    let worker = Worker::new(
+        store.clone(),
+        client,
+        crate::jobs::worker::Executors::messages(),
+        config.outbox.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+    );
     let started = Instant::now();
     let task = tokio::spawn(worker.run(stopped));
     wait_done(store, run, n, Duration::from_secs(600)).await?;

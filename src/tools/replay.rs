@@ -11,7 +11,7 @@
 //! show the first run's answers, whatever changed in between (stores imported, a template
 //! edited). `--keep-ids` sends them as recorded, to watch deduplication at work.
 
-use crate::wechat::envelope::{Envelope, random_nonce};
+use crate::wechat::envelope::Envelope;
 use std::path::{Path, PathBuf};
 
 /// The result of replaying one fixture.
@@ -82,32 +82,6 @@ fn replace_leaf(xml: &str, name: &str, value: &str) -> String {
     format!("{}{value}{}", &xml[..start], &xml[start + len..])
 }
 
-/// Posts one plaintext message to `url` the way WeChat does.
-pub async fn post(
-    client: &reqwest::Client,
-    envelope: &Envelope,
-    url: &str,
-    xml: &str,
-) -> Result<(u16, Option<String>), String> {
-    let now = crate::store::now_ms() / 1000;
-    let (query, body) = envelope.wrap(xml, now, &random_nonce());
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let resp = client
-        .post(format!("{url}{sep}{query}"))
-        .header("content-type", "text/xml")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("POST {url}: {e}"))?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await.map_err(|e| format!("reading reply: {e}"))?;
-    if status != 200 {
-        return Err(format!("HTTP {status}: {}", text.trim()));
-    }
-    let reply = envelope.unwrap_reply(&text).map_err(|e| format!("reply: {e}"))?;
-    Ok((status, reply))
-}
-
 /// Replays every fixture (anew unless `keep_ids`, see [`freshen`]); prints each reply and, with
 /// `expect`, whether it matches. Returns whether everything succeeded (and matched).
 pub async fn run(
@@ -132,7 +106,7 @@ pub async fn run(
         let xml = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let xml =
             if keep_ids { xml } else { freshen(&xml, first_second + i as i64 + 1, now_ms as u64 * 10_000 + i as u64) };
-        let result = post(&client, envelope, url, &xml).await;
+        let result = crate::fake::post(&client, envelope, url, &xml).await;
         let reply = match result {
             Ok((status, reply)) => Replayed { name: name.clone(), status, reply },
             Err(e) => {

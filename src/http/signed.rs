@@ -1,30 +1,27 @@
-//! How the shop authenticates its calls to `/api/v1/stock` and `/api/v1/orders`.
+//! Signed calls from the brand's systems (the shop, the CRM, the stores' tills):
 //!
 //! ```text
-//! X-Wxoa-Timestamp: 1795000000                      (unix seconds, when the shop sent it)
-//! X-Wxoa-Signature: hex(HMAC-SHA256(shop.secret, "1795000000" + "." + raw body))   (64 lowercase hex)
+//! X-Wxoa-Timestamp: 1795000000                      (unix seconds, when the caller sent it)
+//! X-Wxoa-Signature: hex(HMAC-SHA256(secret, "1795000000" + "." + raw body))   (64 hex digits)
 //! ```
 //!
-//! The MAC covers the timestamp, so a captured call cannot be re-dated, and the raw body bytes,
-//! so the JSON is authenticated before it is parsed. A timestamp further than
-//! `shop.max_skew_secs` from our clock (either way) is refused as a replay: a captured call is
-//! useless once the window passes, and within it both endpoints are idempotent for the same
-//! content (an order status is recorded once; a stock value set twice is the same stock).
+//! For a GET the path (with its query) takes the place of the body. The MAC covers the
+//! timestamp, so a captured call cannot be re-dated, and the raw bytes, so the JSON is
+//! authenticated before it is parsed. A timestamp further than the caller's `max_skew_secs`
+//! from our clock (either way) is refused as a replay: a captured call is useless once the
+//! window passes, and within it every signed endpoint is idempotent for the same content.
 //!
-//! Checks, in order: the integration is on (`shop.secret` set, else 503), the body is at most
-//! [`MAX_BODY`] (413), both headers are present and well formed, the timestamp is in the window
-//! and the signature matches in constant time (401).
+//! Checks, in order: the integration is on (its secret set, else 503), the body is within the
+//! endpoint's limit (413), both headers are present and well formed, the timestamp is in the
+//! window and the signature matches in constant time (401).
 
 use crate::error::ApiError;
-use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
-/// The largest body the shop may send.
-pub const MAX_BODY: usize = 64 * 1024;
 pub const TIMESTAMP_HEADER: &str = "x-wxoa-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-wxoa-signature";
 
@@ -36,7 +33,7 @@ fn mac(secret: &str, timestamp: &str, body: &[u8]) -> hmac::Hmac<Sha256> {
     m
 }
 
-/// The `X-Wxoa-Signature` value for a call (what the shop computes; tests use it too).
+/// The `X-Wxoa-Signature` value for a call (what the caller computes; tests use it too).
 pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     crate::wechat::signature::hex(&mac(secret, timestamp, body).finalize().into_bytes())
 }
@@ -78,28 +75,53 @@ pub fn verify(
     Ok(())
 }
 
-/// The body of a shop call, once the call is known to come from the shop.
+/// Who signs, and how far their clock may be from ours.
+pub struct Signer<'a> {
+    /// What the integration is called in refusals ("the shop integration is switched off").
+    pub name: &'a str,
+    pub secret: &'a str,
+    pub max_skew_secs: u64,
+}
+
+/// The body of a signed call, once it is known to come from `signer`; at most `max_body` bytes.
 pub fn authenticate(
-    app: &AppState,
+    signer: &Signer,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    max_body: usize,
 ) -> Result<Bytes, ApiError> {
-    let shop = &app.config.shop;
-    if shop.secret.is_empty() {
-        return Err(ApiError::Unavailable("the shop integration is switched off".into()));
+    if signer.secret.is_empty() {
+        return Err(ApiError::Unavailable(format!("the {} integration is switched off", signer.name)));
     }
-    let too_large = || ApiError::TooLarge(format!("the body is larger than {MAX_BODY} bytes"));
+    let too_large = || ApiError::TooLarge(format!("the body is larger than {max_body} bytes"));
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         _ => ApiError::BadRequest(e.body_text()),
     })?;
-    if body.len() > MAX_BODY {
+    if body.len() > max_body {
         return Err(too_large());
     }
+    check(signer, headers, &body)?;
+    Ok(body)
+}
+
+/// A signed GET: the signature covers `"<timestamp>.<path and query>"`.
+pub fn authenticate_get(signer: &Signer, headers: &HeaderMap, path_and_query: &str) -> Result<(), ApiError> {
+    if signer.secret.is_empty() {
+        return Err(ApiError::Unavailable(format!("the {} integration is switched off", signer.name)));
+    }
+    check(signer, headers, path_and_query.as_bytes())
+}
+
+fn check(signer: &Signer, headers: &HeaderMap, signed: &[u8]) -> Result<(), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = crate::store::now_ms() / 1000;
-    verify(&shop.secret, shop.max_skew_secs, header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), &body, now)?;
-    Ok(body)
+    verify(signer.secret, signer.max_skew_secs, header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), signed, now)
+}
+
+/// The call's `X-Wxoa-Timestamp` (unix seconds), once [`authenticate`] accepted it.
+pub fn timestamp(headers: &HeaderMap) -> i64 {
+    headers.get(TIMESTAMP_HEADER).and_then(|v| v.to_str().ok()).and_then(|t| t.parse().ok()).unwrap_or_default()
 }
 
 #[cfg(test)]

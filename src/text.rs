@@ -1,0 +1,38 @@
+//! Bounds on text from outside: lengths in characters (what people count), and no control
+//! characters in one-line fields (a name, a SKU, an order number) — the same rule wherever
+//! input arrives, so a field is judged alike by the API, the console and an import.
+
+/// `Err(why)` unless `value` has `min..=max` characters.
+pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), String> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(if min > 0 {
+            format!("{field} must be {min} to {max} characters (got {n})")
+        } else {
+            format!("{field} must be at most {max} characters (got {n})")
+        });
+    }
+    Ok(())
+}
+
+/// [`check_len`], and no control characters (a one-line field).
+pub fn check_line(field: &str, value: &str, min: usize, max: usize) -> Result<(), String> {
+    check_len(field, value, min, max)?;
+    if value.chars().any(char::is_control) {
+        return Err(format!("{field} must not contain control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bounds() {
+        assert!(super::check_len("name", "ab", 1, 2).is_ok());
+        assert_eq!(super::check_len("name", "abc", 1, 2).unwrap_err(), "name must be 1 to 2 characters (got 3)");
+        assert_eq!(super::check_len("digest", "abc", 0, 2).unwrap_err(), "digest must be at most 2 characters (got 3)");
+        assert!(super::check_len("content", "a\nb", 0, 10).is_ok());
+        assert!(super::check_line("sku", "a\nb", 0, 10).unwrap_err().contains("control characters"));
+        assert_eq!(super::check_len("name", "门店", 1, 2), Ok(()), "characters, not bytes");
+    }
+}
