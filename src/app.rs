@@ -124,13 +124,16 @@ impl App {
         let (log, log_writer) = MessageLog::start(store.clone()).map_err(|e| StartError(e.to_string()))?;
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let deadline = Duration::from_millis(config.bot.reply_deadline_ms);
-        let bot = Bot::new(rules, templates, handlers, log, deadline, outbox_wake.clone(), &config.h5.public_url)
-            .with_checkout(config.checkout.clone());
+        let bot = Arc::new(
+            Bot::new(rules, templates, handlers, log, deadline, outbox_wake.clone(), &config.h5.public_url)
+                .with_checkout(config.checkout.clone())
+                .with_late_takeover(Duration::from_secs(config.bot.late_takeover_secs)),
+        );
         let client = Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
         let worker = config.outbox.enabled.then(|| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let worker =
-                Worker::new(store.clone(), client.clone(), executors(), config.outbox.clone(), outbox_wake.clone());
+                Worker::new(store.clone(), client.clone(), executors(&bot), config.outbox.clone(), outbox_wake.clone());
             (stop, tokio::spawn(worker.run(stopped)))
         });
         let scheduler_wake = Arc::new(tokio::sync::Notify::new());
@@ -149,7 +152,7 @@ impl App {
         let state = AppState(Arc::new(Inner {
             envelope: config.envelope(),
             config,
-            bot: Arc::new(bot),
+            bot,
             store,
             client,
             pages,
@@ -215,10 +218,13 @@ impl App {
 }
 
 /// What each kind of outbox job means: the messages the outbox sends itself, and each domain
-/// module's own kinds.
-pub fn executors() -> crate::jobs::worker::Executors {
+/// module's own kinds (late replies run the bot's handlers again).
+pub fn executors(bot: &Arc<Bot>) -> crate::jobs::worker::Executors {
+    use crate::jobs::Kind;
     let mut e = crate::jobs::worker::Executors::messages();
-    e.add(crate::jobs::Kind::BookingReminder, crate::bookings::send_reminder);
+    e.add(Kind::BookingReminder, crate::bookings::send_reminder);
+    let bot = bot.clone();
+    e.add(Kind::LateReply, move |ctx, payload| bot.clone().late_reply(ctx, payload));
     e
 }
 

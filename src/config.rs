@@ -305,6 +305,9 @@ pub struct BotConfig {
     pub reply_deadline_ms: u64,
     /// The custom menu (`wxoa menu sync` and the admin API push it).
     pub menu: PathBuf,
+    /// A deferred handler's late reply is taken over (the handler run again from the log) if it
+    /// has not been delivered this long after the deadline: the process died, or hung.
+    pub late_takeover_secs: u64,
 }
 
 impl Default for BotConfig {
@@ -314,6 +317,7 @@ impl Default for BotConfig {
             templates: "templates/replies".into(),
             reply_deadline_ms: 4000,
             menu: "config/menu.toml".into(),
+            late_takeover_secs: 60,
         }
     }
 }
@@ -412,6 +416,9 @@ impl Config {
         }
         if !(10..=60_000).contains(&o.poll_ms) {
             return Err(err("outbox.poll_ms must be between 10 and 60000"));
+        }
+        if !(1..=3600).contains(&self.bot.late_takeover_secs) {
+            return Err(err("bot.late_takeover_secs must be between 1 and 3600"));
         }
         if !(100..=4800).contains(&self.bot.reply_deadline_ms) {
             return Err(err("bot.reply_deadline_ms must be between 100 and 4800 (WeChat gives up at 5000)"));

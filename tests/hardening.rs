@@ -40,9 +40,15 @@ impl Serve {
         config.campaigns.enabled = false;
         config.outbox.enabled = false;
         tweak(&mut config);
+        Serve::with_config(dir, &config)
+    }
+
+    /// Starts `serve` with exactly `config` (its `server.listen` a free port).
+    fn with_config(dir: &std::path::Path, config: &wxoa::config::Config) -> Serve {
+        let port = config.server.listen.rsplit(':').next().unwrap();
         let file = dir.join("wxoa.toml");
         std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-        let log = dir.join(format!("serve-{port}.log"));
+        let log = dir.join(format!("serve-{port}-{}.log", wxoa::store::now_ms()));
         let child = Command::new(BIN)
             .args(["serve", "--config", file.to_str().unwrap()])
             .current_dir(repo())
@@ -252,4 +258,83 @@ async fn sigterm_the_moment_it_answers_is_never_lost() {
     for s in spinners {
         s.join().unwrap();
     }
+}
+
+/// A handler past its deadline whose process is killed (-9) before it delivers: the deferred
+/// outcome committed with its late-reply job, so the restarted server runs the handler again
+/// from the log and the follower gets the reply once. On PostgreSQL, where another session's
+/// lock on the `followers` table holds the `welcome_store` handler past the deadline while the
+/// message log goes on committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_reply_survives_kill_9() {
+    let Some(_) = postgres_url() else {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI runs this on PostgreSQL");
+        eprintln!("note: no PostgreSQL; the kill -9 test of late replies is skipped");
+        return;
+    };
+    let db = Db::new(Backend::Postgres).await;
+    let dir = temp_dir("late");
+    let mut config = test_config(&db, Mode::Safe);
+    let fake = start_fake(&mut config).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    config.server.listen = format!("127.0.0.1:{port}");
+    config.campaigns.enabled = false;
+    config.bot.reply_deadline_ms = 500;
+    config.bot.late_takeover_secs = 2;
+    config.outbox.poll_ms = 50;
+    let store = wxoa::store::Store::open_migrated(&db.url, 2, wxoa::store::Create::Always).await.unwrap();
+    wxoa::stores::import(&store, &std::fs::read_to_string(repo().join("tests/fixtures/stores.csv")).unwrap())
+        .await
+        .unwrap();
+    let mut first = Serve::with_config(&dir, &config);
+    let addr = first.addr.clone();
+    wait_answering(&addr, &first).await;
+
+    // Another session locks the followers table: the store welcome cannot record its follower.
+    let wxoa::store::Store::Postgres(pool) = &store else { unreachable!() };
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE followers IN ACCESS EXCLUSIVE MODE").execute(&mut *holder).await.unwrap();
+
+    let follow = format!(
+        "<xml><ToUserName><![CDATA[gh_3f2a1b0c9d8e]]></ToUserName><FromUserName><![CDATA[oLate9]]></FromUserName>\
+         <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event>\
+         <EventKey><![CDATA[qrscene_store_21]]></EventKey></xml>",
+        wxoa::store::now_ms() / 1000
+    );
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let answer = wxoa::fake::post(&http, &config.envelope(), &format!("http://{addr}/wechat"), &follow).await;
+    assert_eq!(answer, Ok((200, None)), "success at the deadline");
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    let (outcome, late): (Option<String>, i64) = sqlx::query_as(
+        "SELECT m.outcome, (SELECT COUNT(*) FROM jobs WHERE kind = 'late_reply' AND state = 'queued') \
+         FROM inbound_messages m WHERE m.openid = 'oLate9'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((outcome.as_deref(), late), (Some("deferred"), 1), "deferred, with its late reply queued");
+
+    // kill -9 while the handler waits, then the lock goes and a new process starts.
+    let mut child = first.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    sqlx::raw_sql("COMMIT").execute(&mut *holder).await.unwrap();
+    drop(holder);
+    let second = Serve::with_config(&dir, &config);
+    wait_answering(&addr, &second).await;
+    let delivered =
+        eventually(20, || fake.calls_to("/cgi-bin/message/custom/send").iter().any(|c| c.body["touser"] == "oLate9"))
+            .await;
+    assert!(delivered, "the late reply arrived after the restart: {}", second.log());
+    let sent: Vec<_> =
+        fake.calls_to("/cgi-bin/message/custom/send").into_iter().filter(|c| c.body["touser"] == "oLate9").collect();
+    assert_eq!(sent.len(), 1, "once");
+    assert!(sent[0].body["text"]["content"].as_str().unwrap().contains("Welcome to Nanjing Road Flagship"), "{sent:?}");
+    let result: Option<String> =
+        sqlx::query_scalar("SELECT result FROM jobs WHERE kind = 'late_reply'").fetch_one(pool).await.unwrap();
+    assert_eq!(result.as_deref(), Some("late reply sent (handler run again)"));
+    drop(second);
+    store.close().await;
+    db.drop_db().await;
 }

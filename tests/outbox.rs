@@ -53,7 +53,7 @@ fn start_worker(s: &Setup, config: OutboxConfig) -> (tokio::sync::watch::Sender<
     let worker = Worker::new(
         s.store.clone(),
         s.client.clone(),
-        wxoa::app::executors(),
+        wxoa::jobs::worker::Executors::messages(),
         config,
         Arc::new(tokio::sync::Notify::new()),
     );

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use wxoa::store::Store;
-use wxoa::store::messages::{Claim, Inbound, MessageLog, Outcome};
+use wxoa::store::messages::{Answered, Claim, Inbound, JobRow, MessageLog, Outcome};
 
 fn inbound(key: &str) -> Inbound {
     Inbound {
@@ -66,22 +66,33 @@ async fn the_message_log_claims_once_and_records_outcomes() {
         let stored = log.find("k7").await.unwrap().unwrap();
         assert!(stored.outcome.is_none());
 
-        let outcome = Outcome {
-            outcome: "replied".into(),
+        let outcome = Answered {
+            outcome: Outcome::Replied,
             reply_xml: Some("<xml/>".into()),
             rule: Some("r".into()),
             handled_us: 12,
         };
-        log.complete(stored.id, outcome.clone()).await.unwrap();
+        // An outcome commits with the job it brings (a deferred handler's late reply); a second
+        // outcome for the same message changes nothing and brings no job.
+        let job = |key: &str| JobRow { kind: "late_reply", payload: "{}".into(), dedupe_key: key.into(), run_at: 0 };
+        log.complete(stored.id, outcome.clone(), Some(job("late:k7"))).await.unwrap();
         assert_eq!(log.find("k7").await.unwrap().unwrap().outcome, Some(outcome));
+        let mut again = Answered { outcome: Outcome::Failed, reply_xml: None, rule: None, handled_us: 1 };
+        log.complete(stored.id, again.clone(), Some(job("late:k7-again"))).await.unwrap();
+        again.outcome = Outcome::Replied;
+        assert_eq!(log.find("k7").await.unwrap().unwrap().outcome.unwrap().outcome, again.outcome, "the first stays");
+        let late: Vec<String> = wxoa::with_pool!(&store, pool => sqlx::query_scalar(
+            "SELECT dedupe_key FROM jobs WHERE kind = 'late_reply' ORDER BY dedupe_key").fetch_all(pool).await)
+        .unwrap();
+        assert_eq!(late, ["late:k7"]);
         assert!(log.find("nope").await.unwrap().is_none());
 
         // A message logged with its outcome in one write.
         let mut pure = inbound("pure");
-        pure.outcome = Some(Outcome { outcome: "nothing".into(), reply_xml: None, rule: None, handled_us: 3 });
+        pure.outcome = Some(Answered { outcome: Outcome::Nothing, reply_xml: None, rule: None, handled_us: 3 });
         assert!(matches!(log.insert(pure.clone()).await.unwrap(), Claim::Claimed(_)));
         assert_eq!(log.insert(pure).await.unwrap(), Claim::Duplicate);
-        assert_eq!(log.find("pure").await.unwrap().unwrap().outcome.unwrap().outcome, "nothing");
+        assert_eq!(log.find("pure").await.unwrap().unwrap().outcome.unwrap().outcome, Outcome::Nothing);
 
         // A take-over succeeds once, only while no outcome exists.
         let k8 = log.find("k8").await.unwrap().unwrap();

@@ -262,7 +262,7 @@ async fn a_slow_handler_is_answered_success_and_delivered_later() {
         assert!(took >= Duration::from_millis(290) && took < Duration::from_millis(800), "{took:?}");
 
         let stored = wxoa::store::messages::find(&server.state.store, "m:4242").await.unwrap().unwrap();
-        assert_eq!(stored.outcome.unwrap().outcome, "deferred");
+        assert_eq!(stored.outcome.unwrap().outcome, wxoa::store::messages::Outcome::Deferred);
 
         // WeChat's retry comes while the handler still runs: same answer, no second run.
         let (status, reply) = server.send(&msg).await;

@@ -33,7 +33,20 @@ impl HandlerCtx {
     }
 }
 
-pub type HandlerResult = Result<Option<Reply>, String>;
+/// Why a handler gave no reply (the message is answered `success`, and the reason logged).
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("template {0}: {1}")]
+    Template(String, minijinja::Error),
+    #[error("reply: {0}")]
+    Reply(#[from] crate::wechat::reply::ReplyError),
+    #[error("the handler panicked")]
+    Panicked,
+}
+
+pub type HandlerResult = Result<Option<Reply>, HandlerError>;
 type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
 type HandlerFn = Arc<dyn Fn(HandlerCtx) -> BoxFuture + Send + Sync>;
 
@@ -100,7 +113,7 @@ async fn stores_nearby(ctx: HandlerCtx) -> HandlerResult {
             return Ok(Reply::text("发送您的位置即可查看附近门店（点 + → 位置）。\nSend your location (tap + → Location) to see the nearest stores.").ok());
         }
     };
-    let found = stores::nearest(&ctx.store, lat, lon, 3).await.map_err(|e| e.to_string())?;
+    let found = stores::nearest(&ctx.store, lat, lon, 3).await?;
     if found.is_empty() {
         return Ok(Reply::text("暂无门店信息。No stores to show yet.").ok());
     }
@@ -124,12 +137,10 @@ async fn welcome_store(ctx: HandlerCtx) -> HandlerResult {
         _ => return Ok(None),
     };
     let store = match stores::scene_store_id(&scene) {
-        Some(id) => stores::get(&ctx.store, id).await.map_err(|e| e.to_string())?,
+        Some(id) => stores::get(&ctx.store, id).await?,
         None => None,
     };
-    stores::record_follower(&ctx.store, &ctx.msg.openid, true, store.as_ref().map(|s| s.id), Some(&scene))
-        .await
-        .map_err(|e| e.to_string())?;
+    stores::record_follower(&ctx.store, &ctx.msg.openid, true, store.as_ref().map(|s| s.id), Some(&scene)).await?;
     let text = match store {
         Some(s) => format!(
             "欢迎来到{name}！Welcome to {name}.{details}\nReply \"help\" (帮助) to see what I can do.",
@@ -154,12 +165,10 @@ fn bind_invitation(ctx: &HandlerCtx) -> HandlerResult {
 
 /// The member's card in the chat: points, what expires next and when, tier, a link to the card.
 async fn balance_card(ctx: HandlerCtx) -> HandlerResult {
-    let Some(member) = crate::members::by_openid(&ctx.store, &ctx.msg.openid).await.map_err(|e| e.to_string())? else {
+    let Some(member) = crate::members::by_openid(&ctx.store, &ctx.msg.openid).await? else {
         return bind_invitation(&ctx);
     };
-    let balance = crate::members::ledger::balance(&ctx.store, member.id, crate::store::now_ms())
-        .await
-        .map_err(|e| e.to_string())?;
+    let balance = crate::members::ledger::balance(&ctx.store, member.id, crate::store::now_ms()).await?;
     let expiring = match balance.expiring.first() {
         Some((points, at)) => format!("{points} 积分将于 {d} 到期 / {points} points expire on {d}", d = day(*at)),
         None => "暂无到期积分 / Nothing expires soon".to_owned(),
@@ -170,12 +179,12 @@ async fn balance_card(ctx: HandlerCtx) -> HandlerResult {
         url: ctx.page_link("card"),
         pic_url: String::new(),
     };
-    Reply::news(vec![article]).map(Some).map_err(|e| e.to_string())
+    Ok(Some(Reply::news(vec![article])?))
 }
 
 /// Binding from the chat: the card for a member, the way to bind or join for anyone else.
 async fn bind(ctx: HandlerCtx) -> HandlerResult {
-    match crate::members::by_openid(&ctx.store, &ctx.msg.openid).await.map_err(|e| e.to_string())? {
+    match crate::members::by_openid(&ctx.store, &ctx.msg.openid).await? {
         Some(m) => Ok(Reply::text(format!(
             "您已绑定会员卡 {card}。<a href=\"{link}\">查看会员卡</a>\nYour card {card} is bound: <a href=\"{link}\">open it</a>.",
             card = m.card_no.unwrap_or_default(),
@@ -188,10 +197,10 @@ async fn bind(ctx: HandlerCtx) -> HandlerResult {
 
 /// The last five transactions.
 async fn history(ctx: HandlerCtx) -> HandlerResult {
-    let Some(member) = crate::members::by_openid(&ctx.store, &ctx.msg.openid).await.map_err(|e| e.to_string())? else {
+    let Some(member) = crate::members::by_openid(&ctx.store, &ctx.msg.openid).await? else {
         return bind_invitation(&ctx);
     };
-    let entries = crate::members::ledger::history(&ctx.store, member.id, 5, 0).await.map_err(|e| e.to_string())?;
+    let entries = crate::members::ledger::history(&ctx.store, member.id, 5, 0).await?;
     if entries.is_empty() {
         return Ok(Reply::text("暂无积分记录。No transactions yet.").ok());
     }
@@ -205,7 +214,7 @@ async fn history(ctx: HandlerCtx) -> HandlerResult {
 
 /// The link to book a beauty advisor (members only).
 async fn book_advisor(ctx: HandlerCtx) -> HandlerResult {
-    if crate::members::by_openid(&ctx.store, &ctx.msg.openid).await.map_err(|e| e.to_string())?.is_none() {
+    if crate::members::by_openid(&ctx.store, &ctx.msg.openid).await?.is_none() {
         return bind_invitation(&ctx);
     }
     Ok(Reply::text(format!(
@@ -224,8 +233,7 @@ async fn mass_send_finished(ctx: HandlerCtx) -> HandlerResult {
         return Ok(None);
     };
     let counts = (*total_count, *filter_count, *sent_count, *error_count);
-    let applied =
-        crate::campaigns::record_finish(&ctx.store, *msg_id, status, counts).await.map_err(|e| e.to_string())?;
+    let applied = crate::campaigns::record_finish(&ctx.store, *msg_id, status, counts).await?;
     tracing::info!(msg_id, sent = sent_count, errors = error_count, applied, "mass send finished");
     Ok(None)
 }
@@ -252,20 +260,22 @@ async fn checkout_link(ctx: HandlerCtx) -> HandlerResult {
     let campaign = match ctx.msg.event_key().and_then(buy_key_campaign) {
         Some(id) => shop::campaign(&ctx.store, id).await,
         None => shop::latest_campaign_with_product(&ctx.store).await,
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     let Some(campaign) = campaign else { return Ok(nothing()) };
-    match shop::offer(&ctx.store, &campaign).await.map_err(|e| e.to_string())? {
+    match shop::offer(&ctx.store, &campaign).await? {
         Offer::NoProduct => Ok(nothing()),
         Offer::SoldOut { product_name } => {
             let extra = minijinja::context! { product => product_name, campaign => campaign.name };
-            let text = ctx.templates.render_with(SOLD_OUT_TEMPLATE, &ctx.msg, extra).map_err(|e| e.to_string())?;
+            let text = ctx
+                .templates
+                .render_with(SOLD_OUT_TEMPLATE, &ctx.msg, extra)
+                .map_err(|e| HandlerError::Template(SOLD_OUT_TEMPLATE.into(), e))?;
             Ok(Reply::text(text).ok())
         }
         Offer::Available { sku, product_name } => {
             // Whoever we hand a checkout link is a follower we know: the shop's order
             // notifications for them are accepted (see `shop::orders`).
-            stores::record_follower(&ctx.store, &ctx.msg.openid, true, None, None).await.map_err(|e| e.to_string())?;
+            stores::record_follower(&ctx.store, &ctx.msg.openid, true, None, None).await?;
             let link = shop::checkout_link(&ctx.checkout, campaign.id, &sku, &ctx.msg.openid);
             let mins = ctx.checkout.token_ttl_secs.div_ceil(60);
             Ok(Reply::text(format!(

@@ -1,6 +1,6 @@
 //! The bot: from a parsed message to the answer, exactly once per message.
 //!
-//! 1. **Route** to the first matching rule ([`rules`]).
+//! 1. **Route** once, to the first matching rule ([`rules`]).
 //! 2. **Act and deduplicate.** WeChat retries a call it got no answer for within 5 s, three
 //!    times; every message is logged under a unique dedup key and a retry gets the first call's
 //!    answer. How depends on the action:
@@ -8,28 +8,39 @@
 //!      and logged together with the message in one write. If the key was taken, this call was
 //!      a retry: its own reply is discarded and the logged one returned.
 //!    * a built-in handler ([`handlers`]) may have side effects, so the message is *claimed*
-//!      first and the handler runs only for the claim's owner. A retry arriving meanwhile in
-//!      this process waits for it (the in-flight map); one arriving at another instance polls
-//!      the log until the owner records its answer, and takes the message over if the owner
-//!      went quiet (it died). A handler that misses the reply deadline gets `success` sent for
-//!      it and goes on running; its reply is delivered later through the customer-service API.
-//! 3. **Record** the answer before it is returned, so the retry gets the same one.
+//!      first and the handler runs only for the claim's owner, in one task of its own (a
+//!      dropped connection does not abandon it). A retry arriving meanwhile in this process
+//!      waits for it (the in-flight map); one arriving at another instance polls the log until
+//!      the owner records its answer, and takes the message over if the owner went quiet (it
+//!      died).
+//! 3. **Record** the answer before it is returned, so the retry gets the same one; every log
+//!    write is bounded by the time WeChat still waits ([`LOG_MARGIN`], [`ANSWER_BY`]).
+//! 4. **Late replies.** A handler that misses the reply deadline gets `success` sent for it.
+//!    The `deferred` outcome commits together with a late-reply job (`late:<message id>`, due
+//!    a minute later): when the handler finishes, its reply turns that job into a
+//!    customer-service message due now; if the process dies first, the job comes due anyway
+//!    and runs the handler again from the logged message ([`Bot::late_reply`]). No reply is
+//!    lost to a crash between the deadline and the handler's end — handlers must therefore be
+//!    safe to run twice, as the built-in ones are.
 
 pub mod handlers;
 pub mod rules;
 pub mod templates;
 
-use crate::jobs::outbox::{self, NewJob};
-use crate::jobs::worker::CustomMessageJob;
-use crate::store::messages::{Claim, Inbound, MessageLog, Outcome, Stored};
+use crate::jobs::Kind;
+use crate::jobs::worker::{CustomMessageJob, JobCtx, SendError, Sent};
+use crate::store::messages::{Answered, Claim, Inbound, JobRow, LogError, MessageLog, Outcome, Stored};
 use crate::store::now_ms;
 use crate::wechat::client::message::CustomMessage;
 use crate::wechat::message::Message;
 use crate::wechat::reply::{Article, Reply};
-use handlers::{HandlerCtx, Handlers};
-use rules::{Action, Rules};
+use handlers::{HandlerCtx, HandlerError, HandlerResult, Handlers};
+use rules::{Action, ReplyKind, Rules};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use templates::Templates;
 use tokio::sync::watch;
@@ -38,23 +49,24 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub reply_xml: Option<String>,
-    /// `replied`, `nothing`, `deferred`, `failed`, or `pending` (a duplicate whose first call is
-    /// still running elsewhere at our deadline).
-    pub outcome: String,
+    pub outcome: Outcome,
     /// Whether this call was a retry answered from the first call.
     pub duplicate: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BotError(pub String);
-
-impl std::fmt::Display for BotError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why a message got no answer (the webhook answers 503, and WeChat retries).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BotError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The log could not commit the answer while WeChat still waits.
+    #[error("the message log did not commit within {0} ms of receipt")]
+    Late(u128),
+    #[error("the claimed message vanished from the log")]
+    Vanished,
+    #[error("the first call for this message failed")]
+    FirstFailed,
 }
-
-impl std::error::Error for BotError {}
 
 type Shared = Option<Result<Arc<Answer>, BotError>>;
 
@@ -62,6 +74,26 @@ type Shared = Option<Result<Arc<Answer>, BotError>>;
 pub const LOG_MARGIN: Duration = Duration::from_millis(500);
 /// The latest an answer may leave, whatever the deadline: WeChat stops waiting at 5 s.
 pub const ANSWER_BY: Duration = Duration::from_millis(4800);
+
+/// A message routed to a handler: the rule's name and the handler's.
+#[derive(Debug, Clone)]
+struct Route {
+    rule: String,
+    handler: String,
+}
+
+/// Who answers a message if its claim is taken over: its handler (publishing to the waiters),
+/// or a pure action.
+enum Owner<'a> {
+    Handler(&'a Route, &'a watch::Sender<Shared>),
+    Pure(Option<&'a rules::Rule>),
+}
+
+/// The late-reply job's payload.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct LateReplyJob {
+    message_id: i64,
+}
 
 pub struct Bot {
     rules: Rules,
@@ -76,6 +108,10 @@ pub struct Bot {
     public_url: Arc<str>,
     /// For handlers that hand out checkout links; switched off (empty secret) unless set.
     checkout: Arc<crate::config::CheckoutConfig>,
+    /// A deferred handler's late-reply job comes due this long after the deadline: by then the
+    /// handler has finished (and turned the job into its reply), or its process is gone and the
+    /// job runs the handler again (`bot.late_takeover_secs`).
+    late_takeover: Duration,
 }
 
 impl Bot {
@@ -99,7 +135,14 @@ impl Bot {
             outbox_wake,
             public_url: public_url.into(),
             checkout: Arc::new(crate::config::CheckoutConfig::default()),
+            late_takeover: Duration::from_secs(60),
         }
+    }
+
+    /// How long after the deadline a late reply is taken over.
+    pub fn with_late_takeover(mut self, after: Duration) -> Bot {
+        self.late_takeover = after;
+        self
     }
 
     /// The checkout configuration handlers see (see [`handlers::HandlerCtx::checkout`]).
@@ -127,26 +170,29 @@ impl Bot {
     ) -> Result<Arc<Answer>, BotError> {
         let key = msg.dedup_key();
         let rule = self.rules.route(&msg);
-        if let Some(Action::Handler(_)) = rule.map(|r| &r.action) {
-            return self.handle_claimed(msg, key, raw_xml, encrypted, received).await;
+        if let Some(r) = rule
+            && let Action::Handler(handler) = &r.action
+        {
+            let route = Route { rule: r.name.clone(), handler: handler.clone() };
+            return self.handle_claimed(msg, key, route, raw_xml, encrypted, received).await;
         }
         // A pure reply: compute it, then log message and answer in one write.
         let started = Instant::now();
         let msg = Arc::new(msg);
         let (outcome, reply_xml) = self.act(rule, &msg);
-        let record = Outcome {
-            outcome: outcome.to_owned(),
+        let record = Answered {
+            outcome,
             reply_xml: reply_xml.clone(),
             rule: rule.map(|r| r.name.clone()),
             handled_us: started.elapsed().as_micros() as i64,
         };
         let inbound = self.inbound(&msg, key.clone(), raw_xml, encrypted, received, Some(record));
         match self.logged(received, self.log.insert(inbound)).await? {
-            Claim::Claimed(_) => Ok(Arc::new(Answer { reply_xml, outcome: outcome.to_owned(), duplicate: false })),
+            Claim::Claimed(_) => Ok(Arc::new(Answer { reply_xml, outcome, duplicate: false })),
             Claim::Duplicate => {
                 metrics::counter!("wxoa_webhook_duplicates_total", "where" => "stored").increment(1);
                 let msg = Arc::try_unwrap(msg).unwrap_or_else(|m| (*m).clone());
-                self.follow(&key, msg, received).await.map(Arc::new)
+                self.follow(&key, Owner::Pure(rule), msg, received).await.map(Arc::new)
             }
         }
     }
@@ -158,7 +204,7 @@ impl Bot {
         raw_xml: String,
         encrypted: bool,
         received: Instant,
-        outcome: Option<Outcome>,
+        outcome: Option<Answered>,
     ) -> Inbound {
         Inbound {
             dedup_key: key,
@@ -181,71 +227,88 @@ impl Bot {
         self: &Arc<Self>,
         msg: Message,
         key: String,
+        route: Route,
         raw_xml: String,
         encrypted: bool,
         received: Instant,
     ) -> Result<Arc<Answer>, BotError> {
         // Either wait for the call already handling this key here, or register ours.
-        let registered = {
+        let (rx, first) = {
             let mut inflight = self.inflight.lock().unwrap();
             match inflight.get(&key) {
-                Some(rx) => Err(rx.clone()),
+                Some(rx) => (rx.clone(), None),
                 None => {
                     let (tx, rx) = watch::channel(None);
-                    inflight.insert(key.clone(), rx);
-                    Ok(tx)
+                    inflight.insert(key.clone(), rx.clone());
+                    (rx, Some(tx))
                 }
             }
         };
-        let tx = match registered {
-            Ok(tx) => tx,
-            Err(mut rx) => {
-                metrics::counter!("wxoa_webhook_duplicates_total", "where" => "in_flight").increment(1);
-                let first = rx.wait_for(Option::is_some).await.map(|shared| shared.clone());
-                return match first {
-                    Ok(Some(result)) => result.map(|a| Arc::new(Answer { duplicate: true, ..(*a).clone() })),
-                    _ => Err(BotError("first call for this message failed".into())),
-                };
-            }
+        let Some(tx) = first else {
+            metrics::counter!("wxoa_webhook_duplicates_total", "where" => "in_flight").increment(1);
+            return Self::first_answer(rx, true).await;
         };
-        // The work runs in its own task: a dropped connection must not abandon a claimed message.
+        // One task does it all, so a dropped connection abandons nothing: claim, run, record —
+        // and, past the deadline, the late reply.
         let bot = self.clone();
-        let task = tokio::spawn(async move {
-            let result = bot.claim_and_run(msg, key.clone(), raw_xml, encrypted, received).await.map(Arc::new);
-            let _ = tx.send(Some(result.clone()));
+        tokio::spawn(async move {
+            let result = bot.claim_and_run(msg, &key, route, raw_xml, encrypted, received, &tx).await;
+            tx.send_if_modified(|s| {
+                let first = s.is_none();
+                if first {
+                    *s = Some(result.map(Arc::new));
+                }
+                first
+            });
             bot.inflight.lock().unwrap().remove(&key);
-            result
         });
-        task.await.map_err(|e| BotError(format!("handler task failed: {e}")))?
+        Self::first_answer(rx, false).await
     }
 
+    /// The first answer the task handling a message publishes.
+    async fn first_answer(mut rx: watch::Receiver<Shared>, duplicate: bool) -> Result<Arc<Answer>, BotError> {
+        let first = rx.wait_for(Option::is_some).await.map(|shared| shared.clone());
+        match first {
+            Ok(Some(Ok(a))) if duplicate => Ok(Arc::new(Answer { duplicate: true, ..(*a).clone() })),
+            Ok(Some(result)) => result,
+            _ => Err(BotError::FirstFailed),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn claim_and_run(
         self: &Arc<Self>,
         msg: Message,
-        key: String,
+        key: &str,
+        route: Route,
         raw_xml: String,
         encrypted: bool,
         received: Instant,
+        publish: &watch::Sender<Shared>,
     ) -> Result<Answer, BotError> {
-        let inbound = self.inbound(&msg, key.clone(), raw_xml, encrypted, received, None);
+        let inbound = self.inbound(&msg, key.to_owned(), raw_xml, encrypted, received, None);
         match self.logged(received, self.log.insert(inbound)).await? {
-            Claim::Claimed(id) => self.run(id, msg, received).await,
+            Claim::Claimed(id) => self.run(id, msg, &route, received, publish).await,
             Claim::Duplicate => {
                 metrics::counter!("wxoa_webhook_duplicates_total", "where" => "stored").increment(1);
-                self.follow(&key, msg, received).await
+                self.follow(key, Owner::Handler(&route, publish), msg, received).await
             }
         }
     }
 
     /// Answers a retry from the first call's record, waiting (until our deadline) while the
     /// first call is still running; takes the message over if its owner went quiet.
-    async fn follow(self: &Arc<Self>, key: &str, msg: Message, received: Instant) -> Result<Answer, BotError> {
+    async fn follow(
+        self: &Arc<Self>,
+        key: &str,
+        owner: Owner<'_>,
+        msg: Message,
+        received: Instant,
+    ) -> Result<Answer, BotError> {
         let stale_after = self.deadline.as_millis() as i64 + 1000;
         loop {
             let stored: Option<Stored> = self.logged(received, self.log.find(key)).await?;
-            let Some(stored) = stored else {
-                return Err(BotError("claimed message vanished".into()));
-            };
+            let Some(stored) = stored else { return Err(BotError::Vanished) };
             if let Some(o) = stored.outcome {
                 return Ok(Answer { reply_xml: o.reply_xml, outcome: o.outcome, duplicate: true });
             }
@@ -253,52 +316,149 @@ impl Bot {
                 && self.logged(received, self.log.take_over(&stored, &self.instance)).await?
             {
                 tracing::warn!(message_id = stored.id, from = %stored.claimed_by, "taking over a message whose handler went quiet");
-                return self.run(stored.id, msg, received).await;
+                return match owner {
+                    Owner::Handler(route, publish) => self.run(stored.id, msg, route, received, publish).await,
+                    Owner::Pure(rule) => {
+                        let started = Instant::now();
+                        let (outcome, reply_xml) = self.act(rule, &Arc::new(msg));
+                        let record = Answered {
+                            outcome,
+                            reply_xml: reply_xml.clone(),
+                            rule: rule.map(|r| r.name.clone()),
+                            handled_us: started.elapsed().as_micros() as i64,
+                        };
+                        self.logged(received, self.log.complete(stored.id, record, None)).await?;
+                        Ok(Answer { reply_xml, outcome, duplicate: false })
+                    }
+                };
             }
             if received.elapsed() >= self.deadline {
-                return Ok(Answer { reply_xml: None, outcome: "pending".into(), duplicate: true });
+                return Ok(Answer { reply_xml: None, outcome: Outcome::Pending, duplicate: true });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Acts on a message we own (claimed, or taken over), then records the answer.
-    async fn run(self: &Arc<Self>, id: i64, msg: Message, received: Instant) -> Result<Answer, BotError> {
+    fn handler_ctx(&self, msg: Arc<Message>) -> HandlerCtx {
+        HandlerCtx {
+            msg,
+            store: self.log.store().clone(),
+            templates: self.templates.clone(),
+            public_url: self.public_url.clone(),
+            checkout: self.checkout.clone(),
+        }
+    }
+
+    /// Runs the handler of a message we own (claimed, or taken over) and records the answer.
+    /// Past the deadline it records `deferred` with the late-reply job, publishes `success`,
+    /// and goes on with the handler ([`Bot::deliver_late`]).
+    async fn run(
+        self: &Arc<Self>,
+        id: i64,
+        msg: Message,
+        route: &Route,
+        received: Instant,
+        publish: &watch::Sender<Shared>,
+    ) -> Result<Answer, BotError> {
         let started = Instant::now();
         let msg = Arc::new(msg);
-        let rule = self.rules.route(&msg);
-        let (outcome, reply_xml) = match rule.map(|r| &r.action) {
-            Some(Action::Handler(name)) => {
-                let handler = self.handlers.get(name).expect("validated at load").clone();
-                let ctx = HandlerCtx {
-                    msg: msg.clone(),
-                    store: self.log.store().clone(),
-                    templates: self.templates.clone(),
-                    public_url: self.public_url.clone(),
-                    checkout: self.checkout.clone(),
-                };
-                let mut task = tokio::spawn(handler(ctx));
-                let remaining = self.deadline.saturating_sub(received.elapsed());
-                let (outcome, reply) = match tokio::time::timeout(remaining, &mut task).await {
-                    Ok(Ok(result)) => self.settle(result),
-                    Ok(Err(e)) => self.settle(Err(format!("handler {name} panicked: {e}"))),
-                    Err(_) => {
-                        self.defer(id, msg.clone(), name.clone(), task);
-                        ("deferred", None)
-                    }
-                };
-                (outcome, reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, now_ms() / 1000)))
-            }
-            _ => self.act(rule, &msg),
-        };
-        let record = Outcome {
-            outcome: outcome.to_owned(),
-            reply_xml: reply_xml.clone(),
-            rule: rule.map(|r| r.name.clone()),
+        let handler = self.handlers.get(&route.handler).expect("validated at load").clone();
+        let mut work = CatchPanic(handler(self.handler_ctx(msg.clone())));
+        let remaining = self.deadline.saturating_sub(received.elapsed());
+        let record = |outcome: Outcome, reply_xml: Option<String>| Answered {
+            outcome,
+            reply_xml,
+            rule: Some(route.rule.clone()),
             handled_us: started.elapsed().as_micros() as i64,
         };
-        self.logged(received, self.log.complete(id, record)).await?;
-        Ok(Answer { reply_xml, outcome: outcome.to_owned(), duplicate: false })
+        match tokio::time::timeout(remaining, &mut work).await {
+            Ok(result) => {
+                let (outcome, reply) = self.settle(result.and_then(|r| r));
+                let reply_xml = reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, now_ms() / 1000));
+                self.logged(received, self.log.complete(id, record(outcome, reply_xml.clone()), None)).await?;
+                Ok(Answer { reply_xml, outcome, duplicate: false })
+            }
+            Err(_) => {
+                metrics::counter!("wxoa_webhook_deferred_total").increment(1);
+                let late = JobRow {
+                    kind: Kind::LateReply.as_str(),
+                    payload: serde_json::json!(LateReplyJob { message_id: id }).to_string(),
+                    dedupe_key: late_key(id),
+                    run_at: now_ms() + self.late_takeover.as_millis() as i64,
+                };
+                self.logged(received, self.log.complete(id, record(Outcome::Deferred, None), Some(late))).await?;
+                let answer = Answer { reply_xml: None, outcome: Outcome::Deferred, duplicate: false };
+                publish.send_replace(Some(Ok(Arc::new(answer.clone()))));
+                let result = work.await.and_then(|r| r);
+                self.deliver_late(id, &msg.openid, &route.handler, result).await;
+                Ok(answer)
+            }
+        }
+    }
+
+    /// A deferred handler finished: its reply turns the late-reply job into a customer-service
+    /// message due now (or, with nothing to send, the job is done) — unless the job was taken
+    /// over meanwhile (this process was too slow), which then sends the reply instead.
+    async fn deliver_late(&self, id: i64, openid: &str, handler: &str, result: HandlerResult) {
+        let store = self.log.store();
+        let message = match result {
+            Ok(Some(reply)) if reply.validate().is_ok() => CustomMessage::from_reply(&reply),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(handler, error = %e, "late handler failed");
+                None
+            }
+        };
+        let changed = match message {
+            Some(message) => {
+                let payload = serde_json::json!(CustomMessageJob { touser: openid.to_owned(), message }).to_string();
+                crate::jobs::outbox::become_due(store, &late_key(id), Kind::CustomMessage, &payload).await
+            }
+            None => crate::jobs::outbox::finish_queued(store, &late_key(id), "no late reply").await,
+        };
+        match changed {
+            Ok(true) => self.outbox_wake.notify_one(),
+            Ok(false) => tracing::info!(message_id = id, "late reply: the job was taken over"),
+            Err(e) => {
+                tracing::error!(message_id = id, openid = %crate::mask(openid), error = %e, "late reply not queued; its job will run the handler again")
+            }
+        }
+    }
+
+    /// The late-reply job ([`Kind::LateReply`]), run when it comes due: its handler did not
+    /// turn it into a reply in time — the process died, or was slow — so the handler runs again
+    /// from the logged message and its reply is sent now.
+    pub async fn late_reply(self: Arc<Self>, ctx: JobCtx, payload: String) -> Sent {
+        let job: LateReplyJob = crate::jobs::worker::payload(&payload)?;
+        let raw: Option<String> = crate::with_pool!(&ctx.store, pool => sqlx::query_scalar(
+            "SELECT raw_xml FROM inbound_messages WHERE id = $1").bind(job.message_id).fetch_optional(pool).await)
+        .map_err(SendError::Db)?;
+        let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+            return Ok(Some("skipped: the message is no longer in the log".into()));
+        };
+        let msg = Message::parse(&raw).map_err(|e| SendError::Bad(format!("logged message: {e}")))?;
+        let handler = match self.rules.route(&msg).map(|r| &r.action) {
+            Some(Action::Handler(h)) => self.handlers.get(h).cloned(),
+            _ => None,
+        };
+        let Some(handler) = handler else { return Ok(Some("skipped: no handler routes it now".into())) };
+        let openid = msg.openid.clone();
+        let run = CatchPanic(handler(self.handler_ctx(Arc::new(msg))));
+        let result = match tokio::time::timeout(Duration::from_secs(30), run).await {
+            Ok(result) => result.and_then(|r| r),
+            Err(_) => return Err(SendError::Bad("the handler ran again and missed 30 s".into())),
+        };
+        match result {
+            Ok(Some(reply)) if reply.validate().is_ok() => match CustomMessage::from_reply(&reply) {
+                Some(message) => {
+                    ctx.client.custom_send(&openid, &message).await.map_err(SendError::Api)?;
+                    Ok(Some("late reply sent (handler run again)".into()))
+                }
+                None => Ok(Some("no late reply".into())),
+            },
+            Ok(_) => Ok(Some("no late reply".into())),
+            Err(e) => Err(SendError::Bad(format!("handler: {e}"))),
+        }
     }
 
     /// The message log's `write`, bounded by when this message must be answered: the reply
@@ -309,125 +469,121 @@ impl Bot {
     async fn logged<T>(
         &self,
         received: Instant,
-        write: impl std::future::Future<Output = Result<T, crate::store::messages::LogError>>,
+        write: impl Future<Output = Result<T, LogError>>,
     ) -> Result<T, BotError> {
         let by = (self.deadline + LOG_MARGIN).min(ANSWER_BY);
         match tokio::time::timeout(by.saturating_sub(received.elapsed()), write).await {
-            Ok(result) => result.map_err(|e| BotError(e.to_string())),
+            Ok(result) => result.map_err(BotError::from),
             Err(_) => {
                 metrics::counter!("wxoa_message_log_timeouts_total").increment(1);
-                Err(BotError(format!("the message log did not commit within {} ms of receipt", by.as_millis())))
+                Err(BotError::Late(by.as_millis()))
             }
         }
     }
 
     /// The outcome and reply document of a pure action (anything but a handler).
-    fn act(&self, rule: Option<&rules::Rule>, msg: &Arc<Message>) -> (&'static str, Option<String>) {
+    fn act(&self, rule: Option<&rules::Rule>, msg: &Arc<Message>) -> (Outcome, Option<String>) {
         let (outcome, reply) = match rule.map(|r| &r.action) {
-            None | Some(Action::Nothing) => ("nothing", None),
+            None | Some(Action::Nothing) => (Outcome::Nothing, None),
             Some(Action::Text { template }) => self.settle(self.render_text(template, msg)),
             Some(Action::Inline { kind, fields, articles }) => {
-                self.settle(self.render_inline(kind, fields, articles, msg))
+                self.settle(self.render_inline(*kind, fields, articles, msg))
             }
             Some(Action::Handler(_)) => unreachable!("handlers are not pure"),
         };
         (outcome, reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, now_ms() / 1000)))
     }
 
-    fn settle(&self, result: Result<Option<Reply>, String>) -> (&'static str, Option<Reply>) {
+    fn settle(&self, result: HandlerResult) -> (Outcome, Option<Reply>) {
         match result {
             Ok(Some(reply)) => match reply.validate() {
-                Ok(()) => ("replied", Some(reply)),
+                Ok(()) => (Outcome::Replied, Some(reply)),
                 Err(e) => {
                     tracing::warn!(error = %e, "handler produced an invalid reply; answering success");
-                    ("failed", None)
+                    (Outcome::Failed, None)
                 }
             },
-            Ok(None) => ("nothing", None),
+            Ok(None) => (Outcome::Nothing, None),
             Err(e) => {
                 tracing::error!(error = %e, "handler failed; answering success");
-                ("failed", None)
+                (Outcome::Failed, None)
             }
         }
     }
 
-    /// Lets a late handler finish and queues its reply as a customer-service message (deduped by
-    /// message, so a taken-over message cannot queue it twice).
-    fn defer(
-        self: &Arc<Self>,
-        id: i64,
-        msg: Arc<Message>,
-        name: String,
-        task: tokio::task::JoinHandle<handlers::HandlerResult>,
-    ) {
-        metrics::counter!("wxoa_webhook_deferred_total").increment(1);
-        let bot = self.clone();
-        tokio::spawn(async move {
-            let reply = match task.await {
-                Ok(Ok(Some(reply))) if reply.validate().is_ok() => reply,
-                Ok(Ok(_)) => return,
-                Ok(Err(e)) => return tracing::error!(handler = %name, error = %e, "late handler failed"),
-                Err(e) => return tracing::error!(handler = %name, error = %e, "late handler panicked"),
-            };
-            let Some(message) = CustomMessage::from_reply(&reply) else { return };
-            let payload = CustomMessageJob { touser: msg.openid.clone(), message };
-            let job = NewJob::new(crate::jobs::Kind::CustomMessage, payload, format!("late:{id}"));
-            match outbox::enqueue(bot.log.store(), &job).await {
-                Ok(_) => bot.outbox_wake.notify_one(),
-                Err(e) => {
-                    tracing::error!(handler = %name, openid = %crate::mask(&msg.openid), error = %e, "late reply could not be queued")
-                }
-            }
-        });
-    }
-
-    fn render_text(&self, template: &str, msg: &Arc<Message>) -> Result<Option<Reply>, String> {
-        let text = self.templates.render(template, msg).map_err(|e| format!("template {template}: {e}"))?;
+    fn render_text(&self, template: &str, msg: &Arc<Message>) -> HandlerResult {
+        let text = self.templates.render(template, msg).map_err(|e| HandlerError::Template(template.into(), e))?;
         // An empty text reply would show followers an error; say nothing instead.
         Ok(Reply::text(text).ok())
     }
 
     fn render_inline(
         &self,
-        kind: &str,
+        kind: ReplyKind,
         fields: &[(String, String)],
         articles: &[[String; 4]],
         msg: &Arc<Message>,
-    ) -> Result<Option<Reply>, String> {
-        let get = |field: &str| -> Result<String, String> {
+    ) -> HandlerResult {
+        let render = |name: &str| self.templates.render(name, msg).map_err(|e| HandlerError::Template(name.into(), e));
+        let get = |field: &str| -> Result<String, HandlerError> {
             match fields.iter().find(|(f, _)| f == field) {
-                Some((_, name)) => self.templates.render(name, msg).map_err(|e| format!("{field}: {e}")),
+                Some((_, name)) => render(name),
                 None => Ok(String::new()),
             }
         };
         let reply = match kind {
-            "text" => return Ok(Reply::text(get("content")?).ok()),
-            "image" => Reply::Image { media_id: get("media_id")? },
-            "voice" => Reply::Voice { media_id: get("media_id")? },
-            "video" => {
+            ReplyKind::Text => return Ok(Reply::text(get("content")?).ok()),
+            ReplyKind::Image => Reply::Image { media_id: get("media_id")? },
+            ReplyKind::Voice => Reply::Voice { media_id: get("media_id")? },
+            ReplyKind::Video => {
                 Reply::Video { media_id: get("media_id")?, title: get("title")?, description: get("description")? }
             }
-            "music" => Reply::Music {
+            ReplyKind::Music => Reply::Music {
                 title: get("title")?,
                 description: get("description")?,
                 music_url: get("music_url")?,
                 hq_music_url: get("hq_music_url")?,
                 thumb_media_id: get("thumb_media_id")?,
             },
-            "news" => {
+            ReplyKind::News => {
                 let mut list = Vec::with_capacity(articles.len());
                 for names in articles {
-                    let r = |i: usize| self.templates.render(&names[i], msg).map_err(|e| e.to_string());
-                    list.push(Article { title: r(0)?, description: r(1)?, url: r(2)?, pic_url: r(3)? });
+                    list.push(Article {
+                        title: render(&names[0])?,
+                        description: render(&names[1])?,
+                        url: render(&names[2])?,
+                        pic_url: render(&names[3])?,
+                    });
                 }
-                Reply::news(list).map_err(|e| e.to_string())?
+                Reply::news(list)?
             }
-            "transfer_customer_service" => {
+            ReplyKind::TransferCustomerService => {
                 let kf = get("kf_account")?;
                 Reply::TransferCustomerService { kf_account: (!kf.is_empty()).then_some(kf) }
             }
-            other => return Err(format!("unknown reply kind {other}")),
         };
         Ok(Some(reply))
+    }
+}
+
+/// The dedupe key of a message's late-reply job (and of the reply it becomes).
+fn late_key(message_id: i64) -> String {
+    format!("late:{message_id}")
+}
+
+/// A handler's future with its panics caught: a panicking handler is a failed one, answered
+/// `success`, not a task that dies with the message claimed.
+struct CatchPanic<F>(F);
+
+impl<F: Future<Output = HandlerResult> + Unpin> Future for CatchPanic<F> {
+    type Output = Result<HandlerResult, HandlerError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = Pin::new(&mut self.0);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(HandlerError::Panicked)),
+        }
     }
 }

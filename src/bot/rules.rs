@@ -6,7 +6,9 @@
 //! priority = 10                    # higher first; ties keep file order
 //! msg_type = "text"                # optional: text, image, event, …
 //! event = "CLICK"                  # optional, case-insensitive
-//! event_key = { prefix = "menu_" } # optional: "exact" | { exact | prefix | regex }
+//! event_key = { prefix = "menu_" } # optional: the EventKey as WeChat sends it
+//! scene = { prefix = "store_" }    # optional: a parametric QR code's scene, of a follow by
+//!                                  #   scanning it or a scan while following (no `qrscene_`)
 //! text = { keyword = ["help", "帮助"] }  # optional: "exact" | { exact | keyword | prefix | regex }
 //! template = "help.j2"             # the action: a template (text reply by default) …
 //! # reply = "news"  + articles = [{ title, description, url, pic_url }]   … an inline reply
@@ -15,9 +17,13 @@
 //! Every string of an inline reply is a template too. The file is checked when it is loaded:
 //! an unknown handler, a bad regex, a missing template or a rule with no (or two) actions is
 //! one error naming the rule.
+//!
+//! Rules match the parsed message, not its raw fields: the type and event come from the typed
+//! body, the scene from the subscribe or SCAN event (already without `qrscene_`), the text
+//! from a text message or a voice message's recognised speech.
 
 use super::templates::Templates;
-use crate::wechat::message::Message;
+use crate::wechat::message::{Message, MsgType};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -37,6 +43,7 @@ struct RuleSpec {
     msg_type: Option<String>,
     event: Option<String>,
     event_key: Option<MatchSpec>,
+    scene: Option<MatchSpec>,
     text: Option<MatchSpec>,
     template: Option<String>,
     handler: Option<String>,
@@ -104,13 +111,40 @@ impl Matcher {
     }
 }
 
+/// The reply types an inline rule may give (`reply = "news"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    Text,
+    Image,
+    Voice,
+    Video,
+    Music,
+    News,
+    TransferCustomerService,
+}
+
+impl ReplyKind {
+    fn parse(s: &str) -> Option<ReplyKind> {
+        Some(match s {
+            "text" => ReplyKind::Text,
+            "image" => ReplyKind::Image,
+            "voice" => ReplyKind::Voice,
+            "video" => ReplyKind::Video,
+            "music" => ReplyKind::Music,
+            "news" => ReplyKind::News,
+            "transfer_customer_service" => ReplyKind::TransferCustomerService,
+            _ => return None,
+        })
+    }
+}
+
 /// What a matching rule does. Template names refer to [`Templates`].
 #[derive(Debug, Clone)]
 pub enum Action {
     /// A text reply rendered from a template.
     Text { template: String },
     /// A reply of another type whose string fields are templates (named in `fields`).
-    Inline { kind: String, fields: Vec<(String, String)>, articles: Vec<[String; 4]> },
+    Inline { kind: ReplyKind, fields: Vec<(String, String)>, articles: Vec<[String; 4]> },
     /// A built-in handler.
     Handler(String),
     /// Answer `success`.
@@ -121,20 +155,22 @@ pub enum Action {
 pub struct Rule {
     pub name: String,
     pub priority: i64,
-    msg_type: Option<String>,
+    msg_type: Option<MsgType>,
     event: Option<String>,
     event_key: Option<Matcher>,
+    scene: Option<Matcher>,
     text: Option<Matcher>,
     pub action: Action,
 }
 
 impl Rule {
     pub fn matches(&self, msg: &Message) -> bool {
-        if self.msg_type.as_deref().is_some_and(|t| t != msg.msg_type) {
+        if self.msg_type.as_ref().is_some_and(|t| *t != msg.kind()) {
             return false;
         }
-        if let Some(event) = &self.event
-            && !msg.event().is_some_and(|e| e.eq_ignore_ascii_case(event))
+        let event = msg.as_event();
+        if let Some(name) = &self.event
+            && !event.is_some_and(|e| e.name().eq_ignore_ascii_case(name))
         {
             return false;
         }
@@ -143,15 +179,15 @@ impl Rule {
         {
             return false;
         }
-        if let Some(m) = &self.text {
-            let content = match &msg.body {
-                crate::wechat::message::Body::Text { content, .. } => content.as_str(),
-                crate::wechat::message::Body::Voice { recognition: Some(r), .. } => r.as_str(),
-                _ => return false,
-            };
-            if !m.is_match(content) {
-                return false;
-            }
+        if let Some(m) = &self.scene
+            && !event.and_then(|e| e.scene()).is_some_and(|s| m.is_match(s))
+        {
+            return false;
+        }
+        if let Some(m) = &self.text
+            && !msg.said().is_some_and(|t| m.is_match(t))
+        {
+            return false;
         }
         true
     }
@@ -227,10 +263,11 @@ fn matcher(spec: MatchSpec, what: &str, allow_keyword: bool) -> Result<Matcher, 
     Ok(m)
 }
 
-const REPLY_KINDS: &[&str] = &["text", "image", "voice", "video", "music", "news", "transfer_customer_service", "none"];
+const REPLY_KINDS: &str = "text, image, voice, video, music, news, transfer_customer_service, none";
 
 fn build(mut spec: RuleSpec, templates: &mut Templates, handler_known: &impl Fn(&str) -> bool) -> Result<Rule, String> {
     let event_key = spec.event_key.take().map(|m| matcher(m, "event_key", false)).transpose()?;
+    let scene = spec.scene.take().map(|m| matcher(m, "scene", false)).transpose()?;
     let text = spec.text.take().map(|m| matcher(m, "text", true)).transpose()?;
     let actions = [spec.template.is_some(), spec.handler.is_some(), spec.reply.is_some()];
     let action = match actions.iter().filter(|a| **a).count() {
@@ -262,25 +299,25 @@ fn build(mut spec: RuleSpec, templates: &mut Templates, handler_known: &impl Fn(
     Ok(Rule {
         name: spec.name,
         priority: spec.priority,
-        msg_type: spec.msg_type,
+        msg_type: spec.msg_type.as_deref().map(MsgType::parse),
         event: spec.event,
         event_key,
+        scene,
         text,
         action,
     })
 }
 
-fn inline(rule: &str, kind: String, spec: &RuleSpec, templates: &mut Templates) -> Result<Action, String> {
-    if !REPLY_KINDS.contains(&kind.as_str()) {
-        return Err(format!("reply must be one of {}", REPLY_KINDS.join(", ")));
+fn inline(rule: &str, name: String, spec: &RuleSpec, templates: &mut Templates) -> Result<Action, String> {
+    if name == "none" {
+        return Ok(Action::Nothing);
     }
-    let needs: &[&str] = match kind.as_str() {
-        "none" => return Ok(Action::Nothing),
-        "text" => &["content"],
-        "image" | "voice" => &["media_id"],
-        "video" => &["media_id"],
-        "music" => &["thumb_media_id"],
-        _ => &[],
+    let kind = ReplyKind::parse(&name).ok_or_else(|| format!("reply must be one of {REPLY_KINDS}"))?;
+    let needs: &[&str] = match kind {
+        ReplyKind::Text => &["content"],
+        ReplyKind::Image | ReplyKind::Voice | ReplyKind::Video => &["media_id"],
+        ReplyKind::Music => &["thumb_media_id"],
+        ReplyKind::News | ReplyKind::TransferCustomerService => &[],
     };
     let given: [(&str, &Option<String>); 8] = [
         ("content", &spec.content),
@@ -300,12 +337,12 @@ fn inline(rule: &str, kind: String, spec: &RuleSpec, templates: &mut Templates) 
                 templates.add_inline(&name, v).map_err(|e| format!("{field}: {e}"))?;
                 fields.push((field.to_owned(), name));
             }
-            None if needs.contains(&field) => return Err(format!("reply {kind:?} needs {field}")),
+            None if needs.contains(&field) => return Err(format!("reply {name:?} needs {field}")),
             None => {}
         }
     }
     let mut articles = Vec::new();
-    if kind == "news" {
+    if kind == ReplyKind::News {
         if spec.articles.is_empty() || spec.articles.len() > crate::wechat::reply::MAX_ARTICLES {
             return Err("reply \"news\" needs 1 to 8 articles".into());
         }

@@ -153,8 +153,8 @@ async fn stats(caller: Caller, State(s): State<AppState>) -> Result<Json<Value>,
     let mut by_status = serde_json::Map::new();
     let (mut runs, mut total, mut sent, mut filtered, mut errors) = (0, 0, 0, 0, 0);
     for p in &pushes {
-        let n = by_status.get(&p.status).and_then(Value::as_i64).unwrap_or(0);
-        by_status.insert(p.status.clone(), json!(n + 1));
+        let n = by_status.get(p.status.as_str()).and_then(Value::as_i64).unwrap_or(0);
+        by_status.insert(p.status.as_str().to_owned(), json!(n + 1));
         for r in &p.runs {
             runs += 1;
             total += r.total_count.unwrap_or(0);

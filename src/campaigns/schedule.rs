@@ -37,12 +37,10 @@ impl MsgType {
         }
     }
 
-    fn parse(s: &str) -> MsgType {
-        match s {
-            "text" => MsgType::Text,
-            "news" => MsgType::News,
-            _ => MsgType::Mpnews,
-        }
+    /// The type a stored string names; `None` for one this build does not know (an error to
+    /// report, never read as mpnews).
+    pub fn parse(s: &str) -> Option<MsgType> {
+        [MsgType::Mpnews, MsgType::Text, MsgType::News].into_iter().find(|t| t.as_str() == s)
     }
 
     /// Whether WeChat counts it as a mass send (the monthly and per-minute limits).
@@ -96,14 +94,71 @@ pub struct PushInput {
     pub time_zone: Option<String>,
 }
 
+/// Where a push stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushStatus {
+    /// Waiting for its (next) time.
+    Scheduled,
+    /// A one-time push that went.
+    Fired,
+    Cancelled,
+    /// Its time passed while no instance ran, beyond the grace.
+    Missed,
+}
+
+/// Where one firing of a push stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Claimed; being sent.
+    Sending,
+    /// WeChat took it; figures to come.
+    Submitted,
+    /// MASSSENDJOBFINISH's figures are in.
+    Finished,
+    Failed,
+    /// Not sent: too late.
+    Missed,
+}
+
+macro_rules! stored_as {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+
+            /// The status a stored string names; `None` for one this build does not know.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+stored_as!(PushStatus { Scheduled => "scheduled", Fired => "fired", Cancelled => "cancelled", Missed => "missed" });
+stored_as!(RunStatus {
+    Sending => "sending",
+    Submitted => "submitted",
+    Finished => "finished",
+    Failed => "failed",
+    Missed => "missed",
+});
+
 /// One firing of a push and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Run {
     pub id: i64,
     pub push_id: i64,
     pub due_at: i64,
-    /// `sending`, `submitted` (WeChat took it), `finished` (figures in), `failed`, `missed`.
-    pub status: String,
+    pub status: RunStatus,
     pub msg_id: Option<i64>,
     /// MASSSENDJOBFINISH's Status (`send success`, `err(…)`).
     pub finish_status: Option<String>,
@@ -129,8 +184,7 @@ pub struct Push {
     pub cron: Option<String>,
     pub time_zone: String,
     pub next_at: Option<i64>,
-    /// `scheduled`, `fired` (a one-time push that went), `cancelled`, `missed`.
-    pub status: String,
+    pub status: PushStatus,
     pub created_by: String,
     pub created_at: i64,
     pub runs: Vec<Run>,
@@ -350,11 +404,16 @@ pub async fn schedule(
 /// Everything that will (or did, this month and last) reach followers: the other side of the
 /// limit check.
 async fn planned_pushes(tx: &mut Tx, now: i64, (from, to): (i64, i64)) -> Result<Vec<Planned>, sqlx::Error> {
-    type Row =
-        (i64, String, String, String, Option<i64>, Option<String>, Option<i64>, Option<String>, String, Option<i64>);
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        push: PushRow,
+        ran_at: Option<i64>,
+    }
     // Pushes still to come, and runs that went out recently (their months may still be open).
     let rows: Vec<Row> = with_tx!(tx, conn => sqlx::query_as(
-        "SELECT p.id, p.name, p.msg_type, p.audience, p.tag_id, p.openids, p.at_ms, p.cron, p.time_zone, r.due_at
+        "SELECT p.id, p.campaign_id, '' AS campaign, p.name, p.msg_type, p.text, p.audience, p.tag_id, p.openids,
+             p.at_ms, p.cron, p.time_zone, p.next_at, p.status, p.created_by, p.created_at, r.due_at AS ran_at
          FROM pushes p LEFT JOIN push_runs r
            ON r.push_id = p.id AND r.due_at >= $1 AND r.due_at < $2 AND r.status IN ('sending', 'submitted', 'finished')
          WHERE p.status = 'scheduled' OR r.id IS NOT NULL"
@@ -362,106 +421,126 @@ async fn planned_pushes(tx: &mut Tx, now: i64, (from, to): (i64, i64)) -> Result
     .bind(from).bind(to).fetch_all(conn).await)?;
     let mut out: Vec<Planned> = Vec::new();
     let mut seen_future = std::collections::HashSet::new();
-    for (id, name, msg_type, audience, tag_id, openids, at, cron, tz, ran_at) in rows {
-        let audience = audience_from_row(&audience, tag_id, openids.as_deref());
-        let mass = MsgType::parse(&msg_type).is_mass();
-        let mut times: Vec<i64> = ran_at.into_iter().collect();
+    for row in rows {
+        let p = Push::try_from(row.push)?;
+        let mut times: Vec<i64> = row.ran_at.into_iter().collect();
         // A push's future occurrences once, however many past runs joined it.
-        if seen_future.insert(id) {
-            let tz = Tz::from_str(&tz).unwrap_or(chrono_tz::Asia::Shanghai);
-            let cron = cron.as_deref().and_then(|c| croner::Cron::from_str(c).ok());
-            times.extend(occurrences(at, cron.as_ref(), tz, from.max(now), to));
+        if seen_future.insert(p.id) {
+            let tz = Tz::from_str(&p.time_zone).unwrap_or(chrono_tz::Asia::Shanghai);
+            let cron = p.cron.as_deref().and_then(|c| croner::Cron::from_str(c).ok());
+            times.extend(occurrences(p.at, cron.as_ref(), tz, from.max(now), to));
         }
-        out.push(Planned { label: name, audience, mass, times });
+        out.push(Planned { label: p.name, audience: p.audience, mass: p.msg_type.is_mass(), times });
     }
     Ok(out)
 }
 
-fn audience_from_row(kind: &str, tag_id: Option<i64>, openids: Option<&str>) -> Audience {
-    match kind {
-        "tag" => Audience::Tag { tag_id: tag_id.unwrap_or_default() },
-        "list" => Audience::List { openids: openids.and_then(|o| serde_json::from_str(o).ok()).unwrap_or_default() },
-        _ => Audience::All,
-    }
+/// A `pushes` row (with its campaign's name), as stored.
+#[derive(sqlx::FromRow)]
+struct PushRow {
+    id: i64,
+    campaign_id: i64,
+    campaign: String,
+    name: String,
+    msg_type: String,
+    text: Option<String>,
+    audience: String,
+    tag_id: Option<i64>,
+    openids: Option<String>,
+    at_ms: Option<i64>,
+    cron: Option<String>,
+    time_zone: String,
+    next_at: Option<i64>,
+    status: String,
+    created_by: String,
+    created_at: i64,
 }
 
-type PushRow = (
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    String,
-    Option<i64>,
-    String,
-    String,
-    i64,
-);
-
 const PUSH_SQL: &str =
-    "SELECT p.id, p.campaign_id, c.name, p.name, p.msg_type, p.text, p.audience, p.tag_id, p.openids,
+    "SELECT p.id, p.campaign_id, c.name AS campaign, p.name, p.msg_type, p.text, p.audience, p.tag_id, p.openids,
         p.at_ms, p.cron, p.time_zone, p.next_at, p.status, p.created_by, p.created_at
     FROM pushes p JOIN campaigns c ON c.id = p.campaign_id";
 
-fn push_from_row(r: PushRow) -> Push {
-    let (
-        id,
-        campaign_id,
-        campaign,
-        name,
-        msg_type,
-        text,
-        audience,
-        tag_id,
-        openids,
-        at,
-        cron,
-        tz,
-        next_at,
-        status,
-        by,
-        c,
-    ) = r;
-    Push {
-        id,
-        campaign_id,
-        campaign,
-        name,
-        msg_type: MsgType::parse(&msg_type),
-        text,
-        audience: audience_from_row(&audience, tag_id, openids.as_deref()),
-        at,
-        cron,
-        time_zone: tz,
-        next_at,
-        status,
-        created_by: by,
-        created_at: c,
-        runs: Vec::new(),
+/// A stored value this build cannot read: a decode error, never a silent default.
+fn unreadable(what: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("{what} {value:?} is not one this build knows").into())
+}
+
+impl TryFrom<PushRow> for Push {
+    type Error = sqlx::Error;
+
+    fn try_from(r: PushRow) -> Result<Push, sqlx::Error> {
+        let audience = match r.audience.as_str() {
+            "all" => Audience::All,
+            "tag" => Audience::Tag { tag_id: r.tag_id.ok_or_else(|| unreadable("tag push without tag_id", ""))? },
+            "list" => Audience::List {
+                openids: r
+                    .openids
+                    .as_deref()
+                    .and_then(|o| serde_json::from_str(o).ok())
+                    .ok_or_else(|| unreadable("openid list", r.openids.as_deref().unwrap_or("")))?,
+            },
+            other => return Err(unreadable("audience", other)),
+        };
+        Ok(Push {
+            id: r.id,
+            campaign_id: r.campaign_id,
+            campaign: r.campaign,
+            name: r.name,
+            msg_type: MsgType::parse(&r.msg_type).ok_or_else(|| unreadable("msg_type", &r.msg_type))?,
+            text: r.text,
+            audience,
+            at: r.at_ms,
+            cron: r.cron,
+            time_zone: r.time_zone,
+            next_at: r.next_at,
+            status: PushStatus::parse(&r.status).ok_or_else(|| unreadable("push status", &r.status))?,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            runs: Vec::new(),
+        })
     }
 }
 
-type RunRow = (
-    i64,
-    i64,
-    i64,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-);
+/// A `push_runs` row, as stored.
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: i64,
+    push_id: i64,
+    due_at: i64,
+    status: String,
+    msg_id: Option<i64>,
+    finish_status: Option<String>,
+    total_count: Option<i64>,
+    filter_count: Option<i64>,
+    sent_count: Option<i64>,
+    error_count: Option<i64>,
+    error: Option<String>,
+    fired_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+impl TryFrom<RunRow> for Run {
+    type Error = sqlx::Error;
+
+    fn try_from(r: RunRow) -> Result<Run, sqlx::Error> {
+        Ok(Run {
+            id: r.id,
+            push_id: r.push_id,
+            due_at: r.due_at,
+            status: RunStatus::parse(&r.status).ok_or_else(|| unreadable("run status", &r.status))?,
+            msg_id: r.msg_id,
+            finish_status: r.finish_status,
+            total_count: r.total_count,
+            filter_count: r.filter_count,
+            sent_count: r.sent_count,
+            error_count: r.error_count,
+            error: r.error,
+            fired_at: r.fired_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
 
 async fn runs_of(store: &Store, push_ids: &[i64]) -> Result<Vec<Run>, sqlx::Error> {
     if push_ids.is_empty() {
@@ -476,24 +555,7 @@ async fn runs_of(store: &Store, push_ids: &[i64]) -> Result<Vec<Run>, sqlx::Erro
     );
     let rows: Vec<RunRow> =
         with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).fetch_all(pool).await)?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, push_id, due_at, status, msg_id, fs, total, filtered, sent, errors, error, fired, finished)| Run {
-            id,
-            push_id,
-            due_at,
-            status,
-            msg_id,
-            finish_status: fs,
-            total_count: total,
-            filter_count: filtered,
-            sent_count: sent,
-            error_count: errors,
-            error,
-            fired_at: fired,
-            finished_at: finished,
-        })
-        .collect())
+    rows.into_iter().map(Run::try_from).collect()
 }
 
 async fn with_runs(store: &Store, mut pushes: Vec<Push>) -> Result<Vec<Push>, sqlx::Error> {
@@ -509,7 +571,7 @@ async fn with_runs(store: &Store, mut pushes: Vec<Push>) -> Result<Vec<Push>, sq
 pub async fn get(store: &Store, id: i64) -> Result<Option<Push>, sqlx::Error> {
     let sql = format!("{PUSH_SQL} WHERE p.id = $1");
     let row: Option<PushRow> = with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(id).fetch_optional(pool).await)?;
-    let pushes = with_runs(store, row.into_iter().map(push_from_row).collect()).await?;
+    let pushes = with_runs(store, row.into_iter().map(Push::try_from).collect::<Result<_, _>>()?).await?;
     Ok(pushes.into_iter().next())
 }
 
@@ -521,7 +583,7 @@ pub async fn list(store: &Store, campaign_id: Option<i64>, limit: i64) -> Result
     );
     let rows: Vec<PushRow> = with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
         .bind(campaign_id).bind(limit).fetch_all(pool).await)?;
-    with_runs(store, rows.into_iter().map(push_from_row).collect()).await
+    with_runs(store, rows.into_iter().map(Push::try_from).collect::<Result<_, _>>()?).await
 }
 
 /// Cancels a push that has not fired. The scheduler claims a push with a compare-and-set on the

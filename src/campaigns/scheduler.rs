@@ -19,7 +19,7 @@
 //! is not sent: it is marked `missed` with a warning, and a repeating one moves on to its next
 //! time. Late by less, it fires at once on start.
 
-use super::schedule::{self, Audience, MsgType};
+use super::schedule::{self, Audience, MsgType, PushStatus, RunStatus};
 use super::send;
 use crate::config::CampaignsConfig;
 use crate::jobs::outbox::{self, NewJob};
@@ -169,28 +169,31 @@ impl Scheduler {
             schedule::next_occurrence(&cron, tz, if missed { now } else { due_at })
         });
         let status = match (cron.is_some(), missed) {
-            (true, _) if following.is_some() => "scheduled",
-            (_, true) => "missed",
-            _ => "fired",
+            (true, _) if following.is_some() => PushStatus::Scheduled,
+            (_, true) => PushStatus::Missed,
+            _ => PushStatus::Fired,
         };
         let mut tx = self.0.store.begin().await?;
         let won = with_tx!(&mut tx, conn => sqlx::query(
             "UPDATE pushes SET next_at = $1, status = $2 WHERE id = $3 AND next_at = $4 AND status = 'scheduled'"
-        ).bind(following).bind(status).bind(push_id).bind(due_at).execute(conn).await.map(|r| r.rows_affected()))?
+        ).bind(following).bind(status.as_str()).bind(push_id).bind(due_at).execute(conn).await.map(|r| r.rows_affected()))?
             == 1;
         if !won {
             return Ok(None);
         }
         let clientmsgid = format!("wxoa-{push_id}-{due_at}");
         let (run_status, error) = if missed {
-            ("missed", Some(format!("no instance was running at its time (grace {} s)", self.0.cfg.grace_secs)))
+            (
+                RunStatus::Missed,
+                Some(format!("no instance was running at its time (grace {} s)", self.0.cfg.grace_secs)),
+            )
         } else {
-            ("sending", None)
+            (RunStatus::Sending, None)
         };
         let (run_id,): (i64,) = with_tx!(&mut tx, conn => sqlx::query_as(
             "INSERT INTO push_runs (push_id, due_at, status, claimed_by, claimed_at, clientmsgid, error)
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
-        ).bind(push_id).bind(due_at).bind(run_status).bind(&self.0.instance).bind(now).bind(&clientmsgid).bind(&error)
+        ).bind(push_id).bind(due_at).bind(run_status.as_str()).bind(&self.0.instance).bind(now).bind(&clientmsgid).bind(&error)
         .fetch_one(conn).await)?;
         tx.commit().await?;
         Ok(Some(run_id))

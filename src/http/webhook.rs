@@ -6,6 +6,7 @@
 
 use crate::error::WebhookError;
 use crate::state::AppState;
+use crate::store::messages::Outcome;
 use crate::wechat::envelope::SignedQuery;
 use crate::wechat::message::Message;
 use axum::Router;
@@ -59,7 +60,7 @@ async fn answer(app: &AppState, query: &str, body: Bytes) -> Result<Response, We
         .await
         .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
     let m = webhook_metrics();
-    m.answered(&answer.outcome).increment(1);
+    m.answered(answer.outcome).increment(1);
     m.seconds.record(received.elapsed().as_secs_f64());
     let body = app.envelope.seal(answer.reply_xml.as_deref(), opened.encrypted, now);
     let content_type =
@@ -79,23 +80,20 @@ fn reject_metric(r: &crate::wechat::envelope::Rejection) {
 /// Metric handles, registered once: looking a metric up by name and labels on every call costs
 /// the hot path more than counting.
 struct WebhookMetrics {
-    answered: [metrics::Counter; 6],
+    answered: [metrics::Counter; Outcome::ALL.len()],
     seconds: metrics::Histogram,
 }
 
-const OUTCOMES: [&str; 6] = ["replied", "nothing", "deferred", "failed", "pending", "other"];
-
 impl WebhookMetrics {
-    fn answered(&self, outcome: &str) -> &metrics::Counter {
-        let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(OUTCOMES.len() - 1);
-        &self.answered[i]
+    fn answered(&self, outcome: Outcome) -> &metrics::Counter {
+        &self.answered[outcome as usize]
     }
 }
 
 fn webhook_metrics() -> &'static WebhookMetrics {
     static M: std::sync::OnceLock<WebhookMetrics> = std::sync::OnceLock::new();
     M.get_or_init(|| WebhookMetrics {
-        answered: OUTCOMES.map(|o| metrics::counter!("wxoa_webhook_answered_total", "outcome" => o)),
+        answered: Outcome::ALL.map(|o| metrics::counter!("wxoa_webhook_answered_total", "outcome" => o.as_str())),
         seconds: metrics::histogram!("wxoa_webhook_seconds"),
     })
 }

@@ -17,16 +17,20 @@ pub enum Kind {
     Template,
     /// An advisor booking's reminder, sent only if the booking still stands.
     BookingReminder,
+    /// A deferred handler's reply, if the handler did not deliver it itself in time: the
+    /// handler is run again from the logged message (see `bot`).
+    LateReply,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::CustomMessage, Kind::Template, Kind::BookingReminder];
+    pub const ALL: [Kind; 4] = [Kind::CustomMessage, Kind::Template, Kind::BookingReminder, Kind::LateReply];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::CustomMessage => "custom_message",
             Kind::Template => "template",
             Kind::BookingReminder => "booking_reminder",
+            Kind::LateReply => "late_reply",
         }
     }
 

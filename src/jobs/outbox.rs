@@ -108,6 +108,31 @@ pub async fn counts(store: &Store) -> Result<Vec<(String, i64)>, sqlx::Error> {
     with_pool!(store, pool => sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state").fetch_all(pool).await)
 }
 
+/// Makes the queued job `dedupe_key` a `kind` job with `payload`, due now; `false` if it is not
+/// queued any more (a worker took it).
+pub async fn become_due(
+    store: &Store,
+    dedupe_key: &str,
+    kind: super::Kind,
+    payload: &str,
+) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let n = with_pool!(store, pool => sqlx::query(
+        "UPDATE jobs SET kind = $2, payload = $3, run_at = $4, updated_at = $4 WHERE dedupe_key = $1 AND state = 'queued'")
+        .bind(dedupe_key).bind(kind.as_str()).bind(payload).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Marks the queued job `dedupe_key` done with `result` (there is nothing for it to do); `false`
+/// if it is not queued any more.
+pub async fn finish_queued(store: &Store, dedupe_key: &str, result: &str) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let n = with_pool!(store, pool => sqlx::query(
+        "UPDATE jobs SET state = 'done', result = $2, updated_at = $3 WHERE dedupe_key = $1 AND state = 'queued'")
+        .bind(dedupe_key).bind(result).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
 /// Puts a dead (or done) job back in the queue, due now, with fresh attempts. `false` if there is
 /// no such job or it is queued or running.
 pub async fn retry(store: &Store, id: i64) -> Result<bool, sqlx::Error> {

@@ -47,17 +47,62 @@ pub struct Inbound {
     pub received_at: i64,
     pub claimed_by: String,
     /// Known already for pure replies; `None` for a claim.
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<Answered>,
 }
 
-/// What we answered.
+/// What a message was answered with, as the log's `outcome` column says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A reply document.
+    Replied,
+    /// `success`: nothing to say.
+    Nothing,
+    /// `success` at the reply deadline; the handler's reply goes out later (customer service).
+    Deferred,
+    /// `success`, because the reply could not be made (logged).
+    Failed,
+    /// Never stored: the answer to a retry whose first call is still running elsewhere.
+    Pending,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] =
+        [Outcome::Replied, Outcome::Nothing, Outcome::Deferred, Outcome::Failed, Outcome::Pending];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Replied => "replied",
+            Outcome::Nothing => "nothing",
+            Outcome::Deferred => "deferred",
+            Outcome::Failed => "failed",
+            Outcome::Pending => "pending",
+        }
+    }
+
+    /// The outcome a stored string names; a value this build does not know is `None`.
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// What we answered, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// `replied`, `nothing`, `deferred` or `failed`.
-    pub outcome: String,
+pub struct Answered {
+    pub outcome: Outcome,
     pub reply_xml: Option<String>,
+    /// The routing rule that answered.
     pub rule: Option<String>,
     pub handled_us: i64,
+}
+
+/// An outbox job to commit with an outcome (the late reply of a deferred handler), as the
+/// `jobs` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub kind: &'static str,
+    pub payload: String,
+    pub dedupe_key: String,
+    pub run_at: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +119,12 @@ pub struct Stored {
     pub id: i64,
     pub claimed_by: String,
     pub claimed_at: i64,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<Answered>,
 }
 
 enum Op {
     Insert(Box<Inbound>, oneshot::Sender<Result<Claim, String>>),
-    Complete(i64, Outcome, oneshot::Sender<Result<(), String>>),
+    Complete(i64, Answered, Option<JobRow>, oneshot::Sender<Result<(), String>>),
 }
 
 /// Handle to the group-commit writer. Cloning is cheap; the writer stops when the last handle
@@ -175,10 +220,11 @@ impl MessageLog {
         wait.await.map_err(stopped)?.map_err(LogError)
     }
 
-    /// Records the outcome of a claimed message, committed before this returns.
-    pub async fn complete(&self, id: i64, outcome: Outcome) -> Result<(), LogError> {
+    /// Records the outcome of a claimed message — and `job`, if given, in the same
+    /// transaction — committed before this returns.
+    pub async fn complete(&self, id: i64, outcome: Answered, job: Option<JobRow>) -> Result<(), LogError> {
         let (done, wait) = oneshot::channel();
-        self.send(Op::Complete(id, outcome, done))?;
+        self.send(Op::Complete(id, outcome, job, done))?;
         wait.await.map_err(stopped)?.map_err(LogError)
     }
 
@@ -214,7 +260,14 @@ pub async fn find(store: &Store, dedup_key: &str) -> Result<Option<Stored>, sqlx
         id,
         claimed_by,
         claimed_at,
-        outcome: outcome.map(|outcome| Outcome { outcome, reply_xml, rule, handled_us: handled_us.unwrap_or(0) }),
+        // A stored value this build does not know reads as failed: answered `success`, which
+        // is what any outcome but a reply was answered with.
+        outcome: outcome.map(|o| Answered {
+            outcome: Outcome::parse(&o).unwrap_or(Outcome::Failed),
+            reply_xml,
+            rule,
+            handled_us: handled_us.unwrap_or(0),
+        }),
     }))
 }
 
@@ -261,6 +314,8 @@ const SQLITE_INSERT: &str = "INSERT INTO inbound_messages (dedup_key, openid, ms
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT (dedup_key) DO NOTHING";
 const SQLITE_COMPLETE: &str = "UPDATE inbound_messages SET outcome = ?2, reply_xml = ?3, rule = ?4, handled_us = ?5, \
     replied_at = ?6 WHERE id = ?1 AND outcome IS NULL";
+const JOB_INSERT: &str = "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, run_at, lease_until, created_at, updated_at) \
+    VALUES ($1, $2, $3, 'queued', 0, $4, 0, $5, $5) ON CONFLICT (dedupe_key) DO NOTHING";
 
 /// A batch on its way to the SQLite thread, and where to send it back with the results.
 type SqliteJob = (Vec<Op>, oneshot::Sender<(Vec<Op>, Result<Vec<Claim>, String>)>);
@@ -312,7 +367,7 @@ async fn batcher(backend: Backend, mut rx: tokio::sync::mpsc::UnboundedReceiver<
                         Op::Insert(_, done) => {
                             let _ = done.send(Ok(claims.next().expect("one result per insert")));
                         }
-                        Op::Complete(_, _, done) => {
+                        Op::Complete(_, _, _, done) => {
                             let _ = done.send(Ok(()));
                         }
                     }
@@ -331,6 +386,7 @@ fn sqlite_batch(conn: &rusqlite::Connection, batch: &[Op]) -> rusqlite::Result<V
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let mut insert = conn.prepare_cached(SQLITE_INSERT)?;
     let mut complete = conn.prepare_cached(SQLITE_COMPLETE)?;
+    let mut job = conn.prepare_cached(JOB_INSERT)?;
     let mut claims = Vec::with_capacity(batch.len());
     for op in batch {
         match op {
@@ -357,8 +413,18 @@ fn sqlite_batch(conn: &rusqlite::Connection, batch: &[Op]) -> rusqlite::Result<V
                 ])?;
                 claims.push(if inserted == 1 { Claim::Claimed(conn.last_insert_rowid()) } else { Claim::Duplicate });
             }
-            Op::Complete(id, o, _) => {
-                complete.execute(rusqlite::params![id, o.outcome, o.reply_xml, o.rule, o.handled_us, now])?;
+            Op::Complete(id, o, late, _) => {
+                let done = complete.execute(rusqlite::params![
+                    id,
+                    o.outcome.as_str(),
+                    o.reply_xml,
+                    o.rule,
+                    o.handled_us,
+                    now
+                ])?;
+                if let Some(j) = late.as_ref().filter(|_| done == 1) {
+                    job.execute(rusqlite::params![j.kind, j.payload, j.dedupe_key, j.run_at, now])?;
+                }
             }
         }
     }
@@ -372,7 +438,7 @@ fn fail_all(batch: &mut Vec<Op>, msg: &str) {
             Op::Insert(_, done) => {
                 let _ = done.send(Err(msg.to_owned()));
             }
-            Op::Complete(_, _, done) => {
+            Op::Complete(_, _, _, done) => {
                 let _ = done.send(Err(msg.to_owned()));
             }
         }
@@ -426,19 +492,30 @@ async fn pg_batch(pool: &sqlx::PgPool, batch: &[Op]) -> Result<Vec<Claim>, sqlx:
         start += chunk;
     }
     for op in batch {
-        if let Op::Complete(id, o, _) = op {
-            sqlx::query(
+        if let Op::Complete(id, o, late, _) = op {
+            let done = sqlx::query(
                 "UPDATE inbound_messages SET outcome = $2, reply_xml = $3, rule = $4, handled_us = $5, replied_at = $6 \
                  WHERE id = $1 AND outcome IS NULL",
             )
             .bind(id)
-            .bind(&o.outcome)
+            .bind(o.outcome.as_str())
             .bind(&o.reply_xml)
             .bind(&o.rule)
             .bind(o.handled_us)
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if let Some(j) = late.as_ref().filter(|_| done == 1) {
+                sqlx::query(JOB_INSERT)
+                    .bind(j.kind)
+                    .bind(&j.payload)
+                    .bind(&j.dedupe_key)
+                    .bind(j.run_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
     }
     tx.commit().await?;

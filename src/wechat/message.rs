@@ -179,7 +179,105 @@ pub enum Event {
     },
 }
 
+/// A message's type, as routing rules name it (`msg_type = "text"`). A type wxoa does not model
+/// is `Other` with WeChat's name for it, so a rule can still route it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MsgType {
+    Text,
+    Image,
+    Voice,
+    Video,
+    ShortVideo,
+    Location,
+    Link,
+    Event,
+    Other(String),
+}
+
+impl MsgType {
+    /// WeChat's name (`text`, `shortvideo`, `event`, …).
+    pub fn parse(name: &str) -> MsgType {
+        match name {
+            "text" => MsgType::Text,
+            "image" => MsgType::Image,
+            "voice" => MsgType::Voice,
+            "video" => MsgType::Video,
+            "shortvideo" => MsgType::ShortVideo,
+            "location" => MsgType::Location,
+            "link" => MsgType::Link,
+            "event" => MsgType::Event,
+            other => MsgType::Other(other.to_owned()),
+        }
+    }
+}
+
+impl Event {
+    /// WeChat's `Event` name for this event (`subscribe`, `SCAN`, `CLICK`, …).
+    pub fn name(&self) -> &str {
+        match self {
+            Event::Subscribe { .. } => "subscribe",
+            Event::Unsubscribe => "unsubscribe",
+            Event::Scan { .. } => "SCAN",
+            Event::Location { .. } => "LOCATION",
+            Event::Click { .. } => "CLICK",
+            Event::View { .. } => "VIEW",
+            Event::ScancodePush { .. } => "scancode_push",
+            Event::ScancodeWaitmsg { .. } => "scancode_waitmsg",
+            Event::PicSysphoto { .. } => "pic_sysphoto",
+            Event::PicPhotoOrAlbum { .. } => "pic_photo_or_album",
+            Event::PicWeixin { .. } => "pic_weixin",
+            Event::LocationSelect { .. } => "location_select",
+            Event::ViewMiniprogram { .. } => "view_miniprogram",
+            Event::TemplateSendJobFinish { .. } => "TEMPLATESENDJOBFINISH",
+            Event::MassSendJobFinish { .. } => "MASSSENDJOBFINISH",
+            Event::Unknown { event } => event,
+        }
+    }
+
+    /// The parametric QR code's scene: of a follow by scanning one (`qrscene_` already
+    /// stripped) or of a scan while following.
+    pub fn scene(&self) -> Option<&str> {
+        match self {
+            Event::Subscribe { scene, .. } => scene.as_deref(),
+            Event::Scan { scene, .. } => Some(scene),
+            _ => None,
+        }
+    }
+}
+
 impl Message {
+    /// The message's type, from its parsed body.
+    pub fn kind(&self) -> MsgType {
+        match &self.body {
+            Body::Text { .. } => MsgType::Text,
+            Body::Image { .. } => MsgType::Image,
+            Body::Voice { .. } => MsgType::Voice,
+            Body::Video { .. } => MsgType::Video,
+            Body::ShortVideo { .. } => MsgType::ShortVideo,
+            Body::Location { .. } => MsgType::Location,
+            Body::Link { .. } => MsgType::Link,
+            Body::Event(_) => MsgType::Event,
+            Body::Unknown => MsgType::Other(self.msg_type.clone()),
+        }
+    }
+
+    /// The event, for an event.
+    pub fn as_event(&self) -> Option<&Event> {
+        match &self.body {
+            Body::Event(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// What a follower said: a text's content, or a voice message's recognised speech.
+    pub fn said(&self) -> Option<&str> {
+        match &self.body {
+            Body::Text { content, .. } => Some(content),
+            Body::Voice { recognition: Some(r), .. } => Some(r),
+            _ => None,
+        }
+    }
+
     /// Parses a plaintext message document.
     pub fn parse(xml: &str) -> Result<Message, ParseError> {
         let fields = xml::parse(xml)?;
