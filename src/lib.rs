@@ -2,31 +2,61 @@
 //!
 //! Data flow of one webhook call (see README, "Architecture"):
 //! [`http::webhook`] → [`wechat::envelope`] (signature, decrypt) → [`wechat::message`] (parse)
-//! → [`bot`] (dedup, route, act, record via [`store::messages`]) → [`wechat::reply`] → sealed.
+//! → [`bot`] (route, dedup, act, record via [`store::messages`]) → [`wechat::reply`] → sealed.
+//!
+//! The modules in their layers, lowest first (`tests/layers.rs` keeps imports pointing down):
+//! leaf ([`store`], [`secret`], [`text`]) → protocol ([`wechat`]) → [`config`] → domain
+//! ([`bot`], [`campaigns`], [`members`], [`bookings`], [`jobs`], [`shop`], [`stores`],
+//! [`notices`], [`menu`], [`fake`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
+//! [`error`], `*::api`) → wiring ([`app`], [`dev`], [`tools`]) → [`cli`].
 
+/// The console and admin API's callers: bearer tokens, roles; the console pages.
 pub mod admin;
+/// Wiring only: files loaded, database opened, workers started, routers merged, served, stopped.
 pub mod app;
+/// Advisor bookings: slots, booking, cancelling, reminders.
 pub mod bookings;
+/// From a parsed message to its answer, exactly once: routing, handlers, templates, late replies.
 pub mod bot;
+/// Launch campaigns: articles, scheduled pushes fired once, WeChat's limits, delivery figures.
 pub mod campaigns;
+/// The `wxoa` command line, one file per command family.
 pub mod cli;
+/// The configuration file and its `WXOA_*` overrides, validated.
 pub mod config;
+/// `wxoa dev`: the server with a fake WeChat, demo data and the follower simulator.
 pub mod dev;
+/// The HTTP error types, and every domain error mapped onto them.
 pub mod error;
+/// A fake WeChat API (and its followers) for tests, benchmarks and development.
 pub mod fake;
+/// The H5 pages followers open from the chat: sign-in, card, rewards, bookings, details.
 pub mod h5;
+/// HTTP infrastructure: the accept loop, the webhook's fast path, pages, signed calls, health.
 pub mod http;
+/// The outbox of jobs sent later, and the worker that runs them.
 pub mod jobs;
+/// Loyalty members, their points ledger, binding, enrolment, redemptions, imports.
 pub mod members;
+/// The custom menu file against WeChat's limits, and its difference from the live menu.
 pub mod menu;
+/// What wxoa tells a follower after the fact: template messages and chat texts.
 pub mod notices;
+/// Configured secrets that print as `***`.
 pub mod secret;
+/// The shop integration: checkout tokens, stock, orders, the article link's landing.
 pub mod shop;
+/// What every HTTP handler shares: config, loaded files, bot, database, client, wake-ups.
 pub mod state;
+/// The leaf: SQLite or PostgreSQL behind one `Store`, migrations, the message log.
 pub mod store;
+/// The brand's stores, the nearest ones, store QR codes and follower attribution.
 pub mod stores;
+/// Bounds on text from outside, judged alike everywhere.
 pub mod text;
+/// Developer tools: replaying fixtures, exporting them, the load generators.
 pub mod tools;
+/// WeChat's protocol: signatures, encryption, messages, replies, and the API client.
 pub mod wechat;
 
 /// An openid (or any identifier) shortened for logs: enough to correlate, not to identify.

@@ -50,6 +50,15 @@ pub fn chat_formatter(
     }
 }
 
+/// A notice that could not be made: a broken template or configuration, ours to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoticeError {
+    #[error("notice {0} is not configured")]
+    NotConfigured(String),
+    #[error("notice {0}: {1}")]
+    Render(String, String),
+}
+
 pub struct Notices {
     specs: HashMap<String, NoticeSpec>,
     env: minijinja::Environment<'static>,
@@ -101,39 +110,40 @@ impl Notices {
         Ok(Notices { specs, env, public_url: public_url.trim_end_matches('/').to_owned() })
     }
 
-    fn text(&self, notice: &str, kind: Kind, ctx: minijinja::Value) -> Result<(&NoticeSpec, String), String> {
+    fn text(&self, notice: &str, kind: Kind, ctx: minijinja::Value) -> Result<(&NoticeSpec, String), NoticeError> {
         let spec = self
             .specs
             .get(notice)
             .filter(|s| s.kind == kind)
-            .ok_or_else(|| format!("notice {notice} is not configured"))?;
+            .ok_or_else(|| NoticeError::NotConfigured(notice.to_owned()))?;
         let text = self
             .env
             .get_template(&spec.template)
             .and_then(|t| t.render(ctx))
-            .map_err(|e| format!("notice {notice}: {e}"))?;
+            .map_err(|e| NoticeError::Render(notice.to_owned(), e.to_string()))?;
         Ok((spec, text))
     }
 
     /// The chat message for `notice` to `openid` (a customer-service text), rendered from `ctx`
     /// (`card` links to the card page, and `link(page)` to any H5 page).
-    pub fn chat(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<CustomMessageJob, String> {
+    pub fn chat(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<CustomMessageJob, NoticeError> {
         let links = minijinja::context! { card => format!("{}/h5/start?to=card", self.public_url) };
         let (_, text) = self.text(notice, Kind::Text, minijinja::context! { ..ctx, ..links })?;
         let content = text.trim().to_owned();
         if content.is_empty() {
-            return Err(format!("notice {notice} rendered empty"));
+            return Err(NoticeError::Render(notice.to_owned(), "it rendered empty".into()));
         }
         Ok(CustomMessageJob { touser: openid.to_owned(), message: CustomMessage::Text { content } })
     }
 
     /// The template message for `notice` to `openid`, its fields rendered from `ctx`.
-    pub fn render(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<TemplateMessage, String> {
+    pub fn render(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<TemplateMessage, NoticeError> {
         let (spec, text) = self.text(notice, Kind::Template, ctx)?;
         let mut data = BTreeMap::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let (field, value) =
-                line.split_once(':').ok_or_else(|| format!("notice {notice}: line {line:?} is not `field: value`"))?;
+            let (field, value) = line.split_once(':').ok_or_else(|| {
+                NoticeError::Render(notice.to_owned(), format!("line {line:?} is not `field: value`"))
+            })?;
             data.insert(field.trim().to_owned(), TemplateValue { value: value.trim().to_owned() });
         }
         Ok(TemplateMessage {

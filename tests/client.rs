@@ -285,3 +285,100 @@ async fn every_endpoint_sends_the_documented_request() {
     assert_eq!(err.errcode(), Some(43004));
     s.done().await;
 }
+
+/// The fake keeps followers and tags as WeChat does, with its limits: `user/get` pages of
+/// 10,000 continued by `next_openid`, `batchget` of at most 100, tags unique, at most 30 bytes
+/// and 100 an account, WeChat's own tags untouchable, at most 20 a follower and 50 a batch, and
+/// nobody half-tagged by a refused batch.
+#[tokio::test]
+async fn the_fake_keeps_followers_and_tags_within_wechats_limits() {
+    let s = Setup::new(Backend::Sqlite).await;
+    let c = s.client();
+    s.fake.add_synthetic_followers(25_000);
+    s.fake.follow("oLeaving");
+    s.fake.unsubscribe("oLeaving");
+
+    // user/get: 10,000, 10,000, 5,000, then an empty page; leavers are not listed.
+    let mut next = String::new();
+    let mut counts = Vec::new();
+    loop {
+        let page = c.user_list(&next).await.unwrap();
+        assert_eq!(page.total, 25_000);
+        counts.push(page.count);
+        if page.count == 0 {
+            assert_eq!(page.next_openid, "");
+            break;
+        }
+        next = page.next_openid.clone();
+    }
+    assert_eq!(counts, [10_000, 10_000, 5_000, 0]);
+
+    // Raw calls for what the client checks before calling.
+    let token = c.tokens().get().await.unwrap();
+    let http = reqwest::Client::new();
+    let raw = |path: &str, body: serde_json::Value| {
+        let url = format!("{}{path}?access_token={token}", s.config.wechat.api_base);
+        let req = http.post(url).json(&body);
+        async move { req.send().await.unwrap().json::<serde_json::Value>().await.unwrap()["errcode"].as_i64().unwrap_or(0) }
+    };
+    let users = |n: usize| (0..n).map(|i| json!({ "openid": format!("oSYN{i:024}") })).collect::<Vec<_>>();
+    assert_eq!(raw("/cgi-bin/user/info/batchget", json!({ "user_list": users(100) })).await, 0);
+    assert_eq!(raw("/cgi-bin/user/info/batchget", json!({ "user_list": users(101) })).await, 40032);
+    assert_eq!(raw("/cgi-bin/user/info/batchget", json!({ "user_list": [] })).await, 40032);
+
+    // Tags: unique names of at most 30 bytes, at most 100, WeChat's own (0–2) untouchable.
+    let vip = c.tag_create("VIP").await.unwrap();
+    fn we<T>(r: Result<T, CallError>) -> Option<i64> {
+        r.err().and_then(|e| e.errcode())
+    }
+    assert_eq!(we(c.tag_create("VIP").await), Some(45157));
+    assert_eq!(
+        raw("/cgi-bin/tags/create", json!({ "tag": { "name": "三十一个字节的标签名称超长了呀" } })).await,
+        45158
+    );
+    assert!(matches!(c.tag_create(&"x".repeat(31)).await, Err(CallError::Invalid(_))), "checked before calling");
+    assert_eq!(we(c.tag_rename(2, "mine").await), Some(45058));
+    assert_eq!(we(c.tag_delete(1).await), Some(45058));
+    assert_eq!(we(c.tag_rename(999, "x").await), Some(45159));
+    for i in 1..100 {
+        c.tag_create(&format!("t{i}")).await.unwrap();
+    }
+    assert_eq!(we(c.tag_create("the 101st").await), Some(45056));
+    let listed = c.tag_list().await.unwrap();
+    assert_eq!(listed.len(), 101, "100 of ours and the star group");
+    assert!(listed.iter().any(|t| t.id == 2));
+
+    // Tagging: 50 a batch; a follower of nobody, or one who left, refuses the whole batch.
+    let fifty: Vec<String> = (0..50).map(|i| format!("oSYN{i:024}")).collect();
+    let fifty: Vec<&str> = fifty.iter().map(String::as_str).collect();
+    c.tag_members(vip.id, &fifty, false).await.unwrap();
+    let fifty_one: Vec<String> = (0..51).map(|i| format!("oSYN{i:024}")).collect();
+    assert_eq!(
+        raw("/cgi-bin/tags/members/batchtagging", json!({ "tagid": vip.id, "openid_list": fifty_one })).await,
+        40032
+    );
+    let other = c.tag_create("other").await;
+    assert_eq!(we(other), Some(45056), "still at 100");
+    let t1 = listed.iter().find(|t| t.name == "t1").unwrap().id;
+    assert_eq!(we(c.tag_members(t1, &["oSYN000000000000000000000100", "oLeaving"], false).await), Some(40003));
+    assert!(c.tags_of("oSYN000000000000000000000100").await.unwrap().is_empty(), "nobody half-tagged");
+    assert_eq!(we(c.tag_members(9999, &["oSYN000000000000000000000100"], false).await), Some(45159));
+    // At most 20 tags a follower.
+    let one = ["oSYN000000000000000000000007"];
+    let others: Vec<i64> = listed.iter().map(|t| t.id).filter(|id| *id >= 100 && *id != vip.id).collect();
+    for t in &others[..19] {
+        c.tag_members(*t, &one, false).await.unwrap();
+    }
+    assert_eq!(c.tags_of(one[0]).await.unwrap().len(), 20, "VIP and 19 more");
+    let twentyfirst = others[19];
+    assert_eq!(we(c.tag_members(twentyfirst, &one, false).await), Some(45059));
+    // A tag's followers, paged like user/get; untagging; deleting a tag drops it from everyone.
+    let page = c.tag_followers(vip.id, "").await.unwrap();
+    assert_eq!(page.count, 50);
+    c.tag_members(vip.id, &fifty[..10], true).await.unwrap();
+    assert_eq!(c.tag_followers(vip.id, "").await.unwrap().count, 40);
+    c.tag_delete(vip.id).await.unwrap();
+    assert!(!c.tags_of(one[0]).await.unwrap().contains(&vip.id));
+    assert_eq!(c.tag_list().await.unwrap().len(), 100);
+    s.done().await;
+}

@@ -52,7 +52,7 @@ fn month(ms: i64) -> (i32, u32) {
 }
 
 /// `Err` with the reason when scheduling `new` beside `existing` breaks a limit.
-pub fn check(new: &Planned, existing: &[Planned], cfg: &CampaignsConfig) -> Result<(), String> {
+pub(super) fn check(new: &Planned, existing: &[Planned], cfg: &CampaignsConfig) -> Result<(), String> {
     if !new.mass {
         return Ok(());
     }

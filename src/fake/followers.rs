@@ -140,6 +140,11 @@ impl Directory {
         (total, filtered)
     }
 
+    /// How many follow now.
+    pub fn subscribed_count(&self) -> usize {
+        self.by_openid.values().filter(|f| f.subscribed).count()
+    }
+
     pub fn len(&self) -> usize {
         self.by_openid.len()
     }

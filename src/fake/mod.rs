@@ -76,7 +76,9 @@ struct State {
     calls: Vec<Call>,
     knobs: Knobs,
     followers: followers::Directory,
-    tags: Vec<(i64, String)>,
+    /// Tags by id (WeChat's star group, 2, is there from the start; ours begin at 100).
+    tags: std::collections::BTreeMap<i64, String>,
+    next_tag_id: i64,
     menu: Option<Value>,
     conditional: Vec<Value>,
     /// clientmsgid → (msg_id, when it was first used).
@@ -111,7 +113,12 @@ struct Inner {
 impl FakeWeChat {
     /// A fake for the account in `config` (app id, secret, token, AES key).
     pub fn new(config: &Config) -> FakeWeChat {
-        let state = State { knobs: Knobs { callbacks: true, ..Knobs::default() }, ..State::default() };
+        let state = State {
+            knobs: Knobs { callbacks: true, ..Knobs::default() },
+            tags: [(2, "星标组".to_owned())].into_iter().collect(),
+            next_tag_id: 100,
+            ..State::default()
+        };
         FakeWeChat(Arc::new(Inner {
             app_id: config.wechat.app_id.clone(),
             secret: config.wechat.app_secret.expose().to_owned(),
@@ -209,12 +216,24 @@ impl FakeWeChat {
     /// A tag's id, created if need be (as `tags/create` would).
     pub fn ensure_tag(&self, name: &str) -> i64 {
         let mut s = self.0.state.lock().unwrap();
-        if let Some((id, _)) = s.tags.iter().find(|(_, n)| n == name) {
+        if let Some((id, _)) = s.tags.iter().find(|(_, n)| *n == name) {
             return *id;
         }
-        let id = 100 + s.tags.len() as i64;
-        s.tags.push((id, name.to_owned()));
+        let id = s.next_tag_id;
+        s.next_tag_id += 1;
+        s.tags.insert(id, name.to_owned());
         id
+    }
+
+    /// Adds `n` synthetic followers (`oSYN…`, 28 characters, as real openids are), for scale
+    /// tests of the follower sync and tag pushes.
+    pub fn add_synthetic_followers(&self, n: usize) {
+        let mut s = self.0.state.lock().unwrap();
+        let now = now_secs();
+        let start = s.followers.len();
+        for i in start..start + n {
+            s.followers.seen(&format!("oSYN{i:024}"), now);
+        }
     }
 
     /// Puts a follower under a tag (as `tags/members/batchtagging` would).
@@ -240,7 +259,7 @@ impl FakeWeChat {
 
     /// Tag ids and names.
     pub fn tags(&self) -> Vec<(i64, String)> {
-        self.0.state.lock().unwrap().tags.clone()
+        self.0.state.lock().unwrap().tags.iter().map(|(id, n)| (*id, n.clone())).collect()
     }
 
     pub fn is_subscribed(&self, openid: &str) -> bool {

@@ -170,7 +170,7 @@ pub async fn adjust(
                 );
                 crate::jobs::outbox::enqueue_tx(&mut tx, &job).await?;
             }
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Err(e.to_string())),
         }
     }
     tx.commit().await?;

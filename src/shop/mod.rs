@@ -37,8 +37,8 @@ pub enum Error {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     /// A configured notice would not render (a broken template): ours to fix, not the shop's.
-    #[error("notice: {0}")]
-    Notice(String),
+    #[error(transparent)]
+    Notice(#[from] crate::notices::NoticeError),
 }
 
 /// Why: the body is wrong (400), it contradicts what was recorded (409), or it breaks a rule

@@ -214,7 +214,7 @@ async fn recorded(tx: &mut Tx, order_id: &str) -> Result<Vec<(Status, String)>, 
 }
 
 /// The template message for `n`, for the outbox.
-fn message(notices: &crate::notices::Notices, n: &Notification, product_name: &str) -> Result<NewJob, String> {
+fn message(notices: &crate::notices::Notices, n: &Notification, product_name: &str) -> Result<NewJob, Error> {
     let ctx = minijinja::context! {
         order_id => n.order_id,
         status => n.status.as_str(),
@@ -240,7 +240,7 @@ pub async fn record(
         Some(name) => name.clone(),
         None => super::product(store, &n.sku).await?.map(|p| p.name).unwrap_or_else(|| n.sku.clone()),
     };
-    let job = message(notices, n, &product_name).map_err(Error::Notice)?;
+    let job = message(notices, n, &product_name)?;
     let mut tx = store.begin().await?;
     lock_order(&mut tx, &n.order_id).await?;
     let earlier = recorded(&mut tx, &n.order_id).await?;

@@ -1,157 +1,19 @@
-//! The marketing console at `/admin`: server-rendered pages over the same campaign functions
-//! the API uses. Sign in with an admin token; create a campaign and write its article with a
-//! live preview; schedule pushes; preview to test followers; the schedule as a timeline with
-//! each push's delivery figures.
-//!
-//! Sign-in sets `wxoa_admin` = `<expiry>.<token sha256>.<hmac>` (HMAC-SHA256 under
-//! `h5.session_secret`), HttpOnly, SameSite=Strict, Path=/admin: removing the token from config
-//! ends its sessions. Every form carries a token derived from the cookie, so a form posted from
-//! another site is refused even where SameSite is not honoured.
+//! The console's campaign pages: the dashboard (the schedule as a timeline with each run's
+//! figures), a campaign with its article's live preview, scheduling, previews, cancelling.
 
-use super::{Caller, authenticate};
+use super::{Staff, failure, redirect, render, signed_in};
 use crate::campaigns::schedule::{self, Audience, MsgType, PushInput};
 use crate::campaigns::{self, Article, CampaignInput, ProductInput, send};
-use crate::h5::session::{mac, named_cookie};
 use crate::state::AppState;
-use crate::store::now_ms;
-use axum::Router;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use minijinja::context;
 use serde::Deserialize;
 
-const COOKIE: &str = "wxoa_admin";
-
-pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
-    Router::new()
-        .route("/admin", get(dashboard))
-        .route("/admin/login", get(login_page).post(login))
-        .route("/admin/logout", post(logout))
-        .route("/admin/campaigns/new", get(new_campaign))
-        .route("/admin/campaigns", post(create_campaign))
-        .route("/admin/campaigns/{id}", get(show_campaign).post(update_campaign))
-        .route("/admin/campaigns/{id}/pushes", post(schedule_push))
-        .route("/admin/campaigns/{id}/preview", post(preview))
-        .route("/admin/pushes/{id}/cancel", post(cancel_push))
-        .route("/admin/console.js", get(script))
-        .layer(axum::middleware::map_response_with_state(pages, crate::http::page::render))
-}
-
-/// The console's script (the live article preview), served from the binary: pages carry no
-/// inline script, so their Content Security Policy can forbid it.
-async fn script() -> Response {
-    let headers = [
-        (axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-        (axum::http::header::CACHE_CONTROL, "no-cache"),
-    ];
-    (headers, include_str!("console.js")).into_response()
-}
-
-/// A signed-in member of staff, and the form token their pages carry.
-struct Staff {
-    caller: Caller,
-    form_token: String,
-}
-
-fn staff(app: &AppState, headers: &HeaderMap) -> Option<Staff> {
-    let secret = &app.config.h5.session_secret;
-    let value = named_cookie(headers, COOKIE)?;
-    let (body, sig) = value.rsplit_once('.')?;
-    let good: bool =
-        subtle::ConstantTimeEq::ct_eq(mac(secret, &format!("admin:{body}")).as_bytes(), sig.as_bytes()).into();
-    let (expiry, hash) = body.split_once('.')?;
-    if !good || expiry.parse::<i64>().ok()? < now_ms() {
-        return None;
-    }
-    let token = app.config.admin.tokens.iter().find(|t| t.sha256 == hash)?;
-    Some(Staff {
-        caller: Caller { name: token.name.clone(), role: token.role },
-        form_token: mac(secret, &format!("admin-form:{sig}")),
-    })
-}
-
-fn render(_: &AppState, status: StatusCode, page: &'static str, ctx: minijinja::Value) -> Response {
-    crate::http::page::Page::new(page, ctx).with_status(status).into_response()
-}
-
-fn redirect(to: &str) -> Response {
-    (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
-}
-
-fn to_login() -> Response {
-    redirect("/admin/login")
-}
-
-fn failure(app: &AppState, e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "console: database or API failure");
-    render(
-        app,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "login.html",
-        context! { error => "Something went wrong on our side; please try again." },
-    )
-}
-
-/// Why a console request is turned away.
-enum Refused {
-    /// Not signed in (or the sign-in expired): to the login page.
-    SignIn,
-    /// A form without this session's token: posted from elsewhere.
-    ForeignForm,
-}
-
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        match self {
-            Refused::SignIn => to_login(),
-            Refused::ForeignForm => (StatusCode::FORBIDDEN, "invalid form; reload the page").into_response(),
-        }
-    }
-}
-
-/// The signed-in staff member, with the form (when one was posted) checked.
-fn signed_in(app: &AppState, headers: &HeaderMap, form_token: Option<&str>) -> Result<Staff, Refused> {
-    let s = staff(app, headers).ok_or(Refused::SignIn)?;
-    if let Some(t) = form_token {
-        let ok: bool = subtle::ConstantTimeEq::ct_eq(s.form_token.as_bytes(), t.as_bytes()).into();
-        if !ok {
-            return Err(Refused::ForeignForm);
-        }
-    }
-    Ok(s)
-}
-
-async fn login_page(State(app): State<AppState>) -> Response {
-    render(&app, StatusCode::OK, "login.html", context! {})
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-async fn login(State(app): State<AppState>, Form(f): Form<LoginForm>) -> Response {
-    let token = f.token.trim();
-    let known = (token.len() <= 256).then(|| authenticate(&app.config.admin.tokens, token)).flatten();
-    let Some(known) = known else {
-        tracing::warn!("console: sign-in with an unknown token");
-        return render(&app, StatusCode::UNAUTHORIZED, "login.html", context! { error => "Unknown token." });
-    };
-    let ttl = app.config.admin.session_ttl_secs;
-    let body = format!("{}.{}", now_ms() + ttl as i64 * 1000, known.sha256);
-    let sig = mac(&app.config.h5.session_secret, &format!("admin:{body}"));
-    let secure = if app.config.h5.public_url.starts_with("https://") { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={body}.{sig}; Path=/admin; Max-Age={ttl}; HttpOnly; SameSite=Strict{secure}");
-    tracing::info!(who = %known.name, "console: signed in");
-    (StatusCode::SEE_OTHER, [(LOCATION, "/admin".to_owned()), (SET_COOKIE, cookie)]).into_response()
-}
-
-async fn logout() -> Response {
-    let cookie = format!("{COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict");
-    (StatusCode::SEE_OTHER, [(LOCATION, "/admin/login".to_owned()), (SET_COOKIE, cookie)]).into_response()
+/// A push type from a form's value; anything else is a refusal, never a default.
+fn msg_type(value: &str) -> Result<MsgType, String> {
+    MsgType::parse(value).ok_or_else(|| format!("{value:?} is not a push type: choose mpnews, text or news"))
 }
 
 /// A push as the timeline shows it.
@@ -181,7 +43,7 @@ fn push_view(p: &schedule::Push) -> minijinja::Value {
 /// What a redirect after a form says happened: a fixed code, so a link cannot put words of
 /// its own on the page.
 #[derive(Deserialize)]
-struct Notice {
+pub(super) struct Notice {
     #[serde(default)]
     done: Option<String>,
 }
@@ -200,7 +62,7 @@ impl Notice {
     }
 }
 
-async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
+pub(super) async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
     let s = match signed_in(&app, &headers, None) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
@@ -229,7 +91,7 @@ async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(q): Qu
 
 /// The campaign form's fields (the first article; further ones come from the API).
 #[derive(Deserialize, Default)]
-struct CampaignForm {
+pub(super) struct CampaignForm {
     form_token: String,
     name: String,
     #[serde(default)]
@@ -286,7 +148,7 @@ impl CampaignForm {
     }
 }
 
-async fn new_campaign(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn new_campaign(State(app): State<AppState>, headers: HeaderMap) -> Response {
     match signed_in(&app, &headers, None) {
         Ok(s) => render(
             &app,
@@ -298,7 +160,11 @@ async fn new_campaign(State(app): State<AppState>, headers: HeaderMap) -> Respon
     }
 }
 
-async fn create_campaign(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<CampaignForm>) -> Response {
+pub(super) async fn create_campaign(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<CampaignForm>,
+) -> Response {
     let s = match signed_in(&app, &headers, Some(&f.form_token)) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
@@ -373,7 +239,7 @@ async fn campaign_page(
     )
 }
 
-async fn show_campaign(
+pub(super) async fn show_campaign(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -385,7 +251,7 @@ async fn show_campaign(
     }
 }
 
-async fn update_campaign(
+pub(super) async fn update_campaign(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -415,7 +281,7 @@ async fn update_campaign(
 }
 
 #[derive(Deserialize)]
-struct PushForm {
+pub(super) struct PushForm {
     form_token: String,
     name: String,
     #[serde(default)]
@@ -445,11 +311,7 @@ fn openid_list(text: &str) -> Vec<String> {
 
 impl PushForm {
     fn input(&self) -> Result<PushInput, String> {
-        let msg_type = match self.msg_type.as_str() {
-            "text" => MsgType::Text,
-            "news" => MsgType::News,
-            _ => MsgType::Mpnews,
-        };
+        let msg_type = msg_type(&self.msg_type)?;
         let audience = match self.audience.as_str() {
             "tag" => Audience::Tag {
                 tag_id: self.tag_id.trim().parse().map_err(|_| "the tag id must be a number".to_owned())?,
@@ -471,7 +333,7 @@ impl PushForm {
     }
 }
 
-async fn schedule_push(
+pub(super) async fn schedule_push(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -503,7 +365,7 @@ async fn schedule_push(
 }
 
 #[derive(Deserialize)]
-struct PreviewForm {
+pub(super) struct PreviewForm {
     form_token: String,
     #[serde(default)]
     openids: String,
@@ -513,7 +375,7 @@ struct PreviewForm {
     text: String,
 }
 
-async fn preview(
+pub(super) async fn preview(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -528,10 +390,9 @@ async fn preview(
         Ok(None) => return (StatusCode::NOT_FOUND, "no such campaign").into_response(),
         Err(e) => return failure(&app, e),
     };
-    let msg_type = match f.msg_type.as_str() {
-        "text" => MsgType::Text,
-        "news" => MsgType::News,
-        _ => MsgType::Mpnews,
+    let msg_type = match msg_type(&f.msg_type) {
+        Ok(t) => t,
+        Err(why) => return campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(why), None).await,
     };
     let to = openid_list(&f.openids);
     let to = if to.is_empty() { app.config.campaigns.test_openids.clone() } else { to };
@@ -555,11 +416,11 @@ async fn preview(
 }
 
 #[derive(Deserialize)]
-struct TokenOnly {
+pub(super) struct TokenOnly {
     form_token: String,
 }
 
-async fn cancel_push(
+pub(super) async fn cancel_push(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
