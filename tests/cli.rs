@@ -96,24 +96,6 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn wait_healthy(addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-            use std::io::{Read, Write};
-            let _ =
-                s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes());
-            let mut buf = String::new();
-            let _ = s.read_to_string(&mut buf);
-            if buf.starts_with("HTTP/1.1 200") {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("server at {addr} did not become healthy");
-}
-
 fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
@@ -133,7 +115,7 @@ fn serve_replay_export_and_graceful_stop() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_healthy(&addr);
+    wait_healthy(&addr, 30, String::new);
     let stores = repo().join("tests/fixtures/stores.csv");
     let (code, out, err) = wxoa(&["stores", "import", "--config", &config, stores.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{out}{err}");

@@ -6,20 +6,9 @@
 mod common;
 
 use common::*;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxoa");
-
-/// A child process killed when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The commands of the README's fenced `sh` block that follows `marker`, one per line, without
 /// comments.
@@ -40,28 +29,6 @@ fn readme_block(marker: &str) -> Vec<String> {
 fn as_binary(line: &str) -> Vec<String> {
     let args = line.strip_prefix("cargo run --release -- ").unwrap_or_else(|| panic!("not a wxoa command: {line}"));
     args.split_whitespace().map(str::to_owned).collect()
-}
-
-fn wait_healthy(addr: &str, log: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-            use std::io::{Read, Write};
-            let _ =
-                s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes());
-            let mut buf = String::new();
-            let _ = s.read_to_string(&mut buf);
-            if buf.starts_with("HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no /healthz at {addr}: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn run_lines(lines: &[String], env: &[(String, String)]) {
@@ -116,7 +83,7 @@ fn the_readme_replay_passes_against_a_fresh_serve_and_dev() {
             args.extend(["--database".into(), format!("sqlite://{}/data/dev.db", dir.display())]);
             args.extend(["--fixtures".into(), dir.join("fixtures").display().to_string()]);
         }
-        let _server = Running(
+        let _server = KillOnDrop(
             Command::new(BIN)
                 .args(&args)
                 .envs(env.iter().map(|(k, v)| (k, v)))
@@ -126,7 +93,7 @@ fn the_readme_replay_passes_against_a_fresh_serve_and_dev() {
                 .spawn()
                 .unwrap(),
         );
-        wait_healthy(&addr, &log);
+        wait_healthy(&addr, 60, || std::fs::read_to_string(&log).unwrap_or_default());
         run_lines(&lines, &env);
         run_lines(&lines, &env);
     }

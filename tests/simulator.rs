@@ -9,19 +9,10 @@ mod common;
 
 use common::browser::Browser;
 use common::*;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxoa");
-
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn a_follower_tries_the_account_in_the_simulator() {
@@ -31,15 +22,17 @@ async fn a_follower_tries_the_account_in_the_simulator() {
     let base = format!("http://127.0.0.1:{port}");
     let database = format!("sqlite://{}/dev.db", dir.display());
     let fixtures = dir.join("fixtures");
-    let dev = Dev(Command::new(BIN)
-        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--database", &database])
-        .arg("--fixtures")
-        .arg(&fixtures)
-        .current_dir(repo())
-        .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
-        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-        .spawn()
-        .unwrap());
+    let dev = KillOnDrop(
+        Command::new(BIN)
+            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--database", &database])
+            .arg("--fixtures")
+            .arg(&fixtures)
+            .current_dir(repo())
+            .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("{base}/simulator")).await.is_err() {
         assert!(Instant::now() < deadline, "wxoa dev did not start; see {}", dir.join("stderr.log").display());

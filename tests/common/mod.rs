@@ -276,3 +276,32 @@ pub fn text_message(openid: &str, msg_id: u64, content: &str) -> String {
 pub fn field(doc: &str, path: &str) -> Option<String> {
     wxoa::wechat::xml::parse(doc).ok()?.get(path).map(str::to_owned)
 }
+
+/// A child process killed (and reaped) when it goes out of scope, however the test ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (up to `secs`) until `GET /healthz` at `addr` answers 200; panics with `what` otherwise.
+pub fn wait_healthy(addr: &str, secs: u64, what: impl Fn() -> String) {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ =
+                s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes());
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no /healthz at {addr}: {}", what());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
