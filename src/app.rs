@@ -77,7 +77,7 @@ pub struct App {
     log_writer: tokio::task::JoinHandle<()>,
     worker: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     scheduler: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
-    /// Records lapsed points hourly.
+    /// The hourly housekeeping (lapsed points, tiers, purges).
     expiries: tokio::task::JoinHandle<()>,
 }
 
@@ -121,6 +121,7 @@ impl App {
         )
         .await
         .map_err(|e| StartError(e.to_string()))?;
+        upgrade(&store).await.map_err(StartError)?;
         let (log, log_writer) = MessageLog::start(store.clone()).map_err(|e| StartError(e.to_string()))?;
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let deadline = Duration::from_millis(config.bot.reply_deadline_ms);
@@ -132,8 +133,13 @@ impl App {
         let client = Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
         let worker = config.outbox.enabled.then(|| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let worker =
-                Worker::new(store.clone(), client.clone(), executors(&bot), config.outbox.clone(), outbox_wake.clone());
+            let worker = Worker::new(
+                store.clone(),
+                client.clone(),
+                executors(&bot, &config),
+                config.outbox.clone(),
+                outbox_wake.clone(),
+            );
             (stop, tokio::spawn(worker.run(stopped)))
         });
         let scheduler_wake = Arc::new(tokio::sync::Notify::new());
@@ -162,7 +168,7 @@ impl App {
             outbox_wake,
             scheduler_wake,
         }));
-        let expiries = tokio::spawn(hourly(state.store.clone()));
+        let expiries = tokio::spawn(hourly(state.clone()));
         Ok(App { state, log_writer, worker, scheduler, expiries })
     }
 
@@ -194,6 +200,8 @@ impl App {
         crate::http::server::serve(listener, service, limits, shutdown).await?;
         let App { state, log_writer, worker, scheduler, expiries } = self;
         expiries.abort();
+        // It holds the state (and so the message log): gone before the log is drained.
+        let _ = expiries.await;
         if let Some((stop, scheduler)) = scheduler {
             let _ = stop.send(true);
             if tokio::time::timeout(grace, scheduler).await.is_err() {
@@ -217,29 +225,49 @@ impl App {
     }
 }
 
+/// The data upgrades that follow the migrations (each runs once; every command that opens the
+/// database calls this after `Store::open_migrated`).
+pub async fn upgrade(store: &Store) -> Result<(), String> {
+    crate::members::points::upgrade(store).await.map_err(|e| format!("database: building points lots: {e}"))
+}
+
 /// What each kind of outbox job means: the messages the outbox sends itself, and each domain
-/// module's own kinds (late replies run the bot's handlers again).
-pub fn executors(bot: &Arc<Bot>) -> crate::jobs::worker::Executors {
+/// module's own kinds (late replies run the bot's handlers again; CRM events go to
+/// `crm.webhook_url`).
+pub fn executors(bot: &Arc<Bot>, config: &Config) -> crate::jobs::worker::Executors {
     use crate::jobs::Kind;
     let mut e = crate::jobs::worker::Executors::messages();
     e.add(Kind::BookingReminder, crate::bookings::send_reminder);
     let bot = bot.clone();
     e.add(Kind::LateReply, move |ctx, payload| bot.clone().late_reply(ctx, payload));
+    let crm = &config.crm;
+    if !crm.webhook_url.is_empty() {
+        let delivery = crate::crm::deliver::Delivery::new(&crm.webhook_url, &crm.secret, crm.timeout_ms);
+        e.add(Kind::CrmEvent, move |ctx, payload| delivery.clone().send(ctx, payload));
+    }
     e
 }
 
-/// The hourly housekeeping: lapsed points recorded, expired H5 sessions and old one-time form
-/// keys deleted (in batches, so no statement holds the write lock for long).
-async fn hourly(store: Store) {
+/// The hourly housekeeping: lapsed points recorded, tiers reviewed, expired H5 sessions and old
+/// one-time form keys deleted (in batches, so no statement holds the write lock for long).
+async fn hourly(state: AppState) {
+    let store = state.store.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
         let now = crate::store::now_ms();
-        match crate::members::ledger::record_expiries(&store, now).await {
+        let rules = state.points_rules();
+        match crate::members::points::expire(&store, &rules).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(entries = n, "recorded lapsed points"),
             Err(e) => tracing::warn!(error = %e, "recording lapsed points failed"),
         }
+        match crate::members::points::review_tiers(&store, &rules).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(members = n, "tiers changed by the hourly review"),
+            Err(e) => tracing::warn!(error = %e, "reviewing tiers failed"),
+        }
+        state.outbox_wake.notify_one();
         drain("expired H5 sessions", || crate::h5::session::purge_expired(&store, now, 1000)).await;
         drain("old H5 form keys", || crate::h5::submission::purge(&store, now, 1000)).await;
     }
@@ -290,6 +318,8 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(crate::admin::console::router(console_pages))
         .merge(crate::shop::api::router(h5_pages))
         .layer(RequestBodyLimitLayer::new(max_body))
+        // The CRM's batches are larger than anything else; its router bounds them itself.
+        .merge(crate::crm::api::router())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(|_| {
             // No panic message or backtrace leaves the process.

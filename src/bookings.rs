@@ -2,7 +2,8 @@
 //! China time, the next seven days). The partial unique index on confirmed bookings makes a
 //! double booking impossible under any concurrency. Confirming queues the confirmation notice and
 //! a reminder (`notices.reminder_lead_mins` before) in the same transaction; the reminder checks
-//! the booking when it is due and is skipped if the booking was cancelled.
+//! the booking when it is due and is skipped if the booking was cancelled. The CRM hears
+//! `booking.confirmed` and `booking.cancelled` in the same transactions.
 
 use crate::jobs::outbox::{self, NewJob};
 use crate::store::{Store, Tx, now_ms};
@@ -200,6 +201,7 @@ pub struct Details {
 /// confirmation and reminder queued in the same transaction.
 pub async fn book_in(
     tx: &mut Tx,
+    crm: crate::crm::Events,
     member_id: i64,
     advisor_id: i64,
     slot: i64,
@@ -233,16 +235,27 @@ pub async fn book_in(
     for job in jobs(id, &details) {
         outbox::enqueue_tx(tx, &job).await?;
     }
+    let event = crate::crm::Event::BookingConfirmed {
+        booking_id: id,
+        store: store_name.clone(),
+        advisor: advisor.clone(),
+        slot_start: crate::crm::rfc3339(slot),
+    };
+    crm.emit_for(tx, member_id, event).await?;
     Ok(Booking { id, slot_start: slot, advisor, store: store_name })
 }
 
 /// Cancels the member's own upcoming booking inside `tx`.
-pub async fn cancel_in(tx: &mut Tx, member_id: i64, booking_id: i64) -> Result<(), Error> {
+pub async fn cancel_in(tx: &mut Tx, crm: crate::crm::Events, member_id: i64, booking_id: i64) -> Result<(), Error> {
     let now = now_ms();
     let done = with_tx!(tx, conn => sqlx::query(
         "UPDATE bookings SET status = 'cancelled', cancelled_at = $3 WHERE id = $1 AND member_id = $2 AND status = 'confirmed' AND slot_start > $3")
         .bind(booking_id).bind(member_id).bind(now).execute(conn).await.map(|r| r.rows_affected() == 1))?;
-    if done { Ok(()) } else { Err(Refusal::NoSuchBooking.into()) }
+    if !done {
+        return Err(Refusal::NoSuchBooking.into());
+    }
+    crm.emit_for(tx, member_id, crate::crm::Event::BookingCancelled { booking_id }).await?;
+    Ok(())
 }
 
 /// Whether a booking is still confirmed (the reminder's check when it is due).

@@ -24,6 +24,8 @@ pub struct Config {
     pub campaigns: CampaignsConfig,
     pub checkout: CheckoutConfig,
     pub shop: ShopConfig,
+    pub crm: CrmConfig,
+    pub loyalty: LoyaltyConfig,
     pub admin: AdminConfig,
 }
 
@@ -95,6 +97,62 @@ impl Default for ShopConfig {
     fn default() -> Self {
         Self { secret: Secret::default(), max_skew_secs: 300 }
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrmConfig {
+    /// The CRM and the stores' tills sign `/api/v1/crm/…` with this, and wxoa signs the events it
+    /// delivers with it (HMAC-SHA256); at least 32 characters, or empty to switch the API off.
+    pub secret: Secret,
+    /// A call whose timestamp is further than this from our clock is refused as a replay.
+    pub max_skew_secs: u64,
+    /// Where member events are delivered (`POST`); empty: no events are recorded at all.
+    pub webhook_url: String,
+    /// A delivery not answered within this is a failure, retried later.
+    pub timeout_ms: u64,
+}
+
+impl Default for CrmConfig {
+    fn default() -> Self {
+        Self { secret: Secret::default(), max_skew_secs: 300, webhook_url: String::new(), timeout_ms: 5000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoyaltyConfig {
+    /// Earned points stay valid this many days after the purchase, unless the till says otherwise.
+    pub points_valid_days: u32,
+    /// Points a paid shop order earns per yuan (up to two decimals: 0.5 is a point per ¥2).
+    pub points_per_yuan: f64,
+    /// A member's tier is set by the points earned in this many trailing days.
+    pub tier_window_days: u32,
+    /// The tiers, lowest first; the first must start at 0 points. None: tiers are not computed
+    /// (a member keeps the tier an import gave them).
+    pub tiers: Vec<TierConfig>,
+}
+
+impl Default for LoyaltyConfig {
+    fn default() -> Self {
+        Self { points_valid_days: 365, points_per_yuan: 1.0, tier_window_days: 365, tiers: Vec::new() }
+    }
+}
+
+impl LoyaltyConfig {
+    /// Points per yuan in hundredths (0.5 → 50), so earning is integer arithmetic.
+    pub fn points_per_yuan_cents(&self) -> i64 {
+        (self.points_per_yuan * 100.0).round() as i64
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// As members read it on their card ("gold").
+    pub name: String,
+    /// Points earned in the window that reach this tier.
+    pub min_points: i64,
 }
 
 /// Who may use the admin API and console: bearer tokens, kept as SHA-256 hashes only
@@ -436,7 +494,11 @@ impl Config {
         if !(1..=1000).contains(&c.monthly_pushes_per_follower) || !(1..=1000).contains(&c.mass_calls_per_minute) {
             return Err(err("campaigns.monthly_pushes_per_follower and mass_calls_per_minute must be 1 to 1000"));
         }
-        for (key, secret) in [("checkout.secret", &self.checkout.secret), ("shop.secret", &self.shop.secret)] {
+        for (key, secret) in [
+            ("checkout.secret", &self.checkout.secret),
+            ("shop.secret", &self.shop.secret),
+            ("crm.secret", &self.crm.secret),
+        ] {
             // Empty switches the integration off (its endpoints answer 503); short is a mistake.
             if !secret.is_empty() && secret.len() < 32 {
                 return Err(err(format!("{key} must be at least 32 characters (or empty to switch it off)")));
@@ -448,11 +510,65 @@ impl Config {
         if self.checkout.token_ttl_secs == 0 || self.shop.max_skew_secs == 0 {
             return Err(err("checkout.token_ttl_secs and shop.max_skew_secs must be at least 1"));
         }
+        let crm = &self.crm;
+        if crm.max_skew_secs == 0 {
+            return Err(err("crm.max_skew_secs must be at least 1"));
+        }
+        if !crm.webhook_url.is_empty() {
+            if !(crm.webhook_url.starts_with("http://") || crm.webhook_url.starts_with("https://")) {
+                return Err(err("crm.webhook_url must be an http(s) URL (or empty for no events)"));
+            }
+            if crm.secret.is_empty() {
+                return Err(err("crm.webhook_url needs crm.secret: events are signed with it"));
+            }
+        }
+        if !(100..=60_000).contains(&crm.timeout_ms) {
+            return Err(err("crm.timeout_ms must be between 100 and 60000"));
+        }
+        self.validate_loyalty()?;
         for (i, t) in self.admin.tokens.iter().enumerate() {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
                 return Err(err(format!(
                     "admin.tokens[{i}].sha256 must be 64 lowercase hex digits (wxoa admin hash-token)"
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_loyalty(&self) -> Result<(), ConfigError> {
+        let l = &self.loyalty;
+        if !(1..=3660).contains(&l.points_valid_days) {
+            return Err(err("loyalty.points_valid_days must be between 1 and 3660"));
+        }
+        if !(1..=3660).contains(&l.tier_window_days) {
+            return Err(err("loyalty.tier_window_days must be between 1 and 3660"));
+        }
+        let cents = l.points_per_yuan * 100.0;
+        if !(0.0..=100.0).contains(&l.points_per_yuan) || (cents - cents.round()).abs() > 1e-6 {
+            return Err(err("loyalty.points_per_yuan must be 0 to 100 with at most two decimals"));
+        }
+        for (i, t) in l.tiers.iter().enumerate() {
+            let name = t.name.trim();
+            if name.is_empty() || name != t.name || t.name.chars().count() > 20 || t.name.chars().any(char::is_control)
+            {
+                return Err(err(format!("loyalty.tiers[{i}].name must be 1 to 20 characters, no spaces around")));
+            }
+            if l.tiers[..i].iter().any(|e| e.name == t.name) {
+                return Err(err(format!("loyalty.tiers[{i}]: {:?} is named twice", t.name)));
+            }
+            match i {
+                0 if t.min_points != 0 => {
+                    return Err(err("loyalty.tiers[0] is the lowest tier: its min_points must be 0"));
+                }
+                0 => {}
+                _ if t.min_points <= l.tiers[i - 1].min_points => {
+                    return Err(err(format!(
+                        "loyalty.tiers must go lowest first: tiers[{i}].min_points must be above {}",
+                        l.tiers[i - 1].min_points
+                    )));
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -484,6 +600,8 @@ fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
             "campaigns" => config.campaigns = value.clone().try_into().map_err(ctx)?,
             "checkout" => config.checkout = value.clone().try_into().map_err(ctx)?,
             "shop" => config.shop = value.clone().try_into().map_err(ctx)?,
+            "crm" => config.crm = value.clone().try_into().map_err(ctx)?,
+            "loyalty" => config.loyalty = value.clone().try_into().map_err(ctx)?,
             "admin" => config.admin = value.clone().try_into().map_err(ctx)?,
             other => return Err(err(format!("unknown section [{other}]"))),
         }
@@ -579,6 +697,29 @@ session_secret = "0123456789abcdef0123456789abcdef"
             (GOOD, &[("WXOA_DATABASE__URL", "mysql://x")], "database.url must start with"),
             (GOOD, &[("WXOA_BOT__REPLY_DEADLINE_MS", "6000")], "bot.reply_deadline_ms"),
             ("[wechat\n", &[], "config: "),
+            (GOOD, &[("WXOA_CRM__SECRET", "short")], "crm.secret must be at least 32 characters"),
+            (GOOD, &[("WXOA_CRM__WEBHOOK_URL", "crm.example.com")], "crm.webhook_url must be an http(s) URL"),
+            (GOOD, &[("WXOA_CRM__WEBHOOK_URL", "https://crm.example.com/e")], "crm.webhook_url needs crm.secret"),
+            (GOOD, &[("WXOA_LOYALTY__POINTS_PER_YUAN", "0.125")], "at most two decimals"),
+            (
+                &format!("{GOOD}\n[[loyalty.tiers]]\nname = \"silver\"\nmin_points = 10\n"),
+                &[],
+                "tiers[0] is the lowest tier",
+            ),
+            (
+                &format!(
+                    "{GOOD}\n[[loyalty.tiers]]\nname = \"a\"\nmin_points = 0\n[[loyalty.tiers]]\nname = \"b\"\nmin_points = 0\n"
+                ),
+                &[],
+                "tiers[1].min_points must be above 0",
+            ),
+            (
+                &format!(
+                    "{GOOD}\n[[loyalty.tiers]]\nname = \"a\"\nmin_points = 0\n[[loyalty.tiers]]\nname = \"a\"\nmin_points = 5\n"
+                ),
+                &[],
+                "is named twice",
+            ),
         ];
         for (text, vars, want) in cases {
             let e = Config::from_toml(text, env(vars)).unwrap_err().to_string();

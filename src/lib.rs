@@ -7,7 +7,7 @@
 //! The modules in their layers, lowest first (`tests/layers.rs` keeps imports pointing down):
 //! leaf ([`store`], [`secret`], [`text`]) → protocol ([`wechat`]) → [`config`] → domain
 //! ([`bot`], [`campaigns`], [`members`], [`bookings`], [`jobs`], [`shop`], [`stores`],
-//! [`notices`], [`menu`], [`fake`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
+//! [`notices`], [`menu`], [`fake`], [`crm`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
 //! [`error`], `*::api`) → wiring ([`app`], [`dev`], [`tools`]) → [`cli`].
 
 /// The console and admin API's callers: bearer tokens, roles; the console pages.
@@ -24,6 +24,8 @@ pub mod campaigns;
 pub mod cli;
 /// The configuration file and its `WXOA_*` overrides, validated.
 pub mod config;
+/// The brand's CRM both ways: its signed points API, and the member events it hears.
+pub mod crm;
 /// `wxoa dev`: the server with a fake WeChat, demo data and the follower simulator.
 pub mod dev;
 /// The HTTP error types, and every domain error mapped onto them.
@@ -36,7 +38,7 @@ pub mod h5;
 pub mod http;
 /// The outbox of jobs sent later, and the worker that runs them.
 pub mod jobs;
-/// Loyalty members, their points ledger, binding, enrolment, redemptions, imports.
+/// Loyalty members: points posted with their lots and tiers, binding, enrolment, redemptions, imports.
 pub mod members;
 /// The custom menu file against WeChat's limits, and its difference from the live menu.
 pub mod menu;

@@ -72,6 +72,7 @@ pub const REQUIRED: &[&str] = &[
     "booking_reminder",
     "redemption_confirmed",
     "points_changed",
+    "tier_changed",
     "order_created",
     "order_paid",
     "order_shipped",

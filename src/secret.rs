@@ -51,6 +51,30 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// The signature of a signed call (and of an event wxoa signs): HMAC-SHA256 of
+/// `"<timestamp>.<body>"` with `secret`, as 64 lowercase hex digits (see `http::signed`).
+pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    crate::text::hex(&signing_mac(secret, timestamp, body).finalize().into_bytes())
+}
+
+/// Whether `signature` (the 32 bytes of the MAC) is `secret`'s over `"<timestamp>.<body>"`,
+/// compared in constant time.
+pub fn signature_matches(secret: &str, timestamp: &str, body: &[u8], signature: &[u8]) -> bool {
+    use hmac::Mac;
+    signing_mac(secret, timestamp, body).verify_slice(signature).is_ok()
+}
+
+fn signing_mac(secret: &str, timestamp: &str, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::{KeyInit, Mac};
+    let mut m =
+        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    m.update(timestamp.as_bytes());
+    m.update(b".");
+    m.update(body);
+    m
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -34,6 +34,24 @@ pub struct Inner {
     pub scheduler_wake: Arc<tokio::sync::Notify>,
 }
 
+impl Inner {
+    /// How points are posted now: the loyalty rules, the CRM's events, the notices.
+    pub fn points_rules(&self) -> crate::members::points::Rules<'_> {
+        crate::members::points::Rules {
+            loyalty: &self.config.loyalty,
+            crm: self.crm_events(),
+            notices: Some(&self.notices),
+            tiers: true,
+            now: crate::store::now_ms(),
+        }
+    }
+
+    /// Whether member changes are recorded as CRM events (`crm.webhook_url` is set).
+    pub fn crm_events(&self) -> crate::crm::Events {
+        crate::crm::Events::new(&self.config.crm.webhook_url)
+    }
+}
+
 impl Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {

@@ -24,6 +24,17 @@ pub fn check_line(field: &str, value: &str, min: usize, max: usize) -> Result<()
     Ok(())
 }
 
+/// Lowercase hex of `bytes` (digests, MACs, random tokens).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

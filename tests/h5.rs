@@ -583,7 +583,7 @@ async fn advisor_bookings_cannot_double_book_and_reminders_respect_cancellations
         let worker = wxoa::jobs::worker::Worker::new(
             store.clone(),
             client,
-            wxoa::app::executors(&server.state.bot),
+            wxoa::app::executors(&server.state.bot, &config),
             config.outbox.clone(),
             std::sync::Arc::new(tokio::sync::Notify::new()),
         );

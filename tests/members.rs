@@ -138,10 +138,11 @@ async fn a_dirty_crm_export_is_normalised_merged_and_reported_row_by_row() {
     }
 }
 
-/// A hand adjustment: one ledger entry, a notice to the bound follower in the same transaction,
-/// idempotent by reference, never below zero.
+/// A hand adjustment (what `wxoa members adjust` posts): one ledger entry, a notice to the bound
+/// follower in the same transaction, idempotent by reference, never below zero.
 #[tokio::test]
 async fn points_adjustments_notify_and_are_idempotent() {
+    use wxoa::members::points::{self, Change, Kind, Outcome, Rejection, Rules, Who};
     for backend in backends() {
         let db = Db::new(backend).await;
         let store = Store::connect(&db.url, 4).await.unwrap();
@@ -152,24 +153,34 @@ async fn points_adjustments_notify_and_are_idempotent() {
                 .unwrap();
         import(&store, "card,phone,points\nC5001,13800000051,100\n").await.unwrap();
         wxoa::with_pool!(&store, pool => sqlx::query("UPDATE members SET openid = 'oAdjusted' WHERE card_no = 'C5001'").execute(pool).await.map(|_| ())).unwrap();
-        use wxoa::members::ledger::adjust;
-        assert_eq!(adjust(&store, &notices, "C5001", 200, "goodwill", "ticket-1").await.unwrap(), Ok(Some(300)));
+        let adjust = async |card: &str, points: i64, reference: &str| {
+            let rules = Rules {
+                loyalty: &config.loyalty,
+                crm: wxoa::crm::Events::off(),
+                notices: Some(&notices),
+                tiers: true,
+                now: wxoa::store::now_ms(),
+            };
+            let mut change = Change::new(reference, Who::Card(card.into()), Kind::Adjust, points, rules.now);
+            change.note = Some("goodwill".into());
+            let mut tx = store.begin().await.unwrap();
+            let out = points::post(&mut tx, &rules, &[change]).await.unwrap().pop().unwrap();
+            tx.commit().await.unwrap();
+            out
+        };
+        let applied = |balance: i64| Outcome::Applied { member_id: 1, points: 0, balance };
+        let balance_of = |o: Outcome| match o {
+            Outcome::Applied { balance, .. } => applied(balance),
+            other => other,
+        };
+        assert_eq!(balance_of(adjust("C5001", 200, "adjust:ticket-1").await), applied(300));
+        assert_eq!(adjust("C5001", 200, "adjust:ticket-1").await, Outcome::Duplicate, "same reference");
         assert_eq!(
-            adjust(&store, &notices, "C5001", 200, "goodwill", "ticket-1").await.unwrap(),
-            Ok(None),
-            "same reference"
+            adjust("C5001", -500, "adjust:ticket-2").await,
+            Outcome::Rejected(Rejection::Insufficient { balance: 300, needed: 500 })
         );
-        assert!(
-            adjust(&store, &notices, "C5001", -500, "correction", "ticket-2")
-                .await
-                .unwrap()
-                .unwrap_err()
-                .contains("below zero")
-        );
-        assert!(
-            adjust(&store, &notices, "C9999", 5, "x", "ticket-3").await.unwrap().unwrap_err().contains("no member")
-        );
-        assert_eq!(adjust(&store, &notices, "C5001", -50, "correction", "ticket-4").await.unwrap(), Ok(Some(250)));
+        assert_eq!(adjust("C9999", 5, "adjust:ticket-3").await, Outcome::Rejected(Rejection::UnknownCard));
+        assert_eq!(balance_of(adjust("C5001", -50, "adjust:ticket-4").await), applied(250));
         let jobs = wxoa::jobs::outbox::list(&store, None, 10).await.unwrap();
         assert_eq!(jobs.len(), 2, "{jobs:?}");
         assert!(jobs.iter().all(|j| j.payload.contains("TPL_POINTS_CHANGED") && j.payload.contains("oAdjusted")));
@@ -179,10 +190,13 @@ async fn points_adjustments_notify_and_are_idempotent() {
     }
 }
 
-/// Lapsed points are recorded as expire entries once; the balance does not change by it, and
+/// A ledger written before lots existed is upgraded once: its lots are what the replay gives
+/// (a redemption after a lapse paid from the lot still alive), and the lapse the old hourly
+/// job had not recorded yet is recorded. Then lapsing is the hourly job's: recorded once, and
 /// afterwards the ledger's plain sum equals the balance.
 #[tokio::test]
-async fn lapsed_points_are_recorded_once() {
+async fn old_ledgers_get_their_lots_and_lapsed_points_are_recorded_once() {
+    use wxoa::members::points::{self, Rules};
     for backend in backends() {
         let db = Db::new(backend).await;
         let store = Store::connect(&db.url, 4).await.unwrap();
@@ -202,15 +216,39 @@ async fn lapsed_points_are_recorded_once() {
             .unwrap();
         }
         let member: i64 = wxoa::with_pool!(&store, pool => sqlx::query_scalar("SELECT id FROM members WHERE card_no = 'C6001'").fetch_one(pool).await).unwrap();
-        use wxoa::members::ledger::{balance, record_expiries};
-        let before = balance(&store, member, now).await.unwrap();
-        assert_eq!(before.points, 50, "the redemption came after lot a lapsed: it is paid from lot b");
-        assert_eq!(record_expiries(&store, now).await.unwrap(), 1);
-        assert_eq!(record_expiries(&store, now).await.unwrap(), 0, "once");
-        assert_eq!(balance(&store, member, now).await.unwrap().points, 50);
+        assert_eq!(points::balance(&store, member, now).await.unwrap().points, 0, "no lots yet");
+        points::upgrade(&store).await.unwrap();
+        points::upgrade(&store).await.unwrap();
+        let after = points::balance(&store, member, now).await.unwrap();
+        assert_eq!(after.points, 50, "the redemption came after lot a lapsed: it is paid from lot b");
+        assert_eq!(after.expiring, vec![(50, now + 10 * day)]);
+        let entries = |kind: &'static str| {
+            let store = store.clone();
+            async move {
+                wxoa::with_pool!(&store, pool => sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM points_ledger WHERE kind = $1").bind(kind).fetch_one(pool).await)
+                .unwrap()
+            }
+        };
+        assert_eq!(entries("expire").await, 1, "lot a's lapse recorded by the upgrade, once");
+        let loyalty = wxoa::config::LoyaltyConfig::default();
+        let rules = |now| Rules { loyalty: &loyalty, crm: wxoa::crm::Events::off(), notices: None, tiers: true, now };
+        assert_eq!(points::expire(&store, &rules(now)).await.unwrap(), 0, "nothing else has lapsed");
+        // Eleven days on, lot b lapses too.
+        let later = now + 11 * day;
+        assert_eq!(points::expire(&store, &rules(later)).await.unwrap(), 1);
+        assert_eq!(points::expire(&store, &rules(later)).await.unwrap(), 0, "once");
+        assert_eq!(points::balance(&store, member, later).await.unwrap().points, 0);
+        assert_eq!(entries("expire").await, 2);
         let sum: i64 = wxoa::with_pool!(&store, pool => sqlx::query_scalar(
             "SELECT CAST(SUM(points) AS BIGINT) FROM points_ledger WHERE member_id = $1").bind(member).fetch_one(pool).await).unwrap();
-        assert_eq!(sum, 50);
+        assert_eq!(sum, 0);
+        let replay = wxoa::members::ledger::replay(&store, member, later).await.unwrap();
+        assert_eq!(
+            replay.balance,
+            points::balance(&store, member, later).await.unwrap(),
+            "the lots agree with the replay"
+        );
         store.close().await;
         db.drop_db().await;
     }

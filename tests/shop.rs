@@ -272,7 +272,8 @@ async fn order_notifications_tell_the_buyer_once_and_only_forwards() {
         assert_eq!(bound, 1);
         assert_eq!(shop(&server, "/api/v1/orders", order("SO-4", "paid", "oMember")).await.0, 202);
 
-        let all = expect_sent(&fake, 5).await;
+        // The member's paid order earned points too (¥1,299.00 at a point a yuan), and said so.
+        let all = expect_sent(&fake, 6).await;
         let mut summary: Vec<(&str, &str)> =
             all.iter().map(|m| (m["touser"].as_str().unwrap(), m["template_id"].as_str().unwrap())).collect();
         summary.sort();
@@ -283,9 +284,12 @@ async fn order_notifications_tell_the_buyer_once_and_only_forwards() {
                 ("oBuyer", "TPL_ORDER_PAID"),
                 ("oBuyer", "TPL_ORDER_REFUNDED"),
                 ("oBuyer", "TPL_ORDER_SHIPPED"),
-                ("oMember", "TPL_ORDER_PAID")
+                ("oMember", "TPL_ORDER_PAID"),
+                ("oMember", "TPL_POINTS_CHANGED")
             ]
         );
+        let points = all.iter().find(|m| m["template_id"] == "TPL_POINTS_CHANGED").unwrap();
+        assert_eq!(points["data"]["keyword1"]["value"], "+1299");
         let rows: Vec<(String, String)> = wxoa::with_pool!(&server.state.store, pool => sqlx::query_as(
             "SELECT order_id, status FROM orders ORDER BY received_at, order_id").fetch_all(pool).await)
         .unwrap();
@@ -295,7 +299,14 @@ async fn order_notifications_tell_the_buyer_once_and_only_forwards() {
         keys.sort();
         assert_eq!(
             keys,
-            ["order:SO-1:created", "order:SO-1:refunded", "order:SO-1:shipped", "order:SO-2:paid", "order:SO-4:paid"]
+            [
+                "order:SO-1:created",
+                "order:SO-1:refunded",
+                "order:SO-1:shipped",
+                "order:SO-2:paid",
+                "order:SO-4:paid",
+                "points:order:SO-4"
+            ]
         );
 
         server.stop().await;
@@ -321,7 +332,8 @@ async fn bad_shop_calls_are_refused_and_change_nothing() {
             ("malformed JSON",     "/api/v1/orders", "{\"order_id\":".into(), SHOP_SECRET, t, 400),
             ("not an object",      "/api/v1/orders", "[]".into(), SHOP_SECRET, t, 400),
             ("unknown status",     "/api/v1/orders", good.replace("\"paid\"", "\"lost\""), SHOP_SECRET, t, 400),
-            ("missing field",      "/api/v1/orders", good.replace("\"amount_fen\"", "\"amount\""), SHOP_SECRET, t, 400),
+            ("unknown field",      "/api/v1/orders", good.replace("\"amount_fen\"", "\"amount\""), SHOP_SECRET, t, 400),
+            ("missing field",      "/api/v1/orders", good.replace("\"sku\"", "\"skew\""), SHOP_SECRET, t, 400),
             ("negative amount",    "/api/v1/orders", good.replace("129900", "-1"), SHOP_SECRET, t, 400),
             ("bad openid",         "/api/v1/orders", good.replace("oBuyer", "o Buyer"), SHOP_SECRET, t, 400),
             ("oversize",           "/api/v1/orders", big.clone(), SHOP_SECRET, t, 413),

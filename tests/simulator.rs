@@ -1,6 +1,7 @@
 //! `wxoa dev` as a newcomer uses it: the binary starts the server, the fake WeChat and the
 //! simulator; a real headless Chromium plays followers. Type "help"; tap the membership menu,
-//! enrol in the H5 frame, ask for the balance and see the card; scan a store's QR code and get
+//! enrol in the H5 frame, ask for the balance and see the card; ring up a purchase at the store
+//! till and see the points arrive and the CRM hear of it; scan a store's QR code and get
 //! its welcome; schedule a push to a tag seconds ahead in the console and see it arrive in the
 //! two tagged followers' chats but not in the third's. Screenshots of each step go to
 //! target/test-artifacts/simulator/.
@@ -87,6 +88,33 @@ async fn a_follower_tries_the_account_in_the_simulator() {
     let chat = browser.wait_for_text("#chat", "points", 10).await;
     assert!(chat.contains("积分 0 points"), "{chat}");
     browser.shot("balance-card").await;
+
+    // The store till: scan Amy's card, ring up ¥128.50 — the signed call a POS makes. Amy is
+    // told in the chat, her balance moves, and the CRM panel shows what the CRM heard.
+    browser.script("document.getElementById('till-store').value = 'SH21'").await;
+    browser.click("#till-scan").await;
+    let mut card = serde_json::Value::Null;
+    for _ in 0..100 {
+        card = browser.script("return document.getElementById('till-card').value").await;
+        if card.as_str().is_some_and(|c| !c.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(card.as_str().is_some_and(|c| c.starts_with("WX")), "the follower's card scanned: {card}");
+    browser.type_into("#till-amount", "128.50").await;
+    browser.click("#till-ring").await;
+    let rung = browser.wait_for_text("#till-result", "rung up", 10).await;
+    assert!(rung.contains("rung up: 128 points (POS-SH21-"), "{rung}");
+    let chat = browser.wait_for_text("#chat", "+128", 10).await;
+    assert!(chat.contains("积分变动提醒") && chat.contains("门店消费 Purchase at SH21"), "{chat}");
+    let events = browser.wait_for_text("#crm-events", "points.changed", 10).await;
+    assert!(events.contains("member.enrolled") && events.contains("+128 · balance 128"), "{events}");
+    browser.shot("till-purchase-and-crm-events").await;
+    browser.type_into("#text", "积分").await;
+    browser.click("#send").await;
+    let chat = browser.wait_for_text("#chat", "积分 128 points", 10).await;
+    assert!(chat.contains("积分 128 points"), "{chat}");
 
     // Scanning a store's QR code: the store's welcome.
     browser.click("#more").await;

@@ -409,11 +409,13 @@ async fn a_bound_member_gets_a_balance_card_and_history() {
             .unwrap();
         let soon = wxoa::store::now_ms() + 10 * 86_400_000;
         wxoa::with_pool!(store, pool => sqlx::query("UPDATE members SET openid = 'oBound' WHERE card_no = 'C1001'").execute(pool).await.map(|_| ())).unwrap();
-        wxoa::with_pool!(store, pool => sqlx::query(
-            "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) \
-             SELECT id, 'earn', 300, $1, 'order:9', 'order 9', $2 FROM members WHERE card_no = 'C1001'")
-            .bind(soon).bind(wxoa::store::now_ms()).execute(pool).await.map(|_| ()))
-        .unwrap();
+        use wxoa::members::points::{self, Change, Kind, Who};
+        let mut earn = Change::new("order:9", Who::Card("C1001".into()), Kind::Earn, 300, wxoa::store::now_ms());
+        earn.valid_until = Some(soon);
+        earn.note = Some("order 9".into());
+        let mut tx = store.begin().await.unwrap();
+        points::post(&mut tx, &server.state.points_rules(), &[earn]).await.unwrap();
+        tx.commit().await.unwrap();
         let click = |key: &str, t: i64| {
             format!(
                 "<xml><ToUserName>gh_1</ToUserName><FromUserName>oBound</FromUserName><CreateTime>{t}</CreateTime><MsgType>event</MsgType><Event>CLICK</Event><EventKey>{key}</EventKey></xml>"
@@ -424,9 +426,9 @@ async fn a_bound_member_gets_a_balance_card_and_history() {
         assert_eq!(field(&reply, "MsgType").as_deref(), Some("news"), "{reply}");
         assert_eq!(field(&reply, "Articles/item/Title").as_deref(), Some("积分 1500 points · gold"));
         let description = field(&reply, "Articles/item/Description").unwrap();
-        let day = chrono::DateTime::from_timestamp_millis(soon).unwrap().format("%Y-%m-%d").to_string();
+        let day = wxoa::members::ledger::last_day(soon);
         assert!(
-            description.contains(&format!("300 points expire on {day}")) && description.contains("C1001"),
+            description.contains(&format!("300 points valid until {day}")) && description.contains("C1001"),
             "{description}"
         );
         assert!(field(&reply, "Articles/item/Url").unwrap().ends_with("/h5/start?to=card"));

@@ -4,7 +4,7 @@
 //! the function plus one line in [`Handlers::builtin`]. Handlers may be slow: the bot answers
 //! WeChat with `success` at the reply deadline and lets the handler finish.
 
-use crate::members::ledger::day;
+use crate::members::ledger::{day, last_day};
 use crate::store::Store;
 use crate::stores;
 use crate::wechat::message::{Body, Event, Message};
@@ -168,9 +168,11 @@ async fn balance_card(ctx: HandlerCtx) -> HandlerResult {
     let Some(member) = crate::members::by_openid(&ctx.store, &ctx.msg.openid).await? else {
         return bind_invitation(&ctx);
     };
-    let balance = crate::members::ledger::balance(&ctx.store, member.id, crate::store::now_ms()).await?;
+    let balance = crate::members::points::summary(&ctx.store, member.id, crate::store::now_ms(), 1).await?;
     let expiring = match balance.expiring.first() {
-        Some((points, at)) => format!("{points} 积分将于 {d} 到期 / {points} points expire on {d}", d = day(*at)),
+        Some((points, at)) => {
+            format!("{points} 积分有效期至 {d} / {points} points valid until {d}", d = last_day(*at))
+        }
         None => "暂无到期积分 / Nothing expires soon".to_owned(),
     };
     let article = crate::wechat::reply::Article {
@@ -206,7 +208,8 @@ async fn history(ctx: HandlerCtx) -> HandlerResult {
     }
     let mut text = String::from("最近积分记录 / Recent transactions:");
     for t in entries {
-        text.push_str(&format!("\n{} {:+} {}", day(t.created_at), t.points, t.note.unwrap_or(t.kind)));
+        let points = if t.kind == "tier" { String::new() } else { format!(" {:+}", t.points) };
+        text.push_str(&format!("\n{}{points} {}", day(t.occurred_at), t.note.unwrap_or(t.kind)));
     }
     text.push_str(&format!("\n<a href=\"{}\">全部记录 All transactions</a>", ctx.page_link("history")));
     Ok(Reply::text(text).ok())

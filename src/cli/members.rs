@@ -1,4 +1,4 @@
-//! `wxoa members …`: points by hand, lapsed points, and a CRM export's import.
+//! `wxoa members …`: points by hand, lapsed points, the tier review, and a CRM export's import.
 
 use super::{block_on, open_store};
 use crate::config::Config;
@@ -9,6 +9,8 @@ use std::process::ExitCode;
 pub enum MembersCommand {
     /// Record lapsed points as expire entries in the ledger (serve does this hourly).
     Expire,
+    /// Review tiers against the points earned in the window, now (serve does this hourly).
+    Tiers,
     /// Adjust a member's points by hand; the bound follower is told by template message.
     Adjust {
         /// Card number.
@@ -30,15 +32,38 @@ pub enum MembersCommand {
 pub fn run(config: Config, command: MembersCommand) -> Result<ExitCode, String> {
     match command {
         MembersCommand::Adjust { card, points, reason, reference } => adjust(config, card, points, reason, reference),
-        MembersCommand::Expire => block_on(async {
-            let store = open_store(&config).await?;
-            let n = crate::members::ledger::record_expiries(&store, crate::store::now_ms())
-                .await
-                .map_err(|e| e.to_string())?;
-            println!("{n} expiries recorded");
-            Ok(ExitCode::SUCCESS)
-        }),
+        MembersCommand::Expire => housekeeping(config, false),
+        MembersCommand::Tiers => housekeeping(config, true),
         MembersCommand::Import { file } => import(config, file),
+    }
+}
+
+/// What the hourly job does, now: lapsed points recorded, or tiers reviewed.
+fn housekeeping(config: Config, tiers: bool) -> Result<ExitCode, String> {
+    let notices =
+        crate::notices::Notices::load(&config.notices.file, &config.notices.templates, &config.h5.public_url)?;
+    block_on(async {
+        let store = open_store(&config).await?;
+        let rules = rules(&config, &notices);
+        if tiers {
+            let n = crate::members::points::review_tiers(&store, &rules).await.map_err(|e| format!("database: {e}"))?;
+            println!("{n} tiers changed");
+        } else {
+            let n = crate::members::points::expire(&store, &rules).await.map_err(|e| format!("database: {e}"))?;
+            println!("{n} expiries recorded");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The points rules of `config`, telling followers with `notices`.
+fn rules<'a>(config: &'a Config, notices: &'a crate::notices::Notices) -> crate::members::points::Rules<'a> {
+    crate::members::points::Rules {
+        loyalty: &config.loyalty,
+        crm: crate::crm::Events::new(&config.crm.webhook_url),
+        notices: Some(notices),
+        tiers: true,
+        now: crate::store::now_ms(),
     }
 }
 
@@ -54,16 +79,27 @@ fn adjust(
     }
     let notices =
         crate::notices::Notices::load(&config.notices.file, &config.notices.templates, &config.h5.public_url)?;
-    let reference = reference.unwrap_or_else(|| format!("adjust:{card}:{points}:{}", reason.trim()));
+    let card = crate::members::import::normalise_card(&card).ok_or_else(|| format!("{card:?} is not a card number"))?;
+    // Namespaced, so a reference given by hand can never take the CRM's or the tills' own.
+    let reference = format!("adjust:{}", reference.unwrap_or_else(|| format!("{card}:{points}:{}", reason.trim())));
     block_on(async {
+        use crate::members::points::{self, Change, Kind, Outcome, Who};
         let store = open_store(&config).await?;
-        match crate::members::ledger::adjust(&store, &notices, &card, points, reason.trim(), &reference)
-            .await
-            .map_err(|e| format!("database: {e}"))?
-        {
-            Ok(Some(balance)) => println!("{card}: {points:+} points ({}); balance {balance}", reason.trim()),
-            Ok(None) => println!("{card}: already adjusted under reference {reference:?}; nothing changed"),
-            Err(why) => return Err(why),
+        let mut change = Change::new(&reference, Who::Card(card.clone()), Kind::Adjust, points, crate::store::now_ms());
+        change.note = Some(reason.trim().to_owned());
+        let mut tx = store.begin().await.map_err(|e| format!("database: {e}"))?;
+        let outcome =
+            points::post(&mut tx, &rules(&config, &notices), &[change]).await.map_err(|e| format!("database: {e}"))?;
+        tx.commit().await.map_err(|e| format!("database: {e}"))?;
+        match outcome.first() {
+            Some(Outcome::Applied { balance, .. }) => {
+                println!("{card}: {points:+} points ({}); balance {balance}", reason.trim())
+            }
+            Some(Outcome::Duplicate) => {
+                println!("{card}: already adjusted under reference {reference:?}; nothing changed")
+            }
+            Some(Outcome::Rejected(why)) => return Err(format!("{card}: {why}")),
+            None => unreachable!("one change, one outcome"),
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -77,7 +113,7 @@ fn import(config: Config, file: PathBuf) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     block_on(async {
         let store = open_store(&config).await?;
-        let reports = crate::members::import::import(&store, &text).await?;
+        let reports = crate::members::import::import_with(&store, &text, &config.loyalty).await?;
         use crate::members::import::Outcome;
         let mut counts = [0usize; 5];
         for r in &reports {

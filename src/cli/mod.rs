@@ -89,8 +89,10 @@ enum Command {
     FakeWechat(serve::FakeArgs),
     /// Outbox throughput against a fake WeChat (`wxoa fake-wechat`, whose URL is wechat.api_base).
     BenchOutbox(tools::BenchOutboxArgs),
-    /// Load-test a running server with encrypted messages.
+    /// Load-test a running server with encrypted messages (or page views).
     Bench(tools::BenchArgs),
+    /// Load-test a running server's CRM transactions API with signed batches.
+    BenchCrm(tools::BenchCrmArgs),
 }
 
 /// Logs go to stderr, coloured only when it is a terminal (a log file gets no escape codes).
@@ -129,6 +131,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Fixtures { command } => tools::fixtures(config()?, command),
         Command::Bench(args) => tools::bench(config()?, args),
         Command::BenchOutbox(args) => tools::bench_outbox(config()?, args),
+        Command::BenchCrm(args) => tools::bench_crm(config()?, args),
         // `menu check` reads no config: a menu file can be checked before there is one.
         Command::Menu { command } => menu::run(&cli.config, command),
         Command::Members { command } => members::run(config()?, command),
@@ -162,7 +165,9 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Resul
 /// that silently created an empty database would report on nothing).
 async fn open_store(config: &Config) -> Result<crate::store::Store, String> {
     let create = if config.database.create { crate::store::Create::Always } else { crate::store::Create::Never };
-    crate::store::Store::open_migrated(&config.database.url, 2, create).await.map_err(|e| e.to_string())
+    let store = crate::store::Store::open_migrated(&config.database.url, 2, create).await.map_err(|e| e.to_string())?;
+    crate::app::upgrade(&store).await?;
+    Ok(store)
 }
 
 /// A client over the configured database (the token is shared with running servers).

@@ -1,4 +1,4 @@
-//! `wxoa replay`, `fixtures export`, `bench` and `bench-outbox`: the developer's tools.
+//! `wxoa replay`, `fixtures export`, `bench`, `bench-crm` and `bench-outbox`: the developer's tools.
 
 use super::{block_on, open_store, runtime};
 use crate::config::Config;
@@ -74,6 +74,18 @@ pub struct BenchArgs {
     /// Decrypt and check every k-th reply (0: none).
     #[arg(long, default_value_t = 100)]
     verify_every: usize,
+    /// What every message says (default `hello <n>`), e.g. 积分 for the balance card.
+    #[arg(long)]
+    content: Option<String>,
+    /// Who sends every message (default: 5,000 followers in turn).
+    #[arg(long)]
+    openid: Option<String>,
+    /// GET this path instead of posting messages (e.g. /h5/card).
+    #[arg(long)]
+    get: Option<String>,
+    /// A request header for --get, e.g. "Cookie: wxoa_session=…" (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
 }
 
 pub fn bench(config: Config, a: BenchArgs) -> Result<ExitCode, String> {
@@ -84,11 +96,47 @@ pub fn bench(config: Config, a: BenchArgs) -> Result<ExitCode, String> {
         requests: a.requests,
         warmup: a.warmup,
         verify_every: a.verify_every,
+        content: a.content,
+        openid: a.openid,
+        get: a.get,
+        headers: a.headers,
     };
     // One thread: the generator must not take the server's core.
     let report = block_on(crate::tools::bench::run(&config.envelope(), &opts))?;
     println!("{report}");
     Ok(if report.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[derive(clap::Args)]
+pub struct BenchCrmArgs {
+    /// Server address (default: server.listen).
+    #[arg(long)]
+    addr: Option<String>,
+    #[arg(long, default_value_t = 40)]
+    batches: usize,
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Cards B00000000… taken in turn (as scripts/bench-points.sh imports them).
+    #[arg(long, default_value_t = 20_000)]
+    members: usize,
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+}
+
+pub fn bench_crm(config: Config, a: BenchCrmArgs) -> Result<ExitCode, String> {
+    if config.crm.secret.is_empty() {
+        return Err("crm.secret is empty: the API is off".into());
+    }
+    let opts = crate::tools::bench_crm::CrmBenchOptions {
+        addr: a.addr.unwrap_or_else(|| config.server.listen.clone()),
+        secret: config.crm.secret.expose().to_owned(),
+        batches: a.batches,
+        batch_size: a.batch_size.clamp(1, crate::crm::api::MAX_ITEMS),
+        members: a.members.max(1),
+        connections: a.connections,
+    };
+    println!("{}", block_on(crate::tools::bench_crm::run(&opts))?);
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]

@@ -4,11 +4,13 @@
 //!
 //! It takes any config — a real deployment's token, AES key, mode, menu and templates — and
 //! changes only what must point at the fake: `wechat.api_base`, `h5.oauth_base`,
-//! `h5.public_url` (this process), `checkout.base_url` (a stand-in checkout page), and the
-//! database (`sqlite://data/dev.db` unless `--database` names one), so nothing real is touched.
+//! `h5.public_url` (this process), `checkout.base_url` (a stand-in checkout page),
+//! `crm.webhook_url` (the simulator's CRM receiver, see [`till`]), and the database
+//! (`sqlite://data/dev.db` unless `--database` names one), so nothing real is touched.
 
 pub mod seed;
 pub mod simulator;
+pub mod till;
 
 use crate::app::App;
 use crate::bot::handlers::Handlers;
@@ -66,6 +68,11 @@ pub async fn run(
     if config.checkout.secret.is_empty() {
         config.checkout.secret = "wxoa-dev-checkout-secret-for-the-simulator".into();
     }
+    // The till signs as a POS does, and the simulator's CRM hears every member event.
+    if config.crm.secret.is_empty() {
+        config.crm.secret = "wxoa-dev-crm-secret-for-the-simulator-till".into();
+    }
+    config.crm.webhook_url = format!("{base}/simulator/crm/events");
     let fake = FakeWeChat::new(&config);
     let fake_url = fake.spawn().await;
     config.wechat.api_base = fake_url.clone();
@@ -74,6 +81,7 @@ pub async fn run(
 
     let menu = crate::menu::MenuFile::load(&config.bot.menu, &base)?.button;
     let checkout_secret = config.checkout.secret.clone();
+    let (crm_secret, per_yuan) = (config.crm.secret.clone(), config.loyalty.points_per_yuan_cents());
     let database = config.database.url.clone();
     let app = App::build(config, Handlers::builtin()).await.map_err(|e| e.to_string())?;
     let store = app.state.store.clone();
@@ -81,11 +89,12 @@ pub async fn run(
         seed::run(&store, &base).await?;
     }
     let cookies = crate::h5::cookies(&app.state);
-    let sim = simulator::Simulator::new(fake.clone(), menu, options.fixtures, store, &checkout_secret, cookies);
+    let sim = simulator::Simulator::new(fake.clone(), menu, options.fixtures, store.clone(), &checkout_secret, cookies);
     for (name, tags) in [("Amy", &["VIP"][..]), ("Ben", &["VIP"][..]), ("Chen", &[][..])] {
         sim.add_follower(name, tags);
     }
-    let router = app.router().merge(simulator::router(sim));
+    let till = till::Till::new(&base, crm_secret.expose(), per_yuan, store.clone());
+    let router = app.router().merge(simulator::router(sim)).merge(till::router(till));
     ready(&Banner { base: base.clone(), simulator: format!("{base}/simulator"), database: database.clone() });
     tracing::info!(simulator = %format!("{base}/simulator"), console = %format!("{base}/admin"), fake = %fake_url, "wxoa dev");
     app.serve_router(listener, router, shutdown).await.map_err(|e| e.to_string())

@@ -323,7 +323,7 @@ fn html_escape(s: &str) -> String {
 
 async fn state(State(sim): State<Simulator>) -> Json<Value> {
     let stores = crate::stores::list(&sim.0.store).await.unwrap_or_default();
-    let stores: Vec<Value> = stores.iter().map(|s| json!({ "id": s.id, "name": s.name })).collect();
+    let stores: Vec<Value> = stores.iter().map(|s| json!({ "id": s.id, "code": s.code, "name": s.name })).collect();
     let s = sim.0.state.lock().unwrap();
     let followers: Vec<Value> = s
         .followers

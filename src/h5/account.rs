@@ -84,11 +84,17 @@ pub async fn account(
         }
     };
     let to = once_only(&app, &session, &f.once, async |tx| {
-        binding::update_profile_in(tx, member.id, &profile).await?;
+        binding::update_profile_in(tx, &app.points_rules(), member.id, &profile).await?;
         Ok::<_, sqlx::Error>("/h5/account?saved=1".to_owned())
     })
     .await??;
     Ok(see_other(&to))
+}
+
+/// A ledger entry as the card and history pages show it (a tier change moves no points).
+pub fn history_line(t: &members::ledger::Transaction) -> minijinja::Value {
+    let points = (t.kind != "tier").then_some(t.points);
+    context! { date => day(t.occurred_at), kind => t.kind, points, note => t.note }
 }
 
 #[derive(serde::Deserialize)]
@@ -106,11 +112,7 @@ pub async fn history(
     // One more than a page tells whether there is a next one.
     let entries = members::ledger::history(&app.store, member.id, HISTORY_PAGE + 1, (page - 1) * HISTORY_PAGE).await?;
     let more = entries.len() as i64 > HISTORY_PAGE;
-    let entries: Vec<_> = entries
-        .iter()
-        .take(HISTORY_PAGE as usize)
-        .map(|t| context! { date => day(t.created_at), kind => t.kind, points => t.points, note => t.note })
-        .collect();
+    let entries: Vec<_> = entries.iter().take(HISTORY_PAGE as usize).map(history_line).collect();
     let prev = (page > 1).then_some(page - 1);
     let next = more.then_some(page + 1);
     Ok(Page::new("history.html", context! { entries, page, prev, next }))

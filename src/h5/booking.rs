@@ -168,7 +168,7 @@ pub async fn book(
     };
     let max_open = app.config.h5.max_open_bookings;
     let result = once_only(&app, &session, &f.once, async |tx| {
-        let b = bookings::book_in(tx, member.id, f.advisor, f.slot, max_open, jobs).await?;
+        let b = bookings::book_in(tx, app.crm_events(), member.id, f.advisor, f.slot, max_open, jobs).await?;
         Ok::<_, bookings::Error>(format!("/h5/book?booked={}", b.id))
     })
     .await?;
@@ -227,7 +227,7 @@ pub async fn cancel(
 ) -> Result<Response, PageError> {
     let f: CancelForm = form(&app, &session, &body)?;
     let result = once_only(&app, &session, &f.once, async |tx| {
-        bookings::cancel_in(tx, member.id, f.booking).await?;
+        bookings::cancel_in(tx, app.crm_events(), member.id, f.booking).await?;
         Ok::<_, bookings::Error>(format!("/h5/book?cancelled={}", f.booking))
     })
     .await?;

@@ -8,7 +8,7 @@ use crate::http::page::{Page, see_other};
 use crate::jobs::Kind;
 use crate::jobs::outbox::NewJob;
 use crate::members::binding::{self, BindInput, EnrolInput};
-use crate::members::{self, Refusal, ledger::day};
+use crate::members::{self, Refusal, ledger::last_day};
 use crate::state::AppState;
 use crate::store::{Tx, now_ms};
 use axum::body::Bytes;
@@ -32,14 +32,13 @@ pub async fn card(
 ) -> Result<Page, PageError> {
     let now = now_ms();
     let (balance, history) = tokio::try_join!(
-        members::ledger::balance(&app.store, member.id, now),
+        members::points::summary(&app.store, member.id, now, 3),
         members::ledger::history(&app.store, member.id, 10, 0)
     )?;
-    let expiring: Vec<_> = balance.expiring.iter().map(|(p, at)| context! { points => p, date => day(*at) }).collect();
-    let history: Vec<_> = history
-        .iter()
-        .map(|t| context! { date => day(t.created_at), kind => t.kind, points => t.points, note => t.note })
-        .collect();
+    // The three soonest lapses.
+    let expiring: Vec<_> =
+        balance.expiring.iter().map(|(p, at)| context! { points => p, date => last_day(*at) }).collect();
+    let history: Vec<_> = history.iter().map(super::account::history_line).collect();
     let banner = if q.welcome.is_some() {
         Some("入会成功，欢迎！Welcome: your membership card is ready.")
     } else if q.bound.is_some() {
@@ -142,7 +141,7 @@ pub async fn bind(
         return Ok(bind_form(&app, &session, Some(&why), None, None).into_response());
     }
     let result = once_only(&app, &session, &f.once, async |tx| {
-        let member_id = binding::bind_in(tx, &openid, &input).await?;
+        let member_id = binding::bind_in(tx, &app.points_rules(), &openid, &input).await?;
         let name: Option<String> = crate::with_tx!(tx, conn => sqlx::query_scalar("SELECT name FROM members WHERE id = $1")
             .bind(member_id).fetch_one(conn).await)?;
         confirm_in_chat(&app, tx, "bound", &openid, member_id, name.as_deref(), &input.card_no).await?;
@@ -184,7 +183,7 @@ pub async fn enrol(
         Err(why) => return Ok(bind_form(&app, &session, None, Some(&why), None).into_response()),
     };
     let result = once_only(&app, &session, &f.once, async |tx| {
-        let (member_id, card_no) = binding::enrol_in(tx, &openid, &input).await?;
+        let (member_id, card_no) = binding::enrol_in(tx, &app.points_rules(), &openid, &input).await?;
         confirm_in_chat(&app, tx, "enrolled", &openid, member_id, Some(&input.name), &card_no).await?;
         Ok::<_, members::Error>("/h5/card?welcome=1".to_owned())
     })
@@ -209,7 +208,7 @@ pub async fn unbind(
 ) -> Result<Response, PageError> {
     let f: OnceForm = form(&app, &session, &body)?;
     let result = once_only(&app, &session, &f.once, async |tx| {
-        binding::unbind_in(tx, &openid).await?;
+        binding::unbind_in(tx, &app.points_rules(), &openid).await?;
         Ok::<_, sqlx::Error>("/h5/bind?unbound=1".to_owned())
     })
     .await?;

@@ -38,7 +38,7 @@ async fn catalogue_page(
     refused: Option<&members::Refusal>,
 ) -> Result<Page, PageError> {
     let (items, balance) =
-        tokio::try_join!(redeem::catalogue(&app.store), members::ledger::balance(&app.store, member.id, now_ms()))?;
+        tokio::try_join!(redeem::catalogue(&app.store), members::points::summary(&app.store, member.id, now_ms(), 0))?;
     let done = match redeemed {
         Some(id) => redeem::redemption(&app.store, member.id, id).await?,
         None => None,
@@ -79,7 +79,7 @@ pub async fn confirm(
     let Some(item) = item else {
         return catalogue_page(&app, &member, None, Some(&members::Refusal::NoSuchItem)).await;
     };
-    let points = members::ledger::balance(&app.store, member.id, now_ms()).await?.points;
+    let points = members::points::summary(&app.store, member.id, now_ms(), 0).await?.points;
     if item.stock <= 0 {
         return catalogue_page(&app, &member, None, Some(&members::Refusal::SoldOut)).await;
     }
@@ -121,7 +121,9 @@ pub async fn redeem(
         }
     };
     let result = once_only(&app, &session, &f.once, async |tx| {
-        let r = redeem::redeem_in(tx, member.id, f.item, notice).await?;
+        // The redemption confirms itself: no points_changed message on top.
+        let rules = members::points::Rules { notices: None, ..app.points_rules() };
+        let r = redeem::redeem_in(tx, &rules, member.id, f.item, notice).await?;
         Ok::<_, members::Error>(format!("/h5/catalogue?redeemed={}", r.id))
     })
     .await?;

@@ -19,24 +19,12 @@ use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
-use hmac::{KeyInit, Mac};
-use sha2::Sha256;
 
 pub const TIMESTAMP_HEADER: &str = "x-wxoa-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-wxoa-signature";
 
-fn mac(secret: &str, timestamp: &str, body: &[u8]) -> hmac::Hmac<Sha256> {
-    let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    m.update(timestamp.as_bytes());
-    m.update(b".");
-    m.update(body);
-    m
-}
-
 /// The `X-Wxoa-Signature` value for a call (what the caller computes; tests use it too).
-pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    crate::wechat::signature::hex(&mac(secret, timestamp, body).finalize().into_bytes())
-}
+pub use crate::secret::signature;
 
 /// 32 bytes from 64 hex digits.
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -69,7 +57,7 @@ pub fn verify(
         return unauthorized("X-Wxoa-Timestamp is outside the allowed window (replay refused)");
     }
     let Some(signature) = unhex(signature) else { return unauthorized("X-Wxoa-Signature must be 64 hex digits") };
-    if mac(secret, timestamp, body).verify_slice(&signature).is_err() {
+    if !crate::secret::signature_matches(secret, timestamp, body, &signature) {
         return unauthorized("bad signature");
     }
     Ok(())

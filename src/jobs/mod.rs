@@ -20,10 +20,13 @@ pub enum Kind {
     /// A deferred handler's reply, if the handler did not deliver it itself in time: the
     /// handler is run again from the logged message (see `bot`).
     LateReply,
+    /// A member event for the brand's CRM (`crm`), delivered in order per member.
+    CrmEvent,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::CustomMessage, Kind::Template, Kind::BookingReminder, Kind::LateReply];
+    pub const ALL: [Kind; 5] =
+        [Kind::CustomMessage, Kind::Template, Kind::BookingReminder, Kind::LateReply, Kind::CrmEvent];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -31,6 +34,7 @@ impl Kind {
             Kind::Template => "template",
             Kind::BookingReminder => "booking_reminder",
             Kind::LateReply => "late_reply",
+            Kind::CrmEvent => "crm_event",
         }
     }
 

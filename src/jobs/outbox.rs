@@ -7,6 +7,11 @@
 //! instances never claim the same job; SQLite has one writer at a time anyway). A job whose
 //! worker died is claimable again when its lease runs out: nothing is lost, and what may be sent
 //! twice after a `kill -9` is bounded by the jobs that worker had in flight.
+//!
+//! A job may name a `queue_key` (a member's CRM events do): jobs of one key run one at a time
+//! in id order — a later one is not claimed while an earlier one is queued or running (retries
+//! included), so a receiver sees them in the order they happened. A dead job no longer holds
+//! its queue back: it waits in `wxoa jobs list` for `wxoa jobs retry`.
 
 use crate::store::{Store, Tx, now_ms};
 use crate::{with_pool, with_tx};
@@ -24,6 +29,8 @@ pub struct NewJob {
     pub dedupe_key: String,
     /// When it may run (unix ms); now by default.
     pub run_at: i64,
+    /// Jobs with the same key run one at a time, in the order they were enqueued.
+    pub queue_key: Option<String>,
 }
 
 impl NewJob {
@@ -33,7 +40,14 @@ impl NewJob {
             payload: serde_json::to_value(payload).expect("serializable payload"),
             dedupe_key: dedupe_key.into(),
             run_at: now_ms(),
+            queue_key: None,
         }
+    }
+
+    /// Runs after the earlier jobs of `key`, one at a time.
+    pub fn in_queue(mut self, key: impl Into<String>) -> NewJob {
+        self.queue_key = Some(key.into());
+        self
     }
 
     pub fn at(mut self, run_at: i64) -> NewJob {
@@ -55,23 +69,54 @@ pub struct Job {
     pub result: Option<String>,
 }
 
-const INSERT: &str = "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, run_at, lease_until, created_at, updated_at) \
-                      VALUES ($1, $2, $3, 'queued', 0, $4, 0, $5, $5) ON CONFLICT (dedupe_key) DO NOTHING";
+const INSERT: &str = "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, run_at, lease_until, created_at, updated_at, queue_key) \
+                      VALUES ($1, $2, $3, 'queued', 0, $4, 0, $5, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING";
 
 /// Enqueues `job` inside `tx`; `false` if a job with its dedupe key exists.
 pub async fn enqueue_tx(tx: &mut Tx, job: &NewJob) -> Result<bool, sqlx::Error> {
     let payload = job.payload.to_string();
     let n = with_tx!(tx, conn => sqlx::query(INSERT)
-        .bind(job.kind.as_str()).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms())
+        .bind(job.kind.as_str()).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms()).bind(&job.queue_key)
         .execute(conn).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
+}
+
+/// Rows of one multi-row insert: 7 values each, well under both databases' bound-parameter limits.
+const MANY_CHUNK: usize = 500;
+
+/// Enqueues `jobs` inside `tx` in a few multi-row statements (in their order, so a queue's
+/// jobs keep it); returns how many were new.
+pub async fn enqueue_many_tx(tx: &mut Tx, jobs: &[NewJob]) -> Result<u64, sqlx::Error> {
+    let now = now_ms();
+    let mut added = 0;
+    for chunk in jobs.chunks(MANY_CHUNK) {
+        added += with_tx!(tx, conn => {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, run_at, lease_until, created_at, updated_at, queue_key) ",
+            );
+            q.push_values(chunk, |mut row, job| {
+                row.push_bind(job.kind.as_str())
+                    .push_bind(job.payload.to_string())
+                    .push_bind(job.dedupe_key.clone())
+                    .push("'queued', 0")
+                    .push_bind(job.run_at)
+                    .push("0")
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(job.queue_key.clone());
+            });
+            q.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+            q.build().execute(conn).await.map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(added)
 }
 
 /// Enqueues `job` on its own; `false` if a job with its dedupe key exists.
 pub async fn enqueue(store: &Store, job: &NewJob) -> Result<bool, sqlx::Error> {
     let payload = job.payload.to_string();
     let n = with_pool!(store, pool => sqlx::query(INSERT)
-        .bind(job.kind.as_str()).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms())
+        .bind(job.kind.as_str()).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms()).bind(&job.queue_key)
         .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }

@@ -12,7 +12,9 @@
 //! on the same card.
 
 use super::import::{BadBirthday, normalise_card, normalise_name, normalise_phone, parse_birthday};
+use super::points::Rules;
 use super::{Error, Refusal};
+use crate::crm::{Event, MemberRef};
 use crate::store::{Store, Tx, now_ms};
 use crate::{with_pool, with_tx};
 
@@ -115,8 +117,9 @@ pub async fn record_failure(store: &Store, openid: &str, card_no: &str) -> Resul
 }
 
 /// Binds the card to `openid`; the member's id. Refused: the follower has a card already, the
-/// card and phone do not match a member, or the card is another follower's.
-pub async fn bind_in(tx: &mut Tx, openid: &str, input: &BindInput) -> Result<i64, Error> {
+/// card and phone do not match a member, or the card is another follower's. The CRM hears
+/// `member.bound`.
+pub async fn bind_in(tx: &mut Tx, rules: &Rules<'_>, openid: &str, input: &BindInput) -> Result<i64, Error> {
     let bound: Option<i64> = with_tx!(tx, conn => sqlx::query_scalar("SELECT id FROM members WHERE openid = $1")
         .bind(openid).fetch_optional(conn).await)?;
     if bound.is_some() {
@@ -140,11 +143,20 @@ pub async fn bind_in(tx: &mut Tx, openid: &str, input: &BindInput) -> Result<i64
     let [a, b] = subjects(openid, &input.card_no);
     with_tx!(tx, conn => sqlx::query("DELETE FROM bind_failures WHERE subject IN ($1, $2)")
         .bind(&a).bind(&b).execute(conn).await.map(|_| ()))?;
+    let member = MemberRef { card_no: Some(input.card_no.clone()), id };
+    rules.crm.emit(tx, &member, Event::MemberBound {}).await?;
     Ok(id)
 }
 
-/// Enrols `openid` as a new member with a fresh `WX` card number; the id and the card number.
-pub async fn enrol_in(tx: &mut Tx, openid: &str, input: &EnrolInput) -> Result<(i64, String), Error> {
+/// Enrols `openid` as a new member with a fresh `WX` card number, on the lowest tier; the id
+/// and the card number. The CRM hears `member.enrolled` with the details it needs to open
+/// the member's record.
+pub async fn enrol_in(
+    tx: &mut Tx,
+    rules: &Rules<'_>,
+    openid: &str,
+    input: &EnrolInput,
+) -> Result<(i64, String), Error> {
     let bound: Option<i64> = with_tx!(tx, conn => sqlx::query_scalar("SELECT id FROM members WHERE openid = $1")
         .bind(openid).fetch_optional(conn).await)?;
     if bound.is_some() {
@@ -165,26 +177,47 @@ pub async fn enrol_in(tx: &mut Tx, openid: &str, input: &EnrolInput) -> Result<(
         if clash.is_some() {
             continue;
         }
+        let tier = rules.loyalty.tiers.first().map(|t| t.name.as_str()).unwrap_or("standard");
         let id: i64 = with_tx!(tx, conn => sqlx::query_scalar(
             "INSERT INTO members (card_no, name, phone, birthday, tier, openid, source, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'standard', $5, 'enrol', $6, $6) RETURNING id")
-            .bind(&card).bind(&input.name).bind(&input.phone).bind(&input.birthday).bind(openid).bind(now)
+             VALUES ($1, $2, $3, $4, $5, $6, 'enrol', $7, $7) RETURNING id")
+            .bind(&card).bind(&input.name).bind(&input.phone).bind(&input.birthday).bind(tier).bind(openid).bind(now)
             .fetch_one(conn).await)?;
+        let event = Event::MemberEnrolled {
+            name: input.name.clone(),
+            phone: input.phone.clone(),
+            birthday: input.birthday.clone(),
+            tier: tier.to_owned(),
+        };
+        rules.crm.emit(tx, &MemberRef { card_no: Some(card.clone()), id }, event).await?;
         return Ok((id, card));
     }
     Err(Error::Db(sqlx::Error::Protocol("no free card number after 8 tries".into())))
 }
 
-/// Unbinds the follower's card; the member it was, if any.
-pub async fn unbind_in(tx: &mut Tx, openid: &str) -> Result<Option<i64>, sqlx::Error> {
-    with_tx!(tx, conn => sqlx::query_scalar("UPDATE members SET openid = NULL, updated_at = $2 WHERE openid = $1 RETURNING id")
-        .bind(openid).bind(now_ms()).fetch_optional(conn).await)
+/// Unbinds the follower's card; the member it was, if any. The CRM hears `member.unbound`.
+pub async fn unbind_in(tx: &mut Tx, rules: &Rules<'_>, openid: &str) -> Result<Option<i64>, sqlx::Error> {
+    let id: Option<i64> = with_tx!(tx, conn => sqlx::query_scalar(
+        "UPDATE members SET openid = NULL, updated_at = $2 WHERE openid = $1 RETURNING id")
+        .bind(openid).bind(now_ms()).fetch_optional(conn).await)?;
+    if let Some(id) = id {
+        rules.crm.emit_for(tx, id, Event::MemberUnbound {}).await?;
+    }
+    Ok(id)
 }
 
-/// Saves the member's details.
-pub async fn update_profile_in(tx: &mut Tx, member_id: i64, p: &Profile) -> Result<(), sqlx::Error> {
-    with_tx!(tx, conn => sqlx::query("UPDATE members SET name = $2, birthday = $3, store_id = $4, updated_at = $5 WHERE id = $1")
-        .bind(member_id).bind(&p.name).bind(&p.birthday).bind(p.store_id).bind(now_ms()).execute(conn).await.map(|_| ()))
+/// Saves the member's details; the CRM hears `member.profile_updated` if they changed.
+pub async fn update_profile_in(tx: &mut Tx, rules: &Rules<'_>, member_id: i64, p: &Profile) -> Result<(), sqlx::Error> {
+    let changed = with_tx!(tx, conn => sqlx::query(
+        "UPDATE members SET name = $2, birthday = $3, store_id = $4, updated_at = $5 WHERE id = $1 \
+         AND (name IS DISTINCT FROM $2 OR birthday IS DISTINCT FROM $3 OR store_id IS DISTINCT FROM $4)")
+        .bind(member_id).bind(&p.name).bind(&p.birthday).bind(p.store_id).bind(now_ms())
+        .execute(conn).await.map(|r| r.rows_affected() == 1))?;
+    if changed {
+        let event = Event::ProfileUpdated { name: p.name.clone(), birthday: p.birthday.clone(), store_id: p.store_id };
+        rules.crm.emit_for(tx, member_id, event).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -49,9 +49,6 @@ pub fn read_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
     Ok(records)
 }
 
-/// Imported points stay valid this long.
-const IMPORTED_POINTS_VALID_MS: i64 = 365 * 24 * 3600 * 1000;
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Row {
     pub line: usize,
@@ -287,8 +284,20 @@ fn merge(into: &mut Row, from: &Row, notes: &mut Vec<String>) {
     field("tier", &mut into.tier, &from.tier, notes);
 }
 
-/// Imports CSV text; returns one report per data line, in file order.
+/// Imports CSV text under the default loyalty rules ([`import_with`]).
 pub async fn import(store: &Store, text: &str) -> Result<Vec<Report>, String> {
+    import_with(store, text, &crate::config::LoyaltyConfig::default()).await
+}
+
+/// Imports CSV text; returns one report per data line, in file order. Imported points are
+/// valid `loyalty.points_valid_days`; an imported tier holds for one tier window (whatever the
+/// points earned in it say), after which the tier rules take over. The CRM hears nothing of
+/// an import: the file is its own.
+pub async fn import_with(
+    store: &Store,
+    text: &str,
+    loyalty: &crate::config::LoyaltyConfig,
+) -> Result<Vec<Report>, String> {
     let records = read_csv(text)?;
     let Some(((_, header), data)) = records.split_first() else {
         return Err("the file is empty".into());
@@ -334,7 +343,8 @@ pub async fn import(store: &Store, text: &str) -> Result<Vec<Report>, String> {
     let mut tx = store.begin().await.map_err(|e| e.to_string())?;
     for (row, idx) in &kept {
         let report = &mut reports[*idx];
-        report.outcome = apply(&mut tx, row, &mut report.notes).await.map_err(|e| format!("line {}: {e}", row.line))?;
+        report.outcome =
+            apply(&mut tx, loyalty, row, &mut report.notes).await.map_err(|e| format!("line {}: {e}", row.line))?;
     }
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(reports)
@@ -349,7 +359,12 @@ async fn find(tx: &mut Tx, column: &str, value: &str) -> Result<Option<Existing>
 }
 
 /// Creates or fills in one member and records its imported points.
-async fn apply(tx: &mut Tx, row: &Row, notes: &mut Vec<String>) -> Result<Outcome, sqlx::Error> {
+async fn apply(
+    tx: &mut Tx,
+    loyalty: &crate::config::LoyaltyConfig,
+    row: &Row,
+    notes: &mut Vec<String>,
+) -> Result<Outcome, sqlx::Error> {
     let by_card = match &row.card_no {
         Some(c) => find(tx, "card_no", c).await?,
         None => None,
@@ -401,14 +416,17 @@ async fn apply(tx: &mut Tx, row: &Row, notes: &mut Vec<String>) -> Result<Outcom
             (id, Outcome::Created(id))
         }
     };
+    if row.tier.is_some() {
+        let held_until = now + loyalty.tier_window_days as i64 * 86_400_000;
+        with_tx!(tx, conn => sqlx::query("UPDATE members SET tier_held_until = $2 WHERE id = $1")
+            .bind(id).bind(held_until).execute(conn).await.map(|_| ()))?;
+    }
     if let Some(points) = row.points.filter(|p| *p > 0) {
-        let reference = format!("import:member:{id}");
-        let inserted = with_tx!(tx, conn => sqlx::query(
-            "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) \
-             VALUES ($1, 'adjust', $2, $3, $4, 'imported balance', $5) ON CONFLICT (reference) DO NOTHING")
-            .bind(id).bind(points).bind(now + IMPORTED_POINTS_VALID_MS).bind(&reference).bind(now)
-            .execute(conn).await.map(|r| r.rows_affected()))?;
-        if inserted == 1 {
+        use super::points::{self, Change, Kind, Outcome as Posted, Rules, Who};
+        let rules = Rules { loyalty, crm: crate::crm::Events::off(), notices: None, tiers: false, now };
+        let mut change = Change::new(format!("import:member:{id}"), Who::Id(id), Kind::Adjust, points, now);
+        change.note = Some("imported balance".into());
+        if let Some(Posted::Applied { .. }) = points::post(tx, &rules, &[change]).await?.pop() {
             notes.push(format!("{points} points imported"));
             if let Outcome::Unchanged(id) = outcome {
                 return Ok(Outcome::Updated(id));

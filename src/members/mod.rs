@@ -1,6 +1,7 @@
-//! The loyalty programme's members and their points ledger. A member is found by card number
-//! or by phone and bound to at most one follower (openid). Points are a ledger: every earn,
-//! redeem, expiry and adjustment is an entry, and a balance is always their sum.
+//! The loyalty programme's members and their points. A member is found by card number or by
+//! phone and bound to at most one follower (openid). Points are a ledger ([`ledger`]): every
+//! earn, redemption, void, expiry and adjustment is an entry, posted by [`points`] with the
+//! member's lots (what a balance reads), their tier, the notices and the CRM's events.
 //!
 //! What a follower does to their membership from the H5 pages — bind a card, enrol, unbind,
 //! edit their details — is in [`binding`]; redemptions in [`redeem`]. Each takes the caller's
@@ -9,6 +10,7 @@
 pub mod binding;
 pub mod import;
 pub mod ledger;
+pub mod points;
 pub mod redeem;
 
 use crate::store::Store;
@@ -82,6 +84,13 @@ type Row = (i64, Option<String>, Option<String>, Option<String>, Option<String>,
 
 fn member((id, card_no, name, phone, birthday, tier, store_id): Row) -> Member {
     Member { id, card_no, name, phone, birthday, tier, store_id }
+}
+
+/// The member with a card number (normalised).
+pub async fn by_card(store: &Store, card_no: &str) -> Result<Option<Member>, sqlx::Error> {
+    let sql = "SELECT id, card_no, name, phone, birthday, tier, store_id FROM members WHERE card_no = $1";
+    let row: Option<Row> = with_pool!(store, pool => sqlx::query_as(sql).bind(card_no).fetch_optional(pool).await)?;
+    Ok(row.map(member))
 }
 
 /// The member bound to a follower.

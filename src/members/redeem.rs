@@ -1,9 +1,12 @@
 //! Redeeming points for catalogue products. One transaction checks the balance, takes one from
-//! the stock and writes the ledger entry, so concurrent redemptions can neither overdraw a member
-//! nor oversell an item: on PostgreSQL the member's row is locked first (`FOR UPDATE`) and the
-//! stock is decremented only while it is positive; on SQLite the transaction holds the write lock.
+//! the stock and posts the debit ([`super::points`]), so concurrent redemptions can neither
+//! overdraw a member nor oversell an item: on PostgreSQL the member's row is locked first
+//! (`FOR UPDATE`) and the stock is decremented only while it is positive; on SQLite the
+//! transaction holds the write lock. The CRM hears `points.redeemed` in the same transaction.
 
-use super::{Error, Refusal, ledger};
+use super::points::{self, Change, Kind, Outcome, Rejection, Who};
+use super::{Error, Refusal};
+use crate::crm::{self, Event};
 use crate::store::{Store, Tx, now_ms};
 use crate::{with_pool, with_tx};
 
@@ -48,22 +51,19 @@ pub struct Redemption {
 /// queue in the same transaction (none if it returns `None`).
 pub async fn redeem_in(
     tx: &mut Tx,
+    rules: &points::Rules<'_>,
     member_id: i64,
     item_id: i64,
     notice: impl FnOnce(i64, &Item) -> Option<crate::jobs::outbox::NewJob>,
 ) -> Result<Redemption, Error> {
-    if matches!(tx, Tx::Postgres(_)) {
-        // Serialises this member's redemptions: the balance read below stays true until commit.
-        with_tx!(tx, conn => sqlx::query("SELECT id FROM members WHERE id = $1 FOR UPDATE").bind(member_id).execute(conn).await.map(|_| ()))?;
-    }
+    // Serialises this member's redemptions: the balance read below stays true until commit.
+    crm::lock_member(tx, member_id).await?;
     let item: Option<(i64, String, i64, i64)> = with_tx!(tx, conn => sqlx::query_as(
         "SELECT id, name, points_cost, stock FROM catalogue WHERE id = $1 AND active = $2").bind(item_id).bind(true).fetch_optional(conn).await)?;
     let Some((id, name, points_cost, stock)) = item else { return Err(Refusal::NoSuchItem.into()) };
     let item = Item { id, name, points_cost, stock };
     let now = now_ms();
-    let rows: Vec<ledger::EntryRow> =
-        with_tx!(tx, conn => sqlx::query_as(ledger::ENTRIES_SQL).bind(member_id).fetch_all(conn).await)?;
-    let balance = ledger::compute(&ledger::entries(rows), now).points;
+    let balance = points::points_in(tx, member_id, now).await?;
     if balance < item.points_cost {
         return Err(Refusal::NotEnoughPoints { balance, cost: item.points_cost }.into());
     }
@@ -75,10 +75,26 @@ pub async fn redeem_in(
     let redemption: i64 = with_tx!(tx, conn => sqlx::query_scalar(
         "INSERT INTO redemptions (member_id, item_id, points, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
         .bind(member_id).bind(item.id).bind(item.points_cost).bind(now).fetch_one(conn).await)?;
-    with_tx!(tx, conn => sqlx::query(
-        "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) VALUES ($1, 'redeem', $2, NULL, $3, $4, $5)")
-        .bind(member_id).bind(-item.points_cost).bind(format!("redemption:{redemption}")).bind(format!("兑换 Redeemed {}", item.name)).bind(now)
-        .execute(conn).await.map(|_| ()))?;
+    let mut debit =
+        Change::new(format!("redemption:{redemption}"), Who::Id(member_id), Kind::Redeem, -item.points_cost, now);
+    debit.note = Some(format!("兑换 Redeemed {}", item.name));
+    let after = match points::post(tx, rules, &[debit]).await?.pop() {
+        Some(Outcome::Applied { balance, .. }) => balance,
+        Some(Outcome::Rejected(Rejection::Insufficient { balance, .. })) => {
+            return Err(Refusal::NotEnoughPoints { balance, cost: item.points_cost }.into());
+        }
+        other => {
+            return Err(Error::Db(sqlx::Error::Protocol(format!("redemption {redemption} not posted: {other:?}"))));
+        }
+    };
+    let event = Event::PointsRedeemed {
+        redemption_id: redemption,
+        item_id: item.id,
+        item: item.name.clone(),
+        points: item.points_cost,
+        balance: after,
+    };
+    rules.crm.emit_for(tx, member_id, event).await?;
     if let Some(job) = notice(redemption, &item) {
         crate::jobs::outbox::enqueue_tx(tx, &job).await?;
     }

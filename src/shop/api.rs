@@ -66,7 +66,7 @@ async fn post_order(
     let n = orders::parse(&body, now_ms() / 1000)?;
     // Authenticated and under 64 KiB, so valid UTF-8 JSON we store as received.
     let raw = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("the body must be UTF-8".into()))?;
-    let outcome = orders::record(&app.store, &app.notices, &n, raw).await?;
+    let outcome = orders::record(&app.store, &app.notices, &app.points_rules(), &n, raw).await?;
     let (order_id, status) = (n.order_id.as_str(), n.status.as_str());
     match outcome {
         Outcome::Queued => {

@@ -25,12 +25,18 @@
 //!   way). Every checkout token we issue is for such an openid, so a real order always
 //!   qualifies. The inbound message log is deliberately not consulted: it has no openid index
 //!   (it is the webhook's hot path) and scanning it per order would not scale.
+//! * **Points**: `paid` with an `amount_fen` earns the buyer's bound card
+//!   `floor(amount_fen / 100 × loyalty.points_per_yuan)` points (reference `order:<order_id>`),
+//!   and `refunded` voids them (as many as are left, if some were spent meanwhile) — in the
+//!   same transaction, with the `points_changed` message and the CRM's event. A buyer without a
+//!   card earns nothing and the order flow is the same.
 //! * Bad JSON, a missing field, an unknown status or a field out of bounds: **400**. The
 //!   buyer is a different openid than earlier notifications of the order said: **409**.
 
 use super::{Error, Refusal, bounded};
 use crate::jobs::Kind;
 use crate::jobs::outbox::{self, NewJob};
+use crate::members::points::{self, Change, Kind as Points, Who};
 use crate::store::{Store, Tx, now_ms};
 use crate::with_tx;
 use serde::Deserialize;
@@ -81,7 +87,8 @@ struct Body {
     sku: String,
     #[serde(default)]
     product_name: Option<String>,
-    amount_fen: i64,
+    #[serde(default)]
+    amount_fen: Option<i64>,
     #[serde(default)]
     tracking_no: Option<String>,
     #[serde(default)]
@@ -96,7 +103,8 @@ pub struct Notification {
     pub openid: String,
     pub sku: String,
     pub product_name: Option<String>,
-    pub amount_fen: i64,
+    /// What was paid, if the shop said.
+    pub amount_fen: Option<i64>,
     pub tracking_no: Option<String>,
     /// When it happened (unix seconds); when we received it if the shop did not say.
     pub at: i64,
@@ -129,7 +137,7 @@ fn validate(b: Body, now_secs: i64) -> Result<Notification, Error> {
     if let Some(name) = &b.product_name {
         bounded("product_name", name, 1, super::stock::MAX_NAME_CHARS)?;
     }
-    if !(0..=MAX_AMOUNT_FEN).contains(&b.amount_fen) {
+    if b.amount_fen.is_some_and(|fen| !(0..=MAX_AMOUNT_FEN).contains(&fen)) {
         return Err(invalid(format!("amount_fen must be 0 to {MAX_AMOUNT_FEN}")));
     }
     if let Some(t) = &b.tracking_no {
@@ -220,7 +228,7 @@ fn message(notices: &crate::notices::Notices, n: &Notification, product_name: &s
         status => n.status.as_str(),
         product => product_name,
         sku => n.sku,
-        amount => yuan(n.amount_fen),
+        amount => n.amount_fen.map(yuan).unwrap_or_else(|| "—".to_owned()),
         tracking_no => n.tracking_no,
         time => crate::bookings::slot_label(n.at * 1000),
     };
@@ -228,10 +236,39 @@ fn message(notices: &crate::notices::Notices, n: &Notification, product_name: &s
     Ok(NewJob::new(Kind::Template, message, format!("order:{}:{}", n.order_id, n.status.as_str())))
 }
 
-/// Records `n` (received as `raw`) and queues the buyer's message, in one transaction.
+/// The points change a notification makes, if any: `paid` earns, `refunded` voids the earn.
+pub fn points_change(n: &Notification, loyalty: &crate::config::LoyaltyConfig) -> Option<Change> {
+    let reference = format!("order:{}", n.order_id);
+    let who = Who::Openid(n.openid.clone());
+    let at = n.at * 1000;
+    match n.status {
+        Status::Paid => {
+            let points = n.amount_fen? * loyalty.points_per_yuan_cents() / 10_000;
+            if points <= 0 {
+                return None;
+            }
+            let mut earn = Change::new(reference, who, Points::Earn, points.min(points::MAX_POINTS), at);
+            earn.amount_fen = n.amount_fen;
+            earn.note = Some(format!("网店订单 Online order {}", n.order_id));
+            Some(earn)
+        }
+        Status::Refunded => {
+            let mut void = Change::new(format!("{reference}:refund"), who, Points::Void, 0, at);
+            void.voids = Some(reference);
+            void.partial = true;
+            void.note = Some(format!("订单退款 Order {} refunded", n.order_id));
+            Some(void)
+        }
+        Status::Created | Status::Shipped => None,
+    }
+}
+
+/// Records `n` (received as `raw`) and queues the buyer's message, in one transaction, with
+/// the points it earns or takes back.
 pub async fn record(
     store: &Store,
     notices: &crate::notices::Notices,
+    rules: &points::Rules<'_>,
     n: &Notification,
     raw: &str,
 ) -> Result<Outcome, Error> {
@@ -265,6 +302,12 @@ pub async fn record(
         return Ok(Outcome::Duplicate);
     }
     outbox::enqueue_tx(&mut tx, &job).await?;
+    if let Some(change) = points_change(n, rules.loyalty) {
+        // Not a member, or nothing earned to take back: the order is recorded all the same.
+        if let Some(points::Outcome::Rejected(why)) = points::post(&mut tx, rules, &[change]).await?.pop() {
+            tracing::debug!(order_id = n.order_id, %why, "shop: no points for this order");
+        }
+    }
     tx.commit().await?;
     Ok(Outcome::Queued)
 }

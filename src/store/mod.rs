@@ -132,6 +132,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (8, "campaigns", include_str!("../../migrations/sqlite/0008_campaigns.sql")),
     (9, "h5_forms", include_str!("../../migrations/sqlite/0009_h5_forms.sql")),
     (10, "probe", include_str!("../../migrations/sqlite/0010_probe.sql")),
+    (11, "points", include_str!("../../migrations/sqlite/0011_points.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -144,6 +145,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (8, "campaigns", include_str!("../../migrations/postgres/0008_campaigns.sql")),
     (9, "h5_forms", include_str!("../../migrations/postgres/0009_h5_forms.sql")),
     (10, "probe", include_str!("../../migrations/postgres/0010_probe.sql")),
+    (11, "points", include_str!("../../migrations/postgres/0011_points.sql")),
 ];
 
 impl Store {

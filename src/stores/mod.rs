@@ -9,6 +9,8 @@ use crate::{with_pool, with_tx};
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrandStore {
     pub id: i64,
+    /// The brand's own code ("SH01"), as tills send it.
+    pub code: Option<String>,
     pub name: String,
     pub city: Option<String>,
     pub address: Option<String>,
@@ -18,13 +20,13 @@ pub struct BrandStore {
     pub phone: Option<String>,
 }
 
-type Row = (i64, String, Option<String>, Option<String>, f64, f64, Option<String>, Option<String>);
+type Row = (i64, Option<String>, String, Option<String>, Option<String>, f64, f64, Option<String>, Option<String>);
 
-fn from_row((id, name, city, address, latitude, longitude, opening_hours, phone): Row) -> BrandStore {
-    BrandStore { id, name, city, address, latitude, longitude, opening_hours, phone }
+fn from_row((id, code, name, city, address, latitude, longitude, opening_hours, phone): Row) -> BrandStore {
+    BrandStore { id, code, name, city, address, latitude, longitude, opening_hours, phone }
 }
 
-const COLUMNS: &str = "id, name, city, address, latitude, longitude, opening_hours, phone";
+const COLUMNS: &str = "id, code, name, city, address, latitude, longitude, opening_hours, phone";
 
 /// Great-circle distance in metres.
 pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
@@ -101,7 +103,7 @@ pub async fn record_follower(
 }
 
 /// Imports stores from CSV with columns `id, name, city, address, latitude, longitude,
-/// opening_hours, phone[, active]`; upserts by id. Returns (imported, problems by line).
+/// opening_hours, phone[, code][, active]`; upserts by id. Returns (imported, problems by line).
 pub async fn import(store: &Store, text: &str) -> Result<(usize, Vec<String>), String> {
     let records = read_csv(text)?;
     let Some(((_, header), data)) = records.split_first() else {
@@ -131,15 +133,23 @@ pub async fn import(store: &Store, text: &str) -> Result<(usize, Vec<String>), S
             problems.push(format!("line {line}: needs a name and coordinates on Earth"));
             continue;
         }
+        let code = opt(rec, idx("code"));
+        if code
+            .as_ref()
+            .is_some_and(|c| c.len() > 32 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        {
+            problems.push(format!("line {line}: code must be 1 to 32 of A-Z a-z 0-9 _ -"));
+            continue;
+        }
         let active = opt(rec, idx("active"))
             .is_none_or(|a| !matches!(a.to_lowercase().as_str(), "0" | "false" | "no" | "closed"));
         with_tx!(&mut tx, conn => sqlx::query(
-            "INSERT INTO stores (id, name, city, address, latitude, longitude, opening_hours, phone, active) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+            "INSERT INTO stores (id, name, city, address, latitude, longitude, opening_hours, phone, active, code) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
              city = excluded.city, address = excluded.address, latitude = excluded.latitude, longitude = excluded.longitude, \
-             opening_hours = excluded.opening_hours, phone = excluded.phone, active = excluded.active")
+             opening_hours = excluded.opening_hours, phone = excluded.phone, active = excluded.active, code = excluded.code")
             .bind(id).bind(name).bind(opt(rec, idx("city"))).bind(opt(rec, idx("address"))).bind(lat).bind(lon)
-            .bind(opt(rec, idx("opening_hours"))).bind(opt(rec, idx("phone"))).bind(active)
+            .bind(opt(rec, idx("opening_hours"))).bind(opt(rec, idx("phone"))).bind(active).bind(&code)
             .execute(conn).await.map(|_| ()))
         .map_err(|e| format!("line {line}: {e}"))?;
         imported += 1;

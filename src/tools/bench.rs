@@ -24,6 +24,13 @@ pub struct BenchOptions {
     pub warmup: usize,
     /// Decrypt and check every k-th reply (0: none).
     pub verify_every: usize,
+    /// What every message says (default `hello <n>`), e.g. `积分` for the balance card.
+    pub content: Option<String>,
+    /// Who sends every message (default: 5,000 followers in turn).
+    pub openid: Option<String>,
+    /// Instead of messages: `GET` this path (a page), with `headers` (`Cookie: …`).
+    pub get: Option<String>,
+    pub headers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,14 +73,20 @@ struct Prepared {
 
 fn prepare(envelope: &Envelope, opts: &BenchOptions, count: usize, run_id: u64) -> Vec<Prepared> {
     let now = crate::store::now_ms() / 1000;
+    if let Some(path) = &opts.get {
+        let headers: String = opts.headers.iter().map(|h| format!("{h}\r\n")).collect();
+        let bytes = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n{headers}\r\n", opts.addr).into_bytes();
+        return (0..count).map(|_| Prepared { bytes: bytes.clone() }).collect();
+    }
     (0..count)
         .map(|i| {
             let msg_id = run_id * 10_000_000 + i as u64;
+            let from = opts.openid.clone().unwrap_or_else(|| format!("oBench{:022}", i % 5000));
+            let content = opts.content.clone().unwrap_or_else(|| format!("hello {i}"));
             let xml = format!(
-                "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[oBench{:022}]]></FromUserName>\
-                 <CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello {i}]]></Content>\
-                 <MsgId>{msg_id}</MsgId></xml>",
-                i % 5000
+                "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
+                 <CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>\
+                 <MsgId>{msg_id}</MsgId></xml>"
             );
             let (query, body) = envelope.wrap(&xml, now, &random_nonce());
             let head = format!(
@@ -90,7 +103,7 @@ fn prepare(envelope: &Envelope, opts: &BenchOptions, count: usize, run_id: u64) 
 }
 
 /// Reads one HTTP/1.1 response; returns (status, body).
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, Vec<u8>)> {
+pub(crate) async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, Vec<u8>)> {
     buf.clear();
     let mut chunk = [0u8; 8192];
     let header_end = loop {
@@ -127,7 +140,9 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Re
 pub async fn run(envelope: &Envelope, opts: &BenchOptions) -> Result<BenchReport, String> {
     let total = opts.warmup + opts.requests;
     let run_id = (crate::store::now_ms() as u64 / 1000) % 1_000_000_000;
-    eprintln!("preparing {total} signed, encrypted messages…");
+    if opts.get.is_none() {
+        eprintln!("preparing {total} signed, encrypted messages…");
+    }
     let requests = Arc::new(prepare(envelope, opts, total, run_id));
     let next = Arc::new(AtomicUsize::new(0));
     let measured_from = Arc::new(std::sync::Mutex::new(None::<Instant>));
@@ -141,6 +156,7 @@ pub async fn run(envelope: &Envelope, opts: &BenchOptions) -> Result<BenchReport
         let addr = opts.addr.clone();
         let warmup = opts.warmup;
         let verify_every = opts.verify_every;
+        let is_get = opts.get.is_some();
         tasks.push(tokio::spawn(async move {
             let mut latencies: Vec<u32> = Vec::new();
             let mut errors = 0usize;
@@ -164,7 +180,7 @@ pub async fn run(envelope: &Envelope, opts: &BenchOptions) -> Result<BenchReport
                 let took = start.elapsed();
                 match result {
                     Ok((200, body)) => {
-                        if verify_every > 0 && i.is_multiple_of(verify_every) {
+                        if verify_every > 0 && i.is_multiple_of(verify_every) && !is_get {
                             let ok = std::str::from_utf8(&body)
                                 .ok()
                                 .and_then(|b| envelope.unwrap_reply(b).ok())

@@ -48,16 +48,7 @@ pub fn verify(given: &str, parts: &[&str]) -> bool {
     lowered.ct_eq(&expected).into()
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 0xf) as usize] as char);
-    }
-    out
-}
+pub use crate::text::hex;
 
 #[cfg(test)]
 mod tests {

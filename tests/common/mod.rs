@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod h5_browser;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
