@@ -35,6 +35,10 @@ CREATE UNIQUE INDEX stores_code ON stores (code) WHERE code IS NOT NULL;
 -- in the order they happened (a later one waits while an earlier one is queued or running).
 ALTER TABLE jobs ADD COLUMN queue_key TEXT;
 CREATE INDEX jobs_queue ON jobs (queue_key, state, id) WHERE queue_key IS NOT NULL;
+-- Only running jobs have a lease worth looking up: queued and finished ones stay out of it
+-- (every job enqueued used to write this index too).
+DROP INDEX jobs_lease;
+CREATE INDEX jobs_lease ON jobs (lease_until) WHERE state = 'running';
 
 -- One-off data upgrades the code runs after the migrations (the lots of existing ledgers).
 CREATE TABLE wxoa_upgrades (
