@@ -7,7 +7,7 @@
 #    event): transactions per second, from `wxoa bench-crm` and from scripts/bench_crm.py.
 # 2. A member with 10,000 ledger entries spread over a year: the balance card (the webhook, from
 #    `wxoa bench`) and the card page (`wxoa bench --get`, bench_crm.py, and wrk if installed):
-#    latency percentiles.
+#    latency percentiles over one connection (a reply's own cost) and four (the core saturated).
 #
 #   scripts/bench-points.sh [RUNS=3] [BATCHES=40]
 #   WXOA_BIN=/path/to/wxoa scripts/bench-points.sh …   (another build)
@@ -91,6 +91,14 @@ start
 python3 scripts/bench_crm.py batches --addr "$addr" --secret $secret --batches 10 --card H0000001 --spread-days 360 >/dev/null
 python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print('ledger entries:', c.execute(\"SELECT COUNT(*) FROM points_ledger l JOIN members m ON m.id = l.member_id WHERE m.card_no = 'H0000001'\").fetchone()[0], ' live lots:', c.execute('SELECT COUNT(*) FROM points_lots WHERE remaining > 0').fetchone()[0])" "$work/bench.db"
 for run in $(seq "$runs"); do
+  # One connection: what one reply costs, no queueing behind others on the server's one core.
+  echo -n "run $run, balance card, 1 connection:   "
+  taskset -c 1 "$bin" --config config/default.toml bench --addr "$addr" --connections 1 --requests 5000 --warmup 500 --content 积分 --openid oHeavy 2>/dev/null
+  echo -n "run $run, card page, 1 connection:      "
+  taskset -c 1 "$bin" --config config/default.toml bench --addr "$addr" --connections 1 --requests 5000 --warmup 500 --get /h5/card --header "Cookie: $cookie"
+  echo -n "run $run, card page, bench_crm.py 1 c.: "
+  taskset -c 1 python3 scripts/bench_crm.py get --addr "$addr" --path /h5/card --cookie "$cookie" --requests 5000 --connections 1
+  # Four connections: the server's core saturated.
   echo -n "run $run, balance card, wxoa bench:     "
   taskset -c 1 "$bin" --config config/default.toml bench --addr "$addr" --connections 4 --requests 20000 --warmup 2000 --content 积分 --openid oHeavy 2>/dev/null
   echo -n "run $run, card page, wxoa bench --get:  "

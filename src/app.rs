@@ -79,6 +79,8 @@ pub struct App {
     scheduler: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     /// The hourly housekeeping (lapsed points, tiers, purges).
     expiries: tokio::task::JoinHandle<()>,
+    /// The follower directory reading the message log behind the webhook.
+    directory: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
 }
 
 /// The console's page templates (start-up fails without one).
@@ -169,7 +171,12 @@ impl App {
             scheduler_wake,
         }));
         let expiries = tokio::spawn(hourly(state.clone()));
-        Ok(App { state, log_writer, worker, scheduler, expiries })
+        let directory = {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let every = Duration::from_millis(state.config.followers.catch_up_ms.max(50));
+            (stop, tokio::spawn(crate::followers::follow_the_log(state.store.clone(), every, stopped)))
+        };
+        Ok(App { state, log_writer, worker, scheduler, expiries, directory })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -198,8 +205,9 @@ impl App {
         let service = crate::http::webhook::Dispatch::new(self.state.clone(), router);
         let limits = crate::http::server::Limits::from_config(&self.state.config.server);
         crate::http::server::serve(listener, service, limits, shutdown).await?;
-        let App { state, log_writer, worker, scheduler, expiries } = self;
+        let App { state, log_writer, worker, scheduler, expiries, directory } = self;
         expiries.abort();
+        let _ = directory.0.send(true);
         // It holds the state (and so the message log): gone before the log is drained.
         let _ = expiries.await;
         if let Some((stop, scheduler)) = scheduler {
@@ -213,6 +221,10 @@ impl App {
             if tokio::time::timeout(grace, worker).await.is_err() {
                 tracing::warn!("outbox worker still sending after {grace:?}; its leases will hand the jobs on");
             }
+        }
+        // Its last read takes in what the webhook answered before the drain.
+        if tokio::time::timeout(grace, directory.1).await.is_err() {
+            tracing::warn!("follower directory still reading the log after {grace:?}");
         }
         let store = state.store.clone();
         drop(state);
@@ -245,6 +257,7 @@ pub fn executors(bot: &Arc<Bot>, config: &Config) -> crate::jobs::worker::Execut
         let delivery = crate::crm::deliver::Delivery::new(&crm.webhook_url, &crm.secret, crm.timeout_ms);
         e.add(Kind::CrmEvent, move |ctx, payload| delivery.clone().send(ctx, payload));
     }
+    e.add(Kind::FollowerSync, crate::followers::sync::run_job);
     e
 }
 
@@ -320,6 +333,7 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(RequestBodyLimitLayer::new(max_body))
         // The CRM's batches are larger than anything else; its router bounds them itself.
         .merge(crate::crm::api::router())
+        .merge(crate::followers::api::router())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(|_| {
             // No panic message or backtrace leaves the process.

@@ -26,7 +26,22 @@ pub struct Config {
     pub shop: ShopConfig,
     pub crm: CrmConfig,
     pub loyalty: LoyaltyConfig,
+    pub followers: FollowersConfig,
     pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FollowersConfig {
+    /// How often `serve` reads the message log into the follower directory (subscribes,
+    /// unsubscribes, last interaction); at least 50.
+    pub catch_up_ms: u64,
+}
+
+impl Default for FollowersConfig {
+    fn default() -> Self {
+        Self { catch_up_ms: 1000 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -602,6 +617,7 @@ fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
             "shop" => config.shop = value.clone().try_into().map_err(ctx)?,
             "crm" => config.crm = value.clone().try_into().map_err(ctx)?,
             "loyalty" => config.loyalty = value.clone().try_into().map_err(ctx)?,
+            "followers" => config.followers = value.clone().try_into().map_err(ctx)?,
             "admin" => config.admin = value.clone().try_into().map_err(ctx)?,
             other => return Err(err(format!("unknown section [{other}]"))),
         }

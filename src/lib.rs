@@ -7,7 +7,7 @@
 //! The modules in their layers, lowest first (`tests/layers.rs` keeps imports pointing down):
 //! leaf ([`store`], [`secret`], [`text`]) → protocol ([`wechat`]) → [`config`] → domain
 //! ([`bot`], [`campaigns`], [`members`], [`bookings`], [`jobs`], [`shop`], [`stores`],
-//! [`notices`], [`menu`], [`fake`], [`crm`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
+//! [`notices`], [`menu`], [`fake`], [`crm`], [`followers`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
 //! [`error`], `*::api`) → wiring ([`app`], [`dev`], [`tools`]) → [`cli`].
 
 /// The console and admin API's callers: bearer tokens, roles; the console pages.
@@ -32,6 +32,8 @@ pub mod dev;
 pub mod error;
 /// A fake WeChat API (and its followers) for tests, benchmarks and development.
 pub mod fake;
+/// The follower directory: who follows, from where, with which tags; kept from the log and WeChat's list.
+pub mod followers;
 /// The H5 pages followers open from the chat: sign-in, card, rewards, bookings, details.
 pub mod h5;
 /// HTTP infrastructure: the accept loop, the webhook's fast path, pages, signed calls, health.

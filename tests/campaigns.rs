@@ -291,6 +291,10 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             "/api/v1/members/{key}",
             "/api/v1/stock",
             "/api/v1/orders",
+            "/api/v1/followers",
+            "/api/v1/followers/{id}",
+            "/api/v1/followers/sync",
+            "/api/v1/followers/sync/{id}",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing from openapi.json");
         }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod campaigns;
+mod followers;
 mod jobs;
 mod members;
 mod menu;
@@ -59,6 +60,11 @@ enum Command {
     Members {
         #[command(subcommand)]
         command: members::MembersCommand,
+    },
+    /// The follower directory: sync it from WeChat, its counts.
+    Followers {
+        #[command(subcommand)]
+        command: followers::FollowersCommand,
     },
     /// The brand's stores.
     Stores {
@@ -136,6 +142,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Menu { command } => menu::run(&cli.config, command),
         Command::Members { command } => members::run(config()?, command),
         Command::Stores { command } => stores::run(config()?, command),
+        Command::Followers { command } => followers::run(config()?, command),
         Command::Campaign { command } => block_on(campaigns::campaign(&config()?, command)),
         Command::Push { command } => block_on(campaigns::push(&config()?, command)),
         Command::Admin { command } => admin::run(command),

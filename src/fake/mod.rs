@@ -241,6 +241,11 @@ impl FakeWeChat {
         self.0.state.lock().unwrap().followers.seen(openid, now_secs()).tags.insert(tag_id);
     }
 
+    /// Sets the remark the account keeps on a follower (as `user/info/updateremark` would).
+    pub fn set_remark(&self, openid: &str, remark: &str) {
+        self.0.state.lock().unwrap().followers.seen(openid, now_secs()).remark = remark.to_owned();
+    }
+
     /// The ids of the tags a follower has.
     pub fn tags_of(&self, openid: &str) -> Vec<i64> {
         let s = self.0.state.lock().unwrap();

@@ -22,11 +22,19 @@ pub enum Kind {
     LateReply,
     /// A member event for the brand's CRM (`crm`), delivered in order per member.
     CrmEvent,
+    /// One step of a pull of WeChat's follower list into the directory (`followers::sync`).
+    FollowerSync,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] =
-        [Kind::CustomMessage, Kind::Template, Kind::BookingReminder, Kind::LateReply, Kind::CrmEvent];
+    pub const ALL: [Kind; 6] = [
+        Kind::CustomMessage,
+        Kind::Template,
+        Kind::BookingReminder,
+        Kind::LateReply,
+        Kind::CrmEvent,
+        Kind::FollowerSync,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +43,7 @@ impl Kind {
             Kind::BookingReminder => "booking_reminder",
             Kind::LateReply => "late_reply",
             Kind::CrmEvent => "crm_event",
+            Kind::FollowerSync => "follower_sync",
         }
     }
 

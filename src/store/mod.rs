@@ -133,6 +133,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (9, "h5_forms", include_str!("../../migrations/sqlite/0009_h5_forms.sql")),
     (10, "probe", include_str!("../../migrations/sqlite/0010_probe.sql")),
     (11, "points", include_str!("../../migrations/sqlite/0011_points.sql")),
+    (12, "followers", include_str!("../../migrations/sqlite/0012_followers.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -146,6 +147,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (9, "h5_forms", include_str!("../../migrations/postgres/0009_h5_forms.sql")),
     (10, "probe", include_str!("../../migrations/postgres/0010_probe.sql")),
     (11, "points", include_str!("../../migrations/postgres/0011_points.sql")),
+    (12, "followers", include_str!("../../migrations/postgres/0012_followers.sql")),
 ];
 
 impl Store {

@@ -1,0 +1,331 @@
+//! The follower directory: who follows, since when, from which store, with which WeChat tags,
+//! when they last wrote, and which member card they hold.
+//!
+//! Two sources keep it true. The message log is read behind the webhook ([`catch_up`], about
+//! once a second in `serve`): every `subscribe`, `unsubscribe` and message since the last read
+//! position becomes one upsert per follower, so the webhook's hot path writes nothing more than
+//! its log row (a per-message upsert there would cost the group commit a write per message;
+//! here a second's messages from one follower are one row). WeChat's own list, pulled by a
+//! [`sync`], fills in who followed before wxoa was there, their remark and tags, and who left
+//! while it was not listening.
+//!
+//! Rows are paged by their numeric `id` (keyset), so a page cursor never carries an openid.
+
+pub mod api;
+pub mod sync;
+
+use crate::store::{Store, Tx, now_ms};
+use crate::{with_pool, with_tx};
+use std::collections::HashMap;
+
+/// Log rows read per catch-up transaction.
+const CATCH_UP_BATCH: i64 = 5000;
+/// Followers per multi-row statement.
+const CHUNK: usize = 100;
+/// The log reader's name in `log_cursors`.
+const CURSOR: &str = "followers";
+/// On PostgreSQL a log id can become visible after a higher one (ids are drawn before commit):
+/// rows younger than this are left for the next read. SQLite commits in id order.
+const PG_SETTLE_MS: i64 = 2000;
+
+/// What one follower did in the part of the log read, folded in log order.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    /// Follows (`Some(true)`) or left (`Some(false)`) by their last subscribe/unsubscribe.
+    subscribed: Option<bool>,
+    first_subscribed_at: Option<i64>,
+    last_subscribed_at: Option<i64>,
+    unsubscribed_at: Option<i64>,
+    last_interaction_at: Option<i64>,
+    /// The QR scene of their first scanned follow (`qrscene_…` stripped).
+    scene: Option<String>,
+}
+
+/// Reads the message log after the directory's position and applies it, one transaction per
+/// `CATCH_UP_BATCH` rows, until it is caught up. Returns the log rows read.
+///
+/// Safe with several instances: the position moves only if it is still where this reader found
+/// it (a concurrent reader's transaction loses and rolls back; what it read is applied by the
+/// winner).
+pub async fn catch_up(store: &Store) -> Result<usize, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let n = catch_up_once(store).await?;
+        total += n;
+        if n < CATCH_UP_BATCH as usize {
+            return Ok(total);
+        }
+    }
+}
+
+type LogRow = (i64, String, String, Option<String>, Option<String>, i64);
+
+async fn catch_up_once(store: &Store) -> Result<usize, sqlx::Error> {
+    let position: i64 =
+        with_pool!(store, pool => sqlx::query_scalar("SELECT position FROM log_cursors WHERE name = $1")
+        .bind(CURSOR).fetch_optional(pool).await)?
+        .unwrap_or(0);
+    let settled = match store {
+        Store::Postgres(_) => now_ms() - PG_SETTLE_MS,
+        Store::Sqlite(..) => i64::MAX,
+    };
+    // LIMIT inlined: a bound LIMIT makes SQLite prepare the statement again every time.
+    let sql = format!(
+        "SELECT id, openid, msg_type, event, event_key, received_at FROM inbound_messages \
+         WHERE id > $1 AND received_at <= $2 ORDER BY id LIMIT {CATCH_UP_BATCH}"
+    );
+    let rows: Vec<LogRow> = with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(position).bind(settled).fetch_all(pool).await)?;
+    let Some(last) = rows.last().map(|r| r.0) else { return Ok(0) };
+    let seen = fold(&rows);
+    let mut tx = store.begin().await?;
+    let moved = with_tx!(&mut tx, conn => sqlx::query(
+        "INSERT INTO log_cursors (name, position) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE log_cursors.position = $3")
+        .bind(CURSOR).bind(last).bind(position).execute(conn).await.map(|r| r.rows_affected()))?;
+    if moved == 0 {
+        // Another instance read the same rows first.
+        drop(tx); // rolls back
+        return Ok(rows.len());
+    }
+    apply(&mut tx, seen, now_ms()).await?;
+    tx.commit().await?;
+    Ok(rows.len())
+}
+
+fn fold(rows: &[LogRow]) -> Vec<(String, Seen)> {
+    let mut by: HashMap<&str, Seen> = HashMap::new();
+    for (_, openid, msg_type, event, event_key, at) in rows {
+        let s = by.entry(openid.as_str()).or_default();
+        let event = if msg_type == "event" { event.as_deref().map(str::to_ascii_lowercase) } else { None };
+        match event.as_deref() {
+            Some("subscribe") => {
+                s.subscribed = Some(true);
+                s.first_subscribed_at.get_or_insert(*at);
+                s.last_subscribed_at = Some(*at);
+                s.last_interaction_at = Some(*at);
+                if s.scene.is_none() {
+                    s.scene = event_key
+                        .as_deref()
+                        .map(|k| k.strip_prefix("qrscene_").unwrap_or(k))
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned);
+                }
+            }
+            Some("unsubscribe") => {
+                s.subscribed = Some(false);
+                s.unsubscribed_at = Some(*at);
+            }
+            _ => s.last_interaction_at = Some(*at),
+        }
+    }
+    let mut out: Vec<(String, Seen)> = by.into_iter().map(|(o, s)| (o.to_owned(), s)).collect();
+    // One lock order for every writer of these rows.
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+async fn apply(tx: &mut Tx, seen: Vec<(String, Seen)>, now: i64) -> Result<(), sqlx::Error> {
+    // Whether the state is known splits the rows: a message alone says nothing about an
+    // existing row's state (a new row follows: WeChat delivers only followers' messages).
+    let (known, unknown): (Vec<_>, Vec<_>) = seen.into_iter().partition(|(_, s)| s.subscribed.is_some());
+    for (rows, state_known) in [(known, true), (unknown, false)] {
+        for chunk in rows.chunks(CHUNK) {
+            with_tx!(tx, conn => {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO followers (openid, subscribed, store_id, scene, updated_at, first_subscribed_at, \
+                     last_subscribed_at, unsubscribed_at, last_interaction_at) ",
+                );
+                q.push_values(chunk, |mut b, (openid, s)| {
+                    let store_id = s.scene.as_deref().and_then(crate::stores::scene_store_id);
+                    // A scene naming no store leaves no dangling reference (the foreign key).
+                    b.push_bind(openid.clone())
+                        .push_bind(s.subscribed.unwrap_or(true))
+                        .push("(SELECT id FROM stores WHERE id = ")
+                        .push_bind_unseparated(store_id)
+                        .push_unseparated(")")
+                        .push_bind(s.scene.clone())
+                        .push_bind(now)
+                        .push_bind(s.first_subscribed_at)
+                        .push_bind(s.last_subscribed_at)
+                        .push_bind(s.unsubscribed_at)
+                        .push_bind(s.last_interaction_at);
+                });
+                q.push(if state_known {
+                    " ON CONFLICT (openid) DO UPDATE SET subscribed = excluded.subscribed,"
+                } else {
+                    " ON CONFLICT (openid) DO UPDATE SET"
+                });
+                q.push(
+                    " store_id = COALESCE(followers.store_id, excluded.store_id), \
+                     scene = COALESCE(followers.scene, excluded.scene), updated_at = excluded.updated_at, \
+                     first_subscribed_at = COALESCE(followers.first_subscribed_at, excluded.first_subscribed_at), \
+                     last_subscribed_at = COALESCE(excluded.last_subscribed_at, followers.last_subscribed_at), \
+                     unsubscribed_at = COALESCE(excluded.unsubscribed_at, followers.unsubscribed_at), \
+                     last_interaction_at = COALESCE(excluded.last_interaction_at, followers.last_interaction_at)",
+                );
+                q.build().execute(&mut *conn).await.map(|_| ())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs [`catch_up`] every `every` until `stop` turns true (then once more).
+pub async fn follow_the_log(store: Store, every: std::time::Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = catch_up(&store).await {
+            tracing::warn!(error = %e, "follower directory: reading the message log failed");
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// One follower as the directory knows them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Follower {
+    /// The directory's id (what pages and cursors use).
+    pub id: i64,
+    pub openid: String,
+    pub subscribed: bool,
+    /// The store whose QR code brought them.
+    pub store_id: Option<i64>,
+    /// The QR scene of their first scanned follow.
+    pub scene: Option<String>,
+    pub first_subscribed_at: Option<i64>,
+    pub last_subscribed_at: Option<i64>,
+    pub unsubscribed_at: Option<i64>,
+    /// WeChat's remark on them, as the last sync saw it.
+    pub remark: Option<String>,
+    pub last_interaction_at: Option<i64>,
+    /// WeChat tag ids, as the last sync (or segment sync) left them.
+    pub tag_ids: Vec<i64>,
+    /// Their bound member card, if any.
+    pub card_no: Option<String>,
+    pub tier: Option<String>,
+}
+
+/// What a directory listing is filtered by (every field optional, ANDed).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub tag: Option<i64>,
+    pub store: Option<i64>,
+    pub tier: Option<String>,
+    pub subscribed: Option<bool>,
+}
+
+type FollowerRow = (
+    i64,
+    String,
+    bool,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+const COLUMNS: &str = "f.id, f.openid, f.subscribed, f.store_id, f.scene, f.first_subscribed_at, \
+     f.last_subscribed_at, f.unsubscribed_at, f.remark, f.last_interaction_at, m.card_no, m.tier";
+
+/// Up to `limit` followers after id `after`, in id order, and whether more follow.
+pub async fn list(
+    store: &Store,
+    filter: &Filter,
+    after: i64,
+    limit: i64,
+) -> Result<(Vec<Follower>, bool), sqlx::Error> {
+    let limit = limit.clamp(1, 500);
+    let mut sql =
+        format!("SELECT {COLUMNS} FROM followers f LEFT JOIN members m ON m.openid = f.openid WHERE f.id > $1");
+    let mut n = 1;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    if filter.tag.is_some() {
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM follower_tags t WHERE t.follower_id = f.id AND t.tag_id = ${})",
+            next()
+        ));
+    }
+    if filter.store.is_some() {
+        sql.push_str(&format!(" AND f.store_id = ${}", next()));
+    }
+    if filter.tier.is_some() {
+        sql.push_str(&format!(" AND m.tier = ${}", next()));
+    }
+    if filter.subscribed.is_some() {
+        sql.push_str(&format!(" AND f.subscribed = ${}", next()));
+    }
+    sql.push_str(&format!(" ORDER BY f.id LIMIT {}", limit + 1));
+    let mut rows: Vec<FollowerRow> = with_pool!(store, pool => {
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(after);
+        if let Some(t) = filter.tag { q = q.bind(t); }
+        if let Some(s) = filter.store { q = q.bind(s); }
+        if let Some(t) = &filter.tier { q = q.bind(t.clone()); }
+        if let Some(s) = filter.subscribed { q = q.bind(s); }
+        q.fetch_all(pool).await
+    })?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let followers = with_tags(store, rows).await?;
+    Ok((followers, more))
+}
+
+/// One follower by directory id.
+pub async fn get(store: &Store, id: i64) -> Result<Option<Follower>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM followers f LEFT JOIN members m ON m.openid = f.openid WHERE f.id = $1");
+    let rows: Vec<FollowerRow> =
+        with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(pool).await)?;
+    Ok(with_tags(store, rows).await?.pop())
+}
+
+async fn with_tags(store: &Store, rows: Vec<FollowerRow>) -> Result<Vec<Follower>, sqlx::Error> {
+    let mut tags: HashMap<i64, Vec<i64>> = HashMap::new();
+    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+        // The page's ids are a contiguous range of the keyset: one range read for their tags.
+        let found: Vec<(i64, i64)> = with_pool!(store, pool => sqlx::query_as(
+            "SELECT follower_id, tag_id FROM follower_tags WHERE follower_id BETWEEN $1 AND $2 ORDER BY follower_id, tag_id")
+            .bind(first.0).bind(last.0).fetch_all(pool).await)?;
+        for (f, t) in found {
+            tags.entry(f).or_default().push(t);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| Follower {
+            id: r.0,
+            tag_ids: tags.remove(&r.0).unwrap_or_default(),
+            openid: r.1,
+            subscribed: r.2,
+            store_id: r.3,
+            scene: r.4,
+            first_subscribed_at: r.5,
+            last_subscribed_at: r.6,
+            unsubscribed_at: r.7,
+            remark: r.8,
+            last_interaction_at: r.9,
+            card_no: r.10,
+            tier: r.11,
+        })
+        .collect())
+}
+
+/// Followers by subscribe state: (following, left).
+pub async fn counts(store: &Store) -> Result<(i64, i64), sqlx::Error> {
+    let rows: Vec<(bool, i64)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT subscribed, COUNT(*) FROM followers GROUP BY subscribed").fetch_all(pool).await)?;
+    let get = |s: bool| rows.iter().find(|r| r.0 == s).map(|r| r.1).unwrap_or(0);
+    Ok((get(true), get(false)))
+}
