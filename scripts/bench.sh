@@ -4,7 +4,8 @@
 # mode) and durably logged to a fresh SQLite database. Prints one line per run; quote the median.
 #
 #   scripts/bench.sh [RUNS=3] [REQUESTS=200000]
-#   WXOA_BIN=/path/to/wxoa scripts/bench.sh …   (another build, e.g. to compare two commits)
+#   WXOA_BIN=/path/to/wxoa scripts/bench.sh …   (another build, e.g. to compare two commits;
+#   WXOA_CONFIG=old.toml gives it the config file of its own commit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -19,11 +20,11 @@ for run in $(seq "$runs"); do
   # Flush what earlier runs (or a build) left dirty, so their write-back does not land in this run.
   sync
   WXOA_SERVER__LISTEN=127.0.0.1:$port WXOA_SERVER__WORKERS=1 WXOA_DATABASE__URL="sqlite://$work/bench.db" RUST_LOG=warn \
-    taskset -c 0 "$bin" serve --config config/default.toml &
+    taskset -c 0 "$bin" serve --config "${WXOA_CONFIG:-config/default.toml}" &
   server=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   echo -n "run $run: "
-  taskset -c 1 "$bin" bench --config config/default.toml --addr "127.0.0.1:$port" --connections 32 --requests "$requests" --warmup 20000
+  taskset -c 1 "$bin" bench --config "${WXOA_CONFIG:-config/default.toml}" --addr "127.0.0.1:$port" --connections 32 --requests "$requests" --warmup 20000
   rows=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from inbound_messages where outcome is not null').fetchone()[0])" "$work/bench.db")
   echo "        durable rows with replies: $rows"
   kill -TERM $server; wait $server || true

@@ -258,6 +258,7 @@ pub fn executors(bot: &Arc<Bot>, config: &Config) -> crate::jobs::worker::Execut
         e.add(Kind::CrmEvent, move |ctx, payload| delivery.clone().send(ctx, payload));
     }
     e.add(Kind::FollowerSync, crate::followers::sync::run_job);
+    e.add(Kind::SegmentSync, crate::audiences::sync::run_job);
     e
 }
 
@@ -334,6 +335,7 @@ pub fn router(state: AppState) -> axum::Router {
         // The CRM's batches are larger than anything else; its router bounds them itself.
         .merge(crate::crm::api::router())
         .merge(crate::followers::api::router())
+        .merge(crate::audiences::api::router())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(|_| {
             // No panic message or backtrace leaves the process.

@@ -119,6 +119,17 @@ impl From<crate::campaigns::Error> for ApiError {
     }
 }
 
+impl From<crate::audiences::Error> for ApiError {
+    fn from(e: crate::audiences::Error) -> ApiError {
+        use crate::audiences::Error;
+        match e {
+            Error::Invalid(why) => ApiError::BadRequest(why),
+            Error::Taken(_) => ApiError::Conflict(e.to_string()),
+            Error::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::shop::Error> for ApiError {
     fn from(e: crate::shop::Error) -> Self {
         use crate::shop::{Error, Refusal};

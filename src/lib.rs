@@ -7,13 +7,15 @@
 //! The modules in their layers, lowest first (`tests/layers.rs` keeps imports pointing down):
 //! leaf ([`store`], [`secret`], [`text`]) → protocol ([`wechat`]) → [`config`] → domain
 //! ([`bot`], [`campaigns`], [`members`], [`bookings`], [`jobs`], [`shop`], [`stores`],
-//! [`notices`], [`menu`], [`fake`], [`crm`], [`followers`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
+//! [`notices`], [`menu`], [`fake`], [`crm`], [`followers`], [`audiences`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
 //! [`error`], `*::api`) → wiring ([`app`], [`dev`], [`tools`]) → [`cli`].
 
 /// The console and admin API's callers: bearer tokens, roles; the console pages.
 pub mod admin;
 /// Wiring only: files loaded, database opened, workers started, routers merged, served, stopped.
 pub mod app;
+/// Audiences: segments by rules over the follower directory, counted live, synced to WeChat tags.
+pub mod audiences;
 /// Advisor bookings: slots, booking, cancelling, reminders.
 pub mod bookings;
 /// From a parsed message to its answer, exactly once: routing, handlers, templates, late replies.

@@ -295,6 +295,9 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             "/api/v1/followers/{id}",
             "/api/v1/followers/sync",
             "/api/v1/followers/sync/{id}",
+            "/api/v1/segments",
+            "/api/v1/segments/{id}",
+            "/api/v1/segments/{id}/sync",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing from openapi.json");
         }

@@ -19,7 +19,7 @@ pub fn run(config: Config, command: FollowersCommand) -> Result<ExitCode, String
         FollowersCommand::Sync => block_on(async {
             let (store, client) = client(&config).await?;
             // Whatever the log says first, so the sync's "who left" sees every recent follow.
-            crate::followers::catch_up(&store).await.map_err(|e| e.to_string())?;
+            crate::followers::catch_up(&store, &mut Default::default()).await.map_err(|e| e.to_string())?;
             let (started, how) = sync::start(&store, "cli", false).await.map_err(|e| e.to_string())?;
             println!(
                 "{} follower sync {} ({})",

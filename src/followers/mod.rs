@@ -2,10 +2,10 @@
 //! when they last wrote, and which member card they hold.
 //!
 //! Two sources keep it true. The message log is read behind the webhook ([`catch_up`], about
-//! once a second in `serve`): every `subscribe`, `unsubscribe` and message since the last read
-//! position becomes one upsert per follower, so the webhook's hot path writes nothing more than
-//! its log row (a per-message upsert there would cost the group commit a write per message;
-//! here a second's messages from one follower are one row). WeChat's own list, pulled by a
+//! once a second in `serve`): every `subscribe` and `unsubscribe` since the last read position
+//! becomes an upsert, and so does a message that moves a follower's last interaction on by five
+//! minutes or more, so the webhook's hot path writes nothing more than its log row (a
+//! per-message upsert there would cost the group commit a write per message). WeChat's own list, pulled by a
 //! [`sync`], fills in who followed before wxoa was there, their remark and tags, and who left
 //! while it was not listening.
 //!
@@ -18,8 +18,6 @@ use crate::store::{Store, Tx, now_ms};
 use crate::{with_pool, with_tx};
 use std::collections::HashMap;
 
-/// Log rows read per catch-up transaction.
-const CATCH_UP_BATCH: i64 = 5000;
 /// Followers per multi-row statement.
 const CHUNK: usize = 100;
 /// The log reader's name in `log_cursors`.
@@ -41,94 +39,143 @@ struct Seen {
     scene: Option<String>,
 }
 
-/// Reads the message log after the directory's position and applies it, one transaction per
-/// `CATCH_UP_BATCH` rows, until it is caught up. Returns the log rows read.
+/// Log ids read per pass.
+const WINDOW: i64 = 50_000;
+/// A follower's last interaction is rewritten only when it moved on by this much: the
+/// directory keeps it to within five minutes, and a launch night's chatter is not a write
+/// per message.
+const INTERACTION_RESOLUTION_MS: i64 = 5 * 60 * 1000;
+/// Followers whose last written interaction is remembered (then the memory starts over).
+const REMEMBERED: usize = 200_000;
+
+/// What the directory's reader remembers between passes: the last interaction it wrote for
+/// each follower, so an unchanged one is not written again.
+#[derive(Debug, Default)]
+pub struct Reader {
+    written: HashMap<String, i64>,
+}
+
+/// Reads the message log after the directory's position and applies it, a window of log ids
+/// at a time, until it is caught up. Returns the log rows' id span read.
 ///
-/// Safe with several instances: the position moves only if it is still where this reader found
-/// it (a concurrent reader's transaction loses and rolls back; what it read is applied by the
-/// winner).
-pub async fn catch_up(store: &Store) -> Result<usize, sqlx::Error> {
+/// Two narrow reads a window: the follows and unfollows in log order (few), and each
+/// follower's latest message (grouped in the database, so a busy follower is one row). Writes
+/// go in small transactions, so the message log's writer never waits long behind them; the
+/// position moves with the last, and only if it is still where this reader found it (another
+/// instance reading the same window wrote the same values, and one of them moves it).
+pub async fn catch_up(store: &Store, reader: &mut Reader) -> Result<i64, sqlx::Error> {
     let mut total = 0;
     loop {
-        let n = catch_up_once(store).await?;
+        let n = catch_up_once(store, reader).await?;
         total += n;
-        if n < CATCH_UP_BATCH as usize {
+        if n < WINDOW {
             return Ok(total);
         }
     }
 }
 
-type LogRow = (i64, String, String, Option<String>, Option<String>, i64);
-
-async fn catch_up_once(store: &Store) -> Result<usize, sqlx::Error> {
+async fn catch_up_once(store: &Store, reader: &mut Reader) -> Result<i64, sqlx::Error> {
     let position: i64 =
         with_pool!(store, pool => sqlx::query_scalar("SELECT position FROM log_cursors WHERE name = $1")
         .bind(CURSOR).fetch_optional(pool).await)?
         .unwrap_or(0);
-    let settled = match store {
-        Store::Postgres(_) => now_ms() - PG_SETTLE_MS,
-        Store::Sqlite(..) => i64::MAX,
+    let newest: Option<i64> = match store {
+        Store::Sqlite(pool, ..) => sqlx::query_scalar("SELECT MAX(id) FROM inbound_messages").fetch_one(pool).await?,
+        Store::Postgres(pool) => {
+            sqlx::query_scalar("SELECT MAX(id) FROM inbound_messages WHERE received_at <= $1")
+                .bind(now_ms() - PG_SETTLE_MS)
+                .fetch_one(pool)
+                .await?
+        }
     };
-    // LIMIT inlined: a bound LIMIT makes SQLite prepare the statement again every time.
-    let sql = format!(
-        "SELECT id, openid, msg_type, event, event_key, received_at FROM inbound_messages \
-         WHERE id > $1 AND received_at <= $2 ORDER BY id LIMIT {CATCH_UP_BATCH}"
-    );
-    let rows: Vec<LogRow> = with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(position).bind(settled).fetch_all(pool).await)?;
-    let Some(last) = rows.last().map(|r| r.0) else { return Ok(0) };
-    let seen = fold(&rows);
+    let Some(newest) = newest.filter(|n| *n > position) else { return Ok(0) };
+    let upto = newest.min(position + WINDOW);
+    let events: Vec<EventRow> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT openid, LOWER(event), event_key, received_at FROM inbound_messages \
+         WHERE id > $1 AND id <= $2 AND msg_type = 'event' AND LOWER(event) IN ('subscribe', 'unsubscribe') ORDER BY id")
+        .bind(position).bind(upto).fetch_all(pool).await)?;
+    let latest: Vec<(String, i64)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT openid, MAX(received_at) FROM inbound_messages WHERE id > $1 AND id <= $2 \
+         AND NOT (msg_type = 'event' AND LOWER(COALESCE(event, '')) = 'unsubscribe') GROUP BY openid")
+        .bind(position).bind(upto).fetch_all(pool).await)?;
+    let seen = fold(&events, latest, reader);
+    let now = now_ms();
+    let chunks: Vec<&[(String, Seen)]> = seen.chunks(CHUNK * 5).collect();
+    let last = chunks.len().saturating_sub(1);
+    for chunk in &chunks[..last] {
+        let mut tx = store.begin().await?;
+        apply(&mut tx, chunk, now).await?;
+        tx.commit().await?;
+    }
     let mut tx = store.begin().await?;
     let moved = with_tx!(&mut tx, conn => sqlx::query(
         "INSERT INTO log_cursors (name, position) VALUES ($1, $2) \
          ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE log_cursors.position = $3")
-        .bind(CURSOR).bind(last).bind(position).execute(conn).await.map(|r| r.rows_affected()))?;
+        .bind(CURSOR).bind(upto).bind(position).execute(conn).await.map(|r| r.rows_affected()))?;
     if moved == 0 {
-        // Another instance read the same rows first.
-        drop(tx); // rolls back
-        return Ok(rows.len());
+        // Another instance read this window first (and wrote what is written here).
+        return Ok(upto - position);
     }
-    apply(&mut tx, seen, now_ms()).await?;
+    if let Some(chunk) = chunks.get(last) {
+        apply(&mut tx, chunk, now).await?;
+    }
     tx.commit().await?;
-    Ok(rows.len())
-}
-
-fn fold(rows: &[LogRow]) -> Vec<(String, Seen)> {
-    let mut by: HashMap<&str, Seen> = HashMap::new();
-    for (_, openid, msg_type, event, event_key, at) in rows {
-        let s = by.entry(openid.as_str()).or_default();
-        let event = if msg_type == "event" { event.as_deref().map(str::to_ascii_lowercase) } else { None };
-        match event.as_deref() {
-            Some("subscribe") => {
-                s.subscribed = Some(true);
-                s.first_subscribed_at.get_or_insert(*at);
-                s.last_subscribed_at = Some(*at);
-                s.last_interaction_at = Some(*at);
-                if s.scene.is_none() {
-                    s.scene = event_key
-                        .as_deref()
-                        .map(|k| k.strip_prefix("qrscene_").unwrap_or(k))
-                        .filter(|k| !k.is_empty())
-                        .map(str::to_owned);
-                }
-            }
-            Some("unsubscribe") => {
-                s.subscribed = Some(false);
-                s.unsubscribed_at = Some(*at);
-            }
-            _ => s.last_interaction_at = Some(*at),
+    if reader.written.len() > REMEMBERED {
+        reader.written.clear();
+    }
+    for (openid, s) in &seen {
+        if let Some(at) = s.last_interaction_at {
+            reader.written.insert(openid.clone(), at);
         }
     }
-    let mut out: Vec<(String, Seen)> = by.into_iter().map(|(o, s)| (o.to_owned(), s)).collect();
+    Ok(upto - position)
+}
+
+type EventRow = (String, Option<String>, Option<String>, i64);
+
+/// The window's follows and unfollows in log order, then each follower's latest message where
+/// it moved their last interaction on enough to write.
+fn fold(events: &[EventRow], latest: Vec<(String, i64)>, reader: &Reader) -> Vec<(String, Seen)> {
+    let mut by: HashMap<String, Seen> = HashMap::new();
+    for (openid, event, event_key, at) in events {
+        let s = by.entry(openid.clone()).or_default();
+        if event.as_deref() == Some("subscribe") {
+            s.subscribed = Some(true);
+            s.first_subscribed_at.get_or_insert(*at);
+            s.last_subscribed_at = Some(*at);
+            if s.scene.is_none() {
+                s.scene = event_key
+                    .as_deref()
+                    .map(|k| k.strip_prefix("qrscene_").unwrap_or(k))
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned);
+            }
+        } else {
+            s.subscribed = Some(false);
+            s.unsubscribed_at = Some(*at);
+        }
+    }
+    for (openid, at) in latest {
+        match by.get_mut(&openid) {
+            Some(s) => s.last_interaction_at = Some(at),
+            None => {
+                let fresh = reader.written.get(&openid).is_some_and(|w| at - w < INTERACTION_RESOLUTION_MS);
+                if !fresh {
+                    by.insert(openid, Seen { last_interaction_at: Some(at), ..Seen::default() });
+                }
+            }
+        }
+    }
+    let mut out: Vec<(String, Seen)> = by.into_iter().collect();
     // One lock order for every writer of these rows.
     out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
-async fn apply(tx: &mut Tx, seen: Vec<(String, Seen)>, now: i64) -> Result<(), sqlx::Error> {
+async fn apply(tx: &mut Tx, seen: &[(String, Seen)], now: i64) -> Result<(), sqlx::Error> {
     // Whether the state is known splits the rows: a message alone says nothing about an
     // existing row's state (a new row follows: WeChat delivers only followers' messages).
-    let (known, unknown): (Vec<_>, Vec<_>) = seen.into_iter().partition(|(_, s)| s.subscribed.is_some());
+    let (known, unknown): (Vec<_>, Vec<_>) = seen.iter().partition(|(_, s)| s.subscribed.is_some());
     for (rows, state_known) in [(known, true), (unknown, false)] {
         for chunk in rows.chunks(CHUNK) {
             with_tx!(tx, conn => {
@@ -136,7 +183,7 @@ async fn apply(tx: &mut Tx, seen: Vec<(String, Seen)>, now: i64) -> Result<(), s
                     "INSERT INTO followers (openid, subscribed, store_id, scene, updated_at, first_subscribed_at, \
                      last_subscribed_at, unsubscribed_at, last_interaction_at) ",
                 );
-                q.push_values(chunk, |mut b, (openid, s)| {
+                q.push_values(chunk.iter(), |mut b, (openid, s)| {
                     let store_id = s.scene.as_deref().and_then(crate::stores::scene_store_id);
                     // A scene naming no store leaves no dangling reference (the foreign key).
                     b.push_bind(openid.clone())
@@ -173,8 +220,9 @@ async fn apply(tx: &mut Tx, seen: Vec<(String, Seen)>, now: i64) -> Result<(), s
 
 /// Runs [`catch_up`] every `every` until `stop` turns true (then once more).
 pub async fn follow_the_log(store: Store, every: std::time::Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut reader = Reader::default();
     loop {
-        if let Err(e) = catch_up(&store).await {
+        if let Err(e) = catch_up(&store, &mut reader).await {
             tracing::warn!(error = %e, "follower directory: reading the message log failed");
         }
         if *stop.borrow() {

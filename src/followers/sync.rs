@@ -11,8 +11,8 @@
 //!
 //! Each step commits its rows with the sync's new position and `step + 1`, guarded by the
 //! step it started from: a step run twice (a job's lease ran out, a CLI and a server both on
-//! it) commits once, and the loser rolls back. In `serve` each step is an outbox job
-//! ([`Kind::FollowerSync`]) that enqueues the next in the same transaction; `wxoa followers
+//! it) commits once, and the loser rolls back. In `serve` an outbox job ([`Kind::FollowerSync`])
+//! runs steps for up to ten seconds and then queues a job that carries on; `wxoa followers
 //! sync` runs the steps itself. Calls go through the client, so `rate_limits.user` paces them.
 
 use crate::jobs::Kind;
@@ -143,15 +143,21 @@ pub enum Started {
     Resumed,
 }
 
+/// A [`Kind::FollowerSync`] job: carry sync `sync` on from wherever it is.
 #[derive(Debug, Serialize, Deserialize)]
-struct Step {
+struct Carry {
     sync: i64,
-    step: i64,
 }
 
+/// The job that carries `sync` on from `step` (one per step it continues from, so enqueueing
+/// it twice is a no-op).
 fn step_job(sync: i64, step: i64) -> NewJob {
-    NewJob::new(Kind::FollowerSync, Step { sync, step }, format!("followers:sync:{sync}:{step}")).in_queue(QUEUE)
+    NewJob::new(Kind::FollowerSync, Carry { sync }, format!("followers:sync:{sync}:{step}")).in_queue(QUEUE)
 }
+
+/// How long one job runs steps before handing on to a new job (well inside the outbox's
+/// lease, and long enough that the outbox's poll between jobs costs nothing).
+const JOB_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Starts a sync, or resumes the unfinished one (at most one runs). With `enqueue`, its steps
 /// run as outbox jobs (`serve`); without, the caller runs them ([`run_to_end`]).
@@ -224,8 +230,8 @@ pub enum Stepped {
     Stale,
 }
 
-/// Runs step `step` of sync `id`; with `enqueue`, the next step's job is queued with it.
-pub async fn run_step(store: &Store, client: &Client, id: i64, step: i64, enqueue: bool) -> Result<Stepped, StepError> {
+/// Runs step `step` of sync `id`.
+pub async fn run_step(store: &Store, client: &Client, id: i64, step: i64) -> Result<Stepped, StepError> {
     let Some(sync) = get(store, id).await? else { return Ok(Stepped::Stale) };
     if sync.state.is_finished() || sync.step != step {
         return Ok(Stepped::Stale);
@@ -300,9 +306,6 @@ pub async fn run_step(store: &Store, client: &Client, id: i64, step: i64, enqueu
             with_tx!(&mut tx, conn => sqlx::query("UPDATE follower_syncs SET unfollowed = $1 WHERE id = $2")
                 .bind(n as i64).bind(sync.id).execute(conn).await.map(|_| ()))?;
         }
-    }
-    if enqueue && !next.state.is_finished() {
-        outbox::enqueue_tx(&mut tx, &step_job(sync.id, step + 1)).await?;
     }
     tx.commit().await?;
     Ok(Stepped::Moved(step + 1))
@@ -412,18 +415,37 @@ pub async fn fail(store: &Store, id: i64, why: &str) -> Result<(), sqlx::Error> 
         .bind(why).bind(now_ms()).bind(id).execute(pool).await.map(|_| ()))
 }
 
-/// The outbox's run of one step ([`Kind::FollowerSync`]). A refusal that retrying cannot cure
-/// fails the sync (so a new one can start); a transient one is retried by the outbox.
+/// The outbox's run of a sync ([`Kind::FollowerSync`]): steps until it is finished or
+/// [`JOB_BUDGET`] is spent, then a new job carries it on. A crash mid-way leaves this job
+/// running, and whoever claims it when its lease runs out carries on from the sync's step. A
+/// refusal that retrying cannot cure fails the sync (so a new one can start); a transient one
+/// is retried by the outbox.
 pub async fn run_job(ctx: JobCtx, payload: String) -> Sent {
-    let job: Step = crate::jobs::worker::payload(&payload)?;
-    match run_step(&ctx.store, &ctx.client, job.sync, job.step, true).await {
-        Ok(Stepped::Moved(n)) => Ok(Some(format!("sync {} at step {n}", job.sync))),
-        Ok(Stepped::Stale) => Ok(Some("stale step".into())),
-        Err(StepError::Db(e)) => Err(SendError::Db(e)),
-        Err(StepError::WeChat(e)) if e.is_transient() || e.is_token_error() => Err(SendError::Api(e)),
-        Err(StepError::WeChat(e)) => {
-            fail(&ctx.store, job.sync, &e.to_string()).await.map_err(SendError::Db)?;
-            Err(SendError::Api(e))
+    let job: Carry = crate::jobs::worker::payload(&payload)?;
+    let started = std::time::Instant::now();
+    loop {
+        let Some(sync) = get(&ctx.store, job.sync).await.map_err(SendError::Db)? else {
+            return Ok(Some("no such sync".into()));
+        };
+        if sync.state.is_finished() {
+            return Ok(Some(format!("sync {} {}", sync.id, sync.state.as_str())));
+        }
+        if started.elapsed() > JOB_BUDGET {
+            let mut tx = ctx.store.begin().await.map_err(SendError::Db)?;
+            outbox::enqueue_tx(&mut tx, &step_job(sync.id, sync.step)).await.map_err(SendError::Db)?;
+            tx.commit().await.map_err(SendError::Db)?;
+            return Ok(Some(format!("sync {} continues at step {}", sync.id, sync.step)));
+        }
+        match run_step(&ctx.store, &ctx.client, sync.id, sync.step).await {
+            Ok(Stepped::Moved(_)) => {}
+            // Another runner moved it meanwhile: it carries on.
+            Ok(Stepped::Stale) => return Ok(Some("another runner has it".into())),
+            Err(StepError::Db(e)) => return Err(SendError::Db(e)),
+            Err(StepError::WeChat(e)) if e.is_transient() || e.is_token_error() => return Err(SendError::Api(e)),
+            Err(StepError::WeChat(e)) => {
+                fail(&ctx.store, sync.id, &e.to_string()).await.map_err(SendError::Db)?;
+                return Err(SendError::Api(e));
+            }
         }
     }
 }
@@ -443,7 +465,7 @@ pub async fn run_to_end(
         if sync.state.is_finished() {
             return Ok(sync);
         }
-        match run_step(store, client, id, sync.step, false).await {
+        match run_step(store, client, id, sync.step).await {
             Ok(_) => {}
             Err(StepError::WeChat(e)) if !(e.is_transient() || e.is_token_error()) => {
                 fail(store, id, &e.to_string()).await?;

@@ -24,16 +24,19 @@ pub enum Kind {
     CrmEvent,
     /// One step of a pull of WeChat's follower list into the directory (`followers::sync`).
     FollowerSync,
+    /// A segment's sync to its WeChat tag (`audiences::sync`).
+    SegmentSync,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::CustomMessage,
         Kind::Template,
         Kind::BookingReminder,
         Kind::LateReply,
         Kind::CrmEvent,
         Kind::FollowerSync,
+        Kind::SegmentSync,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Kind {
             Kind::LateReply => "late_reply",
             Kind::CrmEvent => "crm_event",
             Kind::FollowerSync => "follower_sync",
+            Kind::SegmentSync => "segment_sync",
         }
     }
 

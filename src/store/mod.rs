@@ -134,6 +134,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (10, "probe", include_str!("../../migrations/sqlite/0010_probe.sql")),
     (11, "points", include_str!("../../migrations/sqlite/0011_points.sql")),
     (12, "followers", include_str!("../../migrations/sqlite/0012_followers.sql")),
+    (13, "segments", include_str!("../../migrations/sqlite/0013_segments.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -148,6 +149,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (10, "probe", include_str!("../../migrations/postgres/0010_probe.sql")),
     (11, "points", include_str!("../../migrations/postgres/0011_points.sql")),
     (12, "followers", include_str!("../../migrations/postgres/0012_followers.sql")),
+    (13, "segments", include_str!("../../migrations/postgres/0013_segments.sql")),
 ];
 
 impl Store {
