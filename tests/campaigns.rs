@@ -298,6 +298,7 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             "/api/v1/segments",
             "/api/v1/segments/{id}",
             "/api/v1/segments/{id}/sync",
+            "/api/v1/campaigns/{id}/funnel",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing from openapi.json");
         }

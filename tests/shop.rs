@@ -515,3 +515,161 @@ async fn racing_statuses_of_one_order_are_serialised() {
         db.drop_db().await;
     }
 }
+
+/// A call to the admin API as marketing.
+async fn marketing(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let url = format!("http://{}{path}", server.addr);
+    let mut req = if method == "POST" { server.client.post(url) } else { server.client.get(url) };
+    req = req.bearer_auth(MARKETING_TOKEN);
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+/// Follows the article link as `openid` (signing in on the way) to the checkout; its token.
+async fn through_the_link(server: &TestServer, link: &str, openid: &str) -> String {
+    let mut browser = Browser::new(server);
+    let article = browser.get(link).await;
+    assert_eq!(article.status, 302, "{}", article.body);
+    let landing_url = article.location.unwrap();
+    let landing = browser.get(&landing_url).await;
+    assert_eq!(landing.status, 303, "{}", landing.body);
+    assert_eq!(
+        browser.sign_in_from(&landing.location.unwrap(), openid).await,
+        landing_url,
+        "sign-in comes back, push and all"
+    );
+    let checkout = browser.get(&landing_url).await;
+    assert_eq!(checkout.status, 302, "{}", checkout.body);
+    token_in(&checkout.location.unwrap())
+}
+
+#[tokio::test]
+async fn the_funnel_counts_opens_checkouts_and_orders_credited_by_their_token() {
+    for backend in backends() {
+        let (db, server, _fake) = shop_server(backend, |_| {}).await;
+        let body = serde_json::json!({
+            "name": "Launch",
+            "product": { "sku": "LE-2026", "name": "Limited Edition No. 5", "stock": 3 },
+            "articles": [{ "title": "Tonight", "digest": "300 pieces", "content": "<p>00:13</p>",
+                           "cover_media_id": "THUMB_1", "cover_url": "https://example.com/c.jpg" }]
+        });
+        let (status, created) = marketing(&server, "POST", "/api/v1/campaigns", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_i64().unwrap();
+        let at = chrono::Utc::now() + chrono::Duration::days(2);
+        let push = serde_json::json!({ "name": "launch", "msg_type": "mpnews", "audience": { "type": "all" }, "at": at.to_rfc3339() });
+        let (status, scheduled) =
+            marketing(&server, "POST", &format!("/api/v1/campaigns/{id}/pushes"), Some(push)).await;
+        assert_eq!(status, 201, "{scheduled}");
+        let push = scheduled["id"].as_i64().unwrap();
+        assert_eq!(shop(&server, "/api/v1/stock", serde_json::json!({"sku": "LE-2026", "stock": 3})).await.0, 200);
+
+        // Two opens from the push's article by one follower, one from a link naming no push.
+        let from_push = format!("/buy/{id}?p={push}");
+        let a1 = through_the_link(&server, &from_push, "oFunnelBuyerA").await;
+        let _a2 = through_the_link(&server, &from_push, "oFunnelBuyerA").await;
+        let b = through_the_link(&server, &format!("/buy/{id}"), "oFunnelBuyerB").await;
+        // Not a campaign: no open counted, still a 404 further on.
+        assert_eq!(Browser::new(&server).get("/buy/99999").await.status, 302);
+
+        // A's order names A's token: created and paid are credited to the push (paid without the
+        // token again: the order's credit stands). B's orders: a forged token, A's token, none.
+        let order = |order_id: &str, status: &str, openid: &str, token: Option<&str>| {
+            let mut o = serde_json::json!({"order_id": order_id, "status": status, "openid": openid,
+                                           "sku": "LE-2026", "amount_fen": 129900});
+            if let Some(t) = token {
+                o["checkout_token"] = t.into();
+            }
+            o
+        };
+        let (sig_at, sig) = b.rsplit_once('.').map(|(p, s)| (p.to_owned(), s.to_owned())).unwrap();
+        let forged = format!("{sig_at}.{}{}", if sig.starts_with('A') { 'B' } else { 'A' }, &sig[1..]);
+        for (o, want) in [
+            (order("SO-A", "created", "oFunnelBuyerA", Some(&a1)), 202),
+            (order("SO-A", "paid", "oFunnelBuyerA", None), 202),
+            (order("SO-B1", "paid", "oFunnelBuyerB", Some(&forged)), 202),
+            (order("SO-B2", "paid", "oFunnelBuyerB", Some(&a1)), 202),
+            (order("SO-B3", "paid", "oFunnelBuyerB", None), 202),
+        ] {
+            let (status, answer) = shop(&server, "/api/v1/orders", o.clone()).await;
+            assert_eq!(status, want, "{o}: {answer}");
+        }
+        // A token longer than any we issue is refused, and nothing is recorded.
+        let (status, answer) =
+            shop(&server, "/api/v1/orders", order("SO-C", "paid", "oFunnelBuyerB", Some(&"x".repeat(1025)))).await;
+        assert_eq!(status, 400);
+        assert!(answer["error"].as_str().unwrap().contains("checkout_token must be 1 to 1024 characters"), "{answer}");
+        // Sold out: the moment is kept.
+        assert_eq!(shop(&server, "/api/v1/stock", serde_json::json!({"sku": "LE-2026", "stock": 0})).await.0, 200);
+
+        let (status, f) = marketing(&server, "GET", &format!("/api/v1/campaigns/{id}/funnel"), None).await;
+        assert_eq!(status, 200, "{f}");
+        let total = &f["funnel"];
+        assert_eq!(
+            (total["opens"].as_i64(), total["openers"].as_i64(), total["checkouts"].as_i64()),
+            (Some(3), Some(2), Some(3)),
+            "{f}"
+        );
+        assert_eq!(
+            (total["orders"].as_i64(), total["paid"].as_i64(), total["revenue_fen"].as_i64()),
+            (Some(1), Some(1), Some(129900))
+        );
+        let by_push = &f["pushes"][0];
+        assert_eq!(by_push["push"], push);
+        assert_eq!(
+            (
+                by_push["funnel"]["opens"].as_i64(),
+                by_push["funnel"]["openers"].as_i64(),
+                by_push["funnel"]["paid"].as_i64()
+            ),
+            (Some(2), Some(1), Some(1))
+        );
+        assert_eq!(f["unattributed_to_a_push"]["opens"], 1);
+        assert_eq!(f["unattributed_to_a_push"]["paid"], 0, "B's orders are credited to nothing");
+        assert!(f["sold_out_at"].as_str().is_some(), "{f}");
+        let minutes = f["series"]["minutes"].as_array().unwrap();
+        let sum = |k: &str| minutes.iter().map(|m| m[k].as_i64().unwrap()).sum::<i64>();
+        assert_eq!((sum("opens"), sum("checkouts"), sum("paid")), (3, 3, 1));
+
+        // Bad windows and callers.
+        let cases = [
+            (
+                format!(
+                    "/api/v1/campaigns/{id}/funnel?from=2026-12-02T10:00:00%2B08:00&to=2026-12-01T10:00:00%2B08:00"
+                ),
+                400,
+                "from must be before to",
+            ),
+            (
+                format!(
+                    "/api/v1/campaigns/{id}/funnel?from=2026-11-01T00:00:00%2B08:00&to=2026-11-09T00:00:00%2B08:00"
+                ),
+                400,
+                "at most 7 days",
+            ),
+            (format!("/api/v1/campaigns/{id}/funnel?from=yesterday"), 400, "is not a time like"),
+            (format!("/api/v1/campaigns/{id}/funnel?form=2026-12-01"), 400, "unknown field `form`"),
+            ("/api/v1/campaigns/99999/funnel".to_owned(), 404, "no campaign 99999"),
+        ];
+        for (path, want, why) in cases {
+            let (status, answer) = marketing(&server, "GET", &path, None).await;
+            assert_eq!(status, want, "{path}: {answer}");
+            assert!(answer.to_string().contains(why), "{path}: {answer}");
+        }
+        let anonymous =
+            server.client.get(format!("http://{}/api/v1/campaigns/{id}/funnel", server.addr)).send().await.unwrap();
+        assert_eq!(anonymous.status().as_u16(), 401);
+        server.stop().await;
+        db.drop_db().await;
+    }
+}

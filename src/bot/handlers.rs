@@ -279,7 +279,7 @@ async fn checkout_link(ctx: HandlerCtx) -> HandlerResult {
             // Whoever we hand a checkout link is a follower we know: the shop's order
             // notifications for them are accepted (see `shop::orders`).
             stores::record_follower(&ctx.store, &ctx.msg.openid, true, None, None).await?;
-            let link = shop::checkout_link(&ctx.checkout, campaign.id, &sku, &ctx.msg.openid);
+            let link = shop::hand_checkout(&ctx.store, &ctx.checkout, campaign.id, 0, &sku, &ctx.msg.openid).await?;
             let mins = ctx.checkout.token_ttl_secs.div_ceil(60);
             Ok(Reply::text(format!(
                 "<a href=\"{link}\">立即购买 {product_name}</a>（链接 {mins} 分钟内有效）\n\

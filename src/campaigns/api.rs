@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/campaigns/{id}", get(show_campaign).put(update_campaign))
         .route("/api/v1/campaigns/{id}/pushes", post(schedule_push))
         .route("/api/v1/campaigns/{id}/preview", post(preview))
+        .route("/api/v1/campaigns/{id}/funnel", get(funnel))
         .route("/api/v1/pushes", get(list_pushes))
         .route("/api/v1/pushes/{id}", get(show_push))
         .route("/api/v1/pushes/{id}/cancel", post(cancel_push))
@@ -144,6 +145,79 @@ async fn cancel_push(caller: Caller, State(s): State<AppState>, Id(id): Id) -> R
     let push = schedule::cancel(&s.store, id).await?;
     tracing::info!(push = id, by = %caller.name, "push cancelled");
     Ok(Json(json!(push)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Window {
+    /// The per-minute series' start and end (RFC 3339, or a local time in
+    /// `campaigns.time_zone`); the last 24 hours by default.
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// What the campaign sold: per push and in all, sent → opens → checkouts → orders → paid, the
+/// moment the product sold out, and the per-minute series of a window.
+async fn funnel(
+    caller: Caller,
+    State(s): State<AppState>,
+    Id(id): Id,
+    ApiQuery(w): ApiQuery<Window>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::shop::funnel::{self, Figures, MAX_SERIES_MINUTES};
+    caller.require(Role::Marketing)?;
+    let tz = schedule::parse_tz(&s.config.campaigns.time_zone)?;
+    let campaign = super::get(&s.store, id).await?.ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))?;
+    let now = crate::store::now_ms();
+    let to = w.to.as_deref().map(|t| schedule::parse_time(t, tz)).transpose()?.unwrap_or(now);
+    let from = w.from.as_deref().map(|t| schedule::parse_time(t, tz)).transpose()?.unwrap_or(to - 86_400_000);
+    if from >= to || to - from > MAX_SERIES_MINUTES * 60_000 {
+        return Err(ApiError::BadRequest("from must be before to, at most 7 days apart".into()));
+    }
+    // Sent, per push, from WeChat's MASSSENDJOBFINISH reports on its runs.
+    let pushes = schedule::list(&s.store, Some(id), 1000).await?;
+    let sent_of = |push_id: i64| -> i64 {
+        pushes.iter().filter(|p| p.id == push_id).flat_map(|p| &p.runs).map(|r| r.sent_count.unwrap_or(0)).sum()
+    };
+    let counted = funnel::by_push(&s.store, id).await?;
+    let mut total = Figures::default();
+    let mut by_push = Vec::new();
+    for p in &pushes {
+        let f = counted.iter().find(|(push, _)| *push == p.id).map(|(_, f)| f.clone()).unwrap_or_default();
+        by_push.push(json!({ "push": p.id, "name": p.name, "sent": sent_of(p.id), "funnel": f }));
+    }
+    for (_, f) in &counted {
+        total.opens += f.opens;
+        total.openers += f.openers;
+        total.checkouts += f.checkouts;
+        total.orders += f.orders;
+        total.paid += f.paid;
+        total.revenue_fen += f.revenue_fen;
+        total.refunds += f.refunds;
+        total.refunded_fen += f.refunded_fen;
+    }
+    let unnamed = counted.iter().find(|(push, _)| *push == 0).map(|(_, f)| f.clone());
+    let sold_out_at = match &campaign.product_sku {
+        Some(sku) => crate::shop::product(&s.store, sku).await?.and_then(|p| p.sold_out_at),
+        None => None,
+    };
+    let sent: i64 = pushes.iter().map(|p| sent_of(p.id)).sum();
+    let series = funnel::series(&s.store, id, from, to).await?;
+    Ok(Json(json!({
+        "campaign": id,
+        "sent": sent,
+        "funnel": total,
+        "pushes": by_push,
+        "unattributed_to_a_push": unnamed,
+        "sold_out_at": sold_out_at.map(crate::crm::rfc3339),
+        "series": {
+            "from": crate::crm::rfc3339(from),
+            "to": crate::crm::rfc3339(to),
+            "minutes": series.iter().map(|m| json!({
+                "at": crate::crm::rfc3339(m.at), "opens": m.opens, "checkouts": m.checkouts, "paid": m.paid,
+            })).collect::<Vec<_>>(),
+        },
+    })))
 }
 
 /// Delivery figures summed over every run, and pushes by status.

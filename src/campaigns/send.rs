@@ -8,12 +8,23 @@ use crate::wechat::client::media::DraftArticle;
 use crate::wechat::client::message::{CustomMessage, NewsArticle};
 use crate::wechat::client::{CallError, Client};
 
-fn link(public_url: &str, campaign: &Campaign, a: &Article) -> String {
-    if a.link.is_empty() { article_link(public_url, campaign.id) } else { a.link.clone() }
+/// An article's link: its own, or the campaign's landing naming the push (`push_id` 0: none,
+/// as in previews), so the funnel counts its opens under the push.
+fn link(public_url: &str, campaign: &Campaign, a: &Article, push_id: i64) -> String {
+    match (a.link.is_empty(), push_id) {
+        (false, _) => a.link.clone(),
+        (true, 0) => article_link(public_url, campaign.id),
+        (true, p) => crate::shop::push_link(public_url, campaign.id, p),
+    }
 }
 
-/// The campaign's articles as a draft (`draft/add`); returns its media_id.
-pub async fn add_draft(client: &Client, public_url: &str, campaign: &Campaign) -> Result<String, CallError> {
+/// The campaign's articles as a draft (`draft/add`) for push `push_id`; returns its media_id.
+pub async fn add_draft(
+    client: &Client,
+    public_url: &str,
+    campaign: &Campaign,
+    push_id: i64,
+) -> Result<String, CallError> {
     let articles: Vec<DraftArticle> = campaign
         .articles
         .iter()
@@ -22,7 +33,7 @@ pub async fn add_draft(client: &Client, public_url: &str, campaign: &Campaign) -
             author: a.author.clone(),
             digest: a.digest.clone(),
             content: a.content.clone(),
-            content_source_url: link(public_url, campaign, a),
+            content_source_url: link(public_url, campaign, a, push_id),
             thumb_media_id: a.cover_media_id.clone(),
             need_open_comment: 0,
             only_fans_can_comment: 0,
@@ -32,11 +43,11 @@ pub async fn add_draft(client: &Client, public_url: &str, campaign: &Campaign) -
 }
 
 /// The link card of a `news` push: the first article.
-pub fn news_card(public_url: &str, campaign: &Campaign) -> CustomMessage {
+pub fn news_card(public_url: &str, campaign: &Campaign, push_id: i64) -> CustomMessage {
     let a = campaign.articles.first().cloned().unwrap_or_default();
     CustomMessage::News {
         articles: vec![NewsArticle {
-            url: link(public_url, campaign, &a),
+            url: link(public_url, campaign, &a, push_id),
             title: a.title,
             description: a.digest,
             picurl: a.cover_url,
@@ -85,7 +96,7 @@ pub async fn preview(
         )));
     }
     let content = match msg_type {
-        MsgType::Mpnews => match add_draft(client, public_url, campaign).await {
+        MsgType::Mpnews => match add_draft(client, public_url, campaign, 0).await {
             Ok(media_id) => Some(MassContent::Mpnews { media_id }),
             Err(e) => return Err(Error::Refused(Refusal::Rule(format!("WeChat refused the draft: {e}")))),
         },
@@ -101,7 +112,7 @@ pub async fn preview(
     for openid in openids {
         let sent = match &content {
             Some(c) => client.mass_preview(openid, c).await,
-            None => client.custom_send(openid, &news_card(public_url, campaign)).await,
+            None => client.custom_send(openid, &news_card(public_url, campaign, 0)).await,
         };
         out.push(Previewed { openid: openid.clone(), ok: sent.is_ok(), error: sent.err().map(|e| e.to_string()) });
     }

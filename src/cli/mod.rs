@@ -9,6 +9,7 @@ mod followers;
 mod jobs;
 mod members;
 mod menu;
+mod segments;
 mod serve;
 mod stores;
 mod tools;
@@ -65,6 +66,11 @@ enum Command {
     Followers {
         #[command(subcommand)]
         command: followers::FollowersCommand,
+    },
+    /// Segments: audiences by rules, synced to WeChat tags.
+    Segments {
+        #[command(subcommand)]
+        command: segments::SegmentsCommand,
     },
     /// The brand's stores.
     Stores {
@@ -143,6 +149,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Members { command } => members::run(config()?, command),
         Command::Stores { command } => stores::run(config()?, command),
         Command::Followers { command } => followers::run(config()?, command),
+        Command::Segments { command } => segments::run(config()?, command),
         Command::Campaign { command } => block_on(campaigns::campaign(&config()?, command)),
         Command::Push { command } => block_on(campaigns::push(&config()?, command)),
         Command::Admin { command } => admin::run(command),

@@ -101,6 +101,9 @@ pub struct FakeArgs {
     /// The webhook job-finish events are posted to (e.g. http://127.0.0.1:8080/wechat).
     #[arg(long)]
     webhook: Option<String>,
+    /// Synthetic followers to start with (`oSYN…`), for scale tests of syncs and tag pushes.
+    #[arg(long, default_value_t = 0)]
+    followers: usize,
 }
 
 pub fn fake_wechat(config: Config, a: FakeArgs) -> Result<ExitCode, String> {
@@ -108,6 +111,7 @@ pub fn fake_wechat(config: Config, a: FakeArgs) -> Result<ExitCode, String> {
         let shutdown = shutdown_signal().map_err(|e| format!("cannot register signals: {e}"))?;
         let fake = crate::fake::FakeWeChat::new(&config);
         fake.set_webhook(a.webhook.clone());
+        fake.add_synthetic_followers(a.followers);
         let listener = tokio::net::TcpListener::bind(&a.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;

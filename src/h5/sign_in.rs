@@ -17,11 +17,13 @@ use axum::response::{IntoResponse, Response};
 const PAGES: &[&str] = &["card", "bind", "catalogue", "book", "history", "account"];
 
 /// Where `/h5/start?to=…` may lead after sign-in: one of [`PAGES`], or `buy/<campaign id>`
-/// (the article link's landing, [`crate::shop::landing`]).
+/// optionally with `?p=<push id>` (the article link's landing, [`crate::shop::landing`]).
 pub fn target(to: &str) -> Option<String> {
-    let is_buy = to
-        .strip_prefix("buy/")
-        .is_some_and(|id| (1..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()));
+    let digits = |s: &str| (1..=18).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    let is_buy = to.strip_prefix("buy/").is_some_and(|rest| match rest.split_once("?p=") {
+        Some((id, push)) => digits(id) && digits(push),
+        None => digits(rest),
+    });
     (PAGES.contains(&to) || is_buy).then(|| format!("/h5/{to}"))
 }
 

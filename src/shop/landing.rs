@@ -15,7 +15,7 @@ use super::Offer;
 use crate::error::PageError;
 use crate::http::page::Page;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,10 +34,36 @@ fn not_found() -> PageError {
     )
 }
 
-/// `GET /buy/{campaign_id}`: on to the H5 landing, where the session cookie is sent.
-pub async fn article(Path(raw): Path<String>) -> Result<Response, PageError> {
+/// `?p=`: the push whose article carried the link ([`super::push_link`]).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct FromPush {
+    p: Option<String>,
+}
+
+impl FromPush {
+    /// The push named, or 0 (none, or not a push id: the open still counts, under none).
+    fn id(&self) -> i64 {
+        self.p.as_deref().and_then(campaign_id).unwrap_or(0)
+    }
+}
+
+/// Where the landing is, keeping the push (`?p=`).
+fn landing(id: i64, push: i64) -> String {
+    if push > 0 { format!("/h5/buy/{id}?p={push}") } else { format!("/h5/buy/{id}") }
+}
+
+/// `GET /buy/{campaign_id}`: counted as an open of the campaign's link (if it is a campaign),
+/// then on to the H5 landing, where the session cookie is sent.
+pub async fn article(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    Query(from): Query<FromPush>,
+) -> Result<Response, PageError> {
     let id = campaign_id(&raw).ok_or_else(not_found)?;
-    Ok((StatusCode::FOUND, [(LOCATION, format!("/h5/buy/{id}"))]).into_response())
+    if super::campaign(&app.store, id).await?.is_some() {
+        super::funnel::opened(&app.store, id, from.id()).await?;
+    }
+    Ok((StatusCode::FOUND, [(LOCATION, landing(id, from.id()))]).into_response())
 }
 
 /// `GET /h5/buy/{campaign_id}`: sold-out page, sign-in, or the checkout.
@@ -45,6 +71,7 @@ pub async fn buy(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(raw): Path<String>,
+    Query(from): Query<FromPush>,
 ) -> Result<Response, PageError> {
     let id = campaign_id(&raw).ok_or_else(not_found)?;
     if !super::checkout_enabled(&app.config.checkout) {
@@ -66,8 +93,12 @@ pub async fn buy(
             return Ok(Page::new("message.html", ctx).into_response());
         }
     };
-    let follower = crate::h5::follower(&app, &headers, &format!("buy/{id}")).await?;
-    let url = super::checkout_link(&app.config.checkout, id, &sku, &follower.openid);
+    // Sign-in comes back here, push and all (`to=buy/<id>?p=<push>`, encoded).
+    let push = from.id();
+    let page = if push > 0 { format!("buy/{id}%3Fp%3D{push}") } else { format!("buy/{id}") };
+    let follower = crate::h5::follower(&app, &headers, &page).await?;
+    super::funnel::opener(&app.store, id, push, &follower.openid).await?;
+    let url = super::hand_checkout(&app.store, &app.config.checkout, id, push, &sku, &follower.openid).await?;
     tracing::info!(campaign = id, sku, product, buyer = %crate::mask(&follower.openid), "shop: to the checkout");
     Ok((StatusCode::FOUND, [(LOCATION, url), (CACHE_CONTROL, "no-store".to_owned())]).into_response())
 }

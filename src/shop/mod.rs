@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod checkout;
+pub mod funnel;
 pub mod landing;
 pub mod orders;
 pub mod stock;
@@ -69,6 +70,11 @@ pub fn article_link(public_url: &str, campaign_id: i64) -> String {
     format!("{}/buy/{campaign_id}", public_url.trim_end_matches('/'))
 }
 
+/// The article link as one push carries it (`?p=`: the funnel counts its opens under the push).
+pub fn push_link(public_url: &str, campaign_id: i64, push_id: i64) -> String {
+    format!("{}?p={push_id}", article_link(public_url, campaign_id))
+}
+
 /// A product as the shop last described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
@@ -77,6 +83,8 @@ pub struct Product {
     pub stock: i64,
     /// When the shop last told us (unix ms).
     pub updated_at: i64,
+    /// When the stock last reached zero (unix ms); `None` while there is some.
+    pub sold_out_at: Option<i64>,
 }
 
 impl Product {
@@ -87,9 +95,9 @@ impl Product {
 
 /// The product with `sku`, if the shop has told us about it.
 pub async fn product(store: &Store, sku: &str) -> Result<Option<Product>, sqlx::Error> {
-    let row: Option<(String, String, i64, i64)> = with_pool!(store, pool => sqlx::query_as(
-        "SELECT sku, name, stock, updated_at FROM products WHERE sku = $1").bind(sku).fetch_optional(pool).await)?;
-    Ok(row.map(|(sku, name, stock, updated_at)| Product { sku, name, stock, updated_at }))
+    let row: Option<(String, String, i64, i64, Option<i64>)> = with_pool!(store, pool => sqlx::query_as(
+        "SELECT sku, name, stock, updated_at, sold_out_at FROM products WHERE sku = $1").bind(sku).fetch_optional(pool).await)?;
+    Ok(row.map(|(sku, name, stock, updated_at, sold_out_at)| Product { sku, name, stock, updated_at, sold_out_at }))
 }
 
 /// What the shop part needs of a campaign.
@@ -149,6 +157,22 @@ pub fn checkout_link(config: &CheckoutConfig, campaign_id: i64, sku: &str, openi
     let now = crate::store::now_ms() / 1000;
     let token = checkout::issue(&config.secret, campaign_id, sku, openid, now, config.token_ttl_secs);
     checkout::checkout_url(&config.base_url, &token)
+}
+
+/// A checkout link for `openid`, recorded for the funnel (under `push_id`, 0 for none) so the
+/// order that names its token is credited to the campaign.
+pub async fn hand_checkout(
+    store: &Store,
+    config: &CheckoutConfig,
+    campaign_id: i64,
+    push_id: i64,
+    sku: &str,
+    openid: &str,
+) -> Result<String, sqlx::Error> {
+    let now = crate::store::now_ms() / 1000;
+    let token = checkout::issue(&config.secret, campaign_id, sku, openid, now, config.token_ttl_secs);
+    funnel::checkout_issued(store, campaign_id, push_id, openid, &token).await?;
+    Ok(checkout::checkout_url(&config.base_url, &token))
 }
 
 /// Whether the checkout is switched on (an empty `checkout.secret` switches it off).

@@ -30,6 +30,9 @@
 //!   and `refunded` voids them (as many as are left, if some were spent meanwhile) — in the
 //!   same transaction, with the `points_changed` message and the CRM's event. A buyer without a
 //!   card earns nothing and the order flow is the same.
+//! * **Campaigns**: `"checkout_token"` (optional) is the token the shop received with the
+//!   buyer; the order is credited to the campaign and push wxoa issued it for, if wxoa issued
+//!   it to this buyer (`super::funnel`); otherwise, or without one, it is unattributed.
 //! * Bad JSON, a missing field, an unknown status or a field out of bounds: **400**. The
 //!   buyer is a different openid than earlier notifications of the order said: **409**.
 
@@ -93,6 +96,8 @@ struct Body {
     tracking_no: Option<String>,
     #[serde(default)]
     at: Option<i64>,
+    #[serde(default)]
+    checkout_token: Option<String>,
 }
 
 /// A validated notification.
@@ -108,6 +113,8 @@ pub struct Notification {
     pub tracking_no: Option<String>,
     /// When it happened (unix seconds); when we received it if the shop did not say.
     pub at: i64,
+    /// The checkout token the shop received with the buyer: credits the order to its campaign.
+    pub checkout_token: Option<String>,
 }
 
 /// ¥100,000,000.00: more than any order, less than anything that overflows.
@@ -146,6 +153,11 @@ fn validate(b: Body, now_secs: i64) -> Result<Notification, Error> {
         }
         bounded("tracking_no", t, 1, 64)?;
     }
+    if let Some(t) = &b.checkout_token
+        && (t.is_empty() || t.len() > super::checkout::MAX_TOKEN_LEN)
+    {
+        return Err(invalid(format!("checkout_token must be 1 to {} characters", super::checkout::MAX_TOKEN_LEN)));
+    }
     // Any time from 2020 to a day ahead of our clock.
     if b.at.is_some_and(|at| !(1_577_836_800..=now_secs + 86_400).contains(&at)) {
         return Err(invalid("at must be unix seconds, not in the future"));
@@ -159,6 +171,7 @@ fn validate(b: Body, now_secs: i64) -> Result<Notification, Error> {
         amount_fen: b.amount_fen,
         tracking_no: b.tracking_no,
         at: b.at.unwrap_or(now_secs),
+        checkout_token: b.checkout_token,
     })
 }
 
@@ -302,6 +315,7 @@ pub async fn record(
         return Ok(Outcome::Duplicate);
     }
     outbox::enqueue_tx(&mut tx, &job).await?;
+    super::funnel::credit(&mut tx, &n.order_id, n.status, &n.openid, n.amount_fen, n.checkout_token.as_deref()).await?;
     if let Some(change) = points_change(n, rules.loyalty) {
         // Not a member, or nothing earned to take back: the order is recorded all the same.
         if let Some(points::Outcome::Rejected(why)) = points::post(&mut tx, rules, &[change]).await?.pop() {

@@ -87,9 +87,13 @@ pub async fn upsert(store: &Store, updates: &[StockUpdate], reported_at: i64) ->
     let mut applied = 0;
     for u in updates {
         applied += with_tx!(&mut tx, conn => sqlx::query(
-            "INSERT INTO products (sku, name, stock, updated_at, reported_at) VALUES ($1, COALESCE($2, $1), $3, $4, $5) \
+            "INSERT INTO products (sku, name, stock, updated_at, reported_at, sold_out_at) \
+             VALUES ($1, COALESCE($2, $1), $3, $4, $5, CASE WHEN $3 <= 0 THEN $4 END) \
              ON CONFLICT (sku) DO UPDATE SET name = COALESCE($2, products.name), stock = excluded.stock, \
-             updated_at = excluded.updated_at, reported_at = excluded.reported_at \
+             updated_at = excluded.updated_at, reported_at = excluded.reported_at, \
+             sold_out_at = CASE WHEN excluded.stock > 0 THEN NULL \
+                                WHEN products.stock > 0 OR products.sold_out_at IS NULL THEN excluded.updated_at \
+                                ELSE products.sold_out_at END \
              WHERE products.reported_at IS NULL OR products.reported_at <= excluded.reported_at")
             .bind(&u.sku).bind(u.name.as_deref()).bind(u.stock).bind(now).bind(reported_at)
             .execute(conn).await.map(|r| r.rows_affected()))?;

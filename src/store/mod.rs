@@ -135,6 +135,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (11, "points", include_str!("../../migrations/sqlite/0011_points.sql")),
     (12, "followers", include_str!("../../migrations/sqlite/0012_followers.sql")),
     (13, "segments", include_str!("../../migrations/sqlite/0013_segments.sql")),
+    (14, "funnel", include_str!("../../migrations/sqlite/0014_funnel.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -150,6 +151,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (11, "points", include_str!("../../migrations/postgres/0011_points.sql")),
     (12, "followers", include_str!("../../migrations/postgres/0012_followers.sql")),
     (13, "segments", include_str!("../../migrations/postgres/0013_segments.sql")),
+    (14, "funnel", include_str!("../../migrations/postgres/0014_funnel.sql")),
 ];
 
 impl Store {
