@@ -42,7 +42,7 @@ for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/cgi-bin/stable_token" -
 
 echo "== wxoa followers sync: $n followers"
 measure taskset -c 0 "$bin" --config config/default.toml followers sync
-"$bin" --config config/default.toml followers status | head -1
+"$bin" --config config/default.toml followers status
 
 echo "== wxoa segments sync: a segment of all $n to a new tag"
 "$bin" --config config/default.toml segments create "bench everyone"
