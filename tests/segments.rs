@@ -338,3 +338,91 @@ async fn a_segment_sync_killed_mid_way_resumes_without_retagging() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_push_to_a_segment_syncs_it_first_and_reaches_its_followers_and_no_one_else() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        let fake = start_fake(&mut config).await;
+        let server = TestServer::start(config).await;
+        let addr = server.addr.to_string();
+        let store = server.state.store.clone();
+        // 60 followers, 30 members; Gold are every third member.
+        followers(&store, &fake, 60, 30, |i| if i.is_multiple_of(3) { "Gold" } else { "Silver" }, |_| 0).await;
+        let gold: BTreeSet<String> = (0..30).filter(|i: &usize| i.is_multiple_of(3)).map(openid).collect();
+        let (status, created) = api(
+            &addr,
+            "POST",
+            "/api/v1/segments",
+            Some(MARKETING_TOKEN),
+            Some(json!({"name": "gold", "rules": {"tier": ["gold"]}})),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        let segment = created["segment"]["id"].as_i64().unwrap();
+        assert_eq!(created["segment"]["tag_id"], Value::Null, "never synced yet");
+        let campaign = json!({
+            "name": "Gold preview",
+            "articles": [{"title": "For Gold members", "content": "<p>Tonight.</p>", "cover_media_id": "THUMB_1"}]
+        });
+        let (status, c) = api(&addr, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(campaign)).await;
+        assert_eq!(status, 201, "{c}");
+        let cid = c["id"].as_i64().unwrap();
+
+        // Bad audiences: status and reason, nothing scheduled.
+        let at = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+        let bad: Vec<(Value, &str)> = vec![
+            (json!({"segment": 0}), "a segment id is 1 or more"),
+            (json!({"segment": 999}), "there is no segment 999"),
+            (json!({"segment": segment, "tag_id": 1}), "unknown field `tag_id`"),
+        ];
+        for (audience, reason) in &bad {
+            let body = json!({"name": "x", "audience": audience, "at": at});
+            let (status, answer) =
+                api(&addr, "POST", &format!("/api/v1/campaigns/{cid}/pushes"), Some(MARKETING_TOKEN), Some(body)).await;
+            assert_eq!(status, 400, "{audience}: {answer}");
+            assert!(answer["error"].as_str().unwrap_or("").contains(reason), "{audience}: {answer}");
+        }
+        let (_, listed) = api(&addr, "GET", &format!("/api/v1/campaigns/{cid}"), Some(MARKETING_TOKEN), None).await;
+        assert_eq!(listed["pushes"].as_array().map(Vec::len).unwrap_or(0), 0, "{listed}");
+
+        // Members change tier after the segment was made: the push sends to who is Gold when it fires.
+        exec(&store, "UPDATE members SET tier = 'Gold' WHERE card_no = 'SEG000001'").await;
+        let gold: BTreeSet<String> = gold.into_iter().chain([openid(1)]).collect();
+        let body = json!({"name": "to gold", "audience": {"segment": segment}, "at": at});
+        let (status, p) =
+            api(&addr, "POST", &format!("/api/v1/campaigns/{cid}/pushes"), Some(MARKETING_TOKEN), Some(body)).await;
+        assert_eq!(status, 201, "{p}");
+        assert_eq!(p["audience"], json!({"type": "segment", "segment": segment}));
+        let pid = p["id"].as_i64().unwrap();
+        let mut run = Value::Null;
+        for _ in 0..750 {
+            let (_, got) = api(&addr, "GET", &format!("/api/v1/pushes/{pid}"), Some(MARKETING_TOKEN), None).await;
+            run = got["runs"][0].clone();
+            if ["submitted", "finished", "failed"].contains(&run["status"].as_str().unwrap_or("")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(["submitted", "finished"].contains(&run["status"].as_str().unwrap_or("")), "{run}");
+
+        // The segment was synced to a tag first, and the mass send went to that tag alone.
+        let (_, seg) = api(&addr, "GET", &format!("/api/v1/segments/{segment}"), Some(MARKETING_TOKEN), None).await;
+        let tag = seg["segment"]["tag_id"].as_i64().expect("synced to a tag");
+        assert_eq!(seg["sync"]["state"], "done", "{seg}");
+        assert_eq!(seg["sync"]["requested_by"], format!("push {pid}"));
+        assert_eq!(holders(&fake, tag, 60), gold);
+        let sends = fake.calls_to("/cgi-bin/message/mass/sendall");
+        assert_eq!(sends.len(), 1, "{sends:?}");
+        assert_eq!(sends[0].body["filter"], json!({"is_to_all": false, "tag_id": tag}));
+        let reached: BTreeSet<String> = sends[0].reached.clone().unwrap().into_iter().collect();
+        assert_eq!(reached, gold, "the segment's followers and no one else");
+        let first_tagging = fake.calls_to("/cgi-bin/tags/members/batchtagging");
+        let send_at = fake.calls().iter().position(|c| c.path == "/cgi-bin/message/mass/sendall").unwrap();
+        let last_tag_at = fake.calls().iter().rposition(|c| c.path == "/cgi-bin/tags/members/batchtagging").unwrap();
+        assert!(!first_tagging.is_empty() && last_tag_at < send_at, "tagged before the send");
+        server.stop().await;
+        db.drop_db().await;
+    }
+}

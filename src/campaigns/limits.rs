@@ -4,9 +4,10 @@
 //! * at most 60 mass-send calls a minute.
 //!
 //! Who overlaps whom: "all" overlaps everything; a tag overlaps the same tag; openid lists
-//! overlap when they share an openid. A tag and a list are taken not to overlap (tag membership
-//! lives at WeChat), nor are two different tags — WeChat itself has the last word and refuses a
-//! send beyond the limit.
+//! overlap when they share an openid; a segment overlaps the same segment. A tag and a list are
+//! taken not to overlap (tag membership lives at WeChat), nor are two different tags or
+//! segments, nor a segment and a tag (who is in a segment is decided when it fires) — WeChat
+//! itself has the last word and refuses a send beyond the limit.
 
 use super::schedule::Audience;
 use crate::config::CampaignsConfig;
@@ -28,6 +29,7 @@ fn overlaps(a: &Audience, b: &Audience) -> bool {
     match (a, b) {
         (Audience::All, _) | (_, Audience::All) => true,
         (Audience::Tag { tag_id: x }, Audience::Tag { tag_id: y }) => x == y,
+        (Audience::Segment { segment: x }, Audience::Segment { segment: y }) => x == y,
         (Audience::List { openids: x }, Audience::List { openids: y }) => {
             let (small, large) = if x.len() <= y.len() { (x, y) } else { (y, x) };
             let large: HashSet<&String> = large.iter().collect();

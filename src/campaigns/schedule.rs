@@ -49,13 +49,52 @@ impl MsgType {
     }
 }
 
-/// Who a push reaches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+/// Who a push reaches: `{"type": "all"}`, `{"type": "tag", "tag_id": 7}`,
+/// `{"type": "list", "openids": […]}`, or a segment — `{"segment": 3}` (also written
+/// `{"type": "segment", "segment": 3}`), synced to its WeChat tag when the push fires and then
+/// sent to that tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum Audience {
     All,
     Tag { tag_id: i64 },
     List { openids: Vec<String> },
+    Segment { segment: i64 },
+}
+
+/// The segment spelling without a `type`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentShort {
+    segment: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum TaggedAudience {
+    All,
+    Tag { tag_id: i64 },
+    List { openids: Vec<String> },
+    Segment { segment: i64 },
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    /// Either spelling, with the tagged form's own error messages (an untagged enum would say
+    /// only "did not match any variant").
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Audience, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        if v.get("type").is_none() && v.get("segment").is_some() {
+            let s: SegmentShort = serde_json::from_value(v).map_err(D::Error::custom)?;
+            return Ok(Audience::Segment { segment: s.segment });
+        }
+        Ok(match serde_json::from_value(v).map_err(D::Error::custom)? {
+            TaggedAudience::All => Audience::All,
+            TaggedAudience::Tag { tag_id } => Audience::Tag { tag_id },
+            TaggedAudience::List { openids } => Audience::List { openids },
+            TaggedAudience::Segment { segment } => Audience::Segment { segment },
+        })
+    }
 }
 
 impl Audience {
@@ -64,6 +103,7 @@ impl Audience {
             Audience::All => "all followers".into(),
             Audience::Tag { tag_id } => format!("tag {tag_id}"),
             Audience::List { openids } => format!("{} followers", openids.len()),
+            Audience::Segment { segment } => format!("segment {segment}"),
         }
     }
 }
@@ -261,6 +301,11 @@ fn check_input(cfg: &CampaignsConfig, input: &PushInput, now: i64) -> Result<Che
                 return Err(invalid("tag_id must be 0 or more"));
             }
         }
+        Audience::Segment { segment } => {
+            if *segment <= 0 {
+                return Err(invalid("segment: a segment id is 1 or more"));
+            }
+        }
         Audience::List { openids } => {
             // mass/send takes 2 to 10,000 openids; customer-service messages go one by one.
             let min = if input.msg_type.is_mass() { 2 } else { 1 };
@@ -347,6 +392,11 @@ pub async fn schedule(
     if super::get(store, campaign_id).await?.is_none() {
         return Err(Error::Refused(Refusal::NotFound(format!("no campaign {campaign_id}"))));
     }
+    if let Audience::Segment { segment } = input.audience
+        && crate::audiences::get(store, segment).await?.is_none()
+    {
+        return Err(invalid(format!("segment: there is no segment {segment}")));
+    }
     let planned = Planned {
         label: input.name.trim().to_owned(),
         audience: input.audience.clone(),
@@ -382,20 +432,25 @@ pub async fn schedule(
         Audience::Tag { tag_id } => Some(*tag_id),
         _ => None,
     };
+    let segment_id = match &input.audience {
+        Audience::Segment { segment } => Some(*segment),
+        _ => None,
+    };
     let audience = match &input.audience {
         Audience::All => "all",
         Audience::Tag { .. } => "tag",
         Audience::List { .. } => "list",
+        Audience::Segment { .. } => "segment",
     };
     let cron = input.cron.as_ref().map(|c| c.trim().to_owned());
     let (id,): (i64,) = with_tx!(&mut tx, conn => sqlx::query_as(
         "INSERT INTO pushes (campaign_id, name, msg_type, text, audience, tag_id, openids, at_ms, cron, time_zone,
-             next_at, status, created_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'scheduled', $12, $13) RETURNING id"
+             next_at, status, created_by, created_at, segment_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'scheduled', $12, $13, $14) RETURNING id"
     )
     .bind(campaign_id).bind(input.name.trim()).bind(input.msg_type.as_str()).bind(input.text.as_ref().map(|t| t.trim()))
     .bind(audience).bind(tag_id).bind(&openids).bind(checked.at).bind(&cron).bind(checked.tz.name())
-    .bind(checked.first).bind(created_by).bind(now)
+    .bind(checked.first).bind(created_by).bind(now).bind(segment_id)
     .fetch_one(conn).await)?;
     tx.commit().await?;
     get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no push {id}"))))
@@ -412,7 +467,7 @@ async fn planned_pushes(tx: &mut Tx, now: i64, (from, to): (i64, i64)) -> Result
     }
     // Pushes still to come, and runs that went out recently (their months may still be open).
     let rows: Vec<Row> = with_tx!(tx, conn => sqlx::query_as(
-        "SELECT p.id, p.campaign_id, '' AS campaign, p.name, p.msg_type, p.text, p.audience, p.tag_id, p.openids,
+        "SELECT p.id, p.campaign_id, '' AS campaign, p.name, p.msg_type, p.text, p.audience, p.tag_id, p.segment_id, p.openids,
              p.at_ms, p.cron, p.time_zone, p.next_at, p.status, p.created_by, p.created_at, r.due_at AS ran_at
          FROM pushes p LEFT JOIN push_runs r
            ON r.push_id = p.id AND r.due_at >= $1 AND r.due_at < $2 AND r.status IN ('sending', 'submitted', 'finished')
@@ -446,6 +501,7 @@ struct PushRow {
     text: Option<String>,
     audience: String,
     tag_id: Option<i64>,
+    segment_id: Option<i64>,
     openids: Option<String>,
     at_ms: Option<i64>,
     cron: Option<String>,
@@ -457,7 +513,7 @@ struct PushRow {
 }
 
 const PUSH_SQL: &str =
-    "SELECT p.id, p.campaign_id, c.name AS campaign, p.name, p.msg_type, p.text, p.audience, p.tag_id, p.openids,
+    "SELECT p.id, p.campaign_id, c.name AS campaign, p.name, p.msg_type, p.text, p.audience, p.tag_id, p.segment_id, p.openids,
         p.at_ms, p.cron, p.time_zone, p.next_at, p.status, p.created_by, p.created_at
     FROM pushes p JOIN campaigns c ON c.id = p.campaign_id";
 
@@ -473,6 +529,9 @@ impl TryFrom<PushRow> for Push {
         let audience = match r.audience.as_str() {
             "all" => Audience::All,
             "tag" => Audience::Tag { tag_id: r.tag_id.ok_or_else(|| unreadable("tag push without tag_id", ""))? },
+            "segment" => Audience::Segment {
+                segment: r.segment_id.ok_or_else(|| unreadable("segment push without segment_id", ""))?,
+            },
             "list" => Audience::List {
                 openids: r
                     .openids

@@ -268,6 +268,16 @@ impl Scheduler {
         let push = schedule::get(store, push_id).await.map_err(|e| e.to_string())?.ok_or("push gone")?;
         let campaign = super::get(store, push.campaign_id).await.map_err(|e| e.to_string())?.ok_or("campaign gone")?;
         let public_url = &self.0.public_url;
+        // A segment goes out to its tag, synced now: whoever joined or left since its last
+        // sync is tagged or untagged first (only the difference, so a sync made ahead of the
+        // launch leaves little to do at 00:13).
+        let audience = match push.audience.clone() {
+            Audience::Segment { segment } => match self.sync_segment(segment, push_id).await? {
+                Ok(tag_id) => Audience::Tag { tag_id },
+                Err(why) => return self.fail_run(run_id, &why).await,
+            },
+            a => a,
+        };
         let content = match push.msg_type {
             MsgType::News => return self.queue_news(run_id, push.id, &push.audience, &campaign).await,
             MsgType::Text => MassContent::Text { content: push.text.clone().unwrap_or_default() },
@@ -285,7 +295,7 @@ impl Scheduler {
                 MassContent::Mpnews { media_id }
             }
         };
-        match send::mass_send(&self.0.client, &push.audience, &content, &clientmsgid).await {
+        match send::mass_send(&self.0.client, &audience, &content, &clientmsgid).await {
             Ok(sent) => {
                 // A repeat (45065) means an earlier attempt got through before its instance
                 // could record it; WeChat names that send, so its figures still arrive.
@@ -299,7 +309,7 @@ impl Scheduler {
                 super::apply_stored_finish(store, sent.msg_id).await.map_err(|e| e.to_string())?;
                 tracing::info!(
                     push = push_id, run = run_id, msg_id = sent.msg_id, repeat = sent.is_repeat(),
-                    audience = %push.audience.describe(), "push sent"
+                    audience = %push.audience.describe(), to = %audience.describe(), "push sent"
                 );
                 Ok(())
             }
@@ -317,13 +327,47 @@ impl Scheduler {
             self.note(run_id, "error = $1", &message).await?;
             return Err(message);
         }
+        self.fail_run(run_id, &message).await
+    }
+
+    /// Syncs segment `segment` to its WeChat tag here, to the end: `Ok(Ok(tag))` to send to,
+    /// `Ok(Err(why))` when the sync failed for good (the run fails with it), `Err` for a
+    /// transient failure (the run's lease retries it).
+    async fn sync_segment(&self, segment: i64, push_id: i64) -> Result<Result<i64, String>, String> {
+        use crate::audiences::{self, sync};
+        let store = &self.0.store;
+        let Some(seg) = audiences::get(store, segment).await.map_err(|e| e.to_string())? else {
+            return Ok(Err(format!("segment {segment} no longer exists")));
+        };
+        let (started, _) =
+            sync::start(store, &seg, &format!("push {push_id}"), false).await.map_err(|e| e.to_string())?;
+        let done = sync::run_to_end(store, &self.0.client, started.id).await.map_err(|e| e.to_string())?;
+        if done.state != sync::State::Done {
+            let why = done.error.unwrap_or_else(|| "unknown".into());
+            return Ok(Err(format!("segment {segment} ({}): its sync failed: {why}", seg.name)));
+        }
+        let tag = audiences::get(store, segment).await.map_err(|e| e.to_string())?.and_then(|s| s.tag_id);
+        tracing::info!(
+            push = push_id,
+            segment,
+            sync = done.id,
+            added = done.added,
+            removed = done.removed,
+            tag,
+            "segment synced for its push"
+        );
+        Ok(tag.ok_or_else(|| format!("segment {segment} has no tag after its sync")))
+    }
+
+    /// Fails the run at once with `why` (nothing was sent).
+    async fn fail_run(&self, run_id: i64, why: &str) -> Result<(), String> {
         with_pool!(&self.0.store, pool => sqlx::query(
             "UPDATE push_runs SET status = 'failed', error = $1, finished_at = $2
              WHERE id = $3 AND status = 'sending' AND claimed_by = $4"
-        ).bind(&message).bind(now_ms()).bind(run_id).bind(&self.0.instance)
+        ).bind(why).bind(now_ms()).bind(run_id).bind(&self.0.instance)
         .execute(pool).await.map(|r| r.rows_affected()))
         .map_err(|e| e.to_string())?;
-        tracing::error!(run = run_id, error = %message, "push FAILED");
+        tracing::error!(run = run_id, error = %why, "push FAILED");
         Ok(())
     }
 

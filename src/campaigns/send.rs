@@ -69,6 +69,10 @@ pub async fn mass_send(
             let to: Vec<&str> = openids.iter().map(String::as_str).collect();
             client.mass_send(&to, content, Some(clientmsgid)).await
         }
+        // The scheduler syncs a segment and sends to its tag; an unsynced one never goes out.
+        Audience::Segment { segment } => {
+            Err(CallError::Invalid(format!("segment {segment} must be synced to its tag before sending")))
+        }
     }
 }
 

@@ -44,11 +44,14 @@ pub enum PushCommand {
         /// Time zone (default campaigns.time_zone).
         #[arg(long)]
         tz: Option<String>,
-        /// To everyone (the default when neither --tag nor --openids is given).
-        #[arg(long, conflicts_with_all = ["tag", "openids"])]
+        /// To everyone (the default when neither --tag, --segment nor --openids is given).
+        #[arg(long, conflicts_with_all = ["tag", "openids", "segment"])]
         all: bool,
-        #[arg(long, conflicts_with = "openids")]
+        #[arg(long, conflicts_with_all = ["openids", "segment"])]
         tag: Option<i64>,
+        /// A segment's id: synced to its WeChat tag when the push fires, then sent to it.
+        #[arg(long, conflicts_with = "openids")]
+        segment: Option<i64>,
         /// Comma-separated openids.
         #[arg(long, value_delimiter = ',')]
         openids: Vec<String>,
@@ -140,12 +143,13 @@ pub async fn campaign(config: &Config, command: CampaignCommand) -> Result<ExitC
 pub async fn push(config: &Config, command: PushCommand) -> Result<ExitCode, String> {
     let store = super::open_store(config).await?;
     match command {
-        PushCommand::Schedule { campaign, name, at, cron, tz, all: _, tag, openids, kind, text, by } => {
+        PushCommand::Schedule { campaign, name, at, cron, tz, all: _, tag, segment, openids, kind, text, by } => {
             let id = find(&store, &campaign).await?.id;
-            let audience = match (tag, openids.is_empty()) {
-                (Some(tag_id), _) => Audience::Tag { tag_id },
-                (None, false) => Audience::List { openids },
-                (None, true) => Audience::All,
+            let audience = match (tag, segment, openids.is_empty()) {
+                (Some(tag_id), _, _) => Audience::Tag { tag_id },
+                (None, Some(segment), _) => Audience::Segment { segment },
+                (None, None, false) => Audience::List { openids },
+                (None, None, true) => Audience::All,
             };
             let input = PushInput { name, msg_type: msg_type(kind), text, audience, at, cron, time_zone: tz };
             let p = schedule::schedule(&store, &config.campaigns, id, &input, &by).await.map_err(|e| e.to_string())?;

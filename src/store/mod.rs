@@ -136,6 +136,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (12, "followers", include_str!("../../migrations/sqlite/0012_followers.sql")),
     (13, "segments", include_str!("../../migrations/sqlite/0013_segments.sql")),
     (14, "funnel", include_str!("../../migrations/sqlite/0014_funnel.sql")),
+    (15, "segment_pushes", include_str!("../../migrations/sqlite/0015_segment_pushes.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -152,6 +153,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (12, "followers", include_str!("../../migrations/postgres/0012_followers.sql")),
     (13, "segments", include_str!("../../migrations/postgres/0013_segments.sql")),
     (14, "funnel", include_str!("../../migrations/postgres/0014_funnel.sql")),
+    (15, "segment_pushes", include_str!("../../migrations/postgres/0015_segment_pushes.sql")),
 ];
 
 impl Store {

@@ -225,13 +225,17 @@ async fn campaign_page(
         }
     });
     let pushes: Vec<minijinja::Value> = pushes.iter().map(push_view).collect();
+    let segments: Vec<minijinja::Value> = match crate::audiences::list(&app.store).await {
+        Ok(list) => list.into_iter().map(|g| context! { id => g.id, name => g.name }).collect(),
+        Err(e) => return failure(app, e),
+    };
     render(
         app,
         status,
         "campaign.html",
         context! {
             who => s.caller.name, form_token => s.form_token, id, form, pushes, notice, error,
-            articles => campaign.articles.len(), stock,
+            articles => campaign.articles.len(), stock, segments,
             link => campaigns::article_link(&app.config.h5.public_url, id),
             time_zone => app.config.campaigns.time_zone,
             test_openids => app.config.campaigns.test_openids.join("\n"),
@@ -288,10 +292,13 @@ pub(super) struct PushForm {
     msg_type: String,
     #[serde(default)]
     text: String,
-    /// `all`, `tag` or `list`.
+    /// `all`, `tag`, `segment` or `list`.
     audience: String,
     #[serde(default)]
     tag_id: String,
+    /// A segment's id, for `segment`.
+    #[serde(default)]
+    segment: String,
     #[serde(default)]
     openids: String,
     /// `at` or `cron`.
@@ -317,6 +324,9 @@ impl PushForm {
                 tag_id: self.tag_id.trim().parse().map_err(|_| "the tag id must be a number".to_owned())?,
             },
             "list" => Audience::List { openids: openid_list(&self.openids) },
+            "segment" => {
+                Audience::Segment { segment: self.segment.trim().parse().map_err(|_| "choose a segment".to_owned())? }
+            }
             _ => Audience::All,
         };
         let (at, cron) =
