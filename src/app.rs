@@ -81,6 +81,8 @@ pub struct App {
     expiries: tokio::task::JoinHandle<()>,
     /// The follower directory reading the message log behind the webhook.
     directory: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
+    /// Applies changes of the console's replies to the bot.
+    replies: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
 }
 
 /// The console's page templates (start-up fails without one).
@@ -132,6 +134,13 @@ impl App {
                 .with_checkout(config.checkout.clone())
                 .with_late_takeover(Duration::from_secs(config.bot.late_takeover_secs)),
         );
+        // The console's replies answer from the first message, and follow every change.
+        let generation = crate::replies::apply(&store, &bot).await.map_err(|e| StartError(format!("database: {e}")))?;
+        let replies = {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let every = Duration::from_millis(config.replies.poll_ms);
+            (stop, tokio::spawn(crate::replies::follow_changes(store.clone(), bot.clone(), generation, every, stopped)))
+        };
         let client = Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
         let worker = config.outbox.enabled.then(|| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -176,7 +185,7 @@ impl App {
             let every = Duration::from_millis(state.config.followers.catch_up_ms.max(50));
             (stop, tokio::spawn(crate::followers::follow_the_log(state.store.clone(), every, stopped)))
         };
-        Ok(App { state, log_writer, worker, scheduler, expiries, directory })
+        Ok(App { state, log_writer, worker, scheduler, expiries, directory, replies })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -205,9 +214,11 @@ impl App {
         let service = crate::http::webhook::Dispatch::new(self.state.clone(), router);
         let limits = crate::http::server::Limits::from_config(&self.state.config.server);
         crate::http::server::serve(listener, service, limits, shutdown).await?;
-        let App { state, log_writer, worker, scheduler, expiries, directory } = self;
+        let App { state, log_writer, worker, scheduler, expiries, directory, replies } = self;
         expiries.abort();
         let _ = directory.0.send(true);
+        let _ = replies.0.send(true);
+        let _ = replies.1.await;
         // It holds the state (and so the message log): gone before the log is drained.
         let _ = expiries.await;
         if let Some((stop, scheduler)) = scheduler {
@@ -331,11 +342,12 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(crate::admin::api::router())
         .merge(crate::admin::console::router(console_pages))
         .merge(crate::shop::api::router(h5_pages))
+        .merge(crate::followers::api::router())
+        .merge(crate::audiences::api::router())
+        .merge(crate::replies::api::router())
         .layer(RequestBodyLimitLayer::new(max_body))
         // The CRM's batches are larger than anything else; its router bounds them itself.
         .merge(crate::crm::api::router())
-        .merge(crate::followers::api::router())
-        .merge(crate::audiences::api::router())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(|_| {
             // No panic message or backtrace leaves the process.

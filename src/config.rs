@@ -27,7 +27,24 @@ pub struct Config {
     pub crm: CrmConfig,
     pub loyalty: LoyaltyConfig,
     pub followers: FollowersConfig,
+    pub replies: RepliesConfig,
     pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepliesConfig {
+    /// How often each instance checks for a change of the console's replies (and applies it);
+    /// 50 to 2000, so a change answers within two seconds everywhere.
+    pub poll_ms: u64,
+    /// At most this many console replies (every message is matched against each enabled one).
+    pub max: usize,
+}
+
+impl Default for RepliesConfig {
+    fn default() -> Self {
+        Self { poll_ms: 1000, max: 200 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -490,6 +507,18 @@ impl Config {
         if !(10..=60_000).contains(&o.poll_ms) {
             return Err(err("outbox.poll_ms must be between 10 and 60000"));
         }
+        if !(50..=2000).contains(&self.replies.poll_ms) {
+            return Err(err("replies.poll_ms must be between 50 and 2000 (a change applies within two seconds)"));
+        }
+        if !(1..=1000).contains(&self.replies.max) {
+            return Err(err("replies.max must be between 1 and 1000"));
+        }
+        if !(50..=2000).contains(&self.replies.poll_ms) {
+            return Err(err("replies.poll_ms must be between 50 and 2000 (a change applies within two seconds)"));
+        }
+        if !(1..=1000).contains(&self.replies.max) {
+            return Err(err("replies.max must be between 1 and 1000"));
+        }
         if !(1..=3600).contains(&self.bot.late_takeover_secs) {
             return Err(err("bot.late_takeover_secs must be between 1 and 3600"));
         }
@@ -618,6 +647,7 @@ fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
             "crm" => config.crm = value.clone().try_into().map_err(ctx)?,
             "loyalty" => config.loyalty = value.clone().try_into().map_err(ctx)?,
             "followers" => config.followers = value.clone().try_into().map_err(ctx)?,
+            "replies" => config.replies = value.clone().try_into().map_err(ctx)?,
             "admin" => config.admin = value.clone().try_into().map_err(ctx)?,
             other => return Err(err(format!("unknown section [{other}]"))),
         }

@@ -130,6 +130,19 @@ impl From<crate::audiences::Error> for ApiError {
     }
 }
 
+impl From<crate::replies::Error> for ApiError {
+    fn from(e: crate::replies::Error) -> ApiError {
+        use crate::replies::Error;
+        match e {
+            Error::Invalid(why) => ApiError::BadRequest(why),
+            Error::NotFound(why) => ApiError::NotFound(why),
+            Error::Conflict(why) => ApiError::Conflict(why),
+            Error::TooMany(why) => ApiError::Unprocessable(why),
+            Error::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::shop::Error> for ApiError {
     fn from(e: crate::shop::Error) -> Self {
         use crate::shop::{Error, Refusal};

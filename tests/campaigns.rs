@@ -299,6 +299,9 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             "/api/v1/segments/{id}",
             "/api/v1/segments/{id}/sync",
             "/api/v1/campaigns/{id}/funnel",
+            "/api/v1/replies",
+            "/api/v1/replies/{id}",
+            "/api/v1/replies/preview",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing from openapi.json");
         }

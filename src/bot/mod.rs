@@ -86,7 +86,7 @@ struct Route {
 /// or a pure action.
 enum Owner<'a> {
     Handler(&'a Route, &'a watch::Sender<Shared>),
-    Pure(Option<&'a rules::Rule>),
+    Pure(&'a Routing, Option<&'a rules::Rule>),
 }
 
 /// The late-reply job's payload.
@@ -95,9 +95,35 @@ struct LateReplyJob {
     message_id: i64,
 }
 
+/// What routes a message and renders its reply: the rules (the file's, with the console's
+/// replies among them) and the templates they name. Swapped whole, so a message is routed and
+/// answered by one version.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    pub rules: Rules,
+    pub templates: Arc<Templates>,
+}
+
+impl Routing {
+    /// This routing with `more` rules (the console's replies) built into a copy of its
+    /// templates and merged by priority; the first rule that does not build is the error.
+    pub fn with(&self, more: Vec<rules::RuleSpec>) -> Result<Routing, String> {
+        let mut templates = (*self.templates).clone();
+        let mut built = Vec::with_capacity(more.len());
+        for spec in more {
+            let name = spec.name.clone();
+            built.push(rules::build(spec, &mut templates, &|_| false).map_err(|e| format!("reply {name:?}: {e}"))?);
+        }
+        Ok(Routing { rules: self.rules.merged(built), templates: Arc::new(templates) })
+    }
+}
+
 pub struct Bot {
-    rules: Rules,
-    templates: Arc<Templates>,
+    /// The files' routing, which every change of the console's replies starts from.
+    base: Routing,
+    /// The routing in force (the base plus the console's replies), and the generation of the
+    /// replies it was built from.
+    routing: std::sync::RwLock<(i64, Arc<Routing>)>,
     handlers: Handlers,
     log: MessageLog,
     inflight: Mutex<HashMap<String, watch::Receiver<Shared>>>,
@@ -124,9 +150,10 @@ impl Bot {
         outbox_wake: Arc<tokio::sync::Notify>,
         public_url: &str,
     ) -> Bot {
+        let base = Routing { rules, templates: Arc::new(templates) };
         Bot {
-            rules,
-            templates: Arc::new(templates),
+            routing: std::sync::RwLock::new((-1, Arc::new(base.clone()))),
+            base,
             handlers,
             log,
             inflight: Mutex::new(HashMap::new()),
@@ -155,6 +182,28 @@ impl Bot {
         &self.instance
     }
 
+    /// The routing of the files alone (`config/routes.toml` and the templates).
+    pub fn base(&self) -> &Routing {
+        &self.base
+    }
+
+    /// The routing in force.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing.read().unwrap().1.clone()
+    }
+
+    /// Puts `routing`, built from the replies' `generation`, in force — unless one built from
+    /// a later generation already is (two reloads finishing out of order keep the newer).
+    /// The next message is routed by it.
+    pub fn set_routing(&self, generation: i64, routing: Routing) -> bool {
+        let mut current = self.routing.write().unwrap();
+        if generation < current.0 {
+            return false;
+        }
+        *current = (generation, Arc::new(routing));
+        true
+    }
+
     /// The message log (for `/readyz`: whether its writer is stuck).
     pub fn log(&self) -> &MessageLog {
         &self.log
@@ -169,7 +218,8 @@ impl Bot {
         received: Instant,
     ) -> Result<Arc<Answer>, BotError> {
         let key = msg.dedup_key();
-        let rule = self.rules.route(&msg);
+        let routing = self.routing();
+        let rule = routing.rules.route(&msg);
         if let Some(r) = rule
             && let Action::Handler(handler) = &r.action
         {
@@ -179,7 +229,7 @@ impl Bot {
         // A pure reply: compute it, then log message and answer in one write.
         let started = Instant::now();
         let msg = Arc::new(msg);
-        let (outcome, reply_xml) = self.act(rule, &msg);
+        let (outcome, reply_xml) = self.act(&routing, rule, &msg);
         let record = Answered {
             outcome,
             reply_xml: reply_xml.clone(),
@@ -192,7 +242,7 @@ impl Bot {
             Claim::Duplicate => {
                 metrics::counter!("wxoa_webhook_duplicates_total", "where" => "stored").increment(1);
                 let msg = Arc::try_unwrap(msg).unwrap_or_else(|m| (*m).clone());
-                self.follow(&key, Owner::Pure(rule), msg, received).await.map(Arc::new)
+                self.follow(&key, Owner::Pure(&routing, rule), msg, received).await.map(Arc::new)
             }
         }
     }
@@ -318,9 +368,9 @@ impl Bot {
                 tracing::warn!(message_id = stored.id, from = %stored.claimed_by, "taking over a message whose handler went quiet");
                 return match owner {
                     Owner::Handler(route, publish) => self.run(stored.id, msg, route, received, publish).await,
-                    Owner::Pure(rule) => {
+                    Owner::Pure(routing, rule) => {
                         let started = Instant::now();
-                        let (outcome, reply_xml) = self.act(rule, &Arc::new(msg));
+                        let (outcome, reply_xml) = self.act(routing, rule, &Arc::new(msg));
                         let record = Answered {
                             outcome,
                             reply_xml: reply_xml.clone(),
@@ -343,7 +393,7 @@ impl Bot {
         HandlerCtx {
             msg,
             store: self.log.store().clone(),
-            templates: self.templates.clone(),
+            templates: self.routing().templates.clone(),
             public_url: self.public_url.clone(),
             checkout: self.checkout.clone(),
         }
@@ -437,7 +487,7 @@ impl Bot {
             return Ok(Some("skipped: the message is no longer in the log".into()));
         };
         let msg = Message::parse(&raw).map_err(|e| SendError::Bad(format!("logged message: {e}")))?;
-        let handler = match self.rules.route(&msg).map(|r| &r.action) {
+        let handler = match self.routing().rules.route(&msg).map(|r| &r.action) {
             Some(Action::Handler(h)) => self.handlers.get(h).cloned(),
             _ => None,
         };
@@ -482,12 +532,12 @@ impl Bot {
     }
 
     /// The outcome and reply document of a pure action (anything but a handler).
-    fn act(&self, rule: Option<&rules::Rule>, msg: &Arc<Message>) -> (Outcome, Option<String>) {
+    fn act(&self, routing: &Routing, rule: Option<&rules::Rule>, msg: &Arc<Message>) -> (Outcome, Option<String>) {
         let (outcome, reply) = match rule.map(|r| &r.action) {
             None | Some(Action::Nothing) => (Outcome::Nothing, None),
-            Some(Action::Text { template }) => self.settle(self.render_text(template, msg)),
+            Some(Action::Text { template }) => self.settle(render_text(&routing.templates, template, msg)),
             Some(Action::Inline { kind, fields, articles }) => {
-                self.settle(self.render_inline(*kind, fields, articles, msg))
+                self.settle(render_inline(&routing.templates, *kind, fields, articles, msg))
             }
             Some(Action::Handler(_)) => unreachable!("handlers are not pure"),
         };
@@ -510,60 +560,69 @@ impl Bot {
             }
         }
     }
+}
 
-    fn render_text(&self, template: &str, msg: &Arc<Message>) -> HandlerResult {
-        let text = self.templates.render(template, msg).map_err(|e| HandlerError::Template(template.into(), e))?;
-        // An empty text reply would show followers an error; say nothing instead.
-        Ok(Reply::text(text).ok())
-    }
+fn render_text(templates: &Templates, template: &str, msg: &Arc<Message>) -> HandlerResult {
+    let text = templates.render(template, msg).map_err(|e| HandlerError::Template(template.into(), e))?;
+    // An empty text reply would show followers an error; say nothing instead.
+    Ok(Reply::text(text).ok())
+}
 
-    fn render_inline(
-        &self,
-        kind: ReplyKind,
-        fields: &[(String, String)],
-        articles: &[[String; 4]],
-        msg: &Arc<Message>,
-    ) -> HandlerResult {
-        let render = |name: &str| self.templates.render(name, msg).map_err(|e| HandlerError::Template(name.into(), e));
-        let get = |field: &str| -> Result<String, HandlerError> {
-            match fields.iter().find(|(f, _)| f == field) {
-                Some((_, name)) => render(name),
-                None => Ok(String::new()),
-            }
-        };
-        let reply = match kind {
-            ReplyKind::Text => return Ok(Reply::text(get("content")?).ok()),
-            ReplyKind::Image => Reply::Image { media_id: get("media_id")? },
-            ReplyKind::Voice => Reply::Voice { media_id: get("media_id")? },
-            ReplyKind::Video => {
-                Reply::Video { media_id: get("media_id")?, title: get("title")?, description: get("description")? }
-            }
-            ReplyKind::Music => Reply::Music {
-                title: get("title")?,
-                description: get("description")?,
-                music_url: get("music_url")?,
-                hq_music_url: get("hq_music_url")?,
-                thumb_media_id: get("thumb_media_id")?,
-            },
-            ReplyKind::News => {
-                let mut list = Vec::with_capacity(articles.len());
-                for names in articles {
-                    list.push(Article {
-                        title: render(&names[0])?,
-                        description: render(&names[1])?,
-                        url: render(&names[2])?,
-                        pic_url: render(&names[3])?,
-                    });
-                }
-                Reply::news(list)?
-            }
-            ReplyKind::TransferCustomerService => {
-                let kf = get("kf_account")?;
-                Reply::TransferCustomerService { kf_account: (!kf.is_empty()).then_some(kf) }
-            }
-        };
-        Ok(Some(reply))
+/// The reply a pure rule gives `msg` (`None` for no reply) — what the console's preview shows.
+pub fn render(routing: &Routing, rule: &rules::Rule, msg: &Arc<Message>) -> HandlerResult {
+    match &rule.action {
+        Action::Text { template } => render_text(&routing.templates, template, msg),
+        Action::Inline { kind, fields, articles } => render_inline(&routing.templates, *kind, fields, articles, msg),
+        Action::Nothing | Action::Handler(_) => Ok(None),
     }
+}
+
+fn render_inline(
+    templates: &Templates,
+    kind: ReplyKind,
+    fields: &[(String, String)],
+    articles: &[[String; 4]],
+    msg: &Arc<Message>,
+) -> HandlerResult {
+    let render = |name: &str| templates.render(name, msg).map_err(|e| HandlerError::Template(name.into(), e));
+    let get = |field: &str| -> Result<String, HandlerError> {
+        match fields.iter().find(|(f, _)| f == field) {
+            Some((_, name)) => render(name),
+            None => Ok(String::new()),
+        }
+    };
+    let reply = match kind {
+        ReplyKind::Text => return Ok(Reply::text(get("content")?).ok()),
+        ReplyKind::Image => Reply::Image { media_id: get("media_id")? },
+        ReplyKind::Voice => Reply::Voice { media_id: get("media_id")? },
+        ReplyKind::Video => {
+            Reply::Video { media_id: get("media_id")?, title: get("title")?, description: get("description")? }
+        }
+        ReplyKind::Music => Reply::Music {
+            title: get("title")?,
+            description: get("description")?,
+            music_url: get("music_url")?,
+            hq_music_url: get("hq_music_url")?,
+            thumb_media_id: get("thumb_media_id")?,
+        },
+        ReplyKind::News => {
+            let mut list = Vec::with_capacity(articles.len());
+            for names in articles {
+                list.push(Article {
+                    title: render(&names[0])?,
+                    description: render(&names[1])?,
+                    url: render(&names[2])?,
+                    pic_url: render(&names[3])?,
+                });
+            }
+            Reply::news(list)?
+        }
+        ReplyKind::TransferCustomerService => {
+            let kf = get("kf_account")?;
+            Reply::TransferCustomerService { kf_account: (!kf.is_empty()).then_some(kf) }
+        }
+    };
+    Ok(Some(reply))
 }
 
 /// The dedupe key of a message's late-reply job (and of the reply it becomes).

@@ -34,54 +34,57 @@ struct File {
     rule: Vec<RuleSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One rule as written: a `[[rule]]` of the file, or a reply edited in the console
+/// (`crate::replies` builds these).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleSpec {
-    name: String,
+pub struct RuleSpec {
+    pub name: String,
     #[serde(default)]
-    priority: i64,
-    msg_type: Option<String>,
-    event: Option<String>,
-    event_key: Option<MatchSpec>,
-    scene: Option<MatchSpec>,
-    text: Option<MatchSpec>,
-    template: Option<String>,
-    handler: Option<String>,
-    reply: Option<String>,
-    content: Option<String>,
-    media_id: Option<String>,
-    title: Option<String>,
-    description: Option<String>,
-    music_url: Option<String>,
-    hq_music_url: Option<String>,
-    thumb_media_id: Option<String>,
-    kf_account: Option<String>,
+    pub priority: i64,
+    pub msg_type: Option<String>,
+    pub event: Option<String>,
+    pub event_key: Option<MatchSpec>,
+    pub scene: Option<MatchSpec>,
+    pub text: Option<MatchSpec>,
+    pub template: Option<String>,
+    pub handler: Option<String>,
+    pub reply: Option<String>,
+    pub content: Option<String>,
+    pub media_id: Option<String>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub music_url: Option<String>,
+    pub hq_music_url: Option<String>,
+    pub thumb_media_id: Option<String>,
+    pub kf_account: Option<String>,
     #[serde(default)]
-    articles: Vec<ArticleSpec>,
+    pub articles: Vec<ArticleSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ArticleSpec {
-    title: String,
+pub struct ArticleSpec {
+    pub title: String,
     #[serde(default)]
-    description: String,
+    pub description: String,
     #[serde(default)]
-    url: String,
+    pub url: String,
     #[serde(default)]
-    pic_url: String,
+    pub pic_url: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// How a field is matched, as written: a bare string is `exact`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum MatchSpec {
+pub enum MatchSpec {
     Exact(String),
     Table { exact: Option<String>, prefix: Option<String>, keyword: Option<Keywords>, regex: Option<String> },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum Keywords {
+pub enum Keywords {
     One(String),
     Many(Vec<String>),
 }
@@ -221,6 +224,19 @@ impl Rules {
         self.0.iter().find(|r| r.matches(msg))
     }
 
+    /// The rules in match order.
+    pub fn iter(&self) -> impl Iterator<Item = &Rule> {
+        self.0.iter()
+    }
+
+    /// These rules with `more` among them by priority; at equal priority these come first
+    /// (the file's rule wins over a console reply of the same priority).
+    pub fn merged(&self, more: Vec<Rule>) -> Rules {
+        let mut all: Vec<Rule> = self.0.iter().cloned().chain(more).collect();
+        all.sort_by_key(|r| std::cmp::Reverse(r.priority));
+        Rules(all)
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -256,7 +272,9 @@ fn matcher(spec: MatchSpec, what: &str, allow_keyword: bool) -> Result<Matcher, 
                 Matcher::Keyword(words.into_iter().map(|w| w.to_lowercase()).collect())
             } else {
                 let re = regex.unwrap_or_default();
-                Matcher::Regex(Regex::new(&re).map_err(|e| format!("{what}: bad regex: {e}"))?)
+                // Bounded: a pattern that compiles to a huge automaton is refused, not run.
+                let re = regex::RegexBuilder::new(&re).size_limit(1 << 20).build();
+                Matcher::Regex(re.map_err(|e| format!("{what}: bad regex: {e}"))?)
             }
         }
     };
@@ -265,7 +283,12 @@ fn matcher(spec: MatchSpec, what: &str, allow_keyword: bool) -> Result<Matcher, 
 
 const REPLY_KINDS: &str = "text, image, voice, video, music, news, transfer_customer_service, none";
 
-fn build(mut spec: RuleSpec, templates: &mut Templates, handler_known: &impl Fn(&str) -> bool) -> Result<Rule, String> {
+/// Builds one rule, registering its inline templates in `templates`.
+pub fn build(
+    mut spec: RuleSpec,
+    templates: &mut Templates,
+    handler_known: &impl Fn(&str) -> bool,
+) -> Result<Rule, String> {
     let event_key = spec.event_key.take().map(|m| matcher(m, "event_key", false)).transpose()?;
     let scene = spec.scene.take().map(|m| matcher(m, "scene", false)).transpose()?;
     let text = spec.text.take().map(|m| matcher(m, "text", true)).transpose()?;

@@ -14,7 +14,9 @@ use minijinja::value::{Enumerator, Object, Value};
 use std::path::Path;
 use std::sync::Arc;
 
-#[derive(Debug, Default)]
+/// Cloning copies the environment (its compiled templates are shared), so a reload can add
+/// to a copy while the running copy keeps answering.
+#[derive(Debug, Default, Clone)]
 pub struct Templates {
     env: Environment<'static>,
     files: Vec<String>,

@@ -137,6 +137,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (13, "segments", include_str!("../../migrations/sqlite/0013_segments.sql")),
     (14, "funnel", include_str!("../../migrations/sqlite/0014_funnel.sql")),
     (15, "segment_pushes", include_str!("../../migrations/sqlite/0015_segment_pushes.sql")),
+    (16, "replies", include_str!("../../migrations/sqlite/0016_replies.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -154,6 +155,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (13, "segments", include_str!("../../migrations/postgres/0013_segments.sql")),
     (14, "funnel", include_str!("../../migrations/postgres/0014_funnel.sql")),
     (15, "segment_pushes", include_str!("../../migrations/postgres/0015_segment_pushes.sql")),
+    (16, "replies", include_str!("../../migrations/postgres/0016_replies.sql")),
 ];
 
 impl Store {
@@ -417,6 +419,8 @@ pub mod locks {
     pub const ORDER: i32 = 7110005;
     /// Scheduling pushes, so WeChat's monthly limit is checked against a stable schedule.
     pub const PUSH_SCHEDULE: i64 = 7310001;
+    /// Changing the console's replies, so each change is checked against the set it joins.
+    pub const REPLIES: i64 = 7310002;
 }
 
 /// Now as unix milliseconds.

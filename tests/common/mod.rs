@@ -306,3 +306,32 @@ pub fn wait_healthy(addr: &str, secs: u64, what: impl Fn() -> String) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A call to the admin API at `base` (`host:port`) with a bearer token and a JSON body;
+/// the status and the JSON answer (a string if it is not JSON).
+pub async fn api_call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let http = reqwest::Client::new();
+    let url = format!("http://{base}{path}");
+    let mut req = match method {
+        "POST" => http.post(url),
+        "PUT" => http.put(url),
+        "DELETE" => http.delete(url),
+        _ => http.get(url),
+    };
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
