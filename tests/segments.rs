@@ -15,19 +15,7 @@ use wxoa::store::Store;
 use wxoa::wechat::envelope::Mode;
 
 async fn api(base: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let http = reqwest::Client::new();
-    let url = format!("http://{base}{path}");
-    let mut req = if method == "POST" { http.post(url) } else { http.get(url) };
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.header("content-type", "application/json").body(b.to_string());
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    api_call(base, method, path, token, body).await
 }
 
 fn openid(i: usize) -> String {

@@ -523,16 +523,7 @@ async fn marketing(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let url = format!("http://{}{path}", server.addr);
-    let mut req = if method == "POST" { server.client.post(url) } else { server.client.get(url) };
-    req = req.bearer_auth(MARKETING_TOKEN);
-    if let Some(b) = body {
-        req = req.header("content-type", "application/json").body(b.to_string());
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    api_call(&server.addr.to_string(), method, path, Some(MARKETING_TOKEN), body).await
 }
 
 /// Follows the article link as `openid` (signing in on the way) to the checkout; its token.
