@@ -240,8 +240,18 @@ async fn a_deferred_reply_survives_kill_9() {
         fake.calls_to("/cgi-bin/message/custom/send").into_iter().filter(|c| c.body["touser"] == "oLate9").collect();
     assert_eq!(sent.len(), 1, "once");
     assert!(sent[0].body["text"]["content"].as_str().unwrap().contains("Welcome to Nanjing Road Flagship"), "{sent:?}");
-    let result: Option<String> =
-        sqlx::query_scalar("SELECT result FROM jobs WHERE kind = 'late_reply'").fetch_one(pool).await.unwrap();
+    // The fake records the call before the job's outcome commits: wait for the commit.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let result = loop {
+        let result: Option<String> = sqlx::query_scalar("SELECT result FROM jobs WHERE kind = 'late_reply'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if result.is_some() || Instant::now() > deadline {
+            break result;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(result.as_deref(), Some("late reply sent (handler run again)"));
     drop(second);
     store.close().await;
