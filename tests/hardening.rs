@@ -243,10 +243,8 @@ async fn a_deferred_reply_survives_kill_9() {
     // The fake records the call before the job's outcome commits: wait for the commit.
     let deadline = Instant::now() + Duration::from_secs(10);
     let result = loop {
-        let result: Option<String> = sqlx::query_scalar("SELECT result FROM jobs WHERE kind = 'late_reply'")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+        let result: Option<String> =
+            sqlx::query_scalar("SELECT result FROM jobs WHERE kind = 'late_reply'").fetch_one(pool).await.unwrap();
         if result.is_some() || Instant::now() > deadline {
             break result;
         }

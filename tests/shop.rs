@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::h5_browser::H5Browser as Browser;
+use common::h5_browser::{H5Browser as Browser, through_the_link, token_in};
 use common::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wxoa::http::signed::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
@@ -41,28 +41,6 @@ fn now() -> i64 {
     wxoa::store::now_ms() / 1000
 }
 
-/// Posts `body` to the shop API signed with `secret` at `timestamp`.
-async fn shop_call(server: &TestServer, path: &str, body: &str, secret: &str, timestamp: i64) -> (u16, String) {
-    let ts = timestamp.to_string();
-    let resp = server
-        .client
-        .post(format!("http://{}{path}", server.addr))
-        .header("content-type", "application/json")
-        .header(TIMESTAMP_HEADER, &ts)
-        .header(SIGNATURE_HEADER, signature(secret, &ts, body.as_bytes()))
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-/// A correctly signed shop call, now.
-async fn shop(server: &TestServer, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let (status, text) = shop_call(server, path, &body.to_string(), SHOP_SECRET, now()).await;
-    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON answer: {text}")))
-}
-
 static SEQ: AtomicU64 = AtomicU64::new(1);
 
 /// A menu tap: a fresh CreateTime each, so taps are not deduplicated as retries.
@@ -85,12 +63,6 @@ async fn chat(server: &TestServer, xml: &str) -> String {
 
 async fn say(server: &TestServer, openid: &str, text: &str) -> String {
     chat(server, &text_message(openid, SEQ.fetch_add(1, Ordering::Relaxed) + 9_000_000, text)).await
-}
-
-/// The checkout token in a reply or a URL.
-fn token_in(text: &str) -> String {
-    let at = text.find("https://shop.example.com/checkout?token=").unwrap_or_else(|| panic!("a checkout link: {text}"));
-    text[at + 40..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect()
 }
 
 #[tokio::test]
@@ -524,24 +496,6 @@ async fn marketing(
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
     api_call(&server.addr.to_string(), method, path, Some(MARKETING_TOKEN), body).await
-}
-
-/// Follows the article link as `openid` (signing in on the way) to the checkout; its token.
-async fn through_the_link(server: &TestServer, link: &str, openid: &str) -> String {
-    let mut browser = Browser::new(server);
-    let article = browser.get(link).await;
-    assert_eq!(article.status, 302, "{}", article.body);
-    let landing_url = article.location.unwrap();
-    let landing = browser.get(&landing_url).await;
-    assert_eq!(landing.status, 303, "{}", landing.body);
-    assert_eq!(
-        browser.sign_in_from(&landing.location.unwrap(), openid).await,
-        landing_url,
-        "sign-in comes back, push and all"
-    );
-    let checkout = browser.get(&landing_url).await;
-    assert_eq!(checkout.status, 302, "{}", checkout.body);
-    token_in(&checkout.location.unwrap())
 }
 
 #[tokio::test]

@@ -164,7 +164,7 @@ async fn funnel(
     Id(id): Id,
     ApiQuery(w): ApiQuery<Window>,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::shop::funnel::{self, Figures, MAX_SERIES_MINUTES};
+    use crate::shop::funnel::MAX_SERIES_MINUTES;
     caller.require(Role::Marketing)?;
     let tz = schedule::parse_tz(&s.config.campaigns.time_zone)?;
     let campaign = super::get(&s.store, id).await?.ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))?;
@@ -174,46 +174,19 @@ async fn funnel(
     if from >= to || to - from > MAX_SERIES_MINUTES * 60_000 {
         return Err(ApiError::BadRequest("from must be before to, at most 7 days apart".into()));
     }
-    // Sent, per push, from WeChat's MASSSENDJOBFINISH reports on its runs.
-    let pushes = schedule::list(&s.store, Some(id), 1000).await?;
-    let sent_of = |push_id: i64| -> i64 {
-        pushes.iter().filter(|p| p.id == push_id).flat_map(|p| &p.runs).map(|r| r.sent_count.unwrap_or(0)).sum()
-    };
-    let counted = funnel::by_push(&s.store, id).await?;
-    let mut total = Figures::default();
-    let mut by_push = Vec::new();
-    for p in &pushes {
-        let f = counted.iter().find(|(push, _)| *push == p.id).map(|(_, f)| f.clone()).unwrap_or_default();
-        by_push.push(json!({ "push": p.id, "name": p.name, "sent": sent_of(p.id), "funnel": f }));
-    }
-    for (_, f) in &counted {
-        total.opens += f.opens;
-        total.openers += f.openers;
-        total.checkouts += f.checkouts;
-        total.orders += f.orders;
-        total.paid += f.paid;
-        total.revenue_fen += f.revenue_fen;
-        total.refunds += f.refunds;
-        total.refunded_fen += f.refunded_fen;
-    }
-    let unnamed = counted.iter().find(|(push, _)| *push == 0).map(|(_, f)| f.clone());
-    let sold_out_at = match &campaign.product_sku {
-        Some(sku) => crate::shop::product(&s.store, sku).await?.and_then(|p| p.sold_out_at),
-        None => None,
-    };
-    let sent: i64 = pushes.iter().map(|p| sent_of(p.id)).sum();
-    let series = funnel::series(&s.store, id, from, to).await?;
+    let r = super::funnel::report(&s.store, &campaign, from, to).await?;
     Ok(Json(json!({
         "campaign": id,
-        "sent": sent,
-        "funnel": total,
-        "pushes": by_push,
-        "unattributed_to_a_push": unnamed,
-        "sold_out_at": sold_out_at.map(crate::crm::rfc3339),
+        "sent": r.sent,
+        "funnel": r.total,
+        "pushes": r.pushes.iter().map(|p| json!({ "push": p.push, "name": p.name, "sent": p.sent, "funnel": p.funnel }))
+            .collect::<Vec<_>>(),
+        "unattributed_to_a_push": r.unattributed_to_a_push,
+        "sold_out_at": r.sold_out_at.map(crate::crm::rfc3339),
         "series": {
             "from": crate::crm::rfc3339(from),
             "to": crate::crm::rfc3339(to),
-            "minutes": series.iter().map(|m| json!({
+            "minutes": r.series.iter().map(|m| json!({
                 "at": crate::crm::rfc3339(m.at), "opens": m.opens, "checkouts": m.checkouts, "paid": m.paid,
             })).collect::<Vec<_>>(),
         },

@@ -15,6 +15,7 @@
 //! ([`record_finish`]). WeChat's limits are checked when a push is scheduled ([`limits`]).
 
 pub mod api;
+pub mod funnel;
 pub mod limits;
 pub mod schedule;
 pub mod scheduler;

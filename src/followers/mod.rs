@@ -11,6 +11,7 @@
 //!
 //! Rows are paged by their numeric `id` (keyset), so a page cursor never carries an openid.
 
+pub mod activity;
 pub mod api;
 pub mod sync;
 
@@ -74,10 +75,13 @@ pub async fn catch_up(store: &Store, reader: &mut Reader) -> Result<i64, sqlx::E
     }
 }
 
-async fn catch_up_once(store: &Store, reader: &mut Reader) -> Result<i64, sqlx::Error> {
+/// The part of the message log a reader named `cursor` reads next: (its position, the last id
+/// of the window), or None when it is caught up. On PostgreSQL only rows older than
+/// [`PG_SETTLE_MS`] count, so no id still to commit is skipped.
+pub(crate) async fn log_window(store: &Store, cursor: &str) -> Result<Option<(i64, i64)>, sqlx::Error> {
     let position: i64 =
         with_pool!(store, pool => sqlx::query_scalar("SELECT position FROM log_cursors WHERE name = $1")
-        .bind(CURSOR).fetch_optional(pool).await)?
+        .bind(cursor).fetch_optional(pool).await)?
         .unwrap_or(0);
     let newest: Option<i64> = match store {
         Store::Sqlite(pool, ..) => sqlx::query_scalar("SELECT MAX(id) FROM inbound_messages").fetch_one(pool).await?,
@@ -88,8 +92,21 @@ async fn catch_up_once(store: &Store, reader: &mut Reader) -> Result<i64, sqlx::
                 .await?
         }
     };
-    let Some(newest) = newest.filter(|n| *n > position) else { return Ok(0) };
-    let upto = newest.min(position + WINDOW);
+    Ok(newest.filter(|n| *n > position).map(|newest| (position, newest.min(position + WINDOW))))
+}
+
+/// Moves reader `cursor` from `from` to `to` in `tx`; false when another instance moved it
+/// first (it read the same window, and what depends on the move must not be written twice).
+pub(crate) async fn move_cursor(tx: &mut Tx, cursor: &str, from: i64, to: i64) -> Result<bool, sqlx::Error> {
+    let moved = with_tx!(tx, conn => sqlx::query(
+        "INSERT INTO log_cursors (name, position) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE log_cursors.position = $3")
+        .bind(cursor).bind(to).bind(from).execute(conn).await.map(|r| r.rows_affected()))?;
+    Ok(moved > 0)
+}
+
+async fn catch_up_once(store: &Store, reader: &mut Reader) -> Result<i64, sqlx::Error> {
+    let Some((position, upto)) = log_window(store, CURSOR).await? else { return Ok(0) };
     let events: Vec<EventRow> = with_pool!(store, pool => sqlx::query_as(
         "SELECT openid, LOWER(event), event_key, received_at FROM inbound_messages \
          WHERE id > $1 AND id <= $2 AND msg_type = 'event' AND LOWER(event) IN ('subscribe', 'unsubscribe') ORDER BY id")
@@ -108,11 +125,7 @@ async fn catch_up_once(store: &Store, reader: &mut Reader) -> Result<i64, sqlx::
         tx.commit().await?;
     }
     let mut tx = store.begin().await?;
-    let moved = with_tx!(&mut tx, conn => sqlx::query(
-        "INSERT INTO log_cursors (name, position) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE log_cursors.position = $3")
-        .bind(CURSOR).bind(upto).bind(position).execute(conn).await.map(|r| r.rows_affected()))?;
-    if moved == 0 {
+    if !move_cursor(&mut tx, CURSOR, position, upto).await? {
         // Another instance read this window first (and wrote what is written here).
         return Ok(upto - position);
     }
@@ -218,12 +231,16 @@ async fn apply(tx: &mut Tx, seen: &[(String, Seen)], now: i64) -> Result<(), sql
     Ok(())
 }
 
-/// Runs [`catch_up`] every `every` until `stop` turns true (then once more).
+/// Runs [`catch_up`] and [`activity::catch_up`] every `every` until `stop` turns true (then
+/// once more).
 pub async fn follow_the_log(store: Store, every: std::time::Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut reader = Reader::default();
     loop {
         if let Err(e) = catch_up(&store, &mut reader).await {
             tracing::warn!(error = %e, "follower directory: reading the message log failed");
+        }
+        if let Err(e) = activity::catch_up(&store).await {
+            tracing::warn!(error = %e, "activity counts: reading the message log failed");
         }
         if *stop.borrow() {
             return;

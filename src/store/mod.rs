@@ -138,6 +138,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (14, "funnel", include_str!("../../migrations/sqlite/0014_funnel.sql")),
     (15, "segment_pushes", include_str!("../../migrations/sqlite/0015_segment_pushes.sql")),
     (16, "replies", include_str!("../../migrations/sqlite/0016_replies.sql")),
+    (17, "activity", include_str!("../../migrations/sqlite/0017_activity.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -156,6 +157,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (14, "funnel", include_str!("../../migrations/postgres/0014_funnel.sql")),
     (15, "segment_pushes", include_str!("../../migrations/postgres/0015_segment_pushes.sql")),
     (16, "replies", include_str!("../../migrations/postgres/0016_replies.sql")),
+    (17, "activity", include_str!("../../migrations/postgres/0017_activity.sql")),
 ];
 
 impl Store {

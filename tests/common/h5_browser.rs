@@ -116,3 +116,28 @@ impl H5Browser {
         self.post(action, &form).await
     }
 }
+
+/// The checkout token in a reply or a URL.
+pub fn token_in(text: &str) -> String {
+    let at = text.find("https://shop.example.com/checkout?token=").unwrap_or_else(|| panic!("a checkout link: {text}"));
+    text[at + 40..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect()
+}
+
+/// Follows a campaign's article link as `openid` (signing in on the way) to the checkout; the
+/// checkout token the shop receives.
+pub async fn through_the_link(server: &TestServer, link: &str, openid: &str) -> String {
+    let mut browser = H5Browser::new(server);
+    let article = browser.get(link).await;
+    assert_eq!(article.status, 302, "{}", article.body);
+    let landing_url = article.location.unwrap();
+    let landing = browser.get(&landing_url).await;
+    assert_eq!(landing.status, 303, "{}", landing.body);
+    assert_eq!(
+        browser.sign_in_from(&landing.location.unwrap(), openid).await,
+        landing_url,
+        "sign-in comes back, push and all"
+    );
+    let checkout = browser.get(&landing_url).await;
+    assert_eq!(checkout.status, 302, "{}", checkout.body);
+    token_in(&checkout.location.unwrap())
+}

@@ -335,3 +335,25 @@ pub async fn api_call(
     let text = resp.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }
+
+/// Posts `body` to the shop API signed with `secret` at `timestamp`.
+pub async fn shop_call(server: &TestServer, path: &str, body: &str, secret: &str, timestamp: i64) -> (u16, String) {
+    let ts = timestamp.to_string();
+    let resp = server
+        .client
+        .post(format!("http://{}{path}", server.addr))
+        .header("content-type", "application/json")
+        .header(wxoa::http::signed::TIMESTAMP_HEADER, &ts)
+        .header(wxoa::http::signed::SIGNATURE_HEADER, wxoa::http::signed::signature(secret, &ts, body.as_bytes()))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// A correctly signed shop call, now.
+pub async fn shop(server: &TestServer, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let (status, text) = shop_call(server, path, &body.to_string(), SHOP_SECRET, wxoa::store::now_ms() / 1000).await;
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON answer: {text}")))
+}

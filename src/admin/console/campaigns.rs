@@ -67,11 +67,15 @@ pub(super) async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Q
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    let (campaigns, pushes) =
-        match tokio::try_join!(campaigns::list(&app.store, 200), schedule::list(&app.store, None, 200)) {
-            Ok(x) => x,
-            Err(e) => return failure(&app, e),
-        };
+    let (campaigns, pushes, charts) = match tokio::try_join!(
+        campaigns::list(&app.store, 200),
+        schedule::list(&app.store, None, 200),
+        super::figures::dashboard(&app)
+    ) {
+        Ok(x) => x,
+        Err(e) => return failure(&app, e),
+    };
+    let charts = charts.map(minijinja::Value::from_safe_string);
     // The timeline reads forward in time.
     let mut timeline: Vec<&schedule::Push> = pushes.iter().collect();
     timeline.sort_by_key(|p| p.next_at.or(p.at).or(p.runs.last().map(|r| r.due_at)).unwrap_or(p.created_at));
@@ -85,7 +89,7 @@ pub(super) async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Q
         StatusCode::OK,
         "dashboard.html",
         context! { who => s.caller.name, role => s.caller.role.as_str(), form_token => s.form_token,
-        campaigns, timeline, notice => q.text() },
+        campaigns, timeline, charts, notice => q.text() },
     )
 }
 
@@ -224,6 +228,10 @@ async fn campaign_page(
             cover_media_id => first.cover_media_id, cover_url => first.cover_url, link => first.link,
         }
     });
+    let charts = match super::figures::campaign(app, &campaign, &pushes).await {
+        Ok(c) => c.map(minijinja::Value::from_safe_string),
+        Err(e) => return failure(app, e),
+    };
     let pushes: Vec<minijinja::Value> = pushes.iter().map(push_view).collect();
     let segments: Vec<minijinja::Value> = match crate::audiences::list(&app.store).await {
         Ok(list) => list.into_iter().map(|g| context! { id => g.id, name => g.name }).collect(),
@@ -235,7 +243,7 @@ async fn campaign_page(
         "campaign.html",
         context! {
             who => s.caller.name, form_token => s.form_token, id, form, pushes, notice, error,
-            articles => campaign.articles.len(), stock, segments,
+            articles => campaign.articles.len(), stock, segments, charts,
             link => campaigns::article_link(&app.config.h5.public_url, id),
             time_zone => app.config.campaigns.time_zone,
             test_openids => app.config.campaigns.test_openids.join("\n"),

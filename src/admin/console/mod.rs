@@ -9,6 +9,8 @@
 //! another site is refused even where SameSite is not honoured.
 
 mod campaigns;
+mod charts;
+mod figures;
 
 use super::{Caller, authenticate};
 use crate::h5::session::{mac, named_cookie};
