@@ -86,7 +86,8 @@ pub struct App {
 }
 
 /// The console's page templates (start-up fails without one).
-const CONSOLE_PAGES: &[&str] = &["login.html", "dashboard.html", "new.html", "campaign.html", "message.html"];
+const CONSOLE_PAGES: &[&str] =
+    &["login.html", "dashboard.html", "new.html", "campaign.html", "message.html", "replies.html", "reply.html"];
 
 /// Everything loaded from files: routing rules and reply templates, page sets, notices.
 struct Files {

@@ -115,3 +115,70 @@ async fn console_main_path_in_a_real_browser() {
     server.stop().await;
     db.drop_db().await;
 }
+
+/// A reply written in the console: previewed in the phone frame (nothing stored), created,
+/// answering the next message without a restart, a broken edit refused with its reason (the
+/// old reply still answers), a good edit saved with its history.
+#[tokio::test]
+async fn a_reply_written_previewed_and_edited_in_the_console() {
+    let Some(mut browser) = Browser::start("console-replies").await else { return };
+    let db = Db::new(Backend::Sqlite).await;
+    let config = test_config(&db, Mode::Safe);
+    let server = TestServer::start(config).await;
+    let base = format!("http://{}", server.addr);
+    let ask = |n: u64, text: &str| text_message("oHoursFan", 8_200_000 + n, text);
+    let (_, before) = server.send(&ask(1, "what are your opening hours?")).await;
+    let before = field(&before.unwrap(), "Content").unwrap();
+
+    browser.go(&format!("{base}/admin/login")).await;
+    browser.type_into("#token", MARKETING_TOKEN).await;
+    browser.click_through("#sign-in").await;
+    browser.click_through("header a[href='/admin/replies']").await;
+    assert!(browser.text("#no-replies").await.contains("config/routes.toml"));
+    browser.type_into("#reply-name", "opening-hours").await;
+    browser.script("document.getElementById('priority').value = '200'").await;
+    browser.type_into("#match_value", "opening hours\n营业时间").await;
+    browser.type_into("#reply-text", "We open 10:00-22:00 every day.").await;
+    browser.type_into("#sample", "what are your opening hours?").await;
+    browser.click_through("#preview-reply").await;
+    assert_eq!(browser.text("#preview-text").await, "We open 10:00-22:00 every day.");
+    assert_eq!(browser.text("#preview-verdict").await, "Answered by console:opening-hours.");
+    assert_eq!(browser.script("return document.getElementById('reply-name').value").await, "opening-hours");
+    assert!(wxoa::replies::list(&server.state.store).await.unwrap().is_empty(), "a preview stores nothing");
+    browser.shot("reply-previewed").await;
+
+    browser.click_through("#save-reply").await;
+    assert_eq!(browser.text("#notice").await, "Reply created: it answers from now on");
+    let (_, after) = server.send(&ask(2, "what are your opening hours?")).await;
+    assert_eq!(field(&after.unwrap(), "Content").unwrap(), "We open 10:00-22:00 every day.");
+    assert_ne!(before, "We open 10:00-22:00 every day.", "it answered otherwise before");
+    browser.shot("reply-created").await;
+
+    // A broken pattern: refused with the reason, the form kept, the stored reply unchanged.
+    browser.script("document.getElementById('match_kind').value = 'regex'").await;
+    browser.script("document.getElementById('match_value').value = 'hours ('").await;
+    browser.click_through("#save-reply").await;
+    assert!(browser.text("#error").await.contains("bad regex"), "{}", browser.text("#error").await);
+    assert_eq!(browser.script("return document.getElementById('match_value').value").await, "hours (");
+    let stored = wxoa::replies::list(&server.state.store).await.unwrap();
+    assert_eq!((stored.len(), stored[0].version), (1, 1), "nothing changed");
+    let (_, still) = server.send(&ask(3, "opening hours?")).await;
+    assert_eq!(field(&still.unwrap(), "Content").unwrap(), "We open 10:00-22:00 every day.");
+    browser.shot("reply-refused").await;
+
+    // A good edit: saved as version 2, with the history below.
+    browser.go(&format!("{base}/admin/replies/{}", stored[0].id)).await;
+    browser.script("document.getElementById('reply-text').value = 'Open 10:00-23:00 tonight.'").await;
+    browser.click_through("#save-reply").await;
+    assert_eq!(browser.text("#notice").await, "Saved: the new version answers from now on");
+    let history = browser.text("#history").await;
+    assert!(history.contains("v2 updated") && history.contains("v1 created"), "{history}");
+    assert!(history.contains("test-marketing"), "{history}");
+    let (_, edited) = server.send(&ask(4, "营业时间")).await;
+    assert_eq!(field(&edited.unwrap(), "Content").unwrap(), "Open 10:00-23:00 tonight.");
+    browser.shot("reply-history").await;
+
+    browser.call("DELETE", "", Value::Null).await;
+    server.stop().await;
+    db.drop_db().await;
+}

@@ -11,6 +11,7 @@
 mod campaigns;
 mod charts;
 mod figures;
+mod replies;
 
 use super::{Caller, authenticate};
 use crate::h5::session::{mac, named_cookie};
@@ -38,6 +39,9 @@ pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
         .route("/admin/campaigns/{id}/pushes", post(campaigns::schedule_push))
         .route("/admin/campaigns/{id}/preview", post(campaigns::preview))
         .route("/admin/pushes/{id}/cancel", post(campaigns::cancel_push))
+        .route("/admin/replies", get(replies::list).post(replies::create))
+        .route("/admin/replies/preview", post(replies::preview))
+        .route("/admin/replies/{id}", get(replies::show).post(replies::update))
         .route("/admin/console.js", get(script))
         .layer(axum::middleware::map_response_with_state(pages, crate::http::page::render))
 }
