@@ -86,8 +86,18 @@ pub struct App {
 }
 
 /// The console's page templates (start-up fails without one).
-const CONSOLE_PAGES: &[&str] =
-    &["login.html", "dashboard.html", "new.html", "campaign.html", "message.html", "replies.html", "reply.html"];
+const CONSOLE_PAGES: &[&str] = &[
+    "login.html",
+    "dashboard.html",
+    "new.html",
+    "campaign.html",
+    "message.html",
+    "replies.html",
+    "reply.html",
+    "segments.html",
+    "followers.html",
+    "follower.html",
+];
 
 /// Everything loaded from files: routing rules and reply templates, page sets, notices.
 struct Files {

@@ -182,3 +182,83 @@ async fn a_reply_written_previewed_and_edited_in_the_console() {
     server.stop().await;
     db.drop_db().await;
 }
+
+/// The segment builder (a live count before anything is stored, a bad rule refused with its
+/// reason, the segment synced to a WeChat tag in the fake with its status shown) and the
+/// follower directory (openids masked for marketing, one follower's history and card).
+#[tokio::test]
+async fn segments_and_followers_in_the_console() {
+    let Some(mut browser) = Browser::start("console-audiences").await else { return };
+    let db = Db::new(Backend::Sqlite).await;
+    let mut config = test_config(&db, Mode::Safe);
+    config.followers.catch_up_ms = 100;
+    let fake = start_fake(&mut config).await;
+    let server = TestServer::start(config).await;
+    let base = format!("http://{}", server.addr);
+    let t = wxoa::store::now_ms() / 1000;
+    for (i, who) in ["oSegmentFanA", "oSegmentFanB"].iter().enumerate() {
+        fake.follow(who);
+        let xml = format!(
+            "<xml><ToUserName><![CDATA[gh_3f2a1b0c9d8e]]></ToUserName><FromUserName><![CDATA[{who}]]></FromUserName>\
+             <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event></xml>",
+            t + i as i64
+        );
+        assert_eq!(server.send(&xml).await.0, 200);
+    }
+    assert_eq!(server.send(&text_message("oSegmentFanA", 8_300_001, "hello")).await.0, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while wxoa::followers::counts(&server.state.store).await.unwrap().0 < 2 {
+        assert!(Instant::now() < deadline, "the directory read the follows");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    browser.go(&format!("{base}/admin/login")).await;
+    browser.type_into("#token", MARKETING_TOKEN).await;
+    browser.click_through("#sign-in").await;
+    browser.click_through("header a[href='/admin/segments']").await;
+    browser.type_into("#segment-name", "Launch fans").await;
+    browser.type_into("#min_points", "lots").await;
+    browser.click_through("#count-segment").await;
+    assert_eq!(browser.text("#error").await, "min_points: \"lots\" is not a whole number");
+    browser.script("document.getElementById('min_points').value = ''").await;
+    browser.click_through("#count-segment").await;
+    assert_eq!(browser.text("#live-count").await, "These rules take 2 followers now (2 following).");
+    assert!(wxoa::audiences::list(&server.state.store).await.unwrap().is_empty(), "counting stores nothing");
+    browser.shot("segment-counted").await;
+    browser.click_through("#create-segment").await;
+    assert_eq!(browser.text("#notice").await, "Segment created");
+    assert_eq!(browser.text("#segments .count").await, "2");
+    assert_eq!(browser.text("#segments .sync").await, "never synced");
+
+    browser.click_through("#segments .sync-now").await;
+    assert_eq!(browser.text("#notice").await, "Syncing to its WeChat tag: the status below follows it");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut status = String::new();
+    while Instant::now() < deadline {
+        browser.go(&format!("{base}/admin/segments")).await;
+        status = browser.text("#segments .sync").await;
+        if status.starts_with("done") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(status.starts_with("done +2 −0"), "{status}");
+    let tag = fake.tags().into_iter().find(|(_, name)| name == "Launch fans").expect("the tag was made").0;
+    assert_eq!((fake.tags_of("oSegmentFanA"), fake.tags_of("oSegmentFanB")), (vec![tag], vec![tag]));
+    browser.shot("segment-synced").await;
+
+    // The directory: masked openids for marketing; one follower's page.
+    browser.click_through("header a[href='/admin/followers']").await;
+    let list = browser.text("#followers").await;
+    assert!(list.contains("oSeg…nA") && !list.contains("oSegmentFanA"), "{list}");
+    browser.click_through("#followers a").await;
+    assert_eq!(browser.text("#follower-openid").await, "oSeg…nA");
+    assert_eq!(browser.text("#follower-state").await, "following");
+    let interactions = browser.text("#interactions").await;
+    assert!(interactions.contains("subscribe") && interactions.contains("text"), "{interactions}");
+    browser.shot("follower").await;
+
+    browser.call("DELETE", "", Value::Null).await;
+    server.stop().await;
+    db.drop_db().await;
+}

@@ -8,6 +8,7 @@
 //! ends its sessions. Every form carries a token derived from the cookie, so a form posted from
 //! another site is refused even where SameSite is not honoured.
 
+mod audiences;
 mod campaigns;
 mod charts;
 mod figures;
@@ -42,6 +43,11 @@ pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
         .route("/admin/replies", get(replies::list).post(replies::create))
         .route("/admin/replies/preview", post(replies::preview))
         .route("/admin/replies/{id}", get(replies::show).post(replies::update))
+        .route("/admin/segments", get(audiences::segments).post(audiences::create))
+        .route("/admin/segments/count", post(audiences::count))
+        .route("/admin/segments/{id}/sync", post(audiences::start_sync))
+        .route("/admin/followers", get(audiences::followers))
+        .route("/admin/followers/{id}", get(audiences::follower))
         .route("/admin/console.js", get(script))
         .layer(axum::middleware::map_response_with_state(pages, crate::http::page::render))
 }

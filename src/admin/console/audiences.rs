@@ -1,0 +1,401 @@
+//! The console's audience pages: the segment builder (rules in a form, the live count before
+//! anything is stored, each segment's WeChat tag with its latest sync's status and last
+//! error, a button that syncs it), the follower directory paged by id, and one follower's
+//! page — their subscribe history, member card and points, latest interactions and the pushes
+//! that reached them. Openids are masked unless the staff member is an admin.
+
+use super::{Staff, failure, redirect, render, signed_in};
+use crate::audiences::{self, Rules, sync};
+use crate::config::Role;
+use crate::followers::{self, Filter};
+use crate::state::AppState;
+use crate::with_pool;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use minijinja::context;
+use serde::Deserialize;
+
+/// The segment builder's fields: every rule optional, lists comma-separated.
+#[derive(Deserialize, Default)]
+pub(super) struct SegmentForm {
+    form_token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    tier: String,
+    #[serde(default)]
+    store_ids: String,
+    #[serde(default)]
+    min_points: String,
+    /// `yes`, `no` or empty (either).
+    #[serde(default)]
+    bound: String,
+    #[serde(default)]
+    subscribed: String,
+    #[serde(default)]
+    followed_after: String,
+    #[serde(default)]
+    active_within_days: String,
+    #[serde(default)]
+    wechat_tag_ids: String,
+}
+
+fn numbers(field: &str, value: &str) -> Result<Option<Vec<i64>>, String> {
+    let parts: Vec<&str> = value.split([',', '，', ' ', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    parts
+        .iter()
+        .map(|p| p.parse().map_err(|_| format!("{field}: {p:?} is not a number")))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+fn number(field: &str, value: &str) -> Result<Option<i64>, String> {
+    match value.trim() {
+        "" => Ok(None),
+        v => v.parse().map(Some).map_err(|_| format!("{field}: {v:?} is not a whole number")),
+    }
+}
+
+fn yes_no(field: &str, value: &str) -> Result<Option<bool>, String> {
+    match value {
+        "" => Ok(None),
+        "yes" => Ok(Some(true)),
+        "no" => Ok(Some(false)),
+        v => Err(format!("{field}: {v:?} is not yes, no or either")),
+    }
+}
+
+impl SegmentForm {
+    fn rules(&self) -> Result<Rules, String> {
+        let tier: Vec<String> =
+            self.tier.split([',', '，']).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+        let rules = Rules {
+            tier: (!tier.is_empty()).then_some(tier),
+            store_ids: numbers("store_ids", &self.store_ids)?,
+            min_points: number("min_points", &self.min_points)?,
+            bound: yes_no("bound", &self.bound)?,
+            subscribed: yes_no("subscribed", &self.subscribed)?,
+            followed_after: Some(self.followed_after.trim().to_owned()).filter(|d| !d.is_empty()),
+            active_within_days: number("active_within_days", &self.active_within_days)?,
+            wechat_tag_ids: numbers("wechat_tag_ids", &self.wechat_tag_ids)?,
+        };
+        rules.check()?;
+        Ok(rules)
+    }
+
+    fn view(&self) -> minijinja::Value {
+        context! {
+            name => self.name, tier => self.tier, store_ids => self.store_ids, min_points => self.min_points,
+            bound => self.bound, subscribed => self.subscribed, followed_after => self.followed_after,
+            active_within_days => self.active_within_days, wechat_tag_ids => self.wechat_tag_ids,
+        }
+    }
+}
+
+/// The rules in words, for the list.
+fn describe(r: &Rules) -> String {
+    let join = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let mut parts = Vec::new();
+    if let Some(t) = &r.tier {
+        parts.push(format!("tier {}", t.join(", ")));
+    }
+    if let Some(s) = &r.store_ids {
+        parts.push(format!("store {}", join(s)));
+    }
+    if let Some(p) = r.min_points {
+        parts.push(format!("≥ {p} points"));
+    }
+    if let Some(b) = r.bound {
+        parts.push(if b { "holds a card" } else { "holds no card" }.into());
+    }
+    if let Some(s) = r.subscribed {
+        parts.push(if s { "follows" } else { "left" }.into());
+    }
+    if let Some(d) = &r.followed_after {
+        parts.push(format!("followed after {d}"));
+    }
+    if let Some(d) = r.active_within_days {
+        parts.push(format!("active within {d} days"));
+    }
+    if let Some(t) = &r.wechat_tag_ids {
+        parts.push(format!("tag {}", join(t)));
+    }
+    if parts.is_empty() { "everyone".into() } else { parts.join(" · ") }
+}
+
+#[derive(Deserialize)]
+pub(super) struct Done {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+impl Done {
+    fn text(&self) -> Option<String> {
+        Some(
+            match self.done.as_deref()? {
+                "created" => "Segment created",
+                "syncing" => "Syncing to its WeChat tag: the status below follows it",
+                _ => return None,
+            }
+            .to_owned(),
+        )
+    }
+}
+
+pub(super) async fn segments(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Done>) -> Response {
+    match signed_in(&app, &headers, None) {
+        Ok(s) => segments_page(&app, &s, StatusCode::OK, q.text(), None, None, None).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn segments_page(
+    app: &AppState,
+    s: &Staff,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+    form: Option<minijinja::Value>,
+    counted: Option<(i64, i64)>,
+) -> Response {
+    let list = match audiences::list(&app.store).await {
+        Ok(l) => l,
+        Err(e) => return failure(app, e),
+    };
+    let tz = &app.config.campaigns.time_zone;
+    let mut rows = Vec::new();
+    for g in &list {
+        let (count, following) = match audiences::count(&app.store, &g.rules).await {
+            Ok(c) => c,
+            Err(e) => return failure(app, e),
+        };
+        let last = match sync::latest(&app.store, g.id).await {
+            Ok(l) => l,
+            Err(e) => return failure(app, e),
+        };
+        rows.push(context! {
+            id => g.id, name => g.name, rules => describe(&g.rules), count, following, tag_id => g.tag_id,
+            sync => last.map(|l| context! {
+                state => l.state.as_str(), added => l.added, removed => l.removed, skipped => l.skipped,
+                planned_add => l.planned_add, planned_remove => l.planned_remove, error => l.error,
+                at => crate::campaigns::schedule::local_time(l.updated_at, tz),
+            }),
+        });
+    }
+    render(
+        app,
+        status,
+        "segments.html",
+        context! {
+            who => s.caller.name, form_token => s.form_token, segments => rows, notice, error,
+            form => form.unwrap_or_else(|| context! { subscribed => "yes" }),
+            counted => counted.map(|(count, following)| context! { count, following }),
+        },
+    )
+}
+
+/// Counts the form's rules, storing nothing: the builder's live count.
+pub(super) async fn count(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<SegmentForm>) -> Response {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match f.rules() {
+        Ok(rules) => match audiences::count(&app.store, &rules).await {
+            Ok(c) => segments_page(&app, &s, StatusCode::OK, None, None, Some(f.view()), Some(c)).await,
+            Err(e) => failure(&app, e),
+        },
+        Err(why) => segments_page(&app, &s, StatusCode::BAD_REQUEST, None, Some(why), Some(f.view()), None).await,
+    }
+}
+
+pub(super) async fn create(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<SegmentForm>) -> Response {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let created = match f.rules() {
+        Ok(rules) => audiences::create(&app.store, f.name.trim(), &rules, &s.caller.name).await,
+        Err(why) => Err(audiences::Error::Invalid(why)),
+    };
+    match created {
+        Ok(g) => {
+            tracing::info!(segment = g.id, by = %s.caller.name, "console: segment created");
+            redirect("/admin/segments?done=created")
+        }
+        Err(audiences::Error::Db(e)) => failure(&app, e),
+        Err(e) => {
+            let status =
+                if matches!(e, audiences::Error::Taken(_)) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
+            segments_page(&app, &s, status, None, Some(e.to_string()), Some(f.view()), None).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct TokenOnly {
+    form_token: String,
+}
+
+/// Starts the segment's sync to its tag (or leaves the running one be).
+pub(super) async fn start_sync(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<TokenOnly>,
+) -> Response {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if !app.config.outbox.enabled {
+        let why = "the outbox is off on this instance (outbox.enabled): nothing can sync".to_owned();
+        return segments_page(&app, &s, StatusCode::SERVICE_UNAVAILABLE, None, Some(why), None, None).await;
+    }
+    let segment = match audiences::get(&app.store, id).await {
+        Ok(Some(g)) => g,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such segment").into_response(),
+        Err(e) => return failure(&app, e),
+    };
+    if let Err(e) = sync::start(&app.store, &segment, &s.caller.name, true).await {
+        return failure(&app, e);
+    }
+    app.outbox_wake.notify_one();
+    redirect("/admin/segments?done=syncing")
+}
+
+#[derive(Deserialize)]
+pub(super) struct Page {
+    #[serde(default)]
+    after: Option<i64>,
+}
+
+/// The follower directory, 50 a page by id.
+pub(super) async fn followers(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Page>) -> Response {
+    let s = match signed_in(&app, &headers, None) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let after = q.after.unwrap_or(0).max(0);
+    let (list, more) = match followers::list(&app.store, &Filter::default(), after, 50).await {
+        Ok(l) => l,
+        Err(e) => return failure(&app, e),
+    };
+    let (following, left) = match followers::counts(&app.store).await {
+        Ok(c) => c,
+        Err(e) => return failure(&app, e),
+    };
+    let tz = &app.config.campaigns.time_zone;
+    let next = more.then(|| list.last().map(|f| f.id)).flatten();
+    let rows: Vec<minijinja::Value> = list
+        .iter()
+        .map(|f| {
+            context! {
+                id => f.id, openid => shown(&s, &f.openid), subscribed => f.subscribed, store_id => f.store_id,
+                tier => f.tier, card_no => f.card_no,
+                last => f.last_interaction_at.map(|t| crate::campaigns::schedule::local_time(t, tz)),
+            }
+        })
+        .collect();
+    render(
+        &app,
+        StatusCode::OK,
+        "followers.html",
+        context! { who => s.caller.name, form_token => s.form_token, followers => rows, following, left, next },
+    )
+}
+
+/// An openid as this staff member may see it.
+fn shown(s: &Staff, openid: &str) -> String {
+    if s.caller.role.allows(Role::Admin) { openid.to_owned() } else { crate::mask(openid) }
+}
+
+/// How far back a follower's page looks for their messages: the log carries no index by
+/// openid (every webhook call writes it), so the page reads a bounded tail of it.
+const RECENT_LOG_ROWS: i64 = 100_000;
+
+/// One follower: subscribe history, card and points, latest interactions, pushes received.
+pub(super) async fn follower(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    let s = match signed_in(&app, &headers, None) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let f = match followers::get(&app.store, id).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such follower").into_response(),
+        Err(e) => return failure(&app, e),
+    };
+    match follower_page(&app, &s, f).await {
+        Ok(r) => r,
+        Err(e) => failure(&app, e),
+    }
+}
+
+async fn follower_page(app: &AppState, s: &Staff, f: followers::Follower) -> Result<Response, sqlx::Error> {
+    let tz = &app.config.campaigns.time_zone;
+    let at = |t: Option<i64>| t.map(|t| crate::campaigns::schedule::local_time(t, tz));
+    let member = crate::members::by_openid(&app.store, &f.openid).await?;
+    let points = match &member {
+        Some(m) => Some(crate::members::points::balance(&app.store, m.id, crate::store::now_ms()).await?.points),
+        None => None,
+    };
+    let interactions: Vec<(String, Option<String>, Option<String>, i64, Option<String>)> = with_pool!(&app.store, pool => sqlx::query_as(
+        "SELECT msg_type, event, event_key, received_at, rule FROM inbound_messages \
+         WHERE id > (SELECT COALESCE(MAX(id), 0) FROM inbound_messages) - $2 AND openid = $1 ORDER BY id DESC LIMIT 20")
+        .bind(&f.openid).bind(RECENT_LOG_ROWS).fetch_all(pool).await)?;
+    let interactions: Vec<minijinja::Value> = interactions
+        .into_iter()
+        .map(|(msg_type, event, key, received, rule)| {
+            let what = match event {
+                Some(e) => format!("{e}{}", key.filter(|k| !k.is_empty()).map(|k| format!(" {k}")).unwrap_or_default()),
+                None => msg_type,
+            };
+            context! { what, rule, at => at(Some(received)) }
+        })
+        .collect();
+    // Pushes that reached them: a finished run to everyone, or to a tag they hold, while they
+    // followed, or to a list naming them; a segment's push by the tag it was sent to.
+    let pushes = crate::campaigns::schedule::list(&app.store, None, 500).await?;
+    let segments = audiences::list(&app.store).await?;
+    let since = f.last_subscribed_at.or(f.first_subscribed_at).unwrap_or(0);
+    let mut received = Vec::new();
+    for p in &pushes {
+        use crate::campaigns::schedule::Audience;
+        let reaches = match &p.audience {
+            Audience::All => true,
+            Audience::Tag { tag_id } => f.tag_ids.contains(tag_id),
+            Audience::Segment { segment } => segments
+                .iter()
+                .find(|g| g.id == *segment)
+                .and_then(|g| g.tag_id)
+                .is_some_and(|t| f.tag_ids.contains(&t)),
+            Audience::List { openids } => openids.contains(&f.openid),
+        };
+        for r in p.runs.iter().filter(|r| r.fired_at.is_some_and(|t| t >= since) && r.sent_count.is_some()) {
+            if reaches && (f.subscribed || f.unsubscribed_at.is_some_and(|u| r.fired_at < Some(u))) {
+                received.push(context! { campaign => p.campaign, campaign_id => p.campaign_id, name => p.name,
+                at => at(r.fired_at) });
+            }
+        }
+    }
+    Ok(render(
+        app,
+        StatusCode::OK,
+        "follower.html",
+        context! {
+            who => s.caller.name, form_token => s.form_token,
+            f => context! {
+                id => f.id, openid => shown(s, &f.openid), subscribed => f.subscribed, store_id => f.store_id,
+                scene => f.scene, remark => f.remark, tag_ids => f.tag_ids,
+                first => at(f.first_subscribed_at), last_subscribed => at(f.last_subscribed_at),
+                unsubscribed => at(f.unsubscribed_at), last => at(f.last_interaction_at),
+            },
+            member => member.map(|m| context! { card_no => m.card_no, tier => m.tier, store_id => m.store_id, points }),
+            interactions, received,
+        },
+    ))
+}
