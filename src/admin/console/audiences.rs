@@ -335,6 +335,9 @@ pub(super) async fn follower(State(app): State<AppState>, headers: HeaderMap, Pa
     }
 }
 
+/// A logged message: MsgType, Event, EventKey, received at, the rule that answered.
+type InteractionRow = (String, Option<String>, Option<String>, i64, Option<String>);
+
 async fn follower_page(app: &AppState, s: &Staff, f: followers::Follower) -> Result<Response, sqlx::Error> {
     let tz = &app.config.campaigns.time_zone;
     let at = |t: Option<i64>| t.map(|t| crate::campaigns::schedule::local_time(t, tz));
@@ -343,7 +346,7 @@ async fn follower_page(app: &AppState, s: &Staff, f: followers::Follower) -> Res
         Some(m) => Some(crate::members::points::balance(&app.store, m.id, crate::store::now_ms()).await?.points),
         None => None,
     };
-    let interactions: Vec<(String, Option<String>, Option<String>, i64, Option<String>)> = with_pool!(&app.store, pool => sqlx::query_as(
+    let interactions: Vec<InteractionRow> = with_pool!(&app.store, pool => sqlx::query_as(
         "SELECT msg_type, event, event_key, received_at, rule FROM inbound_messages \
          WHERE id > (SELECT COALESCE(MAX(id), 0) FROM inbound_messages) - $2 AND openid = $1 ORDER BY id DESC LIMIT 20")
         .bind(&f.openid).bind(RECENT_LOG_ROWS).fetch_all(pool).await)?;
