@@ -153,8 +153,11 @@ pub(super) async fn campaign(
         "Each push's delivery (WeChat's report)",
         &labels,
         &[
+            // WeChat's MASSSENDJOBFINISH: TotalCount aimed at, FilterCount left after its
+            // filters (refusals, the four-a-month limit) to send to, then SentCount, ErrorCount.
+            Series { name: "aimed at", class: "s4", values: sum(|r| r.total_count) },
+            Series { name: "after WeChat filters", class: "s2", values: sum(|r| r.filter_count) },
             Series { name: "sent", class: "s1", values: sum(|r| r.sent_count) },
-            Series { name: "filtered", class: "s4", values: sum(|r| r.filter_count) },
             Series { name: "errors", class: "s3", values: sum(|r| r.error_count) },
         ],
     );
