@@ -15,14 +15,6 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use wxoa::wechat::envelope::Mode;
 
-fn event(openid: &str, event: &str, key: &str, at: i64) -> String {
-    format!(
-        "<xml><ToUserName><![CDATA[gh_3f2a1b0c9d8e]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
-         <CreateTime>{at}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>\
-         <EventKey><![CDATA[{key}]]></EventKey></xml>"
-    )
-}
-
 /// Every mark of chart `id` in `html`: (series, label, value).
 fn marks(html: &str, id: &str) -> Vec<(String, String, i64)> {
     let start = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no chart {id}"));
@@ -73,17 +65,17 @@ async fn the_charts_draw_what_happened() {
         let t = wxoa::store::now_ms() / 1000;
         let mut xml = Vec::new();
         for (i, who) in ["oChartA", "oChartB", "oChartC"].iter().enumerate() {
-            xml.push(event(who, "subscribe", "", t + i as i64));
+            xml.push(event_message(who, "subscribe", "", t + i as i64));
         }
-        xml.push(event("oChartC", "unsubscribe", "", t + 10));
+        xml.push(event_message("oChartC", "unsubscribe", "", t + 10));
         for i in 0..5 {
             xml.push(text_message("oChartA", 7_100_000 + i, "hello"));
         }
         for i in 0..4 {
-            xml.push(event("oChartB", "CLICK", "history", t + 20 + i));
+            xml.push(event_message("oChartB", "CLICK", "history", t + 20 + i));
         }
         for i in 0..2 {
-            xml.push(event("oChartA", "VIEW", &format!("{public_url}/h5/start?to=card"), t + 30 + i));
+            xml.push(event_message("oChartA", "VIEW", &format!("{public_url}/h5/start?to=card"), t + 30 + i));
         }
         for x in &xml {
             assert_eq!(server.send(x).await.0, 200, "{x}");

@@ -198,12 +198,7 @@ async fn segments_and_followers_in_the_console() {
     let t = wxoa::store::now_ms() / 1000;
     for (i, who) in ["oSegmentFanA", "oSegmentFanB"].iter().enumerate() {
         fake.follow(who);
-        let xml = format!(
-            "<xml><ToUserName><![CDATA[gh_3f2a1b0c9d8e]]></ToUserName><FromUserName><![CDATA[{who}]]></FromUserName>\
-             <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event></xml>",
-            t + i as i64
-        );
-        assert_eq!(server.send(&xml).await.0, 200);
+        assert_eq!(server.send(&event_message(who, "subscribe", "", t + i as i64)).await.0, 200);
     }
     assert_eq!(server.send(&text_message("oSegmentFanA", 8_300_001, "hello")).await.0, 200);
     let deadline = Instant::now() + Duration::from_secs(10);

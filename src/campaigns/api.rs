@@ -174,7 +174,8 @@ async fn funnel(
     if from >= to || to - from > MAX_SERIES_MINUTES * 60_000 {
         return Err(ApiError::BadRequest("from must be before to, at most 7 days apart".into()));
     }
-    let r = super::funnel::report(&s.store, &campaign, from, to).await?;
+    let pushes = schedule::list(&s.store, Some(id), super::funnel::MAX_PUSHES).await?;
+    let r = super::funnel::report(&s.store, &campaign, &pushes, from, to).await?;
     Ok(Json(json!({
         "campaign": id,
         "sent": r.sent,

@@ -7,6 +7,9 @@ use super::{Campaign, schedule};
 use crate::shop::funnel::{self, Figures, Minute};
 use crate::store::Store;
 
+/// The pushes of a campaign a report covers (and the pages that show it list).
+pub const MAX_PUSHES: i64 = 1000;
+
 /// One push's share of the funnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushFunnel {
@@ -32,9 +35,15 @@ pub struct Report {
     pub series: Vec<Minute>,
 }
 
-/// The report of `campaign`, its series from `from` to `to` (unix ms).
-pub async fn report(store: &Store, campaign: &Campaign, from: i64, to: i64) -> Result<Report, sqlx::Error> {
-    let pushes = schedule::list(store, Some(campaign.id), 1000).await?;
+/// The report of `campaign`, whose pushes are `pushes` (as [`schedule::list`] gives them: the
+/// caller has them already), its series from `from` to `to` (unix ms).
+pub async fn report(
+    store: &Store,
+    campaign: &Campaign,
+    pushes: &[schedule::Push],
+    from: i64,
+    to: i64,
+) -> Result<Report, sqlx::Error> {
     let sent_of = |p: &schedule::Push| -> i64 { p.runs.iter().map(|r| r.sent_count.unwrap_or(0)).sum() };
     let counted = funnel::by_push(store, campaign.id).await?;
     let mut total = Figures::default();

@@ -263,6 +263,16 @@ pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     check()
 }
 
+/// A plaintext event from `openid` (`subscribe`, `CLICK`, …) with its `EventKey`, at
+/// `create_time` (unix seconds: events are deduplicated by it).
+pub fn event_message(openid: &str, event: &str, key: &str, create_time: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_3f2a1b0c9d8e]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>\
+         <EventKey><![CDATA[{key}]]></EventKey></xml>"
+    )
+}
+
 /// A plaintext text message from `openid` with `msg_id`.
 pub fn text_message(openid: &str, msg_id: u64, content: &str) -> String {
     format!(

@@ -4,7 +4,7 @@
 //! page — their subscribe history, member card and points, latest interactions and the pushes
 //! that reached them. Openids are masked unless the staff member is an admin.
 
-use super::{Staff, failure, redirect, render, signed_in};
+use super::{Notice, Staff, TokenOnly, failure, redirect, render, signed_in};
 use crate::audiences::{self, Rules, sync};
 use crate::config::Role;
 use crate::followers::{self, Filter};
@@ -127,28 +127,13 @@ fn describe(r: &Rules) -> String {
     if parts.is_empty() { "everyone".into() } else { parts.join(" · ") }
 }
 
-#[derive(Deserialize)]
-pub(super) struct Done {
-    #[serde(default)]
-    done: Option<String>,
-}
+/// What the segment pages' redirects can say happened.
+const DONE: &[(&str, &str)] =
+    &[("created", "Segment created"), ("syncing", "Syncing to its WeChat tag: the status below follows it")];
 
-impl Done {
-    fn text(&self) -> Option<String> {
-        Some(
-            match self.done.as_deref()? {
-                "created" => "Segment created",
-                "syncing" => "Syncing to its WeChat tag: the status below follows it",
-                _ => return None,
-            }
-            .to_owned(),
-        )
-    }
-}
-
-pub(super) async fn segments(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Done>) -> Response {
+pub(super) async fn segments(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
     match signed_in(&app, &headers, None) {
-        Ok(s) => segments_page(&app, &s, StatusCode::OK, q.text(), None, None, None).await,
+        Ok(s) => segments_page(&app, &s, StatusCode::OK, q.text(DONE), None, None, None).await,
         Err(r) => r.into_response(),
     }
 }
@@ -234,11 +219,6 @@ pub(super) async fn create(State(app): State<AppState>, headers: HeaderMap, Form
             segments_page(&app, &s, status, None, Some(e.to_string()), Some(f.view()), None).await
         }
     }
-}
-
-#[derive(Deserialize)]
-pub(super) struct TokenOnly {
-    form_token: String,
 }
 
 /// Starts the segment's sync to its tag (or leaves the running one be).

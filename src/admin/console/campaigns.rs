@@ -1,7 +1,7 @@
 //! The console's campaign pages: the dashboard (the schedule as a timeline with each run's
 //! figures), a campaign with its article's live preview, scheduling, previews, cancelling.
 
-use super::{Staff, failure, redirect, render, signed_in};
+use super::{Notice, Staff, TokenOnly, failure, redirect, render, signed_in};
 use crate::campaigns::schedule::{self, Audience, MsgType, PushInput};
 use crate::campaigns::{self, Article, CampaignInput, ProductInput, send};
 use crate::state::AppState;
@@ -40,27 +40,14 @@ fn push_view(p: &schedule::Push) -> minijinja::Value {
     }
 }
 
-/// What a redirect after a form says happened: a fixed code, so a link cannot put words of
-/// its own on the page.
-#[derive(Deserialize)]
-pub(super) struct Notice {
-    #[serde(default)]
-    done: Option<String>,
-}
-
-impl Notice {
-    fn text(&self) -> Option<String> {
-        let text = match self.done.as_deref()? {
-            "created" => "Campaign created",
-            "saved" => "Saved",
-            "scheduled" => "Push scheduled",
-            "cancelled" => "Push cancelled",
-            "not-cancellable" => "That push has fired (or was cancelled) and cannot be cancelled",
-            _ => return None,
-        };
-        Some(text.to_owned())
-    }
-}
+/// What the campaign pages' redirects can say happened.
+const DONE: &[(&str, &str)] = &[
+    ("created", "Campaign created"),
+    ("saved", "Saved"),
+    ("scheduled", "Push scheduled"),
+    ("cancelled", "Push cancelled"),
+    ("not-cancellable", "That push has fired (or was cancelled) and cannot be cancelled"),
+];
 
 pub(super) async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
     let s = match signed_in(&app, &headers, None) {
@@ -89,7 +76,7 @@ pub(super) async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Q
         StatusCode::OK,
         "dashboard.html",
         context! { who => s.caller.name, role => s.caller.role.as_str(), form_token => s.form_token,
-        campaigns, timeline, charts, notice => q.text() },
+        campaigns, timeline, charts, notice => q.text(DONE) },
     )
 }
 
@@ -210,7 +197,7 @@ async fn campaign_page(
         Ok(None) => return (StatusCode::NOT_FOUND, "no such campaign").into_response(),
         Err(e) => return failure(app, e),
     };
-    let pushes = match schedule::list(&app.store, Some(id), 500).await {
+    let pushes = match schedule::list(&app.store, Some(id), campaigns::funnel::MAX_PUSHES).await {
         Ok(p) => p,
         Err(e) => return failure(app, e),
     };
@@ -258,7 +245,7 @@ pub(super) async fn show_campaign(
     Query(q): Query<Notice>,
 ) -> Response {
     match signed_in(&app, &headers, None) {
-        Ok(s) => campaign_page(&app, &s, id, StatusCode::OK, q.text(), None, None).await,
+        Ok(s) => campaign_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None).await,
         Err(r) => r.into_response(),
     }
 }
@@ -431,11 +418,6 @@ pub(super) async fn preview(
         }
         Err(e) => failure(&app, e),
     }
-}
-
-#[derive(Deserialize)]
-pub(super) struct TokenOnly {
-    form_token: String,
 }
 
 pub(super) async fn cancel_push(

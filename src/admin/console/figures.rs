@@ -142,7 +142,7 @@ pub(super) async fn campaign(
     };
     // While the night unfolds the chart runs to now (an hour at least), then a day at most.
     let to = ((now / 60_000 + 1) * 60_000).clamp(from + 60 * 60_000, from + NIGHT_MINUTES * 60_000);
-    let report = funnel::report(&app.store, campaign, from, to).await?;
+    let report = funnel::report(&app.store, campaign, pushes, from, to).await?;
 
     let labels: Vec<String> = pushes.iter().map(|p| p.name.clone()).collect();
     let sum = |f: fn(&schedule::Run) -> Option<i64>| -> Vec<i64> {

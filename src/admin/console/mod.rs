@@ -107,6 +107,28 @@ fn failure(app: &AppState, e: impl std::fmt::Display) -> Response {
     )
 }
 
+/// What a redirect after a form says happened: a fixed code (`?done=saved`), which each page
+/// turns into its own words, so a link cannot put words of its own on the page.
+#[derive(Deserialize)]
+struct Notice {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+impl Notice {
+    /// The words `texts` gives the code; none for a code it does not know.
+    fn text(&self, texts: &[(&str, &str)]) -> Option<String> {
+        let done = self.done.as_deref()?;
+        texts.iter().find(|(code, _)| *code == done).map(|(_, text)| (*text).to_owned())
+    }
+}
+
+/// A form that carries nothing but this session's form token (a button).
+#[derive(Deserialize)]
+struct TokenOnly {
+    form_token: String,
+}
+
 /// Why a console request is turned away.
 enum Refused {
     /// Not signed in (or the sign-in expired): to the login page.

@@ -4,7 +4,7 @@
 //! Saving goes through the same [`crate::replies`] functions as `/api/v1/replies`, so a change
 //! is checked whole, refused with its reason, and applied on this instance at once.
 
-use super::{Staff, failure, redirect, render, signed_in};
+use super::{Notice, Staff, failure, redirect, render, signed_in};
 use crate::replies::{self, Answer, Match, NewsArticle, ReplyInput, Stored};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
@@ -145,25 +145,13 @@ fn describe(m: &Match) -> String {
     format!("{kind}: {}", value.replace('\n', ", "))
 }
 
-#[derive(Deserialize)]
-pub(super) struct Done {
-    #[serde(default)]
-    done: Option<String>,
-}
+/// What the reply pages' redirects can say happened.
+const DONE: &[(&str, &str)] =
+    &[("created", "Reply created: it answers from now on"), ("saved", "Saved: the new version answers from now on")];
 
-impl Done {
-    fn text(&self) -> Option<&'static str> {
-        Some(match self.done.as_deref()? {
-            "created" => "Reply created: it answers from now on",
-            "saved" => "Saved: the new version answers from now on",
-            _ => return None,
-        })
-    }
-}
-
-pub(super) async fn list(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Done>) -> Response {
+pub(super) async fn list(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
     match signed_in(&app, &headers, None) {
-        Ok(s) => list_page(&app, &s, StatusCode::OK, q.text().map(str::to_owned), None, None, None).await,
+        Ok(s) => list_page(&app, &s, StatusCode::OK, q.text(DONE), None, None, None).await,
         Err(r) => r.into_response(),
     }
 }
@@ -211,10 +199,10 @@ pub(super) async fn show(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-    Query(q): Query<Done>,
+    Query(q): Query<Notice>,
 ) -> Response {
     match signed_in(&app, &headers, None) {
-        Ok(s) => reply_page(&app, &s, id, StatusCode::OK, q.text().map(str::to_owned), None, None, None).await,
+        Ok(s) => reply_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None, None).await,
         Err(r) => r.into_response(),
     }
 }
