@@ -87,17 +87,20 @@ async fn a_locked_database_gets_a_prompt_503_not_a_late_answer() {
     let server = TestServer::start(config).await;
     assert_eq!(server.send(&text_message("oDur3", 1, "hello")).await.0, 200);
 
-    // Another process takes the write lock and keeps it for 6 s.
+    // Another process takes the write lock and keeps it for 6 s. The test waits for it without
+    // blocking its runtime: the server runs on that runtime, and a write transaction of its own
+    // that is open at that moment must be able to commit, or the holder never gets the lock.
     let path = sqlite_path(&db);
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let holder = std::thread::spawn(move || {
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let holder = tokio::task::spawn_blocking(move || {
         let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
         conn.execute_batch("BEGIN IMMEDIATE; UPDATE wxoa_probe SET at = 1;").unwrap();
         locked_tx.send(()).unwrap();
         std::thread::sleep(Duration::from_secs(6));
         conn.execute_batch("COMMIT").unwrap();
     });
-    locked_rx.recv().unwrap();
+    locked_rx.await.unwrap();
 
     let msg = text_message("oDur3", 2, "while locked");
     let started = Instant::now();
@@ -110,7 +113,7 @@ async fn a_locked_database_gets_a_prompt_503_not_a_late_answer() {
     assert_eq!(status, 503, "{why}");
     assert!(started.elapsed() < Duration::from_millis(1500), "readiness answers promptly: {:?}", started.elapsed());
 
-    holder.join().unwrap();
+    holder.await.unwrap();
     // The lock is gone: ready again, and WeChat's retry gets an answer, logged once.
     let deadline = Instant::now() + Duration::from_secs(10);
     while ready(&server).await.0 != 200 {
