@@ -111,6 +111,12 @@ async fn console_main_path_in_a_real_browser() {
     let campaigns = wxoa::campaigns::list(&server.state.store, 10).await.unwrap();
     assert_eq!(campaigns.len(), 1, "nothing created by the forged forms");
 
+    // Signing out ends the session on the server: the copied cookie no longer gets in.
+    browser.click_through("#sign-out").await;
+    assert!(browser.script("return location.pathname").await == "/admin/login");
+    let resp = http.get(format!("{base}/admin")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "signed out: a copy of the cookie is sent to sign in");
+
     browser.call("DELETE", "", Value::Null).await;
     server.stop().await;
     db.drop_db().await;
@@ -256,4 +262,73 @@ async fn segments_and_followers_in_the_console() {
     browser.call("DELETE", "", Value::Null).await;
     server.stop().await;
     db.drop_db().await;
+}
+
+/// Signing out ends the session on the server: the same cookie (a copy left in another browser,
+/// or one taken from this one) is sent to the login page afterwards. A sign-out posted from
+/// elsewhere (without the session's form token) is refused and ends nothing. Both databases.
+#[tokio::test]
+async fn signing_out_revokes_the_cookie_everywhere() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let server = TestServer::start(test_config(&db, Mode::Safe)).await;
+        let base = format!("http://{}", server.addr);
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+        let resp = http.post(format!("{base}/admin/login")).form(&[("token", MARKETING_TOKEN)]).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 303);
+        let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+        let cookie = set.split(';').next().unwrap().to_owned();
+        assert!(cookie.starts_with("wxoa_admin="), "{set}");
+        let page = |cookie: String| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let resp = http.get(format!("{base}/admin")).header("cookie", cookie).send().await.unwrap();
+                let status = resp.status().as_u16();
+                let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+                (status, location, resp.text().await.unwrap())
+            }
+        };
+        let (status, _, html) = page(cookie.clone()).await;
+        assert_eq!(status, 200, "signed in");
+        let token = html.split("name=\"form_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+
+        let logout = |form_token: String| {
+            let (http, base, cookie) = (http.clone(), base.clone(), cookie.clone());
+            async move {
+                let resp = http
+                    .post(format!("{base}/admin/logout"))
+                    .header("cookie", cookie)
+                    .form(&[("form_token", form_token)])
+                    .send()
+                    .await
+                    .unwrap();
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            }
+        };
+        assert_eq!(logout("forged".into()).await, (403, "invalid form; reload the page".to_owned()));
+        assert_eq!(page(cookie.clone()).await.0, 200, "a foreign sign-out ends nothing");
+
+        let (status, _) = logout(token).await;
+        assert_eq!(status, 303);
+        let (status, location, _) = page(cookie.clone()).await;
+        assert_eq!((status, location.as_deref()), (303, Some("/admin/login")), "the old cookie no longer gets in");
+        let recorded: i64 = wxoa::with_pool!(&server.state.store, pool =>
+            sqlx::query_scalar("SELECT COUNT(*) FROM console_signouts").fetch_one(pool).await)
+        .unwrap();
+        assert_eq!(recorded, 1);
+
+        // A fresh sign-in is a new session and gets in.
+        let resp = http.post(format!("{base}/admin/login")).form(&[("token", MARKETING_TOKEN)]).send().await.unwrap();
+        let fresh = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        assert_eq!(page(fresh).await.0, 200);
+
+        // The hourly sweep forgets sign-outs only once their cookies have expired anyway.
+        let now = wxoa::store::now_ms();
+        assert_eq!(wxoa::admin::console::purge_signouts(&server.state.store, now, 1000).await.unwrap(), 0);
+        let later = now + 13 * 3600 * 1000;
+        assert_eq!(wxoa::admin::console::purge_signouts(&server.state.store, later, 1000).await.unwrap(), 1);
+        server.stop().await;
+        db.drop_db().await;
+    }
 }

@@ -139,6 +139,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (15, "segment_pushes", include_str!("../../migrations/sqlite/0015_segment_pushes.sql")),
     (16, "replies", include_str!("../../migrations/sqlite/0016_replies.sql")),
     (17, "activity", include_str!("../../migrations/sqlite/0017_activity.sql")),
+    (18, "console_signouts", include_str!("../../migrations/sqlite/0018_console_signouts.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -158,6 +159,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (15, "segment_pushes", include_str!("../../migrations/postgres/0015_segment_pushes.sql")),
     (16, "replies", include_str!("../../migrations/postgres/0016_replies.sql")),
     (17, "activity", include_str!("../../migrations/postgres/0017_activity.sql")),
+    (18, "console_signouts", include_str!("../../migrations/postgres/0018_console_signouts.sql")),
 ];
 
 impl Store {

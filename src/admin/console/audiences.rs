@@ -132,7 +132,7 @@ const DONE: &[(&str, &str)] =
     &[("created", "Segment created"), ("syncing", "Syncing to its WeChat tag: the status below follows it")];
 
 pub(super) async fn segments(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
-    match signed_in(&app, &headers, None) {
+    match signed_in(&app, &headers, None).await {
         Ok(s) => segments_page(&app, &s, StatusCode::OK, q.text(DONE), None, None, None).await,
         Err(r) => r.into_response(),
     }
@@ -185,7 +185,7 @@ async fn segments_page(
 
 /// Counts the form's rules, storing nothing: the builder's live count.
 pub(super) async fn count(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<SegmentForm>) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -199,7 +199,7 @@ pub(super) async fn count(State(app): State<AppState>, headers: HeaderMap, Form(
 }
 
 pub(super) async fn create(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<SegmentForm>) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -228,7 +228,7 @@ pub(super) async fn start_sync(
     Path(id): Path<i64>,
     Form(f): Form<TokenOnly>,
 ) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -256,7 +256,7 @@ pub(super) struct Page {
 
 /// The follower directory, 50 a page by id.
 pub(super) async fn followers(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Page>) -> Response {
-    let s = match signed_in(&app, &headers, None) {
+    let s = match signed_in(&app, &headers, None).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -300,7 +300,7 @@ const RECENT_LOG_ROWS: i64 = 100_000;
 
 /// One follower: subscribe history, card and points, latest interactions, pushes received.
 pub(super) async fn follower(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
-    let s = match signed_in(&app, &headers, None) {
+    let s = match signed_in(&app, &headers, None).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };

@@ -50,7 +50,7 @@ const DONE: &[(&str, &str)] = &[
 ];
 
 pub(super) async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
-    let s = match signed_in(&app, &headers, None) {
+    let s = match signed_in(&app, &headers, None).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -140,7 +140,7 @@ impl CampaignForm {
 }
 
 pub(super) async fn new_campaign(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in(&app, &headers, None) {
+    match signed_in(&app, &headers, None).await {
         Ok(s) => render(
             &app,
             StatusCode::OK,
@@ -156,7 +156,7 @@ pub(super) async fn create_campaign(
     headers: HeaderMap,
     Form(f): Form<CampaignForm>,
 ) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -244,7 +244,7 @@ pub(super) async fn show_campaign(
     Path(id): Path<i64>,
     Query(q): Query<Notice>,
 ) -> Response {
-    match signed_in(&app, &headers, None) {
+    match signed_in(&app, &headers, None).await {
         Ok(s) => campaign_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None).await,
         Err(r) => r.into_response(),
     }
@@ -256,7 +256,7 @@ pub(super) async fn update_campaign(
     Path(id): Path<i64>,
     Form(f): Form<CampaignForm>,
 ) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -344,7 +344,7 @@ pub(super) async fn schedule_push(
     Path(id): Path<i64>,
     Form(f): Form<PushForm>,
 ) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -386,7 +386,7 @@ pub(super) async fn preview(
     Path(id): Path<i64>,
     Form(f): Form<PreviewForm>,
 ) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -426,7 +426,7 @@ pub(super) async fn cancel_push(
     Path(id): Path<i64>,
     Form(f): Form<TokenOnly>,
 ) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };

@@ -5,8 +5,10 @@
 //!
 //! Sign-in sets `wxoa_admin` = `<expiry>.<token sha256>.<hmac>` (HMAC-SHA256 under
 //! `h5.session_secret`), HttpOnly, SameSite=Strict, Path=/admin: removing the token from config
-//! ends its sessions. Every form carries a token derived from the cookie, so a form posted from
-//! another site is refused even where SameSite is not honoured.
+//! ends its sessions, signing out ends this one (its signature goes into `console_signouts` until
+//! it would have expired, so a copy of the cookie is refused too). Every form carries a token
+//! derived from the cookie, so a form posted from another site is refused even where SameSite is
+//! not honoured.
 
 mod audiences;
 mod campaigns;
@@ -64,24 +66,51 @@ async fn script() -> Response {
 
 /// A signed-in member of staff, and the form token their pages carry.
 struct Staff {
+    /// Who it is, with their role.
     caller: Caller,
+    /// The token each of their forms must carry.
     form_token: String,
+    /// The cookie's signature: what signing out records.
+    sig: String,
+    /// When the cookie expires (unix ms): how long that record is needed.
+    expires_at: i64,
 }
 
-fn staff(app: &AppState, headers: &HeaderMap) -> Option<Staff> {
+/// The staff member the console cookie names, unless it is forged, expired, its token gone from
+/// the config, or it was signed out.
+async fn staff(app: &AppState, headers: &HeaderMap) -> Option<Staff> {
+    let s = cookie_staff(app, headers)?;
+    let signed_out: Result<Option<i64>, sqlx::Error> = crate::with_pool!(&app.store, pool =>
+        sqlx::query_scalar("SELECT expires_at FROM console_signouts WHERE sig = $1")
+            .bind(&s.sig).fetch_optional(pool).await);
+    match signed_out {
+        Ok(None) => Some(s),
+        Ok(Some(_)) => None,
+        Err(e) => {
+            // Fail closed: a session that cannot be checked is not let in.
+            tracing::warn!(error = %e, "console: could not check the session");
+            None
+        }
+    }
+}
+
+fn cookie_staff(app: &AppState, headers: &HeaderMap) -> Option<Staff> {
     let secret = &app.config.h5.session_secret;
     let value = named_cookie(headers, COOKIE)?;
     let (body, sig) = value.rsplit_once('.')?;
     let good: bool =
         subtle::ConstantTimeEq::ct_eq(mac(secret, &format!("admin:{body}")).as_bytes(), sig.as_bytes()).into();
     let (expiry, hash) = body.split_once('.')?;
-    if !good || expiry.parse::<i64>().ok()? < now_ms() {
+    let expires_at = expiry.parse::<i64>().ok()?;
+    if !good || expires_at < now_ms() {
         return None;
     }
     let token = app.config.admin.tokens.iter().find(|t| t.sha256 == hash)?;
     Some(Staff {
         caller: Caller { name: token.name.clone(), role: token.role },
         form_token: mac(secret, &format!("admin-form:{sig}")),
+        sig: sig.to_owned(),
+        expires_at,
     })
 }
 
@@ -147,8 +176,8 @@ impl IntoResponse for Refused {
 }
 
 /// The signed-in staff member, with the form (when one was posted) checked.
-fn signed_in(app: &AppState, headers: &HeaderMap, form_token: Option<&str>) -> Result<Staff, Refused> {
-    let s = staff(app, headers).ok_or(Refused::SignIn)?;
+async fn signed_in(app: &AppState, headers: &HeaderMap, form_token: Option<&str>) -> Result<Staff, Refused> {
+    let s = staff(app, headers).await.ok_or(Refused::SignIn)?;
     if let Some(t) = form_token {
         let ok: bool = subtle::ConstantTimeEq::ct_eq(s.form_token.as_bytes(), t.as_bytes()).into();
         if !ok {
@@ -183,7 +212,29 @@ async fn login(State(app): State<AppState>, Form(f): Form<LoginForm>) -> Respons
     (StatusCode::SEE_OTHER, [(LOCATION, "/admin".to_owned()), (SET_COOKIE, cookie)]).into_response()
 }
 
-async fn logout() -> Response {
+/// Signs this session out for good: its signature is recorded (until it would have expired) so
+/// the same cookie, wherever a copy of it is, no longer gets in. A logout without this
+/// session's form token (posted from elsewhere) is refused.
+async fn logout(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<TokenOnly>) -> Response {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
+        Ok(s) => s,
+        Err(Refused::SignIn) => return to_login(),
+        Err(refused) => return refused.into_response(),
+    };
+    let recorded = crate::with_pool!(&app.store, pool => sqlx::query(
+        "INSERT INTO console_signouts (sig, expires_at) VALUES ($1, $2) ON CONFLICT (sig) DO NOTHING")
+        .bind(&s.sig).bind(s.expires_at).execute(pool).await.map(|_| ()));
+    if let Err(e) = recorded {
+        return failure(&app, e);
+    }
+    tracing::info!(who = %s.caller.name, "console: signed out");
     let cookie = format!("{COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict");
     (StatusCode::SEE_OTHER, [(LOCATION, "/admin/login".to_owned()), (SET_COOKIE, cookie)]).into_response()
+}
+
+/// Deletes at most `batch` sign-out records whose cookies have expired anyway (the hourly sweep).
+pub async fn purge_signouts(store: &crate::store::Store, now: i64, batch: i64) -> Result<u64, sqlx::Error> {
+    crate::with_pool!(store, pool => sqlx::query(
+        "DELETE FROM console_signouts WHERE sig IN (SELECT sig FROM console_signouts WHERE expires_at <= $1 LIMIT $2)")
+        .bind(now).bind(batch).execute(pool).await.map(|r| r.rows_affected()))
 }

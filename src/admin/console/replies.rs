@@ -150,7 +150,7 @@ const DONE: &[(&str, &str)] =
     &[("created", "Reply created: it answers from now on"), ("saved", "Saved: the new version answers from now on")];
 
 pub(super) async fn list(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
-    match signed_in(&app, &headers, None) {
+    match signed_in(&app, &headers, None).await {
         Ok(s) => list_page(&app, &s, StatusCode::OK, q.text(DONE), None, None, None).await,
         Err(r) => r.into_response(),
     }
@@ -201,7 +201,7 @@ pub(super) async fn show(
     Path(id): Path<i64>,
     Query(q): Query<Notice>,
 ) -> Response {
-    match signed_in(&app, &headers, None) {
+    match signed_in(&app, &headers, None).await {
         Ok(s) => reply_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None, None).await,
         Err(r) => r.into_response(),
     }
@@ -299,7 +299,7 @@ fn refusal(e: replies::Error) -> Result<(StatusCode, String), replies::Error> {
 }
 
 pub(super) async fn create(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<ReplyForm>) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -328,7 +328,7 @@ pub(super) async fn update(
     Path(id): Path<i64>,
     Form(f): Form<ReplyForm>,
 ) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -354,7 +354,7 @@ pub(super) async fn update(
 
 /// The form previewed, unsaved: the page again with the phone frame showing the reply.
 pub(super) async fn preview(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<ReplyForm>) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)) {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
