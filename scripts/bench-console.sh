@@ -63,7 +63,12 @@ with db:
 print(f"seeded {opens:,} link opens, 1,440 funnel minutes, {len(rows):,} activity hours in {time.monotonic() - t:.1f} s")
 PY
 
-cookie=$(curl -s -o /dev/null -D - -d "token=$token" "$base/admin/login" | sed -n 's/^[Ss]et-[Cc]ookie: \(wxoa_admin=[^;]*\).*/\1/p')
+# As a browser signs in: the login page (its cookie and the form's login_token), then the form.
+login=$(curl -s -D - "$base/admin/login")
+login_cookie=$(printf '%s' "$login" | sed -n 's/^[Ss]et-[Cc]ookie: \(wxoa_admin_login=[^;]*\).*/\1/p')
+login_token=$(printf '%s' "$login" | sed -n 's/.*name="login_token" value="\([0-9a-f]*\)".*/\1/p')
+cookie=$(curl -s -o /dev/null -D - -H "Cookie: $login_cookie" -d "token=$token&login_token=$login_token" "$base/admin/login" \
+  | sed -n 's/^[Ss]et-[Cc]ookie: \(wxoa_admin=[^;]*\).*/\1/p')
 [ -n "$cookie" ] || { echo "console sign-in failed" >&2; exit 1; }
 
 for path in /api/v1/campaigns/1/funnel /admin /admin/campaigns/1; do

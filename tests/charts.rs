@@ -127,15 +127,7 @@ async fn the_charts_draw_what_happened() {
 
         // Signed in as marketing, the pages carry the figures (the activity reader runs behind
         // the log: on PostgreSQL it leaves the last two seconds for the next read).
-        let login = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let resp = login
-            .post(format!("http://{}/admin/login", server.addr))
-            .form(&[("token", MARKETING_TOKEN)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 303);
-        let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let cookie = console_sign_in(server.addr, MARKETING_TOKEN).await;
         let deadline = Instant::now() + Duration::from_secs(15);
         let dashboard = loop {
             let html = page(&server, &cookie, "/admin").await;

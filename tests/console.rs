@@ -264,22 +264,33 @@ async fn segments_and_followers_in_the_console() {
     db.drop_db().await;
 }
 
-/// Signing out ends the session on the server: the same cookie (a copy left in another browser,
-/// or one taken from this one) is sent to the login page afterwards. A sign-out posted from
-/// elsewhere (without the session's form token) is refused and ends nothing. Both databases.
+/// Signing in takes a form this browser loaded; signing out ends the session on the server: the
+/// same cookie (a copy left in another browser, or one taken from this one) is sent to the login
+/// page afterwards. A sign-out posted from elsewhere (without the session's form token) is
+/// refused and ends nothing. Both databases.
 #[tokio::test]
-async fn signing_out_revokes_the_cookie_everywhere() {
+async fn console_sign_in_and_out_cannot_be_forged_and_sign_out_revokes() {
     for backend in backends() {
         let db = Db::new(backend).await;
         let server = TestServer::start(test_config(&db, Mode::Safe)).await;
         let base = format!("http://{}", server.addr);
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 
-        let resp = http.post(format!("{base}/admin/login")).form(&[("token", MARKETING_TOKEN)]).send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), 303);
-        let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
-        let cookie = set.split(';').next().unwrap().to_owned();
-        assert!(cookie.starts_with("wxoa_admin="), "{set}");
+        // A sign-in form posted from elsewhere (no login cookie, or a token not made for it) signs
+        // nobody in: login CSRF would put a victim's browser in the attacker's session.
+        for (cookie, login_token) in [(None, ""), (Some("wxoa_admin_login=0123"), "forged")] {
+            let mut post = http.post(format!("{base}/admin/login"));
+            if let Some(c) = cookie {
+                post = post.header("cookie", c);
+            }
+            let resp = post.form(&[("token", MARKETING_TOKEN), ("login_token", login_token)]).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 403);
+            assert!(
+                resp.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("wxoa_admin="))
+            );
+            assert!(resp.text().await.unwrap().contains("This form has expired; please sign in again."));
+        }
+        let cookie = console_sign_in(server.addr, MARKETING_TOKEN).await;
         let page = |cookie: String| {
             let (http, base) = (http.clone(), base.clone());
             async move {
@@ -319,8 +330,8 @@ async fn signing_out_revokes_the_cookie_everywhere() {
         assert_eq!(recorded, 1);
 
         // A fresh sign-in is a new session and gets in.
-        let resp = http.post(format!("{base}/admin/login")).form(&[("token", MARKETING_TOKEN)]).send().await.unwrap();
-        let fresh = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let fresh = console_sign_in(server.addr, MARKETING_TOKEN).await;
+        assert_ne!(fresh, cookie);
         assert_eq!(page(fresh).await.0, 200);
 
         // The hourly sweep forgets sign-outs only once their cookies have expired anyway.

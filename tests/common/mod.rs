@@ -367,3 +367,23 @@ pub async fn shop(server: &TestServer, path: &str, body: serde_json::Value) -> (
     let (status, text) = shop_call(server, path, &body.to_string(), SHOP_SECRET, wxoa::store::now_ms() / 1000).await;
     (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON answer: {text}")))
 }
+
+/// Signs in to the console as a browser does — the login page first (its login cookie and the
+/// form's `login_token`), then the form — and gives the session cookie (`wxoa_admin=…`).
+pub async fn console_sign_in(addr: std::net::SocketAddr, token: &str) -> String {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = http.get(format!("http://{addr}/admin/login")).send().await.unwrap();
+    let login_cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let login_token = html.split("name=\"login_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let resp = http
+        .post(format!("http://{addr}/admin/login"))
+        .header("cookie", login_cookie)
+        .form(&[("token", token), ("login_token", &login_token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "signed in");
+    let cookie = resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned());
+    cookie.map(|c| c.split(';').next().unwrap().to_owned()).find(|c| c.starts_with("wxoa_admin=")).unwrap()
+}

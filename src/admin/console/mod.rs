@@ -8,7 +8,8 @@
 //! ends its sessions, signing out ends this one (its signature goes into `console_signouts` until
 //! it would have expired, so a copy of the cookie is refused too). Every form carries a token
 //! derived from the cookie, so a form posted from another site is refused even where SameSite is
-//! not honoured.
+//! not honoured; the sign-in form carries a login token bound to a cookie of its own, so another
+//! site cannot sign a browser in either.
 
 mod audiences;
 mod campaigns;
@@ -30,6 +31,10 @@ use minijinja::context;
 use serde::Deserialize;
 
 const COOKIE: &str = "wxoa_admin";
+/// The sign-in form's cookie (a random value the form's `login_token` is the MAC of).
+const LOGIN_COOKIE: &str = "wxoa_admin_login";
+/// How long a sign-in form stays usable.
+const LOGIN_TTL_SECS: u64 = 3600;
 
 pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
     Router::new()
@@ -188,20 +193,49 @@ async fn signed_in(app: &AppState, headers: &HeaderMap, form_token: Option<&str>
 }
 
 async fn login_page(State(app): State<AppState>) -> Response {
-    render(&app, StatusCode::OK, "login.html", context! {})
+    login_form(&app, StatusCode::OK, None)
+}
+
+/// The sign-in form with a fresh login token: a random value in a short-lived cookie and its MAC
+/// in the form, so only a form this browser loaded from here signs in (a page elsewhere cannot
+/// sign a victim's browser in to the attacker's account). Nothing is stored on the server.
+fn login_form(app: &AppState, status: StatusCode, error: Option<&str>) -> Response {
+    let mut nonce = [0u8; 16];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut nonce);
+    let nonce = crate::text::hex(&nonce);
+    let login_token = mac(&app.config.h5.session_secret, &format!("admin-login:{nonce}"));
+    let secure = if app.config.h5.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let cookie =
+        format!("{LOGIN_COOKIE}={nonce}; Path=/admin; Max-Age={LOGIN_TTL_SECS}; HttpOnly; SameSite=Strict{secure}");
+    let mut page = render(app, status, "login.html", context! { login_token, error });
+    page.headers_mut().insert(SET_COOKIE, cookie.parse().expect("a valid header"));
+    page
+}
+
+/// Whether `login_token` is the MAC of this browser's login cookie.
+fn login_token_ok(app: &AppState, headers: &HeaderMap, login_token: &str) -> bool {
+    let Some(nonce) = named_cookie(headers, LOGIN_COOKIE) else { return false };
+    let expected = mac(&app.config.h5.session_secret, &format!("admin-login:{nonce}"));
+    subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), login_token.as_bytes()).into()
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
+    #[serde(default)]
+    login_token: String,
 }
 
-async fn login(State(app): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+async fn login(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+    if !login_token_ok(&app, &headers, &f.login_token) {
+        tracing::warn!("console: sign-in form without this browser's login token");
+        return login_form(&app, StatusCode::FORBIDDEN, Some("This form has expired; please sign in again."));
+    }
     let token = f.token.trim();
     let known = (token.len() <= 256).then(|| authenticate(&app.config.admin.tokens, token)).flatten();
     let Some(known) = known else {
         tracing::warn!("console: sign-in with an unknown token");
-        return render(&app, StatusCode::UNAUTHORIZED, "login.html", context! { error => "Unknown token." });
+        return login_form(&app, StatusCode::UNAUTHORIZED, Some("Unknown token."));
     };
     let ttl = app.config.admin.session_ttl_secs;
     let body = format!("{}.{}", now_ms() + ttl as i64 * 1000, known.sha256);
@@ -209,7 +243,11 @@ async fn login(State(app): State<AppState>, Form(f): Form<LoginForm>) -> Respons
     let secure = if app.config.h5.public_url.starts_with("https://") { "; Secure" } else { "" };
     let cookie = format!("{COOKIE}={body}.{sig}; Path=/admin; Max-Age={ttl}; HttpOnly; SameSite=Strict{secure}");
     tracing::info!(who = %known.name, "console: signed in");
-    (StatusCode::SEE_OTHER, [(LOCATION, "/admin".to_owned()), (SET_COOKIE, cookie)]).into_response()
+    // The login token has done its job: its cookie goes.
+    let spent = format!("{LOGIN_COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict");
+    let mut resp = (StatusCode::SEE_OTHER, [(LOCATION, "/admin".to_owned()), (SET_COOKIE, cookie)]).into_response();
+    resp.headers_mut().append(SET_COOKIE, spent.parse().expect("a valid header"));
+    resp
 }
 
 /// Signs this session out for good: its signature is recorded (until it would have expired) so
