@@ -365,11 +365,20 @@ pub fn router(state: AppState) -> axum::Router {
             // No panic message or backtrace leaves the process.
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(Counter::default()))
         .merge(webhook)
         .with_state(state)
+}
+
+/// The span of a routed request: its method, the route it matched (`/api/v1/members/{key}`, not
+/// the key) and its request id — never the URI itself, whose path and query can carry an openid,
+/// a card number or an OAuth `code` and `state`, at any log level.
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("(unrouted)", |m| m.as_str());
+    let id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("");
+    tracing::debug_span!("request", method = %req.method(), route, request_id = id)
 }
 
 /// Request ids: a process-unique counter (cheaper than a UUID, and enough to follow one call

@@ -1,6 +1,7 @@
 //! `wxoa serve` as a process against hostile and unlucky clients: thousands of slow-header and
 //! idle connections while `/healthz` must stay fast, a connection cap, a shutdown with stalled
-//! clients, and SIGTERM the moment the server first answers (50 times, both cores busy).
+//! clients, SIGTERM the moment the server first answers (50 times, both cores busy), and debug
+//! logs that name routes, not URIs.
 
 mod common;
 
@@ -254,4 +255,45 @@ async fn a_deferred_reply_survives_kill_9() {
     drop(second);
     store.close().await;
     db.drop_db().await;
+}
+
+/// At debug level every routed request is logged in a span naming its route, never its URI:
+/// an OAuth callback's `code` and `state`, and an openid in a path, stay out of the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_name_routes_not_uris() {
+    let dir = temp_dir("debug-log");
+    let db = Db::sqlite_in(&dir);
+    let mut config = test_config(&db, Mode::Safe);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    config.server.listen = format!("127.0.0.1:{port}");
+    config.campaigns.enabled = false;
+    config.outbox.enabled = false;
+    let mut serve = Serve::with_env(&dir, &config, &[("RUST_LOG", "debug")]);
+    let addr = serve.addr.clone();
+    wait_answering(&addr, &serve).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let callback = http
+        .get(format!("http://{addr}/h5/oauth/callback?code=CODESECRET4711&state=STATESECRET0815"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(callback.status().as_u16(), 400, "an unknown state is refused");
+    let member = http
+        .get(format!("http://{addr}/api/v1/members/oLogSecretOpenid42"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(member.status().as_u16(), 404);
+    let log = tokio::task::spawn_blocking(move || {
+        serve.terminate(Duration::from_secs(10));
+        serve.log()
+    })
+    .await
+    .unwrap();
+    assert!(log.contains(r#"route="/h5/oauth/callback""#), "{log}");
+    assert!(log.contains(r#"route="/api/v1/members/{key}""#), "{log}");
+    for secret in ["CODESECRET4711", "STATESECRET0815", "oLogSecretOpenid42"] {
+        assert!(!log.contains(secret), "{secret} in the debug log:\n{log}");
+    }
 }

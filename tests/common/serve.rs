@@ -41,12 +41,18 @@ impl Serve {
 
     /// Starts `serve` with exactly `config` (its `server.listen` a free port).
     pub fn with_config(dir: &std::path::Path, config: &wxoa::config::Config) -> Serve {
+        Serve::with_env(dir, config, &[])
+    }
+
+    /// As [`Serve::with_config`], with these environment variables set (`RUST_LOG`, …).
+    pub fn with_env(dir: &std::path::Path, config: &wxoa::config::Config, env: &[(&str, &str)]) -> Serve {
         let port = config.server.listen.rsplit(':').next().unwrap();
         let file = dir.join("wxoa.toml");
         std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
         let log = dir.join(format!("serve-{port}-{}.log", wxoa::store::now_ms()));
         let child = Command::new(BIN)
             .args(["serve", "--config", file.to_str().unwrap()])
+            .envs(env.iter().copied())
             .current_dir(repo())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
