@@ -203,19 +203,33 @@ fn login_form(app: &AppState, status: StatusCode, error: Option<&str>) -> Respon
     let mut nonce = [0u8; 16];
     rand::Rng::fill_bytes(&mut rand::rng(), &mut nonce);
     let nonce = crate::text::hex(&nonce);
-    let login_token = mac(&app.config.h5.session_secret, &format!("admin-login:{nonce}"));
-    let secure = if app.config.h5.public_url.starts_with("https://") { "; Secure" } else { "" };
-    let cookie =
-        format!("{LOGIN_COOKIE}={nonce}; Path=/admin; Max-Age={LOGIN_TTL_SECS}; HttpOnly; SameSite=Strict{secure}");
+    let login_token = login_token_for(app, &nonce);
+    let cookie = cookie(app, LOGIN_COOKIE, &nonce, LOGIN_TTL_SECS);
     let mut page = render(app, status, "login.html", context! { login_token, error });
     page.headers_mut().insert(SET_COOKIE, cookie.parse().expect("a valid header"));
     page
 }
 
+/// The login token the sign-in form carries for the login cookie's `nonce`.
+fn login_token_for(app: &AppState, nonce: &str) -> String {
+    mac(&app.config.h5.session_secret, &format!("admin-login:{nonce}"))
+}
+
+/// A console cookie (`Path=/admin`, HttpOnly, SameSite=Strict; Secure behind https).
+fn cookie(app: &AppState, name: &str, value: &str, max_age_secs: u64) -> String {
+    let secure = if app.config.h5.public_url.starts_with("https://") { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/admin; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}")
+}
+
+/// The console cookie `name`, deleted.
+fn cleared(name: &str) -> String {
+    format!("{name}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict")
+}
+
 /// Whether `login_token` is the MAC of this browser's login cookie.
 fn login_token_ok(app: &AppState, headers: &HeaderMap, login_token: &str) -> bool {
     let Some(nonce) = named_cookie(headers, LOGIN_COOKIE) else { return false };
-    let expected = mac(&app.config.h5.session_secret, &format!("admin-login:{nonce}"));
+    let expected = login_token_for(app, &nonce);
     subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), login_token.as_bytes()).into()
 }
 
@@ -240,11 +254,10 @@ async fn login(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Lo
     let ttl = app.config.admin.session_ttl_secs;
     let body = format!("{}.{}", now_ms() + ttl as i64 * 1000, known.sha256);
     let sig = mac(&app.config.h5.session_secret, &format!("admin:{body}"));
-    let secure = if app.config.h5.public_url.starts_with("https://") { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={body}.{sig}; Path=/admin; Max-Age={ttl}; HttpOnly; SameSite=Strict{secure}");
+    let cookie = cookie(&app, COOKIE, &format!("{body}.{sig}"), ttl);
     tracing::info!(who = %known.name, "console: signed in");
     // The login token has done its job: its cookie goes.
-    let spent = format!("{LOGIN_COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict");
+    let spent = cleared(LOGIN_COOKIE);
     let mut resp = (StatusCode::SEE_OTHER, [(LOCATION, "/admin".to_owned()), (SET_COOKIE, cookie)]).into_response();
     resp.headers_mut().append(SET_COOKIE, spent.parse().expect("a valid header"));
     resp
@@ -256,8 +269,7 @@ async fn login(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Lo
 async fn logout(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<TokenOnly>) -> Response {
     let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
-        Err(Refused::SignIn) => return to_login(),
-        Err(refused) => return refused.into_response(),
+        Err(r) => return r.into_response(),
     };
     let recorded = crate::with_pool!(&app.store, pool => sqlx::query(
         "INSERT INTO console_signouts (sig, expires_at) VALUES ($1, $2) ON CONFLICT (sig) DO NOTHING")
@@ -266,8 +278,7 @@ async fn logout(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<T
         return failure(&app, e);
     }
     tracing::info!(who = %s.caller.name, "console: signed out");
-    let cookie = format!("{COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict");
-    (StatusCode::SEE_OTHER, [(LOCATION, "/admin/login".to_owned()), (SET_COOKIE, cookie)]).into_response()
+    (StatusCode::SEE_OTHER, [(LOCATION, "/admin/login".to_owned()), (SET_COOKIE, cleared(COOKIE))]).into_response()
 }
 
 /// Deletes at most `batch` sign-out records whose cookies have expired anyway (the hourly sweep).
