@@ -357,7 +357,10 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(crate::followers::api::router())
         .merge(crate::audiences::api::router())
         .merge(crate::replies::api::router())
-        .layer(RequestBodyLimitLayer::new(max_body))
+        // Bodies stop being read at `server.max_body_bytes`, except where a route says otherwise
+        // (a campaign's articles: `campaigns::MAX_BODY`). Every handler here reads its body
+        // through an extractor that keeps this limit, so the API can refuse in JSON.
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         // The CRM's batches are larger than anything else; its router bounds them itself.
         .merge(crate::crm::api::router())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))

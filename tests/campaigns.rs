@@ -600,3 +600,96 @@ async fn a_send_interrupted_by_a_crash_is_taken_over_not_repeated() {
         db.drop_db().await;
     }
 }
+
+/// A campaign as large as WeChat's drafts allow — 8 articles of 20,000 Chinese characters, about
+/// 480 KB, or twice that with `\uXXXX` escapes — is taken by the API and the console (it used to
+/// get the 64 KiB `server.max_body_bytes`); one character more is a 400 naming the article, a
+/// body past the campaign limit a JSON 413; the other API routes keep the 64 KiB bound.
+#[tokio::test]
+async fn a_campaign_as_large_as_wechat_allows_is_taken() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let config = test_config(&db, Mode::Safe);
+        let server = TestServer::start(config).await;
+        let base = format!("http://{}", server.addr);
+        let article = |n: usize, chars: usize| json!({ "title": format!("第{n}篇"), "content": "限".repeat(chars) });
+        let campaign = |name: &str, last: usize| {
+            let articles: Vec<Value> = (1..=8).map(|n| article(n, if n == 8 { last } else { 20_000 })).collect();
+            json!({ "name": name, "articles": articles })
+        };
+        let post_raw = |path: String, body: String| {
+            let http = reqwest::Client::new();
+            async move {
+                let resp = http
+                    .post(path)
+                    .bearer_auth(MARKETING_TOKEN)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap();
+                (status, serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)))
+            }
+        };
+        let count = async || {
+            let (_, list) = api(&base, "GET", "/api/v1/campaigns", Some(MARKETING_TOKEN), None).await;
+            list["campaigns"].as_array().unwrap().len()
+        };
+
+        let full = campaign("全文", 20_000);
+        assert!(full.to_string().len() > 480_000, "{}", full.to_string().len());
+        let (status, made) = api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(full)).await;
+        assert_eq!(status, 201, "{made}");
+        let id = made["id"].as_i64().unwrap();
+        let (status, shown) = api(&base, "GET", &format!("/api/v1/campaigns/{id}"), Some(MARKETING_TOKEN), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(shown["articles"][7]["content"].as_str().unwrap().chars().count(), 20_000);
+        let (status, updated) = api(
+            &base,
+            "PUT",
+            &format!("/api/v1/campaigns/{id}"),
+            Some(MARKETING_TOKEN),
+            Some(campaign("全文 v2", 20_000)),
+        )
+        .await;
+        assert_eq!(status, 200, "{updated}");
+
+        // The same campaign written by an encoder that escapes every character: ~960 KB.
+        let escaped = campaign("转义", 20_000).to_string().replace('限', "\\u9650");
+        assert!(escaped.len() > 960_000);
+        let (status, answer) = post_raw(format!("{base}/api/v1/campaigns"), escaped).await;
+        assert_eq!(status, 201, "{answer}");
+
+        let (status, answer) =
+            api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(campaign("多一字", 20_001))).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains("article 8 content"), "{answer}");
+
+        let huge = json!({ "name": "太大", "articles": [{ "title": "t", "content": "x".repeat(2 << 20) }] });
+        let (status, answer) = post_raw(format!("{base}/api/v1/campaigns"), huge.to_string()).await;
+        assert_eq!(status, 413, "{answer}");
+        assert_eq!(answer["error"], "the body is larger than this endpoint takes");
+        assert_eq!(count().await, 2, "only the two full campaigns exist");
+
+        // Everything else keeps server.max_body_bytes (64 KiB).
+        let segment = json!({ "name": "x".repeat(100 * 1024), "rules": {} });
+        let (status, answer) = post_raw(format!("{base}/api/v1/segments"), segment.to_string()).await;
+        assert_eq!(status, 413, "{answer}");
+        assert_eq!(answer["error"], "the body is larger than this endpoint takes");
+
+        // The console's campaign form: one article of 20,000 characters, 180 KB URL-encoded.
+        let cookie = console_sign_in(server.addr, MARKETING_TOKEN).await;
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let html = http.get(format!("{base}/admin/campaigns/new")).header("cookie", &cookie).send().await.unwrap();
+        let html = html.text().await.unwrap();
+        let token = html.split("name=\"form_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let content = "限".repeat(20_000);
+        let form = [("form_token", token.as_str()), ("name", "控制台"), ("title", "长文"), ("content", &content)];
+        let resp = http.post(format!("{base}/admin/campaigns")).header("cookie", &cookie).form(&form).send().await;
+        let resp = resp.unwrap();
+        assert_eq!(resp.status().as_u16(), 303, "{}", resp.text().await.unwrap());
+        assert_eq!(count().await, 3);
+    }
+}

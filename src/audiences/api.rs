@@ -5,11 +5,10 @@ use super::Rules;
 use crate::admin::Caller;
 use crate::config::Role;
 use crate::error::ApiError;
-use crate::http::api::{Id, parse_json};
+use crate::http::api::{ApiBody, Id, parse_json};
 use crate::state::AppState;
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -31,7 +30,11 @@ struct SegmentInput {
     rules: Rules,
 }
 
-async fn create(caller: Caller, State(s): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn create(
+    caller: Caller,
+    State(s): State<AppState>,
+    ApiBody(body): ApiBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Marketing)?;
     let input: SegmentInput = parse_json(&body)?;
     let segment = super::create(&s.store, &input.name, &input.rules, &caller.name).await?;

@@ -7,11 +7,10 @@ use super::{CampaignInput, send};
 use crate::admin::Caller;
 use crate::config::Role;
 use crate::error::ApiError;
-use crate::http::api::{ApiQuery, Id, parse_json};
+use crate::http::api::{ApiBody, ApiQuery, Id, parse_json};
 use crate::state::AppState;
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -29,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/pushes/{id}", get(show_push))
         .route("/api/v1/pushes/{id}/cancel", post(cancel_push))
         .route("/api/v1/stats", get(stats))
+        .layer(axum::extract::DefaultBodyLimit::max(super::MAX_BODY))
 }
 
 #[derive(Deserialize)]
@@ -55,7 +55,7 @@ async fn list_campaigns(
 async fn create_campaign(
     caller: Caller,
     State(s): State<AppState>,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Marketing)?;
     let input: CampaignInput = parse_json(&body)?;
@@ -78,7 +78,7 @@ async fn update_campaign(
     caller: Caller,
     State(s): State<AppState>,
     Id(id): Id,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     let input: CampaignInput = parse_json(&body)?;
@@ -89,7 +89,7 @@ async fn schedule_push(
     caller: Caller,
     State(s): State<AppState>,
     Id(id): Id,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Marketing)?;
     let input: PushInput = parse_json(&body)?;
@@ -114,7 +114,12 @@ fn mpnews() -> MsgType {
     MsgType::Mpnews
 }
 
-async fn preview(caller: Caller, State(s): State<AppState>, Id(id): Id, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn preview(
+    caller: Caller,
+    State(s): State<AppState>,
+    Id(id): Id,
+    ApiBody(body): ApiBody,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     let input: PreviewInput = parse_json(&body)?;
     let campaign = super::get(&s.store, id).await?.ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))?;

@@ -129,6 +129,12 @@ impl std::fmt::Display for Error {
     }
 }
 
+/// The largest body a campaign call (API or console form) may have. A campaign holds up to 8 articles of up to 20,000
+/// characters each (WeChat's draft limits): in UTF-8 that is up to ~480 KB of Chinese, and a
+/// JSON encoder that writes `\uXXXX` escapes can double it. `server.max_body_bytes` (64 KiB) is
+/// for everything else.
+pub const MAX_BODY: usize = 1536 * 1024;
+
 fn invalid(m: impl Into<String>) -> Error {
     Error::Refused(Refusal::Invalid(m.into()))
 }

@@ -37,3 +37,20 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
             .map_err(|e| ApiError::BadRequest(e.body_text()))
     }
 }
+
+/// A request body, refused as JSON when it is over the route's `DefaultBodyLimit` (413) or cannot
+/// be read (400); axum's own rejections are plain text.
+pub struct ApiBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<ApiBody, ApiError> {
+        axum::body::Bytes::from_request(req, state).await.map(ApiBody).map_err(|e| match e.status() {
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::TooLarge("the body is larger than this endpoint takes".into())
+            }
+            _ => ApiError::BadRequest(e.body_text()),
+        })
+    }
+}

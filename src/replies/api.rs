@@ -6,11 +6,10 @@ use super::ReplyInput;
 use crate::admin::Caller;
 use crate::config::Role;
 use crate::error::ApiError;
-use crate::http::api::{Id, parse_json};
+use crate::http::api::{ApiBody, Id, parse_json};
 use crate::state::AppState;
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -44,7 +43,11 @@ async fn list(caller: Caller, State(s): State<AppState>) -> Result<Json<Value>, 
     Ok(Json(json!({ "replies": replies, "generation": generation, "order": order(&s) })))
 }
 
-async fn create(caller: Caller, State(s): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn create(
+    caller: Caller,
+    State(s): State<AppState>,
+    ApiBody(body): ApiBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Marketing)?;
     let input: ReplyInput = parse_json(&body)?;
     if input.version.is_some() {
@@ -62,7 +65,12 @@ async fn show(caller: Caller, State(s): State<AppState>, Id(id): Id) -> Result<J
     Ok(Json(json!({ "reply": reply, "history": history })))
 }
 
-async fn update(caller: Caller, State(s): State<AppState>, Id(id): Id, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn update(
+    caller: Caller,
+    State(s): State<AppState>,
+    Id(id): Id,
+    ApiBody(body): ApiBody,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     let input: ReplyInput = parse_json(&body)?;
     let reply = super::update(&s.store, s.bot.base(), s.config.replies.max, id, &input, &caller.name).await?;
@@ -82,7 +90,7 @@ struct PreviewInput {
     id: Option<i64>,
 }
 
-async fn preview(caller: Caller, State(s): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn preview(caller: Caller, State(s): State<AppState>, ApiBody(body): ApiBody) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     let input: PreviewInput = parse_json(&body)?;
     let p = super::preview(&s.store, s.bot.base(), input.id, &input.reply, input.sample.as_deref()).await?;

@@ -42,8 +42,12 @@ pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
         .route("/admin/login", get(login_page).post(login))
         .route("/admin/logout", post(logout))
         .route("/admin/campaigns/new", get(campaigns::new_campaign))
-        .route("/admin/campaigns", post(campaigns::create_campaign))
-        .route("/admin/campaigns/{id}", get(campaigns::show_campaign).post(campaigns::update_campaign))
+        // An article's content may be 20,000 characters: URL-encoded Chinese, 180 KB.
+        .route("/admin/campaigns", post(campaigns::create_campaign).layer(article_limit()))
+        .route(
+            "/admin/campaigns/{id}",
+            get(campaigns::show_campaign).post(campaigns::update_campaign).layer(article_limit()),
+        )
         .route("/admin/campaigns/{id}/pushes", post(campaigns::schedule_push))
         .route("/admin/campaigns/{id}/preview", post(campaigns::preview))
         .route("/admin/pushes/{id}/cancel", post(campaigns::cancel_push))
@@ -57,6 +61,10 @@ pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
         .route("/admin/followers/{id}", get(audiences::follower))
         .route("/admin/console.js", get(script))
         .layer(axum::middleware::map_response_with_state(pages, crate::http::page::render))
+}
+
+fn article_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(crate::campaigns::MAX_BODY)
 }
 
 /// The console's script (the live article preview), served from the binary: pages carry no
