@@ -3,15 +3,12 @@
 //! push scheduler and the hourly housekeeping, build the [`AppState`], merge the routers,
 //! serve, and on the shutdown signal stop it all in order, each within the grace.
 
-use axum::http::{HeaderValue, Request, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::bot::Bot;
 use crate::bot::handlers::Handlers;
@@ -222,9 +219,21 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let metrics = self.serve_metrics(stopping).await?;
         let service = crate::http::webhook::Dispatch::new(self.state.clone(), router);
         let limits = crate::http::server::Limits::from_config(&self.state.config.server);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
         crate::http::server::serve(listener, service, limits, shutdown).await?;
+        if let Some(mut metrics) = metrics
+            && tokio::time::timeout(grace, &mut metrics).await.is_err()
+        {
+            tracing::warn!("metrics listener still serving after {grace:?}; stopping anyway");
+            metrics.abort();
+        }
         let App { state, log_writer, worker, scheduler, expiries, directory, replies } = self;
         expiries.abort();
         let _ = directory.0.send(true);
@@ -256,6 +265,32 @@ impl App {
         }
         store.close().await;
         Ok(())
+    }
+}
+
+impl App {
+    /// `/metrics` on `server.metrics_listen`, if set, until `stopping` turns true.
+    async fn serve_metrics(
+        &self,
+        mut stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
+        let addr = self.state.config.server.metrics_listen.clone();
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {addr} (server.metrics_listen): {e}"))
+        })?;
+        tracing::info!(listen = %listener.local_addr()?, "metrics at /metrics");
+        let router = crate::http::health::metrics_router().with_state(self.state.clone());
+        Ok(Some(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
+                tracing::warn!(error = %e, "metrics listener failed");
+            }
+        })))
     }
 }
 
@@ -342,6 +377,7 @@ pub fn router(state: AppState) -> axum::Router {
     // (`webhook::Dispatch`); the route here serves the handshake and anyone using the router alone.
     let webhook = crate::http::webhook::router()
         .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(axum::middleware::from_fn(crate::http::request_id::traced))
         .layer(CatchPanicLayer::custom(|_| (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()));
     use crate::http::page::{Framing, Renderer};
     let framing = if state.config.h5.framed_by_self { Framing::SameOrigin } else { Framing::Deny };
@@ -368,30 +404,7 @@ pub fn router(state: AppState) -> axum::Router {
             // No panic message or backtrace leaves the process.
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(Counter::default()))
+        .layer(axum::middleware::from_fn(crate::http::request_id::traced))
         .merge(webhook)
         .with_state(state)
-}
-
-/// The span of a routed request: its method, the route it matched (`/api/v1/members/{key}`, not
-/// the key) and its request id — never the URI itself, whose path and query can carry an openid,
-/// a card number or an OAuth `code` and `state`, at any log level.
-fn request_span<B>(req: &Request<B>) -> tracing::Span {
-    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("(unrouted)", |m| m.as_str());
-    let id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("");
-    tracing::debug_span!("request", method = %req.method(), route, request_id = id)
-}
-
-/// Request ids: a process-unique counter (cheaper than a UUID, and enough to follow one call
-/// through the log).
-#[derive(Clone, Default)]
-struct Counter(std::sync::Arc<AtomicU64>);
-
-impl MakeRequestId for Counter {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let n = self.0.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&n.to_string()).ok().map(RequestId::new)
-    }
 }

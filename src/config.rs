@@ -29,6 +29,32 @@ pub struct Config {
     pub followers: FollowersConfig,
     pub replies: RepliesConfig,
     pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+/// `[log]`: what the log says and how it is written (to stderr).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (one line a record, for people) or `json` (one JSON object a line, for a
+    /// collector), each with the record's spans: request id, route, MsgId, masked openid.
+    pub format: LogFormat,
+    /// Which records are written: a level (`info`) or `tracing` directives
+    /// (`info,wxoa::outbox=debug`). `RUST_LOG`, when set, takes precedence.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info,sqlx=warn,tower_http=warn".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -310,6 +336,12 @@ pub struct ServerConfig {
     /// Open connections at most (and never more than the descriptor limit allows); one more is
     /// closed at once.
     pub max_connections: usize,
+    /// Where `/metrics` is served to anyone who reaches it (a private address, e.g.
+    /// `127.0.0.1:9464`); empty, it is not served apart.
+    pub metrics_listen: String,
+    /// On the public listener `/metrics` answers only `Authorization: Bearer <this>`; empty,
+    /// it is not there at all (404).
+    pub metrics_token: Secret,
 }
 
 impl Default for ServerConfig {
@@ -321,6 +353,8 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             max_connections: 10_000,
+            metrics_listen: String::new(),
+            metrics_token: Secret::default(),
         }
     }
 }
@@ -471,6 +505,16 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.server.max_connections) {
             return Err(err("server.max_connections must be between 1 and 1000000"));
+        }
+        let metrics = &self.server.metrics_listen;
+        if !metrics.is_empty() && metrics.parse::<std::net::SocketAddr>().is_err() {
+            return Err(err("server.metrics_listen must be an address such as 127.0.0.1:9464 (or empty)"));
+        }
+        if !self.server.metrics_token.is_empty() && self.server.metrics_token.len() < 16 {
+            return Err(err("server.metrics_token must be at least 16 characters (or empty)"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            return Err(err(format!("log.level: {e}")));
         }
         if self.server.max_body_bytes < 1024 {
             return Err(err("server.max_body_bytes must be at least 1024"));
@@ -649,6 +693,7 @@ fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
             "followers" => config.followers = value.clone().try_into().map_err(ctx)?,
             "replies" => config.replies = value.clone().try_into().map_err(ctx)?,
             "admin" => config.admin = value.clone().try_into().map_err(ctx)?,
+            "log" => config.log = value.clone().try_into().map_err(ctx)?,
             other => return Err(err(format!("unknown section [{other}]"))),
         }
     }

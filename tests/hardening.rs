@@ -297,3 +297,110 @@ async fn debug_logs_name_routes_not_uris() {
         assert!(!log.contains(secret), "{secret} in the debug log:\n{log}");
     }
 }
+
+/// `[log] format = "json"`: each line is one JSON object, and the lines of a request carry its
+/// span — the caller's `X-Request-Id` (echoed) or one made, and on the webhook the MsgId and
+/// the masked openid; no full openid and no secret is written. `/metrics` is served on
+/// `server.metrics_listen`, and on the public port only to the bearer of the metrics token.
+#[tokio::test]
+async fn json_logs_follow_each_request_and_metrics_are_not_public() {
+    use wxoa::config::LogFormat;
+    let dir = temp_dir("json-log");
+    let db = Db::sqlite_in(&dir);
+    let mut config = test_config(&db, Mode::Safe);
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    config.server.listen = format!("127.0.0.1:{}", free());
+    let metrics_addr = format!("127.0.0.1:{}", free());
+    config.server.metrics_listen = metrics_addr.clone();
+    config.server.metrics_token = wxoa::secret::Secret::new("metrics-token-0123456789");
+    config.log.format = LogFormat::Json;
+    config.log.level = "info,wxoa=debug".into();
+    config.campaigns.enabled = false;
+    config.outbox.enabled = false;
+    let mut serve = Serve::with_config(&dir, &config);
+    let addr = serve.addr.clone();
+    wait_answering(&addr, &serve).await;
+    let http = reqwest::Client::new();
+    let openid = "oJsonLogOpenid4711Secret";
+    let envelope = config.envelope();
+    let webhook = |msg_id: u64, request_id: Option<&str>| {
+        let now = wxoa::store::now_ms() / 1000;
+        let (query, body) =
+            envelope.wrap(&text_message(openid, msg_id, "hello"), now, &wxoa::wechat::envelope::random_nonce());
+        let mut req = http.post(format!("http://{addr}/wechat?{query}")).body(body);
+        if let Some(id) = request_id {
+            req = req.header("x-request-id", id);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            resp.headers()["x-request-id"].to_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(webhook(424242, Some("trace-4711")).await, "trace-4711", "a caller's id is kept and echoed");
+    let made = webhook(424243, None).await;
+    assert!(made.contains('-') && made != "trace-4711", "{made}");
+    let replaced = webhook(424244, Some("not an id; <script>")).await;
+    assert_ne!(replaced, "not an id; <script>");
+    let member = http
+        .get(format!("http://{addr}/api/v1/members/{openid}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-request-id", "api-0815")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(member.status().as_u16(), 404);
+    assert_eq!(member.headers()["x-request-id"], "api-0815");
+
+    // Metrics: the private address serves them and nothing else; the public port wants the token.
+    let get = |url: String, token: Option<&'static str>| {
+        let mut req = http.get(url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, text) = get(format!("http://{metrics_addr}/metrics"), None).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("wxoa_webhook_answered_total"), "{text}");
+    assert_eq!(get(format!("http://{metrics_addr}/healthz"), None).await.0, 404);
+    assert_eq!(get(format!("http://{addr}/metrics"), None).await, (401, "a metrics token is required".into()));
+    assert_eq!(get(format!("http://{addr}/metrics"), Some("metrics-token-wrong-guess")).await.0, 401);
+    let (status, text) = get(format!("http://{addr}/metrics"), Some("metrics-token-0123456789")).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("wxoa_webhook_answered_total"), "{text}");
+
+    let log = tokio::task::spawn_blocking(move || {
+        serve.terminate(Duration::from_secs(10));
+        serve.log()
+    })
+    .await
+    .unwrap();
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let span_of = |id: &str| {
+        lines
+            .iter()
+            .filter_map(|l| l["spans"].as_array()?.iter().find(|s| s["request_id"] == id).cloned())
+            .next()
+            .unwrap_or_else(|| panic!("no line of request {id}:\n{log}"))
+    };
+    let first = span_of("trace-4711");
+    assert_eq!((first["name"].as_str(), first["msg_id"].as_str()), (Some("webhook"), Some("424242")), "{first}");
+    assert_eq!(first["openid"].as_str(), Some(wxoa::mask(openid).as_str()));
+    assert_eq!(span_of(&made)["msg_id"], "424243");
+    assert_eq!(span_of("api-0815")["route"], "/api/v1/members/{key}");
+    for secret in [
+        openid,
+        ADMIN_TOKEN,
+        "metrics-token-0123456789",
+        config.wechat.token.expose(),
+        config.wechat.encoding_aes_key.expose(),
+        config.wechat.app_secret.expose(),
+    ] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}

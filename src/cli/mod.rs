@@ -107,21 +107,28 @@ enum Command {
     BenchCrm(tools::BenchCrmArgs),
 }
 
-/// Logs go to stderr, coloured only when it is a terminal (a log file gets no escape codes).
-fn init_logging() {
+/// Logs go to stderr as `[log]` says (text or JSON, which records), text coloured only when it
+/// is a terminal (a log file gets no escape codes). Commands run without a readable config
+/// (the fake WeChat, the load generators) log text at the default level; a config that does not
+/// load is reported by the command itself.
+fn init_logging(config: &std::path::Path) {
+    use crate::config::LogFormat;
     use std::io::IsTerminal;
+    let log = Config::load(config).map(|c| c.log).unwrap_or_default();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .or_else(|_| tracing_subscriber::EnvFilter::builder().parse(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match log.format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        // The record's spans (request id, route, MsgId, openid) as a list, the innermost last.
+        LogFormat::Json => builder.json().with_current_span(false).with_span_list(true).try_init(),
+    };
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(&cli.config);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -53,7 +53,14 @@ async fn answer(app: &AppState, query: &str, body: Bytes) -> Result<Response, We
         metrics::counter!("wxoa_webhook_rejected_total", "reason" => "parse").increment(1);
         WebhookError::BadRequest(e.to_string())
     })?;
-    tracing::debug!(openid = %crate::mask(&msg.openid), msg_type = %msg.msg_type, "message");
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("openid", crate::mask(&msg.openid));
+        if let Some(id) = msg.msg_id() {
+            span.record("msg_id", id);
+        }
+    }
+    tracing::debug!(msg_type = %msg.msg_type, "message");
     let answer = app
         .bot
         .handle(msg, opened.xml, opened.encrypted, received)
@@ -139,6 +146,21 @@ impl tower::Service<Request> for Dispatch {
 }
 
 async fn direct(app: AppState, req: Request) -> Response {
+    use tracing::Instrument;
+    let id = super::request_id::take_or_make(req.headers());
+    // The message's MsgId and masked openid are recorded once it is opened (see `answer`).
+    let span = tracing::info_span!(
+        "webhook",
+        request_id = id.to_str().unwrap_or(""),
+        msg_id = tracing::field::Empty,
+        openid = tracing::field::Empty
+    );
+    let mut response = receive_direct(app, req).instrument(span).await;
+    response.headers_mut().insert(super::request_id::HEADER, id);
+    response
+}
+
+async fn receive_direct(app: AppState, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let limit = app.config.server.max_body_bytes;
     let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
