@@ -22,7 +22,7 @@ for run in $(seq "$runs"); do
   rm -f "$work"/bench.db* "$work"/.bench.db.created
   # Flush what earlier runs (or a build) left dirty, so their write-back does not land in this run.
   sync
-  WXOA_SERVER__LISTEN=127.0.0.1:$port WXOA_SERVER__WORKERS=1 WXOA_DATABASE__URL="sqlite://$work/bench.db" RUST_LOG=warn \
+  WXOA_SERVER__LISTEN=127.0.0.1:$port WXOA_SERVER__WORKERS=1 WXOA_DATABASE__URL="sqlite://$work/bench.db" RUST_LOG=${WXOA_BENCH_RUST_LOG:-warn} \
     taskset -c 0 "$bin" serve --config "${WXOA_CONFIG:-config/default.toml}" &
   server=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done

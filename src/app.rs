@@ -319,8 +319,9 @@ pub fn executors(bot: &Arc<Bot>, config: &Config) -> crate::jobs::worker::Execut
     e
 }
 
-/// The hourly housekeeping: lapsed points recorded, tiers reviewed, expired H5 sessions and old
-/// one-time form keys deleted (in batches, so no statement holds the write lock for long).
+/// The hourly housekeeping: lapsed points recorded, tiers reviewed, retention applied, expired H5
+/// sessions, old one-time form keys and console sign-outs deleted (in batches, so no statement
+/// holds the write lock for long).
 async fn hourly(state: AppState) {
     let store = state.store.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -339,6 +340,11 @@ async fn hourly(state: AppState) {
             Err(e) => tracing::warn!(error = %e, "reviewing tiers failed"),
         }
         state.outbox_wake.notify_one();
+        match crate::retention::purge(&store, &state.config.retention, now).await {
+            Ok(r) if r == crate::retention::Report::default() => {}
+            Ok(r) => tracing::info!(stripped = r.stripped, deleted = r.deleted, jobs = r.jobs, "retention applied"),
+            Err(e) => tracing::warn!(error = %e, "applying retention failed"),
+        }
         drain("expired H5 sessions", || crate::h5::session::purge_expired(&store, now, 1000)).await;
         drain("old H5 form keys", || crate::h5::submission::purge(&store, now, 1000)).await;
         drain("expired console sign-outs", || crate::admin::console::purge_signouts(&store, now, 1000)).await;

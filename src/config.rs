@@ -30,6 +30,27 @@ pub struct Config {
     pub replies: RepliesConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: how long what followers sent is kept (PIPL: no longer than needed). Each age
+/// is in days; 0 keeps for ever. The hourly purge in `serve` and `wxoa messages purge` apply it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// A logged message's XML (what the follower sent, what we answered) is dropped after this;
+    /// the row's metadata (type, event, times, rule) stays for the figures.
+    pub raw_xml_days: u32,
+    /// A logged message is deleted after this (at least `raw_xml_days`).
+    pub messages_days: u32,
+    /// A finished outbox job (done or dead) is deleted after this.
+    pub jobs_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { raw_xml_days: 30, messages_days: 180, jobs_days: 90 }
+    }
 }
 
 /// `[log]`: what the log says and how it is written (to stderr).
@@ -513,6 +534,17 @@ impl Config {
         if !self.server.metrics_token.is_empty() && self.server.metrics_token.len() < 16 {
             return Err(err("server.metrics_token must be at least 16 characters (or empty)"));
         }
+        let r = &self.retention;
+        for (key, days) in
+            [("raw_xml_days", r.raw_xml_days), ("messages_days", r.messages_days), ("jobs_days", r.jobs_days)]
+        {
+            if days > 3660 {
+                return Err(err(format!("retention.{key} must be at most 3660 (0 keeps for ever)")));
+            }
+        }
+        if r.messages_days != 0 && (r.raw_xml_days == 0 || r.messages_days < r.raw_xml_days) {
+            return Err(err("retention.messages_days must be at least retention.raw_xml_days (or 0)"));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             return Err(err(format!("log.level: {e}")));
         }
@@ -694,6 +726,7 @@ fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
             "replies" => config.replies = value.clone().try_into().map_err(ctx)?,
             "admin" => config.admin = value.clone().try_into().map_err(ctx)?,
             "log" => config.log = value.clone().try_into().map_err(ctx)?,
+            "retention" => config.retention = value.clone().try_into().map_err(ctx)?,
             other => return Err(err(format!("unknown section [{other}]"))),
         }
     }

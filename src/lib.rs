@@ -7,7 +7,7 @@
 //! The modules in their layers, lowest first (`tests/layers.rs` keeps imports pointing down):
 //! leaf ([`store`], [`secret`], [`text`]) → protocol ([`wechat`]) → [`config`] → domain
 //! ([`bot`], [`campaigns`], [`members`], [`bookings`], [`jobs`], [`shop`], [`stores`],
-//! [`notices`], [`menu`], [`fake`], [`crm`], [`followers`], [`audiences`], [`replies`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
+//! [`notices`], [`menu`], [`fake`], [`crm`], [`followers`], [`audiences`], [`replies`], [`retention`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
 //! [`error`], `*::api`) → wiring ([`app`], [`dev`], [`tools`]) → [`cli`].
 
 /// The console and admin API's callers: bearer tokens, roles; the console pages.
@@ -50,6 +50,8 @@ pub mod menu;
 pub mod notices;
 /// Replies edited in the console: stored, checked whole, applied on every instance within 2 s.
 pub mod replies;
+/// Bounded retention: old messages' XML dropped, older messages and finished jobs deleted.
+pub mod retention;
 /// Configured secrets that print as `***`.
 pub mod secret;
 /// The shop integration: checkout tokens, stock, orders, the article link's landing.

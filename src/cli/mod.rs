@@ -9,6 +9,7 @@ mod followers;
 mod jobs;
 mod members;
 mod menu;
+mod messages;
 mod segments;
 mod serve;
 mod stores;
@@ -92,6 +93,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+    /// The message log: apply [retention] now (`purge [--dry-run]`).
+    Messages {
+        #[command(subcommand)]
+        command: messages::MessagesCommand,
+    },
     /// The outbox: list and retry jobs.
     Jobs {
         #[command(subcommand)]
@@ -161,6 +167,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Push { command } => block_on(campaigns::push(&config()?, command)),
         Command::Admin { command } => admin::run(command),
         Command::Jobs { command } => jobs::run(config()?, command),
+        Command::Messages { command } => messages::run(config()?, command),
     }
 }
 

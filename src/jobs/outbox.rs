@@ -188,3 +188,21 @@ pub async fn retry(store: &Store, id: i64) -> Result<bool, sqlx::Error> {
         .bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
+
+/// Deletes up to `batch` finished jobs (done or dead) last touched before `before_ms`; how many.
+/// Their payloads name followers, so they are not kept for ever (`retention.jobs_days`); a
+/// job's `dedupe_key` goes with it, which is why that age is months, not days.
+pub async fn purge_finished(store: &Store, before_ms: i64, batch: i64) -> Result<u64, sqlx::Error> {
+    with_pool!(store, pool => sqlx::query(
+        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+         WHERE state IN ('done', 'dead') AND run_at < $1 AND updated_at < $1 LIMIT $2)")
+        .bind(before_ms).bind(batch).execute(pool).await.map(|r| r.rows_affected()))
+}
+
+/// How many finished jobs [`purge_finished`] would delete.
+pub async fn count_finished(store: &Store, before_ms: i64) -> Result<u64, sqlx::Error> {
+    let n: i64 = with_pool!(store, pool => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE state IN ('done', 'dead') AND run_at < $1 AND updated_at < $1")
+        .bind(before_ms).fetch_one(pool).await)?;
+    Ok(n as u64)
+}

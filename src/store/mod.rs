@@ -8,6 +8,7 @@
 //! do not race.
 
 pub mod messages;
+pub mod retention;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -140,6 +141,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (16, "replies", include_str!("../../migrations/sqlite/0016_replies.sql")),
     (17, "activity", include_str!("../../migrations/sqlite/0017_activity.sql")),
     (18, "console_signouts", include_str!("../../migrations/sqlite/0018_console_signouts.sql")),
+    (19, "retention", include_str!("../../migrations/sqlite/0019_retention.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -160,6 +162,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (16, "replies", include_str!("../../migrations/postgres/0016_replies.sql")),
     (17, "activity", include_str!("../../migrations/postgres/0017_activity.sql")),
     (18, "console_signouts", include_str!("../../migrations/postgres/0018_console_signouts.sql")),
+    (19, "retention", include_str!("../../migrations/postgres/0019_retention.sql")),
 ];
 
 impl Store {

@@ -49,7 +49,8 @@ pub async fn export(store: &Store, filter: &Filter, dir: &Path) -> Result<usize,
     type Row = (i64, String, Option<String>, String, Option<String>);
     let rows: Vec<Row> = with_pool!(store, pool => {
         let mut q = sqlx::QueryBuilder::new(
-            "SELECT id, msg_type, event, raw_xml, reply_xml FROM inbound_messages WHERE 1 = 1",
+            // A message past retention.raw_xml_days has no XML left to export.
+            "SELECT id, msg_type, event, raw_xml, reply_xml FROM inbound_messages WHERE raw_xml <> ''",
         );
         if let Some(since) = filter.since_ms {
             q.push(" AND received_at >= ").push_bind(since);
