@@ -16,7 +16,7 @@ use crate::bot::rules::Rules;
 use crate::bot::templates::Templates;
 use crate::config::Config;
 use crate::jobs::worker::Worker;
-use crate::state::{AppState, Inner};
+use crate::state::{AppState, Files, Inner, Pages};
 use crate::store::messages::MessageLog;
 use crate::store::{Create, Store};
 use crate::wechat::client::Client;
@@ -80,6 +80,8 @@ pub struct App {
     directory: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     /// Applies changes of the console's replies to the bot.
     replies: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
+    /// SIGHUP, registered as the app is built (its default action would end the process).
+    hangups: Option<tokio::signal::unix::Signal>,
 }
 
 /// The console's page templates (start-up fails without one).
@@ -96,27 +98,25 @@ const CONSOLE_PAGES: &[&str] = &[
     "follower.html",
 ];
 
-/// Everything loaded from files: routing rules and reply templates, page sets, notices.
-struct Files {
-    rules: Rules,
-    templates: Templates,
-    pages: Arc<crate::state::Pages>,
-    admin_pages: Arc<crate::state::Pages>,
-    notices: crate::notices::Notices,
-}
-
 fn load_files(config: &Config, handlers: &Handlers) -> Result<Files, StartError> {
-    use crate::state::Pages;
     let (rules, templates) = load_routing(config, handlers)?;
-    let pages = Arc::new(Pages::load(&config.h5.pages, crate::h5::PAGES).map_err(StartError)?);
-    let admin_pages = Arc::new(Pages::load(&config.admin.pages, CONSOLE_PAGES).map_err(StartError)?);
+    let pages = Pages::load(&config.h5.pages, crate::h5::PAGES).map_err(StartError)?;
+    let admin_pages = Pages::load(&config.admin.pages, CONSOLE_PAGES).map_err(StartError)?;
     let n = &config.notices;
     let notices = crate::notices::Notices::load(&n.file, &n.templates, &config.h5.public_url).map_err(StartError)?;
+    // The menu is pushed by `wxoa menu sync`, not served; a broken one is reported all the same.
+    if config.bot.menu.exists() {
+        let menu = crate::menu::MenuFile::load(&config.bot.menu, &config.h5.public_url)
+            .map_err(|e| StartError(format!("menu: {e}")))?;
+        if let Some(problem) = menu.check().into_iter().next() {
+            return Err(StartError(format!("menu: {}: {problem}", config.bot.menu.display())));
+        }
+    }
     Ok(Files { rules, templates, pages, admin_pages, notices })
 }
 
 impl App {
-    /// Loads every file `build` would (routes, templates, pages, notices) and reports the first
+    /// Loads every file `build` would (routes, templates, pages, notices, the menu) and reports the first
     /// problem, touching neither the database nor the network.
     pub fn check(config: &Config, handlers: &Handlers) -> Result<(), StartError> {
         load_files(config, handlers).map(|_| ())
@@ -125,6 +125,10 @@ impl App {
     /// Connects and migrates the database, loads rules and templates, starts the message log.
     pub async fn build(config: Config, handlers: Handlers) -> Result<App, StartError> {
         let Files { rules, templates, pages, admin_pages, notices } = load_files(&config, &handlers)?;
+        let reload_files: crate::state::LoadFiles = {
+            let (config, handlers) = (config.clone(), handlers.clone());
+            Arc::new(move || load_files(&config, &handlers).map_err(|e| e.0))
+        };
         let db = &config.database;
         let store = Store::open_migrated(
             &db.url,
@@ -180,9 +184,11 @@ impl App {
             bot,
             store,
             client,
-            pages,
-            admin_pages,
+            pages: Arc::new(pages),
+            admin_pages: Arc::new(admin_pages),
             notices,
+            reload_files,
+            reloading: tokio::sync::Mutex::new(()),
             metrics: metrics_handle(),
             outbox_wake,
             scheduler_wake,
@@ -193,7 +199,14 @@ impl App {
             let every = Duration::from_millis(state.config.followers.catch_up_ms.max(50));
             (stop, tokio::spawn(crate::followers::follow_the_log(state.store.clone(), every, stopped)))
         };
-        Ok(App { state, log_writer, worker, scheduler, expiries, directory, replies })
+        let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register SIGHUP; reload with POST /api/v1/reload");
+                None
+            }
+        };
+        Ok(App { state, log_writer, worker, scheduler, expiries, directory, replies, hangups })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -213,12 +226,13 @@ impl App {
 
     /// [`App::serve`] with a router of the caller's (`wxoa dev` adds the simulator to ours).
     pub async fn serve_router(
-        self,
+        mut self,
         listener: tokio::net::TcpListener,
         router: axum::Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        let reloads = self.hangups.take().map(|hangups| tokio::spawn(reload_on_hangup(self.state.clone(), hangups)));
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let metrics = self.serve_metrics(stopping).await?;
         let service = crate::http::webhook::Dispatch::new(self.state.clone(), router);
@@ -234,7 +248,11 @@ impl App {
             tracing::warn!("metrics listener still serving after {grace:?}; stopping anyway");
             metrics.abort();
         }
-        let App { state, log_writer, worker, scheduler, expiries, directory, replies } = self;
+        let App { state, log_writer, worker, scheduler, expiries, directory, replies, .. } = self;
+        if let Some(reloads) = reloads {
+            reloads.abort();
+            let _ = reloads.await;
+        }
         expiries.abort();
         let _ = directory.0.send(true);
         let _ = replies.0.send(true);
@@ -291,6 +309,16 @@ impl App {
                 tracing::warn!(error = %e, "metrics listener failed");
             }
         })))
+    }
+}
+
+/// Reloads the files on every SIGHUP (see [`crate::state::Inner::reload`]); one log line each.
+async fn reload_on_hangup(state: AppState, mut hangups: tokio::signal::unix::Signal) {
+    while hangups.recv().await.is_some() {
+        match state.reload().await {
+            Ok(()) => tracing::info!("SIGHUP: files reloaded"),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: reload refused; the files in force stay"),
+        }
     }
 }
 

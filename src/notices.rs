@@ -59,7 +59,11 @@ pub enum NoticeError {
     Render(String, String),
 }
 
-pub struct Notices {
+/// The notices in force: loaded at start, replaced whole by a reload ([`Notices::replace`]).
+pub struct Notices(std::sync::RwLock<std::sync::Arc<Set>>);
+
+/// One loaded set of notices.
+struct Set {
     specs: HashMap<String, NoticeSpec>,
     env: minijinja::Environment<'static>,
     public_url: String,
@@ -108,9 +112,33 @@ impl Notices {
                 return Err(format!("notices: [{wrong}] must be kind = \"{want}\""));
             }
         }
-        Ok(Notices { specs, env, public_url: public_url.trim_end_matches('/').to_owned() })
+        let set = Set { specs, env, public_url: public_url.trim_end_matches('/').to_owned() };
+        Ok(Notices(std::sync::RwLock::new(std::sync::Arc::new(set))))
     }
 
+    /// Puts the notices of `other` in force; a notice being rendered finishes with the old set.
+    pub fn replace(&self, other: Notices) {
+        let new = other.0.into_inner().unwrap();
+        *self.0.write().unwrap() = new;
+    }
+
+    fn set(&self) -> std::sync::Arc<Set> {
+        self.0.read().unwrap().clone()
+    }
+
+    /// The chat message for `notice` to `openid` (a customer-service text), rendered from `ctx`
+    /// (`card` links to the card page, and `link(page)` to any H5 page).
+    pub fn chat(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<CustomMessageJob, NoticeError> {
+        self.set().chat(notice, openid, ctx)
+    }
+
+    /// The template message for `notice` to `openid`, its fields rendered from `ctx`.
+    pub fn render(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<TemplateMessage, NoticeError> {
+        self.set().render(notice, openid, ctx)
+    }
+}
+
+impl Set {
     fn text(&self, notice: &str, kind: Kind, ctx: minijinja::Value) -> Result<(&NoticeSpec, String), NoticeError> {
         let spec = self
             .specs
@@ -125,9 +153,7 @@ impl Notices {
         Ok((spec, text))
     }
 
-    /// The chat message for `notice` to `openid` (a customer-service text), rendered from `ctx`
-    /// (`card` links to the card page, and `link(page)` to any H5 page).
-    pub fn chat(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<CustomMessageJob, NoticeError> {
+    fn chat(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<CustomMessageJob, NoticeError> {
         let links = minijinja::context! { card => format!("{}/h5/start?to=card", self.public_url) };
         let (_, text) = self.text(notice, Kind::Text, minijinja::context! { ..ctx, ..links })?;
         let content = text.trim().to_owned();
@@ -137,8 +163,7 @@ impl Notices {
         Ok(CustomMessageJob { touser: openid.to_owned(), message: CustomMessage::Text { content } })
     }
 
-    /// The template message for `notice` to `openid`, its fields rendered from `ctx`.
-    pub fn render(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<TemplateMessage, NoticeError> {
+    fn render(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<TemplateMessage, NoticeError> {
         let (spec, text) = self.text(notice, Kind::Template, ctx)?;
         let mut data = BTreeMap::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {

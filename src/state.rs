@@ -32,9 +32,46 @@ pub struct Inner {
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// Wakes the push scheduler after a push is scheduled.
     pub scheduler_wake: Arc<tokio::sync::Notify>,
+    /// Reads the files again, for [`Inner::reload`].
+    pub reload_files: LoadFiles,
+    /// One reload at a time.
+    pub reloading: tokio::sync::Mutex<()>,
 }
 
+/// Everything `serve` loads from files: routing rules and reply templates, page sets, notices
+/// (the menu file is checked with them).
+pub struct Files {
+    pub rules: crate::bot::rules::Rules,
+    pub templates: crate::bot::templates::Templates,
+    pub pages: Pages,
+    pub admin_pages: Pages,
+    pub notices: crate::notices::Notices,
+}
+
+/// How the files are read (by the wiring, which knows where they are and which handlers exist).
+pub type LoadFiles = Arc<dyn Fn() -> Result<Files, String> + Send + Sync>;
+
 impl Inner {
+    /// Reads routes, reply templates, pages, notices and the menu file again and puts them in
+    /// force together (SIGHUP, `POST /api/v1/reload`). Everything is read and checked before
+    /// anything changes: a broken file leaves the running set untouched and is the error. A
+    /// message or page in flight finishes with the set it started with.
+    pub async fn reload(&self) -> Result<(), String> {
+        let _one = self.reloading.lock().await;
+        let load = self.reload_files.clone();
+        let files = tokio::task::spawn_blocking(move || load()).await.map_err(|e| format!("reload: {e}"))??;
+        let base = crate::bot::Routing { rules: files.rules, templates: Arc::new(files.templates) };
+        // The console's replies on top of the new files, read before anything is swapped.
+        let generation = crate::replies::generation(&self.store).await.map_err(|e| format!("database: {e}"))?;
+        let routing = crate::replies::load(&self.store, &base).await.map_err(|e| format!("database: {e}"))?;
+        self.pages.replace(files.pages);
+        self.admin_pages.replace(files.admin_pages);
+        self.notices.replace(files.notices);
+        let version = self.bot.set_base(base);
+        self.bot.set_routing((version, generation), routing);
+        Ok(())
+    }
+
     /// How points are posted now: the loyalty rules, the CRM's events, the notices.
     pub fn points_rules(&self) -> crate::members::points::Rules<'_> {
         crate::members::points::Rules {
@@ -59,8 +96,9 @@ impl Deref for AppState {
     }
 }
 
-/// A set of page templates (`*.html`, HTML-escaped), loaded once at start.
-pub struct Pages(minijinja::Environment<'static>);
+/// A set of page templates (`*.html`, HTML-escaped), loaded at start and replaced whole by a
+/// reload ([`Pages::replace`]); a page being rendered finishes with the set it started with.
+pub struct Pages(std::sync::RwLock<Arc<minijinja::Environment<'static>>>);
 
 impl Pages {
     /// Every `*.html` in `dir`, refusing to start without the `required` ones.
@@ -78,11 +116,18 @@ impl Pages {
         for required in required {
             env.get_template(required).map_err(|_| format!("pages: {required} missing in {}", dir.display()))?;
         }
-        Ok(Pages(env))
+        Ok(Pages(std::sync::RwLock::new(Arc::new(env))))
     }
 
     /// `name` rendered with `ctx`.
     pub fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, minijinja::Error> {
-        self.0.get_template(name)?.render(ctx)
+        let env = self.0.read().unwrap().clone();
+        env.get_template(name)?.render(ctx)
+    }
+
+    /// Puts the pages of `other` in force.
+    pub fn replace(&self, other: Pages) {
+        let new = other.0.into_inner().unwrap();
+        *self.0.write().unwrap() = new;
     }
 }

@@ -1,4 +1,5 @@
-//! The admin-only part of the API (role `admin`): the custom menu and member lookup; and the
+//! The admin-only part of the API (role `admin`): the custom menu, member lookup and reloading
+//! the files; and the
 //! OpenAPI document of the whole `/api/v1`, served to anyone.
 
 use super::Caller;
@@ -23,6 +24,23 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/menu", get(menu))
         .route("/api/v1/menu/sync", post(menu_sync))
         .route("/api/v1/members/{key}", get(member))
+        .route("/api/v1/reload", post(reload))
+}
+
+/// Reads routes, reply templates, pages, notices and the menu file again and puts them in force
+/// (as SIGHUP does); a broken file is a 422 naming it, and the running set stays.
+async fn reload(caller: Caller, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Admin)?;
+    match s.reload().await {
+        Ok(()) => {
+            tracing::info!(by = %caller.name, "files reloaded");
+            Ok(Json(json!({ "reloaded": true })))
+        }
+        Err(e) => {
+            tracing::error!(by = %caller.name, error = %e, "reload refused; the files in force stay");
+            Err(ApiError::Unprocessable(e))
+        }
+    }
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -119,11 +119,12 @@ impl Routing {
 }
 
 pub struct Bot {
-    /// The files' routing, which every change of the console's replies starts from.
-    base: Routing,
-    /// The routing in force (the base plus the console's replies), and the generation of the
-    /// replies it was built from.
-    routing: std::sync::RwLock<(i64, Arc<Routing>)>,
+    /// The files' routing, which every change of the console's replies starts from, and its
+    /// version (one more at each reload of the files).
+    base: std::sync::RwLock<(u64, Arc<Routing>)>,
+    /// The routing in force (the base plus the console's replies), and the base version and
+    /// replies generation it was built from.
+    routing: std::sync::RwLock<((u64, i64), Arc<Routing>)>,
     handlers: Handlers,
     log: MessageLog,
     inflight: Mutex<HashMap<String, watch::Receiver<Shared>>>,
@@ -151,9 +152,10 @@ impl Bot {
         public_url: &str,
     ) -> Bot {
         let base = Routing { rules, templates: Arc::new(templates) };
+        let base = Arc::new(base);
         Bot {
-            routing: std::sync::RwLock::new((-1, Arc::new(base.clone()))),
-            base,
+            routing: std::sync::RwLock::new(((0, -1), base.clone())),
+            base: std::sync::RwLock::new((0, base)),
             handlers,
             log,
             inflight: Mutex::new(HashMap::new()),
@@ -183,8 +185,21 @@ impl Bot {
     }
 
     /// The routing of the files alone (`config/routes.toml` and the templates).
-    pub fn base(&self) -> &Routing {
-        &self.base
+    pub fn base(&self) -> Arc<Routing> {
+        self.base.read().unwrap().1.clone()
+    }
+
+    /// [`Bot::base`] with its version, for building the routing in force from it.
+    pub fn base_versioned(&self) -> (u64, Arc<Routing>) {
+        self.base.read().unwrap().clone()
+    }
+
+    /// Puts the files' `routing` in force as the new base (a reload): its version, which the
+    /// routing built from it is to be set with.
+    pub fn set_base(&self, routing: Routing) -> u64 {
+        let mut base = self.base.write().unwrap();
+        *base = (base.0 + 1, Arc::new(routing));
+        base.0
     }
 
     /// The routing in force.
@@ -192,15 +207,16 @@ impl Bot {
         self.routing.read().unwrap().1.clone()
     }
 
-    /// Puts `routing`, built from the replies' `generation`, in force — unless one built from
-    /// a later generation already is (two reloads finishing out of order keep the newer).
-    /// The next message is routed by it.
-    pub fn set_routing(&self, generation: i64, routing: Routing) -> bool {
+    /// Puts `routing`, built from base `version` and the replies' `generation`, in force —
+    /// unless one built from a later base, or the same base and a later generation, already is
+    /// (two reloads finishing out of order keep the newer). The next message is routed by it;
+    /// one being routed finishes with the routing it started with.
+    pub fn set_routing(&self, version: (u64, i64), routing: Routing) -> bool {
         let mut current = self.routing.write().unwrap();
-        if generation < current.0 {
+        if version < current.0 {
             return false;
         }
-        *current = (generation, Arc::new(routing));
+        *current = (version, Arc::new(routing));
         true
     }
 

@@ -53,7 +53,7 @@ async fn create(
     if input.version.is_some() {
         return Err(ApiError::BadRequest("version: only an edit names the version it starts from".into()));
     }
-    let reply = super::create(&s.store, s.bot.base(), s.config.replies.max, &input, &caller.name).await?;
+    let reply = super::create(&s.store, &s.bot.base(), s.config.replies.max, &input, &caller.name).await?;
     super::apply(&s.store, &s.bot).await?;
     Ok((StatusCode::CREATED, Json(json!({ "reply": reply }))))
 }
@@ -73,7 +73,7 @@ async fn update(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     let input: ReplyInput = parse_json(&body)?;
-    let reply = super::update(&s.store, s.bot.base(), s.config.replies.max, id, &input, &caller.name).await?;
+    let reply = super::update(&s.store, &s.bot.base(), s.config.replies.max, id, &input, &caller.name).await?;
     super::apply(&s.store, &s.bot).await?;
     Ok(Json(json!({ "reply": reply })))
 }
@@ -93,6 +93,6 @@ struct PreviewInput {
 async fn preview(caller: Caller, State(s): State<AppState>, ApiBody(body): ApiBody) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Marketing)?;
     let input: PreviewInput = parse_json(&body)?;
-    let p = super::preview(&s.store, s.bot.base(), input.id, &input.reply, input.sample.as_deref()).await?;
+    let p = super::preview(&s.store, &s.bot.base(), input.id, &input.reply, input.sample.as_deref()).await?;
     Ok(Json(json!(p)))
 }

@@ -530,7 +530,8 @@ pub async fn load(store: &Store, base: &Routing) -> Result<Routing, sqlx::Error>
 pub async fn apply(store: &Store, bot: &Bot) -> Result<i64, sqlx::Error> {
     // The generation first: the replies read after it are at least that new.
     let generation = generation(store).await?;
-    bot.set_routing(generation, load(store, bot.base()).await?);
+    let (version, base) = bot.base_versioned();
+    bot.set_routing((version, generation), load(store, &base).await?);
     Ok(generation)
 }
 

@@ -256,7 +256,7 @@ async fn reply_page(
                 reply: stored.reply.clone(),
                 version: None,
             };
-            replies::preview(&app.store, app.bot.base(), Some(id), &input, None).await.ok().map(preview_view)
+            replies::preview(&app.store, &app.bot.base(), Some(id), &input, None).await.ok().map(preview_view)
         }
     };
     render(
@@ -304,7 +304,7 @@ pub(super) async fn create(State(app): State<AppState>, headers: HeaderMap, Form
         Err(r) => return r.into_response(),
     };
     let result = match f.input() {
-        Ok(input) => replies::create(&app.store, app.bot.base(), app.config.replies.max, &input, &s.caller.name)
+        Ok(input) => replies::create(&app.store, &app.bot.base(), app.config.replies.max, &input, &s.caller.name)
             .await
             .map_err(refusal),
         Err(why) => Err(Ok((StatusCode::BAD_REQUEST, why))),
@@ -334,7 +334,7 @@ pub(super) async fn update(
     };
     let result = match f.input() {
         Ok(input) => {
-            replies::update(&app.store, app.bot.base(), app.config.replies.max, id, &input, &s.caller.name).await
+            replies::update(&app.store, &app.bot.base(), app.config.replies.max, id, &input, &s.caller.name).await
         }
         Err(why) => Err(replies::Error::Invalid(why)),
     };
@@ -361,7 +361,7 @@ pub(super) async fn preview(State(app): State<AppState>, headers: HeaderMap, For
     let id = f.id();
     let result = match f.input() {
         Ok(input) => {
-            replies::preview(&app.store, app.bot.base(), id, &input, Some(f.sample.trim())).await.map_err(refusal)
+            replies::preview(&app.store, &app.bot.base(), id, &input, Some(f.sample.trim())).await.map_err(refusal)
         }
         Err(why) => Err(Ok((StatusCode::BAD_REQUEST, why))),
     };
