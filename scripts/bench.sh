@@ -31,9 +31,19 @@ for run in $(seq "$runs"); do
       -d "{\"name\":\"bench-$r\",\"priority\":200,\"match\":{\"keyword\":[\"promo$r\",\"优惠$r\"]},\"reply\":{\"text\":\"Promo $r for {{ openid }}\"}}" \
       "http://127.0.0.1:$port/api/v1/replies"
   done
+  # The WAL's size every 100 ms: its peak is printed after the run.
+  ( peak=0; while kill -0 $server 2>/dev/null; do
+      n=$(stat -c %s "$work/bench.db-wal" 2>/dev/null || echo 0); [ "$n" -gt "$peak" ] && peak=$n && echo $peak > "$work/wal-peak"
+      sleep 0.1; done ) &
+  sampler=$!
+  taskset -p -c 1 $sampler >/dev/null
   echo -n "run $run: "
   taskset -c 1 "$bin" bench --config "${WXOA_CONFIG:-config/default.toml}" --addr "127.0.0.1:$port" --connections 32 --requests "$requests" --warmup 20000
   rows=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from inbound_messages where outcome is not null').fetchone()[0])" "$work/bench.db")
-  echo "        durable rows with replies: $rows"
   kill -TERM $server; wait $server || true
+  wait $sampler 2>/dev/null || true
+  # After the server's last checkpoint: the database holds everything.
+  db_bytes=$(( $(stat -c %s "$work/bench.db") + $(stat -c %s "$work/bench.db-wal" 2>/dev/null || echo 0) ))
+  echo "        durable rows with replies: $rows  database $((db_bytes / 1048576)) MB ($((db_bytes / (rows > 0 ? rows : 1))) bytes a message)  WAL peak $(( $(cat "$work/wal-peak" 2>/dev/null || echo 0) / 1048576 )) MB"
+  rm -f "$work/wal-peak"
 done
