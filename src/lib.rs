@@ -7,7 +7,7 @@
 //! The modules in their layers, lowest first (`tests/layers.rs` keeps imports pointing down):
 //! leaf ([`store`], [`secret`], [`text`]) → protocol ([`wechat`]) → [`config`] → domain
 //! ([`bot`], [`campaigns`], [`members`], [`bookings`], [`jobs`], [`shop`], [`stores`],
-//! [`notices`], [`menu`], [`fake`], [`crm`], [`followers`], [`audiences`], [`replies`], [`retention`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
+//! [`notices`], [`menu`], [`fake`], [`crm`], [`followers`], [`audiences`], [`replies`], [`retention`], [`privacy`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
 //! [`error`], `*::api`) → wiring ([`app`], [`dev`], [`tools`]) → [`cli`].
 
 /// The console and admin API's callers: bearer tokens, roles; the console pages.
@@ -48,6 +48,8 @@ pub mod members;
 pub mod menu;
 /// What wxoa tells a follower after the fact: template messages and chat texts.
 pub mod notices;
+/// Personal-data rights (PIPL): a copy of everything held about a person, and its erasure.
+pub mod privacy;
 /// Replies edited in the console: stored, checked whole, applied on every instance within 2 s.
 pub mod replies;
 /// Bounded retention: old messages' XML dropped, older messages and finished jobs deleted.

@@ -23,7 +23,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/menu", get(menu))
         .route("/api/v1/menu/sync", post(menu_sync))
-        .route("/api/v1/members/{key}", get(member))
+        .route("/api/v1/members/{key}", get(member).delete(erase))
+        .route("/api/v1/members/{key}/export", get(export))
         .route("/api/v1/reload", post(reload))
 }
 
@@ -81,6 +82,35 @@ async fn menu_sync(caller: Caller, State(s): State<AppState>) -> Result<Json<Val
     }
     tracing::info!(by = %caller.name, "menu synced");
     Ok(Json(json!({ "synced": true, "buttons": wanted.button.len(), "conditional": wanted.conditional.len() })))
+}
+
+/// The person an openid or card number names (PIPL requests name them either way).
+async fn person(s: &AppState, key: &str) -> Result<crate::privacy::Person, ApiError> {
+    if key.is_empty() || key.len() > 64 {
+        return Err(ApiError::BadRequest("give an openid or a card number (at most 64 characters)".into()));
+    }
+    crate::privacy::find(&s.store, key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no member or follower with that openid or card number".into()))
+}
+
+/// Everything wxoa holds about a person, as one JSON document (PIPL: a copy on request).
+async fn export(caller: Caller, State(s): State<AppState>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Admin)?;
+    let person = person(&s, &key).await?;
+    let doc = crate::privacy::export(&s.store, &person).await?;
+    tracing::info!(by = %caller.name, member = ?person.member_id, "personal data exported");
+    Ok(Json(doc))
+}
+
+/// Erases a person's data in one transaction (PIPL: deletion on request); who did it is recorded.
+async fn erase(caller: Caller, State(s): State<AppState>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Admin)?;
+    let person = person(&s, &key).await?;
+    let removed = crate::privacy::erase(&s.store, &person, &caller.name, s.crm_events()).await?;
+    s.outbox_wake.notify_one();
+    tracing::info!(by = %caller.name, member = ?person.member_id, "personal data erased");
+    Ok(Json(json!({ "erased": true, "member_id": person.member_id, "removed": removed })))
 }
 
 /// A member by openid or card number: who, tier, balance.

@@ -27,6 +27,10 @@ pub enum MembersCommand {
     },
     /// Load members from a CRM export (CSV with a header row); reports every row.
     Import { file: PathBuf },
+    /// Print everything wxoa holds about a person (openid or card number) as JSON (PIPL).
+    Export { key: String },
+    /// Erase a person's data (openid or card number) in one transaction (PIPL); prints what went.
+    Erase { key: String },
 }
 
 pub fn run(config: Config, command: MembersCommand) -> Result<ExitCode, String> {
@@ -35,7 +39,33 @@ pub fn run(config: Config, command: MembersCommand) -> Result<ExitCode, String> 
         MembersCommand::Expire => housekeeping(config, false),
         MembersCommand::Tiers => housekeeping(config, true),
         MembersCommand::Import { file } => import(config, file),
+        MembersCommand::Export { key } => block_on(async {
+            let store = open_store(&config).await?;
+            let person = find(&store, &key).await?;
+            let doc = crate::privacy::export(&store, &person).await.map_err(|e| format!("database: {e}"))?;
+            println!("{}", serde_json::to_string_pretty(&doc).expect("JSON serializes"));
+            Ok(ExitCode::SUCCESS)
+        }),
+        MembersCommand::Erase { key } => block_on(async {
+            let store = open_store(&config).await?;
+            let person = find(&store, &key).await?;
+            let by = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+            let events = crate::crm::Events::new(&config.crm.webhook_url);
+            let removed =
+                crate::privacy::erase(&store, &person, &by, events).await.map_err(|e| format!("database: {e}"))?;
+            let counts: Vec<String> =
+                removed.iter().filter(|(_, n)| **n > 0).map(|(t, n)| format!("{t} {n}")).collect();
+            println!("erased; rows removed or anonymised: {}", counts.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }),
     }
+}
+
+async fn find(store: &crate::store::Store, key: &str) -> Result<crate::privacy::Person, String> {
+    crate::privacy::find(store, key)
+        .await
+        .map_err(|e| format!("database: {e}"))?
+        .ok_or_else(|| format!("{key}: no member or follower with that openid or card number"))
 }
 
 /// What the hourly job does, now: lapsed points recorded, or tiers reviewed.

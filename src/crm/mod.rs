@@ -58,6 +58,10 @@ pub enum Event {
     /// An advisor booking was cancelled.
     #[serde(rename = "booking.cancelled")]
     BookingCancelled { booking_id: i64 },
+    /// The member's personal data was erased here at their request (PIPL): the CRM should
+    /// erase its copy. The last event about them.
+    #[serde(rename = "member.erased")]
+    MemberErased {},
 }
 
 /// The data of a `points.changed` event.

@@ -142,6 +142,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (17, "activity", include_str!("../../migrations/sqlite/0017_activity.sql")),
     (18, "console_signouts", include_str!("../../migrations/sqlite/0018_console_signouts.sql")),
     (19, "retention", include_str!("../../migrations/sqlite/0019_retention.sql")),
+    (20, "erasures", include_str!("../../migrations/sqlite/0020_erasures.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -163,6 +164,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (17, "activity", include_str!("../../migrations/postgres/0017_activity.sql")),
     (18, "console_signouts", include_str!("../../migrations/postgres/0018_console_signouts.sql")),
     (19, "retention", include_str!("../../migrations/postgres/0019_retention.sql")),
+    (20, "erasures", include_str!("../../migrations/postgres/0020_erasures.sql")),
 ];
 
 impl Store {
