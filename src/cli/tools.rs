@@ -86,6 +86,10 @@ pub struct BenchArgs {
     /// A request header for --get, e.g. "Cookie: wxoa_session=…" (repeatable).
     #[arg(long = "header")]
     headers: Vec<String>,
+    /// Write the warm-up and measured messages to this file (query, tab, body; a line each)
+    /// for another load generator, instead of sending them (see scripts/bench-wrk.sh).
+    #[arg(long)]
+    write_requests: Option<std::path::PathBuf>,
 }
 
 pub fn bench(config: Config, a: BenchArgs) -> Result<ExitCode, String> {
@@ -101,6 +105,11 @@ pub fn bench(config: Config, a: BenchArgs) -> Result<ExitCode, String> {
         get: a.get,
         headers: a.headers,
     };
+    if let Some(path) = &a.write_requests {
+        let n = crate::tools::bench::write_requests(&config.envelope(), &opts, path)?;
+        eprintln!("wrote {n} signed, encrypted messages to {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     // One thread: the generator must not take the server's core.
     let report = block_on(crate::tools::bench::run(&config.envelope(), &opts))?;
     println!("{report}");

@@ -303,7 +303,9 @@ const WAL_RESET_BYTES: i64 = 32 << 20;
 /// A restarted WAL file is cut back to this (`journal_size_limit`).
 const WAL_LIMIT_BYTES: i64 = 64 << 20;
 /// How long the writer waits for readers to leave the old WAL before giving up this time.
-const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+/// The writer is asked only once the passive checkpoints have left fewer frames than this to copy.
+const RESTART_TAIL_FRAMES: i64 = 256;
 
 /// Checkpoints the WAL every 100 ms (PASSIVE: never blocks the writer) until the writer stops,
 /// then once more; past [`WAL_RESET_BYTES`] it asks the writer to restart the WAL.
@@ -311,8 +313,10 @@ const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 /// Why the writer: SQLite starts the WAL over only when a checkpoint has copied every frame in
 /// it, and a passive checkpoint racing a writer that commits every millisecond never does — the
 /// WAL grew to ~1 GB over a 620,000-message run. The writer, between two batches, runs a
-/// RESTART checkpoint: the passive ones have copied all but the last ~100 ms of frames, so it
-/// copies little, and it waits at most [`RESTART_WAIT`] for readers (else it tries again later).
+/// RESTART checkpoint, which holds up its next batch while it copies what is left and syncs the
+/// database file. So that is made small first: passive checkpoints run back to back (each
+/// copying what arrived during the last) until fewer than [`RESTART_TAIL_FRAMES`] are left, and
+/// the writer waits at most [`RESTART_WAIT`] for readers (else it is asked again next time).
 fn checkpoints(
     conn: rusqlite::Connection,
     writer_alive: std::sync::mpsc::Receiver<()>,
@@ -320,13 +324,29 @@ fn checkpoints(
 ) {
     use std::sync::mpsc::RecvTimeoutError;
     let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap_or(4096);
+    let passive =
+        || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
     loop {
         let stop = matches!(
             writer_alive.recv_timeout(std::time::Duration::from_millis(100)),
             Err(RecvTimeoutError::Disconnected)
         );
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
-            Ok(frames) if frames * page > WAL_RESET_BYTES => reset_wanted.store(true, Ordering::Relaxed),
+        match passive() {
+            Ok((frames, _)) if frames * page > WAL_RESET_BYTES => {
+                for _ in 0..4 {
+                    match passive() {
+                        Ok((frames, copied)) if frames - copied < RESTART_TAIL_FRAMES => {
+                            reset_wanted.store(true, Ordering::Relaxed);
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "WAL checkpoint failed");
+                            break;
+                        }
+                    }
+                }
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
         }

@@ -80,15 +80,7 @@ fn prepare(envelope: &Envelope, opts: &BenchOptions, count: usize, run_id: u64) 
     }
     (0..count)
         .map(|i| {
-            let msg_id = run_id * 10_000_000 + i as u64;
-            let from = opts.openid.clone().unwrap_or_else(|| format!("oBench{:022}", i % 5000));
-            let content = opts.content.clone().unwrap_or_else(|| format!("hello {i}"));
-            let xml = format!(
-                "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
-                 <CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>\
-                 <MsgId>{msg_id}</MsgId></xml>"
-            );
-            let (query, body) = envelope.wrap(&xml, now, &random_nonce());
+            let (query, body) = message(envelope, opts, i, run_id, now);
             let head = format!(
                 "POST {}?{query} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
                 opts.path,
@@ -100,6 +92,38 @@ fn prepare(envelope: &Envelope, opts: &BenchOptions, count: usize, run_id: u64) 
             Prepared { bytes }
         })
         .collect()
+}
+
+/// The `i`-th message of run `run_id`, signed and encrypted: its query string and body.
+fn message(envelope: &Envelope, opts: &BenchOptions, i: usize, run_id: u64, now: i64) -> (String, String) {
+    let msg_id = run_id * 10_000_000 + i as u64;
+    let from = opts.openid.clone().unwrap_or_else(|| format!("oBench{:022}", i % 5000));
+    let content = opts.content.clone().unwrap_or_else(|| format!("hello {i}"));
+    let xml = format!(
+        "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
+         <CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>\
+         <MsgId>{msg_id}</MsgId></xml>"
+    );
+    envelope.wrap(&xml, now, &random_nonce())
+}
+
+/// Writes `warmup + requests` messages, as [`run`] would send them, to `path` for another load
+/// generator (`scripts/bench-wrk.sh` replays them with wrk): one line each, the query string
+/// and the body separated by a tab. Returns how many.
+pub fn write_requests(envelope: &Envelope, opts: &BenchOptions, path: &std::path::Path) -> Result<usize, String> {
+    use std::io::Write;
+    let total = opts.warmup + opts.requests;
+    let run_id = (crate::store::now_ms() as u64 / 1000) % 1_000_000_000;
+    let now = crate::store::now_ms() / 1000;
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for i in 0..total {
+        let (query, body) = message(envelope, opts, i, run_id, now);
+        debug_assert!(!body.contains(['\n', '\t']));
+        writeln!(out, "{query}\t{body}").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    out.flush().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(total)
 }
 
 /// Reads one HTTP/1.1 response; returns (status, body).
