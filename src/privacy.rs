@@ -126,7 +126,7 @@ pub async fn export(store: &Store, person: &Person) -> Result<Value, sqlx::Error
     let jobs = match &person.openid {
         Some(o) => {
             let rest = "jobs WHERE payload LIKE $1 ESCAPE '\\' ORDER BY id";
-            objects(store, JOB, rest, Bind::Text(format!("%\"{}\"%", like(o)))).await?
+            objects(store, JOB, rest, Bind::Text(quoted(o))).await?
         }
         None => none(),
     };
@@ -178,9 +178,10 @@ const MESSAGE: &[&str] =
     &["msg_type", "event", "event_key", "msg_id", "create_time", "received_at", "raw_xml", "outcome", "reply_xml"];
 const JOB: &[&str] = &["id", "kind", "state", "payload", "run_at", "created_at"];
 
-/// `s` with LIKE's wildcards escaped (openids are letters, digits, `-` and `_`).
-fn like(s: &str) -> String {
-    s.replace('%', "").replace('_', "\\_")
+/// A LIKE pattern (`ESCAPE '\'`) for JSON holding `openid` as a string value: `%"o…"%`, with
+/// LIKE's wildcards escaped (openids are letters, digits, `-` and `_`).
+fn quoted(openid: &str) -> String {
+    format!("%\"{}\"%", openid.replace('%', "").replace('_', "\\_"))
 }
 
 /// What an erasure removed, by table (rows deleted or anonymised).
@@ -292,12 +293,12 @@ async fn erase_openid(tx: &mut Tx, openid: &str, removed: &mut Removed) -> Resul
     let n = exec(tx, "DELETE FROM bind_failures WHERE subject = $1", Bind::Text(format!("openid:{openid}"))).await?;
     *removed.entry("bind_failures").or_default() += n;
     // Messages queued for them (their payloads name them).
-    let pattern = Bind::Text(format!("%\"{}\"%", like(openid)));
+    let pattern = Bind::Text(quoted(openid));
     let n = exec(tx, "DELETE FROM jobs WHERE payload LIKE $1 ESCAPE '\\' AND state <> 'running'", pattern).await?;
     *removed.entry("jobs").or_default() += n;
     exec(tx, "UPDATE follower_syncs SET next_openid = '' WHERE next_openid = $1", o()).await?;
     // Pushes to a list of openids: the list without theirs.
-    let pattern = format!("%\"{}\"%", like(openid));
+    let pattern = quoted(openid);
     let lists: Vec<(i64, String)> = with_tx!(tx, conn => sqlx::query_as(
         "SELECT id, openids FROM pushes WHERE openids LIKE $1 ESCAPE '\\'")
         .bind(&pattern).fetch_all(&mut *conn).await)?;
