@@ -45,5 +45,22 @@ for run in $(seq "$runs"); do
   # After the server's last checkpoint: the database holds everything.
   db_bytes=$(( $(stat -c %s "$work/bench.db") + $(stat -c %s "$work/bench.db-wal" 2>/dev/null || echo 0) ))
   echo "        durable rows with replies: $rows  database $((db_bytes / 1048576)) MB ($((db_bytes / (rows > 0 ? rows : 1))) bytes a message)  WAL peak $(( $(cat "$work/wal-peak" 2>/dev/null || echo 0) / 1048576 )) MB"
+  # What a message costs once retention has stripped its XML (raw_xml_days): a copy stripped as
+  # `wxoa messages purge` strips it, then vacuumed.
+  python3 - "$work/bench.db" "$rows" <<'PY'
+import os, shutil, sqlite3, sys
+src, rows = sys.argv[1], max(int(sys.argv[2]), 1)
+dst = src + ".stripped"
+shutil.copy(src, dst)
+db = sqlite3.connect(dst)
+widths = db.execute("select avg(length(raw_xml)), avg(length(reply_xml)), avg(length(dedup_key)), avg(length(claimed_by)) from inbound_messages").fetchone()
+db.execute("update inbound_messages set raw_xml = '', reply_xml = null")
+db.commit()
+db.execute("vacuum")
+db.close()
+print("        after retention strips the XML: %d bytes a message (the XML was %d + %d bytes; dedup key %d, claimed_by %d)"
+      % (os.path.getsize(dst) // rows, *(int(w or 0) for w in widths)))
+os.remove(dst)
+PY
   rm -f "$work/wal-peak"
 done
