@@ -43,13 +43,18 @@ pub struct BenchReport {
     pub p90: Duration,
     pub p99: Duration,
     pub max: Duration,
+    /// Throughput over the first and the last tenth of the measured requests (by completion),
+    /// to see whether a long run stays flat.
+    pub first_tenth_per_sec: f64,
+    pub last_tenth_per_sec: f64,
 }
 
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "requests {}  errors {}  elapsed {:.2}s  {:.0} req/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            "requests {}  errors {}  elapsed {:.2}s  {:.0} req/s  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  \
+             first 10% {:.0} req/s  last 10% {:.0} req/s",
             self.requests,
             self.errors,
             self.elapsed.as_secs_f64(),
@@ -57,7 +62,9 @@ impl std::fmt::Display for BenchReport {
             ms(self.p50),
             ms(self.p90),
             ms(self.p99),
-            ms(self.max)
+            ms(self.max),
+            self.first_tenth_per_sec,
+            self.last_tenth_per_sec
         )
     }
 }
@@ -170,12 +177,18 @@ pub async fn run(envelope: &Envelope, opts: &BenchOptions) -> Result<BenchReport
     let requests = Arc::new(prepare(envelope, opts, total, run_id));
     let next = Arc::new(AtomicUsize::new(0));
     let measured_from = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    // When each tenth of the measured requests had completed.
+    let tenth = (opts.requests / 10).max(1);
+    let completed = Arc::new(AtomicUsize::new(0));
+    let tenths = Arc::new(std::sync::Mutex::new([None::<Instant>; 10]));
     let envelope = Arc::new(envelope.clone());
     let mut tasks = Vec::new();
     for _ in 0..opts.connections.max(1) {
         let requests = requests.clone();
         let next = next.clone();
         let measured_from = measured_from.clone();
+        let completed = completed.clone();
+        let tenths = tenths.clone();
         let envelope = envelope.clone();
         let addr = opts.addr.clone();
         let warmup = opts.warmup;
@@ -224,6 +237,10 @@ pub async fn run(envelope: &Envelope, opts: &BenchOptions) -> Result<BenchReport
                 }
                 if i >= warmup {
                     latencies.push(took.as_micros().min(u32::MAX as u128) as u32);
+                    let n = completed.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n.is_multiple_of(tenth) && n / tenth <= 10 {
+                        tenths.lock().unwrap()[n / tenth - 1] = Some(Instant::now());
+                    }
                 }
             }
             Ok::<_, String>((latencies, errors))
@@ -246,7 +263,14 @@ pub async fn run(envelope: &Envelope, opts: &BenchOptions) -> Result<BenchReport
         let idx = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
         Duration::from_micros(all[idx] as u64)
     };
+    let tenths = *tenths.lock().unwrap();
+    let rate = |from: Option<Instant>, to: Option<Instant>| match (from, to) {
+        (Some(a), Some(b)) if b > a => tenth as f64 / (b - a).as_secs_f64(),
+        _ => 0.0,
+    };
     Ok(BenchReport {
+        first_tenth_per_sec: rate(Some(started), tenths[0]),
+        last_tenth_per_sec: rate(tenths[8], tenths[9]),
         requests: all.len(),
         errors,
         elapsed,
