@@ -141,7 +141,7 @@ pub struct Booking {
 /// The member's upcoming confirmed bookings.
 pub async fn upcoming(store: &Store, member_id: i64, now: i64) -> Result<Vec<Booking>, sqlx::Error> {
     let rows: Vec<(i64, i64, String, String)> = with_pool!(store, pool => sqlx::query_as(
-        "SELECT b.id, b.slot_start, a.name, s.name FROM bookings b JOIN advisors a ON a.id = b.advisor_id \
+        "SELECT b.id, b.slot_start, a.name, COALESCE(s.name_zh || ' ' || s.name, s.name) FROM bookings b JOIN advisors a ON a.id = b.advisor_id \
          JOIN stores s ON s.id = a.store_id WHERE b.member_id = $1 AND b.status = 'confirmed' AND b.slot_start > $2 ORDER BY b.slot_start")
         .bind(member_id).bind(now).fetch_all(pool).await)?;
     Ok(rows.into_iter().map(|(id, slot_start, advisor, store)| Booking { id, slot_start, advisor, store }).collect())
@@ -150,7 +150,7 @@ pub async fn upcoming(store: &Store, member_id: i64, now: i64) -> Result<Vec<Boo
 /// The member's booking `id` (any status), if it is theirs: for its result page.
 pub async fn booking(store: &Store, member_id: i64, id: i64) -> Result<Option<(Booking, String)>, sqlx::Error> {
     let row: Option<(i64, i64, String, String, String)> = with_pool!(store, pool => sqlx::query_as(
-        "SELECT b.id, b.slot_start, a.name, s.name, b.status FROM bookings b JOIN advisors a ON a.id = b.advisor_id \
+        "SELECT b.id, b.slot_start, a.name, COALESCE(s.name_zh || ' ' || s.name, s.name), b.status FROM bookings b JOIN advisors a ON a.id = b.advisor_id \
          JOIN stores s ON s.id = a.store_id WHERE b.id = $1 AND b.member_id = $2")
         .bind(id).bind(member_id).fetch_optional(pool).await)?;
     Ok(row.map(|(id, slot_start, advisor, store, status)| (Booking { id, slot_start, advisor, store }, status)))
@@ -159,7 +159,7 @@ pub async fn booking(store: &Store, member_id: i64, id: i64) -> Result<Option<(B
 /// An advisor on offer and their store's name.
 pub async fn advisor(store: &Store, advisor_id: i64) -> Result<Option<(Advisor, String)>, sqlx::Error> {
     let row: Option<(i64, i64, String, String)> = with_pool!(store, pool => sqlx::query_as(
-        "SELECT a.id, a.store_id, a.name, s.name FROM advisors a JOIN stores s ON s.id = a.store_id WHERE a.id = $1 AND a.active = $2")
+        "SELECT a.id, a.store_id, a.name, COALESCE(s.name_zh || ' ' || s.name, s.name) FROM advisors a JOIN stores s ON s.id = a.store_id WHERE a.id = $1 AND a.active = $2")
         .bind(advisor_id).bind(true).fetch_optional(pool).await)?;
     Ok(row.map(|(id, store_id, name, store)| (Advisor { id, store_id, name }, store)))
 }
@@ -217,7 +217,7 @@ pub async fn book_in(
         with_tx!(tx, conn => sqlx::query("SELECT id FROM members WHERE id = $1 FOR UPDATE").bind(member_id).execute(conn).await.map(|_| ()))?;
     }
     let found: Option<(String, String)> = with_tx!(tx, conn => sqlx::query_as(
-        "SELECT a.name, s.name FROM advisors a JOIN stores s ON s.id = a.store_id WHERE a.id = $1 AND a.active = $2")
+        "SELECT a.name, COALESCE(s.name_zh || ' ' || s.name, s.name) FROM advisors a JOIN stores s ON s.id = a.store_id WHERE a.id = $1 AND a.active = $2")
         .bind(advisor_id).bind(true).fetch_optional(conn).await)?;
     let Some((advisor, store_name)) = found else { return Err(Refusal::NoSuchAdvisor.into()) };
     let open: i64 = with_tx!(tx, conn => sqlx::query_scalar(

@@ -26,6 +26,7 @@ pub struct Config {
     pub shop: ShopConfig,
     pub crm: CrmConfig,
     pub loyalty: LoyaltyConfig,
+    pub stores: StoresConfig,
     pub followers: FollowersConfig,
     pub replies: RepliesConfig,
     pub admin: AdminConfig,
@@ -222,6 +223,21 @@ impl LoyaltyConfig {
     /// Points per yuan in hundredths (0.5 → 50), so earning is integer arithmetic.
     pub fn points_per_yuan_cents(&self) -> i64 {
         (self.points_per_yuan * 100.0).round() as i64
+    }
+}
+
+/// `[stores]`: how the brand's stores are offered to followers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoresConfig {
+    /// `stores_nearby` lists only stores within this many kilometres of the follower; with none
+    /// that near it names the nearest and how far it is, instead of calling it "nearby".
+    pub nearby_km: u32,
+}
+
+impl Default for StoresConfig {
+    fn default() -> Self {
+        Self { nearby_km: 50 }
     }
 }
 
@@ -453,6 +469,9 @@ pub struct BotConfig {
     /// A deferred handler's late reply is taken over (the handler run again from the log) if it
     /// has not been delivered this long after the deadline: the process died, or hung.
     pub late_takeover_secs: u64,
+    /// The cover of the `balance_card` news card: a JPG or PNG URL; empty is the one wxoa ships,
+    /// served at `h5.public_url` + `/h5/static/balance-cover.png`.
+    pub balance_cover_url: String,
 }
 
 impl Default for BotConfig {
@@ -463,6 +482,7 @@ impl Default for BotConfig {
             reply_deadline_ms: 4000,
             menu: "config/menu.toml".into(),
             late_takeover_secs: 60,
+            balance_cover_url: String::new(),
         }
     }
 }
@@ -600,6 +620,16 @@ impl Config {
         }
         if !(100..=4800).contains(&self.bot.reply_deadline_ms) {
             return Err(err("bot.reply_deadline_ms must be between 100 and 4800 (WeChat gives up at 5000)"));
+        }
+        let cover = &self.bot.balance_cover_url;
+        if !cover.is_empty() && (!(cover.starts_with("http://") || cover.starts_with("https://")) || cover.len() > 1024)
+        {
+            return Err(err(
+                "bot.balance_cover_url must be an http(s) URL of at most 1024 bytes (or empty for the shipped one)",
+            ));
+        }
+        if !(1..=1000).contains(&self.stores.nearby_km) {
+            return Err(err("stores.nearby_km must be between 1 and 1000"));
         }
         let c = &self.campaigns;
         if c.time_zone.parse::<chrono_tz::Tz>().is_err() {
@@ -801,6 +831,8 @@ session_secret = "0123456789abcdef0123456789abcdef"
         assert_eq!(c.wechat.mode, Mode::Safe);
         assert_eq!(c.database.url, "sqlite://data/wxoa.db");
         assert_eq!(c.bot.reply_deadline_ms, 4000);
+        assert_eq!(c.stores.nearby_km, 50);
+        assert_eq!(c.bot.balance_cover_url, "");
     }
 
     #[test]
@@ -825,6 +857,9 @@ session_secret = "0123456789abcdef0123456789abcdef"
             (GOOD, &[("WXOA_CRM__WEBHOOK_URL", "crm.example.com")], "crm.webhook_url must be an http(s) URL"),
             (GOOD, &[("WXOA_CRM__WEBHOOK_URL", "https://crm.example.com/e")], "crm.webhook_url needs crm.secret"),
             (GOOD, &[("WXOA_LOYALTY__POINTS_PER_YUAN", "0.125")], "at most two decimals"),
+            (GOOD, &[("WXOA_STORES__NEARBY_KM", "0")], "stores.nearby_km must be between 1 and 1000"),
+            (GOOD, &[("WXOA_STORES__NEARBY_KM", "20000")], "stores.nearby_km must be between 1 and 1000"),
+            (GOOD, &[("WXOA_BOT__BALANCE_COVER_URL", "cover.png")], "bot.balance_cover_url must be an http(s) URL"),
             (
                 &format!("{GOOD}\n[[loyalty.tiers]]\nname = \"silver\"\nmin_points = 10\n"),
                 &[],

@@ -372,7 +372,10 @@ async fn a_store_qr_follow_is_attributed_to_the_store() {
             )
         };
         let (_, reply) = server.send(&follow("oStoreFan", "qrscene_store_23", 1)).await;
-        assert!(field(reply.as_deref().unwrap(), "Content").unwrap().contains("Lujiazui IFC"), "{reply:?}");
+        assert_eq!(
+            field(reply.as_deref().unwrap(), "Content").unwrap(),
+            "欢迎来到陆家嘴国金中心店！Welcome to Lujiazui IFC.\n上海市浦东新区世纪大道 8 号\nReply \"help\" (帮助) to see what I can do."
+        );
         // Following again later without a scene keeps the first attribution.
         server.send(&follow("oStoreFan", "", 2)).await;
         let row: (Option<i64>, bool) = wxoa::with_pool!(&server.state.store, pool => sqlx::query_as(
@@ -386,14 +389,79 @@ async fn a_store_qr_follow_is_attributed_to_the_store() {
             "SELECT store_id FROM followers WHERE openid = 'oLost'").fetch_one(pool).await)
         .unwrap();
         assert_eq!(row.0, None);
-        // Bad rows in a stores file are reported, good ones kept.
+        // Bad rows in a stores file are reported, good ones kept; a file without name_zh still
+        // imports (the store has one name).
+        let long = "店".repeat(51);
         let (n, problems) = wxoa::stores::import(
             &server.state.store,
-            "id,name,latitude,longitude\n40,Chengdu,30.6,104.1\nx,Nowhere,0,0\n41,Mars,200,0\n",
+            &format!("id,name,latitude,longitude,name_zh\n40,Chengdu,30.6,104.1,\nx,Nowhere,0,0,\n41,Mars,200,0,\n42,Long,1,1,{long}\n"),
         )
         .await
         .unwrap();
-        assert_eq!((n, problems.len()), (1, 2), "{problems:?}");
+        assert_eq!(
+            (n, problems),
+            (
+                1,
+                vec![
+                    "line 3: needs a numeric id, latitude and longitude".to_owned(),
+                    "line 4: needs a name and coordinates on Earth".to_owned(),
+                    "line 5: name_zh must be at most 50 characters on one line".to_owned(),
+                ]
+            )
+        );
+        let chengdu = wxoa::stores::get(&server.state.store, 40).await.unwrap().unwrap();
+        assert_eq!((chengdu.display_name(), chengdu.chinese_name()), ("Chengdu".to_owned(), "Chengdu"));
+        assert_eq!(wxoa::stores::get(&server.state.store, 42).await.unwrap(), None);
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// "Nearby" means within `stores.nearby_km`: a location far from every store is told how far the
+/// nearest one is, a near one gets only the stores within the limit.
+#[tokio::test]
+async fn nearby_stores_are_those_within_the_limit() {
+    let location = |openid: &str, msg_id: u64, lat: f64, lon: f64| {
+        format!(
+            "<xml><ToUserName>gh_1</ToUserName><FromUserName>{openid}</FromUserName><CreateTime>1</CreateTime><MsgType>location</MsgType><Location_X>{lat}</Location_X><Location_Y>{lon}</Location_Y><Scale>15</Scale><Label>x</Label><MsgId>{msg_id}</MsgId></xml>"
+        )
+    };
+    let content = |reply: Option<String>| field(reply.as_deref().unwrap(), "Content").unwrap();
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let server = TestServer::start(test_config(&db, Mode::Safe)).await;
+        // No stores yet: said so.
+        let (_, reply) = server.send(&location("oNear", 1, 31.23, 121.47)).await;
+        assert_eq!(content(reply), "暂无门店信息。No stores to show yet.");
+        let stores_csv = std::fs::read_to_string(repo().join("tests/fixtures/stores.csv")).unwrap();
+        assert_eq!(wxoa::stores::import(&server.state.store, &stores_csv).await.unwrap(), (5, vec![]));
+        // Tian'anmen, Beijing: Sanlitun is 5.6 km away; the Shanghai stores, over 1,000 km, are
+        // not "nearby" (the default limit is 50 km).
+        let (_, reply) = server.send(&location("oNear", 2, 39.9087, 116.3975)).await;
+        assert_eq!(
+            content(reply),
+            "离您最近的门店 / Nearest stores:\n1. 三里屯店 Sanlitun — 5.6 km\n   北京市朝阳区三里屯路 19 号 · 10:00-22:00 · 010-6000-0031"
+        );
+        // Guangzhou: nothing within 50 km; the nearest store and how far it is.
+        let (_, reply) = server.send(&location("oFar", 3, 23.1291, 113.2644)).await;
+        assert_eq!(
+            content(reply),
+            "您附近 50 公里内暂无门店。离您最近的是静安嘉里中心店，约 1210 km。\n\
+             There is no store within 50 km of you; the nearest is Jing'an Kerry, 1210 km away.\n   \
+             上海市静安区南京西路 1515 号 · 10:00-22:00 · 021-6000-0024"
+        );
+        server.stop().await;
+
+        // stores.nearby_km = 1: from People's Square only the flagship (960 m) is listed, not
+        // Xintiandi (1.2 km).
+        let mut config = test_config(&db, Mode::Safe);
+        config.stores.nearby_km = 1;
+        let server = TestServer::start(config).await;
+        let (_, reply) = server.send(&location("oNear", 4, 31.230416, 121.473701)).await;
+        assert_eq!(
+            content(reply),
+            "离您最近的门店 / Nearest stores:\n1. 南京路旗舰店 Nanjing Road Flagship — 960 m\n   上海市黄浦区南京东路 100 号 · 10:00-22:00 · 021-6000-0021"
+        );
         server.stop().await;
         db.drop_db().await;
     }
@@ -434,15 +502,45 @@ async fn a_bound_member_gets_a_balance_card_and_history() {
             "{description}"
         );
         assert!(field(&reply, "Articles/item/Url").unwrap().ends_with("/h5/start?to=card"));
+        // The cover is the shipped image, served by wxoa at h5.public_url + its path.
+        let cover = field(&reply, "Articles/item/PicUrl").unwrap();
+        assert_eq!(cover, "http://127.0.0.1:8080/h5/static/balance-cover.png");
+        let path = cover.strip_prefix("http://127.0.0.1:8080").unwrap();
+        let resp = server.client.get(format!("http://{}{path}", server.addr)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "image/png");
+        assert_eq!(resp.headers()["cache-control"], "public, max-age=2592000");
+        let png = resp.bytes().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() < 50_000, "{} bytes", png.len());
+        assert_eq!(png.as_ref(), std::fs::read(repo().join("src/h5/static/balance-cover.png")).unwrap());
         // "积分" typed in the chat is the same question.
         let (_, typed) = server.send(&text_message("oBound", 5150, "我的积分")).await;
         assert_eq!(field(typed.as_deref().unwrap(), "MsgType").as_deref(), Some("news"));
 
         let (_, history) = server.send(&click("history", 2)).await;
         let content = field(history.as_deref().unwrap(), "Content").unwrap();
-        assert!(content.contains("+300 order 9") && content.contains("+1200 imported balance"), "{content}");
+        assert!(content.contains("+300 order 9") && content.contains("+1200 导入积分 Imported balance"), "{content}");
+        // An entry without a note reads as what its kind means, in both languages.
+        let mut tx = store.begin().await.unwrap();
+        let till = Change::new("till:1", Who::Card("C1001".into()), Kind::Earn, 40, wxoa::store::now_ms());
+        points::post(&mut tx, &server.state.points_rules(), &[till]).await.unwrap();
+        tx.commit().await.unwrap();
+        let (_, history) = server.send(&click("history", 4)).await;
+        let content = field(history.as_deref().unwrap(), "Content").unwrap();
+        assert!(content.contains("+40 消费积分 Points earned"), "{content}");
         let (_, bound) = server.send(&click("bind", 3)).await;
         assert!(field(bound.as_deref().unwrap(), "Content").unwrap().contains("Your card C1001 is bound"));
+        server.stop().await;
+
+        // bot.balance_cover_url sets another cover.
+        let mut config = test_config(&db, Mode::Safe);
+        config.bot.balance_cover_url = "https://cdn.example.com/brand/cover.jpg".into();
+        let server = TestServer::start(config).await;
+        let (_, reply) = server.send(&click("balance", 5)).await;
+        assert_eq!(
+            field(reply.as_deref().unwrap(), "Articles/item/PicUrl").as_deref(),
+            Some("https://cdn.example.com/brand/cover.jpg")
+        );
         server.stop().await;
         db.drop_db().await;
     }

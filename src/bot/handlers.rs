@@ -24,6 +24,10 @@ pub struct HandlerCtx {
     pub public_url: Arc<str>,
     /// The external checkout (`[checkout]`), for `checkout_link`.
     pub checkout: Arc<crate::config::CheckoutConfig>,
+    /// How far a store may be and still be "nearby" (`stores.nearby_km`).
+    pub nearby_km: u32,
+    /// The balance card's cover image (`bot.balance_cover_url`, or the shipped one).
+    pub balance_cover: Arc<str>,
 }
 
 impl HandlerCtx {
@@ -31,6 +35,14 @@ impl HandlerCtx {
     pub fn page_link(&self, page: &str) -> String {
         format!("{}/h5/start?to={page}", self.public_url.trim_end_matches('/'))
     }
+}
+
+/// Where wxoa serves the balance card's shipped cover (a 900×383 PNG; see `crate::h5::assets`).
+pub const BALANCE_COVER_PATH: &str = "/h5/static/balance-cover.png";
+
+/// The shipped balance card cover's URL for followers reaching us at `public_url`.
+pub fn shipped_balance_cover(public_url: &str) -> String {
+    format!("{}{BALANCE_COVER_PATH}", public_url.trim_end_matches('/'))
 }
 
 /// Why a handler gave no reply (the message is answered `success`, and the reason logged).
@@ -104,7 +116,9 @@ async fn echo(ctx: HandlerCtx) -> HandlerResult {
     Ok(Reply::text(said).ok())
 }
 
-/// The three stores nearest to a location message or a `location_select` tap.
+/// The stores within `stores.nearby_km` of a location message or a `location_select` tap, three
+/// at most, nearest first. With none that near, nothing is called "nearby": the answer names the
+/// nearest store and how far it is.
 async fn stores_nearby(ctx: HandlerCtx) -> HandlerResult {
     let (lat, lon) = match &ctx.msg.body {
         Body::Location { location_x, location_y, .. } => (*location_x, *location_y),
@@ -113,20 +127,41 @@ async fn stores_nearby(ctx: HandlerCtx) -> HandlerResult {
             return Ok(Reply::text("发送您的位置即可查看附近门店（点 + → 位置）。\nSend your location (tap + → Location) to see the nearest stores.").ok());
         }
     };
-    let found = stores::nearest(&ctx.store, lat, lon, 3).await?;
-    if found.is_empty() {
+    let mut found = stores::nearest(&ctx.store, lat, lon, 3).await?;
+    let Some((nearest, distance)) = found.first().cloned() else {
         return Ok(Reply::text("暂无门店信息。No stores to show yet.").ok());
+    };
+    let km = ctx.nearby_km;
+    found.retain(|(_, d)| *d <= f64::from(km) * 1000.0);
+    if found.is_empty() {
+        let d = stores::format_distance(distance);
+        return Ok(Reply::text(format!(
+            "您附近 {km} 公里内暂无门店。离您最近的是{zh}，约 {d}。\nThere is no store within {km} km of you; the nearest is {en}, {d} away.{details}",
+            zh = nearest.chinese_name(),
+            en = nearest.name,
+            details = store_details(&nearest),
+        ))
+        .ok());
     }
     let mut text = String::from("离您最近的门店 / Nearest stores:");
     for (i, (s, d)) in found.iter().enumerate() {
-        text.push_str(&format!("\n{}. {} — {}", i + 1, s.name, stores::format_distance(*d)));
-        let details: Vec<&str> =
-            [s.address.as_deref(), s.opening_hours.as_deref(), s.phone.as_deref()].into_iter().flatten().collect();
-        if !details.is_empty() {
-            text.push_str(&format!("\n   {}", details.join(" · ")));
-        }
+        text.push_str(&format!(
+            "\n{}. {} — {}{}",
+            i + 1,
+            s.display_name(),
+            stores::format_distance(*d),
+            store_details(s)
+        ));
     }
     Ok(Reply::text(text).ok())
+}
+
+/// A store's address, hours and phone on an indented line of their own (nothing if none is
+/// known).
+fn store_details(s: &stores::BrandStore) -> String {
+    let details: Vec<&str> =
+        [s.address.as_deref(), s.opening_hours.as_deref(), s.phone.as_deref()].into_iter().flatten().collect();
+    if details.is_empty() { String::new() } else { format!("\n   {}", details.join(" · ")) }
 }
 
 /// Welcome for a follower who scanned a store's QR code (`store_<id>` scene): names the store
@@ -143,9 +178,10 @@ async fn welcome_store(ctx: HandlerCtx) -> HandlerResult {
     stores::record_follower(&ctx.store, &ctx.msg.openid, true, store.as_ref().map(|s| s.id), Some(&scene)).await?;
     let text = match store {
         Some(s) => format!(
-            "欢迎来到{name}！Welcome to {name}.{details}\nReply \"help\" (帮助) to see what I can do.",
-            name = s.name,
-            details = s.address.map(|a| format!("\n{a}")).unwrap_or_default()
+            "欢迎来到{zh}！Welcome to {en}.{details}\nReply \"help\" (帮助) to see what I can do.",
+            zh = s.chinese_name(),
+            en = s.name,
+            details = s.address.as_ref().map(|a| format!("\n{a}")).unwrap_or_default()
         ),
         None => {
             "欢迎关注！Welcome — thank you for following us.\nReply \"help\" (帮助) to see what I can do.".to_owned()
@@ -179,7 +215,7 @@ async fn balance_card(ctx: HandlerCtx) -> HandlerResult {
         title: format!("积分 {} points · {}", balance.points, member.tier),
         description: format!("{expiring}\n卡号 Card {}", member.card_no.unwrap_or_default()),
         url: ctx.page_link("card"),
-        pic_url: String::new(),
+        pic_url: ctx.balance_cover.to_string(),
     };
     Ok(Some(Reply::news(vec![article])?))
 }
@@ -209,7 +245,7 @@ async fn history(ctx: HandlerCtx) -> HandlerResult {
     let mut text = String::from("最近积分记录 / Recent transactions:");
     for t in entries {
         let points = if t.kind == "tier" { String::new() } else { format!(" {:+}", t.points) };
-        text.push_str(&format!("\n{}{points} {}", day(t.occurred_at), t.note.unwrap_or(t.kind)));
+        text.push_str(&format!("\n{}{points} {}", day(t.occurred_at), t.description()));
     }
     text.push_str(&format!("\n<a href=\"{}\">全部记录 All transactions</a>", ctx.page_link("history")));
     Ok(Reply::text(text).ok())

@@ -135,6 +135,10 @@ pub struct Bot {
     public_url: Arc<str>,
     /// For handlers that hand out checkout links; switched off (empty secret) unless set.
     checkout: Arc<crate::config::CheckoutConfig>,
+    /// How far a store may be and still be "nearby" (`stores.nearby_km`).
+    nearby_km: u32,
+    /// The balance card's cover (`bot.balance_cover_url`, or the shipped one under `public_url`).
+    balance_cover: Arc<str>,
     /// A deferred handler's late-reply job comes due this long after the deadline: by then the
     /// handler has finished (and turned the job into its reply), or its process is gone and the
     /// job runs the handler again (`bot.late_takeover_secs`).
@@ -164,6 +168,8 @@ impl Bot {
             outbox_wake,
             public_url: public_url.into(),
             checkout: Arc::new(crate::config::CheckoutConfig::default()),
+            nearby_km: crate::config::StoresConfig::default().nearby_km,
+            balance_cover: handlers::shipped_balance_cover(public_url).into(),
             late_takeover: Duration::from_secs(60),
         }
     }
@@ -177,6 +183,20 @@ impl Bot {
     /// The checkout configuration handlers see (see [`handlers::HandlerCtx::checkout`]).
     pub fn with_checkout(mut self, checkout: crate::config::CheckoutConfig) -> Bot {
         self.checkout = Arc::new(checkout);
+        self
+    }
+
+    /// Whom `stores_nearby` calls near (`stores.nearby_km`).
+    pub fn with_nearby_km(mut self, km: u32) -> Bot {
+        self.nearby_km = km;
+        self
+    }
+
+    /// The balance card's cover (`bot.balance_cover_url`); empty keeps the shipped one.
+    pub fn with_balance_cover(mut self, url: &str) -> Bot {
+        if !url.is_empty() {
+            self.balance_cover = url.into();
+        }
         self
     }
 
@@ -412,6 +432,8 @@ impl Bot {
             templates: self.routing().templates.clone(),
             public_url: self.public_url.clone(),
             checkout: self.checkout.clone(),
+            nearby_km: self.nearby_km,
+            balance_cover: self.balance_cover.clone(),
         }
     }
 

@@ -29,7 +29,7 @@ fn account_form(
     error: Option<&members::Refusal>,
     saved: bool,
 ) -> Page {
-    let stores: Vec<_> = stores.iter().map(|s| context! { id => s.id, name => s.name }).collect();
+    let stores: Vec<_> = stores.iter().map(|s| context! { id => s.id, name => s.display_name() }).collect();
     let status = error.map(crate::error::members_status).unwrap_or(axum::http::StatusCode::OK);
     Page::new(
         "account.html",
@@ -91,10 +91,11 @@ pub async fn account(
     Ok(see_other(&to))
 }
 
-/// A ledger entry as the card and history pages show it (a tier change moves no points).
+/// A ledger entry as the card and history pages show it (a tier change moves no points); `note`
+/// is what the entry says, bilingual for an entry that came without one.
 pub fn history_line(t: &members::ledger::Transaction) -> minijinja::Value {
     let points = (t.kind != "tier").then_some(t.points);
-    context! { date => day(t.occurred_at), kind => t.kind, points, note => t.note }
+    context! { date => day(t.occurred_at), kind => t.kind, points, note => t.description() }
 }
 
 #[derive(serde::Deserialize)]

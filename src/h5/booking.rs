@@ -73,7 +73,7 @@ async fn render(
         .iter()
         .map(|b| context! { id => b.id, time => bookings::slot_label(b.slot_start), advisor => b.advisor, store => b.store })
         .collect();
-    let stores: Vec<_> = stores.iter().map(|s| context! { id => s.id, name => s.name }).collect();
+    let stores: Vec<_> = stores.iter().map(|s| context! { id => s.id, name => s.display_name() }).collect();
     let advisors: Vec<_> = advisors.iter().map(|a| context! { id => a.id, name => a.name }).collect();
     let days: Vec<_> = days
         .iter()

@@ -12,8 +12,11 @@
 //! * **Rooms**: [`card`] (card, bind, enrol, unbind), [`rewards`] (catalogue, redeem),
 //!   [`booking`], [`account`] (details, history). The shop's article landing
 //!   (`/h5/buy/{id}`, [`crate::shop::landing`]) signs in the same way (`to=buy/<id>`).
+//! * **Images** for the chat ([`assets`]): the balance card's shipped cover, outside the page
+//!   layer (no page headers, cached).
 
 pub mod account;
+pub mod assets;
 pub mod booking;
 pub mod card;
 pub mod rewards;
@@ -62,6 +65,7 @@ pub fn router(renderer: Renderer) -> Router<AppState> {
         .route("/h5/history", get(account::history))
         .route("/h5/account", get(account::account_page).post(account::account))
         .layer(axum::middleware::map_response_with_state(renderer, crate::http::page::render))
+        .route(crate::bot::handlers::BALANCE_COVER_PATH, get(assets::balance_cover))
 }
 
 /// The H5 page a sign-in started from `path` comes back to: the page itself, or for a form's

@@ -425,7 +425,7 @@ async fn apply(
         use super::points::{self, Change, Kind, Outcome as Posted, Rules, Who};
         let rules = Rules { loyalty, crm: crate::crm::Events::off(), notices: None, tiers: false, now };
         let mut change = Change::new(format!("import:member:{id}"), Who::Id(id), Kind::Adjust, points, now);
-        change.note = Some("imported balance".into());
+        change.note = Some("导入积分 Imported balance".into());
         if let Some(Posted::Applied { .. }) = points::post(tx, &rules, &[change]).await?.pop() {
             notes.push(format!("{points} points imported"));
             if let Outcome::Unchanged(id) = outcome {

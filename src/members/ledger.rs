@@ -142,6 +142,27 @@ pub struct Transaction {
     pub store_code: Option<String>,
 }
 
+impl Transaction {
+    /// What the entry says to the member: its note, else what its kind means ([`kind_label`]).
+    pub fn description(&self) -> &str {
+        self.note.as_deref().unwrap_or_else(|| kind_label(&self.kind))
+    }
+}
+
+/// What a kind of entry means to a member, Chinese first: the history's words for an entry
+/// that came without a note (a till's purchase, a correction).
+pub fn kind_label(kind: &str) -> &str {
+    match kind {
+        "earn" => "消费积分 Points earned",
+        "adjust" => "积分调整 Points adjusted",
+        "void" => "积分撤销 Points reversed",
+        "redeem" => "积分兑换 Points redeemed",
+        "expire" => "积分过期 Expired",
+        "tier" => "会员等级变更 Tier changed",
+        other => other,
+    }
+}
+
 /// The member's ledger, newest first, `limit` entries from `offset`.
 pub async fn history(store: &Store, member_id: i64, limit: i64, offset: i64) -> Result<Vec<Transaction>, sqlx::Error> {
     type HistoryRow = (String, String, i64, Option<String>, Option<i64>, i64, Option<String>);

@@ -11,7 +11,10 @@ pub struct BrandStore {
     pub id: i64,
     /// The brand's own code ("SH01"), as tills send it.
     pub code: Option<String>,
+    /// The English name, or the only one.
     pub name: String,
+    /// The Chinese name, where the store has one (`name_zh` in the CSV).
+    pub name_zh: Option<String>,
     pub city: Option<String>,
     pub address: Option<String>,
     pub latitude: f64,
@@ -20,13 +23,39 @@ pub struct BrandStore {
     pub phone: Option<String>,
 }
 
-type Row = (i64, Option<String>, String, Option<String>, Option<String>, f64, f64, Option<String>, Option<String>);
+impl BrandStore {
+    /// As followers read it: Chinese first, then English (`南京路旗舰店 Nanjing Road Flagship`).
+    pub fn display_name(&self) -> String {
+        match &self.name_zh {
+            Some(zh) => format!("{zh} {}", self.name),
+            None => self.name.clone(),
+        }
+    }
 
-fn from_row((id, code, name, city, address, latitude, longitude, opening_hours, phone): Row) -> BrandStore {
-    BrandStore { id, code, name, city, address, latitude, longitude, opening_hours, phone }
+    /// The name for a Chinese sentence: the Chinese one where there is one.
+    pub fn chinese_name(&self) -> &str {
+        self.name_zh.as_deref().unwrap_or(&self.name)
+    }
 }
 
-const COLUMNS: &str = "id, code, name, city, address, latitude, longitude, opening_hours, phone";
+type Row = (
+    i64,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    f64,
+    f64,
+    Option<String>,
+    Option<String>,
+);
+
+fn from_row((id, code, name, name_zh, city, address, latitude, longitude, opening_hours, phone): Row) -> BrandStore {
+    BrandStore { id, code, name, name_zh, city, address, latitude, longitude, opening_hours, phone }
+}
+
+const COLUMNS: &str = "id, code, name, name_zh, city, address, latitude, longitude, opening_hours, phone";
 
 /// Great-circle distance in metres.
 pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
@@ -103,7 +132,8 @@ pub async fn record_follower(
 }
 
 /// Imports stores from CSV with columns `id, name, city, address, latitude, longitude,
-/// opening_hours, phone[, code][, active]`; upserts by id. Returns (imported, problems by line).
+/// opening_hours, phone[, code][, active][, name_zh]` (any order; `name_zh` is the Chinese name
+/// followers read first, at most 50 characters); upserts by id. Returns (imported, problems by line).
 pub async fn import(store: &Store, text: &str) -> Result<(usize, Vec<String>), String> {
     let records = read_csv(text)?;
     let Some(((_, header), data)) = records.split_first() else {
@@ -133,6 +163,11 @@ pub async fn import(store: &Store, text: &str) -> Result<(usize, Vec<String>), S
             problems.push(format!("line {line}: needs a name and coordinates on Earth"));
             continue;
         }
+        let name_zh = opt(rec, idx("name_zh"));
+        if name_zh.as_ref().is_some_and(|n| n.chars().count() > 50 || n.chars().any(char::is_control)) {
+            problems.push(format!("line {line}: name_zh must be at most 50 characters on one line"));
+            continue;
+        }
         let code = opt(rec, idx("code"));
         if code
             .as_ref()
@@ -144,12 +179,12 @@ pub async fn import(store: &Store, text: &str) -> Result<(usize, Vec<String>), S
         let active = opt(rec, idx("active"))
             .is_none_or(|a| !matches!(a.to_lowercase().as_str(), "0" | "false" | "no" | "closed"));
         with_tx!(&mut tx, conn => sqlx::query(
-            "INSERT INTO stores (id, name, city, address, latitude, longitude, opening_hours, phone, active, code) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+            "INSERT INTO stores (id, name, city, address, latitude, longitude, opening_hours, phone, active, code, name_zh) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_zh = excluded.name_zh, \
              city = excluded.city, address = excluded.address, latitude = excluded.latitude, longitude = excluded.longitude, \
              opening_hours = excluded.opening_hours, phone = excluded.phone, active = excluded.active, code = excluded.code")
             .bind(id).bind(name).bind(opt(rec, idx("city"))).bind(opt(rec, idx("address"))).bind(lat).bind(lon)
-            .bind(opt(rec, idx("opening_hours"))).bind(opt(rec, idx("phone"))).bind(active).bind(&code)
+            .bind(opt(rec, idx("opening_hours"))).bind(opt(rec, idx("phone"))).bind(active).bind(&code).bind(&name_zh)
             .execute(conn).await.map(|_| ()))
         .map_err(|e| format!("line {line}: {e}"))?;
         imported += 1;
