@@ -324,6 +324,8 @@ async fn a_form_posted_twenty_times_at_once_takes_effect_once() {
         assert_eq!(count(&store, "SELECT COUNT(*) FROM bookings").await, 1, "{backend:?}");
         let booked = one.get(&results[0]).await.body;
         assert!(booked.contains("id=\"done\">预约成功") && booked.contains("with Amy"), "{booked}");
+        // The store reads Chinese first, as the stores file names it.
+        assert!(booked.contains("新天地店 Xintiandi"), "{booked}");
         // The slot shows as taken now.
         let week = one.get("/h5/book?store=22&advisor=7").await.body;
         assert_eq!(week.matches("class=\"slot taken\"").count(), 1, "{week}");
@@ -619,7 +621,7 @@ async fn account_details_and_paged_history() {
             wxoa::with_pool!(&store, pool => sqlx::query(
                 "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at) \
                  SELECT id, 'earn', $1, NULL, $2, $3, $4 FROM members WHERE card_no = 'C8001'")
-                .bind(10 + i).bind(format!("order:{i}")).bind(format!("order {i}")).bind(1_000_000 + i)
+                .bind(10 + i).bind(format!("order:{i}")).bind((i > 0).then(|| format!("order {i}"))).bind(1_000_000 + i)
                 .execute(pool).await.map(|_| ()))
             .unwrap();
         }
@@ -631,6 +633,11 @@ async fn account_details_and_paged_history() {
         let page2 = b.get("/h5/history?page=2").await;
         assert_eq!(page2.body.matches("<tr>").count(), 3, "13 entries: 10 + 3");
         assert!(page2.body.contains("id=\"prev\"") && !page2.body.contains("id=\"next\""));
+        // Every line is bilingual: the import's note, and an entry without a note read as its kind.
+        assert!(page.body.contains("· 导入积分 Imported balance<"), "{}", page.body);
+        assert!(page2.body.contains("· 消费积分 Points earned<"), "{}", page2.body);
+        let account = b.get("/h5/account").await.body;
+        assert!(account.contains(">新天地店 Xintiandi</option>"), "{account}");
 
         // The chat's history reply (menu key `history`) links to this whole history, not the card.
         let click = format!(
