@@ -145,6 +145,7 @@ impl App {
             Bot::new(rules, templates, handlers, log, deadline, outbox_wake.clone(), &config.h5.public_url)
                 .with_checkout(config.checkout.clone())
                 .with_nearby_km(config.stores.nearby_km)
+                .with_loyalty(config.loyalty.clone())
                 .with_balance_cover(&config.bot.balance_cover_url)
                 .with_late_takeover(Duration::from_secs(config.bot.late_takeover_secs)),
         );

@@ -220,6 +220,11 @@ impl Default for LoyaltyConfig {
 }
 
 impl LoyaltyConfig {
+    /// How followers read the tier `name`: its `label`, else the name itself.
+    pub fn tier_label<'a>(&'a self, name: &'a str) -> &'a str {
+        self.tiers.iter().find(|t| t.name == name).and_then(|t| t.label.as_deref()).unwrap_or(name)
+    }
+
     /// Points per yuan in hundredths (0.5 → 50), so earning is integer arithmetic.
     pub fn points_per_yuan_cents(&self) -> i64 {
         (self.points_per_yuan * 100.0).round() as i64
@@ -244,10 +249,14 @@ impl Default for StoresConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TierConfig {
-    /// As members read it on their card ("gold").
+    /// The tier as systems name it: imports, the CRM's events and API, segments ("gold").
     pub name: String,
     /// Points earned in the window that reach this tier.
     pub min_points: i64,
+    /// As followers read it on their card, in the chat and in notices, Chinese first
+    /// ("金卡会员 Gold"); none: the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Who may use the admin API and console: bearer tokens, kept as SHA-256 hashes only
@@ -704,6 +713,14 @@ impl Config {
             {
                 return Err(err(format!("loyalty.tiers[{i}].name must be 1 to 20 characters, no spaces around")));
             }
+            if let Some(label) = &t.label
+                && (label.trim().is_empty()
+                    || label.trim() != label
+                    || label.chars().count() > 30
+                    || label.chars().any(char::is_control))
+            {
+                return Err(err(format!("loyalty.tiers[{i}].label must be 1 to 30 characters, no spaces around")));
+            }
             if l.tiers[..i].iter().any(|e| e.name == t.name) {
                 return Err(err(format!("loyalty.tiers[{i}]: {:?} is named twice", t.name)));
             }
@@ -752,6 +769,7 @@ fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
             "shop" => config.shop = value.clone().try_into().map_err(ctx)?,
             "crm" => config.crm = value.clone().try_into().map_err(ctx)?,
             "loyalty" => config.loyalty = value.clone().try_into().map_err(ctx)?,
+            "stores" => config.stores = value.clone().try_into().map_err(ctx)?,
             "followers" => config.followers = value.clone().try_into().map_err(ctx)?,
             "replies" => config.replies = value.clone().try_into().map_err(ctx)?,
             "admin" => config.admin = value.clone().try_into().map_err(ctx)?,
@@ -879,12 +897,27 @@ session_secret = "0123456789abcdef0123456789abcdef"
                 &[],
                 "is named twice",
             ),
+            (
+                &format!("{GOOD}\n[[loyalty.tiers]]\nname = \"a\"\nmin_points = 0\nlabel = \" 普通 \"\n"),
+                &[],
+                "loyalty.tiers[0].label must be 1 to 30 characters",
+            ),
         ];
         for (text, vars, want) in cases {
             let e = Config::from_toml(text, env(vars)).unwrap_err().to_string();
             assert!(e.contains(want), "{e:?} should contain {want:?}");
             assert!(!e.contains('\n') || e.starts_with("config: "), "{e:?}");
         }
+    }
+
+    /// The file a fresh clone starts with loads, every section of it known.
+    #[test]
+    fn the_shipped_file_loads() {
+        let c = Config::from_toml(include_str!("../config/default.toml"), env(&[])).unwrap();
+        assert_eq!(c.stores.nearby_km, 50);
+        assert_eq!(c.bot.balance_cover_url, "");
+        assert_eq!(c.loyalty.tier_label("gold"), "金卡会员 Gold");
+        assert_eq!(c.loyalty.tier_label("platinum"), "platinum", "a tier the file does not know reads as named");
     }
 
     #[test]

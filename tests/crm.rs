@@ -407,9 +407,13 @@ async fn paid_orders_earn_and_refunds_take_back() {
 }
 
 fn tiers() -> Vec<wxoa::config::TierConfig> {
-    [("standard", 0), ("silver", 2000), ("gold", 8000)]
+    [("standard", 0, "普通会员 Standard"), ("silver", 2000, "银卡会员 Silver"), ("gold", 8000, "金卡会员 Gold")]
         .into_iter()
-        .map(|(name, min_points)| wxoa::config::TierConfig { name: name.into(), min_points })
+        .map(|(name, min_points, label)| wxoa::config::TierConfig {
+            name: name.into(),
+            min_points,
+            label: Some(label.into()),
+        })
         .collect()
 }
 
@@ -432,13 +436,16 @@ async fn tiers_go_up_at_once_and_down_when_the_window_passes() {
         let (_, answer) = batch(&server, json!([earn("T-1", "C7001", 1500), earn("T-2", "C7001", 600)])).await;
         assert_eq!(answer["applied"], 2);
         assert_eq!(member(&server, "C7001").await.1["tier"], "silver", "2100 earned: silver at once");
-        assert_eq!(balance_card(&server, "oTier", 1).await, "积分 2100 points · silver");
+        // Followers read the tier's label; the CRM's API keeps its name.
+        assert_eq!(balance_card(&server, "oTier", 1).await, "积分 2100 points · 银卡会员 Silver");
         assert!(eventually(10, || template_values(&fake, "TPL_TIER_CHANGED").len() == 1).await);
-        assert_eq!(template_values(&fake, "TPL_TIER_CHANGED")[0]["data"]["keyword1"]["value"], "silver");
+        assert_eq!(template_values(&fake, "TPL_TIER_CHANGED")[0]["data"]["keyword1"]["value"], "银卡会员 Silver");
         let mut b = Browser::new(&server);
         b.sign_in("history", "oTier").await;
         let history = b.get("/h5/history").await.body;
-        assert!(history.contains("会员等级 Tier: standard → silver"), "{history}");
+        assert!(history.contains("会员等级 Tier: 普通会员 Standard → 银卡会员 Silver"), "{history}");
+        let card = b.get("/h5/card").await.body;
+        assert!(card.contains("· 银卡会员 Silver</div>"), "{card}");
 
         // An hour later nothing has left the window; a year and a day later it all has.
         let rules = |now: i64| wxoa::members::points::Rules { now, ..server.state.points_rules() };
@@ -451,7 +458,7 @@ async fn tiers_go_up_at_once_and_down_when_the_window_passes() {
         assert_eq!(shown["tier"], "standard", "{shown}");
         assert_eq!(member(&server, "C7002").await.1["tier"], "standard");
         assert!(eventually(10, || template_values(&fake, "TPL_TIER_CHANGED").len() == 2).await);
-        assert_eq!(template_values(&fake, "TPL_TIER_CHANGED")[1]["data"]["keyword1"]["value"], "standard");
+        assert_eq!(template_values(&fake, "TPL_TIER_CHANGED")[1]["data"]["keyword1"]["value"], "普通会员 Standard");
         assert_eq!(review(now + 367 * 86_400_000).await, 0, "once");
         server.stop().await;
         db.drop_db().await;

@@ -26,6 +26,8 @@ pub struct HandlerCtx {
     pub checkout: Arc<crate::config::CheckoutConfig>,
     /// How far a store may be and still be "nearby" (`stores.nearby_km`).
     pub nearby_km: u32,
+    /// The loyalty programme (`[loyalty]`): the tiers' labels followers read.
+    pub loyalty: Arc<crate::config::LoyaltyConfig>,
     /// The balance card's cover image (`bot.balance_cover_url`, or the shipped one).
     pub balance_cover: Arc<str>,
 }
@@ -212,7 +214,7 @@ async fn balance_card(ctx: HandlerCtx) -> HandlerResult {
         None => "暂无到期积分 / Nothing expires soon".to_owned(),
     };
     let article = crate::wechat::reply::Article {
-        title: format!("积分 {} points · {}", balance.points, member.tier),
+        title: format!("积分 {} points · {}", balance.points, ctx.loyalty.tier_label(&member.tier)),
         description: format!("{expiring}\n卡号 Card {}", member.card_no.unwrap_or_default()),
         url: ctx.page_link("card"),
         pic_url: ctx.balance_cover.to_string(),

@@ -137,6 +137,8 @@ pub struct Bot {
     checkout: Arc<crate::config::CheckoutConfig>,
     /// How far a store may be and still be "nearby" (`stores.nearby_km`).
     nearby_km: u32,
+    /// The tiers' labels, for the balance card (`[[loyalty.tiers]]`).
+    loyalty: Arc<crate::config::LoyaltyConfig>,
     /// The balance card's cover (`bot.balance_cover_url`, or the shipped one under `public_url`).
     balance_cover: Arc<str>,
     /// A deferred handler's late-reply job comes due this long after the deadline: by then the
@@ -169,6 +171,7 @@ impl Bot {
             public_url: public_url.into(),
             checkout: Arc::new(crate::config::CheckoutConfig::default()),
             nearby_km: crate::config::StoresConfig::default().nearby_km,
+            loyalty: Arc::default(),
             balance_cover: handlers::shipped_balance_cover(public_url).into(),
             late_takeover: Duration::from_secs(60),
         }
@@ -189,6 +192,12 @@ impl Bot {
     /// Whom `stores_nearby` calls near (`stores.nearby_km`).
     pub fn with_nearby_km(mut self, km: u32) -> Bot {
         self.nearby_km = km;
+        self
+    }
+
+    /// The loyalty programme's tiers, whose labels followers read.
+    pub fn with_loyalty(mut self, loyalty: crate::config::LoyaltyConfig) -> Bot {
+        self.loyalty = Arc::new(loyalty);
         self
     }
 
@@ -433,6 +442,7 @@ impl Bot {
             public_url: self.public_url.clone(),
             checkout: self.checkout.clone(),
             nearby_km: self.nearby_km,
+            loyalty: self.loyalty.clone(),
             balance_cover: self.balance_cover.clone(),
         }
     }

@@ -50,7 +50,7 @@ pub async fn card(
         "card.html",
         context! {
             qr => member.card_no.as_deref().and_then(super::card_qr).map(minijinja::Value::from_safe_string),
-            name => member.name, card_no => member.card_no, tier => member.tier, points => balance.points,
+            name => member.name, card_no => member.card_no, tier => app.config.loyalty.tier_label(&member.tier), points => balance.points,
             expiring, history, banner, ..form_fields(&app, &session),
         },
     ))

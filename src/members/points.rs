@@ -805,7 +805,8 @@ async fn apply_tier_changes(
         let m = &c.member;
         with_tx!(tx, conn => sqlx::query("UPDATE members SET tier = $2, tier_held_until = NULL, updated_at = $3 WHERE id = $1")
             .bind(m.id).bind(&c.to).bind(now).execute(conn).await.map(|_| ()))?;
-        let note = format!("会员等级 Tier: {} → {}", m.tier, c.to);
+        let (from, to) = (rules.loyalty.tier_label(&m.tier), rules.loyalty.tier_label(&c.to));
+        let note = format!("会员等级 Tier: {from} → {to}");
         with_tx!(tx, conn => sqlx::query(
             "INSERT INTO points_ledger (member_id, kind, points, valid_until, reference, note, created_at, occurred_at, earned) \
              VALUES ($1, 'tier', 0, NULL, $2, $3, $4, $4, 0) ON CONFLICT (reference) DO NOTHING")
@@ -815,8 +816,7 @@ async fn apply_tier_changes(
         let event = Event::TierChanged { from: m.tier.clone(), to: c.to.clone(), earned: c.earned };
         jobs.extend(rules.crm.job(&member, &event, now));
         if let (Some(notices), Some(openid)) = (rules.notices, &m.openid) {
-            let ctx =
-                minijinja::context! { from => m.tier, tier => c.to, earned => c.earned, date => ledger::day(now) };
+            let ctx = minijinja::context! { from, tier => to, earned => c.earned, date => ledger::day(now) };
             match notices.render("tier_changed", openid, ctx) {
                 Ok(message) => jobs.push(NewJob::new(
                     crate::jobs::Kind::Template,
@@ -1036,9 +1036,9 @@ mod tests {
     fn tiers_follow_the_window_and_holds() {
         let loyalty = LoyaltyConfig {
             tiers: vec![
-                crate::config::TierConfig { name: "standard".into(), min_points: 0 },
-                crate::config::TierConfig { name: "silver".into(), min_points: 2000 },
-                crate::config::TierConfig { name: "gold".into(), min_points: 8000 },
+                crate::config::TierConfig { name: "standard".into(), min_points: 0, label: None },
+                crate::config::TierConfig { name: "silver".into(), min_points: 2000, label: None },
+                crate::config::TierConfig { name: "gold".into(), min_points: 8000, label: None },
             ],
             ..LoyaltyConfig::default()
         };
