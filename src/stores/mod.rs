@@ -1,6 +1,9 @@
 //! The brand's stores: imported from a CSV (`wxoa stores import`), found by distance for a
 //! follower's location (`stores_nearby`), and named in the welcome of a follower who scanned a
 //! store's QR code (`welcome_store`, scene `store_<id>`), who is then attributed to that store.
+//!
+//! A store may have a Chinese name besides its `name` (`name_zh`, an optional CSV column, so
+//! older files import unchanged): followers read it first, as they read everything else.
 
 use crate::members::import::read_csv;
 use crate::store::{Store, now_ms};
