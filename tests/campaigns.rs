@@ -693,3 +693,161 @@ async fn a_campaign_as_large_as_wechat_allows_is_taken() {
         assert_eq!(count().await, 3);
     }
 }
+
+/// An article body with a script, an `onerror` and a `javascript:` link, as it could come from a
+/// script, a pasted page or a careless tool.
+const DIRTY: &str = "<p onclick=\"steal()\">Launch <script>alert(1)</script><strong>tonight</strong></p>\
+    <img src=\"https://mmbiz.qpic.cn/mmbiz_png/x/0\" onerror=\"alert(2)\">\
+    <a href=\"javascript:alert(3)\">buy</a> <a href=\"https://example.com/buy\" target=\"_blank\">buy</a>";
+/// [`DIRTY`] after the allow-list (src/campaigns/html.rs).
+const CLEANED: &str = "<p>Launch <strong>tonight</strong></p><img src=\"https://mmbiz.qpic.cn/mmbiz_png/x/0\">\
+    <a rel=\"noopener noreferrer\">buy</a> <a href=\"https://example.com/buy\" rel=\"noopener noreferrer\">buy</a>";
+
+/// The console's form token on `page` (a console page's HTML).
+fn form_token(page: &str) -> String {
+    page.split("name=\"form_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned()
+}
+
+/// Every way an article's HTML comes in — the API's POST and PUT, the console's form (the CLI's
+/// is in tests/cli.rs) — stores it cleaned to the allow-list: the script, the handlers and the
+/// `javascript:` URL are gone from what GET shows and from the mpnews draft WeChat receives.
+#[tokio::test]
+async fn article_html_is_cleaned_on_every_way_in() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        config.campaigns.test_openids = vec!["oTester1".into()];
+        let fake = start_fake(&mut config).await;
+        let server = TestServer::start(config).await;
+        let base = format!("http://{}", server.addr);
+        let content_of = async |id: i64| {
+            let (status, shown) =
+                api(&base, "GET", &format!("/api/v1/campaigns/{id}"), Some(MARKETING_TOKEN), None).await;
+            assert_eq!(status, 200, "{shown}");
+            shown["articles"][0]["content"].as_str().unwrap().to_owned()
+        };
+
+        let mut body = campaign_body("Cleaned");
+        body["articles"][0]["content"] = json!(DIRTY);
+        let (status, made) = api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(body.clone())).await;
+        assert_eq!(status, 201, "{made}");
+        assert_eq!(made["articles"][0]["content"], CLEANED, "the answer shows what was stored");
+        let id = made["id"].as_i64().unwrap();
+        assert_eq!(content_of(id).await, CLEANED);
+
+        body["articles"][0]["content"] = json!(format!("<h2 onmouseover=\"x()\">v2</h2>{DIRTY}"));
+        let (status, updated) =
+            api(&base, "PUT", &format!("/api/v1/campaigns/{id}"), Some(MARKETING_TOKEN), Some(body)).await;
+        assert_eq!(status, 200, "{updated}");
+        let v2 = format!("<h2>v2</h2>{CLEANED}");
+        assert_eq!(content_of(id).await, v2);
+
+        // The mpnews draft WeChat gets is the cleaned body.
+        let (status, previewed) =
+            api(&base, "POST", &format!("/api/v1/campaigns/{id}/preview"), Some(MARKETING_TOKEN), Some(json!({})))
+                .await;
+        assert_eq!(status, 200, "{previewed}");
+        let drafts = fake.calls_to("/cgi-bin/draft/add");
+        assert_eq!(drafts.len(), 1, "{drafts:?}");
+        assert_eq!(drafts[0].body["articles"][0]["content"], v2.as_str());
+
+        // The console's form.
+        let cookie = console_sign_in(server.addr, MARKETING_TOKEN).await;
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let page = http.get(format!("{base}/admin/campaigns/new")).header("cookie", &cookie).send().await.unwrap();
+        let token = form_token(&page.text().await.unwrap());
+        let form = [("form_token", token.as_str()), ("name", "控制台"), ("title", "文章"), ("content", DIRTY)];
+        let resp = http.post(format!("{base}/admin/campaigns")).header("cookie", &cookie).form(&form).send().await;
+        let resp = resp.unwrap();
+        assert_eq!(resp.status().as_u16(), 303, "{}", resp.text().await.unwrap());
+        let made = resp.headers()["location"].to_str().unwrap().to_owned();
+        let console_id: i64 = made.trim_start_matches("/admin/campaigns/").split('?').next().unwrap().parse().unwrap();
+        assert_eq!(content_of(console_id).await, CLEANED);
+        // The edit page hands the editor the cleaned body, escaped into its textarea.
+        let page = http.get(format!("{base}{made}")).header("cookie", &cookie).send().await.unwrap();
+        let page = page.text().await.unwrap();
+        assert!(page.contains("&lt;p&gt;Launch &lt;strong&gt;tonight"), "{page}");
+        assert!(!page.contains("alert("), "nothing of the script reaches the page");
+
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// A PNG's signature and a little more: enough for WeChat (and the fake) to take it as a PNG.
+fn png(len: usize) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.resize(len, 0);
+    bytes
+}
+
+/// The editor's image button: `POST /admin/images` with the image as the body and the session's
+/// form token in `X-Form-Token` reaches WeChat's `media/uploadimg` through the client and answers
+/// the URL; a file over 1 MB, one that is not a JPEG or PNG, or a request without the form token
+/// gets its exact error and reaches nobody; WeChat's own refusal is passed on.
+#[tokio::test]
+async fn article_images_upload_through_the_console_to_wechat() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        let fake = start_fake(&mut config).await;
+        let server = TestServer::start(config).await;
+        let base = format!("http://{}", server.addr);
+        let cookie = console_sign_in(server.addr, MARKETING_TOKEN).await;
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let page = http.get(format!("{base}/admin/campaigns/new")).header("cookie", &cookie).send().await.unwrap();
+        let token = form_token(&page.text().await.unwrap());
+        let upload = async |token: &str, content_type: &str, bytes: Vec<u8>| {
+            let resp = http
+                .post(format!("{base}/admin/images"))
+                .header("cookie", &cookie)
+                .header("x-form-token", token)
+                .header("content-type", content_type)
+                .body(bytes)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        };
+        let uploads = || fake.calls_to("/cgi-bin/media/uploadimg");
+
+        let (status, answer) = upload(&token, "image/png", png(2048)).await;
+        assert_eq!(status, 200, "{answer}");
+        let url = answer["url"].as_str().unwrap();
+        assert!(url.starts_with("https://mmbiz.qpic.cn/mmbiz_png/fake") && url.ends_with("?wx_fmt=png"), "{url}");
+        assert_eq!(uploads().len(), 1);
+        assert_eq!(uploads()[0].errcode, 0);
+
+        let refused: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+            ("too large", "image/png", png(1024 * 1024 + 1), 413, "图片不能超过 1 MB · An article image is at most 1 MB"),
+            ("a GIF", "image/gif", b"GIF89a\x01\x00\x01\x00".to_vec(), 415, "只能上传 JPEG 或 PNG 图片 · An article image must be a JPEG or PNG"),
+            ("a PNG by name only", "image/png", b"<svg onload=alert(1)>".to_vec(), 415, "只能上传 JPEG 或 PNG 图片 · An article image must be a JPEG or PNG"),
+            ("nothing", "image/png", Vec::new(), 400, "没有图片 · No image was sent"),
+        ];
+        for (what, content_type, bytes, want, error) in refused {
+            let (status, answer) = upload(&token, content_type, bytes).await;
+            assert_eq!((status, answer["error"].as_str()), (want, Some(error)), "{what}: {answer}");
+        }
+        let (status, answer) = upload("forged", "image/png", png(100)).await;
+        assert_eq!((status, answer["error"].as_str()), (403, Some("invalid form; reload the page")), "{answer}");
+        let signed_out = http.post(format!("{base}/admin/images")).header("x-form-token", &token).body(png(100));
+        let resp = signed_out.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+        assert_eq!(uploads().len(), 1, "no refused file reached WeChat");
+
+        // WeChat's refusal (here forced) is passed on, not taken for a URL.
+        fake.tweak(|k| k.forced.push_back(40005));
+        let (status, answer) = upload(&token, "image/jpeg", vec![0xff, 0xd8, 0xff, 0xe0, 0, 0]).await;
+        assert_eq!((status, answer["error"].as_str()), (415, Some("只能上传 JPEG 或 PNG 图片 · An article image must be a JPEG or PNG")));
+        fake.tweak(|k| k.forced.push_back(45009));
+        let (status, answer) = upload(&token, "image/jpeg", vec![0xff, 0xd8, 0xff, 0xe0, 0, 0]).await;
+        assert_eq!(status, 502, "{answer}");
+        assert_eq!(
+            answer["error"],
+            "微信未接受图片 · WeChat did not take the image: WeChat error 45009: forced by the fake"
+        );
+
+        server.stop().await;
+        db.drop_db().await;
+    }
+}

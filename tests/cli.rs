@@ -295,3 +295,38 @@ fn menu_check_sync_show_against_the_fake_wechat() {
     let _ = fake.kill();
     let _ = fake.wait();
 }
+
+/// `wxoa campaign create` and `update` clean an article's HTML like the API and the console
+/// (tests/campaigns.rs): what the database holds has no script, no handler and no `javascript:`
+/// link.
+#[test]
+fn campaigns_from_the_cli_are_cleaned_too() {
+    let dir = temp_dir("cli-campaign");
+    let db = format!("sqlite://{}/wxoa.db", dir.display());
+    let config = dir.join("wxoa.toml");
+    std::fs::write(&config, config_text("127.0.0.1:0", &db)).unwrap();
+    let config = config.to_str().unwrap();
+    let file = dir.join("campaign.json");
+    let campaign = |content: &str| {
+        serde_json::json!({ "name": "CLI launch", "articles": [{ "title": "Tonight", "content": content }] }).to_string()
+    };
+    std::fs::write(&file, campaign("<p onclick=\"x()\">Hi<script>alert(1)</script></p><a href=\"javascript:go()\">a</a>"))
+        .unwrap();
+    let (code, out, err) = wxoa(&["migrate", "--config", config], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = wxoa(&["campaign", "create", "--config", config, file.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let content = || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let store = wxoa::store::Store::connect(&db, 1).await.unwrap();
+            let c = wxoa::campaigns::find(&store, "CLI launch").await.unwrap().unwrap();
+            c.articles[0].content.clone()
+        })
+    };
+    assert_eq!(content(), "<p>Hi</p><a rel=\"noopener noreferrer\">a</a>");
+    std::fs::write(&file, campaign("<h2>v2</h2><img src=\"x.png\" onerror=\"alert(1)\">")).unwrap();
+    let (code, out, err) = wxoa(&["campaign", "update", "--config", config, "CLI launch", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(content(), "<h2>v2</h2><img>");
+}

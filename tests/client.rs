@@ -382,3 +382,56 @@ async fn the_fake_keeps_followers_and_tags_within_wechats_limits() {
     assert_eq!(c.tag_list().await.unwrap().len(), 100);
     s.done().await;
 }
+
+/// `media/uploadimg` as WeChat judges a file: the client refuses before calling what WeChat
+/// would refuse (not a JPEG or PNG by its bytes, over 1 MB), uploads the rest as multipart
+/// `media` through the media family's pacing, and the fake answers a raw upload as WeChat does —
+/// 40005 for another type, 40006 for a size out of bounds, 41005 without a `media` part.
+#[tokio::test]
+async fn article_images_are_judged_as_wechat_judges_them() {
+    let s = Setup::new(Backend::Sqlite).await;
+    let c = s.client();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(4096, 7);
+    let url = c.media_upload_image("商品 photo.png", png.clone()).await.unwrap();
+    assert!(url.starts_with("http://mmbiz.qpic.cn/mmbiz_png/fake"), "{url}");
+    let jpeg = c.media_upload_image("cover.png", vec![0xff, 0xd8, 0xff, 0xe0]).await.unwrap();
+    assert!(jpeg.starts_with("http://mmbiz.qpic.cn/mmbiz_jpg/fake"), "the bytes say JPEG, whatever the name: {jpeg}");
+    assert_eq!(
+        c.media_upload_image("a.gif", b"GIF89a".to_vec()).await.unwrap_err(),
+        CallError::Invalid("an article image must be a JPEG or PNG".into())
+    );
+    let mut large = png.clone();
+    large.resize(1024 * 1024 + 1, 0);
+    assert_eq!(
+        c.media_upload_image("big.png", large.clone()).await.unwrap_err(),
+        CallError::Invalid("an article image is 1 byte to 1 MB (got 1048577 bytes)".into())
+    );
+    assert_eq!(s.fake.calls_to("/cgi-bin/media/uploadimg").len(), 2, "the refused ones were not sent");
+
+    // The fake on its own, as WeChat answers a client that does not check.
+    let token = c.tokens().get().await.unwrap();
+    let raw = async |name: &str, bytes: &[u8]| {
+        let mut body = format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"f\"\r\nContent-Type: image/png\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n--XyZ--\r\n");
+        let resp = reqwest::Client::new()
+            .post(format!("{}/cgi-bin/media/uploadimg?access_token={token}", s.config.wechat.api_base))
+            .header("content-type", "multipart/form-data; boundary=XyZ")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let v: serde_json::Value = resp.json().await.unwrap();
+        (v["errcode"].as_i64().unwrap_or(0), v["errmsg"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(raw("media", b"GIF89a").await, (40005, "invalid file type".to_owned()));
+    assert_eq!(raw("media", &large).await, (40006, "invalid meida size".to_owned()));
+    assert_eq!(raw("media", b"").await, (40006, "invalid meida size".to_owned()));
+    assert_eq!(raw("file", &png).await, (41005, "media data missing".to_owned()));
+    assert_eq!(raw("media", &png).await.0, 0);
+    s.db.drop_db().await;
+}

@@ -1,8 +1,54 @@
 //! Media for articles: upload an image used inside article bodies (`media/uploadimg`, returns a
 //! URL), and add a draft (`draft/add`, returns the `media_id` a mass send of `mpnews` needs).
 
-use super::{CallError, Client, Family, decode};
+use super::{CallError, Client, Family};
 use serde::{Deserialize, Serialize};
+
+/// The largest image `media/uploadimg` takes.
+pub const MAX_ARTICLE_IMAGE_BYTES: usize = 1024 * 1024;
+
+/// The kinds of image `media/uploadimg` takes, told by their first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArticleImage {
+    Jpeg,
+    Png,
+}
+
+impl ArticleImage {
+    /// The kind of `bytes`, or why WeChat would refuse them (its 40005 invalid type, 40006
+    /// invalid size).
+    pub fn check(bytes: &[u8]) -> Result<ArticleImage, String> {
+        if bytes.is_empty() || bytes.len() > MAX_ARTICLE_IMAGE_BYTES {
+            return Err(format!("an article image is 1 byte to 1 MB (got {} bytes)", bytes.len()));
+        }
+        Self::sniff(bytes).ok_or_else(|| "an article image must be a JPEG or PNG".to_owned())
+    }
+
+    /// JPEG (`FF D8 FF`) or PNG (its 8-byte signature), by the bytes.
+    pub fn sniff(bytes: &[u8]) -> Option<ArticleImage> {
+        if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+            Some(ArticleImage::Jpeg)
+        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(ArticleImage::Png)
+        } else {
+            None
+        }
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            ArticleImage::Jpeg => "image/jpeg",
+            ArticleImage::Png => "image/png",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            ArticleImage::Jpeg => "jpg",
+            ArticleImage::Png => "png",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DraftArticle {
@@ -23,16 +69,19 @@ pub struct DraftArticle {
 }
 
 impl Client {
-    /// Uploads a JPEG or PNG (at most 1 MB) for use inside articles; returns its URL.
+    /// Uploads a JPEG or PNG of at most 1 MB for use inside article bodies (multipart field
+    /// `media`); returns the URL WeChat hosts it at (`http://mmbiz.qpic.cn/…`), the only kind of
+    /// image an article shows. The type is read from the bytes, not the name; anything else, or
+    /// anything larger, is refused before calling (WeChat would answer 40005 / 40006).
     pub async fn media_upload_image(&self, filename: &str, bytes: Vec<u8>) -> Result<String, CallError> {
-        if bytes.len() > 1024 * 1024 {
-            return Err(CallError::Invalid("article images are at most 1 MB".into()));
-        }
-        let content_type = if filename.to_ascii_lowercase().ends_with(".png") { "image/png" } else { "image/jpeg" };
+        let image = ArticleImage::check(&bytes).map_err(CallError::Invalid)?;
         let boundary = format!("wxoa{}", crate::wechat::envelope::random_nonce());
-        let safe_name: String = filename.chars().filter(|c| c.is_ascii_alphanumeric() || ".-_".contains(*c)).collect();
+        let stem: String =
+            filename.chars().filter(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).take(64).collect();
+        let name = format!("{}.{}", if stem.is_empty() { "image" } else { &stem }, image.extension());
         let mut body = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"media\"; filename=\"{safe_name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"media\"; filename=\"{name}\"\r\nContent-Type: {}\r\n\r\n",
+            image.mime()
         )
         .into_bytes();
         body.extend_from_slice(&bytes);
@@ -41,21 +90,9 @@ impl Client {
         struct Answer {
             url: String,
         }
-        let token = self.tokens().get().await?;
-        let resp = self
-            .http()
-            .post(format!("{}/cgi-bin/media/uploadimg", self.base()))
-            .query(&[("access_token", token.as_str())])
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| CallError::Http(e.without_url().to_string()))?;
-        let answer: Result<Answer, CallError> = decode(resp).await;
-        if answer.as_ref().is_err_and(|e| e.is_token_error()) {
-            self.tokens().invalidate(&token).await?;
-        }
-        answer.map(|a| a.url)
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let answer: Answer = self.post_body(Family::Media, "/cgi-bin/media/uploadimg", content_type, body).await?;
+        Ok(answer.url)
     }
 
     /// Adds a draft of up to 8 articles; returns its media_id.

@@ -273,7 +273,19 @@ impl Client {
         body: &Req,
     ) -> Result<Resp, CallError> {
         let body = serde_json::to_vec(body).map_err(|e| CallError::Decode(e.to_string()))?;
-        self.call(family, reqwest::Method::POST, path, &[], Some(body)).await
+        self.call(family, reqwest::Method::POST, path, &[], Some(("application/json".to_owned(), body))).await
+    }
+
+    /// POST a ready-made body of `content_type` (a multipart upload) to `path` with the access
+    /// token, paced and retried like every other call.
+    pub async fn post_body<Resp: DeserializeOwned>(
+        &self,
+        family: Family,
+        path: &str,
+        content_type: String,
+        body: Vec<u8>,
+    ) -> Result<Resp, CallError> {
+        self.call(family, reqwest::Method::POST, path, &[], Some((content_type, body))).await
     }
 
     /// GET `path` with `query` and the access token.
@@ -292,7 +304,7 @@ impl Client {
         method: reqwest::Method,
         path: &str,
         query: &[(&str, &str)],
-        body: Option<Vec<u8>>,
+        body: Option<(String, Vec<u8>)>,
     ) -> Result<Resp, CallError> {
         if let Some(pacer) = &self.0.pacers[family as usize] {
             pacer.wait().await;
@@ -325,12 +337,12 @@ impl Client {
         path: &str,
         query: &[(&str, &str)],
         token: &str,
-        body: Option<Vec<u8>>,
+        body: Option<(String, Vec<u8>)>,
     ) -> Result<Resp, CallError> {
         let url = format!("{}{}", self.0.base, path);
         let mut req = self.0.http.request(method, url).query(&[("access_token", token)]).query(query);
-        if let Some(body) = body {
-            req = req.header("content-type", "application/json").body(body);
+        if let Some((content_type, body)) = body {
+            req = req.header("content-type", content_type).body(body);
         }
         let resp = req.send().await.map_err(|e| CallError::Http(e.without_url().to_string()))?;
         decode(resp).await
