@@ -819,9 +819,27 @@ async fn article_images_upload_through_the_console_to_wechat() {
         assert_eq!(uploads()[0].errcode, 0);
 
         let refused: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
-            ("too large", "image/png", png(1024 * 1024 + 1), 413, "图片不能超过 1 MB · An article image is at most 1 MB"),
-            ("a GIF", "image/gif", b"GIF89a\x01\x00\x01\x00".to_vec(), 415, "只能上传 JPEG 或 PNG 图片 · An article image must be a JPEG or PNG"),
-            ("a PNG by name only", "image/png", b"<svg onload=alert(1)>".to_vec(), 415, "只能上传 JPEG 或 PNG 图片 · An article image must be a JPEG or PNG"),
+            (
+                "too large",
+                "image/png",
+                png(1024 * 1024 + 1),
+                413,
+                "图片不能超过 1 MB · An article image is at most 1 MB",
+            ),
+            (
+                "a GIF",
+                "image/gif",
+                b"GIF89a\x01\x00\x01\x00".to_vec(),
+                415,
+                "只能上传 JPEG 或 PNG 图片 · An article image must be a JPEG or PNG",
+            ),
+            (
+                "a PNG by name only",
+                "image/png",
+                b"<svg onload=alert(1)>".to_vec(),
+                415,
+                "只能上传 JPEG 或 PNG 图片 · An article image must be a JPEG or PNG",
+            ),
             ("nothing", "image/png", Vec::new(), 400, "没有图片 · No image was sent"),
         ];
         for (what, content_type, bytes, want, error) in refused {
@@ -838,7 +856,10 @@ async fn article_images_upload_through_the_console_to_wechat() {
         // WeChat's refusal (here forced) is passed on, not taken for a URL.
         fake.tweak(|k| k.forced.push_back(40005));
         let (status, answer) = upload(&token, "image/jpeg", vec![0xff, 0xd8, 0xff, 0xe0, 0, 0]).await;
-        assert_eq!((status, answer["error"].as_str()), (415, Some("只能上传 JPEG 或 PNG 图片 · An article image must be a JPEG or PNG")));
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (415, Some("只能上传 JPEG 或 PNG 图片 · An article image must be a JPEG or PNG"))
+        );
         fake.tweak(|k| k.forced.push_back(45009));
         let (status, answer) = upload(&token, "image/jpeg", vec![0xff, 0xd8, 0xff, 0xe0, 0, 0]).await;
         assert_eq!(status, 502, "{answer}");

@@ -308,10 +308,14 @@ fn campaigns_from_the_cli_are_cleaned_too() {
     let config = config.to_str().unwrap();
     let file = dir.join("campaign.json");
     let campaign = |content: &str| {
-        serde_json::json!({ "name": "CLI launch", "articles": [{ "title": "Tonight", "content": content }] }).to_string()
+        serde_json::json!({ "name": "CLI launch", "articles": [{ "title": "Tonight", "content": content }] })
+            .to_string()
     };
-    std::fs::write(&file, campaign("<p onclick=\"x()\">Hi<script>alert(1)</script></p><a href=\"javascript:go()\">a</a>"))
-        .unwrap();
+    std::fs::write(
+        &file,
+        campaign("<p onclick=\"x()\">Hi<script>alert(1)</script></p><a href=\"javascript:go()\">a</a>"),
+    )
+    .unwrap();
     let (code, out, err) = wxoa(&["migrate", "--config", config], &[]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = wxoa(&["campaign", "create", "--config", config, file.to_str().unwrap()], &[]);

@@ -30,8 +30,26 @@ const STYLE_PROPERTIES: [&str; 3] = ["color", "background-color", "text-align"];
 
 static CLEANER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     let tags = [
-        "p", "br", "h1", "h2", "h3", "h4", "blockquote", "ul", "ol", "li", "section", "strong", "b", "em", "i", "u",
-        "s", "span", "a", "img",
+        "p",
+        "br",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "blockquote",
+        "ul",
+        "ol",
+        "li",
+        "section",
+        "strong",
+        "b",
+        "em",
+        "i",
+        "u",
+        "s",
+        "span",
+        "a",
+        "img",
     ];
     let mut attributes: HashMap<&str, HashSet<&str>> = HashMap::new();
     attributes.insert("a", HashSet::from(["href", "title"]));
@@ -79,7 +97,10 @@ mod tests {
     fn removes_what_runs_or_loads() {
         assert_eq!(clean("<p>a<script>alert(1)</script>b</p>"), "<p>ab</p>");
         assert_eq!(clean("<img src=\"x.png\" onerror=\"alert(1)\">"), "<img>");
-        assert_eq!(clean("<a href=\"javascript:alert(1)\" onclick=\"x()\">go</a>"), "<a rel=\"noopener noreferrer\">go</a>");
+        assert_eq!(
+            clean("<a href=\"javascript:alert(1)\" onclick=\"x()\">go</a>"),
+            "<a rel=\"noopener noreferrer\">go</a>"
+        );
         assert_eq!(clean("<img src=\"data:image/png;base64,AAAA\">"), "<img>");
         assert_eq!(
             clean("<p style=\"color: red; background-image: url(https://x/y)\" class=\"c\">t</p>"),

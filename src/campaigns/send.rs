@@ -32,7 +32,9 @@ pub async fn add_draft(
             title: a.title.clone(),
             author: a.author.clone(),
             digest: a.digest.clone(),
-            content: a.content.clone(),
+            // Cleaned when stored; cleaned again (it changes nothing then) for campaigns stored
+            // before bodies were cleaned.
+            content: super::html::clean(&a.content),
             content_source_url: link(public_url, campaign, a, push_id),
             thumb_media_id: a.cover_media_id.clone(),
             need_open_comment: 0,

@@ -14,7 +14,9 @@
 mod audiences;
 mod campaigns;
 mod charts;
+mod editor;
 mod figures;
+mod images;
 mod replies;
 
 use super::{Caller, authenticate};
@@ -59,7 +61,11 @@ pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
         .route("/admin/segments/{id}/sync", post(audiences::start_sync))
         .route("/admin/followers", get(audiences::followers))
         .route("/admin/followers/{id}", get(audiences::follower))
+        .route("/admin/images", post(images::upload).layer(images::limit()))
         .route("/admin/console.js", get(script))
+        .route("/admin/editor.js", get(editor::editor_js))
+        .route("/admin/vendor/quill-2.0.3.js", get(editor::quill_js))
+        .route("/admin/vendor/quill-2.0.3.snow.css", get(editor::quill_css))
         .layer(axum::middleware::map_response_with_state(pages, crate::http::page::render))
 }
 
