@@ -29,7 +29,7 @@ warm=200000
 measured=$((secs * 90000 + segments * 64))
 for run in $(seq "$runs"); do
   rm -f "$work"/bench.db* "$work"/.bench.db.created
-  "${WXOA_GEN_BIN:-$bin}" bench --config config/default.toml --requests "$measured" --warmup "$warm" --write-requests "$work/requests.tsv" 2>/dev/null
+  "${WXOA_GEN_BIN:-$bin}" bench --config "$config" --requests "$measured" --warmup "$warm" --write-requests "$work/requests.tsv" 2>/dev/null
   sync
   WXOA_SERVER__LISTEN=127.0.0.1:$port WXOA_SERVER__WORKERS=1 WXOA_DATABASE__URL="sqlite://$work/bench.db" RUST_LOG=warn \
     taskset -c 0 "$bin" serve --config "$config" &
