@@ -2,7 +2,10 @@
 //! after something happened, outside a reply:
 //! * a **template message** (`kind = "template"`, the default) names its WeChat template id and
 //!   a text template that renders one `field: value` line per template field; rendering gives
-//!   a [`TemplateMessage`] ready for the outbox;
+//!   a [`TemplateMessage`] ready for the outbox. Its optional `labels` (`keyword1 = "预约时间
+//!   Time"`) are the names the template gives its fields in the WeChat admin console: WeChat
+//!   shows them from the template itself, so wxoa never sends them; the simulator shows them
+//!   ([`Notices::labels`]) to render the message as a follower would see it;
 //! * a **chat message** (`kind = "text"`) renders the text of a customer-service message
 //!   ([`Notices::chat`]), for what follows the follower's own action in an H5 page (a passive
 //!   reply is impossible there, and WeChat lets an account write to a follower for 48 hours
@@ -25,7 +28,13 @@ struct NoticeSpec {
     template: String,
     #[serde(default)]
     page: Option<String>,
+    /// Field name → the label WeChat shows beside its value (`first` and `remark` have none).
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
+
+/// A label longer than this is refused (WeChat's template keywords are a few words).
+const MAX_LABEL_CHARS: usize = 40;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -102,6 +111,17 @@ impl Notices {
             if spec.kind == Kind::Template && spec.template_id.trim().is_empty() {
                 return Err(format!("notices: [{name}] template_id is empty"));
             }
+            if spec.kind == Kind::Text && !spec.labels.is_empty() {
+                return Err(format!("notices: [{name}] labels are for template messages, not kind = \"text\""));
+            }
+            for (field, label) in &spec.labels {
+                let label = label.trim();
+                if label.is_empty() || label.chars().count() > MAX_LABEL_CHARS {
+                    return Err(format!(
+                        "notices: [{name}] labels.{field}: a label is 1 to {MAX_LABEL_CHARS} characters"
+                    ));
+                }
+            }
         }
         if let Some(missing) = REQUIRED.iter().chain(REQUIRED_CHAT).find(|r| !specs.contains_key(**r)) {
             return Err(format!("notices: [{missing}] is missing in {}", config.display()));
@@ -130,6 +150,14 @@ impl Notices {
     /// (`card` links to the card page, and `link(page)` to any H5 page).
     pub fn chat(&self, notice: &str, openid: &str, ctx: minijinja::Value) -> Result<CustomMessageJob, NoticeError> {
         self.set().chat(notice, openid, ctx)
+    }
+
+    /// The labels configured for the template messages sent with `template_id` (field name →
+    /// label), for showing a message as WeChat does; empty when none are configured.
+    pub fn labels(&self, template_id: &str) -> BTreeMap<String, String> {
+        let set = self.set();
+        let spec = set.specs.values().find(|s| s.kind == Kind::Template && s.template_id == template_id);
+        spec.map(|s| s.labels.iter().map(|(k, v)| (k.clone(), v.trim().to_owned())).collect()).unwrap_or_default()
     }
 
     /// The template message for `notice` to `openid`, its fields rendered from `ctx`.
@@ -207,6 +235,14 @@ mod tests {
         assert_eq!(m.data["keyword1"].value, "Xintiandi");
         assert_eq!(m.data["keyword3"].value, "2026-12-01 14:00");
         assert_eq!(m.url.as_deref(), Some("https://wx.example.com/h5/start?to=card"));
+        // The shipped labels, bilingual, for every keyword a template renders.
+        let labels = n.labels("TPL_BOOKING_CONFIRMED");
+        assert_eq!(labels["keyword3"], "预约时间 Time");
+        assert_eq!(
+            labels.keys().collect::<Vec<_>>(),
+            m.data.keys().filter(|k| k.starts_with("keyword")).collect::<Vec<_>>()
+        );
+        assert!(n.labels("TPL_NO_SUCH").is_empty());
         assert!(n.render("nope", "o1", minijinja::context! {}).is_err());
         let chat = n.chat("enrolled", "o1", minijinja::context! { name => "Li Lei", card_no => "WX00000001" }).unwrap();
         let CustomMessage::Text { content } = chat.message else { panic!("a text") };

@@ -3,8 +3,10 @@
 //! enrol in the H5 frame, ask for the balance and see the card; ring up a purchase at the store
 //! till and see the points arrive and the CRM hear of it; scan a store's QR code and get
 //! its welcome; schedule a push to a tag seconds ahead in the console and see it arrive in the
-//! two tagged followers' chats but not in the third's. Screenshots of each step go to
-//! target/test-artifacts/simulator/.
+//! two tagged followers' chats but not in the third's; open the mass-sent article, go on to
+//! the stand-in checkout and simulate the payment (the order statuses the shop would post,
+//! credited to the push); see each follower's own last exchange; restart `dev` and find the
+//! chats still there. Screenshots of each step go to target/test-artifacts/simulator/.
 
 mod common;
 
@@ -23,27 +25,25 @@ async fn a_follower_tries_the_account_in_the_simulator() {
     let base = format!("http://127.0.0.1:{port}");
     let database = format!("sqlite://{}/dev.db", dir.display());
     let fixtures = dir.join("fixtures");
-    let dev = KillOnDrop(
-        Command::new(BIN)
-            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--database", &database])
-            .arg("--fixtures")
-            .arg(&fixtures)
-            .current_dir(repo())
-            .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{base}/simulator")).await.is_err() {
-        assert!(Instant::now() < deadline, "wxoa dev did not start; see {}", dir.join("stderr.log").display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let dev = start_dev(&dir, port, &database, &fixtures, "dev").await;
 
-    // The banner names the database and how other commands reach it.
-    let banner = std::fs::read_to_string(dir.join("stdout.log")).unwrap();
+    // The banner names the database and how other commands reach it; a command pointed there
+    // that way finds the demo member (a command finding no database refuses: tests/cli.rs).
+    let banner = std::fs::read_to_string(dir.join("dev.stdout.log")).unwrap();
     assert!(banner.contains(&format!("the database is {database}")), "{banner}");
     assert!(banner.contains(&format!("WXOA_DATABASE__URL={database}")), "{banner}");
+    let cli = Command::new(BIN)
+        .args(["members", "adjust", "8800123456", "10", "--reason", "goodwill"])
+        .env("WXOA_DATABASE__URL", &database)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success(), "{out}{}", String::from_utf8_lossy(&cli.stderr));
+    assert_eq!(out.trim(), "8800123456: +10 points (goodwill); balance 1210");
+    // The log in a file carries no colour codes.
+    let log = std::fs::read_to_string(dir.join("dev.stderr.log")).unwrap();
+    assert!(log.contains("wxoa dev") && !log.contains('\x1b'), "{log:?}");
 
     browser.go(&format!("{base}/simulator")).await;
     browser.find("body[data-ready='1']").await;
@@ -108,6 +108,13 @@ async fn a_follower_tries_the_account_in_the_simulator() {
     assert!(rung.contains("rung up: 128 points (POS-SH21-"), "{rung}");
     let chat = browser.wait_for_text("#chat", "+128", 10).await;
     assert!(chat.contains("积分变动提醒") && chat.contains("门店消费 Purchase at SH21"), "{chat}");
+    // The template message as WeChat shows it: the labels of config/notices.toml, not the
+    // field names; first on top, remark at the bottom.
+    let card = browser.text("#chat .template:last-of-type").await;
+    assert!(card.contains("变动积分 Change：+128") && card.contains("当前积分 Balance：128"), "{card}");
+    assert!(!card.contains("keyword") && !card.contains("first") && !card.contains("remark"), "{card}");
+    assert!(card.find("积分变动提醒").unwrap() < card.find("变动积分").unwrap(), "first on top: {card}");
+    assert!(card.find("当前积分").unwrap() < card.find("Tap to open your card").unwrap(), "remark last: {card}");
     let events = browser.wait_for_text("#crm-events", "points.changed", 10).await;
     assert!(events.contains("member.enrolled") && events.contains("+128 · balance 128"), "{events}");
     browser.shot("till-purchase-and-crm-events").await;
@@ -154,10 +161,117 @@ async fn a_follower_tries_the_account_in_the_simulator() {
         assert_eq!(chat.contains("The Limited Edition, tonight"), expect, "{who}: {chat}");
         browser.shot(if expect { "push-in-ben-chat" } else { "no-push-in-chen-chat" }).await;
     }
-    browser.call("DELETE", "", serde_json::Value::Null).await;
+
+    // The last-exchange panel is the current follower's: Chen has exchanged nothing yet; what
+    // Chen sends is not what Amy's panel shows.
+    assert_eq!(browser.text("#raw-request").await, "—", "Chen's panel shows no one else's exchange");
+    browser.type_into("#text", "hello from Chen").await;
+    browser.click("#send").await;
+    let raw = browser.wait_for_text("#raw-request", "hello from Chen", 10).await;
+    assert!(raw.contains("oSim000000000000000000000003"), "{raw}");
+    browser.shot("last-exchange-chen").await;
+    browser.click("[data-openid='oSim000000000000000000000001']").await;
+    let raw = browser.wait_for_text("#raw-request", "oSim000000000000000000000001", 10).await;
+    assert!(raw.contains("store_21") && !raw.contains("hello from Chen"), "Amy's own exchange: {raw}");
+    browser.shot("last-exchange-amy").await;
+
+    // The mass-sent article opens as the article; its link goes on to the checkout, where the
+    // payment is simulated: created → paid, signed as the shop signs them.
+    browser.wait_for_text("#chat", "The Limited Edition, tonight", 10).await;
+    browser.click("#chat .news [data-href^='/simulator/article']").await;
+    browser.enter_frame("#frame").await;
+    let article = browser.wait_for_text("body", "Three hundred numbered pieces", 10).await;
+    assert!(
+        article.contains("The Limited Edition, tonight at 00:13") && article.contains("阅读原文 Read more"),
+        "{article}"
+    );
+    assert!(!article.contains("Token verified"), "the article, not the checkout: {article}");
+    browser.leave_frame().await;
+    browser.shot("mass-sent-article").await;
+    browser.enter_frame("#frame").await;
+    browser.click("#read-more").await;
+    let checkout = browser.wait_for_text("body", "Token verified", 15).await;
+    assert!(checkout.contains("Limited Edition No. 5") && checkout.contains("模拟支付 Simulate payment"), "{checkout}");
+    browser.leave_frame().await;
+    browser.shot("stand-in-checkout").await;
+    browser.enter_frame("#frame").await;
+    browser.click_through("#simulate-payment").await;
+    let result = browser.text("#result").await;
+    assert!(result.starts_with("支付成功 Paid · 订单 order SIM-"), "{result}");
+    browser.leave_frame().await;
+    browser.shot("simulated-payment").await;
+    browser.click("#close-frame").await;
+    let chat = browser.wait_for_text("#chat", "支付成功 / Payment received", 10).await;
+    assert!(chat.contains("您的订单已创建 / Your order is placed"), "{chat}");
+    assert!(chat.contains("订单号 Order：SIM-") && chat.contains("金额 Amount：¥1,299.00"), "{chat}");
+    browser.shot("order-paid-message").await;
+    // Credited to the push the article came from.
+    let funnel: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/v1/campaigns/1/funnel"))
+        .bearer_auth("wxoa-dev-marketing-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(funnel["funnel"]["paid"], 1, "{funnel}");
+    assert_eq!(funnel["funnel"]["revenue_fen"], 129_900, "{funnel}");
+    assert_eq!(funnel["pushes"][0]["funnel"]["paid"], 1, "credited to the push: {funnel}");
 
     // Ctrl-C (SIGINT) stops everything cleanly.
-    let mut dev = dev;
+    stop(dev).await;
+
+    // A restart on the same database keeps the chats (as it keeps the memberships).
+    let dev = start_dev(&dir, port, &database, &fixtures, "restarted").await;
+    browser.go(&format!("{base}/simulator")).await;
+    browser.find("body[data-ready='1']").await;
+    let chat = browser.wait_for_text("#chat", "支付成功 / Payment received", 10).await;
+    assert!(chat.contains("I can help") && chat.contains("The Limited Edition, tonight"), "Amy's chat kept: {chat}");
+    assert!(chat.contains("订单号 Order：SIM-"), "{chat}");
+    browser.shot("chat-after-restart").await;
+    browser.click("[data-openid='oSim000000000000000000000003']").await;
+    let chat = browser.wait_for_text("#chat", "hello from Chen", 10).await;
+    assert!(chat.contains("hello from Chen") && !chat.contains("I can help"), "Chen's chat kept: {chat}");
+    browser.call("DELETE", "", serde_json::Value::Null).await;
+    stop(dev).await;
+}
+
+/// `wxoa dev` on `port` and `database`, logging to `<dir>/<name>.{stdout,stderr}.log`, once it
+/// answers.
+async fn start_dev(
+    dir: &std::path::Path,
+    port: u16,
+    database: &str,
+    fixtures: &std::path::Path,
+    name: &str,
+) -> KillOnDrop {
+    let base = format!("http://127.0.0.1:{port}");
+    let dev = KillOnDrop(
+        Command::new(BIN)
+            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--database", database])
+            .arg("--fixtures")
+            .arg(fixtures)
+            .current_dir(repo())
+            .stdout(std::fs::File::create(dir.join(format!("{name}.stdout.log"))).unwrap())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.stderr.log"))).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/simulator")).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "wxoa dev did not start; see {}",
+            dir.join(format!("{name}.stderr.log")).display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    dev
+}
+
+/// Ctrl-C (SIGINT): everything stops cleanly, exit 0.
+async fn stop(mut dev: KillOnDrop) {
     Command::new("kill").args(["-INT", &dev.0.id().to_string()]).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {

@@ -4,10 +4,13 @@
 //!
 //! It takes any config — a real deployment's token, AES key, mode, menu and templates — and
 //! changes only what must point at the fake: `wechat.api_base`, `h5.oauth_base`,
-//! `h5.public_url` (this process), `checkout.base_url` (a stand-in checkout page),
-//! `crm.webhook_url` (the simulator's CRM receiver, see [`till`]), and the database
-//! (`sqlite://data/dev.db` unless `--database` names one), so nothing real is touched.
+//! `h5.public_url` (this process), `checkout.base_url` (a stand-in checkout page, see
+//! [`checkout`]), `crm.webhook_url` (the simulator's CRM receiver, see [`till`]), and the
+//! database (`sqlite://data/dev.db` unless `--database` names one), so nothing real is touched.
+//! The simulator's followers and chats are kept in that database too ([`chats`]).
 
+pub mod chats;
+pub mod checkout;
 pub mod seed;
 pub mod simulator;
 pub mod till;
@@ -68,6 +71,10 @@ pub async fn run(
     if config.checkout.secret.is_empty() {
         config.checkout.secret = "wxoa-dev-checkout-secret-for-the-simulator".into();
     }
+    // The stand-in checkout posts order statuses as the shop does.
+    if config.shop.secret.is_empty() {
+        config.shop.secret = "wxoa-dev-shop-secret-for-the-simulator-checkout".into();
+    }
     // The till signs as a POS does, and the simulator's CRM hears every member event.
     if config.crm.secret.is_empty() {
         config.crm.secret = "wxoa-dev-crm-secret-for-the-simulator-till".into();
@@ -80,7 +87,7 @@ pub async fn run(
     fake.set_webhook(Some(format!("{base}/wechat")));
 
     let menu = crate::menu::MenuFile::load(&config.bot.menu, &base)?.button;
-    let checkout_secret = config.checkout.secret.clone();
+    let (checkout_secret, shop_secret) = (config.checkout.secret.clone(), config.shop.secret.clone());
     let (crm_secret, per_yuan) = (config.crm.secret.clone(), config.loyalty.points_per_yuan_cents());
     let database = config.database.url.clone();
     let app = App::build(config, Handlers::builtin()).await.map_err(|e| e.to_string())?;
@@ -88,13 +95,11 @@ pub async fn run(
     if options.seed {
         seed::run(&store, &base).await?;
     }
-    let cookies = crate::h5::cookies(&app.state);
-    let sim = simulator::Simulator::new(fake.clone(), menu, options.fixtures, store.clone(), &checkout_secret, cookies);
-    for (name, tags) in [("Amy", &["VIP"][..]), ("Ben", &["VIP"][..]), ("Chen", &[][..])] {
-        sim.add_follower(name, tags);
-    }
+    let sim = simulator::Simulator::new(fake.clone(), menu, options.fixtures, app.state.clone());
+    sim.restore(&[("Amy", &["VIP"][..]), ("Ben", &["VIP"][..]), ("Chen", &[][..])]).await?;
     let till = till::Till::new(&base, crm_secret.expose(), per_yuan, store.clone());
-    let router = app.router().merge(simulator::router(sim)).merge(till::router(till));
+    let shop = checkout::Shop::new(&base, checkout_secret.expose(), shop_secret.expose(), store.clone());
+    let router = app.router().merge(simulator::router(sim)).merge(till::router(till)).merge(checkout::router(shop));
     ready(&Banner { base: base.clone(), simulator: format!("{base}/simulator"), database: database.clone() });
     tracing::info!(simulator = %format!("{base}/simulator"), console = %format!("{base}/admin"), fake = %fake_url, "wxoa dev");
     app.serve_router(listener, router, shutdown).await.map_err(|e| e.to_string())

@@ -9,19 +9,27 @@
 //!   messages, template messages, mass sends and previews — reaches the fake's API; the
 //!   simulator reads the fake's record of calls and puts each in the right follower's chat (a
 //!   mass send to a tag in the chats of that tag's followers).
-//! * **H5.** Links open in a frame; the fake's OAuth page signs in the current follower.
+//! * **H5.** Links open in a frame; the fake's OAuth page signs in the current follower. A
+//!   mass-sent article opens as WeChat opens it, as the article ([`article`]), whose link goes
+//!   on to `/buy`; the stand-in checkout ([`checkout`]) verifies the token and can simulate the
+//!   payment: it posts the signed order statuses the shop would (`created`, then `paid`) to
+//!   `POST /api/v1/orders`, with the checkout token, so the funnel credits the push.
+//! * **Memory.** Followers and chats are kept in the dev database ([`super::chats`]); the last
+//!   exchange is kept per follower, and the side panel shows the current one's.
 
 use crate::fake::FakeWeChat;
+use crate::state::AppState;
 use crate::wechat::client::menu::Button;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -43,9 +51,9 @@ pub struct Bubble {
     pub id: u64,
     pub openid: String,
     /// `follower` (what they did) or `account` (what came back).
-    pub from: &'static str,
+    pub from: String,
     /// `text`, `news`, `image`, `voice`, `video`, `music`, `transfer`, `template`, `action`.
-    pub kind: &'static str,
+    pub kind: String,
     pub body: Value,
 }
 
@@ -65,7 +73,8 @@ struct SimState {
     next_msg_id: u64,
     /// How many of the fake's recorded calls have become bubbles.
     calls_seen: usize,
-    last: Option<Exchange>,
+    /// Each follower's last exchange with the webhook, by openid.
+    last: HashMap<String, Exchange>,
 }
 
 #[derive(Clone)]
@@ -77,78 +86,111 @@ struct Inner {
     /// Where "save as fixture" writes.
     fixtures: PathBuf,
     store: crate::store::Store,
-    /// Verifies checkout tokens on the stand-in checkout page, as the shop would.
-    checkout_secret: String,
+    /// The server's state: its notices (the template labels) and config.
+    app: AppState,
     /// The H5 pages' cookies (switching followers drops the session).
     cookies: crate::h5::session::Cookies,
     state: Mutex<SimState>,
 }
 
 impl Simulator {
-    pub fn new(
-        fake: FakeWeChat,
-        menu: Vec<Button>,
-        fixtures: PathBuf,
-        store: crate::store::Store,
-        checkout_secret: &str,
-        cookies: crate::h5::session::Cookies,
-    ) -> Simulator {
+    pub fn new(fake: FakeWeChat, menu: Vec<Button>, fixtures: PathBuf, app: AppState) -> Simulator {
         let state = SimState { next_msg_id: crate::store::now_ms() as u64 * 1000, ..SimState::default() };
-        let checkout_secret = checkout_secret.to_owned();
-        Simulator(Arc::new(Inner { fake, menu, fixtures, store, checkout_secret, cookies, state: Mutex::new(state) }))
+        let (store, cookies) = (app.store.clone(), crate::h5::cookies(&app));
+        Simulator(Arc::new(Inner { fake, menu, fixtures, store, app, cookies, state: Mutex::new(state) }))
     }
 
-    /// Adds a simulated follower (tags are created at the fake as needed).
-    pub fn add_follower(&self, name: &str, tags: &[&str]) -> Follower {
-        let mut s = self.0.state.lock().unwrap();
-        let openid = format!("oSim{:024}", s.followers.len() + 1);
-        self.0.fake.follow(&openid);
-        for t in tags {
-            let id = self.0.fake.ensure_tag(t);
-            self.0.fake.tag_follower(&openid, id);
+    /// Brings back the followers and chats of earlier runs from the database, or, on a first
+    /// run, adds `defaults` (name, tags).
+    pub async fn restore(&self, defaults: &[(&str, &[&str])]) -> Result<(), String> {
+        let followers = super::chats::followers(&self.0.store).await.map_err(|e| format!("simulator: {e}"))?;
+        let bubbles = super::chats::bubbles(&self.0.store).await.map_err(|e| format!("simulator: {e}"))?;
+        if followers.is_empty() {
+            for (name, tags) in defaults {
+                self.add_follower(name, tags).await?;
+            }
         }
-        let f = Follower { openid, name: name.to_owned(), tags: tags.iter().map(|t| t.to_string()).collect() };
-        s.followers.push(f.clone());
-        f
+        for f in followers {
+            self.enter(f);
+        }
+        let mut s = self.0.state.lock().unwrap();
+        s.next_bubble = bubbles.last().map_or(0, |b| b.id);
+        s.bubbles = bubbles;
+        Ok(())
     }
 
-    fn push(&self, s: &mut SimState, openid: &str, from: &'static str, kind: &'static str, body: Value) {
+    /// Adds a simulated follower (tags are created at the fake as needed), kept in the database.
+    pub async fn add_follower(&self, name: &str, tags: &[&str]) -> Result<Follower, String> {
+        let openid = format!("oSim{:024}", self.0.state.lock().unwrap().followers.len() + 1);
+        let f = Follower { openid, name: name.to_owned(), tags: tags.iter().map(|t| t.to_string()).collect() };
+        super::chats::add_follower(&self.0.store, &f).await.map_err(|e| format!("simulator: {e}"))?;
+        self.enter(f.clone());
+        Ok(f)
+    }
+
+    /// Makes `f` a follower at the fake, with their tags, and one of the page's.
+    fn enter(&self, f: Follower) {
+        self.0.fake.follow(&f.openid);
+        for t in &f.tags {
+            let id = self.0.fake.ensure_tag(t);
+            self.0.fake.tag_follower(&f.openid, id);
+        }
+        self.0.state.lock().unwrap().followers.push(f);
+    }
+
+    fn push(&self, s: &mut SimState, openid: &str, from: &str, kind: &str, body: Value) -> Bubble {
         s.next_bubble += 1;
         let id = s.next_bubble;
-        s.bubbles.push(Bubble { id, openid: openid.to_owned(), from, kind, body });
+        let bubble = Bubble { id, openid: openid.to_owned(), from: from.to_owned(), kind: kind.to_owned(), body };
+        s.bubbles.push(bubble.clone());
+        bubble
+    }
+
+    /// Writes new bubbles through to the database (a failure is logged: the chat goes on).
+    async fn keep(&self, bubbles: &[Bubble]) {
+        if let Err(e) = super::chats::save(&self.0.store, bubbles).await {
+            tracing::warn!(error = %e, "simulator: cannot keep the chat");
+        }
     }
 
     /// Turns the fake's new calls into bubbles in the right chats.
-    fn sync_outbound(&self) {
-        let calls = self.0.fake.calls_since(self.0.state.lock().unwrap().calls_seen);
-        let mut s = self.0.state.lock().unwrap();
-        s.calls_seen += calls.len();
-        for call in calls.into_iter().filter(|c| c.errcode == 0) {
-            let b = &call.body;
-            match call.path.as_str() {
-                "/cgi-bin/message/custom/send" => {
-                    let to = b["touser"].as_str().unwrap_or_default().to_owned();
-                    let (kind, body) = self.custom_bubble(b);
-                    self.push(&mut s, &to, "account", kind, body);
-                }
-                "/cgi-bin/message/template/send" => {
-                    let to = b["touser"].as_str().unwrap_or_default().to_owned();
-                    self.push(&mut s, &to, "account", "template", template_card(b));
-                }
-                "/cgi-bin/message/mass/sendall" | "/cgi-bin/message/mass/send" | "/cgi-bin/message/mass/preview" => {
-                    // Whom WeChat delivered it to, as the fake recorded it.
-                    let to = call.reached.clone().unwrap_or_default();
-                    let (kind, body) = self.custom_bubble(b);
-                    let preview = call.path.ends_with("/preview");
-                    for openid in &to {
-                        let mut body = body.clone();
-                        body["note"] = json!(if preview { "预览 preview" } else { "群发 mass send" });
-                        self.push(&mut s, openid, "account", kind, body);
+    async fn sync_outbound(&self) {
+        let mut made = Vec::new();
+        {
+            let mut s = self.0.state.lock().unwrap();
+            let calls = self.0.fake.calls_since(s.calls_seen);
+            s.calls_seen += calls.len();
+            for call in calls.into_iter().filter(|c| c.errcode == 0) {
+                let b = &call.body;
+                match call.path.as_str() {
+                    "/cgi-bin/message/custom/send" => {
+                        let to = b["touser"].as_str().unwrap_or_default().to_owned();
+                        let (kind, body) = self.custom_bubble(b);
+                        made.push(self.push(&mut s, &to, "account", kind, body));
                     }
+                    "/cgi-bin/message/template/send" => {
+                        let to = b["touser"].as_str().unwrap_or_default().to_owned();
+                        let labels = self.0.app.notices.labels(b["template_id"].as_str().unwrap_or_default());
+                        made.push(self.push(&mut s, &to, "account", "template", template_card(b, &labels)));
+                    }
+                    "/cgi-bin/message/mass/sendall"
+                    | "/cgi-bin/message/mass/send"
+                    | "/cgi-bin/message/mass/preview" => {
+                        // Whom WeChat delivered it to, as the fake recorded it.
+                        let to = call.reached.clone().unwrap_or_default();
+                        let (kind, body) = self.custom_bubble(b);
+                        let preview = call.path.ends_with("/preview");
+                        for openid in &to {
+                            let mut body = body.clone();
+                            body["note"] = json!(if preview { "预览 preview" } else { "群发 mass send" });
+                            made.push(self.push(&mut s, openid, "account", kind, body));
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
+        self.keep(&made).await;
     }
 
     /// A customer-service or mass-send body as a bubble (`mpnews` shows the draft's articles).
@@ -165,6 +207,7 @@ impl Simulator {
                 ("news", json!({ "articles": articles }))
             }
             "mpnews" => {
+                // Each article opens as the article (WeChat's page), not at its link.
                 let media_id = b["mpnews"]["media_id"].as_str().unwrap_or_default();
                 let articles: Vec<Value> = self
                     .0
@@ -173,8 +216,13 @@ impl Simulator {
                     .and_then(|d| d.as_array().cloned())
                     .unwrap_or_default()
                     .iter()
-                    .map(|a| {
-                        json!({ "title": a["title"], "description": a["digest"], "url": a["content_source_url"], "picurl": "" })
+                    .enumerate()
+                    .map(|(i, a)| {
+                        let url = format!(
+                            "/simulator/article?media_id={}&i={i}",
+                            form_urlencoded::byte_serialize(media_id.as_bytes()).collect::<String>()
+                        );
+                        json!({ "title": a["title"], "description": a["digest"], "url": url, "picurl": "" })
                     })
                     .collect();
                 ("news", json!({ "articles": articles }))
@@ -189,17 +237,17 @@ impl Simulator {
         if status != 200 {
             return Err(format!("the webhook answered {status}: {}", reply.unwrap_or_default()));
         }
-        let mut s = self.0.state.lock().unwrap();
-        s.last = Some(Exchange {
-            request: xml,
-            reply: reply.clone().unwrap_or_else(|| "success".into()),
-            suggested_name: hint.to_owned(),
-        });
-        if let Some(reply) = reply
-            && let Some((kind, body)) = reply_bubble(&reply)
-        {
-            self.push(&mut s, openid, "account", kind, body);
-        }
+        let made = {
+            let mut s = self.0.state.lock().unwrap();
+            let exchange = Exchange {
+                request: xml,
+                reply: reply.clone().unwrap_or_else(|| "success".into()),
+                suggested_name: hint.to_owned(),
+            };
+            s.last.insert(openid.to_owned(), exchange);
+            reply.as_deref().and_then(reply_bubble).map(|(kind, body)| self.push(&mut s, openid, "account", kind, body))
+        };
+        self.keep(made.as_slice()).await;
         Ok(())
     }
 
@@ -239,21 +287,26 @@ fn reply_bubble(xml: &str) -> Option<(&'static str, Value)> {
     })
 }
 
-/// A template message as WeChat's card: the fields in order (`first` on top, `remark` last).
-fn template_card(b: &Value) -> Value {
-    let mut fields: Vec<(String, String)> = b["data"]
+/// A template message as WeChat's card shows it: `first` on top, then one `label: value` line
+/// per keyword (the label the template gives it, from `labels`; the field's name when none is
+/// configured), `remark` at the bottom.
+fn template_card(b: &Value, labels: &std::collections::BTreeMap<String, String>) -> Value {
+    let value = |k: &str| b["data"][k]["value"].as_str().map(str::to_owned);
+    let mut keywords: Vec<&String> = b["data"]
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(k, v)| (k.clone(), v["value"].as_str().unwrap_or_default().to_owned()))
+        .map(|(k, _)| k)
+        .filter(|k| *k != "first" && *k != "remark")
         .collect();
-    let rank = |k: &str| match k {
-        "first" => 0,
-        "remark" => 2,
-        _ => 1,
-    };
-    fields.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(a.0.cmp(&b.0)));
-    json!({ "template_id": b["template_id"], "url": b["url"], "fields": fields })
+    // keyword2 before keyword10.
+    keywords
+        .sort_by_key(|k| (k.trim_start_matches(|c: char| !c.is_ascii_digit()).parse::<u32>().unwrap_or(u32::MAX), *k));
+    let fields: Vec<(String, String)> = keywords
+        .into_iter()
+        .map(|k| (labels.get(k).cloned().unwrap_or_else(|| k.clone()), value(k).unwrap_or_default()))
+        .collect();
+    json!({ "template_id": b["template_id"], "url": b["url"], "first": value("first"), "fields": fields, "remark": value("remark") })
 }
 
 fn xml_message(openid: &str, msg_type: &str, inner: &str) -> String {
@@ -272,7 +325,7 @@ pub fn router(sim: Simulator) -> Router {
     Router::new()
         .route("/simulator", get(page))
         .route("/simulator/cover.svg", get(cover))
-        .route("/simulator/checkout", get(checkout))
+        .route("/simulator/article", get(article))
         .route("/simulator/api/state", get(state))
         .route("/simulator/api/messages", get(messages))
         .route("/simulator/api/followers", post(add_follower))
@@ -293,35 +346,52 @@ async fn cover() -> Response {
 }
 
 #[derive(Deserialize)]
-struct CheckoutQuery {
+struct ArticleQuery {
+    media_id: String,
     #[serde(default)]
-    token: String,
+    i: usize,
 }
 
-/// Stands in for the shop's checkout in development: shows what the token carries once it
-/// verifies, as the shop would.
-async fn checkout(State(sim): State<Simulator>, Query(q): Query<CheckoutQuery>) -> Response {
-    let shown = match crate::shop::checkout::verify(&sim.0.checkout_secret, &q.token, crate::store::now_ms() / 1000) {
-        Ok(c) => format!(
-            "<h2>Checkout (the shop's page)</h2><p>Token verified.</p><p>Campaign {} · product {} · follower {}</p>",
-            c.campaign_id,
-            html_escape(&c.sku),
-            html_escape(&crate::mask(&c.openid))
-        ),
-        Err(e) => format!("<h2>Checkout</h2><p>Token refused: {}</p>", html_escape(&e.to_string())),
+/// A mass-sent article as WeChat opens it: its page (title, author, body) from the draft the
+/// fake keeps, with its link ("阅读原文 Read more", the `content_source_url`) at the bottom —
+/// the way to `/buy`. The body is the account's own HTML; the page runs no script.
+async fn article(State(sim): State<Simulator>, Query(q): Query<ArticleQuery>) -> Response {
+    let draft = sim.0.fake.draft(&q.media_id).and_then(|d| d.get(q.i).cloned());
+    let Some(a) = draft else {
+        return (StatusCode::NOT_FOUND, "no such article").into_response();
     };
-    (
-        [(CONTENT_TYPE, "text/html; charset=utf-8")],
-        format!("<!doctype html><meta charset=utf-8><body style='font:16px sans-serif;padding:16px'>{shown}</body>"),
-    )
-        .into_response()
+    let text = |k: &str| html_escape(a[k].as_str().unwrap_or_default());
+    let link = a["content_source_url"].as_str().unwrap_or_default();
+    let more = if link.is_empty() {
+        String::new()
+    } else {
+        format!("<p><a id=read-more href=\"{}\">阅读原文 Read more</a></p>", html_escape(link))
+    };
+    let html = format!(
+        "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'><title>{title}</title>\
+         <body style='font:16px/1.6 sans-serif;padding:16px;margin:0'><h1 id=article-title style='font-size:22px'>{title}</h1>\
+         <p style='color:#888;font-size:14px'>{author} · 微信公众号 Official Account</p>\
+         <div id=article-body>{body}</div>{more}</body>",
+        title = text("title"),
+        author = text("author"),
+        body = a["content"].as_str().unwrap_or_default(),
+    );
+    let policy = "default-src 'none'; img-src * data:; style-src 'unsafe-inline'; form-action 'none'";
+    ([(CONTENT_TYPE, "text/html; charset=utf-8"), (CONTENT_SECURITY_POLICY, policy)], html).into_response()
 }
 
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-async fn state(State(sim): State<Simulator>) -> Json<Value> {
+/// Whose last exchange the page shows.
+#[derive(Deserialize)]
+struct Whose {
+    #[serde(default)]
+    openid: String,
+}
+
+async fn state(State(sim): State<Simulator>, Query(w): Query<Whose>) -> Json<Value> {
     let stores = crate::stores::list(&sim.0.store).await.unwrap_or_default();
     let stores: Vec<Value> = stores.iter().map(|s| json!({ "id": s.id, "code": s.code, "name": s.name })).collect();
     let s = sim.0.state.lock().unwrap();
@@ -341,20 +411,23 @@ async fn state(State(sim): State<Simulator>) -> Json<Value> {
             json!({ "openid": f.openid, "name": f.name, "tags": tags, "subscribed": sim.0.fake.is_subscribed(&f.openid) })
         })
         .collect();
-    Json(json!({ "followers": followers, "menu": sim.0.menu, "stores": stores, "last": s.last }))
+    Json(json!({ "followers": followers, "menu": sim.0.menu, "stores": stores, "last": s.last.get(&w.openid) }))
 }
 
 #[derive(Deserialize)]
 struct After {
     #[serde(default)]
     after: u64,
+    /// The current follower, whose last exchange comes with the bubbles.
+    #[serde(default)]
+    openid: String,
 }
 
 async fn messages(State(sim): State<Simulator>, Query(q): Query<After>) -> Json<Value> {
-    sim.sync_outbound();
+    sim.sync_outbound().await;
     let s = sim.0.state.lock().unwrap();
     let new: Vec<&Bubble> = s.bubbles.iter().filter(|b| b.id > q.after).collect();
-    Json(json!({ "bubbles": new, "last": s.last }))
+    Json(json!({ "bubbles": new, "last": s.last.get(&q.openid) }))
 }
 
 #[derive(Deserialize)]
@@ -374,7 +447,10 @@ async fn add_follower(State(sim): State<Simulator>, Json(f): Json<NewFollower>) 
     if sim.0.state.lock().unwrap().followers.len() >= 50 {
         return (StatusCode::BAD_REQUEST, "at most 50 simulated followers").into_response();
     }
-    Json(json!(sim.add_follower(name, &tags))).into_response()
+    match sim.add_follower(name, &tags).await {
+        Ok(f) => Json(json!(f)).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -496,11 +572,12 @@ async fn act(State(sim): State<Simulator>, Json(a): Json<Act>) -> Response {
             )
         }
     };
-    {
+    let made = {
         let mut s = sim.0.state.lock().unwrap();
         let kind = if shown.get("text").is_some() { "text" } else { "action" };
-        sim.push(&mut s, openid, "follower", kind, shown);
-    }
+        sim.push(&mut s, openid, "follower", kind, shown)
+    };
+    sim.keep(&[made]).await;
     match sim.deliver(openid, xml, &hint).await {
         Ok(()) => Json(json!({ "ok": true })).into_response(),
         Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
@@ -510,6 +587,8 @@ async fn act(State(sim): State<Simulator>, Json(a): Json<Act>) -> Response {
 #[derive(Deserialize)]
 struct Fixture {
     name: String,
+    /// Whose last request is saved.
+    openid: String,
 }
 
 /// Saves the last request as a recorded fixture (`<name>.xml`); never overwrites one.
@@ -519,7 +598,7 @@ async fn save_fixture(State(sim): State<Simulator>, Json(f): Json<Fixture>) -> R
     {
         return (StatusCode::BAD_REQUEST, "a fixture name is 1 to 64 letters, digits, _ or -").into_response();
     }
-    let Some(last) = sim.0.state.lock().unwrap().last.clone() else {
+    let Some(last) = sim.0.state.lock().unwrap().last.get(&f.openid).cloned() else {
         return (StatusCode::CONFLICT, "nothing exchanged yet").into_response();
     };
     let path = sim.0.fixtures.join(format!("{name}.xml"));

@@ -69,7 +69,7 @@ struct Purchase {
 }
 
 /// `128.50` → 12850 fen.
-fn fen(amount: &str) -> Option<i64> {
+pub(super) fn fen(amount: &str) -> Option<i64> {
     let (yuan, cents) = amount.trim().split_once('.').unwrap_or((amount.trim(), ""));
     if yuan.is_empty() || cents.len() > 2 || !(yuan.bytes().chain(cents.bytes()).all(|b| b.is_ascii_digit())) {
         return None;

@@ -143,6 +143,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (18, "console_signouts", include_str!("../../migrations/sqlite/0018_console_signouts.sql")),
     (19, "retention", include_str!("../../migrations/sqlite/0019_retention.sql")),
     (20, "erasures", include_str!("../../migrations/sqlite/0020_erasures.sql")),
+    (21, "simulator", include_str!("../../migrations/sqlite/0021_simulator.sql")),
     (23, "store_names", include_str!("../../migrations/sqlite/0023_store_names.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -166,6 +167,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (18, "console_signouts", include_str!("../../migrations/postgres/0018_console_signouts.sql")),
     (19, "retention", include_str!("../../migrations/postgres/0019_retention.sql")),
     (20, "erasures", include_str!("../../migrations/postgres/0020_erasures.sql")),
+    (21, "simulator", include_str!("../../migrations/postgres/0021_simulator.sql")),
     (23, "store_names", include_str!("../../migrations/postgres/0023_store_names.sql")),
 ];
 

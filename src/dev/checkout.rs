@@ -1,0 +1,181 @@
+//! The stand-in shop (`wxoa dev` only): `dev` points `checkout.base_url` at
+//! `/simulator/checkout`, which checks the follower's checkout token as the shop would and
+//! shows what it carries. Its "模拟支付 Simulate payment" button does what the shop does when a
+//! buyer pays: two signed `POST /api/v1/orders` calls over HTTP to this very server, `created`
+//! then `paid`, with `shop.secret`, the amount and the checkout token — so the order is
+//! credited to the campaign and push the link came from (the funnel), the buyer gets the
+//! `order_created` and `order_paid` template messages, and a member earns the points, exactly
+//! as a real shop's calls would cause.
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// What the amount field says before anyone changes it (yuan).
+const DEFAULT_AMOUNT: &str = "1299.00";
+
+#[derive(Clone)]
+pub struct Shop(Arc<Inner>);
+
+struct Inner {
+    /// This server, where the shop's calls go.
+    base: String,
+    /// Verifies checkout tokens, as the shop does.
+    checkout_secret: String,
+    /// Signs the calls to `/api/v1/orders`.
+    shop_secret: String,
+    store: crate::store::Store,
+    http: reqwest::Client,
+}
+
+impl Shop {
+    pub fn new(base: &str, checkout_secret: &str, shop_secret: &str, store: crate::store::Store) -> Shop {
+        Shop(Arc::new(Inner {
+            base: base.to_owned(),
+            checkout_secret: checkout_secret.to_owned(),
+            shop_secret: shop_secret.to_owned(),
+            store,
+            http: reqwest::Client::new(),
+        }))
+    }
+}
+
+pub fn router(shop: Shop) -> Router {
+    Router::new().route("/simulator/checkout", get(checkout).post(pay)).with_state(shop)
+}
+
+#[derive(Deserialize)]
+struct CheckoutQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// The checkout page: what the token carries once it verifies, and the payment button.
+async fn checkout(State(shop): State<Shop>, Query(q): Query<CheckoutQuery>) -> Response {
+    let claims = match crate::shop::checkout::verify(&shop.0.checkout_secret, &q.token, now_secs()) {
+        Ok(c) => c,
+        Err(e) => {
+            return page(&format!(
+                "<h2>收银台 Checkout</h2><p id=result>令牌无效 Token refused: {}</p>",
+                esc(&e.to_string())
+            ));
+        }
+    };
+    let product = product_name(&shop, &claims.sku).await;
+    page(&format!(
+        "<h2>收银台 Checkout</h2><p>令牌有效 Token verified.</p>\
+         <p>活动 Campaign {} · 商品 product {} ({}) · 粉丝 follower {}</p>\
+         <form method=post action=/simulator/checkout>\
+         <input type=hidden name=token value=\"{}\">\
+         <label>金额（元） Amount (yuan) <input id=amount name=amount value={DEFAULT_AMOUNT} inputmode=decimal></label>\
+         <p><button id=simulate-payment>模拟支付 Simulate payment</button></p></form>\
+         <p style='color:#888;font-size:13px'>这是 wxoa dev 的模拟收银台：付款会像商城一样把签名的订单状态（created、paid）发给 POST /api/v1/orders。\
+         The stand-in checkout of wxoa dev: paying posts the signed order statuses (created, paid) to POST /api/v1/orders as the shop would.</p>",
+        claims.campaign_id,
+        esc(&product),
+        esc(&claims.sku),
+        esc(&crate::mask(&claims.openid)),
+        esc(&q.token),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Payment {
+    token: String,
+    amount: String,
+}
+
+/// "Pays": `created`, then `paid`, each a signed call to `/api/v1/orders`; the page says what
+/// the server answered to each.
+async fn pay(State(shop): State<Shop>, Form(p): Form<Payment>) -> Response {
+    let claims = match crate::shop::checkout::verify(&shop.0.checkout_secret, &p.token, now_secs()) {
+        Ok(c) => c,
+        Err(e) => {
+            return page(&format!(
+                "<h2>收银台 Checkout</h2><p id=result>令牌无效 Token refused: {}</p>",
+                esc(&e.to_string())
+            ));
+        }
+    };
+    let Some(amount_fen) = super::till::fen(&p.amount) else {
+        return page("<h2>收银台 Checkout</h2><p id=result>金额无效 An amount in yuan, like 1299 or 1299.00</p>");
+    };
+    let order_id = format!("SIM-{}", crate::store::now_ms());
+    let product = product_name(&shop, &claims.sku).await;
+    let mut answers = Vec::new();
+    for status in ["created", "paid"] {
+        let body = json!({
+            "order_id": order_id, "status": status, "openid": claims.openid, "sku": claims.sku,
+            "product_name": product, "amount_fen": amount_fen, "checkout_token": p.token,
+        });
+        match call(&shop, &body.to_string()).await {
+            Ok((code, answer)) => answers.push((status, code, answer)),
+            Err(e) => return page(&format!("<h2>收银台 Checkout</h2><p id=result>{}</p>", esc(&e))),
+        }
+    }
+    let paid = answers.iter().all(|(_, code, _)| *code == 202);
+    let lines: String = answers
+        .iter()
+        .map(|(status, code, answer)| format!("<li>{status}: {code} {}</li>", esc(&answer.to_string())))
+        .collect();
+    let head = if paid { "支付成功 Paid" } else { "支付未完成 Not paid" };
+    page(&format!(
+        "<h2>收银台 Checkout</h2><p id=result>{head} · 订单 order {}</p><ul>{lines}</ul>\
+         <p style='color:#888;font-size:13px'>POST /api/v1/orders, 签名 signed with shop.secret</p>",
+        esc(&order_id)
+    ))
+}
+
+/// One signed call to `/api/v1/orders`: the status and the answer.
+async fn call(shop: &Shop, body: &str) -> Result<(u16, Value), String> {
+    let timestamp = now_secs().to_string();
+    let r = shop
+        .0
+        .http
+        .post(format!("{}/api/v1/orders", shop.0.base))
+        .header("content-type", "application/json")
+        .header(crate::http::signed::TIMESTAMP_HEADER, &timestamp)
+        .header(
+            crate::http::signed::SIGNATURE_HEADER,
+            crate::secret::signature(&shop.0.shop_secret, &timestamp, body.as_bytes()),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .map_err(|e| format!("the shop could not reach the server: {e}"))?;
+    let status = r.status().as_u16();
+    Ok((status, r.json().await.unwrap_or(Value::Null)))
+}
+
+/// The product's name as the shop reported it, or its SKU.
+async fn product_name(shop: &Shop, sku: &str) -> String {
+    match crate::shop::product(&shop.0.store, sku).await {
+        Ok(Some(p)) if !p.name.is_empty() => p.name,
+        _ => sku.to_owned(),
+    }
+}
+
+fn page(body: &str) -> Response {
+    (
+        [(CONTENT_TYPE, "text/html; charset=utf-8"), (CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")],
+        format!(
+            "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>\
+             <title>收银台 Checkout</title><body style='font:16px sans-serif;padding:16px;overflow-wrap:anywhere'>{body}</body>"
+        ),
+    )
+        .into_response()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn now_secs() -> i64 {
+    crate::store::now_ms() / 1000
+}
