@@ -255,4 +255,36 @@ mod tests {
             "a template notice is not a chat one"
         );
     }
+
+    #[test]
+    fn labels_are_checked() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let shipped = std::fs::read_to_string(root.join("config/notices.toml")).unwrap();
+        let dir = std::env::temp_dir().join(format!("wxoa-notice-labels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let load = |text: String| {
+            let file = dir.join("notices.toml");
+            std::fs::write(&file, text).unwrap();
+            Notices::load(&file, &root.join("templates/notices"), "https://wx.example.com").map(|_| ())
+        };
+        let cases = [
+            (
+                shipped.replace(
+                    "keyword3 = \"预约时间 Time\" }\npage = \"card\"\n\n[booking_reminder]",
+                    "keyword3 = \" \" }\npage = \"card\"\n\n[booking_reminder]",
+                ),
+                "notices: [booking_confirmed] labels.keyword3: a label is 1 to 40 characters",
+            ),
+            (
+                shipped.replace("template = \"bound.j2\"", "template = \"bound.j2\"\nlabels = { keyword1 = \"Card\" }"),
+                "notices: [bound] labels are for template messages, not kind = \"text\"",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_ne!(text, shipped, "the case changes the file");
+            assert_eq!(load(text).unwrap_err(), want);
+        }
+        assert_eq!(load(shipped), Ok(()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

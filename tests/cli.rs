@@ -1,5 +1,6 @@
 //! The `wxoa` binary as a user runs it: config errors, `serve` + `replay --expect` against the
-//! recorded fixtures, `fixtures export` back into replayable fixtures, graceful SIGTERM.
+//! recorded fixtures, `fixtures export` back into replayable fixtures, graceful SIGTERM, a log
+//! without colour codes when it is not a terminal.
 
 mod common;
 
@@ -190,6 +191,8 @@ fn serve_replay_export_and_graceful_stop() {
     let out = server.wait_with_output_timeout(Duration::from_secs(20));
     assert!(out.0, "exited 0 on SIGTERM: {}", out.1);
     assert!(out.1.contains("stopped"), "{}", out.1);
+    // Not a terminal: the log carries no colour codes (tests/simulator.rs checks a log file).
+    assert!(out.1.contains("wxoa serving") && !out.1.contains('\x1b'), "{:?}", out.1);
     for secret in [TOKEN, AES_KEY, "oVx4Jt5u2Qk9ZcXyWbA1nPq0RsTu"] {
         assert!(!out.1.contains(secret), "log leaks {secret}: {}", out.1);
     }

@@ -7,7 +7,9 @@
 //! `h5.public_url` (this process), `checkout.base_url` (a stand-in checkout page, see
 //! [`checkout`]), `crm.webhook_url` (the simulator's CRM receiver, see [`till`]), and the
 //! database (`sqlite://data/dev.db` unless `--database` names one), so nothing real is touched.
-//! The simulator's followers and chats are kept in that database too ([`chats`]).
+//! The checkout, shop and CRM secrets are set when the config leaves them empty, so the
+//! stand-in checkout and till can sign. The simulator's followers and chats are kept in the
+//! database too ([`chats`]).
 
 pub mod chats;
 pub mod checkout;
