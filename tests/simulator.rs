@@ -237,6 +237,55 @@ async fn a_follower_tries_the_account_in_the_simulator() {
     stop(dev).await;
 }
 
+/// The simulator's followers and chats outlive a restart of `dev`, on either database: a
+/// follower added and a conversation had before the restart are there after it, with the same
+/// bubbles (ids and all), and the page's next bubble follows on from them.
+#[tokio::test]
+async fn followers_and_chats_outlive_a_restart_on_both_databases() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let dir = temp_dir("dev-restart");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let get = |path: &str| {
+            let (http, url) = (http.clone(), format!("{base}{path}"));
+            async move { http.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+        };
+        let post = |path: &str, body: serde_json::Value| {
+            let (http, url) = (http.clone(), format!("{base}{path}"));
+            async move {
+                let r = http.post(url).json(&body).send().await.unwrap();
+                assert_eq!(r.status(), 200, "{backend:?}: {}", r.text().await.unwrap());
+            }
+        };
+
+        let dev = start_dev(&dir, port, &db.url, &dir.join("fixtures"), "first").await;
+        post("/simulator/api/followers", serde_json::json!({ "name": "Dana", "tags": "VIP" })).await;
+        let dana = "oSim000000000000000000000004";
+        post("/simulator/api/act", serde_json::json!({ "openid": dana, "type": "text", "content": "help" })).await;
+        let before = get("/simulator/api/messages?after=0").await["bubbles"].clone();
+        let texts: Vec<&str> = before.as_array().unwrap().iter().filter_map(|b| b["body"]["text"].as_str()).collect();
+        assert!(texts.len() == 2 && texts[0] == "help" && texts[1].contains("I can help"), "{backend:?}: {before}");
+        stop(dev).await;
+
+        let dev = start_dev(&dir, port, &db.url, &dir.join("fixtures"), "second").await;
+        let state = get(&format!("/simulator/api/state?openid={dana}")).await;
+        let names: Vec<&str> =
+            state["followers"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["Amy", "Ben", "Chen", "Dana"], "{backend:?}");
+        assert!(state["followers"][3]["tags"][0].as_str().unwrap().starts_with("VIP #"), "{backend:?}: {state}");
+        assert_eq!(state["last"], serde_json::Value::Null, "{backend:?}: the last exchange is not kept");
+        assert_eq!(get("/simulator/api/messages?after=0").await["bubbles"], before, "{backend:?}: the same chat");
+        post("/simulator/api/act", serde_json::json!({ "openid": dana, "type": "text", "content": "积分" })).await;
+        let after = get("/simulator/api/messages?after=0").await["bubbles"].clone();
+        let ids: Vec<u64> = after.as_array().unwrap().iter().map(|b| b["id"].as_u64().unwrap()).collect();
+        assert!(ids.len() == 4 && ids.windows(2).all(|w| w[0] < w[1]), "{backend:?}: new bubbles follow on: {ids:?}");
+        stop(dev).await;
+        db.drop_db().await;
+    }
+}
+
 /// `wxoa dev` on `port` and `database`, logging to `<dir>/<name>.{stdout,stderr}.log`, once it
 /// answers.
 async fn start_dev(

@@ -31,9 +31,9 @@ pub async fn run(store: &Store, public_url: &str) -> Result<(), String> {
         [(1, "Travel-size Eau de Parfum", 500, 50), (2, "Silk Scarf", 1000, 20), (3, "Gift Box", 3000, 5)]
     {
         with_pool!(store, pool => sqlx::query(
-            "INSERT INTO catalogue (id, name, points_cost, stock, active) VALUES ($1, $2, $3, $4, 1)
+            "INSERT INTO catalogue (id, name, points_cost, stock, active) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (id) DO NOTHING"
-        ).bind(id as i64).bind(name).bind(cost as i64).bind(stock as i64).execute(pool).await.map(|_| ()))
+        ).bind(id as i64).bind(name).bind(cost as i64).bind(stock as i64).bind(true).execute(pool).await.map(|_| ()))
         .map_err(|e| e.to_string())?;
     }
     crate::members::import::import(store, MEMBERS).await?;
