@@ -230,6 +230,13 @@ async fn a_follower_tries_the_account_in_the_simulator() {
     assert!(chat.contains("I can help") && chat.contains("The Limited Edition, tonight"), "Amy's chat kept: {chat}");
     assert!(chat.contains("订单号 Order：SIM-"), "{chat}");
     browser.shot("chat-after-restart").await;
+    // The article still opens, though the fake that kept its draft is a new one.
+    browser.click("#chat .news [data-href^='/simulator/article']").await;
+    browser.enter_frame("#frame").await;
+    let article = browser.wait_for_text("body", "Three hundred numbered pieces", 10).await;
+    assert!(article.contains("阅读原文 Read more"), "{article}");
+    browser.leave_frame().await;
+    browser.click("#close-frame").await;
     browser.click("[data-openid='oSim000000000000000000000003']").await;
     let chat = browser.wait_for_text("#chat", "hello from Chen", 10).await;
     assert!(chat.contains("hello from Chen") && !chat.contains("I can help"), "Chen's chat kept: {chat}");

@@ -11,9 +11,9 @@
 //!   mass send to a tag in the chats of that tag's followers).
 //! * **H5.** Links open in a frame; the fake's OAuth page signs in the current follower. A
 //!   mass-sent article opens as WeChat opens it, as the article ([`article`]), whose link goes
-//!   on to `/buy`; the stand-in checkout ([`checkout`]) verifies the token and can simulate the
-//!   payment: it posts the signed order statuses the shop would (`created`, then `paid`) to
-//!   `POST /api/v1/orders`, with the checkout token, so the funnel credits the push.
+//!   on to `/buy`; the stand-in checkout ([`super::checkout`]) verifies the token and can
+//!   simulate the payment: it posts the signed order statuses the shop would (`created`, then
+//!   `paid`) to `POST /api/v1/orders`, with the checkout token, so the funnel credits the push.
 //! * **Memory.** Followers and chats are kept in the dev database ([`super::chats`]); the last
 //!   exchange is kept per follower, and the side panel shows the current one's.
 
@@ -207,7 +207,8 @@ impl Simulator {
                 ("news", json!({ "articles": articles }))
             }
             "mpnews" => {
-                // Each article opens as the article (WeChat's page), not at its link.
+                // Each article opens as the article (WeChat's page, [`article`]), not at its
+                // link; the bubble keeps the articles, which outlive the fake's drafts.
                 let media_id = b["mpnews"]["media_id"].as_str().unwrap_or_default();
                 let articles: Vec<Value> = self
                     .0
@@ -216,16 +217,12 @@ impl Simulator {
                     .and_then(|d| d.as_array().cloned())
                     .unwrap_or_default()
                     .iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        let url = format!(
-                            "/simulator/article?media_id={}&i={i}",
-                            form_urlencoded::byte_serialize(media_id.as_bytes()).collect::<String>()
-                        );
-                        json!({ "title": a["title"], "description": a["digest"], "url": url, "picurl": "" })
+                    .map(|a| {
+                        json!({ "title": a["title"], "description": a["digest"], "picurl": "", "author": a["author"],
+                                "content": a["content"], "link": a["content_source_url"] })
                     })
                     .collect();
-                ("news", json!({ "articles": articles }))
+                ("news", json!({ "articles": articles, "opens": "article" }))
             }
             other => ("text", json!({ "text": format!("[{other}]") })),
         }
@@ -347,21 +344,28 @@ async fn cover() -> Response {
 
 #[derive(Deserialize)]
 struct ArticleQuery {
-    media_id: String,
+    /// The bubble (a mass send or preview in someone's chat).
+    b: u64,
+    /// Which of its articles.
     #[serde(default)]
     i: usize,
 }
 
-/// A mass-sent article as WeChat opens it: its page (title, author, body) from the draft the
-/// fake keeps, with its link ("阅读原文 Read more", the `content_source_url`) at the bottom —
-/// the way to `/buy`. The body is the account's own HTML; the page runs no script.
+/// A mass-sent article as WeChat opens it: its page (title, author, body), as the bubble keeps
+/// it from the draft that was sent, with its link ("阅读原文 Read more", the
+/// `content_source_url`) at the bottom — the way to `/buy`. The body is the account's own
+/// HTML; the page runs no script.
 async fn article(State(sim): State<Simulator>, Query(q): Query<ArticleQuery>) -> Response {
-    let draft = sim.0.fake.draft(&q.media_id).and_then(|d| d.get(q.i).cloned());
-    let Some(a) = draft else {
+    let found = {
+        let s = sim.0.state.lock().unwrap();
+        let bubble = s.bubbles.iter().find(|b| b.id == q.b && b.body["opens"] == "article");
+        bubble.and_then(|b| b.body["articles"].get(q.i).cloned())
+    };
+    let Some(a) = found else {
         return (StatusCode::NOT_FOUND, "no such article").into_response();
     };
     let text = |k: &str| html_escape(a[k].as_str().unwrap_or_default());
-    let link = a["content_source_url"].as_str().unwrap_or_default();
+    let link = a["link"].as_str().unwrap_or_default();
     let more = if link.is_empty() {
         String::new()
     } else {
