@@ -91,6 +91,13 @@ fn config_errors_are_one_clear_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{name}: one line: {stderr:?}");
         assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
     }
+    // `dev` checks them before the port too.
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let broken = dir.join("broken-routes.toml");
+    let (code, _, stderr) = wxoa(&["dev", "--config", broken.to_str().unwrap(), "--listen", &taken_addr], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.contains("unknown handler \"no_such_handler\""), "{stderr}");
 }
 
 fn free_port() -> u16 {

@@ -52,6 +52,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&Banner),
 ) -> Result<(), String> {
+    // Routes, templates, pages, notices and the menu before the port, as `serve` does: a
+    // broken file is reported as such, not as whatever the port says.
+    App::check(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
+    crate::menu::MenuFile::load(&config.bot.menu, "http://127.0.0.1")?;
     let listen = options.listen.unwrap_or_else(|| config.server.listen.clone());
     let listener =
         tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
