@@ -15,6 +15,7 @@
 //! | `h5_sessions`, `h5_submissions` | the sessions | deleted |
 //! | `orders`, `order_credits`, `checkouts`, `link_openers` | every one | deleted (the funnel's per-minute counts stay) |
 //! | `jobs` | what is queued for them | deleted, the member's CRM queue too |
+//! | `simulator_followers`, `simulator_bubbles` (`wxoa dev` only) | — | deleted |
 //! | `pushes.openids`, `follower_syncs.next_openid`, `bind_failures` | — | the openid removed |
 //!
 //! Erasure is one transaction; it records who erased which member number when, and how many
@@ -287,6 +288,9 @@ async fn erase_openid(tx: &mut Tx, openid: &str, removed: &mut Removed) -> Resul
         ("orders", "DELETE FROM orders WHERE openid = $1"),
         ("checkouts", "DELETE FROM checkouts WHERE openid = $1"),
         ("link_openers", "DELETE FROM link_openers WHERE openid = $1"),
+        // `wxoa dev`'s simulated chats (empty on a `serve` database).
+        ("simulator_bubbles", "DELETE FROM simulator_bubbles WHERE openid = $1"),
+        ("simulator_followers", "DELETE FROM simulator_followers WHERE openid = $1"),
     ] {
         removed.insert(table, exec(tx, sql, o()).await?);
     }
