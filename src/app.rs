@@ -90,6 +90,8 @@ const CONSOLE_PAGES: &[&str] = &[
     "dashboard.html",
     "new.html",
     "campaign.html",
+    "push.html",
+    "push_cancel.html",
     "message.html",
     "replies.html",
     "reply.html",

@@ -285,6 +285,7 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             "/api/v1/pushes",
             "/api/v1/pushes/{id}",
             "/api/v1/pushes/{id}/cancel",
+            "/api/v1/pushes/{id}/reschedule",
             "/api/v1/stats",
             "/api/v1/menu",
             "/api/v1/menu/sync",
@@ -506,15 +507,40 @@ async fn campaign_and_push_from_the_command_line() {
     assert_eq!(code, 2);
     assert!(err.contains("needs its text"), "{err}");
 
+    // Which articles: an index the campaign does not have is refused, its own are taken.
+    let (code, _, err) = schedule("2027-01-16 00:13", &["--articles", "0,3"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("the campaign has 1 article(s), indexes 0 to 0; there is no 3"), "{err}");
+    let (code, out, err) = schedule("2027-01-16 00:13", &["--articles", "0", "--tag", "8"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, shown, _) = wxoa(&["campaign", "--config", cfg, "show", "Winter launch"]);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    let second = shown["pushes"].as_array().unwrap().iter().find(|p| p["id"] == 2).unwrap().clone();
+    assert_eq!(second["articles"], json!([0]), "{second}");
+
     let (code, out, _) = wxoa(&["push", "--config", cfg, "list"]);
     assert_eq!(code, 0);
     assert!(out.contains("Winter launch") && out.contains("scheduled"), "{out}");
+
+    // Rescheduled: the new time, checked as at scheduling.
+    let reschedule = |push: &str, at: &str| wxoa(&["push", "--config", cfg, "reschedule", push, "--at", at]);
+    let (code, out, err) = reschedule("1", "2027-01-18 09:00");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("push 1 rescheduled: launch, next 2027-01-18 09:00:00 CST"), "{out}");
+    let (code, _, err) = reschedule("1", "2020-01-01 00:00");
+    assert_eq!(code, 2);
+    assert!(err.contains("in the past"), "{err}");
+
     let (code, out, _) = wxoa(&["push", "--config", cfg, "cancel", "1"]);
     assert_eq!(code, 0);
     assert!(out.contains("push 1 cancelled"), "{out}");
     let (code, _, err) = wxoa(&["push", "--config", cfg, "cancel", "1"]);
     assert_eq!(code, 2);
     assert!(err.contains("cancelled and cannot be cancelled"), "{err}");
+    let (code, _, err) = reschedule("1", "2027-01-19 09:00");
+    assert_eq!(code, 2);
+    assert!(err.contains("push 1 is cancelled and cannot be rescheduled"), "{err}");
 
     let (code, out, _) = wxoa(&["admin", "hash-token", "a-long-enough-token-123"]);
     assert_eq!(code, 0);
@@ -867,6 +893,192 @@ async fn article_images_upload_through_the_console_to_wechat() {
             answer["error"],
             "微信未接受图片 · WeChat did not take the image: WeChat error 45009: forced by the fake"
         );
+
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// A campaign of three articles, and pushes that each choose which they send (the teaser two of
+/// them, the launch all): the draft WeChat gets carries only the chosen ones, in the order
+/// chosen, and so does a preview. Bad choices are refused with their reason and store nothing;
+/// an edit that would drop an article a scheduled push sends is refused. Rescheduling moves a
+/// push with WeChat's limits checked again (its own old time not counted against it), and is
+/// refused with the reason once the push fired or was cancelled. Both databases.
+#[tokio::test]
+async fn pushes_choose_their_articles_and_move_to_new_times() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        config.campaigns.poll_ms = 100;
+        let fake = start_fake(&mut config).await;
+        let server = TestServer::start(config).await;
+        fake.set_webhook(Some(server.url.clone()));
+        let base = format!("http://{}", server.addr);
+        fake.follow("oFan1");
+        fake.follow("oFan2");
+
+        let mut body = campaign_body("Three articles");
+        body["articles"] = json!([
+            { "title": "Teaser: tonight", "cover_media_id": "THUMB_1" },
+            { "title": "The collection", "cover_media_id": "THUMB_2" },
+            { "title": "How to buy", "cover_media_id": "THUMB_3" },
+        ]);
+        let (status, campaign) =
+            api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(body.clone())).await;
+        assert_eq!(status, 201, "{campaign}");
+        let id = campaign["id"].as_i64().unwrap();
+        let pushes = format!("/api/v1/campaigns/{id}/pushes");
+        let choosing = |name: &str, articles: Value, at: &str| {
+            let mut b = push_body(name, json!({ "type": "all" }), at);
+            b["articles"] = articles;
+            b
+        };
+        let titles = |draft: &Value| -> Vec<String> {
+            draft["articles"].as_array().unwrap().iter().map(|a| a["title"].as_str().unwrap().to_owned()).collect()
+        };
+
+        // Bad choices: refused with the reason; nothing stored.
+        let text = json!({ "name": "t", "msg_type": "text", "text": "hi", "audience": { "type": "all" },
+                           "at": "2027-02-01 10:00", "articles": [0] });
+        let bad: Vec<(&str, Value, &str)> = vec![
+            ("out of range", choosing("x", json!([0, 3]), "2027-02-01 10:00"), "indexes 0 to 2; there is no 3"),
+            ("twice", choosing("x", json!([1, 1]), "2027-02-01 10:00"), "index 1 is chosen twice"),
+            ("none", choosing("x", json!([]), "2027-02-01 10:00"), "1 to 8 of the campaign's articles (got 0)"),
+            ("nine", choosing("x", json!([0, 1, 2, 3, 4, 5, 6, 7, 8]), "2027-02-01 10:00"), "(got 9)"),
+            ("negative", choosing("x", json!([-1]), "2027-02-01 10:00"), "-1 is not an index"),
+            ("for a text", text, "a text push sends its text, not articles"),
+        ];
+        for (what, body, reason) in bad {
+            let (status, answer) = api(&base, "POST", &pushes, Some(MARKETING_TOKEN), Some(body)).await;
+            assert_eq!(status, 400, "{what}: {answer}");
+            assert!(answer["error"].as_str().unwrap().contains(reason), "{what}: {answer}");
+        }
+        let (_, listed) = api(&base, "GET", "/api/v1/pushes", Some(MARKETING_TOKEN), None).await;
+        assert_eq!(listed["pushes"].as_array().unwrap().len(), 0, "nothing stored: {listed}");
+
+        // A preview of one article: its draft carries that one.
+        let preview = format!("/api/v1/campaigns/{id}/preview");
+        let (status, answer) =
+            api(&base, "POST", &preview, Some(MARKETING_TOKEN), Some(json!({ "openids": ["oFan1"], "articles": [1] })))
+                .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(titles(&fake.calls_to("/cgi-bin/draft/add")[0].body), ["The collection"]);
+        let (status, answer) =
+            api(&base, "POST", &preview, Some(MARKETING_TOKEN), Some(json!({ "openids": ["oFan1"], "articles": [7] })))
+                .await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(fake.calls_to("/cgi-bin/draft/add").len(), 1, "no draft for a refused preview");
+
+        // The teaser sends the third article then the first; the launch, choosing nothing, all.
+        let (status, teaser) =
+            api(&base, "POST", &pushes, Some(MARKETING_TOKEN), Some(choosing("teaser", json!([2, 0]), &in_secs(1.5))))
+                .await;
+        assert_eq!((status, &teaser["articles"]), (201, &json!([2, 0])), "{teaser}");
+        let (status, launch) = api(
+            &base,
+            "POST",
+            &pushes,
+            Some(MARKETING_TOKEN),
+            Some(push_body("launch", json!({ "type": "all" }), &in_secs(2.5))),
+        )
+        .await;
+        assert_eq!((status, &launch["articles"]), (201, &Value::Null), "{launch}");
+        for p in [&teaser, &launch] {
+            let pid = p["id"].as_i64().unwrap();
+            assert!(
+                wait_for(15, async || push(&base, pid).await["runs"][0]["status"] == "finished").await,
+                "push {pid}: {}",
+                push(&base, pid).await
+            );
+        }
+        let drafts = fake.calls_to("/cgi-bin/draft/add");
+        assert_eq!(drafts.len(), 3, "one draft per send");
+        assert_eq!(titles(&drafts[1].body), ["How to buy", "Teaser: tonight"]);
+        assert_eq!(drafts[1].body["articles"][0]["thumb_media_id"], "THUMB_3");
+        assert_eq!(titles(&drafts[2].body), ["Teaser: tonight", "The collection", "How to buy"]);
+
+        // A later push sending the third article: an edit dropping it is refused.
+        let (status, later) =
+            api(&base, "POST", &pushes, Some(MARKETING_TOKEN), Some(choosing("later", json!([2]), "2027-02-01 10:00")))
+                .await;
+        assert_eq!(status, 201, "{later}");
+        let later_id = later["id"].as_i64().unwrap();
+        let mut shorter = body.clone();
+        shorter["articles"].as_array_mut().unwrap().pop();
+        let (status, answer) =
+            api(&base, "PUT", &format!("/api/v1/campaigns/{id}"), Some(MARKETING_TOKEN), Some(shorter)).await;
+        assert_eq!(status, 409, "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(&format!("push {later_id} (later) is to send article index 2"))
+        );
+        let (_, kept) = api(&base, "GET", &format!("/api/v1/campaigns/{id}"), Some(MARKETING_TOKEN), None).await;
+        assert_eq!(kept["articles"].as_array().unwrap().len(), 3);
+
+        // Rescheduled: a new time, checked as when scheduling.
+        let reschedule = |pid: i64, body: Value| {
+            let base = base.clone();
+            async move {
+                api(&base, "POST", &format!("/api/v1/pushes/{pid}/reschedule"), Some(MARKETING_TOKEN), Some(body)).await
+            }
+        };
+        let ms = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp_millis();
+        let (status, moved) = reschedule(later_id, json!({ "at": "2027-02-02 11:00" })).await;
+        assert_eq!(status, 200, "{moved}");
+        assert_eq!(
+            (moved["at"].as_i64(), moved["next_at"].as_i64()),
+            (Some(ms("2027-02-02T11:00:00+08:00")), Some(ms("2027-02-02T11:00:00+08:00")))
+        );
+        assert_eq!(moved["articles"], json!([2]), "the rest of the push is as it was");
+        let refusals: Vec<(Value, u16, &str)> = vec![
+            (json!({ "at": "2020-01-01 00:00" }), 422, "in the past"),
+            (json!({}), 400, "give either at (a time) or cron (a pattern)"),
+            (json!({ "cron": "* * * * *" }), 400, "at most once an hour"),
+            (json!({ "at": "2027-02-03 10:00", "colour": "red" }), 400, "unknown field"),
+        ];
+        for (body, want, reason) in refusals {
+            let (status, answer) = reschedule(later_id, body.clone()).await;
+            assert_eq!(status, want, "{body}: {answer}");
+            assert!(answer["error"].as_str().unwrap().contains(reason), "{body}: {answer}");
+        }
+        // WeChat's four a month: four pushes to everyone in March; "later" may not join them,
+        // while one of the four may move within March (its old time is not counted twice).
+        let mut march = Vec::new();
+        for day in 1..=4 {
+            let (status, p) = api(
+                &base,
+                "POST",
+                &pushes,
+                Some(MARKETING_TOKEN),
+                Some(push_body("march", json!({ "type": "all" }), &format!("2027-03-0{day} 10:00"))),
+            )
+            .await;
+            assert_eq!(status, 201, "{p}");
+            march.push(p["id"].as_i64().unwrap());
+        }
+        let (status, answer) = reschedule(later_id, json!({ "at": "2027-03-10 10:00" })).await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains("4 times a month"), "{answer}");
+        assert_eq!(push(&base, later_id).await["at"].as_i64(), Some(ms("2027-02-02T11:00:00+08:00")), "unchanged");
+        let (status, answer) = reschedule(march[0], json!({ "at": "2027-03-20 10:00" })).await;
+        assert_eq!(status, 200, "{answer}");
+
+        // Fired or cancelled: 409 with the reason; unknown: 404; no token: 401.
+        let teaser_id = teaser["id"].as_i64().unwrap();
+        let (status, answer) = reschedule(teaser_id, json!({ "at": "2027-02-05 10:00" })).await;
+        assert_eq!(status, 409, "{answer}");
+        assert_eq!(answer["error"], format!("push {teaser_id} is fired and cannot be rescheduled"));
+        let (status, _) =
+            api(&base, "POST", &format!("/api/v1/pushes/{later_id}/cancel"), Some(MARKETING_TOKEN), None).await;
+        assert_eq!(status, 200);
+        let (status, answer) = reschedule(later_id, json!({ "at": "2027-02-05 10:00" })).await;
+        assert_eq!(status, 409, "{answer}");
+        assert_eq!(answer["error"], format!("push {later_id} is cancelled and cannot be rescheduled"));
+        assert_eq!(reschedule(999, json!({ "at": "2027-02-05 10:00" })).await.0, 404);
+        let (status, _) =
+            api(&base, "POST", &format!("/api/v1/pushes/{later_id}/reschedule"), None, Some(json!({ "at": "x" })))
+                .await;
+        assert_eq!(status, 401);
 
         server.stop().await;
         db.drop_db().await;

@@ -138,16 +138,16 @@ async fn the_charts_draw_what_happened() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         let follows = marks(&dashboard, "chart-follows");
-        assert_eq!((sum(&follows, "follows"), sum(&follows, "unfollows")), (3, 1), "{follows:?}");
+        assert_eq!((sum(&follows, "关注 follows"), sum(&follows, "取关 unfollows")), (3, 1), "{follows:?}");
         let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).format("%m-%d").to_string();
         assert_eq!(
             follows.iter().filter(|m| m.1 == today).map(|m| (m.0.as_str(), m.2)).collect::<Vec<_>>(),
-            [("follows", 3), ("unfollows", 1)],
+            [("关注 follows", 3), ("取关 unfollows", 1)],
             "all today"
         );
-        assert_eq!(follows.iter().filter(|m| m.0 == "follows").count(), 14, "a column a day for 14 days");
+        assert_eq!(follows.iter().filter(|m| m.0 == "关注 follows").count(), 14, "a column a day for 14 days");
         let messages = marks(&dashboard, "chart-messages");
-        assert_eq!((sum(&messages, "messages"), messages.len()), (5, 48), "{messages:?}");
+        assert_eq!((sum(&messages, "消息 messages"), messages.len()), (5, 48), "{messages:?}");
         let taps = marks(&dashboard, "chart-taps");
         assert_eq!(
             taps.iter().map(|m| (m.1.as_str(), m.2)).collect::<Vec<_>>(),
@@ -160,12 +160,12 @@ async fn the_charts_draw_what_happened() {
         assert_eq!(
             funnel.iter().map(|m| (m.1.as_str(), m.2)).collect::<Vec<_>>(),
             [
-                ("sent", sent),
-                ("link opens", 3),
-                ("followers who opened", 2),
-                ("checkouts", 3),
-                ("orders", 1),
-                ("paid", 1)
+                ("送达 sent", sent),
+                ("链接打开 link opens", 3),
+                ("打开粉丝 followers who opened", 2),
+                ("结账 checkouts", 3),
+                ("订单 orders", 1),
+                ("付款 paid", 1)
             ],
             "the funnel as bars"
         );
@@ -173,20 +173,23 @@ async fn the_charts_draw_what_happened() {
         assert_eq!(
             delivery.iter().map(|m| (m.0.as_str(), m.1.as_str(), m.2)).collect::<Vec<_>>(),
             [
-                ("aimed at", "launch", 2),
-                ("after WeChat filters", "launch", 2),
-                ("sent", "launch", sent),
-                ("errors", "launch", 0)
+                ("目标 aimed at", "launch", 2),
+                ("过滤后 after WeChat filters", "launch", 2),
+                ("送达 sent", "launch", sent),
+                ("错误 errors", "launch", 0)
             ],
             "WeChat's report on the push"
         );
         let night = marks(&campaign, "chart-night");
         assert_eq!(
             night.iter().map(|m| (m.0.as_str(), m.2)).collect::<Vec<_>>(),
-            [("opens", 3), ("checkouts", 3), ("paid", 1)],
+            [("打开 opens", 3), ("结账 checkouts", 3), ("付款 paid", 1)],
             "the night's per-minute lanes"
         );
-        assert!(campaign.contains("class=\"mark\" data-label=\"sold out "), "the sold-out moment is marked");
+        assert!(campaign.contains("class=\"mark\" data-label=\"售罄 sold out "), "the sold-out moment is marked");
+        assert!(campaign.contains("id=\"sold-out\">售罄 Sold out</span>"), "the sold-out badge on the campaign page");
+        let dashboard = page(&server, &cookie, "/admin").await;
+        assert!(dashboard.contains("<span class=\"badge soldout\">售罄 Sold out</span>"), "and on the campaign list");
 
         if backend == Backend::Sqlite
             && let Some(mut browser) = Browser::start("charts").await
@@ -222,21 +225,25 @@ async fn drawn_in_chromium(browser: &mut Browser, server: &TestServer, id: i64) 
     browser.go(&format!("{base}/admin/campaigns/{id}")).await;
     let funnel = browser.script(&sizes("chart-funnel", "width")).await;
     let width = |label: &str| funnel.as_array().unwrap().iter().find(|m| m[0] == label).unwrap()[2].as_i64().unwrap();
-    assert_eq!(width("link opens"), width("checkouts"));
+    assert_eq!(width("链接打开 link opens"), width("结账 checkouts"));
     // One scale for every bar: 3 opens, 2 followers, 1 paid.
-    let third = width("link opens") as f64 / 3.0;
-    for (label, n) in [("followers who opened", 2.0), ("paid", 1.0)] {
+    let third = width("链接打开 link opens") as f64 / 3.0;
+    for (label, n) in [("打开粉丝 followers who opened", 2.0), ("付款 paid", 1.0)] {
         assert!((width(label) as f64 - third * n).abs() <= 1.0, "{label}: {funnel}");
     }
-    assert_eq!(width("orders"), width("paid"));
+    assert_eq!(width("订单 orders"), width("付款 paid"));
     let lanes = browser
         .script(
             "return [...document.querySelectorAll('#chart-night g[data-series]')].map(g => [g.dataset.series, +g.dataset.value, Math.round(g.querySelector('path').getBBox().height)])",
         )
         .await;
-    assert_eq!(lanes, json!([["opens", 3, 54], ["checkouts", 3, 54], ["paid", 1, 54]]), "each lane to its own peak");
+    assert_eq!(
+        lanes,
+        json!([["打开 opens", 3, 54], ["结账 checkouts", 3, 54], ["付款 paid", 1, 54]]),
+        "each lane to its own peak"
+    );
     let mark = browser.script("return document.querySelector('#chart-night .mark text').textContent").await;
-    assert!(mark.as_str().unwrap().starts_with("sold out "), "{mark}");
+    assert!(mark.as_str().unwrap().starts_with("售罄 sold out "), "{mark}");
     browser.script("document.getElementById('results').scrollIntoView()").await;
     browser.shot("campaign-results").await;
     browser.call("DELETE", "", Value::Null).await;

@@ -41,7 +41,7 @@ async fn console_main_path_in_a_real_browser() {
     assert!(browser.script("return location.pathname").await == "/admin/login");
     browser.type_into("#token", "wrong-token").await;
     browser.click_through("#sign-in").await;
-    assert_eq!(browser.text("#error").await, "Unknown token.");
+    assert_eq!(browser.text("#error").await, "令牌无效 Unknown token.");
     browser.shot("login-refused").await;
     browser.type_into("#token", MARKETING_TOKEN).await;
     browser.click_through("#sign-in").await;
@@ -64,11 +64,11 @@ async fn console_main_path_in_a_real_browser() {
     assert!(body.as_str().unwrap().contains("<p>Launching at <strong>00:13</strong>.</p>"), "{body}");
     browser.shot("article-live-preview").await;
     browser.click_through("#create").await;
-    assert_eq!(browser.text("#notice").await, "Campaign created");
+    assert_eq!(browser.text("#notice").await, "活动已创建 Campaign created");
 
     // A preview to the test follower.
     browser.click_through("#send-preview").await;
-    assert_eq!(browser.text("#notice").await, "Preview sent to 1 of 1 test follower(s)");
+    assert_eq!(browser.text("#notice").await, "预览已发送给 1/1 位测试粉丝 Preview sent to 1 of 1 test follower(s)");
     assert_eq!(fake.calls_to("/cgi-bin/message/mass/preview")[0].body["touser"], "oTester1");
     browser.shot("preview-sent").await;
 
@@ -80,7 +80,7 @@ async fn console_main_path_in_a_real_browser() {
     browser.type_into("#push-name", "launch").await;
     browser.script(&format!("document.getElementById('at').value = '{at}'")).await;
     browser.click_through("#schedule").await;
-    assert_eq!(browser.text("#notice").await, "Push scheduled");
+    assert_eq!(browser.text("#notice").await, "推送已排期 Push scheduled");
     assert!(browser.text("#pushes").await.contains("scheduled"));
     browser.shot("push-scheduled").await;
 
@@ -99,12 +99,12 @@ async fn console_main_path_in_a_real_browser() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(pushes.contains("fired") && pushes.contains("finished") && pushes.contains("sent 1 of 1"), "{pushes}");
+    assert!(pushes.contains("fired") && pushes.contains("finished") && pushes.contains("sent 1 / 1"), "{pushes}");
     assert_eq!(fake.calls_to("/cgi-bin/message/mass/sendall").len(), 1);
     browser.shot("push-fired").await;
     browser.click_through("header a[href='/admin']").await;
     let timeline = browser.text("#timeline").await;
-    assert!(timeline.contains("Limited Edition launch") && timeline.contains("sent 1 of 1"), "{timeline}");
+    assert!(timeline.contains("Limited Edition launch") && timeline.contains("sent 1 / 1"), "{timeline}");
     browser.shot("timeline").await;
 
     // Forms from elsewhere: without the sign-in cookie they go to the login page; with the
@@ -154,6 +154,7 @@ async fn a_reply_written_previewed_and_edited_in_the_console() {
     browser.click_through("#sign-in").await;
     browser.click_through("header a[href='/admin/replies']").await;
     assert!(browser.text("#no-replies").await.contains("config/routes.toml"));
+    assert_eq!(browser.script("return document.documentElement.lang").await, "zh-CN");
     browser.type_into("#reply-name", "opening-hours").await;
     browser.script("document.getElementById('priority').value = '200'").await;
     browser.type_into("#match_value", "opening hours\n营业时间").await;
@@ -161,13 +162,13 @@ async fn a_reply_written_previewed_and_edited_in_the_console() {
     browser.type_into("#sample", "what are your opening hours?").await;
     browser.click_through("#preview-reply").await;
     assert_eq!(browser.text("#preview-text").await, "We open 10:00-22:00 every day.");
-    assert_eq!(browser.text("#preview-verdict").await, "Answered by console:opening-hours.");
+    assert_eq!(browser.text("#preview-verdict").await, "回复规则 Answered by console:opening-hours.");
     assert_eq!(browser.script("return document.getElementById('reply-name').value").await, "opening-hours");
     assert!(wxoa::replies::list(&server.state.store).await.unwrap().is_empty(), "a preview stores nothing");
     browser.shot("reply-previewed").await;
 
     browser.click_through("#save-reply").await;
-    assert_eq!(browser.text("#notice").await, "Reply created: it answers from now on");
+    assert_eq!(browser.text("#notice").await, "回复已创建，即刻生效 Reply created: it answers from now on");
     let (_, after) = server.send(&ask(2, "what are your opening hours?")).await;
     assert_eq!(field(&after.unwrap(), "Content").unwrap(), "We open 10:00-22:00 every day.");
     assert_ne!(before, "We open 10:00-22:00 every day.", "it answered otherwise before");
@@ -189,7 +190,7 @@ async fn a_reply_written_previewed_and_edited_in_the_console() {
     browser.go(&format!("{base}/admin/replies/{}", stored[0].id)).await;
     browser.script("document.getElementById('reply-text').value = 'Open 10:00-23:00 tonight.'").await;
     browser.click_through("#save-reply").await;
-    assert_eq!(browser.text("#notice").await, "Saved: the new version answers from now on");
+    assert_eq!(browser.text("#notice").await, "已保存，新版本即刻生效 Saved: the new version answers from now on");
     let history = browser.text("#history").await;
     assert!(history.contains("v2 updated") && history.contains("v1 created"), "{history}");
     assert!(history.contains("test-marketing"), "{history}");
@@ -233,30 +234,36 @@ async fn segments_and_followers_in_the_console() {
     browser.type_into("#segment-name", "Launch fans").await;
     browser.type_into("#min_points", "lots").await;
     browser.click_through("#count-segment").await;
-    assert_eq!(browser.text("#error").await, "min_points: \"lots\" is not a whole number");
+    assert_eq!(browser.text("#error").await, "min_points: \"lots\" 不是整数 is not a whole number");
     browser.script("document.getElementById('min_points').value = ''").await;
     browser.click_through("#count-segment").await;
-    assert_eq!(browser.text("#live-count").await, "These rules take 2 followers now (2 following).");
+    assert_eq!(
+        browser.text("#live-count").await,
+        "这些规则当前包含 2 位粉丝（2 位关注中）These rules take 2 followers now (2 following)."
+    );
     assert!(wxoa::audiences::list(&server.state.store).await.unwrap().is_empty(), "counting stores nothing");
     browser.shot("segment-counted").await;
     browser.click_through("#create-segment").await;
-    assert_eq!(browser.text("#notice").await, "Segment created");
+    assert_eq!(browser.text("#notice").await, "分组已创建 Segment created");
     assert_eq!(browser.text("#segments .count").await, "2");
-    assert_eq!(browser.text("#segments .sync").await, "never synced");
+    assert_eq!(browser.text("#segments .sync").await, "从未同步 never synced");
 
     browser.click_through("#segments .sync-now").await;
-    assert_eq!(browser.text("#notice").await, "Syncing to its WeChat tag: the status below follows it");
+    assert_eq!(
+        browser.text("#notice").await,
+        "正在同步到微信标签，状态见下方 Syncing to its WeChat tag: the status below follows it"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut status = String::new();
     while Instant::now() < deadline {
         browser.go(&format!("{base}/admin/segments")).await;
         status = browser.text("#segments .sync").await;
-        if status.starts_with("done") {
+        if status.starts_with("完成 done") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(status.starts_with("done +2 −0"), "{status}");
+    assert!(status.starts_with("完成 done +2 −0"), "{status}");
     let tag = fake.tags().into_iter().find(|(_, name)| name == "Launch fans").expect("the tag was made").0;
     assert_eq!((fake.tags_of("oSegmentFanA"), fake.tags_of("oSegmentFanB")), (vec![tag], vec![tag]));
     browser.shot("segment-synced").await;
@@ -267,7 +274,7 @@ async fn segments_and_followers_in_the_console() {
     assert!(list.contains("oSeg…nA") && !list.contains("oSegmentFanA"), "{list}");
     browser.click_through("#followers a").await;
     assert_eq!(browser.text("#follower-openid").await, "oSeg…nA");
-    assert_eq!(browser.text("#follower-state").await, "following");
+    assert_eq!(browser.text("#follower-state").await, "关注中 following");
     let interactions = browser.text("#interactions").await;
     assert!(interactions.contains("subscribe") && interactions.contains("text"), "{interactions}");
     browser.shot("follower").await;
@@ -301,7 +308,12 @@ async fn console_sign_in_and_out_cannot_be_forged_and_sign_out_revokes() {
             assert!(
                 resp.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("wxoa_admin="))
             );
-            assert!(resp.text().await.unwrap().contains("This form has expired; please sign in again."));
+            assert!(
+                resp.text()
+                    .await
+                    .unwrap()
+                    .contains("表单已过期，请重新登录 This form has expired; please sign in again.")
+            );
         }
         let cookie = console_sign_in(server.addr, MARKETING_TOKEN).await;
         let page = |cookie: String| {
@@ -330,7 +342,10 @@ async fn console_sign_in_and_out_cannot_be_forged_and_sign_out_revokes() {
                 (resp.status().as_u16(), resp.text().await.unwrap())
             }
         };
-        assert_eq!(logout("forged".into()).await, (403, "invalid form; reload the page".to_owned()));
+        assert_eq!(
+            logout("forged".into()).await,
+            (403, "表单无效，请刷新页面 invalid form; reload the page".to_owned())
+        );
         assert_eq!(page(cookie.clone()).await.0, 200, "a foreign sign-out ends nothing");
 
         let (status, _) = logout(token).await;
@@ -421,7 +436,7 @@ async fn the_article_editor_formats_uploads_and_saves_clean_html() {
 
     let posted = browser.script("return document.getElementById('content').value").await;
     browser.click_through("#create").await;
-    assert_eq!(browser.text("#notice").await, "Campaign created");
+    assert_eq!(browser.text("#notice").await, "活动已创建 Campaign created");
     let stored = wxoa::campaigns::list(&server.state.store, 1).await.unwrap()[0].articles[0].content.clone();
     let want = format!(
         "<h2>限量版今晚发售</h2><p style=\"text-align:center\">Launching at <strong>00:13</strong>.</p><p><img src=\"{src}\"></p>"
@@ -438,4 +453,210 @@ async fn the_article_editor_formats_uploads_and_saves_clean_html() {
     browser.call("DELETE", "", Value::Null).await;
     server.stop().await;
     db.drop_db().await;
+}
+
+/// The push form in a real browser: only the fields that apply show (text or articles, one
+/// audience picker, a time or a cron); the articles a push sends, its tag and the preview's test
+/// followers are picked by name (a segment's tag and WeChat's tag list; the directory's remark,
+/// masked openids otherwise, never a raw openid in the page); a push moved to a new time on its
+/// page; cancelling asks first (keeping it changes nothing); a sold-out product has its badge.
+/// The same form without the script (a plain form post with every field) works as well.
+#[tokio::test]
+async fn push_form_pickers_reschedule_and_cancel_in_the_console() {
+    let Some(mut browser) = Browser::start("console-pushes").await else { return };
+    let db = Db::new(Backend::Sqlite).await;
+    let mut config = test_config(&db, Mode::Safe);
+    config.campaigns.test_openids = vec!["oTesterConfigured1".into()];
+    let fake = start_fake(&mut config).await;
+    let server = TestServer::start(config).await;
+    let base = format!("http://{}", server.addr);
+    let addr = server.addr.to_string();
+
+    // WeChat's side: a tag, and two followers, one with a remark; the directory syncs them.
+    let vip = server.state.client.tag_create("VIP 贵宾").await.unwrap().id;
+    fake.follow("oTesterAmy0000000000000001");
+    fake.set_remark("oTesterAmy0000000000000001", "Amy 测试");
+    fake.follow("oTesterNoName000000000002");
+    let (status, sync) = api_call(&addr, "POST", "/api/v1/followers/sync", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(status, 202, "{sync}");
+    let sync_path = format!("/api/v1/followers/sync/{}", sync["sync"]["id"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while api_call(&addr, "GET", &sync_path, Some(ADMIN_TOKEN), None).await.1["sync"]["state"] != "done" {
+        assert!(Instant::now() < deadline, "the follower sync finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A campaign of three articles, its product sold out.
+    let input: wxoa::campaigns::CampaignInput = serde_json::from_value(serde_json::json!({
+        "name": "Three pieces", "product": { "sku": "LE-3", "name": "Three", "stock": 5 },
+        "articles": [{ "title": "Teaser", "cover_media_id": "T1" }, { "title": "Collection", "cover_media_id": "T2" },
+                     { "title": "How to buy", "cover_media_id": "T3" }]
+    }))
+    .unwrap();
+    let campaign = wxoa::campaigns::create(&server.state.store, &input).await.unwrap();
+    assert_eq!(shop(&server, "/api/v1/stock", serde_json::json!({ "sku": "LE-3", "stock": 0 })).await.0, 200);
+
+    browser.go(&format!("{base}/admin/login")).await;
+    browser.type_into("#token", MARKETING_TOKEN).await;
+    browser.click_through("#sign-in").await;
+    assert!(browser.text("#campaign-1").await.contains("售罄 Sold out"));
+    browser.shot("dashboard-sold-out").await;
+    browser.go(&format!("{base}/admin/campaigns/{}", campaign.id)).await;
+    assert_eq!(browser.text("#sold-out").await, "售罄 Sold out");
+    assert_eq!(browser.script("return document.documentElement.lang").await, "zh-CN");
+
+    // Only what applies shows: mpnews to all, once — the articles and the time.
+    assert!(is_shown(&browser, "push-articles").await && is_shown(&browser, "at").await);
+    for hidden in ["push-text", "segment", "tag_id", "openids", "cron"] {
+        assert!(!is_shown(&browser, hidden).await, "{hidden} shows for an mpnews push to all, once");
+    }
+    choose_in(&browser, "msg_type", "text").await;
+    assert!(is_shown(&browser, "push-text").await && !is_shown(&browser, "push-articles").await);
+    choose_in(&browser, "msg_type", "mpnews").await;
+    choose_in(&browser, "audience", "tag").await;
+    assert!(
+        is_shown(&browser, "tag_id").await
+            && !is_shown(&browser, "segment").await
+            && !is_shown(&browser, "openids").await
+    );
+    choose_in(&browser, "when", "cron").await;
+    assert!(is_shown(&browser, "cron").await && !is_shown(&browser, "at").await);
+    choose_in(&browser, "when", "at").await;
+    browser.script("document.getElementById('push-form').scrollIntoView()").await;
+    browser.shot("push-form-tag").await;
+
+    // The tag by name, two of the three articles; a time tomorrow.
+    let options = browser.text("#tag_id").await;
+    assert!(options.contains("VIP 贵宾"), "{options}");
+    choose_in(&browser, "tag_id", &vip.to_string()).await;
+    browser.click("#push-articles input[name='articles'][value='1']").await;
+    browser.type_into("#push-name", "teaser").await;
+    let local = |days: i64| {
+        (chrono::Utc::now() + chrono::Duration::days(days))
+            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+            .format("%Y-%m-%dT%H:%M:00")
+            .to_string()
+    };
+    browser.script(&format!("document.getElementById('at').value = '{}'", local(1))).await;
+    browser.click_through("#schedule").await;
+    assert_eq!(browser.text("#notice").await, "推送已排期 Push scheduled");
+    let pushes = wxoa::campaigns::schedule::list(&server.state.store, Some(campaign.id), 10).await.unwrap();
+    assert_eq!(pushes.len(), 1);
+    let push = &pushes[0];
+    assert_eq!(push.audience, wxoa::campaigns::schedule::Audience::Tag { tag_id: vip });
+    assert_eq!(push.articles, Some(vec![0, 2]));
+    assert!(browser.text("#pushes").await.contains("文章 articles 1, 3"));
+
+    // Test followers by name: the configured one checked, the directory's by remark or masked.
+    let testers = browser.text("#testers").await;
+    assert!(testers.contains("Amy 测试") && testers.contains("oTes…02") && testers.contains("oTes…d1"), "{testers}");
+    let html = browser.script("return document.documentElement.outerHTML").await;
+    assert!(!html.as_str().unwrap().contains("oTesterAmy"), "no raw openid in the page");
+    browser.script("document.querySelector('#testers input[value=\"t0\"]').checked = false").await;
+    browser.click_through("#send-preview").await;
+    assert_eq!(browser.text("#error").await, "请至少选择一位测试粉丝 Pick at least one test follower");
+    let amy = browser.script("return [].find.call(document.querySelectorAll('#testers label'), l => l.textContent.includes('Amy')).querySelector('input').value").await;
+    browser.script(&format!("document.querySelector('#testers input[value=\"t0\"]').checked = false; document.querySelector('#testers input[value=\"{}\"]').checked = true", amy.as_str().unwrap())).await;
+    browser.click("#preview-articles input[name='articles'][value='0']").await;
+    browser.click_through("#send-preview").await;
+    assert_eq!(browser.text("#notice").await, "预览已发送给 1/1 位测试粉丝 Preview sent to 1 of 1 test follower(s)");
+    let previews = fake.calls_to("/cgi-bin/message/mass/preview");
+    assert_eq!(previews.last().unwrap().body["touser"], "oTesterAmy0000000000000001");
+    let draft = fake.calls_to("/cgi-bin/draft/add").last().unwrap().body.clone();
+    assert_eq!(draft["articles"].as_array().unwrap().len(), 2, "the preview's two articles: {draft}");
+    browser.script("document.getElementById('preview-form').scrollIntoView()").await;
+    browser.shot("preview-to-amy").await;
+
+    // Rescheduled on its page: a time in the past is refused, the day after is taken.
+    browser.click_through(&format!("#push-{} a.reschedule", push.id)).await;
+    browser.script("document.getElementById('at').value = '2020-01-01T10:00:00'").await;
+    browser.click_through("#reschedule").await;
+    assert!(browser.text("#error").await.starts_with("未能改期 Not rescheduled: "), "{}", browser.text("#error").await);
+    assert!(browser.text("#error").await.contains("in the past"));
+    browser.script(&format!("document.getElementById('at').value = '{}'", local(2))).await;
+    browser.click_through("#reschedule").await;
+    assert_eq!(browser.text("#notice").await, "推送已改期 Push rescheduled");
+    let moved = wxoa::campaigns::schedule::get(&server.state.store, push.id).await.unwrap().unwrap();
+    assert_eq!(moved.next_at.unwrap() - push.next_at.unwrap(), 24 * 3600 * 1000);
+    browser.shot("push-rescheduled").await;
+
+    // Cancelling asks first: keeping it changes nothing; confirming cancels.
+    browser.click_through("#pushes a.cancel").await;
+    assert!(browser.text("#confirm-cancel").await.contains("取消这条推送？ Cancel this push?"));
+    browser.shot("cancel-confirm").await;
+    browser.click_through("#keep-push").await;
+    let kept = wxoa::campaigns::schedule::get(&server.state.store, push.id).await.unwrap().unwrap();
+    assert_eq!(kept.status, wxoa::campaigns::schedule::PushStatus::Scheduled);
+    browser.click_through("#pushes a.cancel").await;
+    browser.click_through("#confirm-cancel-button").await;
+    assert_eq!(browser.text("#notice").await, "推送已取消 Push cancelled");
+    let gone = wxoa::campaigns::schedule::get(&server.state.store, push.id).await.unwrap().unwrap();
+    assert_eq!(gone.status, wxoa::campaigns::schedule::PushStatus::Cancelled);
+    browser.go(&format!("{base}/admin/pushes/{}", push.id)).await;
+    assert!(browser.text("#not-reschedulable").await.contains("cancelled"));
+
+    // Without the script: a plain post of the whole form (every field, as a browser without
+    // JavaScript sends it) schedules what the choices say; a cancel without the confirmation
+    // cancels nothing.
+    let cookie = console_sign_in(server.addr, MARKETING_TOKEN).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = http.get(format!("{base}/admin/campaigns/{}", campaign.id)).header("cookie", &cookie).send().await;
+    let page = page.unwrap().text().await.unwrap();
+    let form_token = page.split("name=\"form_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let at = local(3);
+    let form = [
+        ("form_token", form_token.as_str()),
+        ("name", "no-script"),
+        ("msg_type", "mpnews"),
+        ("articles_shown", "1"),
+        ("articles", "0"),
+        ("articles", "1"),
+        ("articles", "2"),
+        ("text", "typed, then mpnews chosen"),
+        ("audience", "all"),
+        ("segment", ""),
+        ("tag_id", ""),
+        ("openids", ""),
+        ("when", "at"),
+        ("at", &at),
+        ("cron", ""),
+        ("time_zone", "Asia/Shanghai"),
+    ];
+    let resp = http
+        .post(format!("{base}/admin/campaigns/{}/pushes", campaign.id))
+        .header("cookie", &cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "{}", resp.text().await.unwrap());
+    let pushes = wxoa::campaigns::schedule::list(&server.state.store, Some(campaign.id), 10).await.unwrap();
+    let plain = pushes.iter().find(|p| p.name == "no-script").unwrap();
+    assert_eq!((plain.text.as_deref(), plain.articles.as_ref()), (None, None), "all three: all; no text");
+    let resp = http
+        .post(format!("{base}/admin/pushes/{}/cancel", plain.id))
+        .header("cookie", &cookie)
+        .form(&[("form_token", form_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["location"], format!("/admin/pushes/{}/cancel", plain.id).as_str(), "asked first");
+    let plain = wxoa::campaigns::schedule::get(&server.state.store, plain.id).await.unwrap().unwrap();
+    assert_eq!(plain.status, wxoa::campaigns::schedule::PushStatus::Scheduled);
+
+    browser.call("DELETE", "", Value::Null).await;
+    server.stop().await;
+    db.drop_db().await;
+}
+
+/// Whether the element `id` shows (neither it nor a part around it is hidden by the script).
+async fn is_shown(browser: &Browser, id: &str) -> bool {
+    browser.script(&format!("return !document.getElementById('{id}').closest('[hidden]')")).await == true
+}
+
+/// Chooses `value` in the select `id` as a person does (its form hears the change).
+async fn choose_in(browser: &Browser, id: &str, value: &str) {
+    let js = format!(
+        "var e = document.getElementById('{id}'); e.value = '{value}'; e.dispatchEvent(new Event('change', {{bubbles: true}}))"
+    );
+    browser.script(&js).await;
 }

@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/pushes", get(list_pushes))
         .route("/api/v1/pushes/{id}", get(show_push))
         .route("/api/v1/pushes/{id}/cancel", post(cancel_push))
+        .route("/api/v1/pushes/{id}/reschedule", post(reschedule_push))
         .route("/api/v1/stats", get(stats))
         .layer(axum::extract::DefaultBodyLimit::max(super::MAX_BODY))
 }
@@ -108,6 +109,9 @@ pub struct PreviewInput {
     pub msg_type: MsgType,
     #[serde(default)]
     pub text: Option<String>,
+    /// Which of the campaign's articles (indexes); all by default, as a push.
+    #[serde(default)]
+    pub articles: Option<Vec<i64>>,
 }
 
 fn mpnews() -> MsgType {
@@ -124,9 +128,16 @@ async fn preview(
     let input: PreviewInput = parse_json(&body)?;
     let campaign = super::get(&s.store, id).await?.ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))?;
     let to = if input.openids.is_empty() { s.config.campaigns.test_openids.clone() } else { input.openids };
-    let results =
-        send::preview(&s.client, &s.config.h5.public_url, &campaign, input.msg_type, input.text.as_deref(), &to)
-            .await?;
+    let results = send::preview(
+        &s.client,
+        &s.config.h5.public_url,
+        &campaign,
+        input.msg_type,
+        input.text.as_deref(),
+        input.articles.as_deref(),
+        &to,
+    )
+    .await?;
     Ok(Json(json!({ "previews": results })))
 }
 
@@ -149,6 +160,22 @@ async fn cancel_push(caller: Caller, State(s): State<AppState>, Id(id): Id) -> R
     caller.require(Role::Marketing)?;
     let push = schedule::cancel(&s.store, id).await?;
     tracing::info!(push = id, by = %caller.name, "push cancelled");
+    Ok(Json(json!(push)))
+}
+
+/// A new time for a push that has not fired: `{"at": …}` or `{"cron": …}`, optionally
+/// `time_zone`; WeChat's limits checked again. 409 once it fired or was cancelled.
+async fn reschedule_push(
+    caller: Caller,
+    State(s): State<AppState>,
+    Id(id): Id,
+    ApiBody(body): ApiBody,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Marketing)?;
+    let time: schedule::NewTime = parse_json(&body)?;
+    let push = schedule::reschedule(&s.store, &s.config.campaigns, id, &time).await?;
+    tracing::info!(push = id, by = %caller.name, "push rescheduled");
+    s.scheduler_wake.notify_one();
     Ok(Json(json!(push)))
 }
 

@@ -270,11 +270,30 @@ pub async fn update(store: &Store, id: i64, input: &CampaignInput) -> Result<Cam
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(name_taken(input.name.trim())),
         Err(e) => return Err(e.into()),
     }
+    check_chosen_articles_remain(&mut tx, id, input.articles.len()).await?;
     if let Some(p) = &input.product {
         note_product(&mut tx, p).await?;
     }
     tx.commit().await?;
     get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no campaign {id}"))))
+}
+
+/// An edit may not remove an article a scheduled push was told to send: the push would fail at
+/// its time. Change or cancel that push first.
+async fn check_chosen_articles_remain(tx: &mut Tx, campaign_id: i64, count: usize) -> Result<(), Error> {
+    let rows: Vec<(i64, String, String)> = with_tx!(tx, conn => sqlx::query_as(
+        "SELECT id, name, articles FROM pushes WHERE campaign_id = $1 AND status = 'scheduled' AND articles IS NOT NULL"
+    )
+    .bind(campaign_id).fetch_all(conn).await)?;
+    for (push, name, articles) in rows {
+        let chosen: Vec<i64> = serde_json::from_str(&articles).unwrap_or_default();
+        if let Some(i) = chosen.iter().find(|&&i| i as usize >= count) {
+            return Err(Error::Refused(Refusal::Conflict(format!(
+                "push {push} ({name}) is to send article index {i}, which this edit removes: cancel that push first (and schedule it anew)"
+            ))));
+        }
+    }
+    Ok(())
 }
 
 pub async fn get(store: &Store, id: i64) -> Result<Option<Campaign>, sqlx::Error> {

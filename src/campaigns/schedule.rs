@@ -132,6 +132,11 @@ pub struct PushInput {
     /// IANA name; `campaigns.time_zone` when absent.
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// Which of the campaign's articles it sends: indexes into the campaign's `articles` (from
+    /// 0), in the order given; all of them when absent. A teaser can send one article and the
+    /// launch all eight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub articles: Option<Vec<i64>>,
 }
 
 /// Where a push stands.
@@ -227,6 +232,8 @@ pub struct Push {
     pub status: PushStatus,
     pub created_by: String,
     pub created_at: i64,
+    /// The campaign's articles it sends (indexes); `None`: all of them.
+    pub articles: Option<Vec<i64>>,
     pub runs: Vec<Run>,
 }
 
@@ -326,6 +333,9 @@ fn check_input(cfg: &CampaignsConfig, input: &PushInput, now: i64) -> Result<Che
             }
         }
     }
+    if let Some(chosen) = &input.articles {
+        check_selection(input.msg_type, chosen)?;
+    }
     if input.msg_type == MsgType::News && !matches!(input.audience, Audience::List { .. }) {
         return Err(invalid(
             "a news push goes to an openid list (customer-service messages); use mpnews for all or a tag",
@@ -359,6 +369,45 @@ fn check_input(cfg: &CampaignsConfig, input: &PushInput, now: i64) -> Result<Che
     }
 }
 
+/// The shape of a push's choice of articles (whether each exists is checked against the
+/// campaign): 1 to 8 distinct indexes, one for a `news` card (WeChat's link card carries one
+/// article), none for a text.
+pub fn check_selection(msg_type: MsgType, chosen: &[i64]) -> Result<(), Error> {
+    let max = match msg_type {
+        MsgType::Text => return Err(invalid("articles: a text push sends its text, not articles")),
+        MsgType::News => 1,
+        MsgType::Mpnews => 8,
+    };
+    if chosen.is_empty() || chosen.len() > max {
+        return Err(invalid(format!(
+            "articles: a {} push sends 1 to {max} of the campaign's articles (got {})",
+            msg_type.as_str(),
+            chosen.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for &i in chosen {
+        if i < 0 {
+            return Err(invalid(format!("articles: {i} is not an index (they count from 0)")));
+        }
+        if !seen.insert(i) {
+            return Err(invalid(format!("articles: index {i} is chosen twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `chosen` names only articles campaign `campaign` has (`count` of them).
+pub fn check_in_range(chosen: Option<&[i64]>, count: usize) -> Result<(), Error> {
+    match chosen.unwrap_or_default().iter().find(|&&i| i < 0 || i as usize >= count) {
+        Some(i) => Err(invalid(format!(
+            "articles: the campaign has {count} article(s), indexes 0 to {}; there is no {i}",
+            count.saturating_sub(1)
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// When a push fires within `[from, to)`.
 fn occurrences(at: Option<i64>, cron: Option<&croner::Cron>, tz: Tz, from: i64, to: i64) -> Vec<i64> {
     match (at, cron) {
@@ -379,6 +428,16 @@ fn occurrences(at: Option<i64>, cron: Option<&croner::Cron>, tz: Tz, from: i64, 
     }
 }
 
+/// What else to check a push's `times` against: the months they touch (a month either side
+/// covers any zone).
+fn limit_window(times: &[i64], now: i64) -> (i64, i64) {
+    const MONTH_MS: i64 = 32 * 24 * 3600 * 1000;
+    match (times.iter().min(), times.iter().max()) {
+        (Some(first), Some(last)) => (first - MONTH_MS, last + MONTH_MS),
+        _ => (now, now),
+    }
+}
+
 /// Schedules a push of campaign `campaign_id`, refusing what WeChat would refuse.
 pub async fn schedule(
     store: &Store,
@@ -389,9 +448,10 @@ pub async fn schedule(
 ) -> Result<Push, Error> {
     let now = now_ms();
     let checked = check_input(cfg, input, now)?;
-    if super::get(store, campaign_id).await?.is_none() {
+    let Some(campaign) = super::get(store, campaign_id).await? else {
         return Err(Error::Refused(Refusal::NotFound(format!("no campaign {campaign_id}"))));
-    }
+    };
+    check_in_range(input.articles.as_deref(), campaign.articles.len())?;
     if let Audience::Segment { segment } = input.audience
         && crate::audiences::get(store, segment).await?.is_none()
     {
@@ -407,12 +467,7 @@ pub async fn schedule(
             None => occurrences(None, checked.cron.as_ref(), checked.tz, now, now + HORIZON_MS),
         },
     };
-    // What else falls in the months this push touches (a month either side covers any zone).
-    const MONTH_MS: i64 = 32 * 24 * 3600 * 1000;
-    let window = match (planned.times.iter().min(), planned.times.iter().max()) {
-        (Some(first), Some(last)) => (first - MONTH_MS, last + MONTH_MS),
-        _ => (now, now),
-    };
+    let window = limit_window(&planned.times, now);
     // Checking the limits and inserting under one lock: two pushes scheduled at once cannot
     // both take the last slot of a month.
     let mut tx = store.begin().await?;
@@ -422,7 +477,7 @@ pub async fn schedule(
             .execute(&mut **t)
             .await?;
     }
-    let existing = planned_pushes(&mut tx, now, window).await?;
+    let existing = planned_pushes(&mut tx, now, window, None).await?;
     limits::check(&planned, &existing, cfg).map_err(|m| Error::Refused(Refusal::Rule(m)))?;
     let openids = match &input.audience {
         Audience::List { openids } => Some(serde_json::to_string(openids).expect("serializable")),
@@ -443,22 +498,103 @@ pub async fn schedule(
         Audience::Segment { .. } => "segment",
     };
     let cron = input.cron.as_ref().map(|c| c.trim().to_owned());
+    let articles = input.articles.as_ref().map(|a| serde_json::to_string(a).expect("serializable"));
     let (id,): (i64,) = with_tx!(&mut tx, conn => sqlx::query_as(
         "INSERT INTO pushes (campaign_id, name, msg_type, text, audience, tag_id, openids, at_ms, cron, time_zone,
-             next_at, status, created_by, created_at, segment_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'scheduled', $12, $13, $14) RETURNING id"
+             next_at, status, created_by, created_at, segment_id, articles)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'scheduled', $12, $13, $14, $15) RETURNING id"
     )
     .bind(campaign_id).bind(input.name.trim()).bind(input.msg_type.as_str()).bind(input.text.as_ref().map(|t| t.trim()))
     .bind(audience).bind(tag_id).bind(&openids).bind(checked.at).bind(&cron).bind(checked.tz.name())
-    .bind(checked.first).bind(created_by).bind(now).bind(segment_id)
+    .bind(checked.first).bind(created_by).bind(now).bind(segment_id).bind(&articles)
     .fetch_one(conn).await)?;
+    tx.commit().await?;
+    get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no push {id}"))))
+}
+
+/// A scheduled push's new time: `at` or `cron`, and its zone (the push's own when absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTime {
+    #[serde(default)]
+    pub at: Option<String>,
+    #[serde(default)]
+    pub cron: Option<String>,
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// Moves a push that has not fired to a new time, checked as when it was scheduled (the past,
+/// the hourly cron floor, WeChat's monthly and per-minute limits with every other push). A push
+/// that fired, was cancelled or was missed is refused (`Conflict`, with its status); so is one
+/// the scheduler claims while this runs (the update is a compare-and-set on its `next_at`).
+pub async fn reschedule(store: &Store, cfg: &CampaignsConfig, id: i64, time: &NewTime) -> Result<Push, Error> {
+    let now = now_ms();
+    let push = get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no push {id}"))))?;
+    if push.status != PushStatus::Scheduled {
+        return Err(Error::Refused(Refusal::Conflict(format!(
+            "push {id} is {} and cannot be rescheduled",
+            push.status
+        ))));
+    }
+    let input = PushInput {
+        name: push.name.clone(),
+        msg_type: push.msg_type,
+        text: push.text.clone(),
+        audience: push.audience.clone(),
+        at: time.at.clone(),
+        cron: time.cron.clone(),
+        time_zone: Some(time.time_zone.clone().unwrap_or_else(|| push.time_zone.clone())),
+        articles: push.articles.clone(),
+    };
+    let checked = check_input(cfg, &input, now)?;
+    let planned = Planned {
+        label: push.name.clone(),
+        audience: push.audience.clone(),
+        mass: push.msg_type.is_mass(),
+        times: match checked.at {
+            Some(at) => vec![at],
+            None => occurrences(None, checked.cron.as_ref(), checked.tz, now, now + HORIZON_MS),
+        },
+    };
+    let window = limit_window(&planned.times, now);
+    let mut tx = store.begin().await?;
+    if let Tx::Postgres(t) = &mut tx {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(crate::store::locks::PUSH_SCHEDULE)
+            .execute(&mut **t)
+            .await?;
+    }
+    let existing = planned_pushes(&mut tx, now, window, Some(id)).await?;
+    limits::check(&planned, &existing, cfg).map_err(|m| Error::Refused(Refusal::Rule(m)))?;
+    let cron = input.cron.as_ref().map(|c| c.trim().to_owned());
+    let moved = with_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE pushes SET at_ms = $1, cron = $2, time_zone = $3, next_at = $4
+         WHERE id = $5 AND status = 'scheduled' AND next_at = $6"
+    )
+    .bind(checked.at).bind(&cron).bind(checked.tz.name()).bind(checked.first).bind(id).bind(push.next_at)
+    .execute(conn).await.map(|r| r.rows_affected()))?;
+    if moved == 0 {
+        drop(tx);
+        let now_status = get(store, id).await?.map(|p| p.status.to_string()).unwrap_or_else(|| "gone".into());
+        return Err(Error::Refused(Refusal::Conflict(format!(
+            "push {id} fired while it was being rescheduled (it is {now_status}); nothing was changed"
+        ))));
+    }
     tx.commit().await?;
     get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no push {id}"))))
 }
 
 /// Everything that will (or did, this month and last) reach followers: the other side of the
 /// limit check.
-async fn planned_pushes(tx: &mut Tx, now: i64, (from, to): (i64, i64)) -> Result<Vec<Planned>, sqlx::Error> {
+/// `moving`: a push being rescheduled, whose runs so far count but whose future times are the
+/// ones being checked.
+async fn planned_pushes(
+    tx: &mut Tx,
+    now: i64,
+    (from, to): (i64, i64),
+    moving: Option<i64>,
+) -> Result<Vec<Planned>, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
@@ -468,7 +604,7 @@ async fn planned_pushes(tx: &mut Tx, now: i64, (from, to): (i64, i64)) -> Result
     // Pushes still to come, and runs that went out recently (their months may still be open).
     let rows: Vec<Row> = with_tx!(tx, conn => sqlx::query_as(
         "SELECT p.id, p.campaign_id, '' AS campaign, p.name, p.msg_type, p.text, p.audience, p.tag_id, p.segment_id, p.openids,
-             p.at_ms, p.cron, p.time_zone, p.next_at, p.status, p.created_by, p.created_at, r.due_at AS ran_at
+             p.at_ms, p.cron, p.time_zone, p.next_at, p.status, p.created_by, p.created_at, p.articles, r.due_at AS ran_at
          FROM pushes p LEFT JOIN push_runs r
            ON r.push_id = p.id AND r.due_at >= $1 AND r.due_at < $2 AND r.status IN ('sending', 'submitted', 'finished')
          WHERE p.status = 'scheduled' OR r.id IS NOT NULL"
@@ -480,7 +616,7 @@ async fn planned_pushes(tx: &mut Tx, now: i64, (from, to): (i64, i64)) -> Result
         let p = Push::try_from(row.push)?;
         let mut times: Vec<i64> = row.ran_at.into_iter().collect();
         // A push's future occurrences once, however many past runs joined it.
-        if seen_future.insert(p.id) {
+        if seen_future.insert(p.id) && Some(p.id) != moving {
             let tz = Tz::from_str(&p.time_zone).unwrap_or(chrono_tz::Asia::Shanghai);
             let cron = p.cron.as_deref().and_then(|c| croner::Cron::from_str(c).ok());
             times.extend(occurrences(p.at, cron.as_ref(), tz, from.max(now), to));
@@ -510,11 +646,12 @@ struct PushRow {
     status: String,
     created_by: String,
     created_at: i64,
+    articles: Option<String>,
 }
 
 const PUSH_SQL: &str =
     "SELECT p.id, p.campaign_id, c.name AS campaign, p.name, p.msg_type, p.text, p.audience, p.tag_id, p.segment_id, p.openids,
-        p.at_ms, p.cron, p.time_zone, p.next_at, p.status, p.created_by, p.created_at
+        p.at_ms, p.cron, p.time_zone, p.next_at, p.status, p.created_by, p.created_at, p.articles
     FROM pushes p JOIN campaigns c ON c.id = p.campaign_id";
 
 /// A stored value this build cannot read: a decode error, never a silent default.
@@ -556,6 +693,10 @@ impl TryFrom<PushRow> for Push {
             status: PushStatus::parse(&r.status).ok_or_else(|| unreadable("push status", &r.status))?,
             created_by: r.created_by,
             created_at: r.created_at,
+            articles: match r.articles.as_deref() {
+                None => None,
+                Some(a) => Some(serde_json::from_str(a).map_err(|_| unreadable("article choice", a))?),
+            },
             runs: Vec::new(),
         })
     }
@@ -698,8 +839,10 @@ mod tests {
             at: Some("2026-11-23 00:13".into()),
             cron: None,
             time_zone: None,
+            articles: None,
         };
         assert!(check_input(&cfg, &base, now).is_ok());
+        assert!(check_input(&cfg, &PushInput { articles: Some(vec![2, 0]), ..base.clone() }, now).is_ok());
         let cases: Vec<(&str, PushInput)> = vec![
             ("past", PushInput { at: Some("2026-11-01 00:00".into()), ..base.clone() }),
             ("neither", PushInput { at: None, ..base.clone() }),
@@ -715,6 +858,14 @@ mod tests {
             ("news to all", PushInput { msg_type: MsgType::News, ..base.clone() }),
             ("bad zone", PushInput { time_zone: Some("Nowhere".into()), ..base.clone() }),
             ("empty name", PushInput { name: " ".into(), ..base.clone() }),
+            ("no articles chosen", PushInput { articles: Some(vec![]), ..base.clone() }),
+            ("an article twice", PushInput { articles: Some(vec![1, 1]), ..base.clone() }),
+            ("nine articles", PushInput { articles: Some((0..9).collect()), ..base.clone() }),
+            ("a negative index", PushInput { articles: Some(vec![-1]), ..base.clone() }),
+            (
+                "articles for a text",
+                PushInput { msg_type: MsgType::Text, text: Some("hi".into()), articles: Some(vec![0]), ..base.clone() },
+            ),
         ];
         for (what, input) in cases {
             assert!(check_input(&cfg, &input, now).is_err(), "{what} was accepted");

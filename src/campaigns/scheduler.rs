@@ -279,18 +279,27 @@ impl Scheduler {
             a => a,
         };
         let content = match push.msg_type {
-            MsgType::News => return self.queue_news(run_id, push.id, &push.audience, &campaign).await,
+            MsgType::News => {
+                if let Err(why) = send::chosen(&campaign, push.articles.as_deref()) {
+                    return self.fail_run(run_id, &why).await;
+                }
+                return self.queue_news(run_id, &push, &campaign).await;
+            }
             MsgType::Text => MassContent::Text { content: push.text.clone().unwrap_or_default() },
             MsgType::Mpnews => {
                 let media_id = match media_id {
                     Some(m) => m,
-                    None => match send::add_draft(&self.0.client, public_url, &campaign, push.id).await {
-                        Ok(m) => {
-                            self.note(run_id, "media_id = $1", &m).await?;
-                            m
+                    None => {
+                        match send::add_draft(&self.0.client, public_url, &campaign, push.id, push.articles.as_deref())
+                            .await
+                        {
+                            Ok(m) => {
+                                self.note(run_id, "media_id = $1", &m).await?;
+                                m
+                            }
+                            Err(e) => return self.failed_attempt(run_id, attempts, &e).await,
                         }
-                        Err(e) => return self.failed_attempt(run_id, attempts, &e).await,
-                    },
+                    }
                 };
                 MassContent::Mpnews { media_id }
             }
@@ -381,15 +390,9 @@ impl Scheduler {
 
     /// A `news` push: one customer-service message per follower, queued with the run's
     /// completion in one transaction (the outbox's dedupe keys make a retry queue nothing new).
-    async fn queue_news(
-        &self,
-        run_id: i64,
-        push_id: i64,
-        audience: &Audience,
-        campaign: &super::Campaign,
-    ) -> Result<(), String> {
-        let Audience::List { openids } = audience else { return Err("a news push needs an openid list".into()) };
-        let message = send::news_card(&self.0.public_url, campaign, push_id);
+    async fn queue_news(&self, run_id: i64, push: &schedule::Push, campaign: &super::Campaign) -> Result<(), String> {
+        let Audience::List { openids } = &push.audience else { return Err("a news push needs an openid list".into()) };
+        let message = send::news_card(&self.0.public_url, campaign, push.id, push.articles.as_deref());
         let mut tx = self.0.store.begin().await.map_err(|e| e.to_string())?;
         for openid in openids {
             let job = NewJob::new(

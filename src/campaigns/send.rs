@@ -18,16 +18,35 @@ fn link(public_url: &str, campaign: &Campaign, a: &Article, push_id: i64) -> Str
     }
 }
 
-/// The campaign's articles as a draft (`draft/add`) for push `push_id`; returns its media_id.
+/// The articles a push sends: those `chosen` (indexes, in that order), or all. An index the
+/// campaign no longer has (its articles were edited since) is an error naming it, never a
+/// silently shorter draft.
+pub fn chosen<'a>(campaign: &'a Campaign, chosen: Option<&[i64]>) -> Result<Vec<&'a Article>, String> {
+    match chosen {
+        None => Ok(campaign.articles.iter().collect()),
+        Some(indexes) => indexes
+            .iter()
+            .map(|&i| {
+                usize::try_from(i).ok().and_then(|i| campaign.articles.get(i)).ok_or_else(|| {
+                    format!("the campaign has {} article(s); article index {i} is gone", campaign.articles.len())
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The chosen articles (all when `None`) of a campaign as a draft (`draft/add`) for push
+/// `push_id`; returns its media_id.
 pub async fn add_draft(
     client: &Client,
     public_url: &str,
     campaign: &Campaign,
     push_id: i64,
+    selection: Option<&[i64]>,
 ) -> Result<String, CallError> {
-    let articles: Vec<DraftArticle> = campaign
-        .articles
-        .iter()
+    let articles: Vec<DraftArticle> = chosen(campaign, selection)
+        .map_err(CallError::Invalid)?
+        .into_iter()
         .map(|a| DraftArticle {
             title: a.title.clone(),
             author: a.author.clone(),
@@ -44,9 +63,9 @@ pub async fn add_draft(
     client.draft_add(&articles).await
 }
 
-/// The link card of a `news` push: the first article.
-pub fn news_card(public_url: &str, campaign: &Campaign, push_id: i64) -> CustomMessage {
-    let a = campaign.articles.first().cloned().unwrap_or_default();
+/// The link card of a `news` push: its chosen article, or the first.
+pub fn news_card(public_url: &str, campaign: &Campaign, push_id: i64, selection: Option<&[i64]>) -> CustomMessage {
+    let a = chosen(campaign, selection).ok().and_then(|a| a.first().map(|a| (*a).clone())).unwrap_or_default();
     CustomMessage::News {
         articles: vec![NewsArticle {
             url: link(public_url, campaign, &a, push_id),
@@ -94,6 +113,7 @@ pub async fn preview(
     campaign: &Campaign,
     msg_type: MsgType,
     text: Option<&str>,
+    selection: Option<&[i64]>,
     openids: &[String],
 ) -> Result<Vec<Previewed>, Error> {
     if openids.is_empty() || openids.len() > 20 {
@@ -101,8 +121,12 @@ pub async fn preview(
             "a preview goes to 1 to 20 test followers (name them, or set campaigns.test_openids)".into(),
         )));
     }
+    if let Some(s) = selection {
+        super::schedule::check_selection(msg_type, s)?;
+        super::schedule::check_in_range(Some(s), campaign.articles.len())?;
+    }
     let content = match msg_type {
-        MsgType::Mpnews => match add_draft(client, public_url, campaign, 0).await {
+        MsgType::Mpnews => match add_draft(client, public_url, campaign, 0, selection).await {
             Ok(media_id) => Some(MassContent::Mpnews { media_id }),
             Err(e) => return Err(Error::Refused(Refusal::Rule(format!("WeChat refused the draft: {e}")))),
         },
@@ -118,7 +142,7 @@ pub async fn preview(
     for openid in openids {
         let sent = match &content {
             Some(c) => client.mass_preview(openid, c).await,
-            None => client.custom_send(openid, &news_card(public_url, campaign, 0)).await,
+            None => client.custom_send(openid, &news_card(public_url, campaign, 0, selection)).await,
         };
         out.push(Previewed { openid: openid.clone(), ok: sent.is_ok(), error: sent.err().map(|e| e.to_string()) });
     }

@@ -60,6 +60,10 @@ pub enum PushCommand {
         /// The text of a text push.
         #[arg(long)]
         text: Option<String>,
+        /// Which of the campaign's articles it sends: comma-separated indexes from 0, in order
+        /// (all by default).
+        #[arg(long, value_delimiter = ',')]
+        articles: Option<Vec<i64>>,
         /// Recorded as who scheduled it.
         #[arg(long, default_value = "cli")]
         by: String,
@@ -73,6 +77,19 @@ pub enum PushCommand {
     },
     /// Cancel a push that has not fired.
     Cancel { push: i64 },
+    /// Move a push that has not fired to a new time (WeChat's limits checked again).
+    Reschedule {
+        push: i64,
+        /// The new time: RFC 3339, or local "YYYY-MM-DD HH:MM" in --tz.
+        #[arg(long, conflicts_with = "cron", required_unless_present = "cron")]
+        at: Option<String>,
+        /// Or a repeating cron pattern.
+        #[arg(long)]
+        cron: Option<String>,
+        /// Time zone (default: the push's own).
+        #[arg(long)]
+        tz: Option<String>,
+    },
     /// Send a campaign to test followers only (campaigns.test_openids unless --openid is given).
     Preview {
         campaign: String,
@@ -82,6 +99,9 @@ pub enum PushCommand {
         kind: Kind,
         #[arg(long)]
         text: Option<String>,
+        /// Which articles (comma-separated indexes from 0; all by default).
+        #[arg(long, value_delimiter = ',')]
+        articles: Option<Vec<i64>>,
     },
 }
 
@@ -143,7 +163,21 @@ pub async fn campaign(config: &Config, command: CampaignCommand) -> Result<ExitC
 pub async fn push(config: &Config, command: PushCommand) -> Result<ExitCode, String> {
     let store = super::open_store(config).await?;
     match command {
-        PushCommand::Schedule { campaign, name, at, cron, tz, all: _, tag, segment, openids, kind, text, by } => {
+        PushCommand::Schedule {
+            campaign,
+            name,
+            at,
+            cron,
+            tz,
+            all: _,
+            tag,
+            segment,
+            openids,
+            kind,
+            text,
+            articles,
+            by,
+        } => {
             let id = find(&store, &campaign).await?.id;
             let audience = match (tag, segment, openids.is_empty()) {
                 (Some(tag_id), _, _) => Audience::Tag { tag_id },
@@ -151,7 +185,7 @@ pub async fn push(config: &Config, command: PushCommand) -> Result<ExitCode, Str
                 (None, None, false) => Audience::List { openids },
                 (None, None, true) => Audience::All,
             };
-            let input = PushInput { name, msg_type: msg_type(kind), text, audience, at, cron, time_zone: tz };
+            let input = PushInput { name, msg_type: msg_type(kind), text, audience, at, cron, time_zone: tz, articles };
             let p = schedule::schedule(&store, &config.campaigns, id, &input, &by).await.map_err(|e| e.to_string())?;
             println!(
                 "push {} scheduled: {} to {}, next {}",
@@ -196,14 +230,27 @@ pub async fn push(config: &Config, command: PushCommand) -> Result<ExitCode, Str
             let p = schedule::cancel(&store, push).await.map_err(|e| e.to_string())?;
             println!("push {} cancelled: {}", p.id, p.name);
         }
-        PushCommand::Preview { campaign, openids, kind, text } => {
+        PushCommand::Reschedule { push, at, cron, tz } => {
+            let time = schedule::NewTime { at, cron, time_zone: tz };
+            let p = schedule::reschedule(&store, &config.campaigns, push, &time).await.map_err(|e| e.to_string())?;
+            println!("push {} rescheduled: {}, next {}", p.id, p.name, when(p.next_at, &p.time_zone));
+        }
+        PushCommand::Preview { campaign, openids, kind, text, articles } => {
             let c = find(&store, &campaign).await?;
             let client =
                 crate::wechat::client::Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
             let to = if openids.is_empty() { config.campaigns.test_openids.clone() } else { openids };
-            let results = send::preview(&client, &config.h5.public_url, &c, msg_type(kind), text.as_deref(), &to)
-                .await
-                .map_err(|e| e.to_string())?;
+            let results = send::preview(
+                &client,
+                &config.h5.public_url,
+                &c,
+                msg_type(kind),
+                text.as_deref(),
+                articles.as_deref(),
+                &to,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             let mut failed = false;
             for r in results {
                 failed |= !r.ok;

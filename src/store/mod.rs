@@ -145,6 +145,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (20, "erasures", include_str!("../../migrations/sqlite/0020_erasures.sql")),
     (21, "simulator", include_str!("../../migrations/sqlite/0021_simulator.sql")),
     (23, "store_names", include_str!("../../migrations/sqlite/0023_store_names.sql")),
+    (24, "push_articles", include_str!("../../migrations/sqlite/0024_push_articles.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -169,6 +170,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (20, "erasures", include_str!("../../migrations/postgres/0020_erasures.sql")),
     (21, "simulator", include_str!("../../migrations/postgres/0021_simulator.sql")),
     (23, "store_names", include_str!("../../migrations/postgres/0023_store_names.sql")),
+    (24, "push_articles", include_str!("../../migrations/postgres/0024_push_articles.sql")),
 ];
 
 impl Store {

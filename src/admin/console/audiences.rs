@@ -48,7 +48,7 @@ fn numbers(field: &str, value: &str) -> Result<Option<Vec<i64>>, String> {
     }
     parts
         .iter()
-        .map(|p| p.parse().map_err(|_| format!("{field}: {p:?} is not a number")))
+        .map(|p| p.parse().map_err(|_| format!("{field}: {p:?} 不是数字 is not a number")))
         .collect::<Result<_, _>>()
         .map(Some)
 }
@@ -56,7 +56,7 @@ fn numbers(field: &str, value: &str) -> Result<Option<Vec<i64>>, String> {
 fn number(field: &str, value: &str) -> Result<Option<i64>, String> {
     match value.trim() {
         "" => Ok(None),
-        v => v.parse().map(Some).map_err(|_| format!("{field}: {v:?} is not a whole number")),
+        v => v.parse().map(Some).map_err(|_| format!("{field}: {v:?} 不是整数 is not a whole number")),
     }
 }
 
@@ -65,7 +65,7 @@ fn yes_no(field: &str, value: &str) -> Result<Option<bool>, String> {
         "" => Ok(None),
         "yes" => Ok(Some(true)),
         "no" => Ok(Some(false)),
-        v => Err(format!("{field}: {v:?} is not yes, no or either")),
+        v => Err(format!("{field}: {v:?} 须为 是/否/不限 is not yes, no or either")),
     }
 }
 
@@ -101,35 +101,37 @@ fn describe(r: &Rules) -> String {
     let join = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
     let mut parts = Vec::new();
     if let Some(t) = &r.tier {
-        parts.push(format!("tier {}", t.join(", ")));
+        parts.push(format!("等级 tier {}", t.join(", ")));
     }
     if let Some(s) = &r.store_ids {
-        parts.push(format!("store {}", join(s)));
+        parts.push(format!("门店 store {}", join(s)));
     }
     if let Some(p) = r.min_points {
-        parts.push(format!("≥ {p} points"));
+        parts.push(format!("≥ {p} 积分 points"));
     }
     if let Some(b) = r.bound {
-        parts.push(if b { "holds a card" } else { "holds no card" }.into());
+        parts.push(if b { "有会员卡 holds a card" } else { "无会员卡 holds no card" }.into());
     }
     if let Some(s) = r.subscribed {
-        parts.push(if s { "follows" } else { "left" }.into());
+        parts.push(if s { "关注中 follows" } else { "已取关 left" }.into());
     }
     if let Some(d) = &r.followed_after {
-        parts.push(format!("followed after {d}"));
+        parts.push(format!("{d} 之后关注 followed after {d}"));
     }
     if let Some(d) = r.active_within_days {
-        parts.push(format!("active within {d} days"));
+        parts.push(format!("{d} 天内活跃 active within {d} days"));
     }
     if let Some(t) = &r.wechat_tag_ids {
-        parts.push(format!("tag {}", join(t)));
+        parts.push(format!("标签 tag {}", join(t)));
     }
-    if parts.is_empty() { "everyone".into() } else { parts.join(" · ") }
+    if parts.is_empty() { "所有人 everyone".into() } else { parts.join(" · ") }
 }
 
 /// What the segment pages' redirects can say happened.
-const DONE: &[(&str, &str)] =
-    &[("created", "Segment created"), ("syncing", "Syncing to its WeChat tag: the status below follows it")];
+const DONE: &[(&str, &str)] = &[
+    ("created", "分组已创建 Segment created"),
+    ("syncing", "正在同步到微信标签，状态见下方 Syncing to its WeChat tag: the status below follows it"),
+];
 
 pub(super) async fn segments(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
     match signed_in(&app, &headers, None).await {
@@ -238,7 +240,7 @@ pub(super) async fn start_sync(
     }
     let segment = match audiences::get(&app.store, id).await {
         Ok(Some(g)) => g,
-        Ok(None) => return (StatusCode::NOT_FOUND, "no such segment").into_response(),
+        Ok(None) => return (StatusCode::NOT_FOUND, "没有这个分组 No such segment").into_response(),
         Err(e) => return failure(&app, e),
     };
     if let Err(e) = sync::start(&app.store, &segment, &s.caller.name, true).await {
@@ -306,7 +308,7 @@ pub(super) async fn follower(State(app): State<AppState>, headers: HeaderMap, Pa
     };
     let f = match followers::get(&app.store, id).await {
         Ok(Some(f)) => f,
-        Ok(None) => return (StatusCode::NOT_FOUND, "no such follower").into_response(),
+        Ok(None) => return (StatusCode::NOT_FOUND, "没有这位粉丝 No such follower").into_response(),
         Err(e) => return failure(&app, e),
     };
     match follower_page(&app, &s, f).await {

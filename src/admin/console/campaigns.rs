@@ -1,11 +1,14 @@
 //! The console's campaign pages: the dashboard (the schedule as a timeline with each run's
-//! figures), a campaign with its article's live preview, scheduling, previews, cancelling.
+//! figures, campaigns with a sold-out badge), a campaign with its article's live preview,
+//! scheduling (the articles, tag and test followers picked by name) and previews. A push's own
+//! page (reschedule, cancel) is [`super::pushes`].
 
-use super::{Notice, Staff, TokenOnly, failure, redirect, render, signed_in};
+use super::pickers;
+use super::{Notice, Staff, failure, redirect, render, signed_in};
 use crate::campaigns::schedule::{self, Audience, MsgType, PushInput};
 use crate::campaigns::{self, Article, CampaignInput, ProductInput, send};
 use crate::state::AppState;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, Query, RawForm, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
@@ -13,11 +16,37 @@ use serde::Deserialize;
 
 /// A push type from a form's value; anything else is a refusal, never a default.
 fn msg_type(value: &str) -> Result<MsgType, String> {
-    MsgType::parse(value).ok_or_else(|| format!("{value:?} is not a push type: choose mpnews, text or news"))
+    MsgType::parse(value)
+        .ok_or_else(|| format!("{value:?} 不是推送类型 is not a push type: 请选择 choose mpnews, text, news"))
+}
+
+/// How the console names a push's audience.
+fn audience_label(a: &Audience) -> String {
+    match a {
+        Audience::All => "全部粉丝 all followers".into(),
+        Audience::Tag { tag_id } => format!("标签 tag {tag_id}"),
+        Audience::List { openids } => format!("{} 位粉丝 followers", openids.len()),
+        Audience::Segment { segment } => format!("分组 segment {segment}"),
+    }
+}
+
+/// How the console names a push's status.
+pub(super) fn status_label(status: &str) -> &'static str {
+    match status {
+        "scheduled" => "待发送 scheduled",
+        "fired" => "已发送 fired",
+        "cancelled" => "已取消 cancelled",
+        "missed" => "已错过 missed",
+        "sending" => "发送中 sending",
+        "submitted" => "已提交 submitted",
+        "finished" => "已完成 finished",
+        "failed" => "失败 failed",
+        _ => "未知 unknown",
+    }
 }
 
 /// A push as the timeline shows it.
-fn push_view(p: &schedule::Push) -> minijinja::Value {
+pub(super) fn push_view(p: &schedule::Push) -> minijinja::Value {
     let when = p.next_at.or(p.at).or(p.runs.last().map(|r| r.due_at));
     let runs: Vec<minijinja::Value> = p
         .runs
@@ -25,7 +54,7 @@ fn push_view(p: &schedule::Push) -> minijinja::Value {
         .map(|r| {
             context! {
                 due => schedule::local_time(r.due_at, &p.time_zone),
-                status => r.status,
+                status => r.status, status_label => status_label(r.status.as_str()),
                 sent => r.sent_count, total => r.total_count, filtered => r.filter_count, errors => r.error_count,
                 error => r.error,
             }
@@ -33,7 +62,9 @@ fn push_view(p: &schedule::Push) -> minijinja::Value {
         .collect();
     context! {
         id => p.id, campaign => p.campaign, campaign_id => p.campaign_id, name => p.name,
-        msg_type => p.msg_type.as_str(), audience => p.audience.describe(), status => p.status,
+        msg_type => p.msg_type.as_str(), audience => audience_label(&p.audience), status => p.status,
+        status_label => status_label(p.status.as_str()),
+        articles => p.articles.as_ref().map(|a| a.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(", ")),
         when => when.map(|t| schedule::local_time(t, &p.time_zone)),
         day => when.map(|t| schedule::local_time(t, &p.time_zone)[..10].to_owned()),
         cron => p.cron, runs => runs, upcoming => p.next_at.is_some(),
@@ -41,13 +72,25 @@ fn push_view(p: &schedule::Push) -> minijinja::Value {
 }
 
 /// What the campaign pages' redirects can say happened.
-const DONE: &[(&str, &str)] = &[
-    ("created", "Campaign created"),
-    ("saved", "Saved"),
-    ("scheduled", "Push scheduled"),
-    ("cancelled", "Push cancelled"),
-    ("not-cancellable", "That push has fired (or was cancelled) and cannot be cancelled"),
+pub(super) const DONE: &[(&str, &str)] = &[
+    ("created", "活动已创建 Campaign created"),
+    ("saved", "已保存 Saved"),
+    ("scheduled", "推送已排期 Push scheduled"),
+    ("cancelled", "推送已取消 Push cancelled"),
+    ("rescheduled", "推送已改期 Push rescheduled"),
+    (
+        "not-cancellable",
+        "该推送已发出或已取消，无法取消 That push has fired (or was cancelled) and cannot be cancelled",
+    ),
 ];
+
+/// Whether a campaign's product is sold out: the shop says none are left.
+async fn sold_out(app: &AppState, sku: Option<&str>) -> Result<Option<crate::shop::Product>, sqlx::Error> {
+    match sku {
+        Some(sku) => crate::shop::product(&app.store, sku).await,
+        None => Ok(None),
+    }
+}
 
 pub(super) async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
     let s = match signed_in(&app, &headers, None).await {
@@ -67,10 +110,18 @@ pub(super) async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Q
     let mut timeline: Vec<&schedule::Push> = pushes.iter().collect();
     timeline.sort_by_key(|p| p.next_at.or(p.at).or(p.runs.last().map(|r| r.due_at)).unwrap_or(p.created_at));
     let timeline: Vec<minijinja::Value> = timeline.into_iter().map(push_view).collect();
-    let campaigns: Vec<minijinja::Value> = campaigns
-        .iter()
-        .map(|c| context! { id => c.id, name => c.name, articles => c.articles.len(), sku => c.product_sku })
-        .collect();
+    let mut rows = Vec::new();
+    for c in &campaigns {
+        let product = match sold_out(&app, c.product_sku.as_deref()).await {
+            Ok(p) => p,
+            Err(e) => return failure(&app, e),
+        };
+        rows.push(context! {
+            id => c.id, name => c.name, articles => c.articles.len(), sku => c.product_sku,
+            stock => product.as_ref().map(|p| p.stock), sold_out => product.is_some_and(|p| p.stock <= 0),
+        });
+    }
+    let campaigns = rows;
     render(
         &app,
         StatusCode::OK,
@@ -110,7 +161,7 @@ impl CampaignForm {
     fn input(&self, rest: &[Article]) -> Result<CampaignInput, String> {
         let stock = match self.stock.trim() {
             "" => None,
-            s => Some(s.parse::<i64>().map_err(|_| "stock must be a whole number".to_owned())?),
+            s => Some(s.parse::<i64>().map_err(|_| "库存须为整数 Stock must be a whole number".to_owned())?),
         };
         let first = Article {
             title: self.title.trim().to_owned(),
@@ -177,9 +228,15 @@ pub(super) async fn create_campaign(
             tracing::info!(campaign = c.id, by = %s.caller.name, "campaign created in the console");
             redirect(&format!("/admin/campaigns/{}?done=created", c.id))
         }
-        Err(campaigns::Error::Refused(r)) => refuse(r.to_string()),
+        Err(campaigns::Error::Refused(r)) => refuse(refused("未能创建 Not created", r)),
         Err(e) => failure(&app, e),
     }
+}
+
+/// A refusal from the campaign domain, as the console shows it: what did not happen (in both
+/// languages), then the reason.
+fn refused(what: &str, r: campaigns::Refusal) -> String {
+    format!("{what}: {r}")
 }
 
 /// The campaign page: article (editable, live preview), pushes, schedule and preview forms.
@@ -194,18 +251,19 @@ async fn campaign_page(
 ) -> Response {
     let campaign = match campaigns::get(&app.store, id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return (StatusCode::NOT_FOUND, "no such campaign").into_response(),
+        Ok(None) => return (StatusCode::NOT_FOUND, "没有这个活动 No such campaign").into_response(),
         Err(e) => return failure(app, e),
     };
     let pushes = match schedule::list(&app.store, Some(id), campaigns::funnel::MAX_PUSHES).await {
         Ok(p) => p,
         Err(e) => return failure(app, e),
     };
-    let product = match &campaign.product_sku {
-        Some(sku) => crate::shop::product(&app.store, sku).await.ok().flatten(),
-        None => None,
+    let product = match sold_out(app, campaign.product_sku.as_deref()).await {
+        Ok(p) => p,
+        Err(e) => return failure(app, e),
     };
     let stock = product.as_ref().map(|p| p.stock);
+    let is_sold_out = stock.is_some_and(|s| s <= 0);
     let first = campaign.articles.first().cloned().unwrap_or_default();
     // The stock is the shop's: the form never sends it back (only a new product's first figure).
     let form = form.unwrap_or_else(|| {
@@ -224,16 +282,24 @@ async fn campaign_page(
         Ok(list) => list.into_iter().map(|g| context! { id => g.id, name => g.name }).collect(),
         Err(e) => return failure(app, e),
     };
+    let (tags, tags_listed) = match pickers::tags(app).await {
+        Ok(t) => t,
+        Err(e) => return failure(app, e),
+    };
+    let testers = match pickers::testers(app).await {
+        Ok(t) => t,
+        Err(e) => return failure(app, e),
+    };
     render(
         app,
         status,
         "campaign.html",
         context! {
             who => s.caller.name, form_token => s.form_token, id, form, pushes, notice, error,
-            articles => campaign.articles.len(), stock, segments, charts,
+            articles => campaign.articles.len(), article_list => pickers::articles(&campaign),
+            stock, sold_out => is_sold_out, segments, tags, tags_listed, testers, charts,
             link => campaigns::article_link(&app.config.h5.public_url, id),
             time_zone => app.config.campaigns.time_zone,
-            test_openids => app.config.campaigns.test_openids.join("\n"),
         },
     )
 }
@@ -262,12 +328,12 @@ pub(super) async fn update_campaign(
     };
     let rest = match campaigns::get(&app.store, id).await {
         Ok(Some(c)) => c.articles.into_iter().skip(1).collect::<Vec<_>>(),
-        Ok(None) => return (StatusCode::NOT_FOUND, "no such campaign").into_response(),
+        Ok(None) => return (StatusCode::NOT_FOUND, "没有这个活动 No such campaign").into_response(),
         Err(e) => return failure(&app, e),
     };
     let result = match f.input(&rest) {
         Ok(input) => campaigns::update(&app.store, id, &input).await.map_err(|e| match e {
-            campaigns::Error::Refused(r) => Ok(r.to_string()),
+            campaigns::Error::Refused(r) => Ok(refused("未能保存 Not saved", r)),
             other => Err(other),
         }),
         Err(e) => Err(Ok(e)),
@@ -307,22 +373,31 @@ pub(super) struct PushForm {
     time_zone: String,
 }
 
+/// A form body as a struct of single fields (checkbox lists are read by [`pickers::repeated`]);
+/// a body that is not one is refused as axum's `Form` would (400).
+fn parse_form<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
+    serde_urlencoded::from_bytes(raw).map_err(|e| format!("表单无效 invalid form: {e}"))
+}
+
 fn openid_list(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || c == ',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 impl PushForm {
-    fn input(&self) -> Result<PushInput, String> {
+    /// The push the form describes; only the fields its choices make apply are read (a browser
+    /// without the script shows and sends them all).
+    fn input(&self, articles: Option<Vec<i64>>) -> Result<PushInput, String> {
         let msg_type = msg_type(&self.msg_type)?;
         let audience = match self.audience.as_str() {
             "tag" => Audience::Tag {
-                tag_id: self.tag_id.trim().parse().map_err(|_| "the tag id must be a number".to_owned())?,
+                tag_id: self.tag_id.trim().parse().map_err(|_| "请选择标签 Choose a tag".to_owned())?,
             },
             "list" => Audience::List { openids: openid_list(&self.openids) },
-            "segment" => {
-                Audience::Segment { segment: self.segment.trim().parse().map_err(|_| "choose a segment".to_owned())? }
-            }
-            _ => Audience::All,
+            "segment" => Audience::Segment {
+                segment: self.segment.trim().parse().map_err(|_| "请选择分组 Choose a segment".to_owned())?,
+            },
+            "all" => Audience::All,
+            other => return Err(format!("{other:?} 不是受众 is not an audience: all, segment, tag, list")),
         };
         let (at, cron) =
             if self.when == "cron" { (None, Some(self.cron.clone())) } else { (Some(self.at.clone()), None) };
@@ -334,7 +409,17 @@ impl PushForm {
             at,
             cron,
             time_zone: (!self.time_zone.trim().is_empty()).then(|| self.time_zone.trim().to_owned()),
+            articles: if msg_type == MsgType::Text { None } else { articles },
         })
+    }
+}
+
+/// The number of articles campaign `id` has, for reading a form's article choice.
+async fn article_count(app: &AppState, id: i64) -> Result<usize, Response> {
+    match campaigns::get(&app.store, id).await {
+        Ok(Some(c)) => Ok(c.articles.len()),
+        Ok(None) => Err((StatusCode::NOT_FOUND, "没有这个活动 No such campaign").into_response()),
+        Err(e) => Err(failure(app, e)),
     }
 }
 
@@ -342,13 +427,22 @@ pub(super) async fn schedule_push(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(f): Form<PushForm>,
+    RawForm(raw): RawForm,
 ) -> Response {
+    let f: PushForm = match parse_form(&raw) {
+        Ok(f) => f,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
     let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    let result = match f.input() {
+    let count = match article_count(&app, id).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let input = pickers::chosen_articles(&raw, count).and_then(|articles| f.input(articles));
+    let result = match input {
         Ok(input) => schedule::schedule(&app.store, &app.config.campaigns, id, &input, &s.caller.name).await,
         Err(e) => Err(campaigns::Error::Refused(campaigns::Refusal::Invalid(e))),
     };
@@ -363,7 +457,7 @@ pub(super) async fn schedule_push(
                 campaigns::Refusal::Rule(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::BAD_REQUEST,
             };
-            campaign_page(&app, &s, id, status, None, Some(r.to_string()), None).await
+            campaign_page(&app, &s, id, status, None, Some(refused("未能排期 Not scheduled", r)), None).await
         }
         Err(e) => failure(&app, e),
     }
@@ -372,6 +466,7 @@ pub(super) async fn schedule_push(
 #[derive(Deserialize)]
 pub(super) struct PreviewForm {
     form_token: String,
+    /// Openids typed in, besides the test followers picked (`testers`).
     #[serde(default)]
     openids: String,
     #[serde(default)]
@@ -384,24 +479,44 @@ pub(super) async fn preview(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(f): Form<PreviewForm>,
+    RawForm(raw): RawForm,
 ) -> Response {
+    let f: PreviewForm = match parse_form(&raw) {
+        Ok(f) => f,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
     let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
     let campaign = match campaigns::get(&app.store, id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return (StatusCode::NOT_FOUND, "no such campaign").into_response(),
+        Ok(None) => return (StatusCode::NOT_FOUND, "没有这个活动 No such campaign").into_response(),
         Err(e) => return failure(&app, e),
     };
+    let bad = |why: String| campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(why), None);
     let msg_type = match msg_type(&f.msg_type) {
         Ok(t) => t,
-        Err(why) => return campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(why), None).await,
+        Err(why) => return bad(why).await,
     };
-    let to = openid_list(&f.openids);
-    let to = if to.is_empty() { app.config.campaigns.test_openids.clone() } else { to };
-    match send::preview(&app.client, &app.config.h5.public_url, &campaign, msg_type, Some(&f.text), &to).await {
+    let articles = match pickers::chosen_articles(&raw, campaign.articles.len()) {
+        Ok(a) if msg_type != MsgType::Text => a,
+        Ok(_) => None,
+        Err(why) => return bad(why).await,
+    };
+    let mut to = match pickers::resolve_testers(&app, &pickers::repeated(&raw, "testers")).await {
+        Ok(Ok(to)) => to,
+        Ok(Err(why)) => return bad(why).await,
+        Err(e) => return failure(&app, e),
+    };
+    to.extend(openid_list(&f.openids).into_iter().filter(|o| !to.contains(o)).collect::<Vec<_>>());
+    if to.is_empty() {
+        return bad("请至少选择一位测试粉丝 Pick at least one test follower".into()).await;
+    }
+    let text = Some(f.text.as_str());
+    match send::preview(&app.client, &app.config.h5.public_url, &campaign, msg_type, text, articles.as_deref(), &to)
+        .await
+    {
         Ok(results) => {
             let sent = results.iter().filter(|r| r.ok).count();
             let failed: Vec<String> = results
@@ -409,33 +524,15 @@ pub(super) async fn preview(
                 .filter(|r| !r.ok)
                 .map(|r| format!("{}: {}", crate::mask(&r.openid), r.error.clone().unwrap_or_default()))
                 .collect();
-            let notice = format!("Preview sent to {sent} of {} test follower(s)", results.len());
-            let error = (!failed.is_empty()).then(|| failed.join("; "));
+            let notice = format!(
+                "预览已发送给 {sent}/{} 位测试粉丝 Preview sent to {sent} of {} test follower(s)",
+                results.len(),
+                results.len()
+            );
+            let error = (!failed.is_empty()).then(|| format!("未送达 Not delivered: {}", failed.join("; ")));
             campaign_page(&app, &s, id, StatusCode::OK, Some(notice), error, None).await
         }
-        Err(campaigns::Error::Refused(r)) => {
-            campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(r.to_string()), None).await
-        }
-        Err(e) => failure(&app, e),
-    }
-}
-
-pub(super) async fn cancel_push(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    Form(f): Form<TokenOnly>,
-) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    match schedule::cancel(&app.store, id).await {
-        Ok(p) => {
-            tracing::info!(push = id, by = %s.caller.name, "push cancelled in the console");
-            redirect(&format!("/admin/campaigns/{}?done=cancelled", p.campaign_id))
-        }
-        Err(campaigns::Error::Refused(_)) => redirect("/admin?done=not-cancellable"),
+        Err(campaigns::Error::Refused(r)) => bad(refused("未能预览 Not previewed", r)).await,
         Err(e) => failure(&app, e),
     }
 }

@@ -60,7 +60,7 @@ fn legend(out: &mut String, series: &[Series]) {
 
 fn close(out: &mut String, empty: bool) {
     if empty {
-        out.push_str(r#"<p class="empty">No data yet</p>"#);
+        out.push_str(r#"<p class="empty">暂无数据 No data yet</p>"#);
     }
     out.push_str("</figure>");
 }
@@ -227,8 +227,8 @@ mod tests {
         let svg = bars("f", "Funnel", &[("<b>opens</b>".into(), 7), ("paid".into(), 0)], "s1");
         assert!(svg.contains(r#"data-label="&lt;b&gt;opens&lt;/b&gt;" data-value="7""#), "{svg}");
         assert!(!svg.contains("<b>opens"), "{svg}");
-        assert!(!svg.contains("No data yet"));
+        assert!(!svg.contains("暂无数据 No data yet"));
         let none = columns("c", "Empty", &["a".into()], &[Series { name: "x", class: "s1", values: vec![0] }]);
-        assert!(none.contains("No data yet"), "{none}");
+        assert!(none.contains("暂无数据 No data yet"), "{none}");
     }
 }

@@ -76,20 +76,20 @@ pub(super) async fn dashboard(app: &AppState) -> Result<[String; 3], sqlx::Error
     let day_labels: Vec<String> = days.iter().map(|d| d.format("%m-%d").to_string()).collect();
     let follow_chart = charts::columns(
         "chart-follows",
-        &format!("Follows and unfollows per day (last {DAYS} days)"),
+        &format!("每日关注与取关（近 {DAYS} 天）Follows and unfollows per day (last {DAYS} days)"),
         &day_labels,
         &[
-            Series { name: "follows", class: "s1", values: follows },
-            Series { name: "unfollows", class: "s3", values: unfollows },
+            Series { name: "关注 follows", class: "s1", values: follows },
+            Series { name: "取关 unfollows", class: "s3", values: unfollows },
         ],
     );
     let hour_labels: Vec<String> =
         (0..HOURS).map(|i| local(hour_from + i * HOUR, tz).format("%d %H:00").to_string()).collect();
     let message_chart = charts::columns(
         "chart-messages",
-        &format!("Messages per hour (last {HOURS} hours)"),
+        &format!("每小时消息（近 {HOURS} 小时）Messages per hour (last {HOURS} hours)"),
         &hour_labels,
-        &[Series { name: "messages", class: "s2", values: messages }],
+        &[Series { name: "消息 messages", class: "s2", values: messages }],
     );
     let names = button_names(app);
     taps.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -98,7 +98,12 @@ pub(super) async fn dashboard(app: &AppState) -> Result<[String; 3], sqlx::Error
         .into_iter()
         .map(|(key, n)| (names.iter().find(|(k, _)| *k == key).map(|(_, name)| name.clone()).unwrap_or(key), n))
         .collect();
-    let tap_chart = charts::bars("chart-taps", &format!("Menu taps per button (last {TAP_DAYS} days)"), &rows, "s2");
+    let tap_chart = charts::bars(
+        "chart-taps",
+        &format!("菜单点击（近 {TAP_DAYS} 天）Menu taps per button (last {TAP_DAYS} days)"),
+        &rows,
+        "s2",
+    );
     Ok([follow_chart, message_chart, tap_chart])
 }
 
@@ -150,28 +155,28 @@ pub(super) async fn campaign(
     };
     let delivery = charts::columns(
         "chart-delivery",
-        "Each push's delivery (WeChat's report)",
+        "每条推送的送达（微信报告）Each push's delivery (WeChat's report)",
         &labels,
         &[
             // WeChat's MASSSENDJOBFINISH: TotalCount aimed at, FilterCount left after its
             // filters (refusals, the four-a-month limit) to send to, then SentCount, ErrorCount.
-            Series { name: "aimed at", class: "s4", values: sum(|r| r.total_count) },
-            Series { name: "after WeChat filters", class: "s2", values: sum(|r| r.filter_count) },
-            Series { name: "sent", class: "s1", values: sum(|r| r.sent_count) },
-            Series { name: "errors", class: "s3", values: sum(|r| r.error_count) },
+            Series { name: "目标 aimed at", class: "s4", values: sum(|r| r.total_count) },
+            Series { name: "过滤后 after WeChat filters", class: "s2", values: sum(|r| r.filter_count) },
+            Series { name: "送达 sent", class: "s1", values: sum(|r| r.sent_count) },
+            Series { name: "错误 errors", class: "s3", values: sum(|r| r.error_count) },
         ],
     );
     let t = &report.total;
     let funnel_rows = [
-        ("sent", report.sent),
-        ("link opens", t.opens),
-        ("followers who opened", t.openers),
-        ("checkouts", t.checkouts),
-        ("orders", t.orders),
-        ("paid", t.paid),
+        ("送达 sent", report.sent),
+        ("链接打开 link opens", t.opens),
+        ("打开粉丝 followers who opened", t.openers),
+        ("结账 checkouts", t.checkouts),
+        ("订单 orders", t.orders),
+        ("付款 paid", t.paid),
     ]
     .map(|(l, v)| (l.to_owned(), v));
-    let funnel_chart = charts::bars("chart-funnel", "Funnel", &funnel_rows, "s1");
+    let funnel_chart = charts::bars("chart-funnel", "漏斗 Funnel", &funnel_rows, "s1");
 
     let n = ((to - from) / 60_000) as usize;
     let (mut opens, mut checkouts, mut paid) = (vec![0; n], vec![0; n], vec![0; n]);
@@ -190,14 +195,14 @@ pub(super) async fn campaign(
     let mark = report
         .sold_out_at
         .filter(|at| (from..to).contains(at))
-        .map(|at| (((at - from) / 60_000) as usize, format!("sold out {}", local(at, tz).format("%H:%M"))));
+        .map(|at| (((at - from) / 60_000) as usize, format!("售罄 sold out {}", local(at, tz).format("%H:%M"))));
     let night = charts::lanes(
         "chart-night",
-        &format!("Per minute from {}", local(from, tz).format("%Y-%m-%d %H:%M")),
+        &format!("每分钟 Per minute from {}", local(from, tz).format("%Y-%m-%d %H:%M")),
         &[
-            Series { name: "opens", class: "s1", values: opens },
-            Series { name: "checkouts", class: "s2", values: checkouts },
-            Series { name: "paid", class: "s3", values: paid },
+            Series { name: "打开 opens", class: "s1", values: opens },
+            Series { name: "结账 checkouts", class: "s2", values: checkouts },
+            Series { name: "付款 paid", class: "s3", values: paid },
         ],
         &ticks,
         mark,

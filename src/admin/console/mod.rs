@@ -17,6 +17,8 @@ mod charts;
 mod editor;
 mod figures;
 mod images;
+mod pickers;
+mod pushes;
 mod replies;
 
 use super::{Caller, authenticate};
@@ -52,7 +54,9 @@ pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
         )
         .route("/admin/campaigns/{id}/pushes", post(campaigns::schedule_push))
         .route("/admin/campaigns/{id}/preview", post(campaigns::preview))
-        .route("/admin/pushes/{id}/cancel", post(campaigns::cancel_push))
+        .route("/admin/pushes/{id}", get(pushes::show))
+        .route("/admin/pushes/{id}/reschedule", post(pushes::reschedule))
+        .route("/admin/pushes/{id}/cancel", get(pushes::confirm_cancel).post(pushes::cancel))
         .route("/admin/replies", get(replies::list).post(replies::create))
         .route("/admin/replies/preview", post(replies::preview))
         .route("/admin/replies/{id}", get(replies::show).post(replies::update))
@@ -151,7 +155,7 @@ fn failure(app: &AppState, e: impl std::fmt::Display) -> Response {
         app,
         StatusCode::SERVICE_UNAVAILABLE,
         "login.html",
-        context! { error => "Something went wrong on our side; please try again." },
+        context! { error => "系统出错，请稍后再试 Something went wrong on our side; please try again." },
     )
 }
 
@@ -189,7 +193,9 @@ impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         match self {
             Refused::SignIn => to_login(),
-            Refused::ForeignForm => (StatusCode::FORBIDDEN, "invalid form; reload the page").into_response(),
+            Refused::ForeignForm => {
+                (StatusCode::FORBIDDEN, "表单无效，请刷新页面 invalid form; reload the page").into_response()
+            }
         }
     }
 }
@@ -257,13 +263,17 @@ struct LoginForm {
 async fn login(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
     if !login_token_ok(&app, &headers, &f.login_token) {
         tracing::warn!("console: sign-in form without this browser's login token");
-        return login_form(&app, StatusCode::FORBIDDEN, Some("This form has expired; please sign in again."));
+        return login_form(
+            &app,
+            StatusCode::FORBIDDEN,
+            Some("表单已过期，请重新登录 This form has expired; please sign in again."),
+        );
     }
     let token = f.token.trim();
     let known = (token.len() <= 256).then(|| authenticate(&app.config.admin.tokens, token)).flatten();
     let Some(known) = known else {
         tracing::warn!("console: sign-in with an unknown token");
-        return login_form(&app, StatusCode::UNAUTHORIZED, Some("Unknown token."));
+        return login_form(&app, StatusCode::UNAUTHORIZED, Some("令牌无效 Unknown token."));
     };
     let ttl = app.config.admin.session_ttl_secs;
     let body = format!("{}.{}", now_ms() + ttl as i64 * 1000, known.sha256);

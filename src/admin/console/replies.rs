@@ -62,7 +62,7 @@ impl ReplyForm {
     fn input(&self) -> Result<ReplyInput, String> {
         let priority = match self.priority.trim() {
             "" => 0,
-            p => p.parse().map_err(|_| format!("priority {p:?} is not a whole number"))?,
+            p => p.parse().map_err(|_| format!("优先级 priority {p:?} 不是整数 is not a whole number"))?,
         };
         let value = self.match_value.trim().to_owned();
         let matching = match self.match_kind.as_str() {
@@ -78,7 +78,9 @@ impl ReplyForm {
             "prefix" => Match::Prefix(self.match_value.trim_start().to_owned()),
             "regex" => Match::Regex(value),
             "click" => Match::Click(value),
-            other => return Err(format!("{other:?} is not a match: choose keyword, exact, prefix, regex or click")),
+            other => {
+                return Err(format!("{other:?} 不是匹配方式 is not a match: keyword, exact, prefix, regex, click"));
+            }
         };
         let reply = match self.reply_kind.as_str() {
             "text" => Answer::Text(self.text.clone()),
@@ -88,7 +90,7 @@ impl ReplyForm {
                 url: self.url.trim().to_owned(),
                 pic_url: self.pic_url.trim().to_owned(),
             }]),
-            other => return Err(format!("{other:?} is not a reply type: choose text or news")),
+            other => return Err(format!("{other:?} 不是回复类型 is not a reply type: text, news")),
         };
         let version = match self.version.trim() {
             "" => None,
@@ -146,8 +148,10 @@ fn describe(m: &Match) -> String {
 }
 
 /// What the reply pages' redirects can say happened.
-const DONE: &[(&str, &str)] =
-    &[("created", "Reply created: it answers from now on"), ("saved", "Saved: the new version answers from now on")];
+const DONE: &[(&str, &str)] = &[
+    ("created", "回复已创建，即刻生效 Reply created: it answers from now on"),
+    ("saved", "已保存，新版本即刻生效 Saved: the new version answers from now on"),
+];
 
 pub(super) async fn list(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
     match signed_in(&app, &headers, None).await {
@@ -221,7 +225,7 @@ async fn reply_page(
 ) -> Response {
     let stored = match replies::get(&app.store, id).await {
         Ok(Some(r)) => r,
-        Ok(None) => return (StatusCode::NOT_FOUND, "no such reply").into_response(),
+        Ok(None) => return (StatusCode::NOT_FOUND, "没有这条回复 No such reply").into_response(),
         Err(e) => return failure(app, e),
     };
     let history = match replies::history(&app.store, id).await {
@@ -276,7 +280,7 @@ fn preview_view(p: replies::Preview) -> minijinja::Value {
         Some(Rendered::Text { content }) => (Some(content), Vec::new(), None),
         Some(Rendered::News { articles }) => (None, articles, None),
         Some(Rendered::Other { kind }) => (None, Vec::new(), Some(kind)),
-        None => (None, Vec::new(), Some("nothing".to_owned())),
+        None => (None, Vec::new(), Some("无回复 nothing".to_owned())),
     };
     let articles: Vec<minijinja::Value> = articles
         .into_iter()
@@ -346,7 +350,7 @@ pub(super) async fn update(
             tracing::info!(reply = id, by = %s.caller.name, "console: reply saved");
             redirect(&format!("/admin/replies/{id}?done=saved"))
         }
-        Err(Ok((StatusCode::NOT_FOUND, _))) => (StatusCode::NOT_FOUND, "no such reply").into_response(),
+        Err(Ok((StatusCode::NOT_FOUND, _))) => (StatusCode::NOT_FOUND, "没有这条回复 No such reply").into_response(),
         Err(Ok((status, why))) => reply_page(&app, &s, id, status, None, Some(why), Some(f.view()), None).await,
         Err(Err(e)) => failure(&app, e),
     }

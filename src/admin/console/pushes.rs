@@ -1,0 +1,174 @@
+//! One push's page: what it sends to whom when, a form that moves it to a new time (checked
+//! against WeChat's limits as when it was scheduled), and cancelling — a page that asks first,
+//! then a form that must say it means it (`confirm=yes`), so no single click cancels a launch.
+
+use super::campaigns::{DONE, push_view};
+use super::{Notice, Staff, failure, redirect, render, signed_in};
+use crate::campaigns::{self, schedule};
+use crate::state::AppState;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use minijinja::context;
+use serde::Deserialize;
+
+fn no_push() -> Response {
+    (StatusCode::NOT_FOUND, "没有这个推送 No such push").into_response()
+}
+
+/// The push page, with the reschedule form (filled with `form` after a refusal).
+async fn push_page(
+    app: &AppState,
+    s: &Staff,
+    id: i64,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+    form: Option<&RescheduleForm>,
+) -> Response {
+    let push = match schedule::get(&app.store, id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return no_push(),
+        Err(e) => return failure(app, e),
+    };
+    // The form starts from the push's own time, as the datetime-local field writes it.
+    let tz = push.time_zone.clone();
+    let current_at = push.at.map(|t| schedule::local_time(t, &tz).get(..19).unwrap_or_default().replace(' ', "T"));
+    let form = match form {
+        Some(f) => context! { when => f.when, at => f.at, cron => f.cron, time_zone => f.time_zone },
+        None => context! {
+            when => if push.cron.is_some() { "cron" } else { "at" },
+            at => current_at, cron => push.cron, time_zone => tz,
+        },
+    };
+    render(
+        app,
+        status,
+        "push.html",
+        context! {
+            who => s.caller.name, form_token => s.form_token, notice, error, form,
+            p => push_view(&push), scheduled => push.status == schedule::PushStatus::Scheduled,
+        },
+    )
+}
+
+pub(super) async fn show(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(q): Query<Notice>,
+) -> Response {
+    match signed_in(&app, &headers, None).await {
+        Ok(s) => push_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct RescheduleForm {
+    form_token: String,
+    /// `at` or `cron`.
+    #[serde(default)]
+    when: String,
+    #[serde(default)]
+    at: String,
+    #[serde(default)]
+    cron: String,
+    #[serde(default)]
+    time_zone: String,
+}
+
+impl RescheduleForm {
+    fn new_time(&self) -> schedule::NewTime {
+        let (at, cron) =
+            if self.when == "cron" { (None, Some(self.cron.clone())) } else { (Some(self.at.clone()), None) };
+        let time_zone = Some(self.time_zone.trim().to_owned()).filter(|t| !t.is_empty());
+        schedule::NewTime { at, cron, time_zone }
+    }
+}
+
+pub(super) async fn reschedule(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<RescheduleForm>,
+) -> Response {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match schedule::reschedule(&app.store, &app.config.campaigns, id, &f.new_time()).await {
+        Ok(p) => {
+            app.scheduler_wake.notify_one();
+            tracing::info!(push = id, by = %s.caller.name, "push rescheduled in the console");
+            redirect(&format!("/admin/pushes/{}?done=rescheduled", p.id))
+        }
+        Err(campaigns::Error::Refused(campaigns::Refusal::NotFound(_))) => no_push(),
+        Err(campaigns::Error::Refused(r)) => {
+            let status = match r {
+                campaigns::Refusal::Rule(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                campaigns::Refusal::Conflict(_) => StatusCode::CONFLICT,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let why = format!("未能改期 Not rescheduled: {r}");
+            push_page(&app, &s, id, status, None, Some(why), Some(&f)).await
+        }
+        Err(e) => failure(&app, e),
+    }
+}
+
+/// The question before a cancel: which push, when, to whom — and a button that means it.
+pub(super) async fn confirm_cancel(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    let s = match signed_in(&app, &headers, None).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match schedule::get(&app.store, id).await {
+        Ok(Some(p)) if p.status == schedule::PushStatus::Scheduled => render(
+            &app,
+            StatusCode::OK,
+            "push_cancel.html",
+            context! { who => s.caller.name, form_token => s.form_token, p => push_view(&p) },
+        ),
+        Ok(Some(p)) => redirect(&format!("/admin/campaigns/{}?done=not-cancellable", p.campaign_id)),
+        Ok(None) => no_push(),
+        Err(e) => failure(&app, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct CancelForm {
+    form_token: String,
+    /// `yes`: the confirmation page's button. Anything else cancels nothing.
+    #[serde(default)]
+    confirm: String,
+}
+
+pub(super) async fn cancel(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<CancelForm>,
+) -> Response {
+    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if f.confirm != "yes" {
+        // A cancel that did not come through the question: ask it.
+        return redirect(&format!("/admin/pushes/{id}/cancel"));
+    }
+    match schedule::cancel(&app.store, id).await {
+        Ok(p) => {
+            tracing::info!(push = id, by = %s.caller.name, "push cancelled in the console");
+            redirect(&format!("/admin/campaigns/{}?done=cancelled", p.campaign_id))
+        }
+        Err(campaigns::Error::Refused(campaigns::Refusal::NotFound(_))) => no_push(),
+        Err(campaigns::Error::Refused(_)) => match schedule::get(&app.store, id).await {
+            Ok(Some(p)) => redirect(&format!("/admin/campaigns/{}?done=not-cancellable", p.campaign_id)),
+            Ok(None) => no_push(),
+            Err(e) => failure(&app, e),
+        },
+        Err(e) => failure(&app, e),
+    }
+}
