@@ -142,12 +142,22 @@ async fn a_follower_tries_the_account_in_the_simulator() {
         .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
         .format("%Y-%m-%dT%H:%M:%S")
         .to_string();
+    // The simulated followers are the preview's test followers, by name.
+    let testers = browser.text("#testers").await;
+    assert!(["Amy (oSim…01)", "Ben (oSim…02)", "Chen (oSim…03)"].iter().all(|t| testers.contains(t)), "{testers}");
+    let checked = browser.script("return document.querySelectorAll('#testers input:checked').length").await;
+    assert_eq!(checked, 3, "all three by default");
     browser.type_into("#push-name", "launch").await;
-    browser.script("document.getElementById('audience').value = 'tag'").await;
-    browser.type_into("#tag_id", &vip).await;
+    let audience = "var a = document.getElementById('audience'); a.value = 'tag'; a.dispatchEvent(new Event('change', {bubbles: true}))";
+    browser.script(audience).await;
+    // The tag by its name, from WeChat's tag list.
+    let picked = browser
+        .script("var t = document.getElementById('tag_id'); t.value = [...t.options].find(o => o.text.startsWith('VIP')).value; return t.value")
+        .await;
+    assert_eq!(picked, vip.as_str());
     browser.script(&format!("document.getElementById('at').value = '{at}'")).await;
     browser.click_through("#schedule").await;
-    assert_eq!(browser.text("#notice").await, "Push scheduled");
+    assert_eq!(browser.text("#notice").await, "推送已排期 Push scheduled");
     browser.shot("console-push-scheduled").await;
 
     browser.go(&format!("{base}/simulator")).await;

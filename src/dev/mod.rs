@@ -35,6 +35,9 @@ pub struct Options {
     pub fixtures: PathBuf,
 }
 
+/// The followers the simulator starts with: names and WeChat tags.
+const SIMULATED: [(&str, &[&str]); 3] = [("Amy", &["VIP"]), ("Ben", &["VIP"]), ("Chen", &[])];
+
 /// What `dev` tells its user once it is up.
 pub struct Banner {
     /// This server, `http://127.0.0.1:8080`.
@@ -86,6 +89,10 @@ pub async fn run(
         config.crm.secret = "wxoa-dev-crm-secret-for-the-simulator-till".into();
     }
     config.crm.webhook_url = format!("{base}/simulator/crm/events");
+    // Previews go to the simulated followers unless the config names test followers.
+    if config.campaigns.test_openids.is_empty() {
+        config.campaigns.test_openids = (1..=SIMULATED.len()).map(simulator::openid_of).collect();
+    }
     let fake = FakeWeChat::new(&config);
     let fake_url = fake.spawn().await;
     config.wechat.api_base = fake_url.clone();
@@ -102,7 +109,7 @@ pub async fn run(
         seed::run(&store, &base).await?;
     }
     let sim = simulator::Simulator::new(fake.clone(), menu, options.fixtures, app.state.clone());
-    sim.restore(&[("Amy", &["VIP"][..]), ("Ben", &["VIP"][..]), ("Chen", &[][..])]).await?;
+    sim.restore(&SIMULATED).await?;
     let till = till::Till::new(&base, crm_secret.expose(), per_yuan, store.clone());
     let shop = checkout::Shop::new(&base, checkout_secret.expose(), shop_secret.expose(), store.clone());
     let router = app.router().merge(simulator::router(sim)).merge(till::router(till)).merge(checkout::router(shop));

@@ -93,6 +93,11 @@ struct Inner {
     state: Mutex<SimState>,
 }
 
+/// The openid of the `n`th simulated follower (from 1).
+pub fn openid_of(n: usize) -> String {
+    format!("oSim{n:024}")
+}
+
 impl Simulator {
     pub fn new(fake: FakeWeChat, menu: Vec<Button>, fixtures: PathBuf, app: AppState) -> Simulator {
         let state = SimState { next_msg_id: crate::store::now_ms() as u64 * 1000, ..SimState::default() };
@@ -121,7 +126,7 @@ impl Simulator {
 
     /// Adds a simulated follower (tags are created at the fake as needed), kept in the database.
     pub async fn add_follower(&self, name: &str, tags: &[&str]) -> Result<Follower, String> {
-        let openid = format!("oSim{:024}", self.0.state.lock().unwrap().followers.len() + 1);
+        let openid = openid_of(self.0.state.lock().unwrap().followers.len() + 1);
         let f = Follower { openid, name: name.to_owned(), tags: tags.iter().map(|t| t.to_string()).collect() };
         super::chats::add_follower(&self.0.store, &f).await.map_err(|e| format!("simulator: {e}"))?;
         self.enter(f.clone());
@@ -131,6 +136,8 @@ impl Simulator {
     /// Makes `f` a follower at the fake, with their tags, and one of the page's.
     fn enter(&self, f: Follower) {
         self.0.fake.follow(&f.openid);
+        // Their name as the account's remark on them: what the console names test followers by.
+        self.0.fake.set_remark(&f.openid, &f.name);
         for t in &f.tags {
             let id = self.0.fake.ensure_tag(t);
             self.0.fake.tag_follower(&f.openid, id);
