@@ -235,7 +235,8 @@ pub(super) async fn start_sync(
         Err(r) => return r.into_response(),
     };
     if !app.config.outbox.enabled {
-        let why = "the outbox is off on this instance (outbox.enabled): nothing can sync".to_owned();
+        let why = "此实例未启用发件箱，无法同步 The outbox is off on this instance (outbox.enabled): nothing can sync"
+            .to_owned();
         return segments_page(&app, &s, StatusCode::SERVICE_UNAVAILABLE, None, Some(why), None, None).await;
     }
     let segment = match audiences::get(&app.store, id).await {

@@ -185,7 +185,7 @@ pub fn lanes(
         let _ = write!(d, " L{:.1},{base:.1} Z", x(n));
         let _ = write!(
             out,
-            r#"<g data-series="{name}" data-value="{total}" data-peak="{peak}"><title>{name}: {total} (peak {peak} a minute)</title><line class="grid" x1="{left}" x2="{right}" y1="{base:.1}" y2="{base:.1}"/><path class="{c}" d="{d}"/><text class="tick" x="{tx}" y="{ly:.1}" text-anchor="end">{name}</text><text class="tick" x="{tx}" y="{py:.1}" text-anchor="end">{peak}</text></g>"#,
+            r#"<g data-series="{name}" data-value="{total}" data-peak="{peak}"><title>{name}: {total} (每分钟峰值 peak {peak} a minute)</title><line class="grid" x1="{left}" x2="{right}" y1="{base:.1}" y2="{base:.1}"/><path class="{c}" d="{d}"/><text class="tick" x="{tx}" y="{ly:.1}" text-anchor="end">{name}</text><text class="tick" x="{tx}" y="{py:.1}" text-anchor="end">{peak}</text></g>"#,
             name = esc(s.name),
             c = esc(s.class),
             tx = left - 6.0,

@@ -94,7 +94,9 @@ impl ReplyForm {
         };
         let version = match self.version.trim() {
             "" => None,
-            v => Some(v.parse().map_err(|_| "the form's version is not a number; reload the page".to_owned())?),
+            v => Some(v.parse().map_err(|_| {
+                "表单版本无效，请刷新页面 the form's version is not a number; reload the page".to_owned()
+            })?),
         };
         Ok(ReplyInput {
             name: self.name.trim().to_owned(),
