@@ -544,7 +544,11 @@ async fn push_form_pickers_reschedule_and_cancel_in_the_console() {
     let push = &pushes[0];
     assert_eq!(push.audience, wxoa::campaigns::schedule::Audience::Tag { tag_id: vip });
     assert_eq!(push.articles, Some(vec![0, 2]));
-    assert!(browser.text("#pushes").await.contains("文章 articles 1, 3"));
+    let listed = browser.text("#pushes").await;
+    assert!(
+        listed.contains("文章 articles 1, 3") && listed.contains(&format!("标签 tag VIP 贵宾 ({vip})")),
+        "{listed}"
+    );
 
     // Test followers by name: the configured one checked, the directory's by remark or masked.
     let testers = browser.text("#testers").await;

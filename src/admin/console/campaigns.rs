@@ -20,13 +20,17 @@ fn msg_type(value: &str) -> Result<MsgType, String> {
         .ok_or_else(|| format!("{value:?} 不是推送类型 is not a push type: 请选择 choose mpnews, text, news"))
 }
 
-/// How the console names a push's audience.
-fn audience_label(a: &Audience) -> String {
+/// How the console names a push's audience: tags and segments by name where known.
+fn audience_label(a: &Audience, names: &pickers::Names) -> String {
+    let named = |name: Option<&String>, id: i64| match name {
+        Some(n) => format!("{n} ({id})"),
+        None => id.to_string(),
+    };
     match a {
         Audience::All => "全部粉丝 all followers".into(),
-        Audience::Tag { tag_id } => format!("标签 tag {tag_id}"),
+        Audience::Tag { tag_id } => format!("标签 tag {}", named(names.tags.get(tag_id), *tag_id)),
         Audience::List { openids } => format!("{} 位粉丝 followers", openids.len()),
-        Audience::Segment { segment } => format!("分组 segment {segment}"),
+        Audience::Segment { segment } => format!("分组 segment {}", named(names.segments.get(segment), *segment)),
     }
 }
 
@@ -46,7 +50,7 @@ pub(super) fn status_label(status: &str) -> &'static str {
 }
 
 /// A push as the timeline shows it.
-pub(super) fn push_view(p: &schedule::Push) -> minijinja::Value {
+pub(super) fn push_view(p: &schedule::Push, names: &pickers::Names) -> minijinja::Value {
     let when = p.next_at.or(p.at).or(p.runs.last().map(|r| r.due_at));
     let runs: Vec<minijinja::Value> = p
         .runs
@@ -62,7 +66,7 @@ pub(super) fn push_view(p: &schedule::Push) -> minijinja::Value {
         .collect();
     context! {
         id => p.id, campaign => p.campaign, campaign_id => p.campaign_id, name => p.name,
-        msg_type => p.msg_type.as_str(), audience => audience_label(&p.audience), status => p.status,
+        msg_type => p.msg_type.as_str(), audience => audience_label(&p.audience, names), status => p.status,
         status_label => status_label(p.status.as_str()),
         articles => p.articles.as_ref().map(|a| a.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(", ")),
         when => when.map(|t| schedule::local_time(t, &p.time_zone)),
@@ -109,7 +113,11 @@ pub(super) async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Q
     // The timeline reads forward in time.
     let mut timeline: Vec<&schedule::Push> = pushes.iter().collect();
     timeline.sort_by_key(|p| p.next_at.or(p.at).or(p.runs.last().map(|r| r.due_at)).unwrap_or(p.created_at));
-    let timeline: Vec<minijinja::Value> = timeline.into_iter().map(push_view).collect();
+    let names = match pickers::names(&app).await {
+        Ok(n) => n,
+        Err(e) => return failure(&app, e),
+    };
+    let timeline: Vec<minijinja::Value> = timeline.into_iter().map(|p| push_view(p, &names)).collect();
     let mut rows = Vec::new();
     for c in &campaigns {
         let product = match sold_out(&app, c.product_sku.as_deref()).await {
@@ -277,15 +285,16 @@ async fn campaign_page(
         Ok(c) => c.map(minijinja::Value::from_safe_string),
         Err(e) => return failure(app, e),
     };
-    let pushes: Vec<minijinja::Value> = pushes.iter().map(push_view).collect();
+
     let segments: Vec<minijinja::Value> = match crate::audiences::list(&app.store).await {
         Ok(list) => list.into_iter().map(|g| context! { id => g.id, name => g.name }).collect(),
         Err(e) => return failure(app, e),
     };
-    let (tags, tags_listed) = match pickers::tags(app).await {
+    let (tags, tags_listed, names) = match pickers::tags(app).await {
         Ok(t) => t,
         Err(e) => return failure(app, e),
     };
+    let pushes: Vec<minijinja::Value> = pushes.iter().map(|p| push_view(p, &names)).collect();
     let testers = match pickers::testers(app).await {
         Ok(t) => t,
         Err(e) => return failure(app, e),

@@ -8,6 +8,7 @@
 
 use crate::state::AppState;
 use minijinja::context;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// How long a page waits for WeChat (its tag list, test followers' remarks) before doing without.
@@ -20,22 +21,44 @@ pub(super) fn repeated(raw: &[u8], key: &str) -> Vec<String> {
     form_urlencoded::parse(raw).filter(|(k, _)| k == key).map(|(_, v)| v.into_owned()).collect()
 }
 
-/// The tags a push may go to, named: each segment's tag (`分组 Segment: name`) and WeChat's own
-/// list. `false` when WeChat's list could not be had (the segments' still are).
-pub(super) async fn tags(app: &AppState) -> Result<(Vec<minijinja::Value>, bool), sqlx::Error> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
+/// What the console calls tags and segments by, so a push reads "标签 tag VIP (100)" rather
+/// than a bare number.
+#[derive(Default)]
+pub(super) struct Names {
+    pub tags: HashMap<i64, String>,
+    pub segments: HashMap<i64, String>,
+}
+
+/// The segments' names (and their tags'), from the database only.
+pub(super) async fn names(app: &AppState) -> Result<Names, sqlx::Error> {
+    let mut names = Names::default();
     for g in crate::audiences::list(&app.store).await? {
-        if let Some(id) = g.tag_id
-            && seen.insert(id)
-        {
-            out.push(context! { id, name => format!("分组 Segment: {}", g.name) });
+        if let Some(tag) = g.tag_id {
+            names.tags.insert(tag, g.name.clone());
         }
+        names.segments.insert(g.id, g.name);
+    }
+    Ok(names)
+}
+
+/// The tags a push may go to, named: each segment's tag (`分组 Segment: name`) and WeChat's own
+/// list; `false` when WeChat's list could not be had (the segments' still are); and every name
+/// known.
+pub(super) async fn tags(app: &AppState) -> Result<(Vec<minijinja::Value>, bool, Names), sqlx::Error> {
+    let mut names = names(app).await?;
+    let mut out = Vec::new();
+    let mut by_segment: Vec<(&i64, &String)> = names.tags.iter().collect();
+    by_segment.sort();
+    for (id, name) in by_segment {
+        out.push(context! { id, name => format!("分组 Segment: {name}") });
     }
     let listed = match tokio::time::timeout(WECHAT_WAIT, app.client.tag_list()).await {
         Ok(Ok(list)) => {
-            for t in list.into_iter().filter(|t| seen.insert(t.id)) {
-                out.push(context! { id => t.id, name => format!("{} · {} 人 followers", t.name, t.count) });
+            for t in list {
+                if let std::collections::hash_map::Entry::Vacant(e) = names.tags.entry(t.id) {
+                    out.push(context! { id => t.id, name => format!("{} · {} 人 followers", t.name, t.count) });
+                    e.insert(t.name);
+                }
             }
             true
         }
@@ -48,7 +71,7 @@ pub(super) async fn tags(app: &AppState) -> Result<(Vec<minijinja::Value>, bool)
             false
         }
     };
-    Ok((out, listed))
+    Ok((out, listed, names))
 }
 
 /// The followers a preview can go to, by name: `campaigns.test_openids` first (checked; in

@@ -3,6 +3,7 @@
 //! then a form that must say it means it (`confirm=yes`), so no single click cancels a launch.
 
 use super::campaigns::{DONE, push_view};
+use super::pickers;
 use super::{Notice, Staff, failure, redirect, render, signed_in};
 use crate::campaigns::{self, schedule};
 use crate::state::AppState;
@@ -31,6 +32,10 @@ async fn push_page(
         Ok(None) => return no_push(),
         Err(e) => return failure(app, e),
     };
+    let names = match pickers::tags(app).await {
+        Ok((_, _, names)) => names,
+        Err(e) => return failure(app, e),
+    };
     // The form starts from the push's own time, as the datetime-local field writes it.
     let tz = push.time_zone.clone();
     let current_at = push.at.map(|t| schedule::local_time(t, &tz).get(..19).unwrap_or_default().replace(' ', "T"));
@@ -47,7 +52,7 @@ async fn push_page(
         "push.html",
         context! {
             who => s.caller.name, form_token => s.form_token, notice, error, form,
-            p => push_view(&push), scheduled => push.status == schedule::PushStatus::Scheduled,
+            p => push_view(&push, &names), scheduled => push.status == schedule::PushStatus::Scheduled,
         },
     )
 }
@@ -123,12 +128,16 @@ pub(super) async fn confirm_cancel(State(app): State<AppState>, headers: HeaderM
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
+    let names = match pickers::tags(&app).await {
+        Ok((_, _, n)) => n,
+        Err(e) => return failure(&app, e),
+    };
     match schedule::get(&app.store, id).await {
         Ok(Some(p)) if p.status == schedule::PushStatus::Scheduled => render(
             &app,
             StatusCode::OK,
             "push_cancel.html",
-            context! { who => s.caller.name, form_token => s.form_token, p => push_view(&p) },
+            context! { who => s.caller.name, form_token => s.form_token, p => push_view(&p, &names) },
         ),
         Ok(Some(p)) => redirect(&format!("/admin/campaigns/{}?done=not-cancellable", p.campaign_id)),
         Ok(None) => no_push(),
