@@ -303,6 +303,74 @@ async fn followers_and_chats_outlive_a_restart_on_both_databases() {
     }
 }
 
+/// The stand-in shop's stock screen sets stock as the shop does (a signed `POST /api/v1/stock`):
+/// at 0 a follower asking to buy hears "sold out", restocked they get their checkout link; a
+/// stock that is not a number, or one the API refuses, is said on the screen and changes nothing.
+#[tokio::test]
+async fn the_stand_in_shop_sets_stock_and_sold_out_follows() {
+    let db = Db::new(Backend::Sqlite).await;
+    let dir = temp_dir("dev-shop");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let dev = start_dev(&dir, port, &db.url, &dir.join("fixtures"), "shop").await;
+    let screen = async |query: &str| {
+        let r = http.get(format!("{base}/simulator/shop{query}")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let set = async |stock: &str| {
+        let r = http.post(format!("{base}/simulator/shop")).form(&[("sku", "LE-2026"), ("stock", stock)]);
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 303, "POST, redirect, GET");
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with("/simulator/shop?said="), "{location}");
+        screen(location.trim_start_matches("/simulator/shop")).await
+    };
+    let stock = async || wxoa::shop::product(&wxoa::store::Store::connect(&db.url, 1).await.unwrap(), "LE-2026").await;
+    let amy = "oSim000000000000000000000001";
+    let buy = async || {
+        let r = http
+            .post(format!("{base}/simulator/api/act"))
+            .json(&serde_json::json!({ "openid": amy, "type": "text", "content": "buy" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let all: serde_json::Value =
+            http.get(format!("{base}/simulator/api/messages?after=0")).send().await.unwrap().json().await.unwrap();
+        let texts: Vec<String> = all["bubbles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["openid"] == amy && b["from"] != "follower")
+            .filter_map(|b| b["body"]["text"].as_str().map(str::to_owned))
+            .collect();
+        texts.last().cloned().unwrap_or_default()
+    };
+
+    let shown = screen("").await;
+    assert!(shown.contains("LE-2026") && shown.contains("库存 stock 300"), "the seeded launch's product: {shown}");
+    let shown = set("0").await;
+    assert!(shown.contains("已设置 Set: LE-2026 → 0") && shown.contains("售罄 Sold out"), "{shown}");
+    assert_eq!(stock().await.unwrap().unwrap().stock, 0);
+    let said = buy().await;
+    assert!(said.contains("已售罄") && said.contains("is sold out"), "{said}");
+
+    let shown = set("lots").await;
+    assert!(shown.contains("库存须为 0 或正整数 Stock is a whole number, 0 or more"), "{shown}");
+    let shown = set("-3").await;
+    assert!(shown.contains("400 "), "the API's refusal is shown: {shown}");
+    assert_eq!(stock().await.unwrap().unwrap().stock, 0, "refused reports change nothing");
+
+    let shown = set("5").await;
+    assert!(shown.contains("库存 stock 5"), "{shown}");
+    let said = buy().await;
+    assert!(said.contains("/simulator/checkout?token="), "restocked, the checkout link: {said}");
+    stop(dev).await;
+    db.drop_db().await;
+}
+
 /// `wxoa dev` on `port` and `database`, logging to `<dir>/<name>.{stdout,stderr}.log`, once it
 /// answers.
 async fn start_dev(

@@ -6,6 +6,10 @@
 //! credited to the campaign and push the link came from (the funnel), the buyer gets the
 //! `order_created` and `order_paid` template messages, and a member earns the points, exactly
 //! as a real shop's calls would cause.
+//!
+//! `/simulator/shop` is the shop's stock screen: each campaign's product with the stock wxoa
+//! knows, and a form that sets it the way the shop does — a signed `POST /api/v1/stock` — so
+//! "sold out" (the chat's reply, `/buy`'s page, the console's badge) can be tried in `dev`.
 
 use axum::Form;
 use axum::Router;
@@ -47,7 +51,10 @@ impl Shop {
 }
 
 pub fn router(shop: Shop) -> Router {
-    Router::new().route("/simulator/checkout", get(checkout).post(pay)).with_state(shop)
+    Router::new()
+        .route("/simulator/checkout", get(checkout).post(pay))
+        .route("/simulator/shop", get(stock_screen).post(set_stock))
+        .with_state(shop)
 }
 
 #[derive(Deserialize)]
@@ -114,7 +121,7 @@ async fn pay(State(shop): State<Shop>, Form(p): Form<Payment>) -> Response {
             "order_id": order_id, "status": status, "openid": claims.openid, "sku": claims.sku,
             "product_name": product, "amount_fen": amount_fen, "checkout_token": p.token,
         });
-        match call(&shop, &body.to_string()).await {
+        match call(&shop, "/api/v1/orders", &body.to_string()).await {
             Ok((code, answer)) => answers.push((status, code, answer)),
             Err(e) => return page(&format!("<h2>收银台 Checkout</h2><p id=result>{}</p>", esc(&e))),
         }
@@ -132,13 +139,90 @@ async fn pay(State(shop): State<Shop>, Form(p): Form<Payment>) -> Response {
     ))
 }
 
-/// One signed call to `/api/v1/orders`: the status and the answer.
-async fn call(shop: &Shop, body: &str) -> Result<(u16, Value), String> {
+/// The products of the campaigns, with their stock, and a form to set each.
+async fn stock_screen(State(shop): State<Shop>, Query(q): Query<ShopQuery>) -> Response {
+    let rows = match products(&shop).await {
+        Ok(rows) => rows,
+        Err(e) => return page(&format!("<h2>商城库存 Shop stock</h2><p id=result>{}</p>", esc(&e.to_string()))),
+    };
+    let said = q.said.as_deref().map(|s| format!("<p id=result>{}</p>", esc(s))).unwrap_or_default();
+    let list: String = rows
+        .iter()
+        .map(|(sku, name, stock)| {
+            let shown = match stock {
+                Some(0) => "<b style='color:#b00020'>售罄 Sold out</b>".to_owned(),
+                Some(n) => format!("库存 stock {n}"),
+                None => "未报告 not reported yet".to_owned(),
+            };
+            format!(
+                "<li><form method=post action=/simulator/shop>{name} ({sku}) · <span class=stock data-sku=\"{sku}\">{shown}</span>\
+                 <input type=hidden name=sku value=\"{sku}\"> <input name=stock size=6 inputmode=numeric value=0 aria-label=stock>\
+                 <button>设置库存 Set stock</button></form></li>",
+                name = esc(name),
+                sku = esc(sku),
+            )
+        })
+        .collect();
+    let list =
+        if list.is_empty() { "<li>没有带商品的活动 No campaign sells a product</li>".to_owned() } else { list };
+    page(&format!(
+        "<h2>商城库存 Shop stock</h2>{said}<ul>{list}</ul>\
+         <p style='color:#888;font-size:13px'>设置库存会像商城一样发送签名的 POST /api/v1/stock。\
+         Setting stock posts a signed POST /api/v1/stock, as the shop does.</p>"
+    ))
+}
+
+#[derive(Deserialize)]
+struct ShopQuery {
+    said: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NewStock {
+    sku: String,
+    stock: String,
+}
+
+/// The shop's stock report for one product, then back to the screen with what wxoa answered.
+async fn set_stock(State(shop): State<Shop>, Form(f): Form<NewStock>) -> Response {
+    let Ok(stock) = f.stock.trim().parse::<i64>() else {
+        return said("库存须为 0 或正整数 Stock is a whole number, 0 or more");
+    };
+    let body = json!({ "sku": f.sku, "stock": stock });
+    match call(&shop, "/api/v1/stock", &body.to_string()).await {
+        Ok((200, _)) => said(&format!("已设置 Set: {} → {stock}", f.sku)),
+        Ok((code, answer)) => said(&format!("{code} {}", answer["error"].as_str().unwrap_or("refused"))),
+        Err(e) => said(&e),
+    }
+}
+
+/// Back to the stock screen (POST, redirect, GET), saying `what`.
+fn said(what: &str) -> Response {
+    let query = serde_urlencoded::to_string([("said", what)]).unwrap_or_default();
+    axum::response::Redirect::to(&format!("/simulator/shop?{query}")).into_response()
+}
+
+/// Every campaign's product: SKU, name (the shop's, else the campaign's), the stock wxoa knows.
+async fn products(shop: &Shop) -> Result<Vec<(String, String, Option<i64>)>, sqlx::Error> {
+    let rows: Vec<(String, String, Option<String>, Option<i64>)> = crate::with_pool!(&shop.0.store, pool => sqlx::query_as(
+        "SELECT c.product_sku, MAX(c.name), MAX(p.name), MAX(p.stock) FROM campaigns c \
+         LEFT JOIN products p ON p.sku = c.product_sku \
+         WHERE c.product_sku IS NOT NULL AND c.product_sku <> '' GROUP BY c.product_sku ORDER BY c.product_sku")
+        .fetch_all(pool).await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(sku, campaign, name, stock)| (sku, name.filter(|n| !n.is_empty()).unwrap_or(campaign), stock))
+        .collect())
+}
+
+/// One signed call to the shop API at `path` (`/api/v1/orders`, `/api/v1/stock`): the status
+/// and the answer.
+async fn call(shop: &Shop, path: &str, body: &str) -> Result<(u16, Value), String> {
     let timestamp = now_secs().to_string();
     let r = shop
         .0
         .http
-        .post(format!("{}/api/v1/orders", shop.0.base))
+        .post(format!("{}{path}", shop.0.base))
         .header("content-type", "application/json")
         .header(crate::http::signed::TIMESTAMP_HEADER, &timestamp)
         .header(
