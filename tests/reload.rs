@@ -68,7 +68,7 @@ async fn sighup_and_the_api_reload_the_files_and_a_broken_one_changes_nothing() 
     );
     std::fs::write(&routes, &text).unwrap();
     let page = std::fs::read_to_string(admin_pages.join("login.html")).unwrap();
-    let marked = page.replace("<h1>Sign in</h1>", "<h1>Sign in</h1><!-- reload-marker-4711 -->");
+    let marked = page.replace("<h1>登录 Sign in</h1>", "<h1>登录 Sign in</h1><!-- reload-marker-4711 -->");
     assert_ne!(marked, page);
     std::fs::write(admin_pages.join("login.html"), marked).unwrap();
     hangup(&serve);
