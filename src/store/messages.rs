@@ -168,7 +168,10 @@ impl MessageLog {
                 let wanted = reset_wanted.clone();
                 std::thread::Builder::new()
                     .name("wxoa-ckpt".into())
-                    .spawn(move || checkpoints(checkpointer, stopped, &wanted))
+                    .spawn(move || {
+                        yield_to_requests();
+                        checkpoints(checkpointer, stopped, &wanted)
+                    })
                     .map_err(|e| LogError(e.to_string()))?;
                 std::thread::Builder::new()
                     .name("wxoa-log".into())
@@ -364,6 +367,20 @@ fn checkpoints(
         }
         if stop {
             return;
+        }
+    }
+}
+
+/// Lowers this thread's priority (nice 10; Linux sets it per thread): a passive checkpoint
+/// copies megabytes of pages, and at the same priority it takes whole time slices from the
+/// runtime worker sharing its core, so the requests waiting on that worker pay for it. At nice
+/// 10 it still gets a tenth of a busy core, more than it needs to keep up.
+fn yield_to_requests() {
+    // SAFETY: gettid and setpriority only read their arguments.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "checkpointer priority unchanged");
         }
     }
 }
