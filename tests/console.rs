@@ -636,6 +636,26 @@ async fn push_form_pickers_reschedule_and_cancel_in_the_console() {
     let pushes = wxoa::campaigns::schedule::list(&server.state.store, Some(campaign.id), 10).await.unwrap();
     let plain = pushes.iter().find(|p| p.name == "no-script").unwrap();
     assert_eq!((plain.text.as_deref(), plain.articles.as_ref()), (None, None), "all three: all; no text");
+    // A text push sends no article: its article boxes, all unticked, are not read.
+    let mut text_form: Vec<(&str, &str)> = form.iter().filter(|(k, _)| *k != "articles").copied().collect();
+    for (k, v) in text_form.iter_mut() {
+        match *k {
+            "name" => *v = "no-script text",
+            "msg_type" => *v = "text",
+            _ => {}
+        }
+    }
+    let resp = http
+        .post(format!("{base}/admin/campaigns/{}/pushes", campaign.id))
+        .header("cookie", &cookie)
+        .form(&text_form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "{}", resp.text().await.unwrap());
+    let pushes = wxoa::campaigns::schedule::list(&server.state.store, Some(campaign.id), 10).await.unwrap();
+    let text_push = pushes.iter().find(|p| p.name == "no-script text").unwrap();
+    assert_eq!((text_push.text.as_deref(), text_push.articles.as_ref()), (Some("typed, then mpnews chosen"), None));
     let resp = http
         .post(format!("{base}/admin/pushes/{}/cancel", plain.id))
         .header("cookie", &cookie)

@@ -34,6 +34,15 @@ async fn migrations_are_idempotent_and_safe_to_race() {
         let total = ra.unwrap() + rb.unwrap();
         assert!(total >= 1, "{backend:?}: the first start applies the migrations");
         assert_eq!(a.migrate().await.unwrap(), 0, "{backend:?}: nothing left to apply");
+        // A version another build applied under another name is refused, naming both, and
+        // nothing is applied past it.
+        let renamed = "UPDATE wxoa_migrations SET name = 'store_names' WHERE version = 21";
+        wxoa::with_pool!(&a, pool => sqlx::query(renamed).execute(pool).await.map(|_| ())).unwrap();
+        let err = a.migrate().await.unwrap_err().to_string();
+        assert!(
+            err.contains("migration 21 of this database is \"store_names\", this build's is \"simulator\": the database was migrated by another build"),
+            "{backend:?}: {err}"
+        );
         a.close().await;
         b.close().await;
         db.drop_db().await;

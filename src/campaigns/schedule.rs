@@ -477,6 +477,20 @@ pub async fn schedule(
             .execute(&mut **t)
             .await?;
     }
+    // The articles chosen must still be there as the push is stored: an edit that removes one
+    // either committed before this (read here) or waits for this to commit and then sees the
+    // push (the campaign row is locked on PostgreSQL; SQLite's write transactions are serial).
+    let sql = match &tx {
+        Tx::Postgres(_) => "SELECT articles FROM campaigns WHERE id = $1 FOR UPDATE",
+        Tx::Sqlite(_) => "SELECT articles FROM campaigns WHERE id = $1",
+    };
+    let articles: Option<String> = with_tx!(&mut tx, conn => sqlx::query_scalar(sql)
+        .bind(campaign_id).fetch_optional(conn).await)?;
+    let Some(articles) = articles else {
+        return Err(Error::Refused(Refusal::NotFound(format!("no campaign {campaign_id}"))));
+    };
+    let count = serde_json::from_str::<Vec<serde_json::Value>>(&articles).map_or(0, |a| a.len());
+    check_in_range(input.articles.as_deref(), count)?;
     let existing = planned_pushes(&mut tx, now, window, None).await?;
     limits::check(&planned, &existing, cfg).map_err(|m| Error::Refused(Refusal::Rule(m)))?;
     let openids = match &input.audience {

@@ -105,6 +105,9 @@ pub struct Previewed {
     pub error: Option<String>,
 }
 
+/// Followers one preview may go to (each is one `mass/preview` call).
+pub const MAX_PREVIEW_RECIPIENTS: usize = 20;
+
 /// Sends the campaign as `msg_type` to each test follower only (WeChat's `mass/preview`; a
 /// `news` card goes as a customer-service message).
 pub async fn preview(
@@ -116,7 +119,7 @@ pub async fn preview(
     selection: Option<&[i64]>,
     openids: &[String],
 ) -> Result<Vec<Previewed>, Error> {
-    if openids.is_empty() || openids.len() > 20 {
+    if openids.is_empty() || openids.len() > MAX_PREVIEW_RECIPIENTS {
         return Err(Error::Refused(Refusal::Invalid(
             "a preview goes to 1 to 20 test followers (name them, or set campaigns.test_openids)".into(),
         )));

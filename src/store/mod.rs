@@ -305,11 +305,19 @@ impl Store {
                 sqlx::raw_sql($ddl).execute(&mut *tx).await?;
                 let mut ran = 0;
                 for (version, name, sql) in $migrations {
-                    let done: Option<i64> =
-                        sqlx::query_scalar("SELECT version FROM wxoa_migrations WHERE version = $1")
+                    let done: Option<String> =
+                        sqlx::query_scalar("SELECT name FROM wxoa_migrations WHERE version = $1")
                             .bind(version)
                             .fetch_optional(&mut *tx)
                             .await?;
+                    // A version applied under another name was another build's migration: going
+                    // on would skip this one and fail later in a way that names neither.
+                    if let Some(recorded) = done.as_deref().filter(|recorded| recorded != name) {
+                        return Err(sqlx::Error::Protocol(format!(
+                            "migration {version} of this database is {recorded:?}, this build's is {name:?}: \
+                             the database was migrated by another build"
+                        )));
+                    }
                     if done.is_none() {
                         sqlx::raw_sql(*sql).execute(&mut *tx).await?;
                         sqlx::query("INSERT INTO wxoa_migrations (version, name, applied_at) VALUES ($1, $2, $3)")

@@ -290,12 +290,14 @@ async fn campaign_page(
         Ok(list) => list.into_iter().map(|g| context! { id => g.id, name => g.name }).collect(),
         Err(e) => return failure(app, e),
     };
-    let (tags, tags_listed, names) = match pickers::tags(app).await {
+    // Both may ask WeChat (each waits at most a few seconds): asked together.
+    let (tags, testers) = tokio::join!(pickers::tags(app), pickers::testers(app));
+    let (tags, tags_listed, names) = match tags {
         Ok(t) => t,
         Err(e) => return failure(app, e),
     };
     let pushes: Vec<minijinja::Value> = pushes.iter().map(|p| push_view(p, &names)).collect();
-    let testers = match pickers::testers(app).await {
+    let testers = match testers {
         Ok(t) => t,
         Err(e) => return failure(app, e),
     };
@@ -450,7 +452,12 @@ pub(super) async fn schedule_push(
         Ok(n) => n,
         Err(r) => return r,
     };
-    let input = pickers::chosen_articles(&raw, count).and_then(|articles| f.input(articles));
+    // A text push sends no article: its (hidden) article boxes are not read.
+    let articles = match msg_type(&f.msg_type) {
+        Ok(MsgType::Text) => Ok(None),
+        _ => pickers::chosen_articles(&raw, count),
+    };
+    let input = articles.and_then(|articles| f.input(articles));
     let result = match input {
         Ok(input) => schedule::schedule(&app.store, &app.config.campaigns, id, &input, &s.caller.name).await,
         Err(e) => Err(campaigns::Error::Refused(campaigns::Refusal::Invalid(e))),

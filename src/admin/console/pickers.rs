@@ -41,6 +41,21 @@ pub(super) async fn names(app: &AppState) -> Result<Names, sqlx::Error> {
     Ok(names)
 }
 
+/// The names one push's audience needs: the database's, and WeChat's tag list only when the
+/// push goes to a tag no segment names (so a page about one push waits on WeChat only then).
+pub(super) async fn names_for(
+    app: &AppState,
+    audience: &crate::campaigns::schedule::Audience,
+) -> Result<Names, sqlx::Error> {
+    let names = names(app).await?;
+    match audience {
+        crate::campaigns::schedule::Audience::Tag { tag_id } if !names.tags.contains_key(tag_id) => {
+            Ok(tags(app).await?.2)
+        }
+        _ => Ok(names),
+    }
+}
+
 /// The tags a push may go to, named: each segment's tag (`分组 Segment: name`) and WeChat's own
 /// list; `false` when WeChat's list could not be had (the segments' still are); and every name
 /// known.
@@ -114,8 +129,19 @@ pub(super) async fn resolve_testers(
     app: &AppState,
     keys: &[String],
 ) -> Result<Result<Vec<String>, String>, sqlx::Error> {
-    let mut out = Vec::new();
+    // Each key may cost a lookup: bounded before any is made (a form can repeat a key).
+    let mut unique: Vec<&String> = Vec::new();
     for key in keys {
+        if !unique.contains(&key) {
+            unique.push(key);
+        }
+        if unique.len() > crate::campaigns::send::MAX_PREVIEW_RECIPIENTS {
+            let most = crate::campaigns::send::MAX_PREVIEW_RECIPIENTS;
+            return Ok(Err(format!("最多 {most} 位测试粉丝 At most {most} test followers")));
+        }
+    }
+    let mut out = Vec::new();
+    for key in unique {
         let openid = match (key.get(..1), key.get(1..).and_then(|n| n.parse::<i64>().ok())) {
             (Some("t"), Some(i)) => {
                 usize::try_from(i).ok().and_then(|i| app.config.campaigns.test_openids.get(i)).cloned()

@@ -32,8 +32,8 @@ async fn push_page(
         Ok(None) => return no_push(),
         Err(e) => return failure(app, e),
     };
-    let names = match pickers::tags(app).await {
-        Ok((_, _, names)) => names,
+    let names = match pickers::names_for(app, &push.audience).await {
+        Ok(names) => names,
         Err(e) => return failure(app, e),
     };
     // The form starts from the push's own time, as the datetime-local field writes it.
@@ -128,17 +128,15 @@ pub(super) async fn confirm_cancel(State(app): State<AppState>, headers: HeaderM
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    let names = match pickers::tags(&app).await {
-        Ok((_, _, n)) => n,
-        Err(e) => return failure(&app, e),
-    };
     match schedule::get(&app.store, id).await {
-        Ok(Some(p)) if p.status == schedule::PushStatus::Scheduled => render(
-            &app,
-            StatusCode::OK,
-            "push_cancel.html",
-            context! { who => s.caller.name, form_token => s.form_token, p => push_view(&p, &names) },
-        ),
+        Ok(Some(p)) if p.status == schedule::PushStatus::Scheduled => {
+            let names = match pickers::names_for(&app, &p.audience).await {
+                Ok(n) => n,
+                Err(e) => return failure(&app, e),
+            };
+            let view = context! { who => s.caller.name, form_token => s.form_token, p => push_view(&p, &names) };
+            render(&app, StatusCode::OK, "push_cancel.html", view)
+        }
         Ok(Some(p)) => redirect(&format!("/admin/campaigns/{}?done=not-cancellable", p.campaign_id)),
         Ok(None) => no_push(),
         Err(e) => failure(&app, e),
