@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// The route's body limit: one byte over WeChat's, so a larger file is read no further and
+/// The route's body limit: WeChat's own (1 MB), so a larger file is read no further and is
 /// refused with [`TOO_LARGE`].
 pub(super) fn limit() -> axum::extract::DefaultBodyLimit {
     axum::extract::DefaultBodyLimit::max(MAX_ARTICLE_IMAGE_BYTES)
