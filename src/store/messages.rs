@@ -168,10 +168,7 @@ impl MessageLog {
                 let wanted = reset_wanted.clone();
                 std::thread::Builder::new()
                     .name("wxoa-ckpt".into())
-                    .spawn(move || {
-                        yield_to_requests();
-                        checkpoints(checkpointer, stopped, &wanted)
-                    })
+                    .spawn(move || checkpoints(checkpointer, stopped, &wanted))
                     .map_err(|e| LogError(e.to_string()))?;
                 std::thread::Builder::new()
                     .name("wxoa-log".into())
@@ -303,18 +300,12 @@ fn open_sqlite(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection>
 
 /// The WAL size past which the writer is asked to restart it.
 const WAL_RESET_BYTES: i64 = 32 << 20;
-/// Past this the writer is asked to restart the WAL even if the checkpointer could not bring
-/// the tail under [`RESTART_TAIL_FRAMES`] (so the WAL stays bounded whatever the load).
-const WAL_FORCE_BYTES: i64 = 48 << 20;
 /// A restarted WAL file is cut back to this (`journal_size_limit`).
 const WAL_LIMIT_BYTES: i64 = 64 << 20;
 /// How long the writer waits for readers to leave the old WAL before giving up this time.
 const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
-/// The writer is asked only once the passive checkpoints have left fewer frames than this to
-/// copy: what is left is what the writer's RESTART copies and syncs while requests wait.
-const RESTART_TAIL_FRAMES: i64 = 32;
-/// Passive checkpoints run back to back at most this many times to get there.
-const CATCH_UP_ROUNDS: usize = 12;
+/// The writer is asked only once the passive checkpoints have left fewer frames than this to copy.
+const RESTART_TAIL_FRAMES: i64 = 256;
 
 /// Checkpoints the WAL every 100 ms (PASSIVE: never blocks the writer) until the writer stops,
 /// then once more; past [`WAL_RESET_BYTES`] it asks the writer to restart the WAL.
@@ -324,11 +315,8 @@ const CATCH_UP_ROUNDS: usize = 12;
 /// WAL grew to ~1 GB over a 620,000-message run. The writer, between two batches, runs a
 /// RESTART checkpoint, which holds up its next batch while it copies what is left and syncs the
 /// database file. So that is made small first: passive checkpoints run back to back (each
-/// copying what arrived during the last, and each shorter) until fewer than
-/// [`RESTART_TAIL_FRAMES`] are left, and the writer waits at most [`RESTART_WAIT`] for readers
-/// (else it is asked again next time). The tail is what every request waits on: its copy and
-/// two fsyncs (the WAL's, then the database's) — here 1 MB syncs in ~3 ms and 4 KB in ~0.2 ms,
-/// so a 256-frame tail put wrk's p99 at 6–8 ms and a 32-frame one keeps it under 5.
+/// copying what arrived during the last) until fewer than [`RESTART_TAIL_FRAMES`] are left, and
+/// the writer waits at most [`RESTART_WAIT`] for readers (else it is asked again next time).
 fn checkpoints(
     conn: rusqlite::Connection,
     writer_alive: std::sync::mpsc::Receiver<()>,
@@ -345,7 +333,7 @@ fn checkpoints(
         );
         match passive() {
             Ok((frames, _)) if frames * page > WAL_RESET_BYTES => {
-                for _ in 0..CATCH_UP_ROUNDS {
+                for _ in 0..4 {
                     match passive() {
                         Ok((frames, copied)) if frames - copied < RESTART_TAIL_FRAMES => {
                             reset_wanted.store(true, Ordering::Relaxed);
@@ -358,29 +346,12 @@ fn checkpoints(
                         }
                     }
                 }
-                if frames * page > WAL_FORCE_BYTES {
-                    reset_wanted.store(true, Ordering::Relaxed);
-                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
         }
         if stop {
             return;
-        }
-    }
-}
-
-/// Lowers this thread's priority (nice 10; Linux sets it per thread): a passive checkpoint
-/// copies megabytes of pages, and at the same priority it takes whole time slices from the
-/// runtime worker sharing its core, so the requests waiting on that worker pay for it. At nice
-/// 10 it still gets a tenth of a busy core, more than it needs to keep up.
-fn yield_to_requests() {
-    // SAFETY: gettid and setpriority only read their arguments.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "checkpointer priority unchanged");
         }
     }
 }
