@@ -438,6 +438,34 @@ fn limit_window(times: &[i64], now: i64) -> (i64, i64) {
     }
 }
 
+/// A push as WeChat's limits count it: its sends within the horizon. A one-time push counts
+/// whenever it is (even a few seconds ago, as a form sent "now").
+fn plan(label: &str, audience: &Audience, msg_type: MsgType, checked: &Checked, now: i64) -> Planned {
+    Planned {
+        label: label.to_owned(),
+        audience: audience.clone(),
+        mass: msg_type.is_mass(),
+        times: match checked.at {
+            Some(at) => vec![at],
+            None => occurrences(None, checked.cron.as_ref(), checked.tz, now, now + HORIZON_MS),
+        },
+    }
+}
+
+/// A transaction in which the limits are checked and the push written under one lock, so two
+/// pushes scheduled (or moved) at once cannot both take the last slot of a month: an advisory
+/// lock on PostgreSQL; SQLite's write transactions are serial already (`BEGIN IMMEDIATE`).
+async fn begin_scheduling(store: &Store) -> Result<Tx, sqlx::Error> {
+    let mut tx = store.begin().await?;
+    if let Tx::Postgres(t) = &mut tx {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(crate::store::locks::PUSH_SCHEDULE)
+            .execute(&mut **t)
+            .await?;
+    }
+    Ok(tx)
+}
+
 /// Schedules a push of campaign `campaign_id`, refusing what WeChat would refuse.
 pub async fn schedule(
     store: &Store,
@@ -457,26 +485,9 @@ pub async fn schedule(
     {
         return Err(invalid(format!("segment: there is no segment {segment}")));
     }
-    let planned = Planned {
-        label: input.name.trim().to_owned(),
-        audience: input.audience.clone(),
-        mass: input.msg_type.is_mass(),
-        // A one-time push counts whenever it is (even a few seconds ago, as a form sent "now").
-        times: match checked.at {
-            Some(at) => vec![at],
-            None => occurrences(None, checked.cron.as_ref(), checked.tz, now, now + HORIZON_MS),
-        },
-    };
+    let planned = plan(input.name.trim(), &input.audience, input.msg_type, &checked, now);
     let window = limit_window(&planned.times, now);
-    // Checking the limits and inserting under one lock: two pushes scheduled at once cannot
-    // both take the last slot of a month.
-    let mut tx = store.begin().await?;
-    if let Tx::Postgres(t) = &mut tx {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(crate::store::locks::PUSH_SCHEDULE)
-            .execute(&mut **t)
-            .await?;
-    }
+    let mut tx = begin_scheduling(store).await?;
     // The articles chosen must still be there as the push is stored: an edit that removes one
     // either committed before this (read here) or waits for this to commit and then sees the
     // push (the campaign row is locked on PostgreSQL; SQLite's write transactions are serial).
@@ -562,23 +573,9 @@ pub async fn reschedule(store: &Store, cfg: &CampaignsConfig, id: i64, time: &Ne
         articles: push.articles.clone(),
     };
     let checked = check_input(cfg, &input, now)?;
-    let planned = Planned {
-        label: push.name.clone(),
-        audience: push.audience.clone(),
-        mass: push.msg_type.is_mass(),
-        times: match checked.at {
-            Some(at) => vec![at],
-            None => occurrences(None, checked.cron.as_ref(), checked.tz, now, now + HORIZON_MS),
-        },
-    };
+    let planned = plan(&push.name, &push.audience, push.msg_type, &checked, now);
     let window = limit_window(&planned.times, now);
-    let mut tx = store.begin().await?;
-    if let Tx::Postgres(t) = &mut tx {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(crate::store::locks::PUSH_SCHEDULE)
-            .execute(&mut **t)
-            .await?;
-    }
+    let mut tx = begin_scheduling(store).await?;
     let existing = planned_pushes(&mut tx, now, window, Some(id)).await?;
     limits::check(&planned, &existing, cfg).map_err(|m| Error::Refused(Refusal::Rule(m)))?;
     let cron = input.cron.as_ref().map(|c| c.trim().to_owned());
