@@ -27,9 +27,11 @@ const MEMBERS: &str = "card_no,name,phone,points,tier
 pub async fn run(store: &Store, public_url: &str) -> Result<(), String> {
     crate::stores::import(store, STORES).await?;
     crate::stores::import_advisors(store, ADVISORS).await?;
-    for (id, name, cost, stock) in
-        [(1, "Travel-size Eau de Parfum", 500, 50), (2, "Silk Scarf", 1000, 20), (3, "Gift Box", 3000, 5)]
-    {
+    for (id, name, cost, stock) in [
+        (1, "旅行装香水 Travel-size Eau de Parfum", 500, 50),
+        (2, "真丝丝巾 Silk Scarf", 1000, 20),
+        (3, "礼盒 Gift Box", 3000, 5),
+    ] {
         with_pool!(store, pool => sqlx::query(
             "INSERT INTO catalogue (id, name, points_cost, stock, active) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (id) DO NOTHING"
