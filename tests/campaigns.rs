@@ -800,6 +800,177 @@ async fn article_html_is_cleaned_on_every_way_in() {
     }
 }
 
+/// The console edits each of a campaign's articles on its own page: a second article is added
+/// (its HTML cleaned like every other way in), edited, listed on the campaign page, and sent alone
+/// by a push that chooses it; removing it is refused with the domain's reason while a scheduled
+/// push sends it (nothing changes) and works once that push is cancelled; a 9th article is
+/// refused with the exact reason; a form without the session's token is 403 and changes nothing.
+/// Both databases.
+#[tokio::test]
+async fn console_edits_adds_and_removes_a_campaigns_articles() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        config.campaigns.poll_ms = 100;
+        let fake = start_fake(&mut config).await;
+        let server = TestServer::start(config).await;
+        fake.set_webhook(Some(server.url.clone()));
+        let base = format!("http://{}", server.addr);
+        fake.follow("oFan1");
+        let (status, made) =
+            api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(campaign_body("Articles"))).await;
+        assert_eq!(status, 201, "{made}");
+        let id = made["id"].as_i64().unwrap();
+        let articles_of = async || {
+            let (status, shown) =
+                api(&base, "GET", &format!("/api/v1/campaigns/{id}"), Some(MARKETING_TOKEN), None).await;
+            assert_eq!(status, 200, "{shown}");
+            shown["articles"].clone()
+        };
+        let first = made["articles"][0].clone();
+
+        let cookie = console_sign_in(server.addr, MARKETING_TOKEN).await;
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let get = async |path: &str| {
+            let resp = http.get(format!("{base}{path}")).header("cookie", &cookie).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        };
+        let post = async |path: &str, form: &[(&str, &str)]| {
+            let resp = http.post(format!("{base}{path}")).header("cookie", &cookie).form(form).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+            (status, location, resp.text().await.unwrap())
+        };
+        let campaign_page = format!("/admin/campaigns/{id}");
+        let (status, page) = get(&campaign_page).await;
+        assert_eq!(status, 200, "{page}");
+        let token = form_token(&page);
+        assert!(page.contains(&format!("href=\"/admin/campaigns/{id}/articles/1\"")), "{page}");
+        assert!(page.contains("id=\"add-article\""), "{page}");
+        assert!(!page.contains("id=\"remove-article-1\""), "the only article cannot be removed: {page}");
+
+        // The form of an empty article: the editor's fields, not the campaign's.
+        let (status, page) = get(&format!("/admin/campaigns/{id}/articles")).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains(&format!("action=\"/admin/campaigns/{id}/articles\"")), "{page}");
+        assert!(page.contains("id=\"content\"") && page.contains("/admin/editor.js"), "{page}");
+        assert!(!page.contains("id=\"name\""), "{page}");
+
+        // A second article, added then edited: its HTML cleaned, the first untouched.
+        let added = [("form_token", token.as_str()), ("title", "第二篇 The second"), ("cover_media_id", "THUMB_2")];
+        let (status, to, text) = post(&format!("/admin/campaigns/{id}/articles"), &added).await;
+        assert_eq!((status, to.as_deref()), (303, Some(&*format!("{campaign_page}?done=article-added"))), "{text}");
+        let edited = [
+            ("form_token", token.as_str()),
+            ("title", "第二篇 The second, edited"),
+            ("cover_media_id", "THUMB_2"),
+            ("content", DIRTY),
+        ];
+        let (status, to, text) = post(&format!("/admin/campaigns/{id}/articles/2"), &edited).await;
+        assert_eq!((status, to.as_deref()), (303, Some(&*format!("{campaign_page}?done=article-saved"))), "{text}");
+        let articles = articles_of().await;
+        assert_eq!(articles.as_array().unwrap().len(), 2, "{articles}");
+        assert_eq!(articles[0], first, "the first article is as it was");
+        assert_eq!(articles[1]["title"], "第二篇 The second, edited");
+        assert_eq!(articles[1]["content"], CLEANED);
+        let (status, page) = get(&format!("/admin/campaigns/{id}/articles/2")).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("&lt;p&gt;Launch &lt;strong&gt;tonight"), "{page}");
+        let (status, page) = get(&format!("/admin/campaigns/{id}/articles/3")).await;
+        assert_eq!(status, 404, "{page}");
+
+        // The campaign page lists both, each with its edit link and remove button.
+        let (_, page) = get(&format!("{campaign_page}?done=article-saved")).await;
+        assert!(page.contains("文章已保存 Article saved"), "{page}");
+        assert!(page.contains("The Limited Edition, tonight") && page.contains("第二篇 The second, edited"), "{page}");
+        for n in [1, 2] {
+            assert!(page.contains(&format!("href=\"/admin/campaigns/{id}/articles/{n}\"")), "{page}");
+            assert!(page.contains(&format!("id=\"remove-article-{n}\"")), "{page}");
+        }
+
+        // A form without the session's token: 403, nothing changed.
+        let forged = [("form_token", "forged"), ("title", "Forged"), ("cover_media_id", "THUMB_9")];
+        for path in [format!("/admin/campaigns/{id}/articles"), format!("/admin/campaigns/{id}/articles/2")] {
+            let (status, _, text) = post(&path, &forged).await;
+            assert_eq!(status, 403, "{path}: {text}");
+        }
+        let (status, _, text) = post(&format!("/admin/campaigns/{id}/articles/2/remove"), &[("form_token", "x")]).await;
+        assert_eq!(status, 403, "{text}");
+        assert_eq!(articles_of().await, articles, "nothing changed");
+
+        // A push choosing article 2 sends it alone.
+        let pushes = format!("/api/v1/campaigns/{id}/pushes");
+        let mut now = push_body("second only", json!({ "type": "all" }), &in_secs(1.0));
+        now["articles"] = json!([1]);
+        let (status, sent) = api(&base, "POST", &pushes, Some(MARKETING_TOKEN), Some(now)).await;
+        assert_eq!(status, 201, "{sent}");
+        let sent_id = sent["id"].as_i64().unwrap();
+        assert!(
+            wait_for(15, async || push(&base, sent_id).await["runs"][0]["status"] == "finished").await,
+            "{}",
+            push(&base, sent_id).await
+        );
+        let drafts = fake.calls_to("/cgi-bin/draft/add");
+        assert_eq!(drafts.len(), 1, "{drafts:?}");
+        let titles: Vec<&str> =
+            drafts[0].body["articles"].as_array().unwrap().iter().map(|a| a["title"].as_str().unwrap()).collect();
+        assert_eq!(titles, ["第二篇 The second, edited"]);
+        assert_eq!(drafts[0].body["articles"][0]["thumb_media_id"], "THUMB_2");
+
+        // While a scheduled push sends article 2, it cannot be removed.
+        let mut later = push_body("later", json!({ "type": "all" }), "2027-02-01 10:00");
+        later["articles"] = json!([1]);
+        let (status, later) = api(&base, "POST", &pushes, Some(MARKETING_TOKEN), Some(later)).await;
+        assert_eq!(status, 201, "{later}");
+        let later_id = later["id"].as_i64().unwrap();
+        let remove = format!("/admin/campaigns/{id}/articles/2/remove");
+        let (status, to, page) = post(&remove, &[("form_token", &token)]).await;
+        assert_eq!((status, to), (409, None), "{page}");
+        let reason = format!(
+            "未能删除 Not removed: push {later_id} (later) is to send article index 1, which this edit removes: \
+             cancel that push first (and schedule it anew)"
+        );
+        assert!(page.contains(&format!("<div class=\"error\" id=\"error\">{reason}</div>")), "{page}");
+        assert_eq!(articles_of().await, articles, "nothing changed");
+
+        // Cancelled, the push no longer holds it: removed.
+        let (status, answer) =
+            api(&base, "POST", &format!("/api/v1/pushes/{later_id}/cancel"), Some(MARKETING_TOKEN), None).await;
+        assert_eq!(status, 200, "{answer}");
+        let (status, to, page) = post(&remove, &[("form_token", &token)]).await;
+        assert_eq!((status, to.as_deref()), (303, Some(&*format!("{campaign_page}?done=article-removed"))), "{page}");
+        assert_eq!(articles_of().await, json!([first]));
+        let (_, page) = get(&campaign_page).await;
+        assert!(!page.contains("id=\"remove-article-1\""), "{page}");
+
+        // Up to 8 articles; the 9th is refused with the reason and stores nothing.
+        for n in 2..=8 {
+            let title = format!("第 {n} 篇 Article {n}");
+            let form = [("form_token", token.as_str()), ("title", &title), ("cover_media_id", "THUMB_2")];
+            let (status, _, text) = post(&format!("/admin/campaigns/{id}/articles"), &form).await;
+            assert_eq!(status, 303, "article {n}: {text}");
+        }
+        let eight = articles_of().await;
+        assert_eq!(eight.as_array().unwrap().len(), 8, "{eight}");
+        let (_, page) = get(&campaign_page).await;
+        assert!(!page.contains("id=\"add-article\"") && page.contains("id=\"articles-full\""), "{page}");
+        let ninth = [("form_token", token.as_str()), ("title", "第九篇 The ninth"), ("cover_media_id", "THUMB_2")];
+        let (status, to, page) = post(&format!("/admin/campaigns/{id}/articles"), &ninth).await;
+        assert_eq!((status, to), (400, None), "{page}");
+        assert!(
+            page.contains(
+                "<div class=\"error\" id=\"error\">未能保存 Not saved: a campaign has 1 to 8 articles (got 9)</div>"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("value=\"第九篇 The ninth\""), "the form keeps what was typed: {page}");
+        assert_eq!(articles_of().await, eight, "nothing changed");
+
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
 /// A PNG's signature and a little more: enough for WeChat (and the fake) to take it as a PNG.
 fn png(len: usize) -> Vec<u8> {
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();

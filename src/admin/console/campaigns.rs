@@ -79,6 +79,9 @@ pub(super) fn push_view(p: &schedule::Push, names: &pickers::Names) -> minijinja
 pub(super) const DONE: &[(&str, &str)] = &[
     ("created", "活动已创建 Campaign created"),
     ("saved", "已保存 Saved"),
+    ("article-added", "文章已添加 Article added"),
+    ("article-saved", "文章已保存 Article saved"),
+    ("article-removed", "文章已删除 Article removed"),
     ("scheduled", "推送已排期 Push scheduled"),
     ("cancelled", "推送已取消 Push cancelled"),
     ("rescheduled", "推送已改期 Push rescheduled"),
@@ -248,7 +251,7 @@ fn refused(what: &str, r: campaigns::Refusal) -> String {
 }
 
 /// The campaign page: article (editable, live preview), pushes, schedule and preview forms.
-async fn campaign_page(
+pub(super) async fn campaign_page(
     app: &AppState,
     s: &Staff,
     id: i64,
@@ -307,7 +310,8 @@ async fn campaign_page(
         "campaign.html",
         context! {
             who => s.caller.name, form_token => s.form_token, id, form, pushes, notice, error,
-            articles => campaign.articles.len(), article_list => pickers::articles(&campaign),
+            articles => campaign.articles.len(), more_articles => campaign.articles.len() < super::articles::MAX_ARTICLES,
+            article_list => pickers::articles(&campaign),
             stock, sold_out => is_sold_out, segments, tags, tags_listed, testers, charts,
             link => campaigns::article_link(&app.config.h5.public_url, id),
             time_zone => app.config.campaigns.time_zone,

@@ -11,6 +11,7 @@
 //! not honoured; the sign-in form carries a login token bound to a cookie of its own, so another
 //! site cannot sign a browser in either.
 
+mod articles;
 mod audiences;
 mod campaigns;
 mod charts;
@@ -52,6 +53,15 @@ pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
             "/admin/campaigns/{id}",
             get(campaigns::show_campaign).post(campaigns::update_campaign).layer(article_limit()),
         )
+        .route(
+            "/admin/campaigns/{id}/articles",
+            get(articles::new_article).post(articles::add_article).layer(article_limit()),
+        )
+        .route(
+            "/admin/campaigns/{id}/articles/{n}",
+            get(articles::show_article).post(articles::update_article).layer(article_limit()),
+        )
+        .route("/admin/campaigns/{id}/articles/{n}/remove", post(articles::remove_article))
         .route("/admin/campaigns/{id}/pushes", post(campaigns::schedule_push))
         .route("/admin/campaigns/{id}/preview", post(campaigns::preview))
         .route("/admin/pushes/{id}", get(pushes::show))
