@@ -70,11 +70,14 @@ async fn campaign(app: &AppState, id: i64) -> Result<Campaign, Response> {
     }
 }
 
-/// Article `n` (1-based) of `c`, or the 404 that answers for a number it does not have.
-fn nth(c: &Campaign, n: usize) -> Result<&Article, Response> {
-    n.checked_sub(1)
-        .and_then(|i| c.articles.get(i))
-        .ok_or_else(|| (StatusCode::NOT_FOUND, "没有这篇文章 No such article").into_response())
+/// Article `n` (1-based) of `c`, if it has that many.
+fn nth(c: &Campaign, n: usize) -> Option<&Article> {
+    n.checked_sub(1).and_then(|i| c.articles.get(i))
+}
+
+/// The answer for an article number the campaign does not have.
+fn no_such_article() -> Response {
+    (StatusCode::NOT_FOUND, "没有这篇文章 No such article").into_response()
 }
 
 /// The status a domain refusal answers with on these pages.
@@ -171,8 +174,8 @@ pub(super) async fn show_article(
         Err(r) => return r,
     };
     match nth(&c, n) {
-        Ok(a) => page(&app, &s, &c, Some(n), StatusCode::OK, view(a), None),
-        Err(r) => r,
+        Some(a) => page(&app, &s, &c, Some(n), StatusCode::OK, view(a), None),
+        None => no_such_article(),
     }
 }
 
@@ -190,8 +193,8 @@ pub(super) async fn update_article(
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = nth(&c, n) {
-        return r;
+    if nth(&c, n).is_none() {
+        return no_such_article();
     }
     let mut articles = c.articles.clone();
     articles[n - 1] = f.article();
@@ -212,8 +215,8 @@ pub(super) async fn remove_article(
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = nth(&c, n) {
-        return r;
+    if nth(&c, n).is_none() {
+        return no_such_article();
     }
     let mut articles = c.articles.clone();
     articles.remove(n - 1);
