@@ -966,6 +966,26 @@ async fn console_edits_adds_and_removes_a_campaigns_articles() {
         assert!(page.contains("value=\"第九篇 The ninth\""), "the form keeps what was typed: {page}");
         assert_eq!(articles_of().await, eight, "nothing changed");
 
+        // Removing an article before one a scheduled push sends would move that one: refused too.
+        let mut third = push_body("third", json!({ "type": "all" }), "2027-02-01 10:00");
+        third["articles"] = json!([2]);
+        let (status, third) = api(&base, "POST", &pushes, Some(MARKETING_TOKEN), Some(third)).await;
+        assert_eq!(status, 201, "{third}");
+        let (status, to, page) = post(&remove, &[("form_token", &token)]).await;
+        assert_eq!((status, to), (409, None), "{page}");
+        let reason = format!(
+            "未能删除 Not removed: push {} (third) is to send article index 2, which this edit moves: \
+             cancel that push first (and schedule it anew)",
+            third["id"]
+        );
+        assert!(page.contains(&format!("<div class=\"error\" id=\"error\">{reason}</div>")), "{page}");
+        assert_eq!(articles_of().await, eight, "nothing changed");
+        // The last article, which no push sends, goes.
+        let (status, to, page) =
+            post(&format!("/admin/campaigns/{id}/articles/8/remove"), &[("form_token", &token)]).await;
+        assert_eq!((status, to.as_deref()), (303, Some(&*format!("{campaign_page}?done=article-removed"))), "{page}");
+        assert_eq!(articles_of().await.as_array().unwrap()[..], eight.as_array().unwrap()[..7]);
+
         server.stop().await;
         db.drop_db().await;
     }

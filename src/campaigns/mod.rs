@@ -255,6 +255,27 @@ pub async fn create(store: &Store, input: &CampaignInput) -> Result<Campaign, Er
 
 /// Replaces a campaign's articles and product. Pushes that fire later send the new articles.
 pub async fn update(store: &Store, id: i64, input: &CampaignInput) -> Result<Campaign, Error> {
+    write(store, id, input, None).await
+}
+
+/// Removes article `index` of campaign `id`; the articles after it move up one. Refused while a
+/// scheduled push sends that article or one after it (the push would send another article than
+/// the one it was told to, or fail): cancel that push first.
+pub async fn remove_article(store: &Store, id: i64, index: usize) -> Result<Campaign, Error> {
+    let not_found = || Error::Refused(Refusal::NotFound(format!("no campaign {id}")));
+    let c = get(store, id).await?.ok_or_else(not_found)?;
+    if index >= c.articles.len() {
+        return Err(Error::Refused(Refusal::NotFound(format!("campaign {id} has no article index {index}"))));
+    }
+    let mut articles = c.articles;
+    articles.remove(index);
+    let product = c.product_sku.map(|sku| ProductInput { sku, name: String::new(), stock: None });
+    write(store, id, &CampaignInput { name: c.name, articles, product }, Some(index)).await
+}
+
+/// [`update`]; `moved_from` is the first index whose article this edit moves (none: only the
+/// ones past the new end go).
+async fn write(store: &Store, id: i64, input: &CampaignInput, moved_from: Option<usize>) -> Result<Campaign, Error> {
     let input = &input.cleaned()?;
     let articles = serde_json::to_string(&input.articles).expect("serializable");
     let sku = input.product.as_ref().map(|p| p.sku.clone());
@@ -270,7 +291,8 @@ pub async fn update(store: &Store, id: i64, input: &CampaignInput) -> Result<Cam
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(name_taken(input.name.trim())),
         Err(e) => return Err(e.into()),
     }
-    check_chosen_articles_remain(&mut tx, id, input.articles.len()).await?;
+    let count = input.articles.len();
+    check_chosen_articles_remain(&mut tx, id, moved_from.unwrap_or(count), count).await?;
     if let Some(p) = &input.product {
         note_product(&mut tx, p).await?;
     }
@@ -278,18 +300,25 @@ pub async fn update(store: &Store, id: i64, input: &CampaignInput) -> Result<Cam
     get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no campaign {id}"))))
 }
 
-/// An edit may not remove an article a scheduled push was told to send: the push would fail at
-/// its time. Change or cancel that push first.
-async fn check_chosen_articles_remain(tx: &mut Tx, campaign_id: i64, count: usize) -> Result<(), Error> {
+/// An edit may not remove (or move) an article a scheduled push was told to send: the push would
+/// fail at its time (or send another article). Change or cancel that push first. Indexes from
+/// `moved_from` on are the edit's; `count` is how many articles remain.
+async fn check_chosen_articles_remain(
+    tx: &mut Tx,
+    campaign_id: i64,
+    moved_from: usize,
+    count: usize,
+) -> Result<(), Error> {
     let rows: Vec<(i64, String, String)> = with_tx!(tx, conn => sqlx::query_as(
         "SELECT id, name, articles FROM pushes WHERE campaign_id = $1 AND status = 'scheduled' AND articles IS NOT NULL"
     )
     .bind(campaign_id).fetch_all(conn).await)?;
     for (push, name, articles) in rows {
         let chosen: Vec<i64> = serde_json::from_str(&articles).unwrap_or_default();
-        if let Some(i) = chosen.iter().find(|&&i| i as usize >= count) {
+        if let Some(&i) = chosen.iter().find(|&&i| i as usize >= moved_from) {
+            let change = if i as usize == moved_from || i as usize >= count { "removes" } else { "moves" };
             return Err(Error::Refused(Refusal::Conflict(format!(
-                "push {push} ({name}) is to send article index {i}, which this edit removes: cancel that push first (and schedule it anew)"
+                "push {push} ({name}) is to send article index {i}, which this edit {change}: cancel that push first (and schedule it anew)"
             ))));
         }
     }

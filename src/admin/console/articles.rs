@@ -1,7 +1,8 @@
 //! A campaign's articles, each on its own page: the campaign page edits article 1 with the
 //! campaign; articles 2–8 (and 1 again) are edited, added and removed here. Every change goes
-//! through [`campaigns::update`] with the other articles as they are, so the same cleaning and
-//! checks apply as everywhere else — among them, that no scheduled push loses an article it sends.
+//! through [`campaigns::update`] with the other articles as they are (a removal through
+//! [`campaigns::remove_article`]), so the same cleaning and checks apply as everywhere else —
+//! among them, that no scheduled push loses (or has moved) an article it sends.
 
 use super::{Staff, TokenOnly, failure, redirect, render, signed_in};
 use crate::campaigns::{self, Article, Campaign, CampaignInput, ProductInput};
@@ -218,9 +219,7 @@ pub(super) async fn remove_article(
     if nth(&c, n).is_none() {
         return no_such_article();
     }
-    let mut articles = c.articles.clone();
-    articles.remove(n - 1);
-    match campaigns::update(&app.store, id, &input(&c, articles)).await {
+    match campaigns::remove_article(&app.store, id, n - 1).await {
         Ok(_) => {
             tracing::info!(campaign = id, article = n, by = %s.caller.name, "article removed in the console");
             redirect(&format!("/admin/campaigns/{id}?done=article-removed"))
