@@ -142,7 +142,7 @@ pub(super) async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Q
     )
 }
 
-/// The campaign form's fields (the first article; further ones come from the API).
+/// The campaign form's fields (the first article; the others have their own pages, [`super::articles`]).
 #[derive(Deserialize, Default)]
 pub(super) struct CampaignForm {
     form_token: String,
