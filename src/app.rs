@@ -141,6 +141,7 @@ impl App {
         .map_err(|e| StartError(e.to_string()))?;
         upgrade(&store).await.map_err(StartError)?;
         let (log, log_writer) = MessageLog::start(store.clone()).map_err(|e| StartError(e.to_string()))?;
+        let committed = log.committed();
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let deadline = Duration::from_millis(config.bot.reply_deadline_ms);
         let bot = Arc::new(
@@ -202,7 +203,7 @@ impl App {
         let directory = {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let every = Duration::from_millis(state.config.followers.catch_up_ms.max(50));
-            (stop, tokio::spawn(crate::followers::follow_the_log(state.store.clone(), every, stopped)))
+            (stop, tokio::spawn(crate::followers::follow_the_log(state.store.clone(), committed, every, stopped)))
         };
         let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),

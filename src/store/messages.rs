@@ -20,6 +20,7 @@
 //! insert per pure reply).
 //! On PostgreSQL it is an async task over the sqlx pool, with multi-row statements.
 
+use super::committed::{Committed, Logged};
 use super::{Store, now_ms};
 use crate::with_pool;
 use std::sync::Arc;
@@ -135,6 +136,9 @@ pub struct MessageLog {
     store: Store,
     /// When the batch in flight was handed to the database (unix ms), 0 when idle.
     busy_since: Arc<AtomicI64>,
+    /// The rows committed, for the log's readers (SQLite only: on PostgreSQL other instances
+    /// write between our rows).
+    committed: Option<Arc<Committed>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +160,7 @@ impl MessageLog {
     /// Starts the writer; the returned handle finishes once every `MessageLog` is dropped and
     /// the queue is flushed.
     pub fn start(store: Store) -> Result<(MessageLog, tokio::task::JoinHandle<()>), LogError> {
+        let committed = matches!(store, Store::Sqlite(..)).then(|| Arc::new(Committed::default()));
         let backend = match &store {
             Store::Sqlite(pool, file) => {
                 let file = file.clone();
@@ -197,8 +202,8 @@ impl MessageLog {
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let busy_since = Arc::new(AtomicI64::new(0));
-        let joined = tokio::spawn(batcher(backend, rx, busy_since.clone()));
-        Ok((MessageLog { tx, store, busy_since }, joined))
+        let joined = tokio::spawn(batcher(backend, rx, busy_since.clone(), committed.clone()));
+        Ok((MessageLog { tx, store, busy_since, committed }, joined))
     }
 
     /// How long the batch being written has been at it (0 when the writer is idle): a writer
@@ -212,6 +217,11 @@ impl MessageLog {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The rows this writer commits, for the log's readers; `None` on PostgreSQL.
+    pub fn committed(&self) -> Option<Arc<Committed>> {
+        self.committed.clone()
     }
 
     fn send(&self, op: Op) -> Result<(), LogError> {
@@ -386,7 +396,12 @@ enum Backend {
 /// time, so rows pile up while it commits and the next batch takes them all. The SQLite thread
 /// is woken once per batch and answers once per batch: waking it (or the runtime) per row
 /// would, on one core, turn each row into a context switch and each batch into one row.
-async fn batcher(backend: Backend, mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>, busy_since: Arc<AtomicI64>) {
+async fn batcher(
+    backend: Backend,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>,
+    busy_since: Arc<AtomicI64>,
+    committed: Option<Arc<Committed>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // Let the requests that are ready to run add their rows first.
@@ -419,15 +434,24 @@ async fn batcher(backend: Backend, mut rx: tokio::sync::mpsc::UnboundedReceiver<
         match result {
             Ok(claims) => {
                 let mut claims = claims.into_iter();
+                let mut logged = Vec::new();
                 for op in batch.drain(..) {
                     match op {
-                        Op::Insert(_, done) => {
-                            let _ = done.send(Ok(claims.next().expect("one result per insert")));
+                        Op::Insert(m, done) => {
+                            let claim = claims.next().expect("one result per insert");
+                            let _ = done.send(Ok(claim));
+                            if let (Claim::Claimed(id), Some(_)) = (claim, &committed) {
+                                let Inbound { openid, msg_type, event, event_key, received_at, .. } = *m;
+                                logged.push(Logged { id, openid, msg_type, event, event_key, received_at });
+                            }
                         }
                         Op::Complete(_, _, _, done) => {
                             let _ = done.send(Ok(()));
                         }
                     }
+                }
+                if let Some(committed) = &committed {
+                    committed.extend(logged);
                 }
             }
             Err(e) => {

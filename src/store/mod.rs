@@ -7,6 +7,7 @@
 //! applied at start (and by `wxoa migrate`) under a lock, so two instances starting together
 //! do not race.
 
+pub mod committed;
 pub mod messages;
 pub mod retention;
 
