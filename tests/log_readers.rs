@@ -8,6 +8,7 @@
 mod common;
 
 use common::*;
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use wxoa::store::Store;
@@ -46,13 +47,14 @@ async fn caught_up(store: &Store) {
     panic!("the log readers did not catch up");
 }
 
-/// The rows the readers took from the writer (`memory`) and from the log, per the metrics.
-fn rows_read(server: &TestServer, from: &str) -> i64 {
-    let text = server.state.metrics.render();
-    let from = format!("from=\"{from}\"");
-    text.lines()
+/// The rows `reader` took from the writer (`memory`) or from the log, per the process's metrics.
+fn rows_read(metrics: &PrometheusHandle, reader: &str, from: &str) -> i64 {
+    let (reader, from) = (format!("reader=\"{reader}\""), format!("from=\"{from}\""));
+    metrics
+        .render()
+        .lines()
         .filter(|l| l.starts_with("wxoa_log_reader_rows_total{") && l.contains(&from))
-        .find(|l| l.contains("reader=\"followers\""))
+        .find(|l| l.contains(&reader))
         .and_then(|l| l.rsplit_once(' '))
         .map_or(0, |(_, v)| v.trim().parse().unwrap())
 }
@@ -90,7 +92,10 @@ async fn what_a_server_kept_equals_the_log_read_again() {
         let server = TestServer::start(config).await;
         let store = server.state.store.clone();
         let t = wxoa::store::now_ms() / 1000;
-        let (from_memory, from_log) = (rows_read(&server, "memory"), rows_read(&server, "log"));
+        let (from_memory, from_log) = (
+            rows_read(&server.state.metrics, "followers", "memory"),
+            rows_read(&server.state.metrics, "followers", "log"),
+        );
 
         round(&server, "A", t).await;
         caught_up(&store).await;
@@ -119,8 +124,14 @@ async fn what_a_server_kept_equals_the_log_read_again() {
         .into();
         assert_eq!(kinds, want);
         if backend == Backend::Sqlite {
-            assert!(rows_read(&server, "memory") - from_memory >= 32, "the server took its rows from the writer");
-            assert!(rows_read(&server, "log") - from_log >= 1, "and the other process's row from the log");
+            assert!(
+                rows_read(&server.state.metrics, "followers", "memory") - from_memory >= 32,
+                "the server took its rows from the writer"
+            );
+            assert!(
+                rows_read(&server.state.metrics, "followers", "log") - from_log >= 1,
+                "and the other process's row from the log"
+            );
         }
         server.stop().await;
 
@@ -137,6 +148,56 @@ async fn what_a_server_kept_equals_the_log_read_again() {
         wxoa::followers::catch_up(&again, &mut Default::default()).await.unwrap();
         wxoa::followers::activity::catch_up(&again).await.unwrap();
         assert_eq!(snapshot(&again).await, kept);
+        again.close().await;
+        db.drop_db().await;
+    }
+}
+
+/// The rows read for a reader that an erasure removed from the log meanwhile: the erased
+/// follower does not come back into the directory (on SQLite they were in memory, already taken
+/// from the writer, when the erasure committed).
+#[tokio::test]
+async fn an_erasure_between_the_writers_commit_and_the_readers_write_is_not_undone() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        // One read at start, the next only at shutdown.
+        config.followers.catch_up_ms = 600_000;
+        let _fake = start_fake(&mut config).await;
+        let server = TestServer::start(config).await;
+        let store = server.state.store.clone();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let metrics = server.state.metrics.clone();
+        let counted = rows_read(&metrics, "activity", "memory");
+
+        let (gone, stays) = ("oErasedFollower000000000001", "oStaysFollower0000000000001");
+        let t = wxoa::store::now_ms() / 1000;
+        for openid in [gone, stays] {
+            assert_eq!(server.send(&event_message(openid, "subscribe", "", t)).await.0, 200);
+        }
+        assert_eq!(server.send(&text_message(gone, 4_400_001, "删除我的数据")).await.0, 200);
+        let person = wxoa::privacy::find(&store, gone).await.unwrap();
+        assert!(person.is_none(), "the directory has not read them yet");
+        let person =
+            wxoa::privacy::Person { member_id: None, card_no: None, openid: Some(gone.into()), follower_id: None };
+        let removed = wxoa::privacy::erase(&store, &person, "test-admin", wxoa::crm::Events::new("")).await.unwrap();
+        assert_eq!(removed.get("inbound_messages"), Some(&2));
+        if backend == Backend::Postgres {
+            tokio::time::sleep(Duration::from_millis(2100)).await;
+        }
+        // The shutdown's last read.
+        server.stop().await;
+        if backend == Backend::Sqlite {
+            let counted = rows_read(&metrics, "activity", "memory") - counted;
+            assert!(counted >= 3, "the rows were in memory when the erasure committed ({counted})");
+        }
+        let again = Store::connect(&db.url, 2).await.unwrap();
+        wxoa::followers::catch_up(&again, &mut Default::default()).await.unwrap();
+        let openids: Vec<String> =
+            with_pool!(&again, pool => sqlx::query_scalar("SELECT openid FROM followers ORDER BY openid")
+            .fetch_all(pool).await)
+            .unwrap();
+        assert_eq!(openids, vec![stays.to_owned()]);
         again.close().await;
         db.drop_db().await;
     }

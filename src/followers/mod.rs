@@ -70,13 +70,19 @@ pub struct Reader {
 /// position moves with the last, and only if it is still where this reader found it (another
 /// instance reading the same window wrote the same values, and one of them moves it).
 pub async fn catch_up(store: &Store, reader: &mut Reader) -> Result<i64, sqlx::Error> {
-    read_log(store, reader, &Arc::default()).await
+    read_log(store, reader, &Arc::default(), (0, 0)).await
 }
 
 /// [`catch_up`], given `rows` this process's writer committed since the last call (ids
 /// consecutive, see [`Committed`]): the log is read only up to the first of them, and they are
-/// applied from memory.
-pub async fn read_log(store: &Store, reader: &mut Reader, rows: &Arc<Vec<Logged>>) -> Result<i64, sqlx::Error> {
+/// applied from memory — unless an erasure committed after `erasures_then` (read before the
+/// previous call's rows were taken, so before any of these was committed).
+pub async fn read_log(
+    store: &Store,
+    reader: &mut Reader,
+    rows: &Arc<Vec<Logged>>,
+    erasures_then: Erasures,
+) -> Result<i64, sqlx::Error> {
     let before = rows.first().map(|r| r.id - 1);
     let mut total = 0;
     loop {
@@ -116,7 +122,10 @@ pub async fn read_log(store: &Store, reader: &mut Reader, rows: &Arc<Vec<Logged>
         (events, latest)
     })
     .await?;
-    write(store, reader, position, last, &events, latest).await?;
+    if !write(store, reader, (position, last), &events, latest, erasures_then).await? {
+        // An erasure since they were committed: the log (next time) has them without its rows.
+        return Ok(total);
+    }
     metrics::counter!("wxoa_log_reader_rows_total", "reader" => CURSOR, "from" => "memory")
         .increment((last - position) as u64);
     Ok(total + last - position)
@@ -176,6 +185,7 @@ pub(crate) async fn move_cursor(tx: &mut Tx, cursor: &str, from: i64, to: i64) -
 }
 
 async fn catch_up_once(store: &Store, reader: &mut Reader, before: Option<i64>) -> Result<i64, sqlx::Error> {
+    let erasures_then = erasures(store).await?;
     let Some((position, upto)) = log_window(store, CURSOR, before).await? else { return Ok(0) };
     let events: Vec<EventRow> = with_pool!(store, pool => sqlx::query_as(
         "SELECT openid, LOWER(event), event_key, received_at FROM inbound_messages \
@@ -185,34 +195,47 @@ async fn catch_up_once(store: &Store, reader: &mut Reader, before: Option<i64>) 
         "SELECT openid, MAX(received_at) FROM inbound_messages WHERE id > $1 AND id <= $2 \
          AND NOT (msg_type = 'event' AND LOWER(COALESCE(event, '')) = 'unsubscribe') GROUP BY openid")
         .bind(position).bind(upto).fetch_all(pool).await)?;
-    write(store, reader, position, upto, &events, latest).await?;
+    if !write(store, reader, (position, upto), &events, latest, erasures_then).await? {
+        return Ok(0);
+    }
     metrics::counter!("wxoa_log_reader_rows_total", "reader" => CURSOR, "from" => "log")
         .increment((upto - position) as u64);
     Ok(upto - position)
 }
 
 /// Applies what the log's ids `position + 1 ..= upto` say, and moves the position to `upto`.
+///
+/// Nothing more is written once an erasure has committed since `erasures` (what
+/// [`erasures`] said before the rows were read): the rows may hold the erased openid, whose
+/// messages and directory row are gone, and must not bring them back. Returns false then (the
+/// position stays, and the window is read again from the log, without them).
 async fn write(
     store: &Store,
     reader: &mut Reader,
-    position: i64,
-    upto: i64,
+    (position, upto): (i64, i64),
     events: &[EventRow],
     latest: Vec<(String, i64)>,
-) -> Result<(), sqlx::Error> {
+    erasures_then: Erasures,
+) -> Result<bool, sqlx::Error> {
     let seen = fold(events, latest, reader);
     let now = now_ms();
     let chunks: Vec<&[(String, Seen)]> = seen.chunks(CHUNK * 5).collect();
     let last = chunks.len().saturating_sub(1);
     for chunk in &chunks[..last] {
         let mut tx = store.begin().await?;
+        if erasures_in(&mut tx).await? != erasures_then {
+            return Ok(false);
+        }
         apply(&mut tx, chunk, now).await?;
         tx.commit().await?;
     }
     let mut tx = store.begin().await?;
+    if erasures_in(&mut tx).await? != erasures_then {
+        return Ok(false);
+    }
     if !move_cursor(&mut tx, CURSOR, position, upto).await? {
         // Another instance read this window first (and wrote what is written here).
-        return Ok(());
+        return Ok(true);
     }
     if let Some(chunk) = chunks.get(last) {
         apply(&mut tx, chunk, now).await?;
@@ -226,7 +249,21 @@ async fn write(
             reader.written.insert(openid.clone(), at);
         }
     }
-    Ok(())
+    Ok(true)
+}
+
+/// How many erasures there have been, and the last one's id: a change means one committed.
+pub type Erasures = (i64, i64);
+
+const ERASURES: &str = "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM erasures";
+
+/// [`Erasures`] now.
+pub async fn erasures(store: &Store) -> Result<Erasures, sqlx::Error> {
+    with_pool!(store, pool => sqlx::query_as(ERASURES).fetch_one(pool).await)
+}
+
+async fn erasures_in(tx: &mut Tx) -> Result<Erasures, sqlx::Error> {
+    with_tx!(tx, conn => sqlx::query_as(ERASURES).fetch_one(&mut *conn).await)
 }
 
 type EventRow = (String, Option<String>, Option<String>, i64);
@@ -328,14 +365,23 @@ pub async fn follow_the_log(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut reader = Reader::default();
+    // Read before the last take: every row taken since was committed after it.
+    let mut erasures_then = erasures(&store).await.ok();
     loop {
-        let rows = Arc::new(committed.as_ref().map(|c| c.take()).unwrap_or_default());
-        if let Err(e) = read_log(&store, &mut reader, &rows).await {
+        let erasures_now = erasures(&store).await.ok();
+        let mut rows = Arc::new(committed.as_ref().map(|c| c.take()).unwrap_or_default());
+        let erasures_known = erasures_then.unwrap_or_else(|| {
+            // Not known: the rows are read from the log instead.
+            rows = Arc::default();
+            (0, 0)
+        });
+        if let Err(e) = read_log(&store, &mut reader, &rows, erasures_known).await {
             tracing::warn!(error = %e, "follower directory: reading the message log failed");
         }
         if let Err(e) = activity::read_log(&store, &rows).await {
             tracing::warn!(error = %e, "activity counts: reading the message log failed");
         }
+        erasures_then = erasures_now;
         // Freeing them is work too: not on the runtime's worker either.
         if !rows.is_empty() {
             tokio::task::spawn_blocking(move || drop(rows));
