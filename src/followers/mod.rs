@@ -205,7 +205,7 @@ async fn catch_up_once(store: &Store, reader: &mut Reader, before: Option<i64>) 
 
 /// Applies what the log's ids `position + 1 ..= upto` say, and moves the position to `upto`.
 ///
-/// Nothing more is written once an erasure has committed since `erasures` (what
+/// Nothing more is written once an erasure has committed since `erasures_then` (what
 /// [`erasures`] said before the rows were read): the rows may hold the erased openid, whose
 /// messages and directory row are gone, and must not bring them back. Returns false then (the
 /// position stays, and the window is read again from the log, without them).
