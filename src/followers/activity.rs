@@ -8,7 +8,7 @@
 //! transaction that moves its position — guarded by the position it started from — so a window
 //! is counted exactly once, whichever instance reads it and whenever a process dies.
 
-use super::{log_window, move_cursor, off_the_runtime, position};
+use super::{log_window, memory_span, move_cursor, off_the_runtime};
 use crate::store::Store;
 use crate::store::committed::Logged;
 use crate::{with_pool, with_tx};
@@ -59,12 +59,7 @@ pub async fn read_log(store: &Store, rows: &Arc<Vec<Logged>>) -> Result<i64, sql
             .increment((upto - position) as u64);
         total += upto - position;
     }
-    let (Some(first), Some(last)) = (rows.first(), rows.last()) else { return Ok(total) };
-    let (first, last) = (first.id, last.id);
-    let position = position(store, CURSOR).await?;
-    if position < first - 1 || position >= last {
-        return Ok(total);
-    }
+    let Some((position, last)) = memory_span(store, CURSOR, rows).await? else { return Ok(total) };
     let counts = off_the_runtime(rows, move |rows| count(rows.iter().filter(|r| r.id > position))).await?;
     add(store, position, last, &counts).await?;
     metrics::counter!("wxoa_log_reader_rows_total", "reader" => CURSOR, "from" => "memory")

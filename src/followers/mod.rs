@@ -92,13 +92,7 @@ pub async fn read_log(
             break;
         }
     }
-    let (Some(first), Some(last)) = (rows.first(), rows.last()) else { return Ok(total) };
-    let (first, last) = (first.id, last.id);
-    let position = position(store, CURSOR).await?;
-    if position < first - 1 || position >= last {
-        // Not read up to them (they will be read from the log), or read past them already.
-        return Ok(total);
-    }
+    let Some((position, last)) = memory_span(store, CURSOR, rows).await? else { return Ok(total) };
     let (events, latest) = off_the_runtime(rows, move |rows| {
         let rows = rows.iter().filter(|r| r.id > position);
         let events: Vec<EventRow> = rows
@@ -129,6 +123,19 @@ pub async fn read_log(
     metrics::counter!("wxoa_log_reader_rows_total", "reader" => CURSOR, "from" => "memory")
         .increment((last - position) as u64);
     Ok(total + last - position)
+}
+
+/// What reader `cursor` applies of `rows` from memory: those after its position, up to the last
+/// — (its position, the last row's id) — or None when it has not read up to the first of them
+/// (the log has them, next time) or has read past them already.
+pub(crate) async fn memory_span(
+    store: &Store,
+    cursor: &str,
+    rows: &[Logged],
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else { return Ok(None) };
+    let position = position(store, cursor).await?;
+    Ok((position >= first.id - 1 && position < last.id).then_some((position, last.id)))
 }
 
 /// Runs `f` over `rows` on a blocking thread. Summing a second's tens of thousands of rows on
@@ -369,13 +376,13 @@ pub async fn follow_the_log(
     let mut erasures_then = erasures(&store).await.ok();
     loop {
         let erasures_now = erasures(&store).await.ok();
-        let mut rows = Arc::new(committed.as_ref().map(|c| c.take()).unwrap_or_default());
-        let erasures_known = erasures_then.unwrap_or_else(|| {
-            // Not known: the rows are read from the log instead.
-            rows = Arc::default();
-            (0, 0)
-        });
-        if let Err(e) = read_log(&store, &mut reader, &rows, erasures_known).await {
+        let taken = committed.as_ref().map(|c| c.take()).unwrap_or_default();
+        // Not known whether an erasure came since: the rows are read from the log instead.
+        let (rows, since) = match erasures_then {
+            Some(since) => (Arc::new(taken), since),
+            None => (Arc::default(), (0, 0)),
+        };
+        if let Err(e) = read_log(&store, &mut reader, &rows, since).await {
             tracing::warn!(error = %e, "follower directory: reading the message log failed");
         }
         if let Err(e) = activity::read_log(&store, &rows).await {
