@@ -1,7 +1,7 @@
 //! `wxoa serve` as a process against hostile and unlucky clients: thousands of slow-header and
-//! idle connections while `/healthz` must stay fast, a connection cap, a shutdown with stalled
-//! clients, SIGTERM the moment the server first answers (50 times, both cores busy), and debug
-//! logs that name routes, not URIs.
+//! idle connections while `/healthz` must stay fast, a webhook body trickled in, a connection
+//! cap, a shutdown with stalled clients, SIGTERM the moment the server first answers (50 times,
+//! both cores busy), and debug logs that name routes, not URIs.
 
 mod common;
 
@@ -70,6 +70,38 @@ async fn slow_and_idle_clients_cannot_exhaust_the_server() {
         }
     }
     assert_eq!(still_open, 0, "every held connection was closed after the timeout");
+    assert_eq!(healthz(&addr).await.0, "HTTP/1.1 200 OK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_body_trickled_in_is_cut_off_at_the_header_timeout() {
+    let dir = temp_dir("slowbody");
+    let serve = Serve::spawn(&dir, |c| c.server.header_read_timeout_secs = 2);
+    let addr = serve.addr.clone();
+    wait_answering(&addr, &serve).await;
+    // The head and ten of the two hundred bytes it announces, then nothing: the body's read is
+    // bounded by the same timeout as the head's (no timer is set when the body came with it).
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    s.write_all(
+        b"POST /wechat?signature=x&timestamp=1&nonce=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n<xml><ToUs",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"too slow") {
+        match tokio::time::timeout(Duration::from_secs(6), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!("no answer to a stalled body: {other:?} after {:?}; {}", started.elapsed(), serve.log()),
+        }
+    }
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nrequest body too slow"), "{text}");
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(4), "answered after {took:?}");
+    // The server is fine, and a whole request on a new connection is answered as before.
     assert_eq!(healthz(&addr).await.0, "HTTP/1.1 200 OK");
 }
 

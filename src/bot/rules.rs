@@ -95,8 +95,10 @@ pub enum Matcher {
     /// Equal after trimming surrounding white space.
     Exact(String),
     Prefix(String),
-    /// Contains any of these (ASCII case-insensitive).
-    Keyword(Vec<String>),
+    /// Contains any of these (case-insensitive), each searched for with a finder built once:
+    /// `str::contains` sets its searcher up again on every call, for every keyword of every
+    /// rule a message meets.
+    Keyword(Vec<memchr::memmem::Finder<'static>>),
     Regex(Regex),
 }
 
@@ -114,7 +116,7 @@ impl Matcher {
             Matcher::Prefix(p) => value.starts_with(p.as_str()),
             Matcher::Keyword(words) => {
                 let lower = lower.get_or_init(|| value.to_lowercase());
-                words.iter().any(|w| lower.contains(w.as_str()))
+                words.iter().any(|w| w.find(lower.as_bytes()).is_some())
             }
             Matcher::Regex(re) => re.is_match(value),
         }
@@ -282,7 +284,9 @@ fn matcher(spec: MatchSpec, what: &str, allow_keyword: bool) -> Result<Matcher, 
                 if words.is_empty() || words.iter().any(|w| w.is_empty()) {
                     return Err(format!("{what}: keywords must not be empty"));
                 }
-                Matcher::Keyword(words.into_iter().map(|w| w.to_lowercase()).collect())
+                Matcher::Keyword(
+                    words.into_iter().map(|w| memchr::memmem::Finder::new(&w.to_lowercase()).into_owned()).collect(),
+                )
             } else {
                 let re = regex.unwrap_or_default();
                 // Bounded: a pattern that compiles to a huge automaton is refused, not run.

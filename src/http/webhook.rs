@@ -168,8 +168,15 @@ async fn receive_direct(app: AppState, req: Request) -> Response {
         return too_large();
     }
     // The body within the same time as the head: a client trickling it holds nothing for long.
+    // Almost always the body came with the head: then no timer is set (arming and cancelling
+    // one per call is hot-path work for nothing); only a body still on its way is timed.
     let in_time = std::time::Duration::from_secs(app.config.server.header_read_timeout_secs);
-    let body = match tokio::time::timeout(in_time, read_body(body, limit)).await {
+    let mut reading = std::pin::pin!(read_body(body, limit));
+    let read = match std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
+        Poll::Ready(read) => Ok(read),
+        Poll::Pending => tokio::time::timeout(in_time, reading).await,
+    };
+    let body = match read {
         Ok(Ok(body)) => body,
         Ok(Err(response)) => return response,
         Err(_) => {

@@ -16,6 +16,7 @@ use super::reply::{SUCCESS, cdata};
 use super::signature;
 use super::xml::{self, XmlError};
 use rand::Rng;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,30 +36,24 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// The query string WeChat signs a webhook call with.
-#[derive(Debug, Default, Clone, serde::Deserialize, serde::Serialize)]
-pub struct SignedQuery {
-    #[serde(default)]
-    pub signature: Option<String>,
-    #[serde(default)]
-    pub timestamp: Option<String>,
-    #[serde(default)]
-    pub nonce: Option<String>,
-    #[serde(default)]
-    pub echostr: Option<String>,
-    #[serde(default)]
-    pub encrypt_type: Option<String>,
-    #[serde(default)]
-    pub msg_signature: Option<String>,
+/// The query string WeChat signs a webhook call with, its values borrowed from it (decoded
+/// copies only where a proxy escaped one): six allocations a call saved on the hot path.
+#[derive(Debug, Default, Clone)]
+pub struct SignedQuery<'q> {
+    pub signature: Option<Cow<'q, str>>,
+    pub timestamp: Option<Cow<'q, str>>,
+    pub nonce: Option<Cow<'q, str>>,
+    pub echostr: Option<Cow<'q, str>>,
+    pub encrypt_type: Option<Cow<'q, str>>,
+    pub msg_signature: Option<Cow<'q, str>>,
     /// WeChat adds the sender's openid on POSTs; we read it from the body instead.
-    #[serde(default)]
-    pub openid: Option<String>,
+    pub openid: Option<Cow<'q, str>>,
 }
 
-impl SignedQuery {
+impl<'q> SignedQuery<'q> {
     /// Reads the parameters we use from a query string, ignoring the rest; repeated names keep
     /// the first value. Values longer than 1 KiB are dropped (no signature parameter is that long).
-    pub fn parse(query: &str) -> SignedQuery {
+    pub fn parse(query: &'q str) -> SignedQuery<'q> {
         let mut q = SignedQuery::default();
         for pair in query.split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -78,9 +73,12 @@ impl SignedQuery {
             if slot.is_none() {
                 // Every value WeChat sends is plain ASCII; decode only what a proxy escaped.
                 let value = if value.bytes().any(|b| b == b'%' || b == b'+') {
-                    form_urlencoded::parse(pair.as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+                    form_urlencoded::parse(pair.as_bytes())
+                        .next()
+                        .map(|(_, v)| Cow::Owned(v.into_owned()))
+                        .unwrap_or_default()
                 } else {
-                    value.to_owned()
+                    Cow::Borrowed(value)
                 };
                 if value.len() <= 1024 {
                     *slot = Some(value);
@@ -156,7 +154,7 @@ impl Envelope {
     }
 
     /// Checks `signature` and the timestamp window; returns the timestamp and nonce.
-    fn verify_signature<'q>(&self, q: &'q SignedQuery, now: i64) -> Result<(&'q str, &'q str), Rejection> {
+    fn verify_signature<'q>(&self, q: &'q SignedQuery<'_>, now: i64) -> Result<(&'q str, &'q str), Rejection> {
         let (Some(sig), Some(ts), Some(nonce)) = (&q.signature, &q.timestamp, &q.nonce) else {
             return Err(Rejection::Unauthorized("missing signature, timestamp or nonce"));
         };
@@ -176,7 +174,7 @@ impl Envelope {
     }
 
     /// The GET handshake: the `echostr` to echo back, only when the signature verifies.
-    pub fn handshake<'q>(&self, q: &'q SignedQuery, now: i64) -> Result<&'q str, Rejection> {
+    pub fn handshake<'q>(&self, q: &'q SignedQuery<'_>, now: i64) -> Result<&'q str, Rejection> {
         self.verify_signature(q, now)?;
         match q.echostr.as_deref() {
             Some(e) if !e.is_empty() && e.len() <= 1024 => Ok(e),
@@ -185,7 +183,7 @@ impl Envelope {
     }
 
     /// Verifies and, when encrypted, decrypts an inbound POST body.
-    pub fn open(&self, q: &SignedQuery, body: &[u8], now: i64) -> Result<Opened, Rejection> {
+    pub fn open(&self, q: &SignedQuery<'_>, body: &[u8], now: i64) -> Result<Opened, Rejection> {
         let (ts, nonce) = self.verify_signature(q, now)?;
         let body = std::str::from_utf8(body).map_err(|_| Rejection::BadRequest("body is not UTF-8".into()))?;
         if !q.encrypted() {
@@ -297,7 +295,7 @@ mod tests {
         Envelope::new("tok", Some(MsgCrypt::new(KEY, "wxapp").unwrap()), mode, 300)
     }
 
-    fn query(qs: &str) -> SignedQuery {
+    fn query(qs: &str) -> SignedQuery<'_> {
         SignedQuery::parse(qs)
     }
 
@@ -368,7 +366,7 @@ mod tests {
         let mut q = query(&qs);
         q.echostr = Some("hello".into());
         assert_eq!(e.handshake(&q, 100), Ok("hello"));
-        q.signature = Some("0".repeat(40));
+        q.signature = Some("0".repeat(40).into());
         assert!(matches!(e.handshake(&q, 100), Err(Rejection::Unauthorized(_))));
     }
 }
