@@ -8,6 +8,8 @@
 #   scripts/bench-wrk.sh [RUNS=3] [SECONDS=15]
 #   WXOA_WRK_SEGMENTS=10 scripts/bench-wrk.sh 1 60   (a sustained run: the SECONDS split into ten
 #   consecutive wrk runs against one server, each segment's rate printed, last against first)
+#   WXOA_WRK_MAX_RATE=45000 scripts/bench-wrk.sh …   (messages generated per second of run, 90,000 by
+#   default: a long run on a slower machine needs fewer written beforehand)
 #   WXOA_BIN=/path/to/wxoa WXOA_CONFIG=old.toml scripts/bench-wrk.sh …   (another build; one older
 #   than `wxoa bench --write-requests` needs WXOA_GEN_BIN=target/release/wxoa to write the messages)
 set -euo pipefail
@@ -25,8 +27,9 @@ work=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 warm=200000
-# More messages than the run can send at 90,000/s: none is sent twice.
-measured=$((secs * 90000 + segments * 64))
+# More messages than the run can send at MAX_RATE/s: none is sent twice (checked below).
+max_rate=${WXOA_WRK_MAX_RATE:-90000}
+measured=$((secs * max_rate + segments * 64))
 for run in $(seq "$runs"); do
   rm -f "$work"/bench.db* "$work"/.bench.db.created
   "${WXOA_GEN_BIN:-$bin}" bench --config "$config" --requests "$measured" --warmup "$warm" --write-requests "$work/requests.tsv" 2>/dev/null
@@ -46,7 +49,7 @@ for run in $(seq "$runs"); do
   first=$((warm + 1)); total=0; rates=(); seg_secs=$(( secs / segments > 0 ? secs / segments : 1 ))
   for seg in $(seq "$segments"); do
     out=$(taskset -c 1 wrk -t1 -c32 -d"${seg_secs}s" --latency -s scripts/wrk-webhook.lua "http://127.0.0.1:$port" \
-      -- "$work/requests.tsv" "$first" $((first + seg_secs * 90000 - 1)))
+      -- "$work/requests.tsv" "$first" $((first + seg_secs * max_rate - 1)))
     sent=$(echo "$out" | awk '/requests in/ {print $1}')
     rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
@@ -58,7 +61,7 @@ for run in $(seq "$runs"); do
       echo "run $run segment $seg: wrk $sent requests in ${seg_secs}s  $rate req/s  p50 $p50  p90 $p90  p99 $p99  non-2xx ${bad:-0} ${errors}"
     fi
     rates+=("$rate")
-    if [ "$sent" -ge "$((seg_secs * 90000))" ]; then echo "        WARNING: wrk sent more than its range holds; MsgIds repeated"; fi
+    if [ "$sent" -ge "$((seg_secs * max_rate))" ]; then echo "        WARNING: wrk sent more than its range holds; MsgIds repeated"; fi
     # The requests in flight when wrk stopped were sent too: skip past them.
     first=$((first + sent + 64)); total=$((total + sent))
   done
