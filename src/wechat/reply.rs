@@ -190,12 +190,10 @@ pub fn cdata(x: &mut String, name: &str, value: &str) {
     x.push('<');
     x.push_str(name);
     x.push_str("><![CDATA[");
-    // A finder built once: `str::find` with a `&str` sets its searcher up on every call, and
-    // every reply and every sealed envelope writes several sections.
-    static END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("]]>"));
+    // The reader's finder, built once: `str::find` with a `&str` sets its searcher up on every
+    // call, and every reply and every sealed envelope writes several sections.
     let mut rest = value;
-    while let Some(i) = END.find(rest.as_bytes()) {
+    while let Some(i) = super::xml::CDATA_END.find(rest.as_bytes()) {
         x.push_str(&rest[..i]);
         x.push_str("]]]]><![CDATA[>");
         rest = &rest[i + 3..];

@@ -90,8 +90,9 @@ pub fn parse(xml: &str) -> Result<Fields, XmlError> {
     }
 }
 
-/// The end of a CDATA section, searched with a finder built once.
-static CDATA_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+/// The end of a CDATA section, searched with a finder built once (here and by
+/// [`super::reply::cdata`], which splits a value around it).
+pub(crate) static CDATA_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new("]]>"));
 
 /// A document of the common shape, read by a direct scan: `<xml>`, then leaves `<Name>` with
