@@ -138,7 +138,8 @@ impl App {
             if db.create { Create::Always } else { Create::FirstRun },
         )
         .await
-        .map_err(|e| StartError(e.to_string()))?;
+        .map_err(|e| StartError(e.to_string()))?
+        .with_clock(config.clock.clone());
         upgrade(&store).await.map_err(StartError)?;
         let (log, log_writer) = MessageLog::start(store.clone()).map_err(|e| StartError(e.to_string()))?;
         let committed = log.committed();
@@ -186,6 +187,7 @@ impl App {
         });
         let state = AppState(Arc::new(Inner {
             envelope: config.envelope(),
+            clock: config.clock.clone(),
             config,
             bot,
             store,
@@ -356,12 +358,18 @@ pub fn executors(bot: &Arc<Bot>, config: &Config) -> crate::jobs::worker::Execut
 /// The hourly housekeeping: lapsed points recorded, tiers reviewed, retention applied, expired H5
 /// sessions, old one-time form keys and console sign-outs deleted (in batches, so no statement
 /// holds the write lock for long).
+///
+/// Hours are the clock's: a clock moved forward (a test's) runs it at once.
 async fn hourly(state: AppState) {
+    const HOUR_MS: i64 = 3_600_000;
     let store = state.store.clone();
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let mut next = state.clock.now_ms();
     loop {
-        tick.tick().await;
-        let now = crate::store::now_ms();
+        while let wait @ 1.. = next - state.clock.now_ms() {
+            state.clock.sleep(Duration::from_millis(wait as u64)).await;
+        }
+        let now = state.clock.now_ms();
+        next = now + HOUR_MS;
         let rules = state.points_rules();
         match crate::members::points::expire(&store, &rules).await {
             Ok(0) => {}

@@ -6,7 +6,7 @@
 //! `booking.confirmed` and `booking.cancelled` in the same transactions.
 
 use crate::jobs::outbox::{self, NewJob};
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx};
 use crate::{with_pool, with_tx};
 use chrono::{Duration, FixedOffset, TimeZone};
 
@@ -208,11 +208,11 @@ pub async fn book_in(
     max_open: u32,
     jobs: impl FnOnce(i64, &Details) -> Vec<NewJob>,
 ) -> Result<Booking, Error> {
-    let now = now_ms();
+    let now = tx.now_ms();
     if !slot_grid(now).contains(&slot) {
         return Err(Refusal::NotASlot.into());
     }
-    if matches!(tx, Tx::Postgres(_)) {
+    if tx.is_postgres() {
         // Serialises this member's bookings, so the count below stays true until commit.
         with_tx!(tx, conn => sqlx::query("SELECT id FROM members WHERE id = $1 FOR UPDATE").bind(member_id).execute(conn).await.map(|_| ()))?;
     }
@@ -247,7 +247,7 @@ pub async fn book_in(
 
 /// Cancels the member's own upcoming booking inside `tx`.
 pub async fn cancel_in(tx: &mut Tx, crm: crate::crm::Events, member_id: i64, booking_id: i64) -> Result<(), Error> {
-    let now = now_ms();
+    let now = tx.now_ms();
     let done = with_tx!(tx, conn => sqlx::query(
         "UPDATE bookings SET status = 'cancelled', cancelled_at = $3 WHERE id = $1 AND member_id = $2 AND status = 'confirmed' AND slot_start > $3")
         .bind(booking_id).bind(member_id).bind(now).execute(conn).await.map(|r| r.rows_affected() == 1))?;

@@ -32,6 +32,10 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub retention: RetentionConfig,
+    /// The clock the app built from this config reads (the system's; tests set a settable
+    /// one, which the fake WeChat built from the same config shares). Not read from the file.
+    #[serde(skip)]
+    pub clock: crate::clock::Clock,
 }
 
 /// `[retention]`: how long what followers sent is kept (PIPL: no longer than needed). Each age

@@ -163,6 +163,9 @@ impl From<crate::shop::Error> for ApiError {
 pub enum PageError {
     /// Not signed in: to this URL (the sign-in start, or the console's login).
     SignIn(String),
+    /// Not signed in, and these `Set-Cookie`s sent on the way (several session cookies came:
+    /// none is trusted and every copy is expired).
+    SignInAgain { to: String, set_cookies: Vec<String> },
     /// Somewhere else first (an H5 page needs a bound card: to the bind page).
     Redirect(String),
     /// A refusal the reader should see: a page of its own with a title and a sentence.
@@ -214,6 +217,15 @@ impl IntoResponse for PageError {
         match self {
             PageError::SignIn(to) | PageError::Redirect(to) => {
                 (StatusCode::SEE_OTHER, [(axum::http::header::LOCATION, to)]).into_response()
+            }
+            PageError::SignInAgain { to, set_cookies } => {
+                let mut r = (StatusCode::SEE_OTHER, [(axum::http::header::LOCATION, to)]).into_response();
+                for c in set_cookies {
+                    if let Ok(v) = axum::http::HeaderValue::from_str(&c) {
+                        r.headers_mut().append(axum::http::header::SET_COOKIE, v);
+                    }
+                }
+                r
             }
             PageError::Refused { status, title, text } => message(status, title, text),
             PageError::Unavailable(why) => {

@@ -5,7 +5,7 @@
 //! → [`bot`] (route, dedup, act, record via [`store::messages`]) → [`wechat::reply`] → sealed.
 //!
 //! The modules in their layers, lowest first (`tests/layers.rs` keeps imports pointing down):
-//! leaf ([`store`], [`secret`], [`text`]) → protocol ([`wechat`]) → [`config`] → domain
+//! leaf ([`clock`], [`store`], [`secret`], [`text`]) → protocol ([`wechat`]) → [`config`] → domain
 //! ([`bot`], [`campaigns`], [`members`], [`bookings`], [`jobs`], [`shop`], [`stores`],
 //! [`notices`], [`menu`], [`fake`], [`crm`], [`followers`], [`audiences`], [`replies`], [`retention`], [`privacy`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
 //! [`error`], `*::api`) → wiring ([`app`], [`dev`], [`tools`]) → [`cli`].
@@ -24,6 +24,8 @@ pub mod bot;
 pub mod campaigns;
 /// The `wxoa` command line, one file per command family.
 pub mod cli;
+/// The one clock every "now" is read from: the system's in `serve`, a settable one in tests.
+pub mod clock;
 /// The configuration file and its `WXOA_*` overrides, validated.
 pub mod config;
 /// The brand's CRM both ways: its signed points API, and the member events it hears.

@@ -22,7 +22,7 @@
 //! rows went, in `erasures` (nothing of the erased data), and — with a CRM listening — queues
 //! `member.erased` (card number only) so the CRM erases its copy.
 
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Pool, Store, Tx};
 use crate::{with_pool, with_tx};
 use serde_json::{Map, Value, json};
 
@@ -69,9 +69,9 @@ enum Bind {
 /// itself (`json_object` on SQLite, `json_build_object` on PostgreSQL) so one query serves both.
 async fn objects(store: &Store, columns: &[&str], rest: &str, bind: Bind) -> Result<Vec<Value>, sqlx::Error> {
     let pairs = columns.iter().map(|c| format!("'{c}', {c}")).collect::<Vec<_>>().join(", ");
-    let sql = match store {
-        Store::Sqlite(..) => format!("SELECT json_object({pairs}) FROM {rest}"),
-        Store::Postgres(..) => format!("SELECT json_build_object({pairs})::text FROM {rest}"),
+    let sql = match store.pool {
+        Pool::Sqlite(..) => format!("SELECT json_object({pairs}) FROM {rest}"),
+        Pool::Postgres(..) => format!("SELECT json_build_object({pairs})::text FROM {rest}"),
     };
     // The SQL is ours: column and table names from this file, the value bound.
     let sql = sqlx::AssertSqlSafe(sql);
@@ -85,7 +85,7 @@ async fn objects(store: &Store, columns: &[&str], rest: &str, bind: Bind) -> Res
 /// Everything wxoa holds about `person`, as one JSON document.
 pub async fn export(store: &Store, person: &Person) -> Result<Value, sqlx::Error> {
     let mut doc = Map::new();
-    doc.insert("exported_at".into(), crate::crm::rfc3339(now_ms()).into());
+    doc.insert("exported_at".into(), crate::crm::rfc3339(store.now_ms()).into());
     let none = Vec::new;
     if let Some(id) = person.member_id {
         let m = Bind::Int(id);
@@ -194,7 +194,7 @@ pub type Removed = std::collections::BTreeMap<&'static str, u64>;
 pub async fn erase(store: &Store, person: &Person, by: &str, crm: crate::crm::Events) -> Result<Removed, sqlx::Error> {
     let mut removed = Removed::new();
     let mut tx = store.begin().await?;
-    let now = now_ms();
+    let now = store.now_ms();
     if let Some(id) = person.member_id {
         crate::crm::lock_member(&mut tx, id).await?;
         erase_member(&mut tx, id, now, &mut removed).await?;

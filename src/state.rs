@@ -18,6 +18,8 @@ pub struct AppState(pub(crate) Arc<Inner>);
 
 pub struct Inner {
     pub config: Config,
+    /// Where every handler reads the time (the store's clock too).
+    pub clock: crate::clock::Clock,
     pub envelope: Envelope,
     pub bot: Arc<Bot>,
     pub store: Store,
@@ -79,7 +81,7 @@ impl Inner {
             crm: self.crm_events(),
             notices: Some(&self.notices),
             tiers: true,
-            now: crate::store::now_ms(),
+            now: self.clock.now_ms(),
         }
     }
 

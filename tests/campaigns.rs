@@ -48,10 +48,9 @@ fn campaign_body(name: &str) -> Value {
     })
 }
 
-/// RFC 3339 for `secs` seconds from now (China time, as marketing would write it).
-fn in_secs(secs: f64) -> String {
-    let t = chrono::Utc::now() + chrono::Duration::milliseconds((secs * 1000.0) as i64);
-    t.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).to_rfc3339()
+/// RFC 3339 for `secs` seconds from now on `clock` (China time, as marketing would write it).
+fn in_secs(clock: &wxoa::clock::Clock, secs: f64) -> String {
+    (clock.china_now() + chrono::Duration::milliseconds((secs * 1000.0) as i64)).to_rfc3339()
 }
 
 fn push_body(name: &str, audience: Value, at: &str) -> Value {
@@ -80,6 +79,9 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
     for backend in backends() {
         let db = Db::new(backend).await;
         let mut config = test_config(&db, Mode::Safe);
+        // A fixed day, so the dates below stay in the future whatever day the suite runs.
+        config.clock.set(china_ms("2026-06-01 09:00"));
+        let clock = config.clock.clone();
         config.campaigns.poll_ms = 100;
         config.campaigns.test_openids = vec!["oTester1".into()];
         let fake = start_fake(&mut config).await;
@@ -167,7 +169,7 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             "POST",
             &pushes,
             Some(MARKETING_TOKEN),
-            Some(push_body("teaser", json!({ "type": "tag", "tag_id": fans }), &in_secs(1.5))),
+            Some(push_body("teaser", json!({ "type": "tag", "tag_id": fans }), &in_secs(&clock, 1.5))),
         )
         .await;
         assert_eq!(status, 201, "{teaser}");
@@ -176,7 +178,7 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             "POST",
             &pushes,
             Some(MARKETING_TOKEN),
-            Some(push_body("launch", json!({ "type": "all" }), &in_secs(2.5))),
+            Some(push_body("launch", json!({ "type": "all" }), &in_secs(&clock, 2.5))),
         )
         .await;
         assert_eq!(status, 201, "{launch}");
@@ -185,7 +187,7 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             "POST",
             &pushes,
             Some(MARKETING_TOKEN),
-            Some(push_body("spare", json!({ "type": "tag", "tag_id": others }), &in_secs(30.0))),
+            Some(push_body("spare", json!({ "type": "tag", "tag_id": others }), &in_secs(&clock, 30.0))),
         )
         .await;
         assert_eq!(status, 201, "{spare}");
@@ -199,7 +201,7 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
 
         // Refusals when scheduling: the past, nonsense, and WeChat's four a month.
         let refusals: Vec<(&str, Value, u16)> = vec![
-            ("past", push_body("old", json!({ "type": "all" }), &in_secs(-3600.0)), 422),
+            ("past", push_body("old", json!({ "type": "all" }), &in_secs(&clock, -3600.0)), 422),
             ("no time", json!({ "name": "x", "audience": { "type": "all" } }), 400),
             (
                 "bad zone",
@@ -362,6 +364,8 @@ async fn pushes_fire_once_across_processes_and_restarts() {
     for backend in backends() {
         let db = Db::new(backend).await;
         let mut config = test_config(&db, Mode::Safe);
+        // `serve` processes run on the system clock.
+        let system = wxoa::clock::Clock::system();
         config.campaigns.poll_ms = 100;
         let fake = start_fake(&mut config).await;
         // The schema exists before two processes race to create it.
@@ -380,8 +384,8 @@ async fn pushes_fire_once_across_processes_and_restarts() {
         // Scheduled on one instance, the other one's: either may fire, only one does.
         let mut ids = Vec::new();
         for (name, audience, at, on) in [
-            ("teaser", json!({ "type": "tag", "tag_id": fans }), in_secs(1.5), &a),
-            ("launch", json!({ "type": "list", "openids": ["oFan1", "oFan2", "oFan3"] }), in_secs(2.5), &b),
+            ("teaser", json!({ "type": "tag", "tag_id": fans }), in_secs(&system, 1.5), &a),
+            ("launch", json!({ "type": "list", "openids": ["oFan1", "oFan2", "oFan3"] }), in_secs(&system, 2.5), &b),
         ] {
             let (status, p) =
                 api(&on.base, "POST", &pushes, Some(MARKETING_TOKEN), Some(push_body(name, audience, &at))).await;
@@ -413,7 +417,7 @@ async fn pushes_fire_once_across_processes_and_restarts() {
             "POST",
             &pushes,
             Some(MARKETING_TOKEN),
-            Some(push_body("late", json!({ "type": "list", "openids": ["oFan1", "oFan4"] }), &in_secs(3.0))),
+            Some(push_body("late", json!({ "type": "list", "openids": ["oFan1", "oFan4"] }), &in_secs(&system, 3.0))),
         )
         .await;
         // ...and one whose time passed longer ago than the grace is marked missed, not sent.
@@ -422,7 +426,11 @@ async fn pushes_fire_once_across_processes_and_restarts() {
             "POST",
             &pushes,
             Some(MARKETING_TOKEN),
-            Some(push_body("missed", json!({ "type": "list", "openids": ["oFan5", "oFan6"] }), &in_secs(600.0))),
+            Some(push_body(
+                "missed",
+                json!({ "type": "list", "openids": ["oFan5", "oFan6"] }),
+                &in_secs(&system, 600.0),
+            )),
         )
         .await;
         a.kill();
@@ -430,7 +438,7 @@ async fn pushes_fire_once_across_processes_and_restarts() {
         let missed_id = missed["id"].as_i64().unwrap();
         // As if everything had been down since a minute before "missed" was due.
         let store = wxoa::store::Store::connect(&db.url, 1).await.unwrap();
-        let past = wxoa::store::now_ms() - 60_000;
+        let past = store.now_ms() - 60_000;
         wxoa::with_pool!(&store, pool => sqlx::query("UPDATE pushes SET at_ms = $1, next_at = $1 WHERE id = $2")
             .bind(past).bind(missed_id).execute(pool).await.map(|_| ()))
         .unwrap();
@@ -492,26 +500,29 @@ async fn campaign_and_push_from_the_command_line() {
     assert_eq!(code, 2);
     assert!(err.contains("1 to 8 articles") && err.lines().count() == 1, "{err}");
 
+    // The command line runs on the system clock: its dates are days from today.
+    let today = wxoa::clock::Clock::system().now_ms();
+    let (d15, d16, d18, d19) = (china_day(today, 40), china_day(today, 41), china_day(today, 43), china_day(today, 44));
     let schedule = |at: &str, extra: &[&str]| {
         let mut args = vec!["push", "--config", cfg, "schedule", "Winter launch", "--name", "launch", "--at", at];
         args.extend_from_slice(extra);
         wxoa(&args)
     };
-    let (code, out, err) = schedule("2027-01-15 00:13", &["--tag", "7"]);
+    let (code, out, err) = schedule(&format!("{d15} 00:13"), &["--tag", "7"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("push 1 scheduled: launch to tag 7, next 2027-01-15 00:13:00 CST"), "{out}");
+    assert!(out.contains(&format!("push 1 scheduled: launch to tag 7, next {d15} 00:13:00 CST")), "{out}");
     let (code, _, err) = schedule("2020-01-01 00:00", &[]);
     assert_eq!(code, 2);
     assert!(err.contains("in the past"), "{err}");
-    let (code, _, err) = schedule("2027-01-16 00:13", &["--type", "text"]);
+    let (code, _, err) = schedule(&format!("{d16} 00:13"), &["--type", "text"]);
     assert_eq!(code, 2);
     assert!(err.contains("needs its text"), "{err}");
 
     // Which articles: an index the campaign does not have is refused, its own are taken.
-    let (code, _, err) = schedule("2027-01-16 00:13", &["--articles", "0,3"]);
+    let (code, _, err) = schedule(&format!("{d16} 00:13"), &["--articles", "0,3"]);
     assert_eq!(code, 2);
     assert!(err.contains("the campaign has 1 article(s), indexes 0 to 0; there is no 3"), "{err}");
-    let (code, out, err) = schedule("2027-01-16 00:13", &["--articles", "0", "--tag", "8"]);
+    let (code, out, err) = schedule(&format!("{d16} 00:13"), &["--articles", "0", "--tag", "8"]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, shown, _) = wxoa(&["campaign", "--config", cfg, "show", "Winter launch"]);
     assert_eq!(code, 0);
@@ -525,9 +536,9 @@ async fn campaign_and_push_from_the_command_line() {
 
     // Rescheduled: the new time, checked as at scheduling.
     let reschedule = |push: &str, at: &str| wxoa(&["push", "--config", cfg, "reschedule", push, "--at", at]);
-    let (code, out, err) = reschedule("1", "2027-01-18 09:00");
+    let (code, out, err) = reschedule("1", &format!("{d18} 09:00"));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("push 1 rescheduled: launch, next 2027-01-18 09:00:00 CST"), "{out}");
+    assert!(out.contains(&format!("push 1 rescheduled: launch, next {d18} 09:00:00 CST")), "{out}");
     let (code, _, err) = reschedule("1", "2020-01-01 00:00");
     assert_eq!(code, 2);
     assert!(err.contains("in the past"), "{err}");
@@ -538,7 +549,7 @@ async fn campaign_and_push_from_the_command_line() {
     let (code, _, err) = wxoa(&["push", "--config", cfg, "cancel", "1"]);
     assert_eq!(code, 2);
     assert!(err.contains("cancelled and cannot be cancelled"), "{err}");
-    let (code, _, err) = reschedule("1", "2027-01-19 09:00");
+    let (code, _, err) = reschedule("1", &format!("{d19} 09:00"));
     assert_eq!(code, 2);
     assert!(err.contains("push 1 is cancelled and cannot be rescheduled"), "{err}");
 
@@ -557,6 +568,9 @@ async fn a_send_interrupted_by_a_crash_is_taken_over_not_repeated() {
     for backend in backends() {
         let db = Db::new(backend).await;
         let mut config = test_config(&db, Mode::Safe);
+        // A fixed day, so the dates below stay in the future whatever day the suite runs.
+        config.clock.set(china_ms("2026-06-01 09:00"));
+        let clock = config.clock.clone();
         config.campaigns.poll_ms = 100;
         config.campaigns.lease_secs = 5;
         config.campaigns.grace_secs = 120;
@@ -576,7 +590,7 @@ async fn a_send_interrupted_by_a_crash_is_taken_over_not_repeated() {
                 "POST",
                 &pushes,
                 Some(MARKETING_TOKEN),
-                Some(json!({ "name": name, "msg_type": "text", "text": "Tonight.", "audience": audience, "at": in_secs(3600.0) })),
+                Some(json!({ "name": name, "msg_type": "text", "text": "Tonight.", "audience": audience, "at": in_secs(&clock, 3600.0) })),
             )
             .await;
             assert_eq!(status, 201, "{p}");
@@ -585,7 +599,7 @@ async fn a_send_interrupted_by_a_crash_is_taken_over_not_repeated() {
 
         // The dead instance had claimed both; it reached WeChat with the first only.
         let store = &server.state.store;
-        let now = wxoa::store::now_ms();
+        let now = server.state.clock.now_ms();
         for (id, due) in [(ids[0], now - 10_000), (ids[1], now - 600_000)] {
             let clientmsgid = format!("wxoa-{id}-{due}");
             wxoa::with_pool!(store, pool => sqlx::query(
@@ -811,6 +825,9 @@ async fn console_edits_adds_and_removes_a_campaigns_articles() {
     for backend in backends() {
         let db = Db::new(backend).await;
         let mut config = test_config(&db, Mode::Safe);
+        // A fixed day, so the dates below stay in the future whatever day the suite runs.
+        config.clock.set(china_ms("2026-06-01 09:00"));
+        let clock = config.clock.clone();
         config.campaigns.poll_ms = 100;
         let fake = start_fake(&mut config).await;
         let server = TestServer::start(config).await;
@@ -900,7 +917,7 @@ async fn console_edits_adds_and_removes_a_campaigns_articles() {
 
         // A push choosing article 2 sends it alone.
         let pushes = format!("/api/v1/campaigns/{id}/pushes");
-        let mut now = push_body("second only", json!({ "type": "all" }), &in_secs(1.0));
+        let mut now = push_body("second only", json!({ "type": "all" }), &in_secs(&clock, 1.0));
         now["articles"] = json!([1]);
         let (status, sent) = api(&base, "POST", &pushes, Some(MARKETING_TOKEN), Some(now)).await;
         assert_eq!(status, 201, "{sent}");
@@ -1101,6 +1118,9 @@ async fn pushes_choose_their_articles_and_move_to_new_times() {
     for backend in backends() {
         let db = Db::new(backend).await;
         let mut config = test_config(&db, Mode::Safe);
+        // A fixed day, so the dates below stay in the future whatever day the suite runs.
+        config.clock.set(china_ms("2026-06-01 09:00"));
+        let clock = config.clock.clone();
         config.campaigns.poll_ms = 100;
         let fake = start_fake(&mut config).await;
         let server = TestServer::start(config).await;
@@ -1162,16 +1182,21 @@ async fn pushes_choose_their_articles_and_move_to_new_times() {
         assert_eq!(fake.calls_to("/cgi-bin/draft/add").len(), 1, "no draft for a refused preview");
 
         // The teaser sends the third article then the first; the launch, choosing nothing, all.
-        let (status, teaser) =
-            api(&base, "POST", &pushes, Some(MARKETING_TOKEN), Some(choosing("teaser", json!([2, 0]), &in_secs(1.5))))
-                .await;
+        let (status, teaser) = api(
+            &base,
+            "POST",
+            &pushes,
+            Some(MARKETING_TOKEN),
+            Some(choosing("teaser", json!([2, 0]), &in_secs(&clock, 1.5))),
+        )
+        .await;
         assert_eq!((status, &teaser["articles"]), (201, &json!([2, 0])), "{teaser}");
         let (status, launch) = api(
             &base,
             "POST",
             &pushes,
             Some(MARKETING_TOKEN),
-            Some(push_body("launch", json!({ "type": "all" }), &in_secs(2.5))),
+            Some(push_body("launch", json!({ "type": "all" }), &in_secs(&clock, 2.5))),
         )
         .await;
         assert_eq!((status, &launch["articles"]), (201, &Value::Null), "{launch}");

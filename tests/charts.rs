@@ -62,7 +62,7 @@ async fn the_charts_draw_what_happened() {
         let public_url = server.state.config.h5.public_url.trim_end_matches('/').to_owned();
 
         // Three follow, one leaves; five messages; four taps of History, two of My card (a VIEW).
-        let t = wxoa::store::now_ms() / 1000;
+        let t = server.state.clock.now_ms() / 1000;
         let mut xml = Vec::new();
         for (i, who) in ["oChartA", "oChartB", "oChartC"].iter().enumerate() {
             xml.push(event_message(who, "subscribe", "", t + i as i64));

@@ -215,7 +215,7 @@ async fn segments_and_followers_in_the_console() {
     let fake = start_fake(&mut config).await;
     let server = TestServer::start(config).await;
     let base = format!("http://{}", server.addr);
-    let t = wxoa::store::now_ms() / 1000;
+    let t = server.state.clock.now_ms() / 1000;
     for (i, who) in ["oSegmentFanA", "oSegmentFanB"].iter().enumerate() {
         fake.follow(who);
         assert_eq!(server.send(&event_message(who, "subscribe", "", t + i as i64)).await.0, 200);
@@ -363,7 +363,7 @@ async fn console_sign_in_and_out_cannot_be_forged_and_sign_out_revokes() {
         assert_eq!(page(fresh).await.0, 200);
 
         // The hourly sweep forgets sign-outs only once their cookies have expired anyway.
-        let now = wxoa::store::now_ms();
+        let now = server.state.clock.now_ms();
         assert_eq!(wxoa::admin::console::purge_signouts(&server.state.store, now, 1000).await.unwrap(), 0);
         let later = now + 13 * 3600 * 1000;
         assert_eq!(wxoa::admin::console::purge_signouts(&server.state.store, later, 1000).await.unwrap(), 1);

@@ -17,8 +17,9 @@ use wxoa::wechat::envelope::Mode;
 const CRM_SECRET: &str = "test-crm-secret-0123456789abcdef0123456";
 const TEMPLATE_SEND: &str = "/cgi-bin/message/template/send";
 
+/// Now, unix seconds: these tests leave the server's clock unset, so it reads as this.
 fn now_secs() -> i64 {
-    wxoa::store::now_ms() / 1000
+    wxoa::clock::Clock::system().now_secs()
 }
 
 /// A server with a fake WeChat (its OAuth too), the CRM's secret set, `tweak` applied.
@@ -450,7 +451,7 @@ async fn tiers_go_up_at_once_and_down_when_the_window_passes() {
         // An hour later nothing has left the window; a year and a day later it all has.
         let rules = |now: i64| wxoa::members::points::Rules { now, ..server.state.points_rules() };
         let review = async |now: i64| wxoa::members::points::review_tiers(&store, &rules(now)).await.unwrap();
-        let now = wxoa::store::now_ms();
+        let now = store.now_ms();
         assert_eq!(review(now + 3_600_000).await, 0);
         assert_eq!(member(&server, "C7002").await.1["tier"], "gold", "an imported tier holds");
         assert_eq!(review(now + 366 * 86_400_000).await, 2, "C7001 down, and C7002's hold is over");

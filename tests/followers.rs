@@ -73,7 +73,7 @@ async fn follows_unfollows_and_messages_keep_the_directory_true() {
         let server = TestServer::start(config).await;
         let stores = std::fs::read_to_string(repo().join("tests/fixtures/stores.csv")).unwrap();
         wxoa::stores::import(&server.state.store, &stores).await.unwrap();
-        let t = wxoa::store::now_ms() / 1000;
+        let t = server.state.clock.now_ms() / 1000;
 
         // A store's QR follow, a plain follow then unfollow, a follower we only hear writing,
         // and a QR scene naming no store.

@@ -504,7 +504,7 @@ async fn advisor_bookings_cannot_double_book_and_reminders_respect_cancellations
             assert!(page.body.contains("周") && page.body.contains("class=\"day\""), "slots by day: {}", page.body);
             people.push(b);
         }
-        let slots = wxoa::bookings::free_slots(&store, 7, wxoa::store::now_ms()).await.unwrap();
+        let slots = wxoa::bookings::free_slots(&store, 7, store.now_ms()).await.unwrap();
         let n = slots.len();
         let (slot, later) = (slots[n - 2].to_string(), slots[n - 1].to_string());
 
@@ -520,12 +520,7 @@ async fn advisor_bookings_cannot_double_book_and_reminders_respect_cancellations
         statuses.sort();
         assert_eq!(statuses, [303, 409], "{backend:?}: {} / {}", ra.body, rb.body);
         let (mut winner, mut loser) = if ra.status == 303 { (a, b) } else { (b, a) };
-        assert!(
-            !wxoa::bookings::free_slots(&store, 7, wxoa::store::now_ms())
-                .await
-                .unwrap()
-                .contains(&slot.parse().unwrap())
-        );
+        assert!(!wxoa::bookings::free_slots(&store, 7, store.now_ms()).await.unwrap().contains(&slot.parse().unwrap()));
         // A taken slot has no confirmation to offer.
         assert_eq!(loser.get(&confirm(&slot)).await.status, 409);
         // The loser books the last slot instead; then the winner cancels.
@@ -550,10 +545,7 @@ async fn advisor_bookings_cannot_double_book_and_reminders_respect_cancellations
         let cancel = winner.get(&format!("/h5/booking/cancel?booking={winners_booking}")).await.body;
         assert_eq!(winner.submit(&cancel, "/h5/booking/cancel", &[]).await.status, 303);
         assert!(
-            wxoa::bookings::free_slots(&store, 7, wxoa::store::now_ms())
-                .await
-                .unwrap()
-                .contains(&slot.parse().unwrap()),
+            wxoa::bookings::free_slots(&store, 7, store.now_ms()).await.unwrap().contains(&slot.parse().unwrap()),
             "the slot is free again"
         );
 
@@ -644,7 +636,7 @@ async fn account_details_and_paged_history() {
             "<xml><ToUserName><![CDATA[gh_3f2a1b0c9d8e]]></ToUserName><FromUserName><![CDATA[oAccount]]></FromUserName>\
              <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event>\
              <EventKey><![CDATA[history]]></EventKey></xml>",
-            wxoa::store::now_ms() / 1000
+            store.now_ms() / 1000
         );
         let (status, reply) = server.send(&click).await;
         assert_eq!(status, 200);
@@ -680,6 +672,110 @@ async fn account_details_and_paged_history() {
             (m.name.as_deref(), m.birthday.as_deref(), m.store_id),
             (Some("New Name"), Some("1991-03-04"), Some(24))
         );
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// 100 binds of one card sent at once by a stranger, each with a fresh form (its own `once`
+/// key) and the right phone last: at most five phones are compared, the card stays unbound and
+/// is locked, and so is the stranger — whatever the concurrency.
+#[tokio::test]
+async fn a_burst_of_binds_compares_at_most_five_phones() {
+    for backend in backends() {
+        let (db, server, _fake, _) = h5_server(backend, |_| {}).await;
+        let store = server.state.store.clone();
+        wxoa::members::import::import(&store, "card,phone\nC3003,13700000003\n").await.unwrap();
+        let mut b = Browser::new(&server);
+        b.sign_in("bind", "oStranger9").await;
+        let mut forms = Vec::new();
+        for _ in 0..100 {
+            forms.push(hidden_fields(&b.get("/h5/bind").await.body, "/h5/bind"));
+        }
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let (cookie, base) = (b.cookie_header(), format!("http://{}", server.addr));
+        let mut burst = tokio::task::JoinSet::new();
+        for (i, hidden) in forms.into_iter().enumerate() {
+            let phone = if i == 99 { "13700000003".to_owned() } else { format!("1370000{:04}", 1000 + i) };
+            let (http, cookie, url) = (http.clone(), cookie.clone(), format!("{base}/h5/bind"));
+            burst.spawn(async move {
+                let mut form = hidden;
+                form.push(("card_no".into(), "C3003".into()));
+                form.push(("phone".into(), phone));
+                http.post(url).header("cookie", cookie).form(&form).send().await.unwrap().status().as_u16()
+            });
+        }
+        let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+        while let Some(status) = burst.join_next().await {
+            *statuses.entry(status.unwrap()).or_default() += 1;
+        }
+        // A wrong phone answers 400 (shown on the form), a try refused for the lock 429.
+        assert_eq!(statuses.values().sum::<usize>(), 100, "{backend:?}: {statuses:?}");
+        let compared = statuses.get(&400).copied().unwrap_or(0) + statuses.get(&303).copied().unwrap_or(0);
+        assert!(compared <= 5, "{backend:?}: at most five phones compared: {statuses:?}");
+        assert!(statuses.get(&429).copied().unwrap_or(0) >= 95, "{backend:?}: {statuses:?}");
+        let bound = count(&store, "SELECT COUNT(*) FROM members WHERE card_no = 'C3003' AND openid IS NOT NULL").await;
+        if !statuses.contains_key(&303) {
+            assert_eq!(bound, 0, "{backend:?}: the card was not bound to the stranger");
+        }
+        // Locked afterwards, for the card and the stranger alike.
+        let form = b.get("/h5/bind").await.body;
+        let again = b.submit(&form, "/h5/bind", &[("card_no", "C3003"), ("phone", "13700000003")]).await;
+        assert_eq!(again.status, 429, "{backend:?}: {}", again.body);
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// A session cookie planted on a narrower path (`wxoa_session=SB; Path=/h5/bind` over http)
+/// reaches the bind page before the victim's own: with two session cookies, none is trusted —
+/// the request is signed out and every path's copy expired, so nothing binds to the planter.
+/// `POST /h5/logout` ends a session.
+#[tokio::test]
+async fn two_session_cookies_are_trusted_neither_and_logout_ends_a_session() {
+    for backend in backends() {
+        let (db, server, _fake, config) = h5_server(backend, |_| {}).await;
+        let store = server.state.store.clone();
+        wxoa::members::import::import(&store, "card,phone\nC4004,13700000004\n").await.unwrap();
+        let mut attacker = Browser::new(&server);
+        attacker.sign_in("bind", "oPlanter01").await;
+        let planted = attacker.session().unwrap().clone();
+        let mut victim = Browser::new(&server);
+        victim.sign_in("bind", "oVictim001").await;
+        let own = victim.session().unwrap().clone();
+        let form = victim.get("/h5/bind").await.body;
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let both = format!("wxoa_session={planted}; wxoa_session={own}");
+        let base = format!("http://{}", server.addr);
+
+        let page = http.get(format!("{base}/h5/bind")).header("cookie", &both).send().await.unwrap();
+        assert_eq!(page.status().as_u16(), 303, "{backend:?}");
+        assert_eq!(page.headers()["location"], "/h5/start?to=bind");
+        let cleared: Vec<&str> = page.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+        for path in ["/h5/bind", "/h5/card", "/h5"] {
+            let want = format!("wxoa_session=; Path={path}; Max-Age=0;");
+            assert!(cleared.iter().any(|c| c.starts_with(&want)), "{backend:?}: {path} expired: {cleared:?}");
+        }
+        let mut fields = hidden_fields(&form, "/h5/bind");
+        fields.push(("card_no".into(), "C4004".into()));
+        fields.push(("phone".into(), "13700000004".into()));
+        let post = http.post(format!("{base}/h5/bind")).header("cookie", &both).form(&fields).send().await.unwrap();
+        assert_eq!(post.status().as_u16(), 303, "{backend:?}: signed out, not bound");
+        assert_eq!(post.headers()["location"], "/h5/start?to=bind");
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM members WHERE openid IS NOT NULL").await, 0, "{backend:?}");
+
+        // Signing out: the session row goes, the cookie expires, the old cookie opens nothing.
+        let card_page = victim.get("/h5/bind").await.body;
+        let token = hidden_fields(&card_page, "/h5/bind").into_iter().find(|(k, _)| k == "token").unwrap().1;
+        let bad = victim.post("/h5/logout", &[("token", "forged")]).await;
+        assert_eq!(bad.status, 403, "{backend:?}: a logout needs the form token");
+        let out = victim.post("/h5/logout", &[("token", &token)]).await;
+        assert_eq!(out.status, 200, "{backend:?}: {}", out.body);
+        assert!(victim.session().is_none(), "{backend:?}: the cookie is expired");
+        let gone =
+            http.get(format!("{base}/h5/card")).header("cookie", format!("wxoa_session={own}")).send().await.unwrap();
+        assert_eq!(gone.headers()["location"], "/h5/start?to=card", "{backend:?}: the ended session opens nothing");
+        let _ = config;
         server.stop().await;
         db.drop_db().await;
     }

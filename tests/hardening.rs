@@ -241,7 +241,7 @@ async fn a_deferred_reply_survives_kill_9() {
     wait_answering(&addr, &first).await;
 
     // Another session locks the followers table: the store welcome cannot record its follower.
-    let wxoa::store::Store::Postgres(pool) = &store else { unreachable!() };
+    let wxoa::store::Pool::Postgres(pool) = &store.pool else { unreachable!() };
     let mut holder = pool.acquire().await.unwrap();
     sqlx::raw_sql("BEGIN; LOCK TABLE followers IN ACCESS EXCLUSIVE MODE").execute(&mut *holder).await.unwrap();
 
@@ -249,11 +249,12 @@ async fn a_deferred_reply_survives_kill_9() {
         "<xml><ToUserName><![CDATA[gh_3f2a1b0c9d8e]]></ToUserName><FromUserName><![CDATA[oLate9]]></FromUserName>\
          <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event>\
          <EventKey><![CDATA[qrscene_store_21]]></EventKey></xml>",
-        wxoa::store::now_ms() / 1000
+        store.now_ms() / 1000
     );
     let http = reqwest::Client::new();
     let started = Instant::now();
-    let answer = wxoa::fake::post(&http, &config.envelope(), &format!("http://{addr}/wechat"), &follow).await;
+    let url = format!("http://{addr}/wechat");
+    let answer = wxoa::fake::post(&http, &config.envelope(), &url, &follow, store.clock.now_secs()).await;
     assert_eq!(answer, Ok((200, None)), "success at the deadline");
     assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
     let (outcome, late): (Option<String>, i64) = sqlx::query_as(
@@ -364,7 +365,8 @@ async fn json_logs_follow_each_request_and_metrics_are_not_public() {
     let openid = "oJsonLogOpenid4711Secret";
     let envelope = config.envelope();
     let webhook = |msg_id: u64, request_id: Option<&str>| {
-        let now = wxoa::store::now_ms() / 1000;
+        // `serve` runs on the system clock.
+        let now = wxoa::clock::Clock::system().now_secs();
         let (query, body) =
             envelope.wrap(&text_message(openid, msg_id, "hello"), now, &wxoa::wechat::envelope::random_nonce());
         let mut req = http.post(format!("http://{addr}/wechat?{query}")).body(body);

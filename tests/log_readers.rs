@@ -91,7 +91,7 @@ async fn what_a_server_kept_equals_the_log_read_again() {
         let _fake = start_fake(&mut config).await;
         let server = TestServer::start(config).await;
         let store = server.state.store.clone();
-        let t = wxoa::store::now_ms() / 1000;
+        let t = server.state.clock.now_ms() / 1000;
         let (from_memory, from_log) = (
             rows_read(&server.state.metrics, "followers", "memory"),
             rows_read(&server.state.metrics, "followers", "log"),
@@ -100,7 +100,7 @@ async fn what_a_server_kept_equals_the_log_read_again() {
         round(&server, "A", t).await;
         caught_up(&store).await;
         // Another process writes a row to the log between two of this server's.
-        let now = wxoa::store::now_ms();
+        let now = server.state.clock.now_ms();
         with_pool!(&store, pool => sqlx::query(
             "INSERT INTO inbound_messages (dedup_key, openid, msg_type, create_time, encrypted, raw_xml, received_at, \
              claimed_by, claimed_at) VALUES ('m:other', 'oOtherProcess00000000000001', 'text', $1, FALSE, '<xml/>', $2, 'other', $2)")
@@ -171,7 +171,7 @@ async fn an_erasure_between_the_writers_commit_and_the_readers_write_is_not_undo
         let counted = rows_read(&metrics, "activity", "memory");
 
         let (gone, stays) = ("oErasedFollower000000000001", "oStaysFollower0000000000001");
-        let t = wxoa::store::now_ms() / 1000;
+        let t = server.state.clock.now_ms() / 1000;
         for openid in [gone, stays] {
             assert_eq!(server.send(&event_message(openid, "subscribe", "", t)).await.0, 200);
         }

@@ -159,7 +159,7 @@ async fn points_adjustments_notify_and_are_idempotent() {
                 crm: wxoa::crm::Events::off(),
                 notices: Some(&notices),
                 tiers: true,
-                now: wxoa::store::now_ms(),
+                now: store.now_ms(),
             };
             let mut change = Change::new(reference, Who::Card(card.into()), Kind::Adjust, points, rules.now);
             change.note = Some("goodwill".into());
@@ -202,7 +202,7 @@ async fn old_ledgers_get_their_lots_and_lapsed_points_are_recorded_once() {
         let store = Store::connect(&db.url, 4).await.unwrap();
         store.migrate().await.unwrap();
         import(&store, "card,phone\nC6001,13800000061\n").await.unwrap();
-        let now = wxoa::store::now_ms();
+        let now = store.now_ms();
         let day = 86_400_000;
         for (kind, points, until, at, reference) in [
             ("earn", 100, Some(now - 10 * day), now - 100 * day, "a"),
@@ -268,7 +268,7 @@ async fn lots_agree_with_the_replay_of_the_ledger() {
         import(&store, "card,phone\nC9101,13800000101\nC9102,13800000102\n").await.unwrap();
         let loyalty = wxoa::config::LoyaltyConfig::default();
         let day = 86_400_000i64;
-        let start = wxoa::store::now_ms();
+        let start = store.now_ms();
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = |n: u64| {
             seed ^= seed << 13;

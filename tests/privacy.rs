@@ -11,7 +11,7 @@ mod common;
 use common::h5_browser::H5Browser as Browser;
 use common::*;
 use serde_json::{Value, json};
-use wxoa::store::Store;
+use wxoa::store::{Pool, Store};
 use wxoa::wechat::envelope::Mode;
 
 const OPENID: &str = "oEraseMe00000000000000000001";
@@ -25,8 +25,8 @@ async fn scalar(store: &Store, sql: &str) -> i64 {
 
 /// Every (table, column) holding text, from the database's own catalogue.
 async fn text_columns(store: &Store) -> Vec<(String, String)> {
-    match store {
-        Store::Sqlite(pool, ..) => {
+    match &store.pool {
+        Pool::Sqlite(pool, ..) => {
             let tables: Vec<String> =
                 sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
                     .fetch_all(pool)
@@ -40,7 +40,7 @@ async fn text_columns(store: &Store) -> Vec<(String, String)> {
             }
             out
         }
-        Store::Postgres(pool) => sqlx::query_as(
+        Pool::Postgres(pool) => sqlx::query_as(
             "SELECT table_name::text, column_name::text FROM information_schema.columns \
              WHERE table_schema = current_schema() AND data_type IN ('text', 'character varying', 'json', 'jsonb')",
         )
@@ -86,7 +86,7 @@ async fn a_member_gets_a_copy_of_everything_and_erasure_leaves_nothing_but_sums(
         let form = b.get("/h5/bind").await.body;
         let bound = b.submit(&form, "/h5/bind", &[("card_no", "C7001"), ("phone", PHONE)]).await;
         assert_eq!(bound.status, 303, "{}", bound.body);
-        let now = wxoa::store::now_ms() / 1000;
+        let now = server.state.clock.now_ms() / 1000;
         assert_eq!(server.send(&event_message(OPENID, "subscribe", "", now)).await.0, 200);
         assert_eq!(server.send(&text_message(OPENID, 880_001, "hello")).await.0, 200);
         assert_eq!(server.send(&text_message(OPENID, 880_002, "积分")).await.0, 200);

@@ -39,7 +39,7 @@ async fn sighup_and_the_api_reload_the_files_and_a_broken_one_changes_nothing() 
     let mut msg_id = 500_000u64;
     let mut ask = async |text: &str| {
         msg_id += 1;
-        let now = wxoa::store::now_ms() / 1000;
+        let now = wxoa::clock::Clock::system().now_secs(); // `serve` runs on the system clock
         let xml = text_message("oReload0000001", msg_id, text);
         let (query, body) = envelope.wrap(&xml, now, &wxoa::wechat::envelope::random_nonce());
         let resp = http.post(format!("http://{addr}/wechat?{query}")).body(body).send().await.unwrap();

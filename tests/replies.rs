@@ -9,14 +9,14 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use wxoa::store::Store;
+use wxoa::store::{Pool, Store};
 use wxoa::wechat::envelope::Mode;
 
 async fn count(store: &Store, table: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM {table}");
-    match store {
-        Store::Sqlite(pool, ..) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap(),
-        Store::Postgres(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap(),
+    match &store.pool {
+        Pool::Sqlite(pool, ..) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap(),
+        Pool::Postgres(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap(),
     }
 }
 

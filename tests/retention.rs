@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use wxoa::store::Store;
+use wxoa::store::{Pool, Store};
 use wxoa::wechat::envelope::Mode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxoa");
@@ -21,9 +21,9 @@ async fn scalar(store: &Store, sql: &str) -> i64 {
 
 async fn exec(store: &Store, sql: &str) {
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    match store {
-        Store::Sqlite(pool, ..) => drop(sqlx::query(sql).execute(pool).await.unwrap()),
-        Store::Postgres(pool) => drop(sqlx::query(sql).execute(pool).await.unwrap()),
+    match &store.pool {
+        Pool::Sqlite(pool, ..) => drop(sqlx::query(sql).execute(pool).await.unwrap()),
+        Pool::Postgres(pool) => drop(sqlx::query(sql).execute(pool).await.unwrap()),
     }
 }
 
@@ -62,7 +62,7 @@ async fn old_messages_lose_their_xml_then_go_and_the_young_stay() {
         let store = server.state.store.clone();
         // Age them: the first 600 received 200 days ago, the next 600 40 days ago, 100 today.
         let first: i64 = scalar(&store, "SELECT MIN(id) FROM inbound_messages").await;
-        let now = wxoa::store::now_ms();
+        let now = server.state.clock.now_ms();
         exec(
             &store,
             &format!("UPDATE inbound_messages SET received_at = {} WHERE id < {}", now - 200 * DAY, first + 600),

@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
-use wxoa::store::Store;
+use wxoa::store::{Pool, Store};
 use wxoa::wechat::envelope::Mode;
 
 async fn api(base: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
@@ -32,7 +32,7 @@ async fn followers(
     tier: impl Fn(usize) -> &'static str,
     points: impl Fn(usize) -> i64,
 ) {
-    let now = wxoa::store::now_ms();
+    let now = store.now_ms();
     for i in 0..n {
         fake.follow(&openid(i));
     }
@@ -64,9 +64,9 @@ async fn followers(
 }
 
 async fn exec(store: &Store, sql: &str) {
-    match store {
-        Store::Sqlite(pool, ..) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.map(|_| ()),
-        Store::Postgres(pool) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.map(|_| ()),
+    match &store.pool {
+        Pool::Sqlite(pool, ..) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.map(|_| ()),
+        Pool::Postgres(pool) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.map(|_| ()),
     }
     .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
@@ -212,13 +212,13 @@ async fn a_segment_becomes_a_tag_that_gains_and_loses_exactly_the_difference() {
             let t = fake.ensure_tag(&format!("full {k}"));
             fake.tag_follower(&full, t);
         }
-        let full_id: i64 = match &store {
-            Store::Sqlite(pool, ..) => sqlx::query_scalar("SELECT id FROM followers WHERE openid = $1")
+        let full_id: i64 = match &store.pool {
+            Pool::Sqlite(pool, ..) => sqlx::query_scalar("SELECT id FROM followers WHERE openid = $1")
                 .bind(&full)
                 .fetch_one(pool)
                 .await
                 .unwrap(),
-            Store::Postgres(pool) => sqlx::query_scalar("SELECT id FROM followers WHERE openid = $1")
+            Pool::Postgres(pool) => sqlx::query_scalar("SELECT id FROM followers WHERE openid = $1")
                 .bind(&full)
                 .fetch_one(pool)
                 .await

@@ -37,8 +37,9 @@ async fn campaign(server: &TestServer, name: &str, sku: Option<&str>, created_at
     .unwrap()
 }
 
+/// Now, unix seconds: the tests here leave the server's clock unset, so it reads as this.
 fn now() -> i64 {
-    wxoa::store::now_ms() / 1000
+    wxoa::clock::Clock::system().now_secs()
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
@@ -69,7 +70,7 @@ async fn say(server: &TestServer, openid: &str, text: &str) -> String {
 async fn checkout_links_from_the_chat_and_the_article_link_follow_the_stock() {
     for backend in backends() {
         let (db, server, _fake) = shop_server(backend, |_| {}).await;
-        let t0 = wxoa::store::now_ms();
+        let t0 = server.state.clock.now_ms();
         let older = campaign(&server, "Autumn", Some("AUT-1"), t0 - 10_000).await;
         let launch = campaign(&server, "Launch", Some("LE-2026"), t0).await;
         let empty = campaign(&server, "Teaser", None, t0 + 1).await;
@@ -199,7 +200,7 @@ fn order(order_id: &str, status: &str, openid: &str) -> serde_json::Value {
 async fn order_notifications_tell_the_buyer_once_and_only_forwards() {
     for backend in backends() {
         let (db, server, fake) = shop_server(backend, |_| {}).await;
-        campaign(&server, "Launch", Some("LE-2026"), wxoa::store::now_ms()).await;
+        campaign(&server, "Launch", Some("LE-2026"), server.state.clock.now_ms()).await;
         // oBuyer got a checkout link in the chat, which makes them a follower we know.
         say(&server, "oBuyer", "buy").await;
 
@@ -349,7 +350,7 @@ async fn empty_secrets_switch_the_integration_off() {
             c.checkout.secret = Default::default();
         })
         .await;
-        let launch = campaign(&server, "Launch", Some("LE-2026"), wxoa::store::now_ms()).await;
+        let launch = campaign(&server, "Launch", Some("LE-2026"), server.state.clock.now_ms()).await;
         for (path, body) in [
             ("/api/v1/stock", r#"{"sku":"LE-2026","stock":1}"#.to_owned()),
             ("/api/v1/orders", order("SO-1", "paid", "oBuyer").to_string()),
@@ -385,7 +386,7 @@ async fn the_readme_describes_the_token_and_the_signing_as_built() {
     use base64::Engine;
     use hmac::{KeyInit, Mac};
     let (db, server, _fake) = shop_server(Backend::Sqlite, |_| {}).await;
-    campaign(&server, "Launch", Some("LE-2026"), wxoa::store::now_ms()).await;
+    campaign(&server, "Launch", Some("LE-2026"), server.state.clock.now_ms()).await;
     let token = token_in(&say(&server, "oReader", "buy").await);
 
     let (payload, sig) = token.split_once('.').unwrap();
@@ -447,7 +448,7 @@ async fn the_readme_describes_the_token_and_the_signing_as_built() {
 async fn racing_statuses_of_one_order_are_serialised() {
     for backend in backends() {
         let (db, server, _fake) = shop_server(backend, |c| c.outbox.enabled = false).await;
-        campaign(&server, "Launch", Some("LE-2026"), wxoa::store::now_ms()).await;
+        campaign(&server, "Launch", Some("LE-2026"), server.state.clock.now_ms()).await;
         say(&server, "oRacer", "buy").await;
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..8 {

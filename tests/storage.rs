@@ -18,7 +18,7 @@ fn inbound(key: &str) -> Inbound {
         create_time: 1,
         encrypted: true,
         raw_xml: format!("<xml><MsgId>{key}</MsgId></xml>"),
-        received_at: wxoa::store::now_ms(),
+        received_at: 1_780_000_000_000,
         claimed_by: "test-1".into(),
         outcome: None,
     }

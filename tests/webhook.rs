@@ -64,7 +64,7 @@ async fn fixtures_match_golden_replies_in_every_mode() {
 async fn handshake_echoes_only_a_verified_echostr() {
     let db = Db::new(Backend::Sqlite).await;
     let server = TestServer::start(test_config(&db, Mode::Safe)).await;
-    let now = wxoa::store::now_ms() / 1000;
+    let now = server.state.clock.now_ms() / 1000;
     let sig = signature::sign(&[TOKEN, &now.to_string(), "42"]);
     let cases = [
         (format!("signature={sig}&timestamp={now}&nonce=42&echostr=7316952011"), 200, "7316952011"),
@@ -86,7 +86,7 @@ async fn handshake_echoes_only_a_verified_echostr() {
 async fn bad_input_is_refused_and_changes_nothing() {
     let db = Db::new(Backend::Sqlite).await;
     let server = TestServer::start(test_config(&db, Mode::Safe)).await;
-    let now = wxoa::store::now_ms() / 1000;
+    let now = server.state.clock.now_ms() / 1000;
     let ts = now.to_string();
     let good = text_message("oBad", 1, "hi");
 
@@ -298,7 +298,7 @@ async fn a_retry_takes_over_a_message_whose_owner_died() {
         let server = TestServer::start(config).await;
         let msg = text_message("oOrphan", 9001, "help");
         // The dead instance's claim: 10 s old, no outcome.
-        let old = wxoa::store::now_ms() - 10_000;
+        let old = server.state.clock.now_ms() - 10_000;
         wxoa::with_pool!(&server.state.store, pool => sqlx::query(
             "INSERT INTO inbound_messages (dedup_key, openid, msg_type, create_time, encrypted, raw_xml, received_at, claimed_by, claimed_at) \
              VALUES ('m:9001', 'oOrphan', 'text', 1, $1, $2, $3, 'dead-1', $3)")
@@ -477,10 +477,10 @@ async fn a_bound_member_gets_a_balance_card_and_history() {
         wxoa::members::import::import(store, "card,name,phone,points,tier\nC1001,Li Lei,13812345678,1200,gold\n")
             .await
             .unwrap();
-        let soon = wxoa::store::now_ms() + 10 * 86_400_000;
+        let soon = server.state.clock.now_ms() + 10 * 86_400_000;
         wxoa::with_pool!(store, pool => sqlx::query("UPDATE members SET openid = 'oBound' WHERE card_no = 'C1001'").execute(pool).await.map(|_| ())).unwrap();
         use wxoa::members::points::{self, Change, Kind, Who};
-        let mut earn = Change::new("order:9", Who::Card("C1001".into()), Kind::Earn, 300, wxoa::store::now_ms());
+        let mut earn = Change::new("order:9", Who::Card("C1001".into()), Kind::Earn, 300, server.state.clock.now_ms());
         earn.valid_until = Some(soon);
         earn.note = Some("order 9".into());
         let mut tx = store.begin().await.unwrap();
@@ -522,7 +522,7 @@ async fn a_bound_member_gets_a_balance_card_and_history() {
         assert!(content.contains("+300 order 9") && content.contains("+1200 导入积分 Imported balance"), "{content}");
         // An entry without a note reads as what its kind means, in both languages.
         let mut tx = store.begin().await.unwrap();
-        let till = Change::new("till:1", Who::Card("C1001".into()), Kind::Earn, 40, wxoa::store::now_ms());
+        let till = Change::new("till:1", Who::Card("C1001".into()), Kind::Earn, 40, server.state.clock.now_ms());
         points::post(&mut tx, &server.state.points_rules(), &[till]).await.unwrap();
         tx.commit().await.unwrap();
         let (_, history) = server.send(&click("history", 4)).await;

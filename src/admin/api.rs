@@ -125,7 +125,7 @@ async fn member(caller: Caller, State(s): State<AppState>, Path(key): Path<Strin
     ).bind(&key).fetch_optional(pool).await)?;
     let (id, openid, card_no, name, tier, store_id) =
         row.ok_or_else(|| ApiError::NotFound("no member with that openid or card number".into()))?;
-    let balance = crate::members::points::balance(&s.store, id, crate::store::now_ms()).await?;
+    let balance = crate::members::points::balance(&s.store, id, s.clock.now_ms()).await?;
     let expiring: Vec<Value> =
         balance.expiring.iter().map(|(p, at)| json!({ "points": p, "expires_at": at })).collect();
     Ok(Json(json!({

@@ -9,7 +9,7 @@
 pub mod api;
 pub mod sync;
 
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::with_pool;
 use serde::{Deserialize, Serialize};
 
@@ -196,7 +196,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 pub async fn create(store: &Store, name: &str, rules: &Rules, by: &str) -> Result<Segment, Error> {
     check_name(name).map_err(Error::Invalid)?;
     rules.check().map_err(Error::Invalid)?;
-    let now = now_ms();
+    let now = store.now_ms();
     let json = serde_json::to_string(rules).expect("rules serialize");
     let inserted: Result<i64, sqlx::Error> = with_pool!(store, pool => sqlx::query_scalar(
         "INSERT INTO segments (name, rules, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING id")
@@ -225,7 +225,7 @@ pub async fn list(store: &Store) -> Result<Vec<Segment>, sqlx::Error> {
 /// How many followers the rules take now: all of them, and those who follow (whom a tag can
 /// hold).
 pub async fn count(store: &Store, rules: &Rules) -> Result<(i64, i64), sqlx::Error> {
-    let (cond, binds) = rules.condition(0, now_ms());
+    let (cond, binds) = rules.condition(0, store.now_ms());
     let sql = format!(
         "SELECT COUNT(*), COUNT(CASE WHEN f.subscribed = TRUE THEN 1 END) \
          FROM followers f LEFT JOIN members m ON m.openid = f.openid WHERE {cond}"

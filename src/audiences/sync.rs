@@ -17,7 +17,7 @@ use super::Segment;
 use crate::jobs::Kind;
 use crate::jobs::outbox::{self, NewJob};
 use crate::jobs::worker::{JobCtx, SendError, Sent};
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx};
 use crate::wechat::client::tag::{MAX_TAG_BATCH, MAX_TAGS, MAX_TAGS_PER_FOLLOWER};
 use crate::wechat::client::{CallError, Client};
 use crate::{with_pool, with_tx};
@@ -143,7 +143,7 @@ fn carry_job(sync: &Sync) -> NewJob {
 /// Starts syncing `segment` to its tag, or resumes its unfinished sync (one a segment); with
 /// `enqueue`, as outbox jobs. `true` if it was started now.
 pub async fn start(store: &Store, segment: &Segment, by: &str, enqueue: bool) -> Result<(Sync, bool), sqlx::Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     let mut tx = store.begin().await?;
     let running: Option<i64> = with_tx!(&mut tx, conn => sqlx::query_scalar("SELECT id FROM segment_syncs WHERE running = $1")
         .bind(segment.id).fetch_optional(conn).await)?;
@@ -241,7 +241,7 @@ pub async fn run_step(store: &Store, client: &Client, id: i64, step: i64) -> Res
         return Ok(false);
     }
     let segment = super::get(store, sync.segment_id).await?.ok_or(sqlx::Error::RowNotFound)?;
-    let now = now_ms();
+    let now = store.now_ms();
     match sync.state {
         State::Planning if segment.tag_id.is_none() => {
             let tag_id = find_or_create_tag(client, &segment.name).await?;
@@ -425,7 +425,7 @@ pub async fn fail(store: &Store, id: i64, why: &str) -> Result<(), sqlx::Error> 
     with_pool!(store, pool => sqlx::query(
         "UPDATE segment_syncs SET state = 'failed', running = NULL, error = $1, finished_at = $2, updated_at = $2 \
          WHERE id = $3 AND running IS NOT NULL")
-        .bind(why).bind(now_ms()).bind(id).execute(pool).await.map(|_| ()))
+        .bind(why).bind(store.now_ms()).bind(id).execute(pool).await.map(|_| ()))
 }
 
 /// The outbox's run of a segment sync ([`Kind::SegmentSync`]): steps for up to ten seconds,

@@ -8,7 +8,7 @@ use crate::members::ledger::{day, last_day};
 use crate::store::Store;
 use crate::stores;
 use crate::wechat::message::{Body, Event, Message};
-use crate::wechat::reply::Reply;
+use crate::wechat::reply::{Reply, escape_text as esc};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -139,8 +139,8 @@ async fn stores_nearby(ctx: HandlerCtx) -> HandlerResult {
         let d = stores::format_distance(distance);
         return Ok(Reply::text(format!(
             "您附近 {km} 公里内暂无门店。离您最近的是{zh}，约 {d}。\nThere is no store within {km} km of you; the nearest is {en}, {d} away.{details}",
-            zh = nearest.chinese_name(),
-            en = nearest.name,
+            zh = esc(nearest.chinese_name()),
+            en = esc(&nearest.name),
             details = store_details(&nearest),
         ))
         .ok());
@@ -150,7 +150,7 @@ async fn stores_nearby(ctx: HandlerCtx) -> HandlerResult {
         text.push_str(&format!(
             "\n{}. {} — {}{}",
             i + 1,
-            s.display_name(),
+            esc(&s.display_name()),
             stores::format_distance(*d),
             store_details(s)
         ));
@@ -163,7 +163,7 @@ async fn stores_nearby(ctx: HandlerCtx) -> HandlerResult {
 fn store_details(s: &stores::BrandStore) -> String {
     let details: Vec<&str> =
         [s.address.as_deref(), s.opening_hours.as_deref(), s.phone.as_deref()].into_iter().flatten().collect();
-    if details.is_empty() { String::new() } else { format!("\n   {}", details.join(" · ")) }
+    if details.is_empty() { String::new() } else { format!("\n   {}", esc(&details.join(" · "))) }
 }
 
 /// Welcome for a follower who scanned a store's QR code (`store_<id>` scene): names the store
@@ -181,9 +181,9 @@ async fn welcome_store(ctx: HandlerCtx) -> HandlerResult {
     let text = match store {
         Some(s) => format!(
             "欢迎来到{zh}！Welcome to {en}.{details}\nReply \"help\" (帮助) to see what I can do.",
-            zh = s.chinese_name(),
-            en = s.name,
-            details = s.address.as_ref().map(|a| format!("\n{a}")).unwrap_or_default()
+            zh = esc(s.chinese_name()),
+            en = esc(&s.name),
+            details = s.address.as_ref().map(|a| format!("\n{}", esc(a))).unwrap_or_default()
         ),
         None => {
             "欢迎关注！Welcome — thank you for following us.\nReply \"help\" (帮助) to see what I can do.".to_owned()
@@ -206,7 +206,7 @@ async fn balance_card(ctx: HandlerCtx) -> HandlerResult {
     let Some(member) = crate::members::by_openid(&ctx.store, &ctx.msg.openid).await? else {
         return bind_invitation(&ctx);
     };
-    let balance = crate::members::points::summary(&ctx.store, member.id, crate::store::now_ms(), 1).await?;
+    let balance = crate::members::points::summary(&ctx.store, member.id, ctx.store.now_ms(), 1).await?;
     let expiring = match balance.expiring.first() {
         Some((points, at)) => {
             format!("{points} 积分有效期至 {d} / {points} points valid until {d}", d = last_day(*at))
@@ -227,7 +227,7 @@ async fn bind(ctx: HandlerCtx) -> HandlerResult {
     match crate::members::by_openid(&ctx.store, &ctx.msg.openid).await? {
         Some(m) => Ok(Reply::text(format!(
             "您已绑定会员卡 {card}。<a href=\"{link}\">查看会员卡</a>\nYour card {card} is bound: <a href=\"{link}\">open it</a>.",
-            card = m.card_no.unwrap_or_default(),
+            card = esc(&m.card_no.unwrap_or_default()),
             link = ctx.page_link("card")
         ))
         .ok()),
@@ -247,7 +247,7 @@ async fn history(ctx: HandlerCtx) -> HandlerResult {
     let mut text = String::from("最近积分记录 / Recent transactions:");
     for t in entries {
         let points = if t.kind == "tier" { String::new() } else { format!(" {:+}", t.points) };
-        text.push_str(&format!("\n{}{points} {}", day(t.occurred_at), t.description()));
+        text.push_str(&format!("\n{}{points} {}", day(t.occurred_at), esc(t.description())));
     }
     text.push_str(&format!("\n<a href=\"{}\">全部记录 All transactions</a>", ctx.page_link("history")));
     Ok(Reply::text(text).ok())
@@ -319,6 +319,7 @@ async fn checkout_link(ctx: HandlerCtx) -> HandlerResult {
             stores::record_follower(&ctx.store, &ctx.msg.openid, true, None, None).await?;
             let link = shop::hand_checkout(&ctx.store, &ctx.checkout, campaign.id, 0, &sku, &ctx.msg.openid).await?;
             let mins = ctx.checkout.token_ttl_secs.div_ceil(60);
+            let product_name = esc(&product_name);
             Ok(Reply::text(format!(
                 "<a href=\"{link}\">立即购买 {product_name}</a>（链接 {mins} 分钟内有效）\n\
                  <a href=\"{link}\">Buy {product_name} now</a> (the link is valid for {mins} minutes)."

@@ -30,7 +30,6 @@ pub mod templates;
 use crate::jobs::Kind;
 use crate::jobs::worker::{CustomMessageJob, JobCtx, SendError, Sent};
 use crate::store::messages::{Answered, Claim, Inbound, JobRow, LogError, MessageLog, Outcome, Stored};
-use crate::store::now_ms;
 use crate::wechat::client::message::CustomMessage;
 use crate::wechat::message::Message;
 use crate::wechat::reply::{Article, Reply};
@@ -148,6 +147,11 @@ pub struct Bot {
 }
 
 impl Bot {
+    /// Now, on the app's clock (the message log's store carries it).
+    fn now_ms(&self) -> i64 {
+        self.log.store().now_ms()
+    }
+
     pub fn new(
         rules: Rules,
         templates: Templates,
@@ -311,7 +315,7 @@ impl Bot {
             create_time: msg.create_time,
             encrypted,
             raw_xml,
-            received_at: now_ms() - received.elapsed().as_millis() as i64,
+            received_at: self.now_ms() - received.elapsed().as_millis() as i64,
             claimed_by: self.instance.clone(),
             outcome,
         }
@@ -407,7 +411,7 @@ impl Bot {
             if let Some(o) = stored.outcome {
                 return Ok(Answer { reply_xml: o.reply_xml, outcome: o.outcome, duplicate: true });
             }
-            if now_ms() - stored.claimed_at > stale_after
+            if self.now_ms() - stored.claimed_at > stale_after
                 && self.logged(received, self.log.take_over(&stored, &self.instance)).await?
             {
                 tracing::warn!(message_id = stored.id, from = %stored.claimed_by, "taking over a message whose handler went quiet");
@@ -472,7 +476,7 @@ impl Bot {
         match tokio::time::timeout(remaining, &mut work).await {
             Ok(result) => {
                 let (outcome, reply) = self.settle(result.and_then(|r| r));
-                let reply_xml = reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, now_ms() / 1000));
+                let reply_xml = reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, self.now_ms() / 1000));
                 self.logged(received, self.log.complete(id, record(outcome, reply_xml.clone()), None)).await?;
                 Ok(Answer { reply_xml, outcome, duplicate: false })
             }
@@ -482,7 +486,7 @@ impl Bot {
                     kind: Kind::LateReply.as_str(),
                     payload: serde_json::json!(LateReplyJob { message_id: id }).to_string(),
                     dedupe_key: late_key(id),
-                    run_at: now_ms() + self.late_takeover.as_millis() as i64,
+                    run_at: self.now_ms() + self.late_takeover.as_millis() as i64,
                 };
                 self.logged(received, self.log.complete(id, record(Outcome::Deferred, None), Some(late))).await?;
                 let answer = Answer { reply_xml: None, outcome: Outcome::Deferred, duplicate: false };
@@ -589,7 +593,7 @@ impl Bot {
             }
             Some(Action::Handler(_)) => unreachable!("handlers are not pure"),
         };
-        (outcome, reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, now_ms() / 1000)))
+        (outcome, reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, self.now_ms() / 1000)))
     }
 
     fn settle(&self, result: HandlerResult) -> (Outcome, Option<Reply>) {

@@ -200,7 +200,7 @@ async fn funnel(
     caller.require(Role::Marketing)?;
     let tz = schedule::parse_tz(&s.config.campaigns.time_zone)?;
     let campaign = super::get(&s.store, id).await?.ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))?;
-    let now = crate::store::now_ms();
+    let now = s.clock.now_ms();
     let to = w.to.as_deref().map(|t| schedule::parse_time(t, tz)).transpose()?.unwrap_or(now);
     let from = w.from.as_deref().map(|t| schedule::parse_time(t, tz)).transpose()?.unwrap_or(to - 86_400_000);
     if from >= to || to - from > MAX_SERIES_MINUTES * 60_000 {

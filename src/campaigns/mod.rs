@@ -22,7 +22,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod send;
 
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx};
 use crate::{with_pool, with_tx};
 use serde::{Deserialize, Serialize};
 
@@ -210,12 +210,13 @@ type CampaignRow = (i64, String, Option<String>, String, i64, i64);
 /// (which the checkout treats as available) rather than becoming "0 left".
 async fn note_product(tx: &mut Tx, p: &ProductInput) -> Result<(), sqlx::Error> {
     let name = p.name.trim();
+    let now = tx.now_ms();
     match p.stock {
         Some(stock) => with_tx!(tx, conn => sqlx::query(
             "INSERT INTO products (sku, name, stock, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (sku) DO UPDATE SET name = CASE WHEN $5 THEN excluded.name ELSE products.name END"
         )
-        .bind(&p.sku).bind(if name.is_empty() { &p.sku } else { name }).bind(stock).bind(now_ms()).bind(!name.is_empty())
+        .bind(&p.sku).bind(if name.is_empty() { &p.sku } else { name }).bind(stock).bind(now).bind(!name.is_empty())
         .execute(conn).await.map(|r| r.rows_affected()))?,
         None if !name.is_empty() => with_tx!(tx, conn => sqlx::query("UPDATE products SET name = $1 WHERE sku = $2")
             .bind(name).bind(&p.sku).execute(conn).await.map(|r| r.rows_affected()))?,
@@ -231,7 +232,7 @@ fn name_taken(name: &str) -> Error {
 /// Creates a campaign (and notes its product) in one transaction.
 pub async fn create(store: &Store, input: &CampaignInput) -> Result<Campaign, Error> {
     let input = &input.cleaned()?;
-    let now = now_ms();
+    let now = store.now_ms();
     let articles = serde_json::to_string(&input.articles).expect("serializable");
     let sku = input.product.as_ref().map(|p| p.sku.clone());
     let mut tx = store.begin().await?;
@@ -283,7 +284,7 @@ async fn write(store: &Store, id: i64, input: &CampaignInput, moved_from: Option
     let done = with_tx!(&mut tx, conn => sqlx::query(
         "UPDATE campaigns SET name = $1, product_sku = $2, articles = $3, updated_at = $4 WHERE id = $5"
     )
-    .bind(input.name.trim()).bind(&sku).bind(&articles).bind(now_ms()).bind(id)
+    .bind(input.name.trim()).bind(&sku).bind(&articles).bind(store.now_ms()).bind(id)
     .execute(conn).await.map(|r| r.rows_affected()));
     match done {
         Ok(0) => return Err(Error::Refused(Refusal::NotFound(format!("no campaign {id}")))),
@@ -372,7 +373,7 @@ pub async fn record_finish(
         "INSERT INTO mass_send_results (msg_id, finish_status, total_count, filter_count, sent_count, error_count, received_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (msg_id) DO NOTHING"
     )
-    .bind(msg_id).bind(&status).bind(total).bind(filtered).bind(sent).bind(errors).bind(now_ms())
+    .bind(msg_id).bind(&status).bind(total).bind(filtered).bind(sent).bind(errors).bind(store.now_ms())
     .execute(pool).await.map(|r| r.rows_affected()))?;
     apply_stored_finish(store, msg_id).await
 }

@@ -9,7 +9,7 @@
 use super::limits::{self, Planned};
 use super::{Error, Refusal, check_len, invalid};
 use crate::config::CampaignsConfig;
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx, TxConn};
 use crate::{with_pool, with_tx};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -457,7 +457,7 @@ fn plan(label: &str, audience: &Audience, msg_type: MsgType, checked: &Checked, 
 /// lock on PostgreSQL; SQLite's write transactions are serial already (`BEGIN IMMEDIATE`).
 async fn begin_scheduling(store: &Store) -> Result<Tx, sqlx::Error> {
     let mut tx = store.begin().await?;
-    if let Tx::Postgres(t) = &mut tx {
+    if let TxConn::Postgres(t) = &mut tx.conn {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(crate::store::locks::PUSH_SCHEDULE)
             .execute(&mut **t)
@@ -474,7 +474,7 @@ pub async fn schedule(
     input: &PushInput,
     created_by: &str,
 ) -> Result<Push, Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     let checked = check_input(cfg, input, now)?;
     let Some(campaign) = super::get(store, campaign_id).await? else {
         return Err(Error::Refused(Refusal::NotFound(format!("no campaign {campaign_id}"))));
@@ -491,9 +491,10 @@ pub async fn schedule(
     // The articles chosen must still be there as the push is stored: an edit that removes one
     // either committed before this (read here) or waits for this to commit and then sees the
     // push (the campaign row is locked on PostgreSQL; SQLite's write transactions are serial).
-    let sql = match &tx {
-        Tx::Postgres(_) => "SELECT articles FROM campaigns WHERE id = $1 FOR UPDATE",
-        Tx::Sqlite(_) => "SELECT articles FROM campaigns WHERE id = $1",
+    let sql = if tx.is_postgres() {
+        "SELECT articles FROM campaigns WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT articles FROM campaigns WHERE id = $1"
     };
     let articles: Option<String> = with_tx!(&mut tx, conn => sqlx::query_scalar(sql)
         .bind(campaign_id).fetch_optional(conn).await)?;
@@ -554,7 +555,7 @@ pub struct NewTime {
 /// that fired, was cancelled or was missed is refused (`Conflict`, with its status); so is one
 /// the scheduler claims while this runs (the update is a compare-and-set on its `next_at`).
 pub async fn reschedule(store: &Store, cfg: &CampaignsConfig, id: i64, time: &NewTime) -> Result<Push, Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     let push = get(store, id).await?.ok_or_else(|| Error::Refused(Refusal::NotFound(format!("no push {id}"))))?;
     if push.status != PushStatus::Scheduled {
         return Err(Error::Refused(Refusal::Conflict(format!(

@@ -24,7 +24,7 @@ use super::send;
 use crate::config::CampaignsConfig;
 use crate::jobs::outbox::{self, NewJob};
 use crate::jobs::worker::CustomMessageJob;
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::wechat::client::mass::MassContent;
 use crate::wechat::client::{CLIENTMSGID_TOO_FAST, CallError, Client};
 use crate::{with_pool, with_tx};
@@ -89,7 +89,7 @@ impl Scheduler {
             if *stop.borrow() {
                 break;
             }
-            match self.tick(now_ms(), &mut sends).await {
+            match self.tick(self.0.store.now_ms(), &mut sends).await {
                 Ok(t) if t.fired + t.missed > 0 => {
                     tracing::debug!(fired = t.fired, missed = t.missed, "scheduler tick")
                 }
@@ -99,7 +99,7 @@ impl Scheduler {
             while sends.try_join_next().is_some() {}
             let wait = self.until_next().await;
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = self.0.store.clock.sleep(wait) => {}
                 _ = self.0.wake.notified() => {}
                 _ = stop.changed() => {}
             }
@@ -114,7 +114,7 @@ impl Scheduler {
             "SELECT MIN(next_at) FROM pushes WHERE status = 'scheduled'"
         ).fetch_optional(pool).await);
         let wait = match next {
-            Ok(Some((Some(at),))) => (at - now_ms()).clamp(0, poll),
+            Ok(Some((Some(at),))) => (at - self.0.store.now_ms()).clamp(0, poll),
             _ => poll,
         };
         Duration::from_millis(wait as u64)
@@ -243,7 +243,7 @@ impl Scheduler {
                     tokio::time::sleep(Duration::from_millis(me.lease_ms() as u64 / 4)).await;
                     let _ = with_pool!(&me.0.store, pool => sqlx::query(
                         "UPDATE push_runs SET claimed_at = $1 WHERE id = $2 AND claimed_by = $3 AND status = 'sending'"
-                    ).bind(now_ms()).bind(run_id).bind(&me.0.instance).execute(pool).await.map(|r| r.rows_affected()));
+                    ).bind(me.0.store.now_ms()).bind(run_id).bind(&me.0.instance).execute(pool).await.map(|r| r.rows_affected()));
                 }
             }
         });
@@ -312,7 +312,7 @@ impl Scheduler {
                 let r = with_pool!(store, pool => sqlx::query(
                     "UPDATE push_runs SET status = 'submitted', msg_id = $1, fired_at = $2, error = $3
                      WHERE id = $4 AND status = 'sending' AND claimed_by = $5"
-                ).bind(sent.msg_id).bind(now_ms()).bind(note).bind(run_id).bind(&self.0.instance)
+                ).bind(sent.msg_id).bind(self.0.store.now_ms()).bind(note).bind(run_id).bind(&self.0.instance)
                 .execute(pool).await.map(|r| r.rows_affected()));
                 r.map_err(|e| e.to_string())?;
                 super::apply_stored_finish(store, sent.msg_id).await.map_err(|e| e.to_string())?;
@@ -373,7 +373,7 @@ impl Scheduler {
         with_pool!(&self.0.store, pool => sqlx::query(
             "UPDATE push_runs SET status = 'failed', error = $1, finished_at = $2
              WHERE id = $3 AND status = 'sending' AND claimed_by = $4"
-        ).bind(why).bind(now_ms()).bind(run_id).bind(&self.0.instance)
+        ).bind(why).bind(self.0.store.now_ms()).bind(run_id).bind(&self.0.instance)
         .execute(pool).await.map(|r| r.rows_affected()))
         .map_err(|e| e.to_string())?;
         tracing::error!(run = run_id, error = %why, "push FAILED");
@@ -405,7 +405,7 @@ impl Scheduler {
         with_tx!(&mut tx, conn => sqlx::query(
             "UPDATE push_runs SET status = 'submitted', total_count = $1, fired_at = $2
              WHERE id = $3 AND status = 'sending' AND claimed_by = $4"
-        ).bind(openids.len() as i64).bind(now_ms()).bind(run_id).bind(&self.0.instance).execute(conn).await.map(|r| r.rows_affected())).map_err(|e| e.to_string())?;
+        ).bind(openids.len() as i64).bind(self.0.store.now_ms()).bind(run_id).bind(&self.0.instance).execute(conn).await.map(|r| r.rows_affected())).map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())?;
         self.0.outbox_wake.notify_one();
         Ok(())

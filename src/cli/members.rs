@@ -93,7 +93,7 @@ fn rules<'a>(config: &'a Config, notices: &'a crate::notices::Notices) -> crate:
         crm: crate::crm::Events::new(&config.crm.webhook_url),
         notices: Some(notices),
         tiers: true,
-        now: crate::store::now_ms(),
+        now: config.clock.now_ms(),
     }
 }
 
@@ -115,7 +115,7 @@ fn adjust(
     block_on(async {
         use crate::members::points::{self, Change, Kind, Outcome, Who};
         let store = open_store(&config).await?;
-        let mut change = Change::new(&reference, Who::Card(card.clone()), Kind::Adjust, points, crate::store::now_ms());
+        let mut change = Change::new(&reference, Who::Card(card.clone()), Kind::Adjust, points, config.clock.now_ms());
         change.note = Some(reason.trim().to_owned());
         let mut tx = store.begin().await.map_err(|e| format!("database: {e}"))?;
         let outcome =

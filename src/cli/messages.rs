@@ -20,7 +20,7 @@ pub fn run(config: Config, command: MessagesCommand) -> Result<ExitCode, String>
         MessagesCommand::Purge { dry_run } => block_on(async {
             let store = open_store(&config).await?;
             let r = &config.retention;
-            let now = crate::store::now_ms();
+            let now = config.clock.now_ms();
             let report = if dry_run {
                 crate::retention::preview(&store, r, now).await
             } else {

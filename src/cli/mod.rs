@@ -193,7 +193,10 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Resul
 /// that silently created an empty database would report on nothing).
 async fn open_store(config: &Config) -> Result<crate::store::Store, String> {
     let create = if config.database.create { crate::store::Create::Always } else { crate::store::Create::Never };
-    let store = crate::store::Store::open_migrated(&config.database.url, 2, create).await.map_err(|e| e.to_string())?;
+    let store = crate::store::Store::open_migrated(&config.database.url, 2, create)
+        .await
+        .map_err(|e| e.to_string())?
+        .with_clock(config.clock.clone());
     crate::app::upgrade(&store).await?;
     Ok(store)
 }

@@ -50,7 +50,7 @@ pub fn fixtures(config: Config, command: FixturesCommand) -> Result<ExitCode, St
     if !(1..=100_000).contains(&limit) {
         return Err("--limit must be between 1 and 100000".into());
     }
-    let since_ms = since.map(|s| crate::tools::fixtures::parse_since(&s, crate::store::now_ms())).transpose()?;
+    let since_ms = since.map(|s| crate::tools::fixtures::parse_since(&s, config.clock.now_ms())).transpose()?;
     let filter = crate::tools::fixtures::Filter { since_ms, openid, limit };
     block_on(async {
         let store = open_store(&config).await?;

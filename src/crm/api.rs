@@ -21,7 +21,6 @@ use crate::members::import::{normalise_card, normalise_phone};
 use crate::members::ledger;
 use crate::members::points::{self, Change, Kind, Outcome, Who};
 use crate::state::AppState;
-use crate::store::now_ms;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -50,7 +49,12 @@ pub fn router() -> Router<AppState> {
 }
 
 fn crm(app: &AppState) -> Signer<'_> {
-    Signer { name: "CRM", secret: app.config.crm.secret.expose(), max_skew_secs: app.config.crm.max_skew_secs }
+    Signer {
+        name: "CRM",
+        secret: app.config.crm.secret.expose(),
+        max_skew_secs: app.config.crm.max_skew_secs,
+        now: app.clock.now_secs(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -97,7 +101,7 @@ async fn post_transactions(
     if !(1..=MAX_ITEMS).contains(&n) {
         return Err(ApiError::BadRequest(format!("a batch has 1 to {MAX_ITEMS} transactions (got {n})")));
     }
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let mut rejected: Vec<Value> = Vec::new();
     let mut changes: Vec<Change> = Vec::with_capacity(n);
     let mut index_of: Vec<usize> = Vec::with_capacity(n);
@@ -256,7 +260,7 @@ async fn get_member(
     let not_found = || ApiError::NotFound("no member has this card number".into());
     let card = normalise_card(&card_no).ok_or_else(not_found)?;
     let member = crate::members::by_card(&app.store, &card).await?.ok_or_else(not_found)?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let (balance, history, earned) = tokio::try_join!(
         points::balance(&app.store, member.id, now),
         ledger::history(&app.store, member.id, 20, 0),

@@ -33,12 +33,12 @@ impl Delivery {
     }
 
     /// Delivers one event (the job's payload is its body, as it will be sent).
-    pub async fn send(self: Arc<Self>, _ctx: JobCtx, payload: String) -> Sent {
+    pub async fn send(self: Arc<Self>, ctx: JobCtx, payload: String) -> Sent {
         let id = serde_json::from_str::<serde_json::Value>(&payload)
             .ok()
             .and_then(|v| v["id"].as_str().map(str::to_owned))
             .ok_or_else(|| SendError::Bad("the event has no id".into()))?;
-        let timestamp = (crate::store::now_ms() / 1000).to_string();
+        let timestamp = ctx.store.clock.now_secs().to_string();
         let signature = crate::secret::signature(self.secret.expose(), &timestamp, payload.as_bytes());
         let answer = self
             .http

@@ -23,7 +23,7 @@ pub mod deliver;
 
 use crate::jobs::Kind;
 use crate::jobs::outbox::{self, NewJob};
-use crate::store::{Tx, now_ms};
+use crate::store::{Tx, TxConn};
 use crate::with_tx;
 use serde::Serialize;
 
@@ -149,7 +149,7 @@ impl Events {
     /// member's row is locked first, so two transactions about one member take their job ids
     /// in the order they commit — the order the outbox delivers them in.
     pub async fn emit(&self, tx: &mut Tx, member: &MemberRef, event: Event) -> Result<(), sqlx::Error> {
-        let Some(job) = self.job(member, &event, now_ms()) else { return Ok(()) };
+        let Some(job) = self.job(member, &event, tx.now_ms()) else { return Ok(()) };
         lock_member(tx, member.id).await?;
         outbox::enqueue_tx(tx, &job).await.map(|_| ())
     }
@@ -172,7 +172,7 @@ pub fn queue(member_id: i64) -> String {
 
 /// Locks the member's row until `tx` ends (PostgreSQL; SQLite's write lock is already held).
 pub async fn lock_member(tx: &mut Tx, member_id: i64) -> Result<(), sqlx::Error> {
-    if let Tx::Postgres(tx) = tx {
+    if let TxConn::Postgres(tx) = &mut tx.conn {
         sqlx::query("SELECT id FROM members WHERE id = $1 FOR UPDATE").bind(member_id).execute(&mut **tx).await?;
     }
     Ok(())

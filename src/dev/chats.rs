@@ -4,7 +4,7 @@
 //! written through as it is made, and a restart reads the latest [`KEPT`] back.
 
 use super::simulator::{Bubble, Follower};
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::with_pool;
 
 /// Bubbles read back on start (the page shows every one it is given).
@@ -28,7 +28,7 @@ pub async fn add_follower(store: &Store, f: &Follower) -> Result<(), sqlx::Error
     with_pool!(store, pool => sqlx::query(
         "INSERT INTO simulator_followers (openid, name, tags, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (openid) DO NOTHING")
-        .bind(&f.openid).bind(&f.name).bind(f.tags.join(",")).bind(now_ms()).execute(pool).await.map(|_| ()))?;
+        .bind(&f.openid).bind(&f.name).bind(f.tags.join(",")).bind(store.now_ms()).execute(pool).await.map(|_| ()))?;
     Ok(())
 }
 
@@ -55,7 +55,7 @@ pub async fn save(store: &Store, bubbles: &[Bubble]) -> Result<(), sqlx::Error> 
         with_pool!(store, pool => sqlx::query(
             "INSERT INTO simulator_bubbles (id, openid, sender, kind, body, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (id) DO NOTHING")
-            .bind(b.id as i64).bind(&b.openid).bind(&b.from).bind(&b.kind).bind(b.body.to_string()).bind(now_ms())
+            .bind(b.id as i64).bind(&b.openid).bind(&b.from).bind(&b.kind).bind(b.body.to_string()).bind(store.now_ms())
             .execute(pool).await.map(|_| ()))?;
     }
     Ok(())

@@ -65,7 +65,7 @@ struct CheckoutQuery {
 
 /// The checkout page: what the token carries once it verifies, and the payment button.
 async fn checkout(State(shop): State<Shop>, Query(q): Query<CheckoutQuery>) -> Response {
-    let claims = match crate::shop::checkout::verify(&shop.0.checkout_secret, &q.token, now_secs()) {
+    let claims = match crate::shop::checkout::verify(&shop.0.checkout_secret, &q.token, shop.0.store.clock.now_secs()) {
         Ok(c) => c,
         Err(e) => {
             return page(&format!(
@@ -101,7 +101,7 @@ struct Payment {
 /// "Pays": `created`, then `paid`, each a signed call to `/api/v1/orders`; the page says what
 /// the server answered to each.
 async fn pay(State(shop): State<Shop>, Form(p): Form<Payment>) -> Response {
-    let claims = match crate::shop::checkout::verify(&shop.0.checkout_secret, &p.token, now_secs()) {
+    let claims = match crate::shop::checkout::verify(&shop.0.checkout_secret, &p.token, shop.0.store.clock.now_secs()) {
         Ok(c) => c,
         Err(e) => {
             return page(&format!(
@@ -113,7 +113,7 @@ async fn pay(State(shop): State<Shop>, Form(p): Form<Payment>) -> Response {
     let Some(amount_fen) = super::till::fen(&p.amount) else {
         return page("<h2>收银台 Checkout</h2><p id=result>金额无效 An amount in yuan, like 1299 or 1299.00</p>");
     };
-    let order_id = format!("SIM-{}", crate::store::now_ms());
+    let order_id = format!("SIM-{}", shop.0.store.now_ms());
     let product = product_name(&shop, &claims.sku).await;
     let mut answers = Vec::new();
     for status in ["created", "paid"] {
@@ -218,7 +218,7 @@ async fn products(shop: &Shop) -> Result<Vec<(String, String, Option<i64>)>, sql
 /// One signed call to the shop API at `path` (`/api/v1/orders`, `/api/v1/stock`): the status
 /// and the answer.
 async fn call(shop: &Shop, path: &str, body: &str) -> Result<(u16, Value), String> {
-    let timestamp = now_secs().to_string();
+    let timestamp = shop.0.store.clock.now_secs().to_string();
     let r = shop
         .0
         .http
@@ -258,8 +258,4 @@ fn page(body: &str) -> Response {
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-fn now_secs() -> i64 {
-    crate::store::now_ms() / 1000
 }

@@ -100,7 +100,7 @@ pub fn openid_of(n: usize) -> String {
 
 impl Simulator {
     pub fn new(fake: FakeWeChat, menu: Vec<Button>, fixtures: PathBuf, app: AppState) -> Simulator {
-        let state = SimState { next_msg_id: crate::store::now_ms() as u64 * 1000, ..SimState::default() };
+        let state = SimState { next_msg_id: app.clock.now_ms() as u64 * 1000, ..SimState::default() };
         let (store, cookies) = (app.store.clone(), crate::h5::cookies(&app));
         Simulator(Arc::new(Inner { fake, menu, fixtures, store, app, cookies, state: Mutex::new(state) }))
     }
@@ -313,11 +313,11 @@ fn template_card(b: &Value, labels: &std::collections::BTreeMap<String, String>)
     json!({ "template_id": b["template_id"], "url": b["url"], "first": value("first"), "fields": fields, "remark": value("remark") })
 }
 
-fn xml_message(openid: &str, msg_type: &str, inner: &str) -> String {
+/// A message from `openid` as WeChat would post it, created at `now` (unix seconds).
+fn xml_message(openid: &str, msg_type: &str, inner: &str, now: i64) -> String {
     format!(
         "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
-         <CreateTime>{}</CreateTime><MsgType><![CDATA[{msg_type}]]></MsgType>{inner}</xml>",
-        crate::store::now_ms() / 1000
+         <CreateTime>{now}</CreateTime><MsgType><![CDATA[{msg_type}]]></MsgType>{inner}</xml>"
     )
 }
 
@@ -515,15 +515,17 @@ async fn act(State(sim): State<Simulator>, Json(a): Json<Act>) -> Response {
     if !sim.0.state.lock().unwrap().followers.iter().any(|f| f.openid == openid) {
         return (StatusCode::BAD_REQUEST, "no such simulated follower").into_response();
     }
-    let event =
-        |event: &str, extra: &str| xml_message(openid, "event", &format!("<Event>{}</Event>{extra}", cdata(event)));
+    let now = sim.0.app.clock.now_secs();
+    let event = |event: &str, extra: &str| {
+        xml_message(openid, "event", &format!("<Event>{}</Event>{extra}", cdata(event)), now)
+    };
     let (shown, xml, hint): (Value, String, String) = match &a.action {
         Action::Text { content } => {
             if content.trim().is_empty() || content.len() > 2048 {
                 return (StatusCode::BAD_REQUEST, "text of 1 to 2048 bytes").into_response();
             }
             let inner = format!("<Content>{}</Content><MsgId>{}</MsgId>", cdata(content), sim.next_msg_id());
-            (json!({ "text": content }), xml_message(openid, "text", &inner), "text".into())
+            (json!({ "text": content }), xml_message(openid, "text", &inner, now), "text".into())
         }
         Action::Menu { button_type, key, url, name } => {
             let key = key.clone().unwrap_or_default();
@@ -549,7 +551,11 @@ async fn act(State(sim): State<Simulator>, Json(a): Json<Act>) -> Response {
                 cdata(label),
                 sim.next_msg_id()
             );
-            (json!({ "action": format!("📍 {label}") }), xml_message(openid, "location", &inner), "location".into())
+            (
+                json!({ "action": format!("📍 {label}") }),
+                xml_message(openid, "location", &inner, now),
+                "location".into(),
+            )
         }
         Action::ScanStore { store_id } => {
             // WeChat's rule: a follower scanning gets SCAN; someone not following subscribes

@@ -84,7 +84,7 @@ async fn ring_up(State(till): State<Till>, Json(p): Json<Purchase>) -> Response 
     let Some(amount_fen) = fen(&p.amount) else {
         return (StatusCode::BAD_REQUEST, "an amount in yuan, like 128 or 128.50").into_response();
     };
-    let now = crate::store::now_ms();
+    let now = till.0.store.now_ms();
     let points = amount_fen * till.0.points_per_yuan_cents / 10_000;
     let item = json!({
         "reference": format!("POS-{}-{now}", p.store_code), "card_no": p.card_no.trim(), "kind": "earn",
@@ -147,7 +147,7 @@ async fn events(State(till): State<Till>, Query(q): Query<After>) -> Json<Value>
 /// The CRM's receiving end: a signed event, kept; anything else refused as a CRM would.
 async fn receive(State(till): State<Till>, headers: HeaderMap, body: Bytes) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = crate::store::now_ms() / 1000;
+    let now = till.0.store.clock.now_secs();
     let checked = crate::http::signed::verify(
         &till.0.secret,
         300,

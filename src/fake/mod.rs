@@ -108,6 +108,8 @@ struct Inner {
     state: Mutex<State>,
     ids: AtomicI64,
     http: reqwest::Client,
+    /// The time the fake keeps (the config's clock: in tests, the app's).
+    clock: crate::clock::Clock,
 }
 
 impl FakeWeChat {
@@ -127,6 +129,7 @@ impl FakeWeChat {
             state: Mutex::new(state),
             ids: AtomicI64::new(1_000_000),
             http: reqwest::Client::new(),
+            clock: config.clock.clone(),
         }))
     }
 
@@ -229,7 +232,7 @@ impl FakeWeChat {
     /// tests of the follower sync and tag pushes.
     pub fn add_synthetic_followers(&self, n: usize) {
         let mut s = self.0.state.lock().unwrap();
-        let now = now_secs();
+        let now = self.now_secs();
         let start = s.followers.len();
         for i in start..start + n {
             s.followers.seen(&format!("oSYN{i:024}"), now);
@@ -238,12 +241,12 @@ impl FakeWeChat {
 
     /// Puts a follower under a tag (as `tags/members/batchtagging` would).
     pub fn tag_follower(&self, openid: &str, tag_id: i64) {
-        self.0.state.lock().unwrap().followers.seen(openid, now_secs()).tags.insert(tag_id);
+        self.0.state.lock().unwrap().followers.seen(openid, self.now_secs()).tags.insert(tag_id);
     }
 
     /// Sets the remark the account keeps on a follower (as `user/info/updateremark` would).
     pub fn set_remark(&self, openid: &str, remark: &str) {
-        self.0.state.lock().unwrap().followers.seen(openid, now_secs()).remark = remark.to_owned();
+        self.0.state.lock().unwrap().followers.seen(openid, self.now_secs()).remark = remark.to_owned();
     }
 
     /// The ids of the tags a follower has.
@@ -254,7 +257,7 @@ impl FakeWeChat {
 
     /// Makes `openid` a follower (subscribed now, if they were not already known).
     pub fn follow(&self, openid: &str) {
-        self.0.state.lock().unwrap().followers.subscribe(openid, now_secs());
+        self.0.state.lock().unwrap().followers.subscribe(openid, self.now_secs());
     }
 
     /// The subscribed followers the fake knows.
@@ -272,11 +275,11 @@ impl FakeWeChat {
     }
 
     pub fn unsubscribe(&self, openid: &str) {
-        self.0.state.lock().unwrap().followers.unsubscribe(openid, now_secs());
+        self.0.state.lock().unwrap().followers.unsubscribe(openid, self.now_secs());
     }
 
     pub fn subscribe(&self, openid: &str) {
-        self.0.state.lock().unwrap().followers.subscribe(openid, now_secs());
+        self.0.state.lock().unwrap().followers.subscribe(openid, self.now_secs());
     }
 
     /// A single-use OAuth code for `openid`, valid 5 minutes (what WeChat's authorize page
@@ -288,7 +291,7 @@ impl FakeWeChat {
     /// A code granted for `scope` (`snsapi_base` or `snsapi_userinfo`).
     pub fn oauth_code_for(&self, openid: &str, scope: &str) -> String {
         let code = format!("code{}", self.next_id());
-        let expires = crate::store::now_ms() + 300_000;
+        let expires = self.now_ms() + 300_000;
         self.0.state.lock().unwrap().oauth_codes.insert(code.clone(), (openid.to_owned(), expires, scope.to_owned()));
         code
     }
@@ -302,10 +305,10 @@ impl FakeWeChat {
         {
             let mut s = self.0.state.lock().unwrap();
             match (doc.get("MsgType"), doc.get("Event")) {
-                (Some("event"), Some("unsubscribe")) => s.followers.unsubscribe(openid, now_secs()),
-                (Some("event"), Some("subscribe")) => s.followers.subscribe(openid, now_secs()),
+                (Some("event"), Some("unsubscribe")) => s.followers.unsubscribe(openid, self.now_secs()),
+                (Some("event"), Some("subscribe")) => s.followers.subscribe(openid, self.now_secs()),
                 _ => {
-                    s.followers.seen(openid, now_secs());
+                    s.followers.seen(openid, self.now_secs());
                 }
             }
         }
@@ -315,7 +318,17 @@ impl FakeWeChat {
     /// Posts WeChat's own events (job finishes) to the webhook.
     async fn post_to_webhook(&self, xml: &str) -> Result<(u16, Option<String>), String> {
         let url = self.0.webhook.lock().unwrap().clone().ok_or("no webhook configured")?;
-        post(&self.0.http, &self.0.envelope, &url, xml).await
+        post(&self.0.http, &self.0.envelope, &url, xml, self.now_secs()).await
+    }
+
+    /// Now on the fake's clock, unix milliseconds.
+    fn now_ms(&self) -> i64 {
+        self.0.clock.now_ms()
+    }
+
+    /// Now on the fake's clock, unix seconds.
+    fn now_secs(&self) -> i64 {
+        self.0.clock.now_secs()
     }
 
     fn next_id(&self) -> i64 {
@@ -323,14 +336,14 @@ impl FakeWeChat {
     }
 }
 
-/// Posts one plaintext message to `url` the way WeChat does.
+/// Posts one plaintext message to `url` the way WeChat does, signed at `now` (unix seconds).
 pub async fn post(
     client: &reqwest::Client,
     envelope: &Envelope,
     url: &str,
     xml: &str,
+    now: i64,
 ) -> Result<(u16, Option<String>), String> {
-    let now = crate::store::now_ms() / 1000;
     let (query, body) = envelope.wrap(xml, now, &random_nonce());
     let sep = if url.contains('?') { '&' } else { '?' };
     let resp = client
@@ -347,8 +360,4 @@ pub async fn post(
     }
     let reply = envelope.unwrap_reply(&text).map_err(|e| format!("reply: {e}"))?;
     Ok((status, reply))
-}
-
-fn now_secs() -> i64 {
-    crate::store::now_ms() / 1000
 }

@@ -19,7 +19,7 @@ pub mod api;
 pub mod sync;
 
 use crate::store::committed::{Committed, Logged};
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Pool, Store, Tx};
 use crate::{with_pool, with_tx};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -161,11 +161,11 @@ pub(crate) async fn log_window(
     before: Option<i64>,
 ) -> Result<Option<(i64, i64)>, sqlx::Error> {
     let position = position(store, cursor).await?;
-    let newest: Option<i64> = match store {
-        Store::Sqlite(pool, ..) => sqlx::query_scalar("SELECT MAX(id) FROM inbound_messages").fetch_one(pool).await?,
-        Store::Postgres(pool) => {
+    let newest: Option<i64> = match &store.pool {
+        Pool::Sqlite(pool, ..) => sqlx::query_scalar("SELECT MAX(id) FROM inbound_messages").fetch_one(pool).await?,
+        Pool::Postgres(pool) => {
             sqlx::query_scalar("SELECT MAX(id) FROM inbound_messages WHERE received_at <= $1")
-                .bind(now_ms() - PG_SETTLE_MS)
+                .bind(store.now_ms() - PG_SETTLE_MS)
                 .fetch_one(pool)
                 .await?
         }
@@ -225,7 +225,7 @@ async fn write(
     erasures_then: Erasures,
 ) -> Result<bool, sqlx::Error> {
     let seen = fold(events, latest, reader);
-    let now = now_ms();
+    let now = store.now_ms();
     let chunks: Vec<&[(String, Seen)]> = seen.chunks(CHUNK * 5).collect();
     let last = chunks.len().saturating_sub(1);
     for chunk in &chunks[..last] {

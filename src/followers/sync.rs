@@ -18,7 +18,7 @@
 use crate::jobs::Kind;
 use crate::jobs::outbox::{self, NewJob};
 use crate::jobs::worker::{JobCtx, SendError, Sent};
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx};
 use crate::wechat::client::Client;
 use crate::wechat::client::user::UserInfo;
 use crate::{with_pool, with_tx};
@@ -162,7 +162,7 @@ const JOB_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 /// Starts a sync, or resumes the unfinished one (at most one runs). With `enqueue`, its steps
 /// run as outbox jobs (`serve`); without, the caller runs them ([`run_to_end`]).
 pub async fn start(store: &Store, requested_by: &str, enqueue: bool) -> Result<(Sync, Started), sqlx::Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     let mut tx = store.begin().await?;
     let running: Option<SyncRow> = with_tx!(&mut tx, conn => sqlx::query_as(sqlx::AssertSqlSafe(
         format!("SELECT {COLUMNS} FROM follower_syncs WHERE running = 1"))).fetch_optional(conn).await)?;
@@ -237,7 +237,7 @@ pub async fn run_step(store: &Store, client: &Client, id: i64, step: i64) -> Res
         return Ok(Stepped::Stale);
     }
     // WeChat first, the transaction after: no write lock is held across a call.
-    let now = now_ms();
+    let now = store.now_ms();
     let (next, work) = match sync.state {
         State::Listing => {
             let page = client.user_list(&sync.next_openid).await?;
@@ -412,7 +412,7 @@ pub async fn fail(store: &Store, id: i64, why: &str) -> Result<(), sqlx::Error> 
     with_pool!(store, pool => sqlx::query(
         "UPDATE follower_syncs SET state = 'failed', running = NULL, error = $1, finished_at = $2, updated_at = $2 \
          WHERE id = $3 AND running = 1")
-        .bind(why).bind(now_ms()).bind(id).execute(pool).await.map(|_| ()))
+        .bind(why).bind(store.now_ms()).bind(id).execute(pool).await.map(|_| ()))
 }
 
 /// The outbox's run of a sync ([`Kind::FollowerSync`]): steps until it is finished or

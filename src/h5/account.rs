@@ -74,7 +74,7 @@ pub async fn account(
     let f: AccountForm = form(&app, &session, &body)?;
     let stores = crate::stores::list(&app.store).await?;
     let ids: Vec<i64> = stores.iter().map(|s| s.id).collect();
-    let profile = match Profile::parse(&f.name, &f.birthday, &f.store, &ids) {
+    let profile = match Profile::parse(&f.name, &f.birthday, &f.store, &ids, app.clock.china_now().date_naive()) {
         Ok(p) => p,
         Err(why) => {
             // What they typed stays in the form, with the reason beside it.

@@ -10,7 +10,6 @@ use crate::http::page::{Page, see_other};
 use crate::jobs::Kind;
 use crate::jobs::outbox::NewJob;
 use crate::state::AppState;
-use crate::store::now_ms;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -41,7 +40,7 @@ async fn render(
     q: BookQuery,
     refused: Option<&Refusal>,
 ) -> Result<Page, PageError> {
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let upcoming = bookings::upcoming(&app.store, m.id, now).await?;
     let stores = crate::stores::list(&app.store).await?;
     let advisors = match q.store {
@@ -116,8 +115,9 @@ pub async fn confirm(
     };
     let slot = q.slot.unwrap_or(0);
     let back = BookQuery { store: Some(advisor.store_id), advisor: Some(advisor.id), ..BookQuery::default() };
-    if !bookings::free_slots(&app.store, advisor.id, now_ms()).await?.contains(&slot) {
-        let why = if bookings::slot_grid(now_ms()).contains(&slot) { Refusal::Taken } else { Refusal::NotASlot };
+    if !bookings::free_slots(&app.store, advisor.id, app.clock.now_ms()).await?.contains(&slot) {
+        let why =
+            if bookings::slot_grid(app.clock.now_ms()).contains(&slot) { Refusal::Taken } else { Refusal::NotASlot };
         return render(&app, &session, &member, back, Some(&why)).await;
     }
     Ok(Page::new(
@@ -160,7 +160,7 @@ pub async fn book(
                     bookings::ReminderJob { booking_id: id, message },
                     format!("booking:{id}:reminder"),
                 )
-                .at(bookings::reminder_at(f.slot, lead, now_ms())),
+                .at(bookings::reminder_at(f.slot, lead, app.clock.now_ms())),
             ),
             Err(e) => tracing::error!(error = %e, "booking reminder not rendered"),
         }
@@ -201,7 +201,7 @@ pub async fn cancel_confirm(
         None => None,
     };
     match found {
-        Some((b, status)) if status == "confirmed" && b.slot_start > now_ms() => Ok(Page::new(
+        Some((b, status)) if status == "confirmed" && b.slot_start > app.clock.now_ms() => Ok(Page::new(
             "cancel_confirm.html",
             context! {
                 booking => context! { id => b.id, time => bookings::slot_label(b.slot_start), store => b.store, advisor => b.advisor },

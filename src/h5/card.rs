@@ -10,7 +10,7 @@ use crate::jobs::outbox::NewJob;
 use crate::members::binding::{self, BindInput, EnrolInput};
 use crate::members::{self, Refusal, ledger::last_day};
 use crate::state::AppState;
-use crate::store::{Tx, now_ms};
+use crate::store::Tx;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -30,7 +30,7 @@ pub async fn card(
     Member { session, member, .. }: Member,
     Query(q): Query<CardQuery>,
 ) -> Result<Page, PageError> {
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let (balance, history) = tokio::try_join!(
         members::points::summary(&app.store, member.id, now, 3),
         members::ledger::history(&app.store, member.id, 10, 0)
@@ -106,7 +106,7 @@ async fn confirm_in_chat(
 ) -> Result<(), sqlx::Error> {
     match app.notices.chat(notice, openid, context! { name, card_no }) {
         Ok(message) => {
-            let job = NewJob::new(Kind::CustomMessage, message, format!("{notice}:{member_id}:{}", now_ms()));
+            let job = NewJob::new(Kind::CustomMessage, message, format!("{notice}:{member_id}:{}", tx.now_ms()));
             crate::jobs::outbox::enqueue_tx(tx, &job).await.map(|_| ())
         }
         Err(e) => {
@@ -136,7 +136,8 @@ pub async fn bind(
         Ok(input) => input,
         Err(why) => return Ok(bind_form(&app, &session, Some(&why), None, None).into_response()),
     };
-    if let Some(minutes) = binding::lockout(&app.store, &openid, &input.card_no).await? {
+    // A try is taken before the card and phone are compared (see `binding::take_try`).
+    if let Some(minutes) = binding::take_try(&app.store, &openid, &input.card_no).await? {
         let why = Refusal::LockedOut { minutes };
         return Ok(bind_form(&app, &session, Some(&why), None, None).into_response());
     }
@@ -147,13 +148,21 @@ pub async fn bind(
         confirm_in_chat(&app, tx, "bound", &openid, member_id, name.as_deref(), &input.card_no).await?;
         Ok::<_, members::Error>("/h5/card?bound=1".to_owned())
     })
-    .await?;
-    match result {
-        Ok(to) => Ok(see_other(&to)),
+    .await;
+    // Only a wrong phone keeps its try; anything else gives it back.
+    let wrong_phone = matches!(result, Ok(Err(members::Error::Refused(Refusal::NoMatch))));
+    let settled = if wrong_phone {
+        binding::record_failure(&app.store, &openid, &input.card_no).await
+    } else {
+        binding::return_try(&app.store, &openid, &input.card_no).await
+    };
+    match result? {
+        Ok(to) => {
+            settled?;
+            Ok(see_other(&to))
+        }
         Err(members::Error::Refused(why)) => {
-            if why == Refusal::NoMatch {
-                binding::record_failure(&app.store, &openid, &input.card_no).await?;
-            }
+            settled?;
             Ok(bind_form(&app, &session, Some(&why), None, None).into_response())
         }
         Err(members::Error::Db(e)) => Err(e.into()),
@@ -178,7 +187,7 @@ pub async fn enrol(
     body: Bytes,
 ) -> Result<Response, PageError> {
     let f: EnrolForm = form(&app, &session, &body)?;
-    let input = match EnrolInput::parse(&f.name, &f.phone, &f.birthday) {
+    let input = match EnrolInput::parse(&f.name, &f.phone, &f.birthday, app.clock.china_now().date_naive()) {
         Ok(input) => input,
         Err(why) => return Ok(bind_form(&app, &session, None, Some(&why), None).into_response()),
     };

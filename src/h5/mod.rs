@@ -64,6 +64,7 @@ pub fn router(renderer: Renderer) -> Router<AppState> {
         .route("/h5/booking/cancel", get(booking::cancel_confirm).post(booking::cancel))
         .route("/h5/history", get(account::history))
         .route("/h5/account", get(account::account_page).post(account::account))
+        .route("/h5/logout", post(sign_in::logout))
         .layer(axum::middleware::map_response_with_state(renderer, crate::http::page::render))
         .route(crate::bot::handlers::BALANCE_COVER_PATH, get(assets::balance_cover))
 }
@@ -100,6 +101,11 @@ impl FromRequestParts<AppState> for Follower {
 /// The signed-in follower of a request, or the sign-in that comes back to `page`.
 pub async fn follower(app: &AppState, headers: &axum::http::HeaderMap, page: &str) -> Result<Follower, PageError> {
     let to_sign_in = || PageError::SignIn(format!("/h5/start?to={page}"));
+    let jar = cookies(app);
+    if jar.session_cookies(headers) > 1 {
+        let set_cookies = jar.clear_session_everywhere();
+        return Err(PageError::SignInAgain { to: format!("/h5/start?to={page}"), set_cookies });
+    }
     let Some(id) = cookies(app).session_id(&app.config.h5.session_secret, headers) else { return Err(to_sign_in()) };
     match session::load(&app.store, &id).await? {
         Some(session) => Ok(Follower { openid: session.openid.clone(), session }),

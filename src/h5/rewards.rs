@@ -10,7 +10,6 @@ use crate::jobs::Kind;
 use crate::jobs::outbox::NewJob;
 use crate::members::{self, redeem};
 use crate::state::AppState;
-use crate::store::now_ms;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -37,8 +36,10 @@ async fn catalogue_page(
     redeemed: Option<i64>,
     refused: Option<&members::Refusal>,
 ) -> Result<Page, PageError> {
-    let (items, balance) =
-        tokio::try_join!(redeem::catalogue(&app.store), members::points::summary(&app.store, member.id, now_ms(), 0))?;
+    let (items, balance) = tokio::try_join!(
+        redeem::catalogue(&app.store),
+        members::points::summary(&app.store, member.id, app.clock.now_ms(), 0)
+    )?;
     let done = match redeemed {
         Some(id) => redeem::redemption(&app.store, member.id, id).await?,
         None => None,
@@ -79,7 +80,7 @@ pub async fn confirm(
     let Some(item) = item else {
         return catalogue_page(&app, &member, None, Some(&members::Refusal::NoSuchItem)).await;
     };
-    let points = members::points::summary(&app.store, member.id, now_ms(), 0).await?.points;
+    let points = members::points::summary(&app.store, member.id, app.clock.now_ms(), 0).await?.points;
     if item.stock <= 0 {
         return catalogue_page(&app, &member, None, Some(&members::Refusal::SoldOut)).await;
     }

@@ -15,7 +15,7 @@
 //! carry the `__Host-` prefix (Path=/, no Domain), which browsers refuse to accept from a
 //! sibling subdomain or plain HTTP, so a cookie cannot be planted in the first place.
 
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::with_pool;
 use axum::http::HeaderMap;
 use hmac::{KeyInit, Mac};
@@ -85,8 +85,32 @@ impl Cookies {
         self.set(self.session_name(), "", 0)
     }
 
-    /// The session id in the request's session cookie, if its signature is good.
+    /// How many session cookies the request carries. More than one means a copy was planted
+    /// on a narrower path (over http a page of any site on the same host can set one): the
+    /// browser sends the narrower first, so neither can be trusted.
+    pub fn session_cookies(&self, headers: &HeaderMap) -> usize {
+        cookie_values(headers, self.session_name()).count()
+    }
+
+    /// `Set-Cookie`s that expire a session cookie on every path an H5 page is served under
+    /// (the last one deletes the cookie we set ourselves).
+    pub fn clear_session_everywhere(&self) -> Vec<String> {
+        let name = self.session_name();
+        let secure = if self.secure { "; Secure" } else { "" };
+        let mut out: Vec<String> = H5_PATHS
+            .iter()
+            .map(|path| format!("{name}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Lax{secure}"))
+            .collect();
+        out.push(self.clear_session());
+        out
+    }
+
+    /// The session id in the request's session cookie, if its signature is good and it is the
+    /// only one (see [`Cookies::session_cookies`]).
     pub fn session_id(&self, secret: &str, headers: &HeaderMap) -> Option<String> {
+        if self.session_cookies(headers) > 1 {
+            return None;
+        }
         let value = named_cookie(headers, self.session_name())?;
         let (id, sig) = value.split_once('.')?;
         if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -101,16 +125,42 @@ impl Cookies {
     }
 }
 
-/// The value of the cookie `name` in the request's `cookie` headers.
+/// The paths a planted session cookie may sit on: every H5 route and the folders above them.
+const H5_PATHS: &[&str] = &[
+    "/",
+    "/h5/",
+    "/h5/start",
+    "/h5/oauth",
+    "/h5/oauth/callback",
+    "/h5/card",
+    "/h5/bind",
+    "/h5/enrol",
+    "/h5/unbind",
+    "/h5/catalogue",
+    "/h5/redeem",
+    "/h5/book",
+    "/h5/book/confirm",
+    "/h5/booking",
+    "/h5/booking/cancel",
+    "/h5/history",
+    "/h5/account",
+    "/h5/logout",
+];
+
+/// The value of the cookie `name` in the request's `cookie` headers (the first, if several).
 pub fn named_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie_values(headers, name).next().map(str::to_owned)
+}
+
+fn cookie_values<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+        .filter(move |(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// An OAuth round trip in flight: the state sent to WeChat and where to go after sign-in.
@@ -168,7 +218,7 @@ pub struct Session {
 
 pub async fn load(store: &Store, id: &str) -> Result<Option<Session>, sqlx::Error> {
     let row: Option<(String, Option<String>, Option<String>)> = with_pool!(store, pool => sqlx::query_as(
-        "SELECT id, openid, nickname FROM h5_sessions WHERE id = $1 AND expires_at > $2").bind(id).bind(now_ms()).fetch_optional(pool).await)?;
+        "SELECT id, openid, nickname FROM h5_sessions WHERE id = $1 AND expires_at > $2").bind(id).bind(store.now_ms()).fetch_optional(pool).await)?;
     Ok(row.and_then(|(id, openid, nickname)| Some(Session { id, openid: openid?, nickname })))
 }
 
@@ -182,7 +232,7 @@ pub async fn sign_in(
     previous: Option<&str>,
 ) -> Result<Session, sqlx::Error> {
     let id = random_token(16);
-    let now = now_ms();
+    let now = store.now_ms();
     let mut tx = store.begin().await?;
     crate::with_tx!(&mut tx, conn => {
         if let Some(old) = previous {
@@ -194,6 +244,11 @@ pub async fn sign_in(
     });
     tx.commit().await?;
     Ok(Session { id, openid: openid.to_owned(), nickname: nickname.map(str::to_owned) })
+}
+
+/// Ends a session (signing out): its row deleted, so its cookie opens nothing any more.
+pub async fn end(store: &Store, id: &str) -> Result<(), sqlx::Error> {
+    with_pool!(store, pool => sqlx::query("DELETE FROM h5_sessions WHERE id = $1").bind(id).execute(pool).await.map(|_| ()))
 }
 
 /// Deletes expired sessions, at most `batch` of them; returns how many.

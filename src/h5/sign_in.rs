@@ -6,7 +6,6 @@ use crate::error::PageError;
 use crate::http::page::see_other;
 use crate::members::import::normalise_name;
 use crate::state::AppState;
-use crate::store::now_ms;
 use crate::wechat::client::oauth::Scope;
 use axum::extract::{Query, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
@@ -50,7 +49,7 @@ fn expired() -> PageError {
 pub async fn start(State(app): State<AppState>, Query(q): Query<StartQuery>) -> Result<Response, PageError> {
     let next = target(q.to.as_deref().unwrap_or("card")).ok_or_else(link_refused)?;
     let h5 = &app.config.h5;
-    let oauth = OAuthState::new(next, now_ms());
+    let oauth = OAuthState::new(next, app.clock.now_ms());
     let redirect_uri = format!("{}/h5/oauth/callback", h5.public_url.trim_end_matches('/'));
     let scope = if q.profile.as_deref() == Some("1") { Scope::UserInfo } else { Scope::Base };
     let url = app
@@ -85,7 +84,7 @@ async fn signed_in(app: &AppState, headers: &HeaderMap, q: CallbackQuery) -> Res
     let (Some(code), Some(state)) = (q.code.filter(|c| !c.is_empty() && c.len() <= 128), q.state) else {
         return Err(expired());
     };
-    let Some(oauth) = super::cookies(app).oauth_state(&h5.session_secret, headers, now_ms()) else {
+    let Some(oauth) = super::cookies(app).oauth_state(&h5.session_secret, headers, app.clock.now_ms()) else {
         return Err(expired());
     };
     if !session::same(&oauth.state, &state) {
@@ -111,12 +110,45 @@ async fn signed_in(app: &AppState, headers: &HeaderMap, q: CallbackQuery) -> Res
     } else {
         None
     };
-    let previous = super::cookies(app).session_id(&h5.session_secret, headers);
+    let jar = super::cookies(app);
+    // Several session cookies (one planted on a narrower path): none is trusted, all expire.
+    let shadowed = jar.session_cookies(headers) > 1;
+    let previous = jar.session_id(&h5.session_secret, headers);
     let session =
         session::sign_in(&app.store, &token.openid, nickname.as_deref(), h5.session_ttl_secs, previous.as_deref())
             .await?;
-    let cookie = super::cookies(app).set_session(&h5.session_secret, &session.id, h5.session_ttl_secs);
+    let cookie = jar.set_session(&h5.session_secret, &session.id, h5.session_ttl_secs);
     let mut response = see_other(&oauth.next);
-    response.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&cookie).expect("a cookie is a header value"));
+    let headers = response.headers_mut();
+    if shadowed {
+        for clear in jar.clear_session_everywhere() {
+            headers.append(SET_COOKIE, HeaderValue::from_str(&clear).expect("a cookie is a header value"));
+        }
+    }
+    // Last, after the deletions: the browser applies them in order.
+    headers.append(SET_COOKIE, HeaderValue::from_str(&cookie).expect("a cookie is a header value"));
+    Ok(response)
+}
+
+/// `POST /h5/logout` (with the form token): ends the session and expires the cookie on every
+/// path; a page says so (opening a page from the chat signs in again).
+pub async fn logout(
+    State(app): State<AppState>,
+    super::Follower { session, .. }: super::Follower,
+    body: axum::body::Bytes,
+) -> Result<Response, PageError> {
+    #[derive(serde::Deserialize)]
+    struct Logout {}
+    let Logout {} = super::form(&app, &session, &body)?;
+    session::end(&app.store, &session.id).await?;
+    let mut response = PageError::refused(
+        axum::http::StatusCode::OK,
+        "已退出 / Signed out",
+        "您已退出登录。从对话中打开页面即可再次登录。You are signed out; open a page from the chat to sign in again.",
+    )
+    .into_response();
+    for clear in super::cookies(&app).clear_session_everywhere() {
+        response.headers_mut().append(SET_COOKIE, HeaderValue::from_str(&clear).expect("a cookie is a header value"));
+    }
     Ok(response)
 }

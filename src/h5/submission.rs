@@ -9,7 +9,7 @@
 //! included, so a repeat is judged afresh and refused the same way. Results are pages of their
 //! own (POST, redirect, GET), so reloading one never posts again.
 
-use crate::store::{Tx, now_ms};
+use crate::store::Tx;
 use crate::with_tx;
 
 /// How long a key's result is kept (a repeat after that finds nothing and is refused as stale).
@@ -38,9 +38,10 @@ pub enum Claim {
 
 /// Claims `key` for `session_id` inside `tx`.
 pub async fn claim(tx: &mut Tx, key: &str, session_id: &str) -> Result<Claim, sqlx::Error> {
+    let now = tx.now_ms();
     let inserted = with_tx!(tx, conn => sqlx::query(
         "INSERT INTO h5_submissions (key, session_id, result, created_at) VALUES ($1, $2, '', $3) ON CONFLICT (key) DO NOTHING")
-        .bind(key).bind(session_id).bind(now_ms()).execute(conn).await.map(|r| r.rows_affected() == 1))?;
+        .bind(key).bind(session_id).bind(now).execute(conn).await.map(|r| r.rows_affected() == 1))?;
     if inserted {
         return Ok(Claim::Fresh);
     }

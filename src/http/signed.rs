@@ -69,6 +69,8 @@ pub struct Signer<'a> {
     pub name: &'a str,
     pub secret: &'a str,
     pub max_skew_secs: u64,
+    /// Our time (unix seconds) on the app's clock, which the caller's timestamp is held to.
+    pub now: i64,
 }
 
 /// The body of a signed call, once it is known to come from `signer`; at most `max_body` bytes.
@@ -103,8 +105,7 @@ pub fn authenticate_get(signer: &Signer, headers: &HeaderMap, path_and_query: &s
 
 fn check(signer: &Signer, headers: &HeaderMap, signed: &[u8]) -> Result<(), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = crate::store::now_ms() / 1000;
-    verify(signer.secret, signer.max_skew_secs, header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), signed, now)
+    verify(signer.secret, signer.max_skew_secs, header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), signed, signer.now)
 }
 
 /// The call's `X-Wxoa-Timestamp` (unix seconds), once [`authenticate`] accepted it.

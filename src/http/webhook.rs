@@ -26,13 +26,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/wechat", get(handshake).post(receive))
 }
 
-fn unix_now() -> i64 {
-    crate::store::now_ms() / 1000
-}
-
 async fn handshake(State(app): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, WebhookError> {
     let q = SignedQuery::parse(query.as_deref().unwrap_or(""));
-    let echo = app.envelope.handshake(&q, unix_now()).inspect_err(reject_metric)?;
+    let echo = app.envelope.handshake(&q, app.clock.now_secs()).inspect_err(reject_metric)?;
     Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], echo.to_owned()).into_response())
 }
 
@@ -47,7 +43,7 @@ async fn receive(
 async fn answer(app: &AppState, query: &str, body: Bytes) -> Result<Response, WebhookError> {
     let received = Instant::now();
     let q = SignedQuery::parse(query);
-    let now = unix_now();
+    let now = app.clock.now_secs();
     let opened = app.envelope.open(&q, &body, now).inspect_err(reject_metric)?;
     let msg = Message::parse(&opened.xml).map_err(|e| {
         metrics::counter!("wxoa_webhook_rejected_total", "reason" => "parse").increment(1);

@@ -13,7 +13,7 @@
 //! included), so a receiver sees them in the order they happened. A dead job no longer holds
 //! its queue back: it waits in `wxoa jobs list` for `wxoa jobs retry`.
 
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx};
 use crate::{with_pool, with_tx};
 use serde::Serialize;
 
@@ -27,8 +27,8 @@ pub struct NewJob {
     pub kind: super::Kind,
     pub payload: serde_json::Value,
     pub dedupe_key: String,
-    /// When it may run (unix ms); now by default.
-    pub run_at: i64,
+    /// When it may run (unix ms); `None`: as it is enqueued.
+    pub run_at: Option<i64>,
     /// Jobs with the same key run one at a time, in the order they were enqueued.
     pub queue_key: Option<String>,
 }
@@ -39,7 +39,7 @@ impl NewJob {
             kind,
             payload: serde_json::to_value(payload).expect("serializable payload"),
             dedupe_key: dedupe_key.into(),
-            run_at: now_ms(),
+            run_at: None,
             queue_key: None,
         }
     }
@@ -51,7 +51,7 @@ impl NewJob {
     }
 
     pub fn at(mut self, run_at: i64) -> NewJob {
-        self.run_at = run_at;
+        self.run_at = Some(run_at);
         self
     }
 }
@@ -75,8 +75,9 @@ const INSERT: &str = "INSERT INTO jobs (kind, payload, dedupe_key, state, attemp
 /// Enqueues `job` inside `tx`; `false` if a job with its dedupe key exists.
 pub async fn enqueue_tx(tx: &mut Tx, job: &NewJob) -> Result<bool, sqlx::Error> {
     let payload = job.payload.to_string();
+    let now = tx.now_ms();
     let n = with_tx!(tx, conn => sqlx::query(INSERT)
-        .bind(job.kind.as_str()).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms()).bind(&job.queue_key)
+        .bind(job.kind.as_str()).bind(&payload).bind(&job.dedupe_key).bind(job.run_at.unwrap_or(now)).bind(now).bind(&job.queue_key)
         .execute(conn).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
@@ -87,7 +88,7 @@ const MANY_CHUNK: usize = 500;
 /// Enqueues `jobs` inside `tx` in a few multi-row statements (in their order, so a queue's
 /// jobs keep it); returns how many were new.
 pub async fn enqueue_many_tx(tx: &mut Tx, jobs: &[NewJob]) -> Result<u64, sqlx::Error> {
-    let now = now_ms();
+    let now = tx.now_ms();
     let mut added = 0;
     for chunk in jobs.chunks(MANY_CHUNK) {
         added += with_tx!(tx, conn => {
@@ -99,7 +100,7 @@ pub async fn enqueue_many_tx(tx: &mut Tx, jobs: &[NewJob]) -> Result<u64, sqlx::
                     .push_bind(job.payload.to_string())
                     .push_bind(job.dedupe_key.clone())
                     .push("'queued', 0")
-                    .push_bind(job.run_at)
+                    .push_bind(job.run_at.unwrap_or(now))
                     .push("0")
                     .push_bind(now)
                     .push_bind(now)
@@ -115,8 +116,9 @@ pub async fn enqueue_many_tx(tx: &mut Tx, jobs: &[NewJob]) -> Result<u64, sqlx::
 /// Enqueues `job` on its own; `false` if a job with its dedupe key exists.
 pub async fn enqueue(store: &Store, job: &NewJob) -> Result<bool, sqlx::Error> {
     let payload = job.payload.to_string();
+    let now = store.now_ms();
     let n = with_pool!(store, pool => sqlx::query(INSERT)
-        .bind(job.kind.as_str()).bind(&payload).bind(&job.dedupe_key).bind(job.run_at).bind(now_ms()).bind(&job.queue_key)
+        .bind(job.kind.as_str()).bind(&payload).bind(&job.dedupe_key).bind(job.run_at.unwrap_or(now)).bind(now).bind(&job.queue_key)
         .execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
@@ -161,7 +163,7 @@ pub async fn become_due(
     kind: super::Kind,
     payload: &str,
 ) -> Result<bool, sqlx::Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     let n = with_pool!(store, pool => sqlx::query(
         "UPDATE jobs SET kind = $2, payload = $3, run_at = $4, updated_at = $4 WHERE dedupe_key = $1 AND state = 'queued'")
         .bind(dedupe_key).bind(kind.as_str()).bind(payload).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
@@ -171,7 +173,7 @@ pub async fn become_due(
 /// Marks the queued job `dedupe_key` done with `result` (there is nothing for it to do); `false`
 /// if it is not queued any more.
 pub async fn finish_queued(store: &Store, dedupe_key: &str, result: &str) -> Result<bool, sqlx::Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     let n = with_pool!(store, pool => sqlx::query(
         "UPDATE jobs SET state = 'done', result = $2, updated_at = $3 WHERE dedupe_key = $1 AND state = 'queued'")
         .bind(dedupe_key).bind(result).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
@@ -181,7 +183,7 @@ pub async fn finish_queued(store: &Store, dedupe_key: &str, result: &str) -> Res
 /// Puts a dead (or done) job back in the queue, due now, with fresh attempts. `false` if there is
 /// no such job or it is queued or running.
 pub async fn retry(store: &Store, id: i64) -> Result<bool, sqlx::Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     let n = with_pool!(store, pool => sqlx::query(
         "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, lease_until = 0, updated_at = $2 \
          WHERE id = $1 AND state IN ('dead', 'done')")

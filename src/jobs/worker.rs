@@ -14,7 +14,7 @@
 use super::Kind;
 use super::outbox;
 use crate::config::OutboxConfig;
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::wechat::client::message::CustomMessage;
 use crate::wechat::client::template::TemplateMessage;
 use crate::wechat::client::{CallError, Client, QUOTA};
@@ -181,11 +181,12 @@ impl Worker {
     }
 
     async fn claim_where(&self, condition: &str, n: i64) -> Result<Vec<Claimed>, sqlx::Error> {
-        let now = now_ms();
+        let now = self.ctx.store.now_ms();
         let lease_until = now + self.config.lease_secs as i64 * 1000;
         // SKIP LOCKED on PostgreSQL: two instances claiming at once take different jobs. SQLite has
         // one writer at a time, so the plain sub-select is already exclusive.
-        let lock = if matches!(self.ctx.store, Store::Postgres(_)) { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let lock =
+            if matches!(self.ctx.store.pool, crate::store::Pool::Postgres(_)) { " FOR UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_until = $1, leased_by = $2, attempts = attempts + 1, updated_at = $3 \
              WHERE id IN (SELECT id FROM jobs WHERE {condition} LIMIT $4{lock}) RETURNING id, kind, payload, attempts"
@@ -200,7 +201,7 @@ impl Worker {
         if finished.is_empty() {
             return;
         }
-        let now = now_ms();
+        let now = self.ctx.store.now_ms();
         let result = async {
             let mut tx = self.ctx.store.begin().await?;
             for done in finished.iter() {
@@ -299,7 +300,7 @@ fn judge(result: Sent, attempts: i64, max_attempts: i64) -> Verdict {
 
 /// Jobs due now, for `/readyz`-style checks and the CLI.
 pub async fn due_count(store: &Store) -> Result<i64, sqlx::Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     with_pool!(store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND run_at <= $1").bind(now).fetch_one(pool).await)
 }
 

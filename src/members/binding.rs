@@ -15,7 +15,7 @@ use super::import::{BadBirthday, normalise_card, normalise_name, normalise_phone
 use super::points::Rules;
 use super::{Error, Refusal};
 use crate::crm::{Event, MemberRef};
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx};
 use crate::{with_pool, with_tx};
 
 /// Failed binding attempts before the lockout, and its length.
@@ -46,10 +46,10 @@ pub struct EnrolInput {
     pub birthday: Option<String>,
 }
 
-fn birthday(raw: &str) -> Result<Option<String>, Refusal> {
+fn birthday(raw: &str, today: chrono::NaiveDate) -> Result<Option<String>, Refusal> {
     match raw.trim() {
         "" => Ok(None),
-        b => parse_birthday(b).map(Some).map_err(|e| match e {
+        b => parse_birthday(b, today).map(Some).map_err(|e| match e {
             BadBirthday::Format => Refusal::BirthdayFormat,
             BadBirthday::Future => Refusal::BirthdayInFuture,
             BadBirthday::TooOld => Refusal::BirthdayTooOld,
@@ -58,10 +58,11 @@ fn birthday(raw: &str) -> Result<Option<String>, Refusal> {
 }
 
 impl EnrolInput {
-    pub fn parse(name: &str, phone: &str, birthday_raw: &str) -> Result<EnrolInput, Refusal> {
+    /// A birthday after `today` (China's date) is refused.
+    pub fn parse(name: &str, phone: &str, birthday_raw: &str, today: chrono::NaiveDate) -> Result<EnrolInput, Refusal> {
         let name = normalise_name(name).ok_or(Refusal::NameNeeded)?;
         let phone = normalise_phone(phone).ok_or(Refusal::BadPhone)?;
-        Ok(EnrolInput { name, phone, birthday: birthday(birthday_raw)? })
+        Ok(EnrolInput { name, phone, birthday: birthday(birthday_raw, today)? })
     }
 }
 
@@ -74,10 +75,16 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// `store` must be one of `store_ids` (or empty).
-    pub fn parse(name: &str, birthday_raw: &str, store: &str, store_ids: &[i64]) -> Result<Profile, Refusal> {
+    /// `store` must be one of `store_ids` (or empty); a birthday after `today` is refused.
+    pub fn parse(
+        name: &str,
+        birthday_raw: &str,
+        store: &str,
+        store_ids: &[i64],
+        today: chrono::NaiveDate,
+    ) -> Result<Profile, Refusal> {
         let name = normalise_name(name).ok_or(Refusal::NameNeeded)?;
-        let birthday = birthday(birthday_raw)?;
+        let birthday = birthday(birthday_raw, today)?;
         let store_id = match store.trim() {
             "" => None,
             s => Some(s.parse::<i64>().ok().filter(|id| store_ids.contains(id)).ok_or(Refusal::NoSuchStore)?),
@@ -92,26 +99,77 @@ fn subjects(openid: &str, card_no: &str) -> [String; 2] {
 
 /// Whether `openid` or `card_no` is locked out now: the minutes left.
 pub async fn lockout(store: &Store, openid: &str, card_no: &str) -> Result<Option<i64>, sqlx::Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     let [a, b] = subjects(openid, card_no);
     let until: Option<i64> = with_pool!(store, pool => sqlx::query_scalar(
         "SELECT MAX(locked_until) FROM bind_failures WHERE subject IN ($1, $2) AND locked_until > $3")
         .bind(&a).bind(&b).bind(now).fetch_one(pool).await)?;
-    Ok(until.map(|until| (until - now + 59_999) / 60_000))
+    Ok(until.map(|until| minutes_left(until, now)))
 }
 
-/// Counts a failed attempt against the follower and the card; the fifth locks both.
-pub async fn record_failure(store: &Store, openid: &str, card_no: &str) -> Result<(), sqlx::Error> {
-    let now = now_ms();
+fn minutes_left(until: i64, now: i64) -> i64 {
+    (until - now + 59_999) / 60_000
+}
+
+/// Takes one of the follower's and one of the card's [`MAX_FAILURES`] tries before a card and
+/// phone are compared, committed before the comparison: `Ok(None)` when both had one left,
+/// else the minutes until the lock ends.
+///
+/// Why before and not after: counted after the comparison, a burst of concurrent attempts all
+/// pass the lock check before any failure is recorded, and dozens of phones are tried in the
+/// time five should take. Taken first, with a conditional update that each database applies
+/// one at a time per row (SQLite's write lock; PostgreSQL's row lock, the condition checked
+/// again on the row it locked), at most five comparisons per card and per follower can be in
+/// flight or done in a window. A try is given back ([`return_try`]) when the comparison did not
+/// find a wrong phone; a process that dies between the two keeps it taken (it fails closed).
+pub async fn take_try(store: &Store, openid: &str, card_no: &str) -> Result<Option<i64>, sqlx::Error> {
+    let now = store.now_ms();
     let mut tx = store.begin().await?;
     for subject in subjects(openid, card_no) {
         with_tx!(&mut tx, conn => sqlx::query(
-            "INSERT INTO bind_failures (subject, failures, locked_until) VALUES ($1, 1, 0) \
-             ON CONFLICT (subject) DO UPDATE SET failures = bind_failures.failures + 1")
+            "INSERT INTO bind_failures (subject, failures, locked_until) VALUES ($1, 0, 0) ON CONFLICT (subject) DO NOTHING")
             .bind(&subject).execute(conn).await.map(|_| ()))?;
+        // A lock that has run out starts a fresh window.
         with_tx!(&mut tx, conn => sqlx::query(
-            "UPDATE bind_failures SET failures = 0, locked_until = $2 WHERE subject = $1 AND failures >= $3")
+            "UPDATE bind_failures SET failures = 0, locked_until = 0 WHERE subject = $1 AND locked_until BETWEEN 1 AND $2")
+            .bind(&subject).bind(now).execute(conn).await.map(|_| ()))?;
+        let taken = with_tx!(&mut tx, conn => sqlx::query(
+            "UPDATE bind_failures SET failures = failures + 1 WHERE subject = $1 AND locked_until = 0 AND failures < $2")
+            .bind(&subject).bind(MAX_FAILURES).execute(conn).await.map(|r| r.rows_affected() == 1))?;
+        if !taken {
+            let until: i64 = with_tx!(&mut tx, conn => sqlx::query_scalar(
+                "SELECT locked_until FROM bind_failures WHERE subject = $1").bind(&subject).fetch_one(conn).await)?;
+            // No lock yet: the last tries are being compared right now; their lock, if they
+            // fail, is the whole lockout.
+            let until = if until > now { until } else { now + LOCKOUT_MS };
+            return Ok(Some(minutes_left(until, now)));
+        }
+    }
+    tx.commit().await?;
+    Ok(None)
+}
+
+/// A try taken by [`take_try`] that found a wrong phone: it stays counted, and the fifth
+/// locks the follower and the card for the lockout.
+pub async fn record_failure(store: &Store, openid: &str, card_no: &str) -> Result<(), sqlx::Error> {
+    let now = store.now_ms();
+    let mut tx = store.begin().await?;
+    for subject in subjects(openid, card_no) {
+        with_tx!(&mut tx, conn => sqlx::query(
+            "UPDATE bind_failures SET locked_until = $2 WHERE subject = $1 AND locked_until = 0 AND failures >= $3")
             .bind(&subject).bind(now + LOCKOUT_MS).bind(MAX_FAILURES).execute(conn).await.map(|_| ()))?;
+    }
+    tx.commit().await
+}
+
+/// A try taken by [`take_try`] that did not compare a wrong phone (bound, refused for another
+/// reason, a repeated form, a failure): given back.
+pub async fn return_try(store: &Store, openid: &str, card_no: &str) -> Result<(), sqlx::Error> {
+    let mut tx = store.begin().await?;
+    for subject in subjects(openid, card_no) {
+        with_tx!(&mut tx, conn => sqlx::query(
+            "UPDATE bind_failures SET failures = failures - 1 WHERE subject = $1 AND locked_until = 0 AND failures > 0")
+            .bind(&subject).execute(conn).await.map(|_| ()))?;
     }
     tx.commit().await
 }
@@ -134,7 +192,7 @@ pub async fn bind_in(tx: &mut Tx, rules: &Rules<'_>, openid: &str, input: &BindI
     if holder.is_some() {
         return Err(Refusal::CardTaken.into());
     }
-    let now = now_ms();
+    let now = tx.now_ms();
     let done = with_tx!(tx, conn => sqlx::query("UPDATE members SET openid = $2, updated_at = $3 WHERE id = $1 AND openid IS NULL")
         .bind(id).bind(openid).bind(now).execute(conn).await.map(|r| r.rows_affected() == 1))?;
     if !done {
@@ -167,7 +225,7 @@ pub async fn enrol_in(
     if taken.is_some() {
         return Err(Refusal::PhoneTaken.into());
     }
-    let now = now_ms();
+    let now = tx.now_ms();
     // Card numbers are random, so a clash is possible and tried again; inside a transaction a
     // failed insert would abort it on PostgreSQL, so the free number is found first.
     for _ in 0..8 {
@@ -197,9 +255,10 @@ pub async fn enrol_in(
 
 /// Unbinds the follower's card; the member it was, if any. The CRM hears `member.unbound`.
 pub async fn unbind_in(tx: &mut Tx, rules: &Rules<'_>, openid: &str) -> Result<Option<i64>, sqlx::Error> {
+    let now = tx.now_ms();
     let id: Option<i64> = with_tx!(tx, conn => sqlx::query_scalar(
         "UPDATE members SET openid = NULL, updated_at = $2 WHERE openid = $1 RETURNING id")
-        .bind(openid).bind(now_ms()).fetch_optional(conn).await)?;
+        .bind(openid).bind(now).fetch_optional(conn).await)?;
     if let Some(id) = id {
         rules.crm.emit_for(tx, id, Event::MemberUnbound {}).await?;
     }
@@ -208,10 +267,11 @@ pub async fn unbind_in(tx: &mut Tx, rules: &Rules<'_>, openid: &str) -> Result<O
 
 /// Saves the member's details; the CRM hears `member.profile_updated` if they changed.
 pub async fn update_profile_in(tx: &mut Tx, rules: &Rules<'_>, member_id: i64, p: &Profile) -> Result<(), sqlx::Error> {
+    let now = tx.now_ms();
     let changed = with_tx!(tx, conn => sqlx::query(
         "UPDATE members SET name = $2, birthday = $3, store_id = $4, updated_at = $5 WHERE id = $1 \
          AND (name IS DISTINCT FROM $2 OR birthday IS DISTINCT FROM $3 OR store_id IS DISTINCT FROM $4)")
-        .bind(member_id).bind(&p.name).bind(&p.birthday).bind(p.store_id).bind(now_ms())
+        .bind(member_id).bind(&p.name).bind(&p.birthday).bind(p.store_id).bind(now)
         .execute(conn).await.map(|r| r.rows_affected() == 1))?;
     if changed {
         let event = Event::ProfileUpdated { name: p.name.clone(), birthday: p.birthday.clone(), store_id: p.store_id };
@@ -228,13 +288,18 @@ mod tests {
     fn forms_are_parsed_before_anything_changes() {
         assert_eq!(BindInput::parse(" c-1001 ", "+86 138 1234 5678").unwrap().card_no, "C1001");
         assert_eq!(BindInput::parse("", "13812345678"), Err(Refusal::CardAndPhoneNeeded));
-        assert_eq!(EnrolInput::parse(" ", "13812345678", ""), Err(Refusal::NameNeeded));
-        assert_eq!(EnrolInput::parse("Li", "123", ""), Err(Refusal::BadPhone));
-        assert_eq!(EnrolInput::parse("Li", "13812345678", "31/31/1990"), Err(Refusal::BirthdayFormat));
-        assert_eq!(EnrolInput::parse("Li", "13812345678", "2999-01-01"), Err(Refusal::BirthdayInFuture));
-        assert_eq!(EnrolInput::parse("Li", "13812345678", "1850-01-01"), Err(Refusal::BirthdayTooOld));
-        let p = Profile::parse("Li", "1990-01-05", "24", &[21, 24]).unwrap();
+        assert_eq!(EnrolInput::parse(" ", "13812345678", "", today()), Err(Refusal::NameNeeded));
+        assert_eq!(EnrolInput::parse("Li", "123", "", today()), Err(Refusal::BadPhone));
+        assert_eq!(EnrolInput::parse("Li", "13812345678", "31/31/1990", today()), Err(Refusal::BirthdayFormat));
+        assert_eq!(EnrolInput::parse("Li", "13812345678", "2026-06-02", today()), Err(Refusal::BirthdayInFuture));
+        assert_eq!(EnrolInput::parse("Li", "13812345678", "1850-01-01", today()), Err(Refusal::BirthdayTooOld));
+        let p = Profile::parse("Li", "1990-01-05", "24", &[21, 24], today()).unwrap();
         assert_eq!((p.birthday.as_deref(), p.store_id), (Some("1990-01-05"), Some(24)));
-        assert_eq!(Profile::parse("Li", "", "99", &[21]), Err(Refusal::NoSuchStore));
+        assert_eq!(Profile::parse("Li", "", "99", &[21], today()), Err(Refusal::NoSuchStore));
+    }
+
+    /// The day the parses above are judged on.
+    fn today() -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap()
     }
 }

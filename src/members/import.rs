@@ -11,7 +11,7 @@
 //! with a unique reference, so running the same file again changes nothing. The import is one
 //! transaction: it applies entirely or not at all, but a bad row never stops it.
 
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx};
 use crate::with_tx;
 
 /// Fields and rows an import reads at most (a CRM export is big, not unbounded).
@@ -150,8 +150,9 @@ pub fn normalise_card(raw: &str) -> Option<String> {
     (4..=32).contains(&card.len()).then_some(card).filter(|c| c.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-pub fn normalise_birthday(raw: &str) -> Option<String> {
-    parse_birthday(raw).ok()
+/// A birthday as `YYYY-MM-DD` (none after `today`, China's date).
+pub fn normalise_birthday(raw: &str, today: chrono::NaiveDate) -> Option<String> {
+    parse_birthday(raw, today).ok()
 }
 
 /// Why a birthday was not taken.
@@ -165,14 +166,14 @@ pub enum BadBirthday {
     TooOld,
 }
 
-/// A birthday in any common form as `YYYY-MM-DD`, or why not.
-pub fn parse_birthday(raw: &str) -> Result<String, BadBirthday> {
+/// A birthday in any common form as `YYYY-MM-DD`, or why not (one after `today`, China's
+/// date, is in the future).
+pub fn parse_birthday(raw: &str, today: chrono::NaiveDate) -> Result<String, BadBirthday> {
     let s = half_width(raw.trim());
     let date = ["%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d", "%Y年%m月%d日"]
         .iter()
         .find_map(|f| chrono::NaiveDate::parse_from_str(&s, f).ok())
         .ok_or(BadBirthday::Format)?;
-    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
     if date > today {
         return Err(BadBirthday::Future);
     }
@@ -193,7 +194,12 @@ fn normalise_tier(raw: &str) -> Option<&'static str> {
 }
 
 /// One record as a normalised row, with notes of what was changed or dropped.
-fn normalise(line: usize, columns: &[Option<Column>], record: &[String]) -> (Row, Vec<String>) {
+fn normalise(
+    line: usize,
+    columns: &[Option<Column>],
+    record: &[String],
+    today: chrono::NaiveDate,
+) -> (Row, Vec<String>) {
     let mut row = Row { line, ..Row::default() };
     let mut notes = Vec::new();
     for (col, raw) in columns.iter().zip(record) {
@@ -228,7 +234,7 @@ fn normalise(line: usize, columns: &[Option<Column>], record: &[String]) -> (Row
                 }
                 None => notes.push(format!("phone {raw:?} is not a mainland mobile number: left empty")),
             },
-            Column::Birthday => match normalise_birthday(raw) {
+            Column::Birthday => match normalise_birthday(raw, today) {
                 Some(b) => {
                     if b != raw {
                         notes.push(format!("birthday {raw:?} → {b}"));
@@ -310,8 +316,9 @@ pub async fn import_with(
     // Normalise, then merge rows that repeat an earlier row's card number or phone.
     let mut reports: Vec<Report> = Vec::with_capacity(data.len());
     let mut kept: Vec<(Row, usize)> = Vec::new(); // row, index of its report
+    let today = store.clock.china_now().date_naive();
     for (line, record) in data {
-        let (row, mut notes) = normalise(*line, &columns, record);
+        let (row, mut notes) = normalise(*line, &columns, record, today);
         if row.card_no.is_none() && row.phone.is_none() {
             reports.push(Report {
                 line: *line,
@@ -378,7 +385,7 @@ async fn apply(
     {
         return Ok(Outcome::Rejected(format!("card number belongs to member {} but phone to member {}", a.0, b.0)));
     }
-    let now = now_ms();
+    let now = tx.now_ms();
     let (id, outcome) = match by_card.or(by_phone) {
         Some((id, card_no, name, phone, birthday, tier)) => {
             // "standard" is the default tier, not something the member's record says.
@@ -477,9 +484,16 @@ mod tests {
         assert_eq!(normalise_card(" c-1001 23 ").as_deref(), Some("C100123"));
         assert_eq!(normalise_card("x!"), None);
         for raw in ["1990-01-05", "1990/1/5", "19900105", "1990.01.05", "1990年1月5日"] {
-            assert_eq!(normalise_birthday(raw).as_deref(), Some("1990-01-05"), "{raw}");
+            assert_eq!(normalise_birthday(raw, day("2026-06-01")).as_deref(), Some("1990-01-05"), "{raw}");
         }
-        assert_eq!(normalise_birthday("1890-01-01"), None);
-        assert_eq!(normalise_birthday("soon"), None);
+        assert_eq!(normalise_birthday("1890-01-01", day("2026-06-01")), None);
+        assert_eq!(normalise_birthday("soon", day("2026-06-01")), None);
+        // The future is judged against the day given, not the day the test runs.
+        assert_eq!(normalise_birthday("2026-06-02", day("2026-06-01")), None);
+        assert_eq!(normalise_birthday("2026-06-01", day("2026-06-01")).as_deref(), Some("2026-06-01"));
+    }
+
+    fn day(s: &str) -> chrono::NaiveDate {
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
     }
 }

@@ -379,7 +379,7 @@ pub async fn post(tx: &mut Tx, rules: &Rules<'_>, changes: &[Change]) -> Result<
 
     // Lock the members (in id order, so two batches cannot deadlock), then read what the lock
     // protects: their rows, lots and ledger references.
-    let lock = if matches!(tx, Tx::Postgres(_)) { " ORDER BY id FOR UPDATE" } else { "" };
+    let lock = if tx.is_postgres() { " ORDER BY id FOR UPDATE" } else { "" };
     let mut accounts: HashMap<i64, Account> = HashMap::new();
     for (id, card_no, openid, tier, tier_held_until) in
         select_in!(tx, MemberRow, "SELECT id, card_no, openid, tier, tier_held_until FROM members WHERE id", ids, lock)
@@ -864,7 +864,7 @@ pub async fn review_tiers(store: &Store, rules: &Rules<'_>) -> Result<usize, sql
         }
         // Then the changes, judged again on the locked rows.
         let mut tx = store.begin().await?;
-        let lock = if matches!(tx, Tx::Postgres(_)) { " ORDER BY id FOR UPDATE" } else { "" };
+        let lock = if tx.is_postgres() { " ORDER BY id FOR UPDATE" } else { "" };
         let locked = select_in!(
             &mut tx,
             MemberRow,
@@ -908,7 +908,7 @@ pub async fn expire(store: &Store, rules: &Rules<'_>) -> Result<usize, sqlx::Err
         if members.is_empty() {
             break;
         }
-        let lock = if matches!(tx, Tx::Postgres(_)) { " ORDER BY id FOR UPDATE" } else { "" };
+        let lock = if tx.is_postgres() { " ORDER BY id FOR UPDATE" } else { "" };
         let refs: HashMap<i64, Option<String>> =
             select_in!(&mut tx, (i64, Option<String>), "SELECT id, card_no FROM members WHERE id", members, lock)
                 .into_iter()
@@ -968,7 +968,7 @@ pub async fn expire(store: &Store, rules: &Rules<'_>) -> Result<usize, sqlx::Err
 /// the old hourly job had not recorded yet. Every instance may call it at start; the first
 /// does it, in one transaction.
 pub async fn upgrade(store: &Store) -> Result<(), sqlx::Error> {
-    let now = crate::store::now_ms();
+    let now = store.now_ms();
     let pending: Option<i32> = with_pool!(store, pool => sqlx::query_scalar(
         "SELECT 1 FROM wxoa_upgrades WHERE name = 'points_lots' AND done_at IS NULL").fetch_optional(pool).await)?;
     if pending.is_none() {

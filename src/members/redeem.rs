@@ -7,7 +7,7 @@
 use super::points::{self, Change, Kind, Outcome, Rejection, Who};
 use super::{Error, Refusal};
 use crate::crm::{self, Event};
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx};
 use crate::{with_pool, with_tx};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,7 @@ pub async fn redeem_in(
         "SELECT id, name, points_cost, stock FROM catalogue WHERE id = $1 AND active = $2").bind(item_id).bind(true).fetch_optional(conn).await)?;
     let Some((id, name, points_cost, stock)) = item else { return Err(Refusal::NoSuchItem.into()) };
     let item = Item { id, name, points_cost, stock };
-    let now = now_ms();
+    let now = tx.now_ms();
     let balance = points::points_in(tx, member_id, now).await?;
     if balance < item.points_cost {
         return Err(Refusal::NotEnoughPoints { balance, cost: item.points_cost }.into());

@@ -19,7 +19,7 @@ pub mod api;
 
 use crate::bot::rules::{ArticleSpec, Keywords, MatchSpec, RuleSpec};
 use crate::bot::{Bot, Routing};
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx, TxConn};
 use crate::text::check_line;
 use crate::wechat::message::Message;
 use crate::{with_pool, with_tx};
@@ -375,7 +375,7 @@ pub async fn generation(store: &Store) -> Result<i64, sqlx::Error> {
 
 async fn locked(store: &Store) -> Result<Tx, sqlx::Error> {
     let mut tx = store.begin().await?;
-    if let Tx::Postgres(t) = &mut tx {
+    if let TxConn::Postgres(t) = &mut tx.conn {
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(crate::store::locks::REPLIES).execute(&mut **t).await?;
     }
     Ok(tx)
@@ -441,7 +441,7 @@ async fn record(
 
 /// Creates a reply, checked with the set it joins.
 pub async fn create(store: &Store, base: &Routing, max: usize, input: &ReplyInput, by: &str) -> Result<Stored, Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     let mut tx = locked(store).await?;
     let others = all_in(&mut tx).await?;
     if others.iter().any(|r| r.name == input.name) {
@@ -467,7 +467,7 @@ pub async fn update(
     input: &ReplyInput,
     by: &str,
 ) -> Result<Stored, Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     let mut tx = locked(store).await?;
     let all = all_in(&mut tx).await?;
     let Some(current) = all.iter().find(|r| r.id == id).cloned() else {

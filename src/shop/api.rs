@@ -6,7 +6,6 @@ use super::{landing, orders, stock};
 use crate::error::ApiError;
 use crate::http::signed::{self, Signer};
 use crate::state::AppState;
-use crate::store::now_ms;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -33,7 +32,12 @@ pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
 }
 
 fn shop(app: &AppState) -> Signer<'_> {
-    Signer { name: "shop", secret: app.config.shop.secret.expose(), max_skew_secs: app.config.shop.max_skew_secs }
+    Signer {
+        name: "shop",
+        secret: app.config.shop.secret.expose(),
+        max_skew_secs: app.config.shop.max_skew_secs,
+        now: app.clock.now_secs(),
+    }
 }
 
 async fn post_stock(
@@ -63,7 +67,7 @@ async fn post_order(
 ) -> Result<Response, ApiError> {
     use orders::Outcome;
     let body = signed::authenticate(&shop(&app), &headers, body, MAX_BODY)?;
-    let n = orders::parse(&body, now_ms() / 1000)?;
+    let n = orders::parse(&body, app.clock.now_ms() / 1000)?;
     // Authenticated and under 64 KiB, so valid UTF-8 JSON we store as received.
     let raw = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("the body must be UTF-8".into()))?;
     let outcome = orders::record(&app.store, &app.notices, &app.points_rules(), &n, raw).await?;

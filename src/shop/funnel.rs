@@ -12,7 +12,7 @@
 //! same buyer. A forged, altered or someone else's token credits nothing, and an order without
 //! one is unattributed: never guessed from timing.
 
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx};
 use crate::{with_pool, with_tx};
 use serde::Serialize;
 use sha2::Digest;
@@ -62,8 +62,9 @@ async fn bump(tx: &mut Tx, campaign_id: i64, push_id: i64, adds: &[(Counter, i64
         values.join(", "),
         sets.join(", ")
     );
+    let now = tx.now_ms();
     with_tx!(tx, conn => sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(campaign_id).bind(push_id).bind(minute(now_ms())).execute(conn).await.map(|_| ()))
+        .bind(campaign_id).bind(push_id).bind(minute(now)).execute(conn).await.map(|_| ()))
 }
 
 /// The article link was opened (`GET /buy/{campaign}`).
@@ -79,7 +80,7 @@ pub async fn opener(store: &Store, campaign_id: i64, push_id: i64, openid: &str)
     let first = with_tx!(&mut tx, conn => sqlx::query(
         "INSERT INTO link_openers (campaign_id, openid, push_id, first_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (campaign_id, openid) DO NOTHING")
-        .bind(campaign_id).bind(openid).bind(push_id).bind(now_ms()).execute(conn).await.map(|r| r.rows_affected() == 1))?;
+        .bind(campaign_id).bind(openid).bind(push_id).bind(store.now_ms()).execute(conn).await.map(|r| r.rows_affected() == 1))?;
     if first {
         bump(&mut tx, campaign_id, push_id, &[(Counter::Openers, 1)]).await?;
     }
@@ -102,7 +103,7 @@ pub async fn checkout_issued(
     with_tx!(&mut tx, conn => sqlx::query(
         "INSERT INTO checkouts (token_sha256, campaign_id, push_id, openid, issued_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (token_sha256) DO NOTHING")
-        .bind(token_hash(token)).bind(campaign_id).bind(push_id).bind(openid).bind(now_ms())
+        .bind(token_hash(token)).bind(campaign_id).bind(push_id).bind(openid).bind(store.now_ms())
         .execute(conn).await.map(|_| ()))?;
     bump(&mut tx, campaign_id, push_id, &[(Counter::Checkouts, 1)]).await?;
     tx.commit().await
@@ -130,9 +131,10 @@ pub async fn credit(
                 .bind(token_hash(token)).fetch_optional(conn).await)?;
             match issued {
                 Some((campaign, push, to)) if to == openid => {
+                    let now = tx.now_ms();
                     with_tx!(tx, conn => sqlx::query(
                         "INSERT INTO order_credits (order_id, campaign_id, push_id, credited_at) VALUES ($1, $2, $3, $4)")
-                        .bind(order_id).bind(campaign).bind(push).bind(now_ms()).execute(conn).await.map(|_| ()))?;
+                        .bind(order_id).bind(campaign).bind(push).bind(now).execute(conn).await.map(|_| ()))?;
                     (campaign, push)
                 }
                 Some(_) => {

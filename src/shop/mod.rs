@@ -151,14 +151,6 @@ pub async fn offer(store: &Store, campaign: &Campaign) -> Result<Offer, sqlx::Er
     })
 }
 
-/// A fresh checkout link for `openid` to buy `sku` from `campaign_id`, valid
-/// `checkout.token_ttl_secs` from now.
-pub fn checkout_link(config: &CheckoutConfig, campaign_id: i64, sku: &str, openid: &str) -> String {
-    let now = crate::store::now_ms() / 1000;
-    let token = checkout::issue(&config.secret, campaign_id, sku, openid, now, config.token_ttl_secs);
-    checkout::checkout_url(&config.base_url, &token)
-}
-
 /// A checkout link for `openid`, recorded for the funnel (under `push_id`, 0 for none) so the
 /// order that names its token is credited to the campaign.
 pub async fn hand_checkout(
@@ -169,7 +161,7 @@ pub async fn hand_checkout(
     sku: &str,
     openid: &str,
 ) -> Result<String, sqlx::Error> {
-    let now = crate::store::now_ms() / 1000;
+    let now = store.now_ms() / 1000;
     let token = checkout::issue(&config.secret, campaign_id, sku, openid, now, config.token_ttl_secs);
     funnel::checkout_issued(store, campaign_id, push_id, openid, &token).await?;
     Ok(checkout::checkout_url(&config.base_url, &token))

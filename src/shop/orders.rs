@@ -40,7 +40,7 @@ use super::{Error, Refusal, bounded};
 use crate::jobs::Kind;
 use crate::jobs::outbox::{self, NewJob};
 use crate::members::points::{self, Change, Kind as Points, Who};
-use crate::store::{Store, Tx, now_ms};
+use crate::store::{Store, Tx, TxConn};
 use crate::with_tx;
 use serde::Deserialize;
 
@@ -206,7 +206,7 @@ pub enum Outcome {
 /// Serialises notifications of one order on PostgreSQL (SQLite's BEGIN IMMEDIATE already holds
 /// the database's write lock). The first key namespaces wxoa's advisory locks.
 async fn lock_order(tx: &mut Tx, order_id: &str) -> Result<(), sqlx::Error> {
-    if let Tx::Postgres(tx) = tx {
+    if let TxConn::Postgres(tx) = &mut tx.conn {
         sqlx::query("SELECT pg_advisory_xact_lock($2, hashtext($1))")
             .bind(order_id)
             .bind(crate::store::locks::ORDER)
@@ -309,7 +309,7 @@ pub async fn record(
     let inserted = with_tx!(&mut tx, conn => sqlx::query(
         "INSERT INTO orders (order_id, status, openid, body, received_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (order_id, status) DO NOTHING")
-        .bind(&n.order_id).bind(n.status.as_str()).bind(&n.openid).bind(raw).bind(now_ms())
+        .bind(&n.order_id).bind(n.status.as_str()).bind(&n.openid).bind(raw).bind(store.now_ms())
         .execute(conn).await.map(|r| r.rows_affected() == 1))?;
     if !inserted {
         return Ok(Outcome::Duplicate);

@@ -15,7 +15,7 @@
 //! than that is counted as `stale` and changes nothing.
 
 use super::{Error, Refusal, bounded};
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::with_tx;
 use serde::Deserialize;
 
@@ -82,7 +82,7 @@ fn updates(body: Body) -> Result<Vec<StockUpdate>, Error> {
 /// Upserts `updates`, reported at `reported_at` (the shop's unix seconds), in one transaction;
 /// returns how many were applied (the rest were older than what we have).
 pub async fn upsert(store: &Store, updates: &[StockUpdate], reported_at: i64) -> Result<usize, sqlx::Error> {
-    let now = now_ms();
+    let now = store.now_ms();
     let mut tx = store.begin().await?;
     let mut applied = 0;
     for u in updates {

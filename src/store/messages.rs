@@ -21,7 +21,8 @@
 //! On PostgreSQL it is an async task over the sqlx pool, with multi-row statements.
 
 use super::committed::{Committed, Logged};
-use super::{Store, now_ms};
+use super::{Pool, Store};
+use crate::clock::Clock;
 use crate::with_pool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -160,10 +161,11 @@ impl MessageLog {
     /// Starts the writer; the returned handle finishes once every `MessageLog` is dropped and
     /// the queue is flushed.
     pub fn start(store: Store) -> Result<(MessageLog, tokio::task::JoinHandle<()>), LogError> {
-        let committed = matches!(store, Store::Sqlite(..)).then(|| Arc::new(Committed::default()));
-        let backend = match &store {
-            Store::Sqlite(pool, file) => {
+        let committed = matches!(store.pool, Pool::Sqlite(..)).then(|| Arc::new(Committed::default()));
+        let backend = match &store.pool {
+            Pool::Sqlite(pool, file) => {
                 let file = file.clone();
+                let clock = store.clock.clone();
                 let path = pool.connect_options().get_filename().to_path_buf();
                 let conn = open_sqlite(&path).map_err(|e| LogError(format!("{}: {e}", path.display())))?;
                 let checkpointer = open_sqlite(&path).map_err(|e| LogError(format!("{}: {e}", path.display())))?;
@@ -180,7 +182,7 @@ impl MessageLog {
                     .spawn(move || {
                         let _alive = alive;
                         while let Ok((batch, done)) = rx.recv() {
-                            let result = sqlite_batch(&conn, &batch).map_err(|e| {
+                            let result = sqlite_batch(&conn, &batch, clock.now_ms()).map_err(|e| {
                                 let _ = conn.execute_batch("ROLLBACK");
                                 e.to_string()
                             });
@@ -198,11 +200,11 @@ impl MessageLog {
                     .map_err(|e| LogError(e.to_string()))?;
                 Backend::Sqlite(tx)
             }
-            Store::Postgres(pool) => Backend::Postgres(pool.clone()),
+            Pool::Postgres(pool) => Backend::Postgres(pool.clone()),
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let busy_since = Arc::new(AtomicI64::new(0));
-        let joined = tokio::spawn(batcher(backend, rx, busy_since.clone(), committed.clone()));
+        let joined = tokio::spawn(batcher(backend, rx, busy_since.clone(), committed.clone(), store.clock.clone()));
         Ok((MessageLog { tx, store, busy_since, committed }, joined))
     }
 
@@ -211,7 +213,7 @@ impl MessageLog {
     pub fn stuck_for_ms(&self) -> i64 {
         match self.busy_since.load(Ordering::Relaxed) {
             0 => 0,
-            since => now_ms() - since,
+            since => self.store.now_ms() - since,
         }
     }
 
@@ -256,7 +258,7 @@ impl MessageLog {
                    WHERE id = $3 AND claimed_at = $4 AND outcome IS NULL";
         let done = with_pool!(&self.store, pool => sqlx::query(sql)
             .bind(instance)
-            .bind(now_ms())
+            .bind(self.store.now_ms())
             .bind(stored.id)
             .bind(stored.claimed_at)
             .execute(pool)
@@ -417,6 +419,7 @@ async fn batcher(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>,
     busy_since: Arc<AtomicI64>,
     committed: Option<Arc<Committed>>,
+    clock: Clock,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -429,7 +432,7 @@ async fn batcher(
             }
         }
         metrics::histogram!("wxoa_message_log_batch_rows").record(batch.len() as f64);
-        busy_since.store(now_ms(), Ordering::Relaxed);
+        busy_since.store(clock.now_ms(), Ordering::Relaxed);
         let result = match &backend {
             Backend::Sqlite(thread) => {
                 let (done, back) = oneshot::channel();
@@ -444,7 +447,7 @@ async fn batcher(
                     Err(_) => break,
                 }
             }
-            Backend::Postgres(pool) => pg_batch(pool, &batch).await.map_err(|e| e.to_string()),
+            Backend::Postgres(pool) => pg_batch(pool, &batch, clock.now_ms()).await.map_err(|e| e.to_string()),
         };
         busy_since.store(0, Ordering::Relaxed);
         match result {
@@ -478,8 +481,7 @@ async fn batcher(
     }
 }
 
-fn sqlite_batch(conn: &rusqlite::Connection, batch: &[Op]) -> rusqlite::Result<Vec<Claim>> {
-    let now = now_ms();
+fn sqlite_batch(conn: &rusqlite::Connection, batch: &[Op], now: i64) -> rusqlite::Result<Vec<Claim>> {
     // Prepared once, like the inserts: `execute_batch` parses its SQL on every call.
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     let mut insert = conn.prepare_cached(SQLITE_INSERT)?;
@@ -545,8 +547,7 @@ fn fail_all(batch: &mut Vec<Op>, msg: &str) {
 
 // ---- PostgreSQL: an async task with multi-row statements ----
 
-async fn pg_batch(pool: &sqlx::PgPool, batch: &[Op]) -> Result<Vec<Claim>, sqlx::Error> {
-    let now = now_ms();
+async fn pg_batch(pool: &sqlx::PgPool, batch: &[Op], now: i64) -> Result<Vec<Claim>, sqlx::Error> {
     let inserts: Vec<&Inbound> =
         batch.iter().filter_map(|op| if let Op::Insert(m, _) = op { Some(m.as_ref()) } else { None }).collect();
     let mut tx = pool.begin().await?;

@@ -19,8 +19,21 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
+
+/// The database, and the clock its rows are stamped with (see [`crate::clock`]): every domain
+/// function is handed the store, so it reads "now" from the same place as the app.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub struct Store {
+    /// The connections.
+    pub pool: Pool,
+    /// The app's clock.
+    pub clock: Clock,
+}
+
+/// The connection pool of either backend.
+#[derive(Clone, Debug)]
+pub enum Pool {
     /// The pool, and the file it was opened on (see [`SqliteFile`]).
     Sqlite(SqlitePool, Arc<SqliteFile>),
     Postgres(PgPool),
@@ -31,9 +44,9 @@ pub enum Store {
 #[macro_export]
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            $crate::store::Store::Sqlite($pool, ..) => $body,
-            $crate::store::Store::Postgres($pool) => $body,
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool, ..) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
         }
     };
 }
@@ -236,7 +249,7 @@ impl Store {
 
     /// Whether wxoa's migrations table exists.
     async fn has_schema(&self) -> Result<bool, sqlx::Error> {
-        let Store::Postgres(pool) = self else { return Ok(true) };
+        let Pool::Postgres(pool) = &self.pool else { return Ok(true) };
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'wxoa_migrations' AND schemaname = current_schema()",
         )
@@ -266,7 +279,7 @@ impl Store {
             let file = Arc::new(SqliteFile::open(opts.get_filename()).map_err(sqlx::Error::Io)?);
             sqlx::Connection::close(first).await?;
             let pool = SqlitePoolOptions::new().max_connections(max_connections).connect_with(opts).await?;
-            Ok(Store::Sqlite(pool, file))
+            Ok(Store { pool: Pool::Sqlite(pool, file), clock: Clock::system() })
         } else {
             let opts = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -274,27 +287,38 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
                 .await?;
-            Ok(Store::Postgres(pool))
+            Ok(Store { pool: Pool::Postgres(pool), clock: Clock::system() })
         }
     }
 
+    /// The same database on `clock` (the app's; a store is opened on the system clock).
+    pub fn with_clock(self, clock: Clock) -> Store {
+        Store { clock, ..self }
+    }
+
+    /// Now, as unix milliseconds, on the app's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Sqlite(..) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match self.pool {
+            Pool::Sqlite(..) => "sqlite",
+            Pool::Postgres(_) => "postgres",
         }
     }
 
     /// Whether the database is still the one we opened (for SQLite; see [`SqliteFile`]).
     pub fn check_file(&self) -> Result<(), StoreLost> {
-        match self {
-            Store::Sqlite(_, file) => file.check(),
-            Store::Postgres(_) => Ok(()),
+        match &self.pool {
+            Pool::Sqlite(_, file) => file.check(),
+            Pool::Postgres(_) => Ok(()),
         }
     }
 
     /// Applies the migrations not yet applied; returns how many ran.
     pub async fn migrate(&self) -> Result<usize, sqlx::Error> {
+        let now = self.now_ms();
         // Each backend serialises concurrent starts its own way: SQLite takes its write lock up
         // front (BEGIN IMMEDIATE), PostgreSQL a transaction-scoped advisory lock.
         macro_rules! run {
@@ -324,7 +348,7 @@ impl Store {
                         sqlx::query("INSERT INTO wxoa_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
                             .bind(version)
                             .bind(name)
-                            .bind(now_ms())
+                            .bind(now)
                             .execute(&mut *tx)
                             .await?;
                         ran += 1;
@@ -334,15 +358,15 @@ impl Store {
                 Ok(ran)
             }};
         }
-        match self {
-            Store::Sqlite(pool, _) => run!(
+        match &self.pool {
+            Pool::Sqlite(pool, _) => run!(
                 pool,
                 "BEGIN IMMEDIATE",
                 None::<&'static str>,
                 "CREATE TABLE IF NOT EXISTS wxoa_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
                 SQLITE_MIGRATIONS
             ),
-            Store::Postgres(pool) => run!(
+            Pool::Postgres(pool) => run!(
                 pool,
                 "BEGIN",
                 Some("SELECT pg_advisory_xact_lock($1)"),
@@ -359,7 +383,7 @@ impl Store {
         let write = async {
             let mut tx = self.begin().await?;
             let n = crate::with_tx!(&mut tx, conn => sqlx::query("UPDATE wxoa_probe SET at = $1 WHERE id = 1")
-                .bind(now_ms()).execute(conn).await.map(|r| r.rows_affected()))?;
+                .bind(self.now_ms()).execute(conn).await.map(|r| r.rows_affected()))?;
             tx.commit().await?;
             Ok::<u64, sqlx::Error>(n)
         };
@@ -377,8 +401,16 @@ impl Store {
 }
 
 /// A transaction on either backend, for changes that must commit together (a business change
-/// and the outbox job it causes).
-pub enum Tx {
+/// and the outbox job it causes), with the clock of the store it was begun on.
+pub struct Tx {
+    /// The transaction itself.
+    pub conn: TxConn,
+    /// The store's clock, so what a transaction stamps reads the app's time.
+    clock: Clock,
+}
+
+/// The transaction of either backend.
+pub enum TxConn {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
@@ -387,12 +419,12 @@ pub enum Tx {
 #[macro_export]
 macro_rules! with_tx {
     ($tx:expr, $conn:ident => $body:expr) => {
-        match $tx {
-            $crate::store::Tx::Sqlite(tx) => {
+        match &mut $tx.conn {
+            $crate::store::TxConn::Sqlite(tx) => {
                 let $conn = &mut **tx;
                 $body
             }
-            $crate::store::Tx::Postgres(tx) => {
+            $crate::store::TxConn::Postgres(tx) => {
                 let $conn = &mut **tx;
                 $body
             }
@@ -406,22 +438,33 @@ impl Store {
     /// another writer got in between, instead of waiting its turn.
     /// A SQLite file found lost is refused here, before anything is written to it.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        Ok(match self {
-            Store::Sqlite(pool, file) => {
+        let conn = match &self.pool {
+            Pool::Sqlite(pool, file) => {
                 file.check().map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))?;
-                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?)
+                TxConn::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?)
             }
-            Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-        })
+            Pool::Postgres(pool) => TxConn::Postgres(pool.begin().await?),
+        };
+        Ok(Tx { conn, clock: self.clock.clone() })
     }
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Sqlite(tx) => tx.commit().await,
-            Tx::Postgres(tx) => tx.commit().await,
+        match self.conn {
+            TxConn::Sqlite(tx) => tx.commit().await,
+            TxConn::Postgres(tx) => tx.commit().await,
         }
+    }
+
+    /// Now, as unix milliseconds, on the store's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Whether this is a PostgreSQL transaction (row locks, `FOR UPDATE`).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.conn, TxConn::Postgres(_))
     }
 }
 
@@ -445,9 +488,4 @@ pub mod locks {
     pub const PUSH_SCHEDULE: i64 = 7310001;
     /// Changing the console's replies, so each change is checked against the set it joins.
     pub const REPLIES: i64 = 7310002;
-}
-
-/// Now as unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -6,7 +6,7 @@
 //! older files import unchanged): followers read it first, as they read everything else.
 
 use crate::members::import::read_csv;
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::{with_pool, with_tx};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +130,7 @@ pub async fn record_follower(
          ON CONFLICT (openid) DO UPDATE SET subscribed = excluded.subscribed, \
          store_id = COALESCE(followers.store_id, excluded.store_id), scene = COALESCE(excluded.scene, followers.scene), \
          updated_at = excluded.updated_at")
-        .bind(openid).bind(store_id).bind(subscribed).bind(scene).bind(now_ms())
+        .bind(openid).bind(store_id).bind(subscribed).bind(scene).bind(store.now_ms())
         .execute(pool).await.map(|_| ()))
 }
 

@@ -79,7 +79,7 @@ struct Prepared {
 }
 
 fn prepare(envelope: &Envelope, opts: &BenchOptions, count: usize, run_id: u64) -> Vec<Prepared> {
-    let now = crate::store::now_ms() / 1000;
+    let now = crate::clock::Clock::system().now_ms() / 1000;
     if let Some(path) = &opts.get {
         let headers: String = opts.headers.iter().map(|h| format!("{h}\r\n")).collect();
         let bytes = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n{headers}\r\n", opts.addr).into_bytes();
@@ -120,8 +120,8 @@ fn message(envelope: &Envelope, opts: &BenchOptions, i: usize, run_id: u64, now:
 pub fn write_requests(envelope: &Envelope, opts: &BenchOptions, path: &std::path::Path) -> Result<usize, String> {
     use std::io::Write;
     let total = opts.warmup + opts.requests;
-    let run_id = (crate::store::now_ms() as u64 / 1000) % 1_000_000_000;
-    let now = crate::store::now_ms() / 1000;
+    let run_id = (crate::clock::Clock::system().now_ms() as u64 / 1000) % 1_000_000_000;
+    let now = crate::clock::Clock::system().now_ms() / 1000;
     let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
     for i in 0..total {
@@ -170,7 +170,7 @@ pub(crate) async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> 
 /// Runs the benchmark. Call it on a current-thread runtime to keep the generator on one core.
 pub async fn run(envelope: &Envelope, opts: &BenchOptions) -> Result<BenchReport, String> {
     let total = opts.warmup + opts.requests;
-    let run_id = (crate::store::now_ms() as u64 / 1000) % 1_000_000_000;
+    let run_id = (crate::clock::Clock::system().now_ms() as u64 / 1000) % 1_000_000_000;
     if opts.get.is_none() {
         eprintln!("preparing {total} signed, encrypted messages…");
     }

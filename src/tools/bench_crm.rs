@@ -29,7 +29,7 @@ pub fn card(i: usize) -> String {
 }
 
 fn prepare(opts: &CrmBenchOptions, run: u64) -> Vec<Vec<u8>> {
-    let ts = (crate::store::now_ms() / 1000).to_string();
+    let ts = (crate::clock::Clock::system().now_ms() / 1000).to_string();
     (0..opts.batches)
         .map(|b| {
             let items: Vec<serde_json::Value> = (0..opts.batch_size)
@@ -58,7 +58,7 @@ fn prepare(opts: &CrmBenchOptions, run: u64) -> Vec<Vec<u8>> {
 
 /// Runs it; one line of figures.
 pub async fn run(opts: &CrmBenchOptions) -> Result<String, String> {
-    let run = crate::store::now_ms() as u64;
+    let run = crate::clock::Clock::system().now_ms() as u64;
     let batches = Arc::new(prepare(opts, run));
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::jobs::Kind;
 use crate::jobs::outbox::{self, NewJob};
 use crate::jobs::worker::Worker;
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::wechat::client::template::TemplateMessage;
 use crate::with_pool;
 use std::collections::HashMap;
@@ -118,5 +118,5 @@ pub async fn verify(fake_url: &str, run: &str, n: usize) -> Result<(usize, usize
 
 /// A run id nobody used before.
 pub fn new_run_id() -> String {
-    format!("r{}", now_ms())
+    format!("r{}", crate::clock::Clock::system().now_ms())
 }

@@ -99,14 +99,14 @@ pub async fn run(
     let (mut passed, mut failed) = (0, 0);
     // One second apart and ending now, as if sent one after another; MsgIds in WeChat's
     // 19-digit range, unique per millisecond and fixture.
-    let now_ms = crate::store::now_ms();
+    let now_ms = crate::clock::Clock::system().now_ms();
     let first_second = now_ms / 1000 - files.len() as i64;
     for (i, file) in files.iter().enumerate() {
         let name = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         let xml = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let xml =
             if keep_ids { xml } else { freshen(&xml, first_second + i as i64 + 1, now_ms as u64 * 10_000 + i as u64) };
-        let result = crate::fake::post(&client, envelope, url, &xml).await;
+        let result = crate::fake::post(&client, envelope, url, &xml, now_ms / 1000).await;
         let reply = match result {
             Ok((status, reply)) => Replayed { name: name.clone(), status, reply },
             Err(e) => {

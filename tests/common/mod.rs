@@ -86,7 +86,7 @@ impl Db {
                 let name = format!("wxoa_t_{}", wxoa::wechat::signature::hex(&id));
                 let admin =
                     wxoa::store::Store::connect(&admin_url, 1).await.expect("connect to WXOA_TEST_POSTGRES_URL");
-                if let wxoa::store::Store::Postgres(pool) = &admin {
+                if let wxoa::store::Pool::Postgres(pool) = &admin.pool {
                     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(pool).await.unwrap();
                 }
                 admin.close().await;
@@ -105,7 +105,7 @@ impl Db {
         if let Some(name) = self.pg_name {
             let admin_url = postgres_url().unwrap();
             let admin = wxoa::store::Store::connect(&admin_url, 1).await.unwrap();
-            if let wxoa::store::Store::Postgres(pool) = &admin {
+            if let wxoa::store::Pool::Postgres(pool) = &admin.pool {
                 let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                     .execute(pool)
                     .await;
@@ -122,7 +122,8 @@ pub const MARKETING_TOKEN: &str = "test-marketing-token";
 
 /// The configuration tests start from: the repo's routes and templates, a test account.
 pub fn test_config(db: &Db, mode: Mode) -> Config {
-    let mut c = Config::default();
+    // A clock of the test's own, shared by the app and the fake built from this config.
+    let mut c = Config { clock: wxoa::clock::Clock::settable(), ..Config::default() };
     c.server.listen = "127.0.0.1:0".into();
     c.server.shutdown_grace_secs = 5;
     c.wechat.app_id = APP_ID.into();
@@ -202,7 +203,7 @@ impl TestServer {
     /// Posts a plaintext message signed (and encrypted, per mode) as WeChat would; returns the
     /// status and the decrypted reply (`None` for `success`).
     pub async fn send(&self, xml: &str) -> (u16, Option<String>) {
-        let now = wxoa::store::now_ms() / 1000;
+        let now = self.state.clock.now_secs();
         self.send_at(xml, now, &random_nonce()).await
     }
 
@@ -279,7 +280,8 @@ pub fn text_message(openid: &str, msg_id: u64, content: &str) -> String {
         "<xml><ToUserName><![CDATA[gh_3f2a1b0c9d8e]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
          <CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>\
          <MsgId>{msg_id}</MsgId></xml>",
-        wxoa::store::now_ms() / 1000
+        // Only the query's timestamp is checked against the server's clock, not CreateTime.
+        wxoa::clock::Clock::system().now_secs()
     )
 }
 
@@ -364,7 +366,8 @@ pub async fn shop_call(server: &TestServer, path: &str, body: &str, secret: &str
 
 /// A correctly signed shop call, now.
 pub async fn shop(server: &TestServer, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let (status, text) = shop_call(server, path, &body.to_string(), SHOP_SECRET, wxoa::store::now_ms() / 1000).await;
+    let (status, text) =
+        shop_call(server, path, &body.to_string(), SHOP_SECRET, server.state.clock.now_ms() / 1000).await;
     (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON answer: {text}")))
 }
 
@@ -386,4 +389,15 @@ pub async fn console_sign_in(addr: std::net::SocketAddr, token: &str) -> String 
     assert_eq!(resp.status().as_u16(), 303, "signed in");
     let cookie = resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned());
     cookie.map(|c| c.split(';').next().unwrap().to_owned()).find(|c| c.starts_with("wxoa_admin=")).unwrap()
+}
+
+/// Unix milliseconds of `"YYYY-MM-DD HH:MM"` in China time (what a test sets its clock to).
+pub fn china_ms(local: &str) -> i64 {
+    let t = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M").expect("YYYY-MM-DD HH:MM");
+    t.and_local_timezone(chrono::FixedOffset::east_opt(8 * 3600).unwrap()).unwrap().timestamp_millis()
+}
+
+/// `"YYYY-MM-DD"` in China time, `days` after `now_ms` (a date relative to a clock).
+pub fn china_day(now_ms: i64, days: i64) -> String {
+    wxoa::clock::china_time(now_ms + days * 86_400_000).format("%Y-%m-%d").to_string()
 }

@@ -49,7 +49,7 @@ impl Serve {
         let port = config.server.listen.rsplit(':').next().unwrap();
         let file = dir.join("wxoa.toml");
         std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-        let log = dir.join(format!("serve-{port}-{}.log", wxoa::store::now_ms()));
+        let log = dir.join(format!("serve-{port}-{}.log", wxoa::clock::Clock::system().now_ms()));
         let child = Command::new(BIN)
             .args(["serve", "--config", file.to_str().unwrap()])
             .envs(env.iter().copied())

@@ -326,7 +326,7 @@ async fn follower_page(app: &AppState, s: &Staff, f: followers::Follower) -> Res
     let at = |t: Option<i64>| t.map(|t| crate::campaigns::schedule::local_time(t, tz));
     let member = crate::members::by_openid(&app.store, &f.openid).await?;
     let points = match &member {
-        Some(m) => Some(crate::members::points::balance(&app.store, m.id, crate::store::now_ms()).await?.points),
+        Some(m) => Some(crate::members::points::balance(&app.store, m.id, app.clock.now_ms()).await?.points),
         None => None,
     };
     let interactions: Vec<InteractionRow> = with_pool!(&app.store, pool => sqlx::query_as(

@@ -7,7 +7,6 @@ use super::charts::{self, Series};
 use crate::campaigns::{Campaign, funnel, schedule};
 use crate::followers::activity;
 use crate::state::AppState;
-use crate::store::now_ms;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
 
@@ -33,7 +32,7 @@ fn tz(app: &AppState) -> Tz {
 /// per button.
 pub(super) async fn dashboard(app: &AppState) -> Result<[String; 3], sqlx::Error> {
     let tz = tz(app);
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let today = local(now, tz).date_naive();
     let first_day = today - Duration::days(DAYS - 1);
     let day_start = tz
@@ -139,7 +138,7 @@ pub(super) async fn campaign(
     pushes: &[schedule::Push],
 ) -> Result<[String; 3], sqlx::Error> {
     let tz = tz(app);
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let fired = pushes.iter().flat_map(|p| &p.runs).filter_map(|r| r.fired_at).max();
     let from = match fired {
         Some(at) => (at / 60_000 - 10) * 60_000,

@@ -25,7 +25,6 @@ mod replies;
 use super::{Caller, authenticate};
 use crate::h5::session::{mac, named_cookie};
 use crate::state::AppState;
-use crate::store::now_ms;
 use axum::Router;
 use axum::extract::{Form, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
@@ -135,7 +134,7 @@ fn cookie_staff(app: &AppState, headers: &HeaderMap) -> Option<Staff> {
         subtle::ConstantTimeEq::ct_eq(mac(secret, &format!("admin:{body}")).as_bytes(), sig.as_bytes()).into();
     let (expiry, hash) = body.split_once('.')?;
     let expires_at = expiry.parse::<i64>().ok()?;
-    if !good || expires_at < now_ms() {
+    if !good || expires_at < app.clock.now_ms() {
         return None;
     }
     let token = app.config.admin.tokens.iter().find(|t| t.sha256 == hash)?;
@@ -286,7 +285,7 @@ async fn login(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Lo
         return login_form(&app, StatusCode::UNAUTHORIZED, Some("令牌无效 Unknown token."));
     };
     let ttl = app.config.admin.session_ttl_secs;
-    let body = format!("{}.{}", now_ms() + ttl as i64 * 1000, known.sha256);
+    let body = format!("{}.{}", app.clock.now_ms() + ttl as i64 * 1000, known.sha256);
     let sig = mac(&app.config.h5.session_secret, &format!("admin:{body}"));
     let cookie = cookie(&app, COOKIE, &format!("{body}.{sig}"), ttl);
     tracing::info!(who = %known.name, "console: signed in");

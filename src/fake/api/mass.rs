@@ -5,7 +5,6 @@
 
 use super::{Answer, Req, ok};
 use crate::fake::FakeWeChat;
-use crate::store::now_ms;
 use serde_json::{Value, json};
 
 pub(super) fn answer(fake: &FakeWeChat, api: &str, req: &Req) -> Answer {
@@ -65,16 +64,17 @@ fn send(fake: &FakeWeChat, api: &str, body: &Value) -> Answer {
     if let Some(id) = body["clientmsgid"].as_str()
         && let Some(&(prev, at)) = s.clientmsgids.get(id)
     {
-        if now_ms() - at < s.knobs.clientmsgid_retry_ms.unwrap_or(60_000) {
+        if fake.now_ms() - at < s.knobs.clientmsgid_retry_ms.unwrap_or(60_000) {
             return Err((45066, "clientmsgid retry too fast, please wait 1 minute"));
         }
         return Ok(json!({ "errcode": 45065, "errmsg": "clientmsgid exist", "msg_id": prev, "msg_data_id": prev }));
     }
     let msg_id = fake.next_id();
     if let Some(id) = body["clientmsgid"].as_str() {
-        s.clientmsgids.insert(id.to_owned(), (msg_id, now_ms()));
+        s.clientmsgids.insert(id.to_owned(), (msg_id, fake.now_ms()));
     }
-    let (total, sent) = s.followers.mass_send(targets.iter().map(String::as_str), china_month(), now_ms() / 1000);
+    let (total, sent) =
+        s.followers.mass_send(targets.iter().map(String::as_str), china_month(fake), fake.now_ms() / 1000);
     if targets.len() <= 10_000 {
         let reached = targets.into_iter().filter(|o| s.followers.get(o).is_some_and(|f| f.subscribed)).collect();
         s.mass_reached.insert(msg_id, reached);
@@ -95,8 +95,8 @@ fn finished(fake: &FakeWeChat, msg_id: i64, total: i64, sent: i64) {
 }
 
 /// The calendar month in China (`yyyymm`), which WeChat's four-a-month limit counts in.
-fn china_month() -> i32 {
+fn china_month(fake: &FakeWeChat) -> i32 {
     use chrono::Datelike;
-    let t = chrono::Utc::now() + chrono::Duration::hours(8);
+    let t = crate::clock::china_time(fake.now_ms());
     t.year() * 100 + t.month() as i32
 }

@@ -167,7 +167,7 @@ impl FakeWeChat {
             "<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
              <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>\
              <MsgID>{msg_id}</MsgID>{extra}</xml>",
-            crate::store::now_ms() / 1000
+            self.now_secs()
         );
         let fake = self.clone();
         tokio::spawn(async move {
@@ -202,7 +202,7 @@ impl FakeWeChat {
         if !s.followers.is_subscribed(openid) {
             return Err((43004, "require subscribe"));
         }
-        s.followers.seen(openid, now_secs());
+        s.followers.seen(openid, self.now_secs());
         Ok(openid.to_owned())
     }
 }
@@ -210,8 +210,4 @@ impl FakeWeChat {
 /// What WeChat takes for an openid (real ones are 28 characters of `[A-Za-z0-9_-]`).
 fn valid_openid(o: &str) -> bool {
     !o.is_empty() && o.len() <= 64 && o.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn now_secs() -> i64 {
-    crate::store::now_ms() / 1000
 }

@@ -4,7 +4,6 @@
 
 use super::{Answer, Query, Req};
 use crate::fake::FakeWeChat;
-use crate::store::now_ms;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -52,7 +51,7 @@ pub(super) fn sns(fake: &FakeWeChat, req: &Req) -> Answer {
             let code = query.get("code").ok_or((41008, "missing code"))?;
             let (openid, expires, scope) =
                 fake.0.state.lock().unwrap().oauth_codes.remove(code).ok_or((40029, "invalid code"))?;
-            if expires < now_ms() {
+            if expires < fake.now_ms() {
                 return Err((40029, "invalid code"));
             }
             let token = format!("SNS_{}", fake.next_id());

@@ -111,7 +111,7 @@ pub(super) fn answer(fake: &FakeWeChat, api: &str, req: &Req) -> Answer {
                 }
                 list.push(openid);
             }
-            let now = super::now_secs();
+            let now = fake.now_secs();
             for openid in list {
                 let tags = &mut s.followers.seen(openid, now).tags;
                 if tagging {

@@ -7,7 +7,6 @@
 
 use super::{Answer, Req};
 use crate::fake::{FakeWeChat, IssuedToken};
-use crate::store::now_ms;
 use serde_json::{Value, json};
 
 /// Previous tokens keep working this long after a new one is issued.
@@ -50,7 +49,7 @@ pub(super) fn check_credentials(
 
 /// `always_new`: `token` semantics (and `stable_token` with force_refresh).
 fn issue_token(fake: &FakeWeChat, always_new: bool) -> Value {
-    let now = now_ms();
+    let now = fake.now_ms();
     let mut s = fake.0.state.lock().unwrap();
     let ttl = if s.knobs.token_ttl_secs > 0 { s.knobs.token_ttl_secs } else { TOKEN_TTL_SECS };
     if !always_new
@@ -77,7 +76,7 @@ pub(super) fn authenticate(fake: &FakeWeChat, token: Option<&String>) -> Result<
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Err((41001, "access_token missing"));
     };
-    let now = now_ms();
+    let now = fake.now_ms();
     let s = fake.0.state.lock().unwrap();
     match s.tokens.get(token) {
         None => Err((40001, "invalid credential, access_token is invalid or not latest")),

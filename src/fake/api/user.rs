@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 pub const PAGE: usize = 10_000;
 
 pub(super) fn answer(fake: &FakeWeChat, api: &str, req: &Req) -> Answer {
-    let now = super::now_secs();
+    let now = fake.now_secs();
     match api {
         "user/info" => {
             let mut s = fake.0.state.lock().unwrap();

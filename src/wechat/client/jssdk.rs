@@ -39,7 +39,7 @@ impl Client {
     pub async fn js_config(&self, url: &str) -> Result<JsConfig, CallError> {
         let (ticket, _) = self.jsapi_ticket().await?;
         let nonce = crate::wechat::envelope::random_nonce();
-        let timestamp = crate::store::now_ms() / 1000;
+        let timestamp = self.tokens().clock().now_secs();
         Ok(JsConfig {
             app_id: self.app_id().to_owned(),
             timestamp,

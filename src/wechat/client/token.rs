@@ -11,7 +11,7 @@
 //! `force_refresh`. `token` (`classic`) always issues a new one.
 
 use super::{CallError, decode};
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::with_pool;
 use std::time::Duration;
 
@@ -70,9 +70,14 @@ impl TokenManager {
         }
     }
 
+    /// The clock tokens expire by (the store's).
+    pub(super) fn clock(&self) -> &crate::clock::Clock {
+        &self.store.clock
+    }
+
     fn cached(&self) -> Option<String> {
         let cache = self.cache.read().unwrap();
-        cache.as_ref().filter(|c| c.expires_at - MARGIN_MS > now_ms()).map(|c| c.token.clone())
+        cache.as_ref().filter(|c| c.expires_at - MARGIN_MS > self.store.now_ms()).map(|c| c.token.clone())
     }
 
     /// A valid access token.
@@ -87,7 +92,7 @@ impl TokenManager {
         let db = |e: sqlx::Error| CallError::Store(e.to_string());
         let started = tokio::time::Instant::now();
         loop {
-            let now = now_ms();
+            let now = self.store.now_ms();
             type Row = (Option<String>, i64, i64, bool);
             let row: Option<Row> = with_pool!(&self.store, pool => sqlx::query_as(
                 "SELECT token, expires_at, lease_until, force_refresh FROM access_tokens WHERE app_id = $1")
@@ -176,6 +181,6 @@ impl TokenManager {
         };
         let resp = req.send().await.map_err(|e| CallError::Http(e.without_url().to_string()))?;
         let answer: TokenAnswer = decode(resp).await?;
-        Ok((answer.access_token, now_ms() + answer.expires_in * 1000))
+        Ok((answer.access_token, self.store.now_ms() + answer.expires_in * 1000))
     }
 }
