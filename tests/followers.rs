@@ -129,6 +129,40 @@ async fn follows_unfollows_and_messages_keep_the_directory_true() {
         assert_eq!(server.send(&event(left, "subscribe", "", t + 5)).await.0, 200);
         wait_counts(&server.state.store, (4, 0)).await;
 
+        // WeChat's own reports — a mass send's, from its system sender, and a template
+        // message's, "from" its recipient — are no one's activity: no follower is made, and the
+        // recipient's last interaction does not move. (A later follow shows the directory has
+        // read past them.)
+        let report = |from: &str, event: &str, extra: &str, at: i64| {
+            format!(
+                "<xml><ToUserName><![CDATA[gh_3f2a1b0c9d8e]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
+                 <CreateTime>{at}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>\
+                 <MsgID>{at}</MsgID>{extra}</xml>"
+            )
+        };
+        let sender = "oFAKEMASSSENDER0000000000000";
+        let mass = report(
+            sender,
+            "MASSSENDJOBFINISH",
+            "<Status><![CDATA[send success]]></Status><TotalCount>4</TotalCount>\
+            <FilterCount>4</FilterCount><SentCount>4</SentCount><ErrorCount>0</ErrorCount>",
+            t + 20,
+        );
+        assert_eq!(server.send(&mass).await.0, 200);
+        let notice = report(writer, "TEMPLATESENDJOBFINISH", "<Status><![CDATA[success]]></Status>", t + 21);
+        assert_eq!(server.send(&notice).await.0, 200);
+        let marker = "oMarker00000000000000000001";
+        assert_eq!(server.send(&event(marker, "subscribe", "", t + 22)).await.0, 200);
+        wait_counts(&server.state.store, (5, 0)).await;
+        let now_seen: HashMap<String, Value> =
+            all(&server, "", 100).await.into_iter().map(|f| (f["openid"].as_str().unwrap().to_owned(), f)).collect();
+        assert!(!now_seen.contains_key(sender), "{backend:?}: no phantom follower for the mass-send report");
+        assert_eq!(now_seen.len(), 5, "{backend:?}");
+        assert_eq!(
+            now_seen[writer]["last_interaction_at"], got[writer]["last_interaction_at"],
+            "{backend:?}: receiving a notice is no interaction"
+        );
+
         // Bad requests: the status and the reason.
         let cases: &[(&str, Option<&str>, u16, &str)] = &[
             ("/api/v1/followers", None, 401, "Bearer"),

@@ -20,6 +20,7 @@ pub mod sync;
 
 use crate::store::committed::{Committed, Logged};
 use crate::store::{Pool, Store, Tx};
+use crate::wechat::message::{is_platform_report, sql_not_a_report};
 use crate::{with_pool, with_tx};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -105,10 +106,12 @@ pub async fn read_log(
             })
             .collect();
         let mut latest: HashMap<&str, i64> = HashMap::new();
-        let unsubscribe = |r: &Logged| {
-            r.msg_type == "event" && r.event.as_deref().is_some_and(|e| e.eq_ignore_ascii_case("unsubscribe"))
+        // Leaving is no interaction, and WeChat's own reports are no one's.
+        let not_activity = |r: &Logged| {
+            r.msg_type == "event"
+                && r.event.as_deref().is_some_and(|e| e.eq_ignore_ascii_case("unsubscribe") || is_platform_report(e))
         };
-        for r in rows.filter(|r| !unsubscribe(r)) {
+        for r in rows.filter(|r| !not_activity(r)) {
             let at = latest.entry(&r.openid).or_insert(r.received_at);
             *at = (*at).max(r.received_at);
         }
@@ -198,9 +201,12 @@ async fn catch_up_once(store: &Store, reader: &mut Reader, before: Option<i64>) 
         "SELECT openid, LOWER(event), event_key, received_at FROM inbound_messages \
          WHERE id > $1 AND id <= $2 AND msg_type = 'event' AND LOWER(event) IN ('subscribe', 'unsubscribe') ORDER BY id")
         .bind(position).bind(upto).fetch_all(pool).await)?;
-    let latest: Vec<(String, i64)> = with_pool!(store, pool => sqlx::query_as(
+    let sql = format!(
         "SELECT openid, MAX(received_at) FROM inbound_messages WHERE id > $1 AND id <= $2 \
-         AND NOT (msg_type = 'event' AND LOWER(COALESCE(event, '')) = 'unsubscribe') GROUP BY openid")
+         AND NOT (msg_type = 'event' AND LOWER(COALESCE(event, '')) = 'unsubscribe') AND {} GROUP BY openid",
+        sql_not_a_report()
+    );
+    let latest: Vec<(String, i64)> = with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
         .bind(position).bind(upto).fetch_all(pool).await)?;
     if !write(store, reader, (position, upto), &events, latest, erasures_then).await? {
         return Ok(0);

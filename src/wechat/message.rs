@@ -234,6 +234,11 @@ impl Event {
         }
     }
 
+    /// Whether this is one of WeChat's own reports (see [`is_platform_report`]).
+    pub fn is_platform_report(&self) -> bool {
+        is_platform_report(self.name())
+    }
+
     /// The parametric QR code's scene: of a follow by scanning one (`qrscene_` already
     /// stripped) or of a scan while following.
     pub fn scene(&self) -> Option<&str> {
@@ -481,6 +486,23 @@ fn float_or_zero(f: &Fields, name: &'static str) -> Result<f64, ParseError> {
         None | Some("") => Ok(0.0),
         Some(_) => float(f, name),
     }
+}
+
+/// WeChat's own reports, lower-case: delivered as events "from" a follower (a template
+/// message's recipient) or from a system sender, they are no one's activity — they create no
+/// follower, move no "last interaction" and show in no follower's history.
+pub const PLATFORM_REPORTS: &[&str] =
+    &["masssendjobfinish", "templatesendjobfinish", "publishjobfinish", "subscribe_msg_sent_event"];
+
+/// Whether an `Event` name is one of [`PLATFORM_REPORTS`] (in any case).
+pub fn is_platform_report(event: &str) -> bool {
+    PLATFORM_REPORTS.iter().any(|r| r.eq_ignore_ascii_case(event))
+}
+
+/// `AND NOT (…)` for SQL over `inbound_messages`: no row of WeChat's own reports.
+pub fn sql_not_a_report() -> String {
+    let names: Vec<String> = PLATFORM_REPORTS.iter().map(|r| format!("'{r}'")).collect();
+    format!("NOT (msg_type = 'event' AND LOWER(COALESCE(event, '')) IN ({}))", names.join(", "))
 }
 
 #[cfg(test)]

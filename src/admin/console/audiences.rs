@@ -329,9 +329,14 @@ async fn follower_page(app: &AppState, s: &Staff, f: followers::Follower) -> Res
         Some(m) => Some(crate::members::points::balance(&app.store, m.id, app.clock.now_ms()).await?.points),
         None => None,
     };
-    let interactions: Vec<InteractionRow> = with_pool!(&app.store, pool => sqlx::query_as(
+    // The follower's own interactions: WeChat's reports about notices sent to them are not.
+    let sql = format!(
         "SELECT msg_type, event, event_key, received_at, rule FROM inbound_messages \
-         WHERE id > (SELECT COALESCE(MAX(id), 0) FROM inbound_messages) - $2 AND openid = $1 ORDER BY id DESC LIMIT 20")
+         WHERE id > (SELECT COALESCE(MAX(id), 0) FROM inbound_messages) - $2 AND openid = $1 AND {} \
+         ORDER BY id DESC LIMIT 20",
+        crate::wechat::message::sql_not_a_report()
+    );
+    let interactions: Vec<InteractionRow> = with_pool!(&app.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
         .bind(&f.openid).bind(RECENT_LOG_ROWS).fetch_all(pool).await)?;
     let interactions: Vec<minijinja::Value> = interactions
         .into_iter()
