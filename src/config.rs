@@ -10,6 +10,9 @@ use crate::wechat::envelope::Mode;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The shipped sample secrets, and where they are still in force.
+pub mod samples;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {

@@ -344,3 +344,49 @@ fn campaigns_from_the_cli_are_cleaned_too() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(content(), "<h2>v2</h2><img>");
 }
+
+/// `serve` on a public address with the shipped sample secrets refuses to start, naming each
+/// one and how to make a real one; on loopback it starts and warns about each.
+#[test]
+fn serve_refuses_the_sample_secrets_on_a_public_address() {
+    let dir = temp_dir("samples");
+    let db = format!("sqlite://{}/wxoa.db", dir.display());
+    let env = [("WXOA_SERVER__LISTEN", "0.0.0.0:0"), ("WXOA_DATABASE__URL", db.as_str())];
+    let started = Instant::now();
+    let (code, out, err) = wxoa(&["serve", "--config", "config/default.toml"], &env);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let line = err.lines().find(|l| l.contains("refusing to serve on 0.0.0.0:0")).unwrap_or_else(|| panic!("{err}"));
+    for key in [
+        "wechat.app_secret",
+        "wechat.token",
+        "wechat.encoding_aes_key",
+        "h5.session_secret",
+        "checkout.secret",
+        "shop.secret",
+        "crm.secret",
+        "admin.tokens (use a token of your own, stored as `wxoa admin hash-token TOKEN` prints it)",
+    ] {
+        assert!(line.contains(key), "{key} named: {line}");
+    }
+    assert!(line.contains("`openssl rand -hex 32`"), "{line}");
+    assert!(!Path::new(&dir.join("wxoa.db")).exists(), "nothing created before the refusal");
+
+    // Loopback: it starts, with one warning a sample.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let log = dir.join("serve.log");
+    let child = Command::new(BIN)
+        .args(["serve", "--config", "config/default.toml"])
+        .envs([("WXOA_SERVER__LISTEN", listen.as_str()), ("WXOA_DATABASE__URL", db.as_str())])
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _serve = KillOnDrop(child);
+    wait_healthy(&listen, 20, || std::fs::read_to_string(&log).unwrap_or_default());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings = text.lines().filter(|l| l.contains("a sample secret from config/default.toml is in force")).count();
+    assert_eq!(warnings, 8, "{text}");
+}

@@ -22,6 +22,7 @@ pub fn serve(mut config: Config, create_database: bool) -> Result<ExitCode, Stri
         // not as whatever the port says.
         App::check(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
         let listen = config.server.listen.clone();
+        refuse_samples(&config)?;
         let listener =
             tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let app = App::build(config, Handlers::builtin()).await.map_err(|e| e.to_string())?;
@@ -35,6 +36,31 @@ pub fn serve(mut config: Config, create_database: bool) -> Result<ExitCode, Stri
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The shipped sample secrets: refused on a public `listen` (each named with how to make a real
+/// one), a warning on loopback (see `config::samples`).
+fn refuse_samples(config: &Config) -> Result<(), String> {
+    let samples = crate::config::samples::in_force(config);
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let listen = &config.server.listen;
+    if crate::config::samples::is_loopback(listen) {
+        for (key, how) in &samples {
+            tracing::warn!(
+                key,
+                replace_with = how,
+                "a sample secret from config/default.toml is in force (loopback only)"
+            );
+        }
+        return Ok(());
+    }
+    let named: Vec<String> = samples.iter().map(|(key, how)| format!("{key} (use {how})")).collect();
+    Err(format!(
+        "config: refusing to serve on {listen} with the sample secrets of config/default.toml in force: {}",
+        named.join("; ")
+    ))
 }
 
 #[derive(clap::Args)]
