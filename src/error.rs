@@ -82,8 +82,36 @@ impl ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// A database that cannot be reached, is locked or was lost is a dependency down (503, the
+    /// caller retries); anything else is our fault (500).
     fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(format!("database: {e}"))
+        if database_unavailable(&e) {
+            tracing::warn!(error = %e, "api: database unavailable");
+            ApiError::Unavailable("the database is unavailable; try again".into())
+        } else {
+            ApiError::Internal(format!("database: {e}"))
+        }
+    }
+}
+
+/// Whether `e` says the database is out of reach rather than that a query was wrong: I/O
+/// (a lost SQLite file is reported as such by `Store::begin`), the pool, a SQLite file busy,
+/// locked, read-only, failing or not a database, a PostgreSQL connection or server going away.
+pub fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite: BUSY 5, LOCKED 6, READONLY 8, IOERR 10, CORRUPT 11, FULL 13, CANTOPEN 14,
+            // NOTADB 26 (extended codes keep the primary one in the low byte). PostgreSQL:
+            // class 08 (connection), 53 (resources), 57P (operator intervention).
+            let sqlite = code.parse::<i32>().ok().map(|c| c & 0xff);
+            matches!(sqlite, Some(5 | 6 | 8 | 10 | 11 | 13 | 14 | 26))
+                || code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+        }
+        _ => false,
     }
 }
 
@@ -114,7 +142,7 @@ impl From<crate::campaigns::Error> for ApiError {
             crate::campaigns::Error::Refused(crate::campaigns::Refusal::Rule(m)) => ApiError::Unprocessable(m),
             crate::campaigns::Error::Refused(crate::campaigns::Refusal::NotFound(m)) => ApiError::NotFound(m),
             crate::campaigns::Error::Refused(crate::campaigns::Refusal::Conflict(m)) => ApiError::Conflict(m),
-            crate::campaigns::Error::Db(e) => ApiError::internal(e),
+            crate::campaigns::Error::Db(e) => e.into(),
         }
     }
 }
@@ -150,7 +178,7 @@ impl From<crate::shop::Error> for ApiError {
             Error::Refused(Refusal::Invalid(m)) => ApiError::BadRequest(m),
             Error::Refused(Refusal::Conflict(m)) => ApiError::Conflict(m),
             Error::Refused(Refusal::Rule(m)) => ApiError::Unprocessable(m),
-            Error::Db(e) => ApiError::internal(e),
+            Error::Db(e) => e.into(),
             Error::Notice(e) => ApiError::internal(e),
         }
     }

@@ -17,6 +17,16 @@ async fn ready(server: &TestServer) -> (u16, String) {
     server.get("/readyz").await
 }
 
+const CRM_SECRET: &str = "durability-crm-secret-0123456789abcdef";
+
+/// A signed CRM batch of one earn for a card nobody has (a write transaction all the same).
+async fn crm_batch(server: &TestServer, reference: &str) -> (u16, String) {
+    let body = format!(
+        r#"{{"transactions": [{{"reference": "{reference}", "card_no": "C404", "kind": "earn", "points": 1}}]}}"#
+    );
+    shop_call(server, "/api/v1/crm/transactions", &body, CRM_SECRET, server.state.clock.now_secs()).await
+}
+
 async fn logged(store: &wxoa::store::Store, msg_id: u64) -> i64 {
     wxoa::with_pool!(store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM inbound_messages WHERE msg_id = $1")
         .bind(msg_id.to_string()).fetch_one(pool).await)
@@ -28,6 +38,7 @@ async fn a_deleted_database_is_never_acknowledged_and_not_silently_recreated() {
     let db = Db::new(Backend::Sqlite).await;
     let mut config = test_config(&db, Mode::Safe);
     config.database.create = false;
+    config.crm.secret = CRM_SECRET.into();
     let server = TestServer::start(config.clone()).await;
     assert_eq!(server.send(&text_message("oDur1", 1, "hello")).await.0, 200);
     assert_eq!(ready(&server).await, (200, "ready".into()));
@@ -44,6 +55,9 @@ async fn a_deleted_database_is_never_acknowledged_and_not_silently_recreated() {
     let (status, why) = ready(&server).await;
     assert_eq!(status, 503);
     assert!(why.contains("database lost") && why.contains("wxoa.db"), "{why}");
+    // The brand's systems are told the same: unavailable, try again — not an internal error.
+    let (status, body) = crm_batch(&server, "LOST-1").await;
+    assert_eq!((status, body.as_str()), (503, r#"{"error":"the database is unavailable; try again"}"#));
     server.stop().await;
 
     // A restart does not start over on an empty database…
@@ -84,6 +98,7 @@ async fn a_locked_database_gets_a_prompt_503_not_a_late_answer() {
     let db = Db::new(Backend::Sqlite).await;
     let mut config = test_config(&db, Mode::Safe);
     config.bot.reply_deadline_ms = 1000;
+    config.crm.secret = CRM_SECRET.into();
     let server = TestServer::start(config).await;
     assert_eq!(server.send(&text_message("oDur3", 1, "hello")).await.0, 200);
 
@@ -112,6 +127,12 @@ async fn a_locked_database_gets_a_prompt_503_not_a_late_answer() {
     let (status, why) = ready(&server).await;
     assert_eq!(status, 503, "{why}");
     assert!(started.elapsed() < Duration::from_millis(1500), "readiness answers promptly: {:?}", started.elapsed());
+    // A CRM batch waits no longer than the webhook would, and says to send it again.
+    let started = Instant::now();
+    let (status, body) = crm_batch(&server, "LOCKED-1").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("did not take the batch within 1000 ms; send it again"), "{body}");
+    assert!(started.elapsed() < Duration::from_millis(1900), "{:?}", started.elapsed());
 
     holder.await.unwrap();
     // The lock is gone: ready again, and WeChat's retry gets an answer, logged once.
@@ -123,5 +144,13 @@ async fn a_locked_database_gets_a_prompt_503_not_a_late_answer() {
     let (status, reply) = server.send(&msg).await;
     assert_eq!(status, 200, "{reply:?}");
     assert_eq!(logged(&server.state.store, 2).await, 1);
+    let (status, body) = crm_batch(&server, "LOCKED-1").await;
+    assert_eq!(status, 200, "the batch sent again is judged: {body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (answer["applied"].as_i64(), answer["rejected"][0]["reference"].as_str()),
+        (Some(0), Some("LOCKED-1")),
+        "{body}"
+    );
     server.stop().await;
 }

@@ -722,6 +722,10 @@ async fn a_burst_of_binds_compares_at_most_five_phones() {
         let form = b.get("/h5/bind").await.body;
         let again = b.submit(&form, "/h5/bind", &[("card_no", "C3003"), ("phone", "13700000003")]).await;
         assert_eq!(again.status, 429, "{backend:?}: {}", again.body);
+        // Staff see the card's lock, and when it ends.
+        let (status, m) =
+            api_call(&server.addr.to_string(), "GET", "/api/v1/members/C3003", Some(ADMIN_TOKEN), None).await;
+        assert_eq!((status, m["bind_locked_minutes"].as_i64()), (200, Some(30)), "{backend:?}: {m}");
         server.stop().await;
         db.drop_db().await;
     }

@@ -126,10 +126,15 @@ async fn member(caller: Caller, State(s): State<AppState>, Path(key): Path<Strin
     let (id, openid, card_no, name, tier, store_id) =
         row.ok_or_else(|| ApiError::NotFound("no member with that openid or card number".into()))?;
     let balance = crate::members::points::balance(&s.store, id, s.clock.now_ms()).await?;
+    let bind_locked_minutes = match (&openid, &card_no) {
+        (_, Some(card)) => crate::members::binding::lockout(&s.store, openid.as_deref().unwrap_or(""), card).await?,
+        (Some(o), None) => crate::members::binding::lockout(&s.store, o, "").await?,
+        (None, None) => None,
+    };
     let expiring: Vec<Value> =
         balance.expiring.iter().map(|(p, at)| json!({ "points": p, "expires_at": at })).collect();
     Ok(Json(json!({
         "id": id, "openid": openid, "card_no": card_no, "name": name, "tier": tier, "store_id": store_id,
-        "points": balance.points, "expiring": expiring,
+        "points": balance.points, "expiring": expiring, "bind_locked_minutes": bind_locked_minutes,
     })))
 }

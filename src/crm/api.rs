@@ -115,9 +115,21 @@ async fn post_transactions(
             Err(error) => rejected.push(json!({ "index": i, "reference": reference, "error": error })),
         }
     }
-    let mut tx = app.store.begin().await?;
-    let outcomes = points::post(&mut tx, &app.points_rules(), &changes).await?;
-    tx.commit().await?;
+    // Within the webhook's own bound: a CRM batch behind a held write lock gets a prompt 503
+    // (and its references make sending it again safe), not a wait of the database's 10 s.
+    let deadline = std::time::Duration::from_millis(app.config.bot.reply_deadline_ms);
+    let write = async {
+        let mut tx = app.store.begin().await?;
+        let outcomes = points::post(&mut tx, &app.points_rules(), &changes).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(outcomes)
+    };
+    let outcomes = tokio::time::timeout(deadline, write).await.map_err(|_| {
+        ApiError::Unavailable(format!(
+            "the database did not take the batch within {} ms; send it again (its references make a repeat safe)",
+            deadline.as_millis()
+        ))
+    })??;
     let (mut applied, mut duplicate) = (0, 0);
     for ((outcome, change), i) in outcomes.iter().zip(&changes).zip(index_of) {
         match outcome {

@@ -350,6 +350,9 @@ async fn follower_page(app: &AppState, s: &Staff, f: followers::Follower) -> Res
         .collect();
     // Pushes that reached them: a finished run to everyone, or to a tag they hold, while they
     // followed, or to a list naming them; a segment's push by the tag it was sent to.
+    // Five wrong phones lock binding for the follower and the card: staff see it and its end.
+    let card = member.as_ref().and_then(|m| m.card_no.clone()).unwrap_or_default();
+    let bind_locked = crate::members::binding::lockout(&app.store, &f.openid, &card).await?;
     let pushes = crate::campaigns::schedule::list(&app.store, None, 500).await?;
     let segments = audiences::list(&app.store).await?;
     let since = f.last_subscribed_at.or(f.first_subscribed_at).unwrap_or(0);
@@ -386,7 +389,7 @@ async fn follower_page(app: &AppState, s: &Staff, f: followers::Follower) -> Res
                 unsubscribed => at(f.unsubscribed_at), last => at(f.last_interaction_at),
             },
             member => member.map(|m| context! { card_no => m.card_no, tier => m.tier, store_id => m.store_id, points }),
-            interactions, received,
+            interactions, received, bind_locked,
         },
     ))
 }
