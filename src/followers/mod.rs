@@ -206,7 +206,7 @@ async fn catch_up_once(store: &Store, reader: &mut Reader, before: Option<i64>) 
          AND NOT (msg_type = 'event' AND LOWER(COALESCE(event, '')) = 'unsubscribe') AND {} GROUP BY openid",
         sql_not_a_report()
     );
-    let latest: Vec<(String, i64)> = with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+    let latest: Vec<(String, i64)> = with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(position).bind(upto).fetch_all(pool).await)?;
     if !write(store, reader, (position, upto), &events, latest, erasures_then).await? {
         return Ok(0);
@@ -492,7 +492,7 @@ pub async fn list(
     }
     sql.push_str(&format!(" ORDER BY f.id LIMIT {}", limit + 1));
     let mut rows: Vec<FollowerRow> = with_pool!(store, pool => {
-        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(after);
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after);
         if let Some(t) = filter.tag { q = q.bind(t); }
         if let Some(s) = filter.store { q = q.bind(s); }
         if let Some(t) = &filter.tier { q = q.bind(t.clone()); }

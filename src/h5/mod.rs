@@ -106,7 +106,7 @@ pub async fn follower(app: &AppState, headers: &axum::http::HeaderMap, page: &st
         let set_cookies = jar.clear_session_everywhere();
         return Err(PageError::SignInAgain { to: format!("/h5/start?to={page}"), set_cookies });
     }
-    let Some(id) = cookies(app).session_id(&app.config.h5.session_secret, headers) else { return Err(to_sign_in()) };
+    let Some(id) = jar.session_id(&app.config.h5.session_secret, headers) else { return Err(to_sign_in()) };
     match session::load(&app.store, &id).await? {
         Some(session) => Ok(Follower { openid: session.openid.clone(), session }),
         None => Err(to_sign_in()),

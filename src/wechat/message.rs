@@ -499,10 +499,13 @@ pub fn is_platform_report(event: &str) -> bool {
     PLATFORM_REPORTS.iter().any(|r| r.eq_ignore_ascii_case(event))
 }
 
-/// `AND NOT (…)` for SQL over `inbound_messages`: no row of WeChat's own reports.
-pub fn sql_not_a_report() -> String {
-    let names: Vec<String> = PLATFORM_REPORTS.iter().map(|r| format!("'{r}'")).collect();
-    format!("NOT (msg_type = 'event' AND LOWER(COALESCE(event, '')) IN ({}))", names.join(", "))
+/// A condition for SQL over `inbound_messages`: no row of WeChat's own reports (built once).
+pub fn sql_not_a_report() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let names: Vec<String> = PLATFORM_REPORTS.iter().map(|r| format!("'{r}'")).collect();
+        format!("NOT (msg_type = 'event' AND LOWER(COALESCE(event, '')) IN ({}))", names.join(", "))
+    });
+    &SQL
 }
 
 #[cfg(test)]

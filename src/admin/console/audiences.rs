@@ -336,7 +336,7 @@ async fn follower_page(app: &AppState, s: &Staff, f: followers::Follower) -> Res
          ORDER BY id DESC LIMIT 20",
         crate::wechat::message::sql_not_a_report()
     );
-    let interactions: Vec<InteractionRow> = with_pool!(&app.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+    let interactions: Vec<InteractionRow> = with_pool!(&app.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(&f.openid).bind(RECENT_LOG_ROWS).fetch_all(pool).await)?;
     let interactions: Vec<minijinja::Value> = interactions
         .into_iter()
