@@ -447,6 +447,9 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         // The CRM's batches are larger than anything else; its router bounds them itself.
         .merge(crate::crm::api::router())
+        // After every route is in: the method fallback is set on the routes there are.
+        .fallback(crate::http::api::not_found)
+        .method_not_allowed_fallback(crate::http::api::method_not_allowed)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(|_| {
             // No panic message or backtrace leaves the process.

@@ -133,6 +133,9 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             return Err(err(format!("log.level: {e}")));
         }
+        if !(1..=65_535).contains(&self.server.listen_backlog) {
+            return Err(err("server.listen_backlog must be between 1 and 65535"));
+        }
         if self.server.max_body_bytes < 1024 {
             return Err(err("server.max_body_bytes must be at least 1024"));
         }

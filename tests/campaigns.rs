@@ -120,6 +120,24 @@ async fn admin_api_campaigns_pushes_previews_and_figures() {
             }
         }
 
+        // A path no route has, and a method a path does not take: JSON like every API answer.
+        let http = reqwest::Client::new();
+        let resp = http.get(format!("{base}/api/v1/no-such-thing")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(resp.json::<Value>().await.unwrap(), json!({ "error": "no endpoint /api/v1/no-such-thing" }));
+        let resp = http.delete(format!("{base}/api/v1/campaigns")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 405);
+        assert_eq!(resp.headers()["allow"], "GET,HEAD,POST");
+        assert_eq!(
+            resp.json::<Value>().await.unwrap(),
+            json!({ "error": "DELETE is not allowed on /api/v1/campaigns" })
+        );
+        // Outside the API a miss stays a bare 404.
+        let resp = http.get(format!("{base}/no-such-page")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404);
+        assert_eq!(resp.text().await.unwrap(), "");
+
         // Bad campaigns change nothing.
         let bad: Vec<(&str, Value, u16)> = vec![
             ("no articles", json!({ "name": "x", "articles": [] }), 400),

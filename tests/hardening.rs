@@ -133,6 +133,57 @@ async fn connections_beyond_the_cap_are_closed_not_queued() {
     }
 }
 
+/// Connections a stopped `serve` (one that accepts nothing) lets complete within 300 ms each,
+/// out of `tries` made at once.
+async fn completed_while_stopped(serve: &Serve, tries: usize) -> (usize, Vec<TcpStream>) {
+    let pid = serve.child.as_ref().unwrap().id() as i32;
+    // SAFETY: signals a child process this test owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let attempts: Vec<_> = (0..tries)
+        .map(|_| {
+            let addr = serve.addr.clone();
+            tokio::spawn(
+                async move { tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await },
+            )
+        })
+        .collect();
+    let mut connected = Vec::new();
+    for a in attempts {
+        if let Ok(Ok(s)) = a.await.unwrap() {
+            connected.push(s);
+        }
+    }
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    (connected.len(), connected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accept_queue_is_server_listen_backlog_long() {
+    // A server that is not accepting (stopped, or busy at a flood's start) leaves connections to
+    // the kernel's queue: it completes `backlog + 1` of them and drops the other SYNs, which their
+    // clients resend only after a second.
+    let dir = temp_dir("backlog");
+    let serve = Serve::spawn(&dir, |c| c.server.listen_backlog = 4);
+    wait_answering(&serve.addr, &serve).await;
+    let (n, mut queued) = completed_while_stopped(&serve, 40).await;
+    assert_eq!(n, 5, "a backlog of 4 queues 5 connections: {}", serve.log());
+    // Those queued are served once the server runs again.
+    for s in &mut queued {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut head = [0u8; 15];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200 OK");
+    }
+    drop(serve);
+
+    // The default (1024) takes a burst of 200 whole.
+    let dir = temp_dir("backlog-default");
+    let serve = Serve::spawn(&dir, |_| {});
+    wait_answering(&serve.addr, &serve).await;
+    let (n, _) = completed_while_stopped(&serve, 200).await;
+    assert_eq!(n, 200, "the default backlog queues a burst of 200: {}", serve.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_stalled_clients_exits_within_the_grace() {
     let dir = temp_dir("grace");

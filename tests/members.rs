@@ -125,6 +125,22 @@ async fn a_dirty_crm_export_is_normalised_merged_and_reported_row_by_row() {
             reports[1]
         );
 
+        // A name with a NUL or an escape in it is no one's name: the row is refused, whole.
+        let members_before: i64 =
+            wxoa::with_pool!(&store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM members").fetch_one(pool).await)
+                .unwrap();
+        let control =
+            "card,name,phone,points\nC1101,\"Li\0Lei\",13600001101,50\nC1102,\"Wu\u{1b}[2J\",13600001102,50\n";
+        let reports = import(&store, control).await.unwrap();
+        assert_eq!(reports[0].outcome, Outcome::Rejected(r#"name "Li\0Lei" contains control characters"#.into()));
+        assert_eq!(reports[1].outcome, Outcome::Rejected(r#"name "Wu\u{1b}[2J" contains control characters"#.into()));
+        let members_after: i64 =
+            wxoa::with_pool!(&store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM members").fetch_one(pool).await)
+                .unwrap();
+        assert_eq!(members_after, members_before, "{backend:?}: nothing stored");
+        let entries: i64 = wxoa::with_pool!(&store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM points_ledger").fetch_one(pool).await).unwrap();
+        assert_eq!(entries, 3, "{backend:?}: no points");
+
         // Files it cannot read at all are one clear error.
         assert!(import(&store, "").await.unwrap_err().contains("empty"));
         assert!(

@@ -187,7 +187,9 @@ fn slow_handlers(ms: u64, runs: Arc<AtomicUsize>) -> Handlers {
         async move {
             runs.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            Ok(Some(Reply::text(format!("done with {}", ctx.msg.msg_id().unwrap_or("?"))).unwrap()))
+            Ok(Some(
+                Reply::text(format!("done with {}", ctx.msg.msg_id().map_or("?".into(), |id| id.to_string()))).unwrap(),
+            ))
         }
     });
     h
@@ -221,6 +223,23 @@ async fn retries_get_the_first_reply_and_run_the_handler_once() {
         let (_, later) = b.send(&msg).await;
         assert_eq!(field(later.as_deref().unwrap(), "Content").as_deref(), Some("done with 777"));
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+        // One MsgId written three ways is one message: WeChat's id is an integer.
+        let spelled = |id: &str| {
+            format!(
+                "<xml><ToUserName>gh_1</ToUserName><FromUserName>oRetry</FromUserName><CreateTime>1763780001</CreateTime><MsgType>text</MsgType><Content>slow one</Content><MsgId>{id}</MsgId></xml>"
+            )
+        };
+        for id in ["888", " 888 ", "000888"] {
+            let (status, reply) = a.send(&spelled(id)).await;
+            assert_eq!(status, 200, "{backend:?}: MsgId {id:?}");
+            assert_eq!(field(reply.as_deref().unwrap(), "Content").as_deref(), Some("done with 888"), "{id:?}");
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "{backend:?}: the handler ran once for 888");
+        let keys: Vec<String> = wxoa::with_pool!(&a.state.store, pool => sqlx::query_scalar(
+            "SELECT dedup_key FROM inbound_messages WHERE msg_id = '888'").fetch_all(pool).await)
+        .unwrap();
+        assert_eq!(keys, ["m:888"], "{backend:?}");
 
         // Events deduplicate on FromUserName + CreateTime + Event + EventKey.
         let click = |key: &str| {

@@ -311,7 +311,7 @@ impl Bot {
             msg_type: msg.msg_type.clone(),
             event: msg.event().map(str::to_owned),
             event_key: msg.event_key().map(str::to_owned),
-            msg_id: msg.msg_id().map(str::to_owned),
+            msg_id: msg.msg_id().map(|id| id.to_string()),
             create_time: msg.create_time,
             encrypted,
             raw_xml,

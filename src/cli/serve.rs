@@ -23,8 +23,9 @@ pub fn serve(mut config: Config, create_database: bool) -> Result<ExitCode, Stri
         App::check(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
         let listen = config.server.listen.clone();
         refuse_samples(&config)?;
-        let listener =
-            tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let listener = crate::http::server::listen(&listen, config.server.listen_backlog)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let app = App::build(config, Handlers::builtin()).await.map_err(|e| e.to_string())?;
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or(listen),

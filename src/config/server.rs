@@ -85,6 +85,10 @@ pub struct ServerConfig {
     /// Open connections at most (and never more than the descriptor limit allows); one more is
     /// closed at once.
     pub max_connections: usize,
+    /// Connections the kernel completes and queues for `accept` before it drops new SYNs (the
+    /// client then retries after 1 s, 3 s, …). The kernel caps it at `net.core.somaxconn`
+    /// (4096 on Linux ≥ 5.4, 128 before): raise that sysctl too for a larger queue.
+    pub listen_backlog: u32,
     /// Where `/metrics` is served to anyone who reaches it (a private address, e.g.
     /// `127.0.0.1:9464`); empty, it is not served apart.
     pub metrics_listen: String,
@@ -102,6 +106,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 10,
             header_read_timeout_secs: 10,
             max_connections: 10_000,
+            listen_backlog: 1024,
             metrics_listen: String::new(),
             metrics_token: Secret::default(),
         }

@@ -60,8 +60,9 @@ pub async fn run(
     App::check(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
     crate::menu::MenuFile::load(&config.bot.menu, "http://127.0.0.1")?;
     let listen = options.listen.unwrap_or_else(|| config.server.listen.clone());
-    let listener =
-        tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = crate::http::server::listen(&listen, config.server.listen_backlog)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let base = format!("http://{addr}");
     config.database.url = options.database.unwrap_or_else(|| "sqlite://data/dev.db".into());

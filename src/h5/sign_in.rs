@@ -101,7 +101,7 @@ async fn signed_in(app: &AppState, headers: &HeaderMap, q: CallbackQuery) -> Res
     // With snsapi_userinfo granted, the nickname prefills the enrolment form; without it, fine.
     let nickname = if token.scope.contains("snsapi_userinfo") {
         match app.client.oauth_userinfo(&token).await {
-            Ok(info) => normalise_name(&info.nickname),
+            Ok(info) => normalise_name(&info.nickname).ok(),
             Err(e) => {
                 tracing::info!(error = %e, "h5: userinfo unavailable");
                 None

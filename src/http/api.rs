@@ -54,3 +54,37 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBody {
         })
     }
 }
+
+/// A path as an error names it: at most 120 characters of it.
+fn clipped(path: &str) -> String {
+    path.chars().take(120).collect()
+}
+
+/// Whether `uri` is the JSON API's (its answers, errors included, are JSON).
+fn is_api(uri: &axum::http::Uri) -> bool {
+    uri.path().starts_with("/api/")
+}
+
+/// No route has this path: under `/api/` a JSON 404 like every other API answer; elsewhere a
+/// bare 404 (a browser's or a scanner's guess).
+pub async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if is_api(&uri) {
+        ApiError::NotFound(format!("no endpoint {}", clipped(uri.path()))).into_response()
+    } else {
+        axum::http::StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+/// The path has routes but not for this method: 405 (axum adds the `Allow` header), JSON under
+/// `/api/`.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    if is_api(&uri) {
+        let message = format!("{method} is not allowed on {}", clipped(uri.path()));
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+    } else {
+        status.into_response()
+    }
+}

@@ -75,6 +75,24 @@ fn fd_limit() -> Option<u64> {
     }
 }
 
+/// A listener on `addr` (`host:port`; every address it resolves to is tried in turn) whose
+/// accept queue holds `backlog` connections — tokio's own `bind` asks for 1024 and std's for
+/// 128; the kernel caps either at `net.core.somaxconn`.
+pub async fn listen(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        // As `TcpListener::bind` does: a restarted server takes its port back at once, not
+        // after the old connections' TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(backlog)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")))
+}
+
 /// Serves `service` on `listener` until `shutdown` resolves, then drains within the grace.
 pub async fn serve(
     listener: TcpListener,

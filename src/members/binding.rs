@@ -11,7 +11,7 @@
 //! follower out, and that card, for 30 minutes — a second WeChat account gets no fresh tries
 //! on the same card.
 
-use super::import::{BadBirthday, normalise_card, normalise_name, normalise_phone, parse_birthday};
+use super::import::{BadBirthday, BadName, normalise_card, normalise_name, normalise_phone, parse_birthday};
 use super::points::Rules;
 use super::{Error, Refusal};
 use crate::crm::{Event, MemberRef};
@@ -57,10 +57,17 @@ fn birthday(raw: &str, today: chrono::NaiveDate) -> Result<Option<String>, Refus
     }
 }
 
+fn name_refusal(e: BadName) -> Refusal {
+    match e {
+        BadName::Empty => Refusal::NameNeeded,
+        BadName::Control => Refusal::NameControl,
+    }
+}
+
 impl EnrolInput {
     /// A birthday after `today` (China's date) is refused.
     pub fn parse(name: &str, phone: &str, birthday_raw: &str, today: chrono::NaiveDate) -> Result<EnrolInput, Refusal> {
-        let name = normalise_name(name).ok_or(Refusal::NameNeeded)?;
+        let name = normalise_name(name).map_err(name_refusal)?;
         let phone = normalise_phone(phone).ok_or(Refusal::BadPhone)?;
         Ok(EnrolInput { name, phone, birthday: birthday(birthday_raw, today)? })
     }
@@ -83,7 +90,7 @@ impl Profile {
         store_ids: &[i64],
         today: chrono::NaiveDate,
     ) -> Result<Profile, Refusal> {
-        let name = normalise_name(name).ok_or(Refusal::NameNeeded)?;
+        let name = normalise_name(name).map_err(name_refusal)?;
         let birthday = birthday(birthday_raw, today)?;
         let store_id = match store.trim() {
             "" => None,
@@ -289,6 +296,7 @@ mod tests {
         assert_eq!(BindInput::parse(" c-1001 ", "+86 138 1234 5678").unwrap().card_no, "C1001");
         assert_eq!(BindInput::parse("", "13812345678"), Err(Refusal::CardAndPhoneNeeded));
         assert_eq!(EnrolInput::parse(" ", "13812345678", "", today()), Err(Refusal::NameNeeded));
+        assert_eq!(EnrolInput::parse("Li\0", "13812345678", "", today()), Err(Refusal::NameControl));
         assert_eq!(EnrolInput::parse("Li", "123", "", today()), Err(Refusal::BadPhone));
         assert_eq!(EnrolInput::parse("Li", "13812345678", "31/31/1990", today()), Err(Refusal::BirthdayFormat));
         assert_eq!(EnrolInput::parse("Li", "13812345678", "2026-06-02", today()), Err(Refusal::BirthdayInFuture));

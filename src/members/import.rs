@@ -139,9 +139,26 @@ pub fn normalise_phone(raw: &str) -> Option<String> {
     (b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1])).then_some(digits)
 }
 
-pub fn normalise_name(raw: &str) -> Option<String> {
+/// Why a name cannot be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadName {
+    /// Nothing but spaces.
+    Empty,
+    /// A control character other than a space, tab or line break (a NUL, an escape): no one's
+    /// name, and a hazard wherever the name goes next (a C string, a terminal, a CSV).
+    Control,
+}
+
+/// A name with its runs of spaces (full-width ones too) made one, at most 64 characters.
+pub fn normalise_name(raw: &str) -> Result<String, BadName> {
+    if raw.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(BadName::Control);
+    }
     let name = half_width(raw).split_whitespace().collect::<Vec<_>>().join(" ");
-    (!name.is_empty()).then(|| name.chars().take(64).collect())
+    if name.is_empty() {
+        return Err(BadName::Empty);
+    }
+    Ok(name.chars().take(64).collect())
 }
 
 pub fn normalise_card(raw: &str) -> Option<String> {
@@ -193,15 +210,17 @@ fn normalise_tier(raw: &str) -> Option<&'static str> {
     })
 }
 
-/// One record as a normalised row, with notes of what was changed or dropped.
+/// One record as a normalised row, with notes of what was changed or dropped, and why the
+/// record is refused whole when it is.
 fn normalise(
     line: usize,
     columns: &[Option<Column>],
     record: &[String],
     today: chrono::NaiveDate,
-) -> (Row, Vec<String>) {
+) -> (Row, Vec<String>, Option<String>) {
     let mut row = Row { line, ..Row::default() };
     let mut notes = Vec::new();
+    let mut refused = None;
     for (col, raw) in columns.iter().zip(record) {
         let (Some(col), raw) = (col, raw.as_str()) else { continue };
         if raw.trim().is_empty() {
@@ -217,14 +236,16 @@ fn normalise(
                 }
                 None => notes.push(format!("card {raw:?} is not a card number: left empty")),
             },
-            Column::Name => {
-                if let Some(n) = normalise_name(raw) {
+            Column::Name => match normalise_name(raw) {
+                Ok(n) => {
                     if n != raw {
                         notes.push(format!("name {raw:?} → {n:?}"));
                     }
                     row.name = Some(n);
                 }
-            }
+                Err(BadName::Empty) => {}
+                Err(BadName::Control) => refused = Some(format!("name {raw:?} contains control characters")),
+            },
             Column::Phone => match normalise_phone(raw) {
                 Some(p) => {
                     if p != raw {
@@ -262,7 +283,7 @@ fn normalise(
             },
         }
     }
-    (row, notes)
+    (row, notes, refused)
 }
 
 /// Fills `into`'s blanks from `from`; notes conflicts (where `into` wins).
@@ -318,13 +339,12 @@ pub async fn import_with(
     let mut kept: Vec<(Row, usize)> = Vec::new(); // row, index of its report
     let today = store.clock.china_now().date_naive();
     for (line, record) in data {
-        let (row, mut notes) = normalise(*line, &columns, record, today);
-        if row.card_no.is_none() && row.phone.is_none() {
-            reports.push(Report {
-                line: *line,
-                outcome: Outcome::Rejected("no usable card number or phone".into()),
-                notes,
-            });
+        let (row, mut notes, refused) = normalise(*line, &columns, record, today);
+        let refused = refused.or_else(|| {
+            (row.card_no.is_none() && row.phone.is_none()).then(|| "no usable card number or phone".to_owned())
+        });
+        if let Some(why) = refused {
+            reports.push(Report { line: *line, outcome: Outcome::Rejected(why), notes });
             continue;
         }
         let earlier = kept.iter_mut().find(|(k, _)| {
@@ -478,9 +498,12 @@ mod tests {
         for (raw, want) in phones {
             assert_eq!(normalise_phone(raw).as_deref(), want, "{raw}");
         }
-        assert_eq!(normalise_name("  li\u{3000}\u{3000}LEI ").as_deref(), Some("li LEI"));
-        assert_eq!(normalise_name("王　小明").as_deref(), Some("王 小明"));
-        assert_eq!(normalise_name("   "), None);
+        assert_eq!(normalise_name("  li\u{3000}\u{3000}LEI ").as_deref(), Ok("li LEI"));
+        assert_eq!(normalise_name("王　小明").as_deref(), Ok("王 小明"));
+        assert_eq!(normalise_name("two\tparts\n").as_deref(), Ok("two parts"));
+        assert_eq!(normalise_name("   "), Err(BadName::Empty));
+        assert_eq!(normalise_name("Li\0Lei"), Err(BadName::Control));
+        assert_eq!(normalise_name("Li\u{1b}[31mLei"), Err(BadName::Control));
         assert_eq!(normalise_card(" c-1001 23 ").as_deref(), Some("C100123"));
         assert_eq!(normalise_card("x!"), None);
         for raw in ["1990-01-05", "1990/1/5", "19900105", "1990.01.05", "1990年1月5日"] {

@@ -56,6 +56,8 @@ pub enum Refusal {
     CardTaken,
     #[error("请填写姓名。Please enter your name.")]
     NameNeeded,
+    #[error("姓名不能包含控制字符。Your name must not contain control characters.")]
+    NameControl,
     #[error("请填写有效的手机号。Please enter a valid mobile number.")]
     BadPhone,
     #[error("生日格式不正确，请按 年-月-日 填写。Please enter your birthday as YYYY-MM-DD.")]

@@ -357,9 +357,21 @@ impl Message {
         }
     }
 
-    /// `MsgId` (or the job-finish events' `MsgID`).
-    pub fn msg_id(&self) -> Option<&str> {
-        self.fields.get("MsgId").or_else(|| self.fields.get("MsgID"))
+    /// `MsgId` (or the job-finish events' `MsgID`) as the integer WeChat sends: `" 123 "`,
+    /// `"000123"` and `"123"` are one id. A type we do not model whose id is not a number has
+    /// none.
+    pub fn msg_id(&self) -> Option<i64> {
+        match &self.body {
+            Body::Text { msg_id, .. }
+            | Body::Image { msg_id, .. }
+            | Body::Voice { msg_id, .. }
+            | Body::Video { msg_id, .. }
+            | Body::ShortVideo { msg_id, .. }
+            | Body::Location { msg_id, .. }
+            | Body::Link { msg_id, .. } => Some(*msg_id),
+            Body::Event(_) => integer_field(&self.fields, "MsgID"),
+            Body::Unknown => integer_field(&self.fields, "MsgId").or_else(|| integer_field(&self.fields, "MsgID")),
+        }
     }
 
     /// The key WeChat's retries of this message share. Messages carry a `MsgId`; events do not
@@ -374,11 +386,11 @@ impl Message {
                 self.create_time,
                 self.fields.get("Event").unwrap_or(""),
                 self.fields.get("EventKey").unwrap_or(""),
-                self.fields.get("MsgID").unwrap_or(""),
+                self.msg_id().map(|id| id.to_string()).unwrap_or_default(),
             ),
             _ => match self.msg_id() {
-                Some(id) if !id.is_empty() => format!("m:{id}"),
-                _ => format!("u:{}:{}:{}", self.openid, self.create_time, self.msg_type),
+                Some(id) => format!("m:{id}"),
+                None => format!("u:{}:{}:{}", self.openid, self.create_time, self.msg_type),
             },
         }
     }
@@ -467,6 +479,11 @@ fn int_or_zero(f: &Fields, name: &'static str) -> Result<i64, ParseError> {
         None | Some("") => Ok(0),
         Some(v) => v.parse().map_err(|_| ParseError::Invalid(name)),
     }
+}
+
+/// `name` as an integer, when it is there and is one.
+fn integer_field(f: &Fields, name: &str) -> Option<i64> {
+    f.get(name).and_then(|v| v.trim().parse().ok())
 }
 
 fn msg_id(f: &Fields) -> Result<i64, ParseError> {
