@@ -389,7 +389,7 @@ async fn hourly(state: AppState) {
         }
         drain("expired H5 sessions", || crate::h5::session::purge_expired(&store, now, 1000)).await;
         drain("old H5 form keys", || crate::h5::submission::purge(&store, now, 1000)).await;
-        drain("expired console sign-outs", || crate::admin::console::purge_signouts(&store, now, 1000)).await;
+        drain("ended console sessions", || crate::admin::console::purge_sessions(&store, now, 1000)).await;
     }
 }
 

@@ -316,6 +316,17 @@ async fn console_sign_in_and_out_cannot_be_forged_and_sign_out_revokes() {
             );
         }
         let cookie = console_sign_in(server.addr, MARKETING_TOKEN).await;
+        // The cookie is an opaque id: nothing of the token, the role or the expiry; the database
+        // holds its SHA-256, not the id.
+        let id = cookie.strip_prefix("wxoa_admin=").unwrap().to_owned();
+        assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{cookie}");
+        assert!(!cookie.contains(&wxoa::admin::hash_token(MARKETING_TOKEN)));
+        let sessions = || async {
+            wxoa::with_pool!(&server.state.store, pool => sqlx::query_scalar::<_, String>(
+                "SELECT id_hash FROM console_sessions").fetch_all(pool).await)
+            .unwrap()
+        };
+        assert_eq!(sessions().await, [wxoa::admin::hash_token(&id)]);
         let page = |cookie: String| {
             let (http, base) = (http.clone(), base.clone());
             async move {
@@ -348,25 +359,85 @@ async fn console_sign_in_and_out_cannot_be_forged_and_sign_out_revokes() {
         );
         assert_eq!(page(cookie.clone()).await.0, 200, "a foreign sign-out ends nothing");
 
+        // The cookie twice (a copy planted beside the real one): neither is trusted.
+        let (status, location, _) = page(format!("{cookie}; {cookie}")).await;
+        assert_eq!((status, location.as_deref()), (303, Some("/admin/login")), "two session cookies");
+        // An id that was never issued, and one of the wrong shape.
+        for forged in ["wxoa_admin=".to_owned() + &"a".repeat(64), "wxoa_admin=x'--".to_owned()] {
+            assert_eq!(page(forged.clone()).await.1.as_deref(), Some("/admin/login"), "{forged}");
+        }
+
         let (status, _) = logout(token).await;
         assert_eq!(status, 303);
         let (status, location, _) = page(cookie.clone()).await;
         assert_eq!((status, location.as_deref()), (303, Some("/admin/login")), "the old cookie no longer gets in");
-        let recorded: i64 = wxoa::with_pool!(&server.state.store, pool =>
-            sqlx::query_scalar("SELECT COUNT(*) FROM console_signouts").fetch_one(pool).await)
-        .unwrap();
-        assert_eq!(recorded, 1);
+        assert_eq!(sessions().await, Vec::<String>::new(), "signing out deletes the session");
 
         // A fresh sign-in is a new session and gets in.
         let fresh = console_sign_in(server.addr, MARKETING_TOKEN).await;
         assert_ne!(fresh, cookie);
-        assert_eq!(page(fresh).await.0, 200);
+        assert_eq!(page(fresh.clone()).await.0, 200);
 
-        // The hourly sweep forgets sign-outs only once their cookies have expired anyway.
+        // A session ends at admin.session_ttl_secs (12 h); the hourly housekeeping, woken by
+        // the clock's move, then deletes it.
         let now = server.state.clock.now_ms();
-        assert_eq!(wxoa::admin::console::purge_signouts(&server.state.store, now, 1000).await.unwrap(), 0);
-        let later = now + 13 * 3600 * 1000;
-        assert_eq!(wxoa::admin::console::purge_signouts(&server.state.store, later, 1000).await.unwrap(), 1);
+        assert_eq!(wxoa::admin::console::purge_sessions(&server.state.store, now, 1000).await.unwrap(), 0);
+        assert_eq!(sessions().await.len(), 1);
+        server.state.clock.advance(12 * 3600 * 1000);
+        assert_eq!(page(fresh).await.1.as_deref(), Some("/admin/login"), "ended at its TTL");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sessions().await.is_empty() {
+            assert!(Instant::now() < deadline, "{backend:?}: the housekeeping deletes the ended session");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// Behind an https `h5.public_url` the console's cookies are `__Host-` ones (Secure, `Path=/`):
+/// a cookie of the plain name — which a subdomain or a plain-http page could set — signs no one
+/// in, even with a real session id in it. Both databases.
+#[tokio::test]
+async fn console_cookies_are_host_prefixed_behind_https() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let mut config = test_config(&db, Mode::Safe);
+        config.h5.public_url = "https://shop.example.com".into();
+        let server = TestServer::start(config).await;
+        let base = format!("http://{}", server.addr);
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let set_cookies = |resp: &reqwest::Response| -> Vec<String> {
+            resp.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_owned()).collect()
+        };
+
+        let form = http.get(format!("{base}/admin/login")).send().await.unwrap();
+        let login_cookie = set_cookies(&form).remove(0);
+        assert!(login_cookie.starts_with("__Host-wxoa_admin_login="), "{login_cookie}");
+        assert!(login_cookie.contains("; Path=/;") && login_cookie.ends_with("; Secure"), "{login_cookie}");
+        let html = form.text().await.unwrap();
+        let login_token = html.split("name=\"login_token\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+        let resp = http
+            .post(format!("{base}/admin/login"))
+            .header("cookie", login_cookie.split(';').next().unwrap())
+            .form(&[("token", MARKETING_TOKEN), ("login_token", login_token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 303);
+        let session = set_cookies(&resp).into_iter().find(|c| c.starts_with("__Host-wxoa_admin=")).unwrap();
+        assert!(session.contains("; Path=/;") && session.contains("HttpOnly") && session.ends_with("; Secure"));
+        let id = session.split(';').next().unwrap().strip_prefix("__Host-wxoa_admin=").unwrap().to_owned();
+
+        let admin = |cookie: String| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let resp = http.get(format!("{base}/admin")).header("cookie", cookie).send().await.unwrap();
+                (resp.status().as_u16(), resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned()))
+            }
+        };
+        assert_eq!(admin(format!("__Host-wxoa_admin={id}")).await, (200, None));
+        assert_eq!(admin(format!("wxoa_admin={id}")).await, (303, Some("/admin/login".into())), "the plain name");
         server.stop().await;
         db.drop_db().await;
     }

@@ -152,6 +152,14 @@ pub fn named_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     cookie_values(headers, name).next().map(str::to_owned)
 }
 
+/// The value of the cookie `name` when the request carries exactly one: with two (one planted
+/// on a narrower path or by a sibling domain beside the real one) neither is trusted.
+pub fn only_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut values = cookie_values(headers, name);
+    let first = values.next()?;
+    values.next().is_none().then(|| first.to_owned())
+}
+
 fn cookie_values<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
     headers
         .get_all(axum::http::header::COOKIE)
