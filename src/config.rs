@@ -103,6 +103,9 @@ impl Config {
         if !(w.api_base.starts_with("http://") || w.api_base.starts_with("https://")) {
             return Err(err("wechat.api_base must be an http(s) URL"));
         }
+        if !(w.image_base.starts_with("http://") || w.image_base.starts_with("https://")) {
+            return Err(err("wechat.image_base must be an http(s) URL"));
+        }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(format!("server.listen: {:?} is not an address like 127.0.0.1:8080", self.server.listen)));
         }

@@ -491,6 +491,11 @@ async fn the_article_editor_formats_uploads_and_saves_clean_html() {
         browser.script("return document.querySelector('#content-editor .ql-editor img').getAttribute('src')").await;
     let src = src.as_str().unwrap().to_owned();
     assert!(src.starts_with("https://mmbiz.qpic.cn/mmbiz_png/fake"), "{src}");
+    // The fake keeps the file and serves it at that path, as WeChat's image host does.
+    let path = src.strip_prefix("https://mmbiz.qpic.cn/").unwrap().split('?').next().unwrap();
+    let kept = reqwest::get(format!("{}/{path}", server.state.config.wechat.api_base)).await.unwrap();
+    assert_eq!(kept.headers()["content-type"], "image/png");
+    assert_eq!(kept.bytes().await.unwrap().as_ref(), png.as_slice());
     // A file the editor refuses says so and uploads nothing.
     let gif = temp_dir("editor-gif").join("x.gif");
     std::fs::write(&gif, b"GIF89a\x01\x00\x01\x00").unwrap();

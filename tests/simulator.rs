@@ -164,6 +164,10 @@ async fn a_follower_tries_the_account_in_the_simulator() {
     browser.find("body[data-ready='1']").await;
     let chat = browser.wait_for_text("#chat", "The Limited Edition, tonight", 20).await;
     assert!(chat.contains("The Limited Edition, tonight") && chat.contains("mass send"), "Amy: {chat}");
+    // The card shows the campaign's cover (its cover_media_id's image), not a grey box.
+    let cover =
+        browser.script("return [...document.querySelectorAll('#chat .news .cover')].pop().style.backgroundImage").await;
+    assert_eq!(cover.as_str().unwrap(), format!("url(\"{base}/simulator/cover.svg\")"));
     browser.shot("push-in-amy-chat").await;
     for (who, expect) in [("oSim000000000000000000000002", true), ("oSim000000000000000000000003", false)] {
         browser.click(&format!("[data-openid='{who}']")).await;
@@ -250,6 +254,71 @@ async fn a_follower_tries_the_account_in_the_simulator() {
     browser.click("[data-openid='oSim000000000000000000000003']").await;
     let chat = browser.wait_for_text("#chat", "hello from Chen", 10).await;
     assert!(chat.contains("hello from Chen") && !chat.contains("I can help"), "Chen's chat kept: {chat}");
+    browser.call("DELETE", "", serde_json::Value::Null).await;
+    stop(dev).await;
+}
+
+/// An image uploaded in the console's editor under `dev` shows as the follower will see it: the
+/// fake keeps what `media/uploadimg` took and `dev` serves it where `wechat.image_base` points,
+/// so the editor, the live preview and a GET of the article's URL all have the very file.
+#[tokio::test]
+async fn an_editor_image_shows_in_dev() {
+    let Some(mut browser) = Browser::start("dev-editor-image").await else { return };
+    let dir = temp_dir("dev-image");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let database = format!("sqlite://{}/dev.db", dir.display());
+    let dev = start_dev(&dir, port, &database, &dir.join("fixtures"), "dev").await;
+
+    browser.go(&format!("{base}/admin/login")).await;
+    browser.type_into("#token", "wxoa-dev-marketing-token").await;
+    browser.click_through("#sign-in").await;
+    browser.go(&format!("{base}/admin/campaigns/new")).await;
+    // A real 1×1 PNG, chosen as a person would in the file dialog.
+    let png = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+    )
+    .unwrap();
+    let file = dir.join("dot.png");
+    std::fs::write(&file, &png).unwrap();
+    let input = browser.find("#image-file").await;
+    browser
+        .call("POST", &format!("/element/{input}/value"), serde_json::json!({ "text": file.to_str().unwrap() }))
+        .await;
+    assert_eq!(browser.wait_for_text("#editor-status", "图片已上传", 10).await, "图片已上传 · Image uploaded");
+    let src =
+        browser.script("return document.querySelector('#content-editor .ql-editor img').getAttribute('src')").await;
+    let src = src.as_str().unwrap().to_owned();
+    assert!(src.starts_with(&format!("{base}/simulator/mmbiz/mmbiz_png/fake")), "{src}");
+
+    // The editor shows it (the browser decoded the file: 1 pixel wide) …
+    let loaded = "const img = document.querySelector('#content-editor .ql-editor img'); \
+                  return img.complete ? img.naturalWidth : -1";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while browser.script(loaded).await != 1 {
+        assert!(Instant::now() < deadline, "the editor's image did not load: {src}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // … the server gives the very bytes back, as WeChat's image host would …
+    let got = reqwest::get(&src).await.unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    assert_eq!(got.headers()["content-type"], "image/png");
+    assert_eq!(got.bytes().await.unwrap().as_ref(), png.as_slice());
+    let missing = reqwest::get(format!("{base}/simulator/mmbiz/mmbiz_png/fake0/0")).await.unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    // … and the phone-sized preview shows it too.
+    browser.type_into("#title", "Image").await;
+    browser.enter_frame("#preview-body").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while browser.script("const i = document.querySelector('img'); return i && i.complete ? i.naturalWidth : -1").await
+        != 1
+    {
+        assert!(Instant::now() < deadline, "the preview's image did not load");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.leave_frame().await;
+    browser.shot("editor-image-in-dev").await;
     browser.call("DELETE", "", serde_json::Value::Null).await;
     stop(dev).await;
 }

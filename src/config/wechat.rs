@@ -62,6 +62,10 @@ pub struct WechatConfig {
     /// How far a request's timestamp may be from our clock; 0 switches the check off.
     pub timestamp_tolerance_secs: u64,
     pub api_base: String,
+    /// Where the images WeChat hosts (`http://mmbiz.qpic.cn/…`, from `media/uploadimg`) are
+    /// shown from: WeChat's own https host, or in `dev` this process, which serves what the
+    /// fake keeps.
+    pub image_base: String,
     /// `stable` (`/cgi-bin/stable_token`) or `classic` (`/cgi-bin/token`).
     pub token_api: crate::wechat::client::token::TokenApi,
 }
@@ -88,6 +92,7 @@ impl Default for WechatConfig {
             mode: Mode::Safe,
             timestamp_tolerance_secs: 300,
             api_base: "https://api.weixin.qq.com".into(),
+            image_base: "https://mmbiz.qpic.cn".into(),
             token_api: crate::wechat::client::token::TokenApi::Stable,
         }
     }

@@ -3,7 +3,8 @@
 //! demo data, and mounts the follower simulator at `/simulator` beside the server's own routes.
 //!
 //! It takes any config — a real deployment's token, AES key, mode, menu and templates — and
-//! changes only what must point at the fake: `wechat.api_base`, `h5.oauth_base`,
+//! changes only what must point at the fake: `wechat.api_base`, `wechat.image_base` (the
+//! editor's uploaded images, which the fake keeps, served at `/simulator/mmbiz/…`), `h5.oauth_base`,
 //! `h5.public_url` (this process), `checkout.base_url` (a stand-in checkout page, see
 //! [`checkout`]), `crm.webhook_url` (the simulator's CRM receiver, see [`till`]), and the
 //! database (`sqlite://data/dev.db` unless `--database` names one), so nothing real is touched.
@@ -98,6 +99,8 @@ pub async fn run(
     let fake_url = fake.spawn().await;
     config.wechat.api_base = fake_url.clone();
     config.h5.oauth_base = fake_url.clone();
+    // The editor's images are shown from here, as the fake keeps them.
+    config.wechat.image_base = format!("{base}/simulator/mmbiz");
     fake.set_webhook(Some(format!("{base}/wechat")));
 
     let menu = crate::menu::MenuFile::load(&config.bot.menu, &base)?.button;

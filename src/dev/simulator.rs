@@ -162,6 +162,8 @@ impl Simulator {
 
     /// Turns the fake's new calls into bubbles in the right chats.
     async fn sync_outbound(&self) {
+        let seen = self.0.state.lock().unwrap().calls_seen;
+        self.learn_covers(&self.0.fake.calls_since(seen)).await;
         let mut made = Vec::new();
         {
             let mut s = self.0.state.lock().unwrap();
@@ -200,6 +202,34 @@ impl Simulator {
         self.keep(&made).await;
     }
 
+    /// Gives the fake the covers the mass sends in `calls` name and it does not know: in `dev`
+    /// the account's material library is the campaigns' covers (`cover_media_id` →
+    /// `cover_url`), so an `mpnews` card shows the cover the follower will see.
+    async fn learn_covers(&self, calls: &[crate::fake::Call]) {
+        let fake = &self.0.fake;
+        let unknown: Vec<String> = calls
+            .iter()
+            .filter_map(|c| c.body["mpnews"]["media_id"].as_str())
+            .filter_map(|m| fake.draft(m))
+            .flat_map(|d| d.as_array().cloned().unwrap_or_default())
+            .filter(|a| a["thumb_url"].is_null())
+            .filter_map(|a| a["thumb_media_id"].as_str().map(str::to_owned))
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        match crate::campaigns::list(&self.0.store, 1000).await {
+            Ok(campaigns) => {
+                for a in campaigns.iter().flat_map(|c| &c.articles) {
+                    if unknown.contains(&a.cover_media_id) && !a.cover_url.is_empty() {
+                        fake.add_material_url(&a.cover_media_id, &a.cover_url);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "simulator: cannot read the campaigns' covers"),
+        }
+    }
+
     /// A customer-service or mass-send body as a bubble (`mpnews` shows the draft's articles).
     fn custom_bubble(&self, b: &Value) -> (&'static str, Value) {
         match b["msgtype"].as_str().unwrap_or_default() {
@@ -225,7 +255,10 @@ impl Simulator {
                     .unwrap_or_default()
                     .iter()
                     .map(|a| {
-                        json!({ "title": a["title"], "description": a["digest"], "picurl": "", "author": a["author"],
+                        let cover = a["thumb_url"].as_str().map(str::to_owned).or_else(|| {
+                            a["thumb_media_id"].as_str().and_then(|m| self.0.fake.material_url(m))
+                        });
+                        json!({ "title": a["title"], "description": a["digest"], "picurl": cover.unwrap_or_default(), "author": a["author"],
                                 "content": a["content"], "link": a["content_source_url"] })
                     })
                     .collect();
@@ -329,6 +362,8 @@ pub fn router(sim: Simulator) -> Router {
     Router::new()
         .route("/simulator", get(page))
         .route("/simulator/cover.svg", get(cover))
+        // WeChat's image host as the fake keeps it (`wechat.image_base` points here).
+        .route("/simulator/mmbiz/{*path}", get(image))
         .route("/simulator/article", get(article))
         .route("/simulator/api/state", get(state))
         .route("/simulator/api/messages", get(messages))
@@ -341,6 +376,11 @@ pub fn router(sim: Simulator) -> Router {
 
 async fn page() -> Response {
     ([(CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
+}
+
+/// An article image the editor uploaded, as WeChat's image host serves it.
+async fn image(State(sim): State<Simulator>, axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    crate::fake::served_image(&sim.0.fake, &path)
 }
 
 /// The demo campaign's cover.

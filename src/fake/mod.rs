@@ -17,6 +17,7 @@
 //! otherwise, and one the fake has seen is in its list (`user/get`) and counted by mass sends.
 
 mod api;
+pub use api::served_image;
 pub mod followers;
 
 use crate::config::Config;
@@ -92,8 +93,27 @@ struct State {
     mass_reached: HashMap<i64, Vec<String>>,
     /// Drafts by media_id (their articles), as `draft/add` stored them.
     drafts: HashMap<String, Value>,
+    /// Images `media/uploadimg` took, by their path on WeChat's image host
+    /// (`mmbiz_png/fake12/0`), the oldest first out past [`MAX_IMAGES`].
+    images: HashMap<String, Image>,
+    /// The paths of `images`, oldest first.
+    image_order: std::collections::VecDeque<String>,
+    /// The URLs of permanent materials by media_id (an article's cover, its `thumb_url`).
+    material_urls: HashMap<String, String>,
     /// Token issues per kind, for assertions on refresh storms.
     issued: u64,
+}
+
+/// Images the fake keeps at most (a dev session uploads a few dozen).
+const MAX_IMAGES: usize = 256;
+
+/// An image WeChat hosts for the account.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// `image/png` or `image/jpeg`.
+    pub mime: &'static str,
+    /// The file as it was uploaded.
+    pub bytes: axum::body::Bytes,
 }
 
 /// The fake. Cheap to clone; every clone is the same server state.
@@ -209,6 +229,34 @@ impl FakeWeChat {
     /// The follower WeChat's OAuth page signs in from now on (when the request names none).
     pub fn set_current_follower(&self, openid: Option<&str>) {
         self.0.state.lock().unwrap().current_follower = openid.map(str::to_owned);
+    }
+
+    /// Keeps an uploaded image at `path` on the image host (what `media/uploadimg` does).
+    pub(crate) fn keep_image(&self, path: String, image: Image) {
+        let mut s = self.0.state.lock().unwrap();
+        if s.image_order.len() >= MAX_IMAGES
+            && let Some(old) = s.image_order.pop_front()
+        {
+            s.images.remove(&old);
+        }
+        s.image_order.push_back(path.clone());
+        s.images.insert(path, image);
+    }
+
+    /// The image at `path` on WeChat's image host (`mmbiz_png/fake12/0`), if it was uploaded.
+    pub fn image(&self, path: &str) -> Option<Image> {
+        self.0.state.lock().unwrap().images.get(path).cloned()
+    }
+
+    /// Makes `media_id` a permanent material whose image is at `url` (a draft's article with it
+    /// as `thumb_media_id` gets it as `thumb_url`, as `draft/get` answers).
+    pub fn add_material_url(&self, media_id: &str, url: &str) {
+        self.0.state.lock().unwrap().material_urls.insert(media_id.to_owned(), url.to_owned());
+    }
+
+    /// The URL of the material `media_id`, if the fake knows it.
+    pub(crate) fn material_url(&self, media_id: &str) -> Option<String> {
+        self.0.state.lock().unwrap().material_urls.get(media_id).cloned()
     }
 
     /// The articles of a draft `draft/add` stored.

@@ -62,7 +62,7 @@ pub(super) async fn upload(
     match app.client.media_upload_image("article", bytes.to_vec()).await {
         Ok(url) => {
             tracing::info!(by = %s.caller.name, bytes = size, kind = kind.mime(), "console: article image uploaded");
-            (StatusCode::OK, Json(json!({ "url": shown_url(&url) }))).into_response()
+            (StatusCode::OK, Json(json!({ "url": shown_url(&url, &app.config.wechat.image_base) }))).into_response()
         }
         Err(e) => {
             tracing::warn!(by = %s.caller.name, error = %e, "console: article image upload failed");
@@ -78,10 +78,11 @@ pub(super) async fn upload(
 
 /// WeChat answers `http://mmbiz.qpic.cn/…`; the same image is served over https, which is what
 /// the console's pages may show (their CSP takes https images only) and what WeChat's own
-/// editor writes into articles.
-fn shown_url(url: &str) -> String {
+/// editor writes into articles. `wechat.image_base` names that host (in `dev`, the process
+/// itself, which serves what the fake was sent).
+fn shown_url(url: &str, image_base: &str) -> String {
     match url.strip_prefix("http://mmbiz.qpic.cn/") {
-        Some(rest) => format!("https://mmbiz.qpic.cn/{rest}"),
+        Some(rest) => format!("{}/{rest}", image_base.trim_end_matches('/')),
         None => url.to_owned(),
     }
 }

@@ -2,12 +2,15 @@
 //! (1 to 8 articles; the fake keeps them so a mass-sent article can be shown).
 //!
 //! `uploadimg` judges the file as WeChat does: no `media` part is 41005, anything but a JPEG or
-//! PNG 40005, more than 1 MB (or nothing) 40006; a good one gets an `mmbiz.qpic.cn`-like URL.
+//! PNG 40005, more than 1 MB (or nothing) 40006; a good one gets an `mmbiz.qpic.cn`-like URL,
+//! and the fake keeps the file and serves it at that path (`GET /mmbiz_png/…`), as WeChat's
+//! image host does.
 
 use super::{Answer, Req};
-use crate::fake::FakeWeChat;
+use crate::fake::{FakeWeChat, Image};
 use crate::wechat::client::media::{ArticleImage, MAX_ARTICLE_IMAGE_BYTES};
-use serde_json::json;
+use axum::body::Bytes;
+use serde_json::{Value, json};
 
 /// The content of the multipart/form-data part called `name`. The body's first line is the
 /// delimiter (`--boundary`), so no header is needed to find the parts.
@@ -36,19 +39,28 @@ pub(super) fn answer(fake: &FakeWeChat, api: &str, req: &Req) -> Answer {
                 // (sic: WeChat's spelling)
                 return Err((40006, "invalid meida size"));
             }
-            let kind = match ArticleImage::sniff(file).ok_or((40005, "invalid file type"))? {
-                ArticleImage::Jpeg => "jpg",
-                ArticleImage::Png => "png",
+            let (kind, mime) = match ArticleImage::sniff(file).ok_or((40005, "invalid file type"))? {
+                ArticleImage::Jpeg => ("jpg", "image/jpeg"),
+                ArticleImage::Png => ("png", "image/png"),
             };
-            Ok(json!({ "url": format!("http://mmbiz.qpic.cn/mmbiz_{kind}/fake{}/0?wx_fmt={kind}", fake.next_id()) }))
+            let path = format!("mmbiz_{kind}/fake{}/0", fake.next_id());
+            let url = format!("http://mmbiz.qpic.cn/{path}?wx_fmt={kind}");
+            fake.keep_image(path, Image { mime, bytes: Bytes::copy_from_slice(file) });
+            Ok(json!({ "url": url }))
         }
         "draft/add" => {
-            let articles = req.body["articles"].as_array().ok_or((47001, "data format error"))?;
+            let mut articles = req.body["articles"].as_array().cloned().ok_or((47001, "data format error"))?;
             if articles.is_empty() || articles.len() > 8 {
                 return Err((45008, "article size out of limit"));
             }
+            // As `draft/get` answers: each article with its cover's URL.
+            for a in &mut articles {
+                if let Some(url) = a["thumb_media_id"].as_str().and_then(|m| fake.material_url(m)) {
+                    a["thumb_url"] = json!(url);
+                }
+            }
             let media_id = format!("DRAFT_{}", fake.next_id());
-            fake.0.state.lock().unwrap().drafts.insert(media_id.clone(), req.body["articles"].clone());
+            fake.0.state.lock().unwrap().drafts.insert(media_id.clone(), Value::Array(articles));
             Ok(json!({ "media_id": media_id }))
         }
         _ => Err((404, "no such API in the fake")),

@@ -29,12 +29,28 @@ pub fn router(fake: FakeWeChat) -> Router {
     Router::new()
         .route("/_fake/calls", axum::routing::get(calls))
         .route("/_fake/knobs", axum::routing::get(get_knobs).post(set_knobs))
+        // WeChat's image host (mmbiz.qpic.cn), for what `media/uploadimg` took.
+        .route("/mmbiz_jpg/{id}/{n}", axum::routing::get(image))
+        .route("/mmbiz_png/{id}/{n}", axum::routing::get(image))
         .fallback(handle)
         .with_state(fake)
 }
 
 async fn calls(AxState(fake): AxState<FakeWeChat>) -> axum::Json<Vec<Call>> {
     axum::Json(fake.calls())
+}
+
+async fn image(AxState(fake): AxState<FakeWeChat>, uri: Uri) -> Response {
+    served_image(&fake, uri.path().trim_start_matches('/'))
+}
+
+/// The image at `path` on the image host (`mmbiz_png/fake12/0`) as WeChat's host answers it, or
+/// 404.
+pub fn served_image(fake: &FakeWeChat, path: &str) -> Response {
+    match fake.image(path) {
+        Some(image) => ([(axum::http::header::CONTENT_TYPE, image.mime)], image.bytes).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn get_knobs(AxState(fake): AxState<FakeWeChat>) -> axum::Json<super::Knobs> {
