@@ -2,24 +2,46 @@
 //! characters in one-line fields (a name, a SKU, an order number) — the same rule wherever
 //! input arrives, so a field is judged alike by the API, the console and an import.
 
-/// `Err(why)` unless `value` has `min..=max` characters.
-pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), String> {
-    let n = value.chars().count();
-    if n < min || n > max {
+/// Why a field from outside was refused; its message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadField {
+    /// Fewer or more characters than the field takes.
+    #[error("{field} must be {min} to {max} characters (got {got})")]
+    Length { field: String, min: usize, max: usize, got: usize },
+    /// More characters than the field takes (it may be empty).
+    #[error("{field} must be at most {max} characters (got {got})")]
+    TooLong { field: String, max: usize, got: usize },
+    /// A control character in a one-line field.
+    #[error("{field} must not contain control characters")]
+    Control { field: String },
+}
+
+/// The message, where a caller's error is the text it shows.
+impl From<BadField> for String {
+    fn from(e: BadField) -> String {
+        e.to_string()
+    }
+}
+
+/// `Err` unless `value` has `min..=max` characters.
+pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), BadField> {
+    let got = value.chars().count();
+    if got < min || got > max {
+        let field = field.to_owned();
         return Err(if min > 0 {
-            format!("{field} must be {min} to {max} characters (got {n})")
+            BadField::Length { field, min, max, got }
         } else {
-            format!("{field} must be at most {max} characters (got {n})")
+            BadField::TooLong { field, max, got }
         });
     }
     Ok(())
 }
 
 /// [`check_len`], and no control characters (a one-line field).
-pub fn check_line(field: &str, value: &str, min: usize, max: usize) -> Result<(), String> {
+pub fn check_line(field: &str, value: &str, min: usize, max: usize) -> Result<(), BadField> {
     check_len(field, value, min, max)?;
     if value.chars().any(char::is_control) {
-        return Err(format!("{field} must not contain control characters"));
+        return Err(BadField::Control { field: field.to_owned() });
     }
     Ok(())
 }
@@ -40,10 +62,16 @@ mod tests {
     #[test]
     fn bounds() {
         assert!(super::check_len("name", "ab", 1, 2).is_ok());
-        assert_eq!(super::check_len("name", "abc", 1, 2).unwrap_err(), "name must be 1 to 2 characters (got 3)");
-        assert_eq!(super::check_len("digest", "abc", 0, 2).unwrap_err(), "digest must be at most 2 characters (got 3)");
+        assert_eq!(
+            super::check_len("name", "abc", 1, 2).unwrap_err().to_string(),
+            "name must be 1 to 2 characters (got 3)"
+        );
+        assert_eq!(
+            super::check_len("digest", "abc", 0, 2).unwrap_err().to_string(),
+            "digest must be at most 2 characters (got 3)"
+        );
         assert!(super::check_len("content", "a\nb", 0, 10).is_ok());
-        assert!(super::check_line("sku", "a\nb", 0, 10).unwrap_err().contains("control characters"));
+        assert!(super::check_line("sku", "a\nb", 0, 10).unwrap_err().to_string().contains("control characters"));
         assert_eq!(super::check_len("name", "门店", 1, 2), Ok(()), "characters, not bytes");
     }
 }

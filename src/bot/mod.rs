@@ -24,17 +24,18 @@
 //!    safe to run twice, as the built-in ones are.
 
 pub mod handlers;
+mod late;
+mod render;
 pub mod rules;
 pub mod templates;
 
-use crate::jobs::Kind;
-use crate::jobs::worker::{CustomMessageJob, JobCtx, SendError, Sent};
-use crate::store::messages::{Answered, Claim, Inbound, JobRow, LogError, MessageLog, Outcome, Stored};
-use crate::wechat::client::message::CustomMessage;
+pub use render::{ReplyRuleError, Routing, render};
+use render::{render_inline, render_text, settle};
+
+use crate::store::messages::{Answered, Claim, Inbound, LogError, MessageLog, Outcome, Stored};
 use crate::wechat::message::Message;
-use crate::wechat::reply::{Article, Reply};
 use handlers::{HandlerCtx, HandlerError, HandlerResult, Handlers};
-use rules::{Action, ReplyKind, Rules};
+use rules::{Action, Rules};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -86,35 +87,6 @@ struct Route {
 enum Owner<'a> {
     Handler(&'a Route, &'a watch::Sender<Shared>),
     Pure(&'a Routing, Option<&'a rules::Rule>),
-}
-
-/// The late-reply job's payload.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct LateReplyJob {
-    message_id: i64,
-}
-
-/// What routes a message and renders its reply: the rules (the file's, with the console's
-/// replies among them) and the templates they name. Swapped whole, so a message is routed and
-/// answered by one version.
-#[derive(Debug, Clone)]
-pub struct Routing {
-    pub rules: Rules,
-    pub templates: Arc<Templates>,
-}
-
-impl Routing {
-    /// This routing with `more` rules (the console's replies) built into a copy of its
-    /// templates and merged by priority; the first rule that does not build is the error.
-    pub fn with(&self, more: Vec<rules::RuleSpec>) -> Result<Routing, String> {
-        let mut templates = (*self.templates).clone();
-        let mut built = Vec::with_capacity(more.len());
-        for spec in more {
-            let name = spec.name.clone();
-            built.push(rules::build(spec, &mut templates, &|_| false).map_err(|e| format!("reply {name:?}: {e}"))?);
-        }
-        Ok(Routing { rules: self.rules.merged(built), templates: Arc::new(templates) })
-    }
 }
 
 pub struct Bot {
@@ -475,19 +447,14 @@ impl Bot {
         };
         match tokio::time::timeout(remaining, &mut work).await {
             Ok(result) => {
-                let (outcome, reply) = self.settle(result.and_then(|r| r));
+                let (outcome, reply) = settle(result.and_then(|r| r));
                 let reply_xml = reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, self.now_ms() / 1000));
                 self.logged(received, self.log.complete(id, record(outcome, reply_xml.clone()), None)).await?;
                 Ok(Answer { reply_xml, outcome, duplicate: false })
             }
             Err(_) => {
                 metrics::counter!("wxoa_webhook_deferred_total").increment(1);
-                let late = JobRow {
-                    kind: Kind::LateReply.as_str(),
-                    payload: serde_json::json!(LateReplyJob { message_id: id }).to_string(),
-                    dedupe_key: late_key(id),
-                    run_at: self.now_ms() + self.late_takeover.as_millis() as i64,
-                };
+                let late = self.late_job(id);
                 self.logged(received, self.log.complete(id, record(Outcome::Deferred, None), Some(late))).await?;
                 let answer = Answer { reply_xml: None, outcome: Outcome::Deferred, duplicate: false };
                 publish.send_replace(Some(Ok(Arc::new(answer.clone()))));
@@ -495,71 +462,6 @@ impl Bot {
                 self.deliver_late(id, &msg.openid, &route.handler, result).await;
                 Ok(answer)
             }
-        }
-    }
-
-    /// A deferred handler finished: its reply turns the late-reply job into a customer-service
-    /// message due now (or, with nothing to send, the job is done) — unless the job was taken
-    /// over meanwhile (this process was too slow), which then sends the reply instead.
-    async fn deliver_late(&self, id: i64, openid: &str, handler: &str, result: HandlerResult) {
-        let store = self.log.store();
-        let message = match result {
-            Ok(Some(reply)) if reply.validate().is_ok() => CustomMessage::from_reply(&reply),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::error!(handler, error = %e, "late handler failed");
-                None
-            }
-        };
-        let changed = match message {
-            Some(message) => {
-                let payload = serde_json::json!(CustomMessageJob { touser: openid.to_owned(), message }).to_string();
-                crate::jobs::outbox::become_due(store, &late_key(id), Kind::CustomMessage, &payload).await
-            }
-            None => crate::jobs::outbox::finish_queued(store, &late_key(id), "no late reply").await,
-        };
-        match changed {
-            Ok(true) => self.outbox_wake.notify_one(),
-            Ok(false) => tracing::info!(message_id = id, "late reply: the job was taken over"),
-            Err(e) => {
-                tracing::error!(message_id = id, openid = %crate::mask(openid), error = %e, "late reply not queued; its job will run the handler again")
-            }
-        }
-    }
-
-    /// The late-reply job ([`Kind::LateReply`]), run when it comes due: its handler did not
-    /// turn it into a reply in time — the process died, or was slow — so the handler runs again
-    /// from the logged message and its reply is sent now.
-    pub async fn late_reply(self: Arc<Self>, ctx: JobCtx, payload: String) -> Sent {
-        let job: LateReplyJob = crate::jobs::worker::payload(&payload)?;
-        let raw: Option<String> = crate::with_pool!(&ctx.store, pool => sqlx::query_scalar(
-            "SELECT raw_xml FROM inbound_messages WHERE id = $1").bind(job.message_id).fetch_optional(pool).await)
-        .map_err(SendError::Db)?;
-        let Some(raw) = raw.filter(|r| !r.is_empty()) else {
-            return Ok(Some("skipped: the message is no longer in the log".into()));
-        };
-        let msg = Message::parse(&raw).map_err(|e| SendError::Bad(format!("logged message: {e}")))?;
-        let handler = match self.routing().rules.route(&msg).map(|r| &r.action) {
-            Some(Action::Handler(h)) => self.handlers.get(h).cloned(),
-            _ => None,
-        };
-        let Some(handler) = handler else { return Ok(Some("skipped: no handler routes it now".into())) };
-        let openid = msg.openid.clone();
-        let run = CatchPanic(handler(self.handler_ctx(Arc::new(msg))));
-        let result = match tokio::time::timeout(Duration::from_secs(30), run).await {
-            Ok(result) => result.and_then(|r| r),
-            Err(_) => return Err(SendError::Bad("the handler ran again and missed 30 s".into())),
-        };
-        match result {
-            Ok(Some(reply)) if reply.validate().is_ok() => match CustomMessage::from_reply(&reply) {
-                Some(message) => {
-                    ctx.client.custom_send(&openid, &message).await.map_err(SendError::Api)?;
-                    Ok(Some("late reply sent (handler run again)".into()))
-                }
-                None => Ok(Some("no late reply".into())),
-            },
-            Ok(_) => Ok(Some("no late reply".into())),
-            Err(e) => Err(SendError::Bad(format!("handler: {e}"))),
         }
     }
 
@@ -587,99 +489,14 @@ impl Bot {
     fn act(&self, routing: &Routing, rule: Option<&rules::Rule>, msg: &Arc<Message>) -> (Outcome, Option<String>) {
         let (outcome, reply) = match rule.map(|r| &r.action) {
             None | Some(Action::Nothing) => (Outcome::Nothing, None),
-            Some(Action::Text { template }) => self.settle(render_text(&routing.templates, template, msg)),
+            Some(Action::Text { template }) => settle(render_text(&routing.templates, template, msg)),
             Some(Action::Inline { kind, fields, articles }) => {
-                self.settle(render_inline(&routing.templates, *kind, fields, articles, msg))
+                settle(render_inline(&routing.templates, *kind, fields, articles, msg))
             }
             Some(Action::Handler(_)) => unreachable!("handlers are not pure"),
         };
         (outcome, reply.map(|r| r.to_xml(&msg.openid, &msg.to_user_name, self.now_ms() / 1000)))
     }
-
-    fn settle(&self, result: HandlerResult) -> (Outcome, Option<Reply>) {
-        match result {
-            Ok(Some(reply)) => match reply.validate() {
-                Ok(()) => (Outcome::Replied, Some(reply)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "handler produced an invalid reply; answering success");
-                    (Outcome::Failed, None)
-                }
-            },
-            Ok(None) => (Outcome::Nothing, None),
-            Err(e) => {
-                tracing::error!(error = %e, "handler failed; answering success");
-                (Outcome::Failed, None)
-            }
-        }
-    }
-}
-
-fn render_text(templates: &Templates, template: &str, msg: &Arc<Message>) -> HandlerResult {
-    let text = templates.render(template, msg).map_err(|e| HandlerError::Template(template.into(), e))?;
-    // An empty text reply would show followers an error; say nothing instead.
-    Ok(Reply::text(text).ok())
-}
-
-/// The reply a pure rule gives `msg` (`None` for no reply) — what the console's preview shows.
-pub fn render(routing: &Routing, rule: &rules::Rule, msg: &Arc<Message>) -> HandlerResult {
-    match &rule.action {
-        Action::Text { template } => render_text(&routing.templates, template, msg),
-        Action::Inline { kind, fields, articles } => render_inline(&routing.templates, *kind, fields, articles, msg),
-        Action::Nothing | Action::Handler(_) => Ok(None),
-    }
-}
-
-fn render_inline(
-    templates: &Templates,
-    kind: ReplyKind,
-    fields: &[(String, String)],
-    articles: &[[String; 4]],
-    msg: &Arc<Message>,
-) -> HandlerResult {
-    let render = |name: &str| templates.render(name, msg).map_err(|e| HandlerError::Template(name.into(), e));
-    let get = |field: &str| -> Result<String, HandlerError> {
-        match fields.iter().find(|(f, _)| f == field) {
-            Some((_, name)) => render(name),
-            None => Ok(String::new()),
-        }
-    };
-    let reply = match kind {
-        ReplyKind::Text => return Ok(Reply::text(get("content")?).ok()),
-        ReplyKind::Image => Reply::Image { media_id: get("media_id")? },
-        ReplyKind::Voice => Reply::Voice { media_id: get("media_id")? },
-        ReplyKind::Video => {
-            Reply::Video { media_id: get("media_id")?, title: get("title")?, description: get("description")? }
-        }
-        ReplyKind::Music => Reply::Music {
-            title: get("title")?,
-            description: get("description")?,
-            music_url: get("music_url")?,
-            hq_music_url: get("hq_music_url")?,
-            thumb_media_id: get("thumb_media_id")?,
-        },
-        ReplyKind::News => {
-            let mut list = Vec::with_capacity(articles.len());
-            for names in articles {
-                list.push(Article {
-                    title: render(&names[0])?,
-                    description: render(&names[1])?,
-                    url: render(&names[2])?,
-                    pic_url: render(&names[3])?,
-                });
-            }
-            Reply::news(list)?
-        }
-        ReplyKind::TransferCustomerService => {
-            let kf = get("kf_account")?;
-            Reply::TransferCustomerService { kf_account: (!kf.is_empty()).then_some(kf) }
-        }
-    };
-    Ok(Some(reply))
-}
-
-/// The dedupe key of a message's late-reply job (and of the reply it becomes).
-fn late_key(message_id: i64) -> String {
-    format!("late:{message_id}")
 }
 
 /// A handler's future with its panics caught: a panicking handler is a failed one, answered

@@ -16,12 +16,13 @@
 //!   The poll reads one row; the webhook's path gains one `Arc` clone.
 
 pub mod api;
+mod rule;
 
-use crate::bot::rules::{ArticleSpec, Keywords, MatchSpec, RuleSpec};
+pub use rule::{check, routing, rule_name, sample, try_build};
+
 use crate::bot::{Bot, Routing};
 use crate::store::{Store, Tx, TxConn};
 use crate::text::check_line;
-use crate::wechat::message::Message;
 use crate::{with_pool, with_tx};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -145,165 +146,16 @@ pub enum Error {
     Db(#[from] sqlx::Error),
 }
 
-/// The rule name a stored reply routes under (never one of the file's: they have no colon
-/// prefix of ours).
-pub fn rule_name(name: &str) -> String {
-    format!("console:{name}")
+impl From<crate::text::BadField> for Error {
+    fn from(e: crate::text::BadField) -> Error {
+        Error::Invalid(e.to_string())
+    }
 }
 
-fn is_http(url: &str) -> bool {
-    url.starts_with("https://") || url.starts_with("http://")
-}
-
-/// Checks a reply's fields; `Err(why)` names the field.
-pub fn check(input: &ReplyInput) -> Result<(), String> {
-    check_line("name", &input.name, 1, 64)?;
-    if input.name.trim() != input.name {
-        return Err("name: without surrounding spaces".into());
+impl From<crate::bot::ReplyRuleError> for Error {
+    fn from(e: crate::bot::ReplyRuleError) -> Error {
+        Error::Invalid(e.to_string())
     }
-    if !(-1000..=1000).contains(&input.priority) {
-        return Err("priority: -1000 to 1000".into());
-    }
-    match &input.matching {
-        Match::Keyword(words) => {
-            if words.is_empty() || words.len() > 50 {
-                return Err("match.keyword: 1 to 50 keywords".into());
-            }
-            for w in words {
-                check_line("match.keyword: a keyword", w, 1, 64)?;
-                if w.trim().is_empty() {
-                    return Err("match.keyword: a keyword must not be blank".into());
-                }
-            }
-        }
-        Match::Exact(s) | Match::Prefix(s) => check_line("match", s, 1, 200)?,
-        Match::Regex(re) => {
-            check_line("match.regex", re, 1, 256)?;
-        }
-        Match::Click(key) => {
-            // WeChat's menu keys are at most 128 bytes.
-            if key.is_empty() || key.len() > 128 || key.chars().any(char::is_control) {
-                return Err("match.click: a menu key of 1 to 128 bytes".into());
-            }
-        }
-    }
-    match &input.reply {
-        Answer::Text(t) => {
-            if t.trim().is_empty() {
-                return Err("reply.text: must not be empty".into());
-            }
-            // WeChat's passive text reply takes 2048 bytes.
-            if t.len() > 2048 {
-                return Err(format!("reply.text: at most 2048 bytes (got {})", t.len()));
-            }
-        }
-        Answer::News(articles) => {
-            if articles.is_empty() || articles.len() > crate::wechat::reply::MAX_ARTICLES {
-                return Err(format!("reply.news: 1 to {} articles", crate::wechat::reply::MAX_ARTICLES));
-            }
-            for (i, a) in articles.iter().enumerate() {
-                check_line(&format!("reply.news[{i}].title"), &a.title, 1, 64)?;
-                crate::text::check_len(&format!("reply.news[{i}].description"), &a.description, 0, 120)?;
-                if !is_http(&a.url) || a.url.len() > 1024 {
-                    return Err(format!("reply.news[{i}].url: an http(s) URL of at most 1024 bytes"));
-                }
-                if !a.pic_url.is_empty() && (!is_http(&a.pic_url) || a.pic_url.len() > 1024) {
-                    return Err(format!("reply.news[{i}].pic_url: an http(s) URL of at most 1024 bytes"));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The rule a reply becomes.
-fn rule_spec(name: &str, priority: i64, matching: &Match, reply: &Answer) -> RuleSpec {
-    let mut spec = RuleSpec { name: rule_name(name), priority, ..Default::default() };
-    let table =
-        |exact: Option<&str>, prefix: Option<&str>, keyword: Option<&[String]>, regex: Option<&str>| MatchSpec::Table {
-            exact: exact.map(str::to_owned),
-            prefix: prefix.map(str::to_owned),
-            keyword: keyword.map(|k| Keywords::Many(k.to_vec())),
-            regex: regex.map(str::to_owned),
-        };
-    match matching {
-        Match::Keyword(words) => spec.text = Some(table(None, None, Some(words), None)),
-        Match::Exact(s) => spec.text = Some(table(Some(s), None, None, None)),
-        Match::Prefix(s) => spec.text = Some(table(None, Some(s), None, None)),
-        Match::Regex(s) => spec.text = Some(table(None, None, None, Some(s))),
-        Match::Click(key) => {
-            spec.msg_type = Some("event".into());
-            spec.event = Some("CLICK".into());
-            spec.event_key = Some(MatchSpec::Exact(key.clone()));
-        }
-    }
-    match reply {
-        Answer::Text(t) => {
-            spec.reply = Some("text".into());
-            spec.content = Some(t.clone());
-        }
-        Answer::News(articles) => {
-            spec.reply = Some("news".into());
-            spec.articles = articles
-                .iter()
-                .map(|a| ArticleSpec {
-                    title: a.title.clone(),
-                    description: a.description.clone(),
-                    url: a.url.clone(),
-                    pic_url: a.pic_url.clone(),
-                })
-                .collect();
-        }
-    }
-    spec
-}
-
-/// A message that `matching` takes (for checking a reply renders, and for its preview when no
-/// sample is given).
-pub fn sample(matching: &Match, text: Option<&str>) -> Message {
-    let esc = |s: &str| s.replace("]]>", "]]]]><![CDATA[>");
-    let head = "<xml><ToUserName><![CDATA[gh_preview]]></ToUserName>\
-                <FromUserName><![CDATA[oPREVIEW0000000000000000000]]></FromUserName><CreateTime>1700000000</CreateTime>";
-    let xml = match (matching, text) {
-        (Match::Click(key), _) => format!(
-            "{head}<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event>\
-             <EventKey><![CDATA[{}]]></EventKey></xml>",
-            esc(key)
-        ),
-        (m, given) => {
-            let said = match (given, m) {
-                (Some(t), _) => t.to_owned(),
-                (None, Match::Keyword(w)) => w.first().cloned().unwrap_or_default(),
-                (None, Match::Exact(s) | Match::Prefix(s)) => s.clone(),
-                _ => "preview".into(),
-            };
-            format!(
-                "{head}<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{}]]></Content>\
-                 <MsgId>1</MsgId></xml>",
-                esc(&said)
-            )
-        }
-    };
-    Message::parse(&xml).expect("a well-formed sample")
-}
-
-/// The routing of `base` with these replies (the enabled ones) among its rules.
-pub fn routing(base: &Routing, replies: &[Stored]) -> Result<Routing, String> {
-    let specs =
-        replies.iter().filter(|r| r.enabled).map(|r| rule_spec(&r.name, r.priority, &r.matching, &r.reply)).collect();
-    base.with(specs)
-}
-
-/// Builds `input` into `base` alone and renders it for a message it matches: the reason it
-/// would fail to answer, if it would.
-pub fn try_build(base: &Routing, input: &ReplyInput, text: Option<&str>) -> Result<(Routing, Message), String> {
-    let spec = rule_spec(&input.name, input.priority, &input.matching, &input.reply);
-    let routing = base.with(vec![spec])?;
-    let msg = sample(&input.matching, text);
-    let name = rule_name(&input.name);
-    let rule = routing.rules.iter().find(|r| r.name == name).expect("just built");
-    crate::bot::render(&routing, rule, &Arc::new(msg.clone())).map_err(|e| format!("reply: {e}"))?;
-    Ok((routing, msg))
 }
 
 type Row = (i64, String, i64, bool, String, i64, String, i64, String, i64);
@@ -389,14 +241,14 @@ async fn all_in(tx: &mut Tx) -> Result<Vec<Stored>, sqlx::Error> {
 
 /// Checks `input` and the set it makes with `others` against `base`.
 fn check_change(base: &Routing, input: &ReplyInput, others: &[Stored], max: usize) -> Result<(), Error> {
-    check(input).map_err(Error::Invalid)?;
+    check(input)?;
     if others.len() + 1 > max {
         return Err(Error::TooMany(format!("at most {max} console replies (replies.max)")));
     }
-    try_build(base, input, None).map_err(Error::Invalid)?;
+    try_build(base, input, None)?;
     let mut set = others.to_vec();
     set.push(stored_from(0, input, 1, "", 0));
-    routing(base, &set).map_err(Error::Invalid)?;
+    routing(base, &set)?;
     Ok(())
 }
 
@@ -620,12 +472,12 @@ pub async fn preview(
     input: &ReplyInput,
     text: Option<&str>,
 ) -> Result<Preview, Error> {
-    check(input).map_err(Error::Invalid)?;
+    check(input)?;
     let text = text.filter(|t| !t.is_empty());
     if let Some(t) = text {
-        check_line("sample", t, 1, 600).map_err(Error::Invalid)?;
+        check_line("sample", t, 1, 600)?;
     }
-    let (alone, msg) = try_build(base, input, text).map_err(Error::Invalid)?;
+    let (alone, msg) = try_build(base, input, text)?;
     let name = rule_name(&input.name);
     let rule = alone.rules.iter().find(|r| r.name == name).expect("just built");
     let msg = Arc::new(msg);
@@ -634,7 +486,7 @@ pub async fn preview(
         crate::bot::render(&alone, rule, &msg).map_err(|e| Error::Invalid(format!("reply: {e}")))?.map(rendered);
     let mut set: Vec<Stored> = list(store).await?.into_iter().filter(|r| Some(r.id) != id).collect();
     set.push(stored_from(0, input, 1, "", 0));
-    let all = routing(base, &set).map_err(Error::Invalid)?;
+    let all = routing(base, &set)?;
     let answered_by = all.rules.route(&msg).map(|r| r.name.clone());
     let sample = match &input.matching {
         Match::Click(key) => format!("menu click {key}"),

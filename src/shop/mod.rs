@@ -56,7 +56,7 @@ pub enum Refusal {
 
 /// A one-line text field within bounds, or the 400 that says why not.
 pub(crate) fn bounded(field: &str, value: &str, min: usize, max: usize) -> Result<(), Error> {
-    crate::text::check_line(field, value, min, max).map_err(|e| Error::Refused(Refusal::Invalid(e)))
+    crate::text::check_line(field, value, min, max).map_err(|e| Error::Refused(Refusal::Invalid(e.to_string())))
 }
 
 /// A JSON body, or the 400 with serde's reason.
