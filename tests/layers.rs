@@ -176,6 +176,81 @@ fn every_import_points_down_and_no_circle_joins_two_modules() {
     );
 }
 
+/// The sibling modules `code` (in a child of `parent`) names: `super::x` and `crate::<parent>::x`
+/// paths, and the members of `super::{…}` groups, that are one of `siblings`.
+fn sibling_uses(code: &str, parent: &[String], siblings: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut prefixes = vec!["super::".to_owned()];
+    if !parent.is_empty() {
+        prefixes.push(format!("crate::{}::", parent.join("::")));
+    }
+    for prefix in &prefixes {
+        let mut from = 0;
+        while let Some(at) = code[from..].find(prefix.as_str()).map(|i| from + i) {
+            let preceded_ok = at == 0 || {
+                let b = code.as_bytes()[at - 1];
+                !(b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+            };
+            from = at + prefix.len();
+            let rest = &code[from..];
+            if !preceded_ok {
+                continue;
+            }
+            let names: Vec<String> = if let Some(group) = rest.strip_prefix('{') {
+                group[..group.find('}').unwrap_or(group.len())]
+                    .split(',')
+                    .map(|m| m.trim().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect())
+                    .collect()
+            } else {
+                vec![rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()]
+            };
+            out.extend(names.into_iter().filter(|n| siblings.contains(n)));
+        }
+    }
+    out
+}
+
+/// Inside a module, its files depend one way: no two files (or sub-directories) of one module
+/// use each other, directly or round a longer circle. What both need goes to the module's
+/// `mod.rs` (or a file both use).
+#[test]
+fn the_file_check_sees_siblings_in_every_form() {
+    let siblings: BTreeSet<String> = ["a", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
+    let code = "use super::{a, Item};\nsuper::c::run();\ncrate::m::d::X;\nsuper::super::e::Y;\ncrate::other::e::Z;";
+    let got = sibling_uses(code, &["m".to_owned()], &siblings);
+    assert_eq!(got, ["a", "c", "d"].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
+}
+
+#[test]
+fn no_circle_joins_two_files_of_a_module() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    // Each module's children: its `x.rs` files and `x/` directories.
+    let mut children: BTreeMap<Vec<String>, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let module = module_of(file, &src);
+        if let Some((last, parent)) = module.split_last() {
+            children.entry(parent.to_vec()).or_default().insert(last.clone());
+        }
+    }
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let module = module_of(file, &src);
+        let Some((me, parent)) = module.split_last() else { continue };
+        let siblings = &children[parent];
+        let text = code(&std::fs::read_to_string(file).unwrap());
+        let prefix = if parent.is_empty() { String::new() } else { format!("{}::", parent.join("::")) };
+        for used in sibling_uses(&text, parent, siblings) {
+            if &used != me {
+                edges.entry(format!("{prefix}{me}")).or_default().insert(format!("{prefix}{used}"));
+            }
+        }
+    }
+    let circles: Vec<Vec<String>> = components(&edges).into_iter().filter(|c| c.len() > 1).collect();
+    assert!(circles.is_empty(), "files of one module that use each other: {circles:?}");
+}
+
 /// Tarjan's strongly connected components.
 fn components(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
     struct T<'a> {

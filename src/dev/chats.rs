@@ -3,9 +3,34 @@
 //! as it keeps the memberships they led to. The page still works from memory; every bubble is
 //! written through as it is made, and a restart reads the latest [`KEPT`] back.
 
-use super::simulator::{Bubble, Follower};
 use crate::store::Store;
 use crate::with_pool;
+
+/// A simulated follower.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Follower {
+    /// `oSim…`, as WeChat's openids are 28 characters.
+    pub openid: String,
+    /// What the simulator calls them (Amy, Ben, …).
+    pub name: String,
+    /// Tag names (the fake holds the ids).
+    pub tags: Vec<String>,
+}
+
+/// One chat bubble.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Bubble {
+    /// In the order the bubbles were made, across every chat.
+    pub id: u64,
+    /// Whose chat it is in.
+    pub openid: String,
+    /// `follower` (what they did) or `account` (what came back).
+    pub from: String,
+    /// `text`, `news`, `image`, `voice`, `video`, `music`, `transfer`, `template`, `action`.
+    pub kind: String,
+    /// What the page draws, by kind (`text`, `articles`, `fields`, …).
+    pub body: serde_json::Value,
+}
 
 /// Bubbles read back on start (the page shows every one it is given).
 pub const KEPT: i64 = 2000;

@@ -17,6 +17,7 @@
 //! * **Memory.** Followers and chats are kept in the dev database ([`super::chats`]); the last
 //!   exchange is kept per follower, and the side panel shows the current one's.
 
+pub use super::chats::{Bubble, Follower};
 use crate::fake::FakeWeChat;
 use crate::state::AppState;
 use crate::wechat::client::menu::Button;
@@ -36,26 +37,6 @@ use std::sync::{Arc, Mutex};
 const PAGE: &str = include_str!("simulator.html");
 /// WeChat's name for the account (the `ToUserName` of every message).
 const ACCOUNT: &str = "gh_wxoa_dev";
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Follower {
-    pub openid: String,
-    pub name: String,
-    /// Tag names (the fake holds the ids).
-    pub tags: Vec<String>,
-}
-
-/// One chat bubble.
-#[derive(Debug, Clone, Serialize)]
-pub struct Bubble {
-    pub id: u64,
-    pub openid: String,
-    /// `follower` (what they did) or `account` (what came back).
-    pub from: String,
-    /// `text`, `news`, `image`, `voice`, `video`, `music`, `transfer`, `template`, `action`.
-    pub kind: String,
-    pub body: Value,
-}
 
 /// The last exchange with the webhook, before encryption.
 #[derive(Debug, Clone, Serialize)]

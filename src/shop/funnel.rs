@@ -115,12 +115,12 @@ pub async fn checkout_issued(
 pub async fn credit(
     tx: &mut Tx,
     order_id: &str,
-    status: super::orders::Status,
+    status: super::Status,
     openid: &str,
     amount_fen: Option<i64>,
     checkout_token: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    use super::orders::Status;
+    use super::Status;
     let earlier: Option<(i64, i64)> = with_tx!(tx, conn => sqlx::query_as(
         "SELECT campaign_id, push_id FROM order_credits WHERE order_id = $1").bind(order_id).fetch_optional(conn).await)?;
     let credit = match (earlier, checkout_token) {

@@ -30,6 +30,42 @@ use crate::config::CheckoutConfig;
 use crate::store::Store;
 use crate::with_pool;
 
+/// Order statuses, in the only order they may arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Created,
+    Paid,
+    Shipped,
+    Refunded,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [Status::Created, Status::Paid, Status::Shipped, Status::Refunded];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Paid => "paid",
+            Status::Shipped => "shipped",
+            Status::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// The notice (in `config/notices.toml`) that tells the buyer.
+    pub fn notice(self) -> &'static str {
+        match self {
+            Status::Created => "order_created",
+            Status::Paid => "order_paid",
+            Status::Shipped => "order_shipped",
+            Status::Refunded => "order_refunded",
+        }
+    }
+}
+
 /// What the shop sent that was not taken: refused (nothing changed) or the database failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -13,9 +13,6 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-/// WeChat's limit: one mpnews draft carries at most 8 articles.
-pub(super) const MAX_ARTICLES: usize = 8;
-
 /// One article's fields, as `_article.html` names them.
 #[derive(Deserialize, Default)]
 pub(super) struct ArticleForm {

@@ -310,7 +310,7 @@ pub(super) async fn campaign_page(
         "campaign.html",
         context! {
             who => s.caller.name, form_token => s.form_token, id, form, pushes, notice, error,
-            articles => campaign.articles.len(), more_articles => campaign.articles.len() < super::articles::MAX_ARTICLES,
+            articles => campaign.articles.len(), more_articles => campaign.articles.len() < super::MAX_ARTICLES,
             article_list => pickers::articles(&campaign),
             stock, sold_out => is_sold_out, segments, tags, tags_listed, testers, charts,
             link => campaigns::article_link(&app.config.h5.public_url, id),

@@ -28,6 +28,9 @@ use serde::Deserialize;
 pub use session::purge_sessions;
 use session::{Refused, Staff, signed_in};
 
+/// WeChat's limit: one mpnews draft carries at most 8 articles.
+const MAX_ARTICLES: usize = 8;
+
 pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
     Router::new()
         .route("/admin", get(campaigns::dashboard))
