@@ -9,7 +9,7 @@
 //! segments, nor a segment and a tag (who is in a segment is decided when it fires) — WeChat
 //! itself has the last word and refuses a send beyond the limit.
 
-use super::schedule::Audience;
+use super::{Audience, local_time};
 use crate::config::CampaignsConfig;
 use chrono::{Datelike, TimeZone};
 use std::collections::{BTreeMap, HashSet};
@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, HashSet};
 /// A push's firings as the check sees them.
 #[derive(Debug, Clone)]
 pub struct Planned {
+    /// The push's name, to say which pushes a refusal counted.
     pub label: String,
+    /// Who it reaches.
     pub audience: Audience,
     /// Mass sends count; customer-service messages do not.
     pub mass: bool,
@@ -95,7 +97,7 @@ pub(super) fn check(new: &Planned, existing: &[Planned], cfg: &CampaignsConfig) 
         if n > limit {
             return Err(format!(
                 "WeChat takes at most {limit} mass-send calls a minute; {n} would fall in the minute of {}",
-                super::schedule::local_time(*t, "Asia/Shanghai")
+                local_time(*t, "Asia/Shanghai")
             ));
         }
     }

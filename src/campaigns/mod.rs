@@ -24,13 +24,18 @@ pub mod send;
 
 use crate::store::{Store, Tx};
 use crate::{with_pool, with_tx};
+use chrono::{TimeZone, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use std::str::FromStr;
 
 /// One article of a campaign: what followers read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Article {
+    /// Its title (1 to 64 characters).
     pub title: String,
+    /// Its author, as WeChat shows it (up to 16 characters).
     #[serde(default)]
     pub author: String,
     /// The line under the title in chat lists.
@@ -55,17 +60,22 @@ pub struct Article {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignInput {
+    /// Its name, unique among campaigns (1 to 100 characters).
     pub name: String,
+    /// Its articles, 1 to 8, in the order followers see them.
     pub articles: Vec<Article>,
     /// The product sold, if any: the shop's SKU (stock comes from `POST /api/v1/stock`).
     #[serde(default)]
     pub product: Option<ProductInput>,
 }
 
+/// The product a campaign sells, as the API and the CLI take it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
+    /// The shop's SKU.
     pub sku: String,
+    /// Its name; empty keeps the name it has (or the SKU, for a new product).
     #[serde(default)]
     pub name: String,
     /// Initial stock of a product not known yet (the shop's `POST /api/v1/stock` is the word
@@ -74,14 +84,100 @@ pub struct ProductInput {
     pub stock: Option<i64>,
 }
 
+/// A campaign as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Campaign {
+    /// The campaign's id.
     pub id: i64,
+    /// Its name.
     pub name: String,
+    /// The SKU of the product it sells, if any.
     pub product_sku: Option<String>,
+    /// Its articles, cleaned.
     pub articles: Vec<Article>,
+    /// When it was created, unix ms.
     pub created_at: i64,
+    /// When it was last changed, unix ms.
     pub updated_at: i64,
+}
+
+/// Who a push reaches: `{"type": "all"}`, `{"type": "tag", "tag_id": 7}`,
+/// `{"type": "list", "openids": […]}`, or a segment — `{"segment": 3}` (also written
+/// `{"type": "segment", "segment": 3}`), synced to its WeChat tag when the push fires and then
+/// sent to that tag.
+///
+/// It lives here, beside [`Error`], because both [`schedule`] (which stores it) and [`limits`]
+/// (which counts who it overlaps) need it, and neither should import the other for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Audience {
+    /// Every follower.
+    All,
+    /// The followers WeChat has under tag `tag_id`.
+    Tag { tag_id: i64 },
+    /// These followers (2 to 10,000 for a mass send, 1 to 10,000 for a `news` push).
+    List { openids: Vec<String> },
+    /// Segment `segment` ([`crate::audiences`]), sent to its tag once synced.
+    Segment { segment: i64 },
+}
+
+/// The segment spelling without a `type`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentShort {
+    /// The segment's id.
+    segment: i64,
+}
+
+/// The spelling with a `type`: [`Audience`]'s own.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum TaggedAudience {
+    All,
+    Tag { tag_id: i64 },
+    List { openids: Vec<String> },
+    Segment { segment: i64 },
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    /// Either spelling, with the tagged form's own error messages (an untagged enum would say
+    /// only "did not match any variant").
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Audience, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        if v.get("type").is_none() && v.get("segment").is_some() {
+            let s: SegmentShort = serde_json::from_value(v).map_err(D::Error::custom)?;
+            return Ok(Audience::Segment { segment: s.segment });
+        }
+        Ok(match serde_json::from_value(v).map_err(D::Error::custom)? {
+            TaggedAudience::All => Audience::All,
+            TaggedAudience::Tag { tag_id } => Audience::Tag { tag_id },
+            TaggedAudience::List { openids } => Audience::List { openids },
+            TaggedAudience::Segment { segment } => Audience::Segment { segment },
+        })
+    }
+}
+
+impl Audience {
+    /// Who it is, for messages and logs: `tag 7`, `120 followers`.
+    pub fn describe(&self) -> String {
+        match self {
+            Audience::All => "all followers".into(),
+            Audience::Tag { tag_id } => format!("tag {tag_id}"),
+            Audience::List { openids } => format!("{} followers", openids.len()),
+            Audience::Segment { segment } => format!("segment {segment}"),
+        }
+    }
+}
+
+/// `2026-11-23 00:13 CST` in `tz`. Here rather than in [`schedule`] for the same reason as
+/// [`Audience`]: [`limits`] names times in its refusals.
+pub fn local_time(ms: i64, tz: &str) -> String {
+    let tz = Tz::from_str(tz).unwrap_or(chrono_tz::Asia::Shanghai);
+    match Utc.timestamp_millis_opt(ms).single() {
+        Some(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        None => ms.to_string(),
+    }
 }
 
 /// Why a campaign or push was refused; shown to the user as it is.

@@ -19,8 +19,9 @@
 //! is not sent: it is marked `missed` with a warning, and a repeating one moves on to its next
 //! time. Late by less, it fires at once on start.
 
-use super::schedule::{self, Audience, MsgType, PushStatus, RunStatus};
-use super::send;
+use super::schedule::{self, MsgType, PushStatus, RunStatus};
+use super::{Audience, send};
+use crate::audiences::sync::StepError;
 use crate::config::CampaignsConfig;
 use crate::jobs::outbox::{self, NewJob};
 use crate::jobs::worker::CustomMessageJob;
@@ -37,23 +38,62 @@ use tokio::task::JoinSet;
 /// Attempts at a run before it is `failed`.
 const MAX_ATTEMPTS: i64 = 5;
 
+/// Why a run was not sent this time. The run stays `sending` and its lease hands it on (to us,
+/// or another instance) to try again; a failure for good is recorded on the run instead
+/// (`failed`, with its reason) and is no error here.
+#[derive(Debug, thiserror::Error)]
+enum FireError {
+    /// A database call failed, or a stored row could not be read.
+    #[error("{0}")]
+    Db(#[from] sqlx::Error),
+    /// A WeChat call failed in a way worth retrying (its message, at most 500 characters).
+    #[error("{0}")]
+    WeChat(String),
+    /// Syncing the push's segment to its tag failed in a way worth retrying.
+    #[error("{0}")]
+    Sync(#[from] StepError),
+    /// The push, or its campaign, is no longer stored.
+    #[error("{0} gone")]
+    Gone(&'static str),
+    /// A `news` push whose audience is not an openid list (scheduling refuses those).
+    #[error("a news push needs an openid list")]
+    NewsWithoutList,
+}
+
+/// What syncing a push's segment came to, when it came to an end.
+enum Synced {
+    /// The segment's WeChat tag, up to date: the push goes to it.
+    Tag(i64),
+    /// The sync failed for good (why); the run fails with it.
+    Failed(String),
+}
+
 #[derive(Clone)]
 pub struct Scheduler(Arc<Inner>);
 
 struct Inner {
+    /// Where pushes and runs are.
     store: Store,
+    /// WeChat.
     client: Client,
+    /// `[campaigns]`: lease, grace, poll interval, limits.
     cfg: CampaignsConfig,
+    /// The server's public URL, which article links lead to.
     public_url: String,
+    /// This instance's id, written on the runs it claims.
     instance: String,
+    /// Rung when a push is scheduled or moved, so the loop looks again at once.
     wake: Arc<Notify>,
+    /// Rung when a `news` push has queued its messages, for the outbox to send them.
     outbox_wake: Arc<Notify>,
 }
 
 /// What `tick` did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tick {
+    /// Pushes claimed and being sent.
     pub fired: usize,
+    /// Pushes found too late and marked `missed`.
     pub missed: usize,
 }
 
@@ -255,26 +295,25 @@ impl Scheduler {
         }
     }
 
-    async fn try_fire(&self, run_id: i64) -> Result<(), String> {
+    async fn try_fire(&self, run_id: i64) -> Result<(), FireError> {
         let store = &self.0.store;
         type RunRow = (i64, String, Option<String>, i64);
         // Still ours? (A run taken over meanwhile belongs to its new owner.)
         let row: Option<RunRow> = with_pool!(store, pool => sqlx::query_as(
             "UPDATE push_runs SET attempts = attempts + 1 WHERE id = $1 AND status = 'sending' AND claimed_by = $2
              RETURNING push_id, clientmsgid, media_id, attempts"
-        ).bind(run_id).bind(&self.0.instance).fetch_optional(pool).await)
-        .map_err(|e| e.to_string())?;
+        ).bind(run_id).bind(&self.0.instance).fetch_optional(pool).await)?;
         let Some((push_id, clientmsgid, media_id, attempts)) = row else { return Ok(()) };
-        let push = schedule::get(store, push_id).await.map_err(|e| e.to_string())?.ok_or("push gone")?;
-        let campaign = super::get(store, push.campaign_id).await.map_err(|e| e.to_string())?.ok_or("campaign gone")?;
+        let push = schedule::get(store, push_id).await?.ok_or(FireError::Gone("push"))?;
+        let campaign = super::get(store, push.campaign_id).await?.ok_or(FireError::Gone("campaign"))?;
         let public_url = &self.0.public_url;
         // A segment goes out to its tag, synced now: whoever joined or left since its last
         // sync is tagged or untagged first (only the difference, so a sync made ahead of the
         // launch leaves little to do at 00:13).
         let audience = match push.audience.clone() {
             Audience::Segment { segment } => match self.sync_segment(segment, push_id).await? {
-                Ok(tag_id) => Audience::Tag { tag_id },
-                Err(why) => return self.fail_run(run_id, &why).await,
+                Synced::Tag(tag_id) => Audience::Tag { tag_id },
+                Synced::Failed(why) => return self.fail_run(run_id, &why).await,
             },
             a => a,
         };
@@ -314,8 +353,8 @@ impl Scheduler {
                      WHERE id = $4 AND status = 'sending' AND claimed_by = $5"
                 ).bind(sent.msg_id).bind(self.0.store.now_ms()).bind(note).bind(run_id).bind(&self.0.instance)
                 .execute(pool).await.map(|r| r.rows_affected()));
-                r.map_err(|e| e.to_string())?;
-                super::apply_stored_finish(store, sent.msg_id).await.map_err(|e| e.to_string())?;
+                r?;
+                super::apply_stored_finish(store, sent.msg_id).await?;
                 tracing::info!(
                     push = push_id, run = run_id, msg_id = sent.msg_id, repeat = sent.is_repeat(),
                     audience = %push.audience.describe(), to = %audience.describe(), "push sent"
@@ -329,33 +368,32 @@ impl Scheduler {
     /// A transient failure (or 45066, "same clientmsgid too soon") leaves the run for its lease
     /// to retry, until MAX_ATTEMPTS; WeChat refusing the content (bad media, over a limit)
     /// fails it at once.
-    async fn failed_attempt(&self, run_id: i64, attempts: i64, e: &CallError) -> Result<(), String> {
+    async fn failed_attempt(&self, run_id: i64, attempts: i64, e: &CallError) -> Result<(), FireError> {
         let message: String = e.to_string().chars().take(500).collect();
         let retry = e.is_transient() || e.errcode() == Some(CLIENTMSGID_TOO_FAST);
         if retry && attempts < MAX_ATTEMPTS {
             self.note(run_id, "error = $1", &message).await?;
-            return Err(message);
+            return Err(FireError::WeChat(message));
         }
         self.fail_run(run_id, &message).await
     }
 
-    /// Syncs segment `segment` to its WeChat tag here, to the end: `Ok(Ok(tag))` to send to,
-    /// `Ok(Err(why))` when the sync failed for good (the run fails with it), `Err` for a
+    /// Syncs segment `segment` to its WeChat tag here, to the end: [`Synced::Tag`] to send to,
+    /// [`Synced::Failed`] when the sync failed for good (the run fails with it), `Err` for a
     /// transient failure (the run's lease retries it).
-    async fn sync_segment(&self, segment: i64, push_id: i64) -> Result<Result<i64, String>, String> {
+    async fn sync_segment(&self, segment: i64, push_id: i64) -> Result<Synced, FireError> {
         use crate::audiences::{self, sync};
         let store = &self.0.store;
-        let Some(seg) = audiences::get(store, segment).await.map_err(|e| e.to_string())? else {
-            return Ok(Err(format!("segment {segment} no longer exists")));
+        let Some(seg) = audiences::get(store, segment).await? else {
+            return Ok(Synced::Failed(format!("segment {segment} no longer exists")));
         };
-        let (started, _) =
-            sync::start(store, &seg, &format!("push {push_id}"), false).await.map_err(|e| e.to_string())?;
-        let done = sync::run_to_end(store, &self.0.client, started.id).await.map_err(|e| e.to_string())?;
+        let (started, _) = sync::start(store, &seg, &format!("push {push_id}"), false).await?;
+        let done = sync::run_to_end(store, &self.0.client, started.id).await?;
         if done.state != sync::State::Done {
             let why = done.error.unwrap_or_else(|| "unknown".into());
-            return Ok(Err(format!("segment {segment} ({}): its sync failed: {why}", seg.name)));
+            return Ok(Synced::Failed(format!("segment {segment} ({}): its sync failed: {why}", seg.name)));
         }
-        let tag = audiences::get(store, segment).await.map_err(|e| e.to_string())?.and_then(|s| s.tag_id);
+        let tag = audiences::get(store, segment).await?.and_then(|s| s.tag_id);
         tracing::info!(
             push = push_id,
             segment,
@@ -365,48 +403,56 @@ impl Scheduler {
             tag,
             "segment synced for its push"
         );
-        Ok(tag.ok_or_else(|| format!("segment {segment} has no tag after its sync")))
+        Ok(match tag {
+            Some(tag_id) => Synced::Tag(tag_id),
+            None => Synced::Failed(format!("segment {segment} has no tag after its sync")),
+        })
     }
 
     /// Fails the run at once with `why` (nothing was sent).
-    async fn fail_run(&self, run_id: i64, why: &str) -> Result<(), String> {
+    async fn fail_run(&self, run_id: i64, why: &str) -> Result<(), FireError> {
         with_pool!(&self.0.store, pool => sqlx::query(
             "UPDATE push_runs SET status = 'failed', error = $1, finished_at = $2
              WHERE id = $3 AND status = 'sending' AND claimed_by = $4"
         ).bind(why).bind(self.0.store.now_ms()).bind(run_id).bind(&self.0.instance)
-        .execute(pool).await.map(|r| r.rows_affected()))
-        .map_err(|e| e.to_string())?;
+        .execute(pool).await.map(|r| r.rows_affected()))?;
         tracing::error!(run = run_id, error = %why, "push FAILED");
         Ok(())
     }
 
-    async fn note(&self, run_id: i64, set: &'static str, value: &str) -> Result<(), String> {
+    /// Sets one column of a run we hold (`set`: `column = $1`) to `value`.
+    async fn note(&self, run_id: i64, set: &'static str, value: &str) -> Result<(), FireError> {
         let sql = format!("UPDATE push_runs SET {set} WHERE id = $2 AND claimed_by = $3");
         with_pool!(&self.0.store, pool => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
             .bind(value).bind(run_id).bind(&self.0.instance).execute(pool).await.map(|r| r.rows_affected()))
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(FireError::from)
     }
 
     /// A `news` push: one customer-service message per follower, queued with the run's
     /// completion in one transaction (the outbox's dedupe keys make a retry queue nothing new).
-    async fn queue_news(&self, run_id: i64, push: &schedule::Push, campaign: &super::Campaign) -> Result<(), String> {
-        let Audience::List { openids } = &push.audience else { return Err("a news push needs an openid list".into()) };
+    async fn queue_news(
+        &self,
+        run_id: i64,
+        push: &schedule::Push,
+        campaign: &super::Campaign,
+    ) -> Result<(), FireError> {
+        let Audience::List { openids } = &push.audience else { return Err(FireError::NewsWithoutList) };
         let message = send::news_card(&self.0.public_url, campaign, push.id, push.articles.as_deref());
-        let mut tx = self.0.store.begin().await.map_err(|e| e.to_string())?;
+        let mut tx = self.0.store.begin().await?;
         for openid in openids {
             let job = NewJob::new(
                 crate::jobs::Kind::CustomMessage,
                 CustomMessageJob { touser: openid.clone(), message: message.clone() },
                 format!("push:{run_id}:{openid}"),
             );
-            outbox::enqueue_tx(&mut tx, &job).await.map_err(|e| e.to_string())?;
+            outbox::enqueue_tx(&mut tx, &job).await?;
         }
         with_tx!(&mut tx, conn => sqlx::query(
             "UPDATE push_runs SET status = 'submitted', total_count = $1, fired_at = $2
              WHERE id = $3 AND status = 'sending' AND claimed_by = $4"
-        ).bind(openids.len() as i64).bind(self.0.store.now_ms()).bind(run_id).bind(&self.0.instance).execute(conn).await.map(|r| r.rows_affected())).map_err(|e| e.to_string())?;
-        tx.commit().await.map_err(|e| e.to_string())?;
+        ).bind(openids.len() as i64).bind(self.0.store.now_ms()).bind(run_id).bind(&self.0.instance).execute(conn).await.map(|r| r.rows_affected()))?;
+        tx.commit().await?;
         self.0.outbox_wake.notify_one();
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! From a campaign to what WeChat is sent: the draft of an `mpnews` push, a text, a link card,
 //! and previews of each to test followers (`mass/preview`).
 
-use super::schedule::{Audience, MsgType};
-use super::{Article, Campaign, Error, Refusal, article_link};
+use super::schedule::MsgType;
+use super::{Article, Audience, Campaign, Error, Refusal, article_link};
 use crate::wechat::client::mass::{Audience as MassAudience, MassContent, MassSent};
 use crate::wechat::client::media::DraftArticle;
 use crate::wechat::client::message::{CustomMessage, NewsArticle};
