@@ -46,6 +46,19 @@ pub fn check_line(field: &str, value: &str, min: usize, max: usize) -> Result<()
     Ok(())
 }
 
+/// What went wrong, said in words: the error of the commands and tools whose output is text
+/// (the CLI, `dev`, the benchmarks), where the message is all there is to do with it. Any
+/// error that displays becomes one with `?`. (It does not display itself — that would make the
+/// conversion from every displayable type overlap the identity one; print [`Failure::0`].)
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
 /// Lowercase hex of `bytes` (digests, MACs, random tokens).
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -1,5 +1,6 @@
 //! `wxoa admin …`: access to the admin API and the console.
 
+use crate::text::Failure;
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
@@ -8,7 +9,7 @@ pub enum AdminCommand {
     HashToken { token: Option<String> },
 }
 
-pub fn run(command: AdminCommand) -> Result<ExitCode, String> {
+pub fn run(command: AdminCommand) -> Result<ExitCode, Failure> {
     let AdminCommand::HashToken { token } = command;
     let token = match token {
         Some(t) => t,

@@ -5,6 +5,7 @@
 use crate::campaigns::schedule::{self, Audience, MsgType, PushInput};
 use crate::campaigns::{self, Campaign, CampaignInput, send};
 use crate::config::Config;
+use crate::text::Failure;
 use clap::{Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,20 +114,20 @@ fn msg_type(k: Kind) -> MsgType {
     }
 }
 
-fn read_campaign(file: &PathBuf) -> Result<CampaignInput, String> {
+fn read_campaign(file: &PathBuf) -> Result<CampaignInput, Failure> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))
+    Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?)
 }
 
-async fn find(store: &crate::store::Store, key: &str) -> Result<Campaign, String> {
-    campaigns::find(store, key).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no campaign {key:?}"))
+async fn find(store: &crate::store::Store, key: &str) -> Result<Campaign, Failure> {
+    Ok(campaigns::find(store, key).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no campaign {key:?}"))?)
 }
 
 fn when(ms: Option<i64>, tz: &str) -> String {
     ms.map(|t| schedule::local_time(t, tz)).unwrap_or_else(|| "-".into())
 }
 
-pub async fn campaign(config: &Config, command: CampaignCommand) -> Result<ExitCode, String> {
+pub async fn campaign(config: &Config, command: CampaignCommand) -> Result<ExitCode, Failure> {
     let store = super::open_store(config).await?;
     match command {
         CampaignCommand::Create { file } => {
@@ -160,7 +161,7 @@ pub async fn campaign(config: &Config, command: CampaignCommand) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn push(config: &Config, command: PushCommand) -> Result<ExitCode, String> {
+pub async fn push(config: &Config, command: PushCommand) -> Result<ExitCode, Failure> {
     let store = super::open_store(config).await?;
     match command {
         PushCommand::Schedule {

@@ -3,6 +3,7 @@
 use super::{block_on, client, open_store};
 use crate::config::Config;
 use crate::followers::sync::{self, Started, State};
+use crate::text::Failure;
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
@@ -14,7 +15,7 @@ pub enum FollowersCommand {
     Status,
 }
 
-pub fn run(config: Config, command: FollowersCommand) -> Result<ExitCode, String> {
+pub fn run(config: Config, command: FollowersCommand) -> Result<ExitCode, Failure> {
     match command {
         FollowersCommand::Sync => block_on(async {
             let (store, client) = client(&config).await?;

@@ -2,6 +2,7 @@
 
 use super::{block_on, open_store};
 use crate::config::Config;
+use crate::text::Failure;
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
@@ -18,13 +19,13 @@ pub enum JobsCommand {
     Retry { id: i64 },
 }
 
-pub fn run(config: Config, command: JobsCommand) -> Result<ExitCode, String> {
+pub fn run(config: Config, command: JobsCommand) -> Result<ExitCode, Failure> {
     match command {
         JobsCommand::List { state, limit } => {
             if let Some(s) = &state
                 && !["queued", "running", "done", "dead"].contains(&s.as_str())
             {
-                return Err(format!("--state {s:?}: use queued, running, done or dead"));
+                return Err(Failure(format!("--state {s:?}: use queued, running, done or dead")));
             }
             block_on(async {
                 let store = open_store(&config).await?;
@@ -53,7 +54,7 @@ pub fn run(config: Config, command: JobsCommand) -> Result<ExitCode, String> {
                 println!("job {id} queued again");
                 Ok(ExitCode::SUCCESS)
             } else {
-                Err(format!("job {id}: no such job, or it is queued or running"))
+                Err(format!("job {id}: no such job, or it is queued or running").into())
             }
         }),
     }

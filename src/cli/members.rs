@@ -2,6 +2,7 @@
 
 use super::{block_on, open_store};
 use crate::config::Config;
+use crate::text::Failure;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,7 +34,7 @@ pub enum MembersCommand {
     Erase { key: String },
 }
 
-pub fn run(config: Config, command: MembersCommand) -> Result<ExitCode, String> {
+pub fn run(config: Config, command: MembersCommand) -> Result<ExitCode, Failure> {
     match command {
         MembersCommand::Adjust { card, points, reason, reference } => adjust(config, card, points, reason, reference),
         MembersCommand::Expire => housekeeping(config, false),
@@ -61,15 +62,15 @@ pub fn run(config: Config, command: MembersCommand) -> Result<ExitCode, String> 
     }
 }
 
-async fn find(store: &crate::store::Store, key: &str) -> Result<crate::privacy::Person, String> {
-    crate::privacy::find(store, key)
+async fn find(store: &crate::store::Store, key: &str) -> Result<crate::privacy::Person, Failure> {
+    Ok(crate::privacy::find(store, key)
         .await
         .map_err(|e| format!("database: {e}"))?
-        .ok_or_else(|| format!("{key}: no member or follower with that openid or card number"))
+        .ok_or_else(|| format!("{key}: no member or follower with that openid or card number"))?)
 }
 
 /// What the hourly job does, now: lapsed points recorded, or tiers reviewed.
-fn housekeeping(config: Config, tiers: bool) -> Result<ExitCode, String> {
+fn housekeeping(config: Config, tiers: bool) -> Result<ExitCode, Failure> {
     let notices =
         crate::notices::Notices::load(&config.notices.file, &config.notices.templates, &config.h5.public_url)?;
     block_on(async {
@@ -103,7 +104,7 @@ fn adjust(
     points: i64,
     reason: String,
     reference: Option<String>,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, Failure> {
     if points == 0 || points.abs() > 10_000_000 || reason.trim().is_empty() || reason.len() > 100 {
         return Err("points must be non-zero (at most 10,000,000) and --reason 1 to 100 bytes".into());
     }
@@ -128,17 +129,17 @@ fn adjust(
             Some(Outcome::Duplicate) => {
                 println!("{card}: already adjusted under reference {reference:?}; nothing changed")
             }
-            Some(Outcome::Rejected(why)) => return Err(format!("{card}: {why}")),
+            Some(Outcome::Rejected(why)) => return Err(format!("{card}: {why}").into()),
             None => unreachable!("one change, one outcome"),
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-fn import(config: Config, file: PathBuf) -> Result<ExitCode, String> {
+fn import(config: Config, file: PathBuf) -> Result<ExitCode, Failure> {
     let meta = std::fs::metadata(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     if meta.len() > 64 * 1024 * 1024 {
-        return Err(format!("{}: larger than 64 MiB", file.display()));
+        return Err(Failure(format!("{}: larger than 64 MiB", file.display())));
     }
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     block_on(async {

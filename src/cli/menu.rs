@@ -2,6 +2,7 @@
 
 use super::{block_on, client};
 use crate::config::Config;
+use crate::text::Failure;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -24,11 +25,11 @@ pub enum MenuCommand {
     Show,
 }
 
-fn load(path: &Path) -> Result<Config, String> {
-    Config::load(path).map_err(|e| e.to_string())
+fn load(path: &Path) -> Result<Config, Failure> {
+    Ok(Config::load(path).map_err(|e| e.to_string())?)
 }
 
-pub fn run(config_path: &Path, command: MenuCommand) -> Result<ExitCode, String> {
+pub fn run(config_path: &Path, command: MenuCommand) -> Result<ExitCode, Failure> {
     use crate::menu::MenuFile;
     match command {
         MenuCommand::Check { file } => {

@@ -2,6 +2,7 @@
 
 use super::{block_on, open_store};
 use crate::config::Config;
+use crate::text::Failure;
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
@@ -15,7 +16,7 @@ pub enum MessagesCommand {
     },
 }
 
-pub fn run(config: Config, command: MessagesCommand) -> Result<ExitCode, String> {
+pub fn run(config: Config, command: MessagesCommand) -> Result<ExitCode, Failure> {
     match command {
         MessagesCommand::Purge { dry_run } => block_on(async {
             let store = open_store(&config).await?;

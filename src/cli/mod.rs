@@ -16,6 +16,7 @@ mod stores;
 mod tools;
 
 use crate::config::Config;
+use crate::text::Failure;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -138,13 +139,13 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("wxoa: {e}");
+            eprintln!("wxoa: {}", e.0);
             ExitCode::from(2)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, String> {
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let config = || Config::load(&cli.config).map_err(|e| e.to_string());
     match cli.command {
         Command::Serve { create_database } => serve::serve(config()?, create_database),
@@ -173,7 +174,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 
 /// The runtime for `serve`: one worker thread per core, or as configured. A single worker runs
 /// on the current-thread scheduler, which skips the work-stealing machinery it cannot use.
-fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, String> {
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, Failure> {
     let workers =
         if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { workers };
     let built = if workers == 1 {
@@ -181,17 +182,17 @@ fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, String> {
     } else {
         tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
     };
-    built.map_err(|e| format!("cannot start the runtime: {e}"))
+    Ok(built.map_err(|e| format!("cannot start the runtime: {e}"))?)
 }
 
 /// Runs a one-off command's future on a single-threaded runtime.
-fn block_on<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+fn block_on<T>(f: impl std::future::Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
     runtime(1)?.block_on(f)
 }
 
 /// The configured database, migrated; one that is not there is an error saying so (a command
 /// that silently created an empty database would report on nothing).
-async fn open_store(config: &Config) -> Result<crate::store::Store, String> {
+async fn open_store(config: &Config) -> Result<crate::store::Store, Failure> {
     let create = if config.database.create { crate::store::Create::Always } else { crate::store::Create::Never };
     let store = crate::store::Store::open_migrated(&config.database.url, 2, create)
         .await
@@ -202,14 +203,14 @@ async fn open_store(config: &Config) -> Result<crate::store::Store, String> {
 }
 
 /// A client over the configured database (the token is shared with running servers).
-async fn client(config: &Config) -> Result<(crate::store::Store, crate::wechat::client::Client), String> {
+async fn client(config: &Config) -> Result<(crate::store::Store, crate::wechat::client::Client), Failure> {
     let store = open_store(config).await?;
     let client = crate::wechat::client::Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
     Ok((store, client))
 }
 
 /// Prints an import's skipped rows and its summary.
-fn report_import(what: &str, (imported, problems): (usize, Vec<String>)) -> Result<ExitCode, String> {
+fn report_import(what: &str, (imported, problems): (usize, Vec<String>)) -> Result<ExitCode, Failure> {
     for p in &problems {
         println!("{p}");
     }

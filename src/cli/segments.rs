@@ -3,6 +3,7 @@
 use super::{block_on, client, open_store};
 use crate::audiences::{self, Rules};
 use crate::config::Config;
+use crate::text::Failure;
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
@@ -19,7 +20,7 @@ pub enum SegmentsCommand {
     Sync { id: i64 },
 }
 
-pub fn run(config: Config, command: SegmentsCommand) -> Result<ExitCode, String> {
+pub fn run(config: Config, command: SegmentsCommand) -> Result<ExitCode, Failure> {
     block_on(async {
         match command {
             SegmentsCommand::Create { name, rules } => {

@@ -5,10 +5,11 @@ use crate::app::App;
 use crate::bot::handlers::Handlers;
 use crate::config::Config;
 use crate::http::server::{raise_fd_limit, shutdown_signal};
+use crate::text::Failure;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub fn serve(mut config: Config, create_database: bool) -> Result<ExitCode, String> {
+pub fn serve(mut config: Config, create_database: bool) -> Result<ExitCode, Failure> {
     config.database.create |= create_database;
     let rt = runtime(config.server.workers)?;
     rt.block_on(async {
@@ -41,7 +42,7 @@ pub fn serve(mut config: Config, create_database: bool) -> Result<ExitCode, Stri
 
 /// The shipped sample secrets: refused on a public `listen` (each named with how to make a real
 /// one), a warning on loopback (see `config::samples`).
-fn refuse_samples(config: &Config) -> Result<(), String> {
+fn refuse_samples(config: &Config) -> Result<(), Failure> {
     let samples = crate::config::samples::in_force(config);
     if samples.is_empty() {
         return Ok(());
@@ -58,10 +59,10 @@ fn refuse_samples(config: &Config) -> Result<(), String> {
         return Ok(());
     }
     let named: Vec<String> = samples.iter().map(|(key, how)| format!("{key} (use {how})")).collect();
-    Err(format!(
+    Err(Failure(format!(
         "config: refusing to serve on {listen} with the sample secrets of config/default.toml in force: {}",
         named.join("; ")
-    ))
+    )))
 }
 
 #[derive(clap::Args)]
@@ -80,7 +81,7 @@ pub struct DevArgs {
     fixtures: PathBuf,
 }
 
-pub fn dev(config: Config, a: DevArgs) -> Result<ExitCode, String> {
+pub fn dev(config: Config, a: DevArgs) -> Result<ExitCode, Failure> {
     let rt = runtime(config.server.workers)?;
     let shutdown = rt.block_on(async { shutdown_signal() }).map_err(|e| format!("cannot register signals: {e}"))?;
     let _ = raise_fd_limit();
@@ -96,7 +97,7 @@ pub fn dev(config: Config, a: DevArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn migrate(config: Config) -> Result<ExitCode, String> {
+pub fn migrate(config: Config) -> Result<ExitCode, Failure> {
     super::block_on(async {
         // Creates the database (or wxoa's tables in an empty one), then migrates.
         let store = crate::store::Store::open_migrated(&config.database.url, 1, crate::store::Create::Always)
@@ -109,7 +110,7 @@ pub fn migrate(config: Config) -> Result<ExitCode, String> {
     })
 }
 
-pub fn check(config: Config) -> Result<ExitCode, String> {
+pub fn check(config: Config) -> Result<ExitCode, Failure> {
     App::check(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
     let (rules, _) = crate::app::load_routing(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
     println!(
@@ -133,7 +134,7 @@ pub struct FakeArgs {
     followers: usize,
 }
 
-pub fn fake_wechat(config: Config, a: FakeArgs) -> Result<ExitCode, String> {
+pub fn fake_wechat(config: Config, a: FakeArgs) -> Result<ExitCode, Failure> {
     runtime(0)?.block_on(async {
         let shutdown = shutdown_signal().map_err(|e| format!("cannot register signals: {e}"))?;
         let fake = crate::fake::FakeWeChat::new(&config);

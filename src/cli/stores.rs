@@ -2,6 +2,7 @@
 
 use super::{block_on, client, open_store, report_import};
 use crate::config::Config;
+use crate::text::Failure;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,7 +21,7 @@ pub enum StoresCommand {
     },
 }
 
-pub fn run(config: Config, command: StoresCommand) -> Result<ExitCode, String> {
+pub fn run(config: Config, command: StoresCommand) -> Result<ExitCode, Failure> {
     let read = |file: &PathBuf| std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()));
     match command {
         StoresCommand::Import { file } => {

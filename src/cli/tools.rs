@@ -2,6 +2,7 @@
 
 use super::{block_on, open_store, runtime};
 use crate::config::Config;
+use crate::text::Failure;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,7 +23,7 @@ pub struct ReplayArgs {
     paths: Vec<PathBuf>,
 }
 
-pub fn replay(config: Config, a: ReplayArgs) -> Result<ExitCode, String> {
+pub fn replay(config: Config, a: ReplayArgs) -> Result<ExitCode, Failure> {
     let url = a.url.unwrap_or_else(|| format!("http://{}/wechat", config.server.listen));
     let envelope = config.envelope();
     let ok = block_on(crate::tools::replay::run(&envelope, &url, a.expect.as_deref(), &a.paths, a.keep_ids))?;
@@ -45,7 +46,7 @@ pub enum FixturesCommand {
     },
 }
 
-pub fn fixtures(config: Config, command: FixturesCommand) -> Result<ExitCode, String> {
+pub fn fixtures(config: Config, command: FixturesCommand) -> Result<ExitCode, Failure> {
     let FixturesCommand::Export { since, openid, limit, dir } = command;
     if !(1..=100_000).contains(&limit) {
         return Err("--limit must be between 1 and 100000".into());
@@ -92,7 +93,7 @@ pub struct BenchArgs {
     write_requests: Option<std::path::PathBuf>,
 }
 
-pub fn bench(config: Config, a: BenchArgs) -> Result<ExitCode, String> {
+pub fn bench(config: Config, a: BenchArgs) -> Result<ExitCode, Failure> {
     let opts = crate::tools::bench::BenchOptions {
         addr: a.addr.unwrap_or_else(|| config.server.listen.clone()),
         path: "/wechat".into(),
@@ -132,7 +133,7 @@ pub struct BenchCrmArgs {
     connections: usize,
 }
 
-pub fn bench_crm(config: Config, a: BenchCrmArgs) -> Result<ExitCode, String> {
+pub fn bench_crm(config: Config, a: BenchCrmArgs) -> Result<ExitCode, Failure> {
     if config.crm.secret.is_empty() {
         return Err("crm.secret is empty: the API is off".into());
     }
@@ -163,7 +164,7 @@ pub struct BenchOutboxArgs {
     verify_only: bool,
 }
 
-pub fn bench_outbox(config: Config, a: BenchOutboxArgs) -> Result<ExitCode, String> {
+pub fn bench_outbox(config: Config, a: BenchOutboxArgs) -> Result<ExitCode, Failure> {
     use crate::tools::bench_outbox as b;
     let run = a.run.unwrap_or_else(b::new_run_id);
     let jobs = a.jobs;

@@ -11,6 +11,7 @@
 //! knows, and a form that sets it the way the shop does — a signed `POST /api/v1/stock` — so
 //! "sold out" (the chat's reply, `/buy`'s page, the console's badge) can be tried in `dev`.
 
+use crate::text::Failure;
 use axum::Form;
 use axum::Router;
 use axum::extract::{Query, State};
@@ -123,7 +124,7 @@ async fn pay(State(shop): State<Shop>, Form(p): Form<Payment>) -> Response {
         });
         match call(&shop, "/api/v1/orders", &body.to_string()).await {
             Ok((code, answer)) => answers.push((status, code, answer)),
-            Err(e) => return page(&format!("<h2>收银台 Checkout</h2><p id=result>{}</p>", esc(&e))),
+            Err(e) => return page(&format!("<h2>收银台 Checkout</h2><p id=result>{}</p>", esc(&e.0))),
         }
     }
     let paid = answers.iter().all(|(_, code, _)| *code == 202);
@@ -192,7 +193,7 @@ async fn set_stock(State(shop): State<Shop>, Form(f): Form<NewStock>) -> Respons
     match call(&shop, "/api/v1/stock", &body.to_string()).await {
         Ok((200, _)) => said(&format!("已设置 Set: {} → {stock}", f.sku)),
         Ok((code, answer)) => said(&format!("{code} {}", answer["error"].as_str().unwrap_or("refused"))),
-        Err(e) => said(&e),
+        Err(e) => said(&e.0),
     }
 }
 
@@ -217,7 +218,7 @@ async fn products(shop: &Shop) -> Result<Vec<(String, String, Option<i64>)>, sql
 
 /// One signed call to the shop API at `path` (`/api/v1/orders`, `/api/v1/stock`): the status
 /// and the answer.
-async fn call(shop: &Shop, path: &str, body: &str) -> Result<(u16, Value), String> {
+async fn call(shop: &Shop, path: &str, body: &str) -> Result<(u16, Value), Failure> {
     let timestamp = shop.0.store.clock.now_secs().to_string();
     let r = shop
         .0

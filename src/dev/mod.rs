@@ -22,6 +22,7 @@ use crate::app::App;
 use crate::bot::handlers::Handlers;
 use crate::config::Config;
 use crate::fake::FakeWeChat;
+use crate::text::Failure;
 use std::future::Future;
 use std::path::PathBuf;
 
@@ -55,7 +56,7 @@ pub async fn run(
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&Banner),
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     // Routes, templates, pages, notices and the menu before the port, as `serve` does: a
     // broken file is reported as such, not as whatever the port says.
     App::check(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
@@ -119,5 +120,5 @@ pub async fn run(
     let router = app.router().merge(simulator::router(sim)).merge(till::router(till)).merge(checkout::router(shop));
     ready(&Banner { base: base.clone(), simulator: format!("{base}/simulator"), database: database.clone() });
     tracing::info!(simulator = %format!("{base}/simulator"), console = %format!("{base}/admin"), fake = %fake_url, "wxoa dev");
-    app.serve_router(listener, router, shutdown).await.map_err(|e| e.to_string())
+    Ok(app.serve_router(listener, router, shutdown).await.map_err(|e| e.to_string())?)
 }

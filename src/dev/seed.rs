@@ -4,6 +4,7 @@
 
 use crate::campaigns::{self, Article, CampaignInput, ProductInput};
 use crate::store::Store;
+use crate::text::Failure;
 use crate::with_pool;
 
 pub const DEMO_CARD: &str = "8800123456";
@@ -24,7 +25,7 @@ const MEMBERS: &str = "card_no,name,phone,points,tier
 8800123456,Demo Member,13800138000,1200,Gold
 ";
 
-pub async fn run(store: &Store, public_url: &str) -> Result<(), String> {
+pub async fn run(store: &Store, public_url: &str) -> Result<(), Failure> {
     crate::stores::import(store, STORES).await?;
     crate::stores::import_advisors(store, ADVISORS).await?;
     for (id, name, cost, stock) in [

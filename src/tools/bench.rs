@@ -6,6 +6,7 @@
 //! connections on one thread, and reports requests per second and latency percentiles. It speaks
 //! raw HTTP/1.1 so the generator costs far less than the server it measures.
 
+use crate::text::Failure;
 use crate::wechat::envelope::{Envelope, random_nonce};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -117,7 +118,7 @@ fn message(envelope: &Envelope, opts: &BenchOptions, i: usize, run_id: u64, now:
 /// Writes `warmup + requests` messages, as [`run`] would send them, to `path` for another load
 /// generator (`scripts/bench-wrk.sh` replays them with wrk): one line each, the query string
 /// and the body separated by a tab. Returns how many.
-pub fn write_requests(envelope: &Envelope, opts: &BenchOptions, path: &std::path::Path) -> Result<usize, String> {
+pub fn write_requests(envelope: &Envelope, opts: &BenchOptions, path: &std::path::Path) -> Result<usize, Failure> {
     use std::io::Write;
     let total = opts.warmup + opts.requests;
     let run_id = (crate::clock::Clock::system().now_ms() as u64 / 1000) % 1_000_000_000;
@@ -168,7 +169,7 @@ pub(crate) async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> 
 }
 
 /// Runs the benchmark. Call it on a current-thread runtime to keep the generator on one core.
-pub async fn run(envelope: &Envelope, opts: &BenchOptions) -> Result<BenchReport, String> {
+pub async fn run(envelope: &Envelope, opts: &BenchOptions) -> Result<BenchReport, Failure> {
     let total = opts.warmup + opts.requests;
     let run_id = (crate::clock::Clock::system().now_ms() as u64 / 1000) % 1_000_000_000;
     if opts.get.is_none() {

@@ -7,6 +7,7 @@
 //! figure is never made of duplicates or refusals.
 
 use super::bench::read_response;
+use crate::text::Failure;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -57,7 +58,7 @@ fn prepare(opts: &CrmBenchOptions, run: u64) -> Vec<Vec<u8>> {
 }
 
 /// Runs it; one line of figures.
-pub async fn run(opts: &CrmBenchOptions) -> Result<String, String> {
+pub async fn run(opts: &CrmBenchOptions) -> Result<String, Failure> {
     let run = crate::clock::Clock::system().now_ms() as u64;
     let batches = Arc::new(prepare(opts, run));
     let next = Arc::new(AtomicUsize::new(0));
@@ -103,7 +104,7 @@ pub async fn run(opts: &CrmBenchOptions) -> Result<String, String> {
         all.get(idx).copied().unwrap_or(Duration::ZERO).as_secs_f64() * 1000.0
     };
     if let Some(first) = errors.first() {
-        return Err(format!("{} of {} batches failed, e.g. {first}", errors.len(), opts.batches));
+        return Err(Failure(format!("{} of {} batches failed, e.g. {first}", errors.len(), opts.batches)));
     }
     let tx = opts.batches * opts.batch_size;
     Ok(format!(

@@ -10,6 +10,7 @@ use crate::jobs::Kind;
 use crate::jobs::outbox::{self, NewJob};
 use crate::jobs::worker::Worker;
 use crate::store::Store;
+use crate::text::Failure;
 use crate::wechat::client::template::TemplateMessage;
 use crate::with_pool;
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Enqueues `n` template jobs for run `run`, in transactions of 1,000.
-pub async fn enqueue(store: &Store, run: &str, n: usize) -> Result<(), String> {
+pub async fn enqueue(store: &Store, run: &str, n: usize) -> Result<(), Failure> {
     let started = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let mut tx = store.begin().await.map_err(|e| e.to_string())?;
@@ -37,15 +38,15 @@ pub async fn enqueue(store: &Store, run: &str, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-async fn done_count(store: &Store, run: &str) -> Result<i64, String> {
+async fn done_count(store: &Store, run: &str) -> Result<i64, Failure> {
     let pattern = format!("bench:{run}:%");
-    with_pool!(store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'done' AND dedupe_key LIKE $1")
+    Ok(with_pool!(store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'done' AND dedupe_key LIKE $1")
         .bind(pattern).fetch_one(pool).await)
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?)
 }
 
 /// Runs a worker until the run's `n` jobs are done; returns the elapsed time.
-pub async fn drain(config: &Config, store: &Store, run: &str, n: usize) -> Result<Duration, String> {
+pub async fn drain(config: &Config, store: &Store, run: &str, n: usize) -> Result<Duration, Failure> {
     let client = crate::wechat::client::Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = Worker::new(
@@ -66,7 +67,7 @@ pub async fn drain(config: &Config, store: &Store, run: &str, n: usize) -> Resul
 
 /// Whether any of the run's jobs is still queued or running. Reads only unfinished jobs (through
 /// the `state` index), so polling costs little however many finished jobs the table holds.
-async fn unfinished(store: &Store, run: &str) -> Result<bool, String> {
+async fn unfinished(store: &Store, run: &str) -> Result<bool, Failure> {
     let pattern = format!("bench:{run}:%");
     let row: Option<i64> = with_pool!(store, pool => sqlx::query_scalar(
         "SELECT id FROM jobs WHERE state IN ('queued', 'running') AND dedupe_key LIKE $1 LIMIT 1")
@@ -76,21 +77,21 @@ async fn unfinished(store: &Store, run: &str) -> Result<bool, String> {
 }
 
 /// Waits until the run's `n` jobs are done.
-pub async fn wait_done(store: &Store, run: &str, n: usize, timeout: Duration) -> Result<(), String> {
+pub async fn wait_done(store: &Store, run: &str, n: usize, timeout: Duration) -> Result<(), Failure> {
     let started = Instant::now();
     loop {
         if !unfinished(store, run).await? && done_count(store, run).await? >= n as i64 {
             return Ok(());
         }
         if started.elapsed() > timeout {
-            return Err(format!("only {} of {n} jobs done after {timeout:?}", done_count(store, run).await?));
+            return Err(Failure(format!("only {} of {n} jobs done after {timeout:?}", done_count(store, run).await?)));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// What the fake saw: (jobs sent at least once, extra sends).
-pub async fn verify(fake_url: &str, run: &str, n: usize) -> Result<(usize, usize), String> {
+pub async fn verify(fake_url: &str, run: &str, n: usize) -> Result<(usize, usize), Failure> {
     let calls: Vec<serde_json::Value> = reqwest::get(format!("{fake_url}/_fake/calls"))
         .await
         .map_err(|e| e.to_string())?

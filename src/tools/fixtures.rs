@@ -4,6 +4,7 @@
 //! `wxoa replay --expect DIR/replies DIR/inbound`.
 
 use crate::store::Store;
+use crate::text::Failure;
 use crate::with_pool;
 use std::path::Path;
 
@@ -16,8 +17,13 @@ pub struct Filter {
     pub limit: i64,
 }
 
+/// A `--since` that is none of the forms it takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--since {0:?}: use unix seconds, YYYY-MM-DD, RFC 3339, or an age like 24h")]
+pub struct BadSince(pub String);
+
 /// Parses `--since`: unix seconds, `2026-11-01`, RFC 3339, or an age such as `30m`, `24h`, `7d`.
-pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
+pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, BadSince> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<i64>() {
         return Ok(secs * 1000);
@@ -41,11 +47,11 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis());
     }
-    Err(format!("--since {s:?}: use unix seconds, YYYY-MM-DD, RFC 3339, or an age like 24h"))
+    Err(BadSince(s.to_owned()))
 }
 
 /// Writes the matching messages; returns how many.
-pub async fn export(store: &Store, filter: &Filter, dir: &Path) -> Result<usize, String> {
+pub async fn export(store: &Store, filter: &Filter, dir: &Path) -> Result<usize, Failure> {
     type Row = (i64, String, Option<String>, String, Option<String>);
     let rows: Vec<Row> = with_pool!(store, pool => {
         let mut q = sqlx::QueryBuilder::new(

@@ -11,6 +11,7 @@
 //! show the first run's answers, whatever changed in between (stores imported, a template
 //! edited). `--keep-ids` sends them as recorded, to watch deduplication at work.
 
+use crate::text::Failure;
 use crate::wechat::envelope::Envelope;
 use std::path::{Path, PathBuf};
 
@@ -31,7 +32,7 @@ impl Replayed {
 }
 
 /// Expands files and directories (their `*.xml`, sorted) into fixture paths.
-pub fn fixture_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+pub fn fixture_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
     let mut out = Vec::new();
     for input in inputs {
         if input.is_dir() {
@@ -45,7 +46,7 @@ pub fn fixture_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         } else if input.is_file() {
             out.push(input.clone());
         } else {
-            return Err(format!("{}: no such file or directory", input.display()));
+            return Err(Failure(format!("{}: no such file or directory", input.display())));
         }
     }
     Ok(out)
@@ -90,7 +91,7 @@ pub async fn run(
     expect: Option<&Path>,
     inputs: &[PathBuf],
     keep_ids: bool,
-) -> Result<bool, String> {
+) -> Result<bool, Failure> {
     let files = fixture_paths(inputs)?;
     if files.is_empty() {
         return Err("no fixtures given".into());

@@ -20,9 +20,9 @@
 mod routes;
 
 pub use super::chats::{Bubble, Follower};
-pub use routes::router;
 use crate::fake::FakeWeChat;
 use crate::state::AppState;
+use crate::text::Failure;
 use crate::wechat::client::menu::Button;
 use axum::Json;
 use axum::Router;
@@ -31,6 +31,7 @@ use axum::http::StatusCode;
 use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+pub use routes::router;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -90,7 +91,7 @@ impl Simulator {
 
     /// Brings back the followers and chats of earlier runs from the database, or, on a first
     /// run, adds `defaults` (name, tags).
-    pub async fn restore(&self, defaults: &[(&str, &[&str])]) -> Result<(), String> {
+    pub async fn restore(&self, defaults: &[(&str, &[&str])]) -> Result<(), Failure> {
         let followers = super::chats::followers(&self.0.store).await.map_err(|e| format!("simulator: {e}"))?;
         let bubbles = super::chats::bubbles(&self.0.store).await.map_err(|e| format!("simulator: {e}"))?;
         if followers.is_empty() {
@@ -108,7 +109,7 @@ impl Simulator {
     }
 
     /// Adds a simulated follower (tags are created at the fake as needed), kept in the database.
-    pub async fn add_follower(&self, name: &str, tags: &[&str]) -> Result<Follower, String> {
+    pub async fn add_follower(&self, name: &str, tags: &[&str]) -> Result<Follower, Failure> {
         let openid = openid_of(self.0.state.lock().unwrap().followers.len() + 1);
         let f = Follower { openid, name: name.to_owned(), tags: tags.iter().map(|t| t.to_string()).collect() };
         super::chats::add_follower(&self.0.store, &f).await.map_err(|e| format!("simulator: {e}"))?;
@@ -252,10 +253,10 @@ impl Simulator {
     }
 
     /// Posts `xml` as the follower, records the exchange and the reply's bubble.
-    async fn deliver(&self, openid: &str, xml: String, hint: &str) -> Result<(), String> {
+    async fn deliver(&self, openid: &str, xml: String, hint: &str) -> Result<(), Failure> {
         let (status, reply) = self.0.fake.send_as_follower(&xml).await?;
         if status != 200 {
-            return Err(format!("the webhook answered {status}: {}", reply.unwrap_or_default()));
+            return Err(Failure(format!("the webhook answered {status}: {}", reply.unwrap_or_default())));
         }
         let made = {
             let mut s = self.0.state.lock().unwrap();

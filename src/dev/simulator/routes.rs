@@ -148,7 +148,7 @@ async fn add_follower(State(sim): State<Simulator>, Json(f): Json<NewFollower>) 
     }
     match sim.add_follower(name, &tags).await {
         Ok(f) => Json(json!(f)).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.0).into_response(),
     }
 }
 
@@ -285,7 +285,7 @@ async fn act(State(sim): State<Simulator>, Json(a): Json<Act>) -> Response {
     sim.keep(&[made]).await;
     match sim.deliver(openid, xml, &hint).await {
         Ok(()) => Json(json!({ "ok": true })).into_response(),
-        Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, e.0).into_response(),
     }
 }
 
