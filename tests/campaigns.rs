@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::api_call as api;
 use common::*;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -14,26 +15,6 @@ use wxoa::wechat::envelope::Mode;
 const BIN: &str = env!("CARGO_BIN_EXE_wxoa");
 
 /// Calls the admin API at `base` as the holder of `token`.
-async fn api(base: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let http = reqwest::Client::new();
-    let url = format!("{base}{path}");
-    let mut req = match method {
-        "GET" => http.get(url),
-        "PUT" => http.put(url),
-        _ => http.post(url),
-    };
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.header("content-type", "application/json").body(b.to_string());
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
 fn campaign_body(name: &str) -> Value {
     json!({
         "name": name,

@@ -16,18 +16,7 @@ use wxoa::wechat::envelope::Mode;
 const BIN: &str = env!("CARGO_BIN_EXE_wxoa");
 
 async fn api(server: &TestServer, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
-    let url = format!("http://{}{path}", server.addr);
-    let mut req = match method {
-        "POST" => server.client.post(url),
-        _ => server.client.get(url),
-    };
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    api_call(&server.addr.to_string(), method, path, token, None).await
 }
 
 fn event(openid: &str, event: &str, key: &str, at: i64) -> String {

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::api_call as api;
 use common::serve::{Serve, wait_answering};
 use common::*;
 use serde_json::{Value, json};
@@ -13,10 +14,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use wxoa::store::{Pool, Store};
 use wxoa::wechat::envelope::Mode;
-
-async fn api(base: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    api_call(base, method, path, token, body).await
-}
 
 fn openid(i: usize) -> String {
     format!("oSEG{i:024}")

@@ -319,8 +319,8 @@ pub fn wait_healthy(addr: &str, secs: u64, what: impl Fn() -> String) {
     }
 }
 
-/// A call to the admin API at `base` (`host:port`) with a bearer token and a JSON body;
-/// the status and the JSON answer (a string if it is not JSON).
+/// A call to the admin API at `base` (`host:port`, or `http://host:port`) with a bearer token
+/// and a JSON body; the status and the JSON answer (a string if it is not JSON).
 pub async fn api_call(
     base: &str,
     method: &str,
@@ -329,7 +329,7 @@ pub async fn api_call(
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
     let http = reqwest::Client::new();
-    let url = format!("http://{base}{path}");
+    let url = format!("http://{}{path}", base.trim_start_matches("http://"));
     let mut req = match method {
         "POST" => http.post(url),
         "PUT" => http.put(url),
