@@ -15,7 +15,8 @@
 
 use super::Segment;
 use crate::jobs::Kind;
-use crate::jobs::outbox::{self, NewJob};
+use crate::jobs::outbox::NewJob;
+use crate::jobs::resumable;
 use crate::jobs::worker::{JobCtx, SendError, Sent};
 use crate::store::{Store, Tx};
 use crate::wechat::client::tag::{MAX_TAG_BATCH, MAX_TAGS, MAX_TAGS_PER_FOLLOWER};
@@ -25,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 /// Follower ids planned per step.
 const PLAN_RANGE: i64 = 50_000;
-/// How long one job runs steps before a new job carries on.
-const JOB_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+/// The segment syncs, as the shared runner knows them.
+const SYNCS: resumable::Syncs = resumable::Syncs { table: "segment_syncs", called: "segment sync" };
 /// WeChat's errcodes for a follower holding 20 tags, and an openid that does not follow.
 const TOO_MANY_TAGS: i64 = 45059;
 const NOT_A_FOLLOWER: i64 = 40003;
@@ -135,9 +136,9 @@ fn queue(segment_id: i64) -> String {
     format!("segments:sync:{segment_id}")
 }
 
-fn carry_job(sync: &Sync) -> NewJob {
-    NewJob::new(Kind::SegmentSync, Carry { sync: sync.id }, format!("segments:sync:{}:{}", sync.id, sync.step))
-        .in_queue(queue(sync.segment_id))
+/// The job that carries sync `id` of a segment on from `step`.
+fn carry_job(segment_id: i64, id: i64, step: i64) -> NewJob {
+    NewJob::new(Kind::SegmentSync, Carry { sync: id }, format!("segments:sync:{id}:{step}")).in_queue(queue(segment_id))
 }
 
 /// Starts syncing `segment` to its tag, or resumes its unfinished sync (one a segment); with
@@ -168,12 +169,7 @@ pub async fn start(store: &Store, segment: &Segment, by: &str, enqueue: bool) ->
     if enqueue {
         let step: i64 = with_tx!(&mut tx, conn => sqlx::query_scalar("SELECT step FROM segment_syncs WHERE id = $1")
             .bind(id).fetch_one(conn).await)?;
-        let key = format!("segments:sync:{id}:{step}");
-        with_tx!(&mut tx, conn => sqlx::query("UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, updated_at = $2 \
-             WHERE dedupe_key = $1 AND state = 'dead'")
-            .bind(&key).bind(now).execute(conn).await.map(|_| ()))?;
-        let job = NewJob::new(Kind::SegmentSync, Carry { sync: id }, key).in_queue(queue(segment.id));
-        outbox::enqueue_tx(&mut tx, &job).await?;
+        resumable::resume(&mut tx, &carry_job(segment.id, id, step)).await?;
     }
     tx.commit().await?;
     Ok((get(store, id).await?.ok_or(sqlx::Error::RowNotFound)?, new))
@@ -422,61 +418,60 @@ async fn pairs(tx: &mut Tx, insert: &str, key: i64, ids: &[i64]) -> Result<(), s
 
 /// Marks the sync failed with `why`.
 pub async fn fail(store: &Store, id: i64, why: &str) -> Result<(), sqlx::Error> {
-    with_pool!(store, pool => sqlx::query(
-        "UPDATE segment_syncs SET state = 'failed', running = NULL, error = $1, finished_at = $2, updated_at = $2 \
-         WHERE id = $3 AND running IS NOT NULL")
-        .bind(why).bind(store.now_ms()).bind(id).execute(pool).await.map(|_| ()))
+    SYNCS.fail(store, id, why).await
 }
 
-/// The outbox's run of a segment sync ([`Kind::SegmentSync`]): steps for up to ten seconds,
-/// then a new job carries on. A refusal fails the sync with its reason; a transient error is
-/// retried by the outbox from the step it stopped at.
+/// Where a sync stands, for the shared runner.
+fn position(s: &Sync) -> resumable::Position {
+    resumable::Position { id: s.id, step: s.step, finished: s.state.is_finished().then(|| s.state.as_str()) }
+}
+
+/// The outbox's run of a segment sync ([`Kind::SegmentSync`]), by the shared runner
+/// ([`resumable::Syncs::run_job`]): a refusal fails the sync with its reason; a transient
+/// error is retried by the outbox from the step it stopped at.
 pub async fn run_job(ctx: JobCtx, payload: String) -> Sent {
     let job: Carry = crate::jobs::worker::payload(&payload)?;
-    let started = std::time::Instant::now();
-    loop {
-        let Some(sync) = get(&ctx.store, job.sync).await.map_err(SendError::Db)? else {
-            return Ok(Some("no such sync".into()));
-        };
-        if sync.state.is_finished() {
-            return Ok(Some(format!("segment sync {} {}", sync.id, sync.state.as_str())));
-        }
-        if started.elapsed() > JOB_BUDGET {
-            let mut tx = ctx.store.begin().await.map_err(SendError::Db)?;
-            outbox::enqueue_tx(&mut tx, &carry_job(&sync)).await.map_err(SendError::Db)?;
-            tx.commit().await.map_err(SendError::Db)?;
-            return Ok(Some(format!("segment sync {} continues at step {}", sync.id, sync.step)));
-        }
-        match run_step(&ctx.store, &ctx.client, sync.id, sync.step).await {
-            Ok(true) => {}
-            Ok(false) => return Ok(Some("another runner has it".into())),
-            Err(e) if e.is_transient() => {
-                return Err(match e {
-                    StepError::WeChat(e) => SendError::Api(e),
-                    StepError::Db(e) => SendError::Db(e),
-                    StepError::Limit(why) => SendError::Bad(why),
-                });
-            }
-            Err(e) => {
-                fail(&ctx.store, sync.id, &e.to_string()).await.map_err(SendError::Db)?;
-                return Ok(Some(format!("segment sync {} failed: {e}", sync.id)));
-            }
-        }
-    }
+    let (store, client) = (&ctx.store, &ctx.client);
+    let Some(segment_id) = get(store, job.sync).await.map_err(SendError::Db)?.map(|s| s.segment_id) else {
+        return Ok(Some("no such segment sync".into()));
+    };
+    SYNCS
+        .run_job(
+            store,
+            || async { get(store, job.sync).await.map(|s| s.as_ref().map(position)) },
+            |step| async move {
+                match run_step(store, client, job.sync, step).await {
+                    Ok(moved) => Ok(moved),
+                    Err(e) if e.is_transient() => Err(resumable::StepFailure::Transient(match e {
+                        StepError::WeChat(e) => SendError::Api(e),
+                        StepError::Db(e) => SendError::Db(e),
+                        StepError::Limit(why) => SendError::Bad(why),
+                    })),
+                    Err(e) => Err(resumable::StepFailure::Refused(e.to_string())),
+                }
+            },
+            |at| carry_job(segment_id, at.id, at.step),
+        )
+        .await
 }
 
 /// Runs a segment's sync here until it is finished (tests, tools), without the outbox.
 pub async fn run_to_end(store: &Store, client: &Client, id: i64) -> Result<Sync, StepError> {
-    loop {
-        let sync = get(store, id).await?.ok_or(sqlx::Error::RowNotFound)?;
-        if sync.state.is_finished() {
-            return Ok(sync);
-        }
-        if let Err(e) = run_step(store, client, id, sync.step).await {
-            if e.is_transient() {
-                return Err(e);
-            }
-            fail(store, id, &e.to_string()).await?;
-        }
-    }
+    SYNCS
+        .run_to_end(
+            store,
+            || async {
+                let sync = get(store, id).await?.ok_or(sqlx::Error::RowNotFound)?;
+                let at = position(&sync);
+                Ok((sync, at))
+            },
+            |step| async move {
+                run_step(store, client, id, step).await.map_err(|e| {
+                    let transient = e.is_transient();
+                    (e, transient)
+                })
+            },
+            |_| {},
+        )
+        .await
 }

@@ -16,7 +16,8 @@
 //! sync` runs the steps itself. Calls go through the client, so `rate_limits.user` paces them.
 
 use crate::jobs::Kind;
-use crate::jobs::outbox::{self, NewJob};
+use crate::jobs::outbox::NewJob;
+use crate::jobs::resumable;
 use crate::jobs::worker::{JobCtx, SendError, Sent};
 use crate::store::{Store, Tx};
 use crate::wechat::client::Client;
@@ -155,9 +156,8 @@ fn step_job(sync: i64, step: i64) -> NewJob {
     NewJob::new(Kind::FollowerSync, Carry { sync }, format!("followers:sync:{sync}:{step}")).in_queue(QUEUE)
 }
 
-/// How long one job runs steps before handing on to a new job (well inside the outbox's
-/// lease, and long enough that the outbox's poll between jobs costs nothing).
-const JOB_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+/// The follower syncs, as the shared runner knows them.
+const SYNCS: resumable::Syncs = resumable::Syncs { table: "follower_syncs", called: "sync" };
 
 /// Starts a sync, or resumes the unfinished one (at most one runs). With `enqueue`, its steps
 /// run as outbox jobs (`serve`); without, the caller runs them ([`run_to_end`]).
@@ -188,12 +188,7 @@ pub async fn start(store: &Store, requested_by: &str, enqueue: bool) -> Result<(
     if enqueue {
         let step: i64 = with_tx!(&mut tx, conn => sqlx::query_scalar("SELECT step FROM follower_syncs WHERE id = $1")
             .bind(id).fetch_one(conn).await)?;
-        // The dedupe key is the step's: a job already queued (or done) for it is not doubled.
-        // A dead one is revived, so a sync whose step ran out of attempts can be resumed.
-        with_tx!(&mut tx, conn => sqlx::query("UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, updated_at = $2 \
-             WHERE dedupe_key = $1 AND state = 'dead'")
-            .bind(format!("followers:sync:{id}:{step}")).bind(now).execute(conn).await.map(|_| ()))?;
-        outbox::enqueue_tx(&mut tx, &step_job(id, step)).await?;
+        resumable::resume(&mut tx, &step_job(id, step)).await?;
     }
     tx.commit().await?;
     let s = get(store, id).await?.ok_or(sqlx::Error::RowNotFound)?;
@@ -409,45 +404,45 @@ async fn write_details(tx: &mut Tx, infos: &[(i64, UserInfo)], now: i64) -> Resu
 
 /// Marks the unfinished sync failed with `why` (a step refused for good).
 pub async fn fail(store: &Store, id: i64, why: &str) -> Result<(), sqlx::Error> {
-    with_pool!(store, pool => sqlx::query(
-        "UPDATE follower_syncs SET state = 'failed', running = NULL, error = $1, finished_at = $2, updated_at = $2 \
-         WHERE id = $3 AND running = 1")
-        .bind(why).bind(store.now_ms()).bind(id).execute(pool).await.map(|_| ()))
+    SYNCS.fail(store, id, why).await
 }
 
-/// The outbox's run of a sync ([`Kind::FollowerSync`]): steps until it is finished or
-/// [`JOB_BUDGET`] is spent, then a new job carries it on. A crash mid-way leaves this job
-/// running, and whoever claims it when its lease runs out carries on from the sync's step. A
-/// refusal that retrying cannot cure fails the sync (so a new one can start); a transient one
-/// is retried by the outbox.
+/// Where a sync stands, for the shared runner.
+fn position(s: &Sync) -> resumable::Position {
+    resumable::Position { id: s.id, step: s.step, finished: s.state.is_finished().then(|| s.state.as_str()) }
+}
+
+/// A step's error as the runner treats it: WeChat's transient errors and the database's run
+/// again, any other refusal fails the sync (so a new one can start).
+fn is_transient(e: &StepError) -> bool {
+    match e {
+        StepError::WeChat(e) => e.is_transient() || e.is_token_error(),
+        StepError::Db(_) => true,
+    }
+}
+
+/// The outbox's run of a sync ([`Kind::FollowerSync`]), by the shared runner
+/// ([`resumable::Syncs::run_job`]).
 pub async fn run_job(ctx: JobCtx, payload: String) -> Sent {
     let job: Carry = crate::jobs::worker::payload(&payload)?;
-    let started = std::time::Instant::now();
-    loop {
-        let Some(sync) = get(&ctx.store, job.sync).await.map_err(SendError::Db)? else {
-            return Ok(Some("no such sync".into()));
-        };
-        if sync.state.is_finished() {
-            return Ok(Some(format!("sync {} {}", sync.id, sync.state.as_str())));
-        }
-        if started.elapsed() > JOB_BUDGET {
-            let mut tx = ctx.store.begin().await.map_err(SendError::Db)?;
-            outbox::enqueue_tx(&mut tx, &step_job(sync.id, sync.step)).await.map_err(SendError::Db)?;
-            tx.commit().await.map_err(SendError::Db)?;
-            return Ok(Some(format!("sync {} continues at step {}", sync.id, sync.step)));
-        }
-        match run_step(&ctx.store, &ctx.client, sync.id, sync.step).await {
-            Ok(Stepped::Moved(_)) => {}
-            // Another runner moved it meanwhile: it carries on.
-            Ok(Stepped::Stale) => return Ok(Some("another runner has it".into())),
-            Err(StepError::Db(e)) => return Err(SendError::Db(e)),
-            Err(StepError::WeChat(e)) if e.is_transient() || e.is_token_error() => return Err(SendError::Api(e)),
-            Err(StepError::WeChat(e)) => {
-                fail(&ctx.store, sync.id, &e.to_string()).await.map_err(SendError::Db)?;
-                return Err(SendError::Api(e));
-            }
-        }
-    }
+    let (store, client) = (&ctx.store, &ctx.client);
+    SYNCS
+        .run_job(
+            store,
+            || async { get(store, job.sync).await.map(|s| s.as_ref().map(position)) },
+            |step| async move {
+                match run_step(store, client, job.sync, step).await {
+                    Ok(stepped) => Ok(stepped != Stepped::Stale),
+                    Err(e) if is_transient(&e) => Err(resumable::StepFailure::Transient(match e {
+                        StepError::WeChat(e) => SendError::Api(e),
+                        StepError::Db(e) => SendError::Db(e),
+                    })),
+                    Err(e) => Err(resumable::StepFailure::Refused(e.to_string())),
+                }
+            },
+            |at| step_job(at.id, at.step),
+        )
+        .await
 }
 
 /// Runs the unfinished sync's steps here until it is finished (`wxoa followers sync`), calling
@@ -457,20 +452,26 @@ pub async fn run_to_end(
     store: &Store,
     client: &Client,
     id: i64,
-    mut progress: impl FnMut(&Sync),
+    progress: impl FnMut(&Sync),
 ) -> Result<Sync, StepError> {
-    loop {
-        let sync = get(store, id).await?.ok_or(sqlx::Error::RowNotFound)?;
-        progress(&sync);
-        if sync.state.is_finished() {
-            return Ok(sync);
-        }
-        match run_step(store, client, id, sync.step).await {
-            Ok(_) => {}
-            Err(StepError::WeChat(e)) if !(e.is_transient() || e.is_token_error()) => {
-                fail(store, id, &e.to_string()).await?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    SYNCS
+        .run_to_end(
+            store,
+            || async {
+                let sync = get(store, id).await?.ok_or(sqlx::Error::RowNotFound)?;
+                let at = position(&sync);
+                Ok((sync, at))
+            },
+            |step| async move {
+                run_step(store, client, id, step)
+                    .await
+                    .map_err(|e| {
+                        let transient = is_transient(&e);
+                        (e, transient)
+                    })
+                    .map(|_| true)
+            },
+            progress,
+        )
+        .await
 }

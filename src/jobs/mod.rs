@@ -6,6 +6,7 @@
 //! the kinds by name only, and no module below it.
 
 pub mod outbox;
+pub mod resumable;
 pub mod worker;
 
 /// What a job is, stored as the string [`Kind::as_str`] gives (the strings of the jobs table).
