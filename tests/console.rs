@@ -353,9 +353,11 @@ async fn console_sign_in_and_out_cannot_be_forged_and_sign_out_revokes() {
                 (resp.status().as_u16(), resp.text().await.unwrap())
             }
         };
+        let (status, html) = logout("forged".into()).await;
         assert_eq!(
-            logout("forged".into()).await,
-            (403, "表单无效，请刷新页面 invalid form; reload the page".to_owned())
+            (status, message_of(&html)),
+            (403, "<h1>表单无效 Invalid form</h1><p>表单无效，请刷新页面 invalid form; reload the page</p>"),
+            "{html}"
         );
         assert_eq!(page(cookie.clone()).await.0, 200, "a foreign sign-out ends nothing");
 
@@ -390,6 +392,129 @@ async fn console_sign_in_and_out_cannot_be_forged_and_sign_out_revokes() {
             assert!(Instant::now() < deadline, "{backend:?}: the housekeeping deletes the ended session");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// The message of a console page that is one (`message.html`: a title and a sentence), with the
+/// console's layout checked around it.
+fn message_of(html: &str) -> &str {
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    assert!(
+        html.contains("<a href=\"/admin\"><strong>wxoa</strong> 控制台 console</a>"),
+        "the console's layout: {html}"
+    );
+    html.split("<section>").nth(1).and_then(|rest| rest.split("</section>").next()).unwrap_or_else(|| panic!("{html}"))
+}
+
+/// What the console answers instead of a page is a page of its own in the console's layout:
+/// an unknown campaign, article, push, reply, segment or follower is a 404 saying which; a form
+/// from elsewhere a 403; and a database that stops answering a 503 "try again" page — to a
+/// signed-in member of staff and at sign-in alike — never the login form. Both databases.
+#[tokio::test]
+async fn console_errors_are_pages_in_its_layout() {
+    for backend in backends() {
+        let db = Db::new(backend).await;
+        let server = TestServer::start(test_config(&db, Mode::Safe)).await;
+        let base = format!("http://{}", server.addr);
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let cookie = console_sign_in(server.addr, MARKETING_TOKEN).await;
+        let answer = |resp: reqwest::Response| async move {
+            let status = resp.status().as_u16();
+            let kind = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+            let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+            (status, kind, location, resp.text().await.unwrap())
+        };
+        let get = |path: &str| {
+            let request = http.get(format!("{base}{path}")).header("cookie", &cookie);
+            async move { answer(request.send().await.unwrap()).await }
+        };
+        let post = |path: &str, form: &[(&str, &str)]| {
+            let request = http.post(format!("{base}{path}")).header("cookie", &cookie).form(form);
+            async move { answer(request.send().await.unwrap()).await }
+        };
+        let html = Some("text/html; charset=utf-8".to_owned());
+
+        let (status, _, _, dashboard) = get("/admin").await;
+        assert_eq!(status, 200, "{dashboard}");
+        let token =
+            dashboard.split("name=\"form_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let input: wxoa::campaigns::CampaignInput = serde_json::from_value(serde_json::json!({
+            "name": "One article", "articles": [{ "title": "The first", "cover_media_id": "THUMB_1" }]
+        }))
+        .unwrap();
+        let created = wxoa::campaigns::create(&server.state.store, &input).await.unwrap();
+        let article_2 = format!("/admin/campaigns/{}/articles/2", created.id);
+
+        for (path, what) in [
+            ("/admin/campaigns/999999", "没有这个活动 No such campaign"),
+            ("/admin/campaigns/999999/articles", "没有这个活动 No such campaign"),
+            (&article_2, "没有这篇文章 No such article"),
+            ("/admin/pushes/999999", "没有这个推送 No such push"),
+            ("/admin/pushes/999999/cancel", "没有这个推送 No such push"),
+            ("/admin/replies/999999", "没有这条回复 No such reply"),
+            ("/admin/followers/999999", "没有这位粉丝 No such follower"),
+        ] {
+            let (status, kind, _, page) = get(path).await;
+            assert_eq!((status, &kind), (404, &html), "{path}: {page}");
+            assert_eq!(message_of(&page), format!("<h1>未找到 Not found</h1><p>{what}</p>"), "{path}");
+            assert!(page.contains("<title>未找到 Not found</title>"), "{path}: {page}");
+        }
+        // Forms too: a push for a campaign that is not there, a segment's sync.
+        let push = [("form_token", token.as_str()), ("name", "x"), ("msg_type", "mpnews"), ("audience", "all")];
+        let (status, _, _, page) = post("/admin/campaigns/999999/pushes", &push).await;
+        assert_eq!((status, message_of(&page)), (404, "<h1>未找到 Not found</h1><p>没有这个活动 No such campaign</p>"));
+        let (status, _, _, page) = post("/admin/segments/999999/sync", &[("form_token", &token)]).await;
+        assert_eq!((status, message_of(&page)), (404, "<h1>未找到 Not found</h1><p>没有这个分组 No such segment</p>"));
+        // A form from elsewhere, and one that is not a form of the page's.
+        let forged = [("form_token", "forged"), ("name", "x"), ("msg_type", "mpnews"), ("audience", "all")];
+        let (status, kind, _, page) = post(&format!("/admin/campaigns/{}/pushes", created.id), &forged).await;
+        assert_eq!((status, &kind), (403, &html), "{page}");
+        assert_eq!(
+            message_of(&page),
+            "<h1>表单无效 Invalid form</h1><p>表单无效，请刷新页面 invalid form; reload the page</p>"
+        );
+        let (status, kind, _, page) =
+            post("/admin/campaigns/999999/preview", &[("form_token", "a"), ("form_token", "b")]).await;
+        assert_eq!((status, &kind), (400, &html), "{page}");
+        assert_eq!(
+            message_of(&page),
+            "<h1>表单无效 Invalid form</h1><p>表单无效 invalid form: duplicate field `form_token`</p>"
+        );
+
+        // The database stops answering: a signed-in member of staff is told to try again, on a
+        // page of the console's — not sent to sign in, not shown the login form.
+        server.state.store.close().await;
+        const TRY_AGAIN: &str = "<h1>系统出错 Something went wrong</h1>\
+            <p>系统出错，请稍后再试 Something went wrong on our side; please try again.</p>";
+        for path in ["/admin", &format!("/admin/campaigns/{}", created.id), "/admin/replies", "/admin/followers"] {
+            let (status, kind, location, page) = get(path).await;
+            assert_eq!((status, &kind, location), (503, &html, None), "{path}: {page}");
+            assert_eq!(message_of(&page), TRY_AGAIN, "{path}");
+            assert!(!page.contains("login_token") && !page.contains("id=\"token\""), "not the login form: {page}");
+        }
+        let saved = [("form_token", token.as_str()), ("name", "One article"), ("title", "The first")];
+        let (status, _, _, page) = post(&format!("/admin/campaigns/{}", created.id), &saved).await;
+        assert_eq!((status, message_of(&page)), (503, TRY_AGAIN));
+        let (status, _, _, page) = post("/admin/logout", &[("form_token", &token)]).await;
+        assert_eq!((status, message_of(&page)), (503, TRY_AGAIN));
+        // Signing in needs the database too: the same page, and no session cookie.
+        let form = http.get(format!("{base}/admin/login")).send().await.unwrap();
+        assert_eq!(form.status().as_u16(), 200, "the login form needs no database");
+        let login_cookie = form.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let form = form.text().await.unwrap();
+        let login_token = form.split("name=\"login_token\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+        let resp = http
+            .post(format!("{base}/admin/login"))
+            .header("cookie", login_cookie)
+            .form(&[("token", MARKETING_TOKEN), ("login_token", login_token)])
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("wxoa_admin=")));
+        let (status, kind, _, page) = answer(resp).await;
+        assert_eq!((status, &kind, message_of(&page)), (503, &html, TRY_AGAIN));
         server.stop().await;
         db.drop_db().await;
     }

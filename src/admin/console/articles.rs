@@ -4,12 +4,14 @@
 //! [`campaigns::remove_article`]), so the same cleaning and checks apply as everywhere else —
 //! among them, that no scheduled push loses (or has moved) an article it sends.
 
-use super::{Staff, TokenOnly, failure, redirect, render, signed_in};
+use super::campaigns::campaign;
+use super::error::{Error, NO_ARTICLE};
+use super::{Staff, TokenOnly, redirect, render, signed_in};
 use crate::campaigns::{self, Article, Campaign, CampaignInput, ProductInput};
 use crate::state::AppState;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
 
@@ -60,22 +62,9 @@ fn input(c: &Campaign, articles: Vec<Article>) -> CampaignInput {
     CampaignInput { name: c.name.clone(), articles, product }
 }
 
-async fn campaign(app: &AppState, id: i64) -> Result<Campaign, Response> {
-    match campaigns::get(&app.store, id).await {
-        Ok(Some(c)) => Ok(c),
-        Ok(None) => Err((StatusCode::NOT_FOUND, "没有这个活动 No such campaign").into_response()),
-        Err(e) => Err(failure(app, e)),
-    }
-}
-
-/// Article `n` (1-based) of `c`, if it has that many.
-fn nth(c: &Campaign, n: usize) -> Option<&Article> {
-    n.checked_sub(1).and_then(|i| c.articles.get(i))
-}
-
-/// The answer for an article number the campaign does not have.
-fn no_such_article() -> Response {
-    (StatusCode::NOT_FOUND, "没有这篇文章 No such article").into_response()
+/// Article `n` (1-based) of `c`, or the 404 page for a number the campaign does not have.
+fn nth(c: &Campaign, n: usize) -> Result<&Article, Error> {
+    n.checked_sub(1).and_then(|i| c.articles.get(i)).ok_or(Error::NotFound(NO_ARTICLE))
 }
 
 /// The status a domain refusal answers with on these pages.
@@ -113,29 +102,28 @@ async fn save(
     f: &ArticleForm,
     articles: Vec<Article>,
     done: &str,
-) -> Response {
+) -> Result<Response, Error> {
     match campaigns::update(&app.store, c.id, &input(c, articles)).await {
         Ok(_) => {
             tracing::info!(campaign = c.id, by = %s.caller.name, "{done} in the console");
-            redirect(&format!("/admin/campaigns/{}?done={done}", c.id))
+            Ok(redirect(&format!("/admin/campaigns/{}?done={done}", c.id)))
         }
         Err(campaigns::Error::Refused(r)) => {
             let status = status_of(&r);
-            page(app, s, c, n, status, view(&f.article()), Some(format!("未能保存 Not saved: {r}")))
+            Ok(page(app, s, c, n, status, view(&f.article()), Some(format!("未能保存 Not saved: {r}"))))
         }
-        Err(e) => failure(app, e),
+        Err(e) => Err(e.into()),
     }
 }
 
-pub(super) async fn new_article(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
-    let s = match signed_in(&app, &headers, None).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    match campaign(&app, id).await {
-        Ok(c) => page(&app, &s, &c, None, StatusCode::OK, view(&Article::default()), None),
-        Err(r) => r,
-    }
+pub(super) async fn new_article(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
+    let c = campaign(&app, id).await?;
+    Ok(page(&app, &s, &c, None, StatusCode::OK, view(&Article::default()), None))
 }
 
 pub(super) async fn add_article(
@@ -143,15 +131,9 @@ pub(super) async fn add_article(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Form(f): Form<ArticleForm>,
-) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let c = match campaign(&app, id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
+    let c = campaign(&app, id).await?;
     // The domain refuses a 9th article too (with the same limit, in its words).
     let mut articles = c.articles.clone();
     articles.push(f.article());
@@ -162,19 +144,11 @@ pub(super) async fn show_article(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path((id, n)): Path<(i64, usize)>,
-) -> Response {
-    let s = match signed_in(&app, &headers, None).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let c = match campaign(&app, id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    match nth(&c, n) {
-        Some(a) => page(&app, &s, &c, Some(n), StatusCode::OK, view(a), None),
-        None => no_such_article(),
-    }
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
+    let c = campaign(&app, id).await?;
+    let a = nth(&c, n)?;
+    Ok(page(&app, &s, &c, Some(n), StatusCode::OK, view(a), None))
 }
 
 pub(super) async fn update_article(
@@ -182,18 +156,10 @@ pub(super) async fn update_article(
     headers: HeaderMap,
     Path((id, n)): Path<(i64, usize)>,
     Form(f): Form<ArticleForm>,
-) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let c = match campaign(&app, id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if nth(&c, n).is_none() {
-        return no_such_article();
-    }
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
+    let c = campaign(&app, id).await?;
+    nth(&c, n)?;
     let mut articles = c.articles.clone();
     articles[n - 1] = f.article();
     save(&app, &s, &c, Some(n), &f, articles, "article-saved").await
@@ -204,28 +170,20 @@ pub(super) async fn remove_article(
     headers: HeaderMap,
     Path((id, n)): Path<(i64, usize)>,
     Form(f): Form<TokenOnly>,
-) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let c = match campaign(&app, id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if nth(&c, n).is_none() {
-        return no_such_article();
-    }
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
+    let c = campaign(&app, id).await?;
+    nth(&c, n)?;
     match campaigns::remove_article(&app.store, id, n - 1).await {
         Ok(_) => {
             tracing::info!(campaign = id, article = n, by = %s.caller.name, "article removed in the console");
-            redirect(&format!("/admin/campaigns/{id}?done=article-removed"))
+            Ok(redirect(&format!("/admin/campaigns/{id}?done=article-removed")))
         }
         Err(campaigns::Error::Refused(r)) => {
             let status = status_of(&r);
             let why = format!("未能删除 Not removed: {r}");
             super::campaigns::campaign_page(&app, &s, id, status, None, Some(why), None).await
         }
-        Err(e) => failure(&app, e),
+        Err(e) => Err(e.into()),
     }
 }

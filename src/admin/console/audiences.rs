@@ -4,7 +4,8 @@
 //! page — their subscribe history, member card and points, latest interactions and the pushes
 //! that reached them. Openids are masked unless the staff member is an admin.
 
-use super::{Notice, Staff, TokenOnly, failure, redirect, render, signed_in};
+use super::error::{Error, Invalid, NO_FOLLOWER, NO_SEGMENT};
+use super::{Notice, Staff, TokenOnly, redirect, render, signed_in};
 use crate::audiences::{self, Rules, sync};
 use crate::config::Role;
 use crate::followers::{self, Filter};
@@ -12,7 +13,7 @@ use crate::state::AppState;
 use crate::with_pool;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
 
@@ -41,36 +42,36 @@ pub(super) struct SegmentForm {
     wechat_tag_ids: String,
 }
 
-fn numbers(field: &str, value: &str) -> Result<Option<Vec<i64>>, String> {
+fn numbers(field: &'static str, value: &str) -> Result<Option<Vec<i64>>, Invalid> {
     let parts: Vec<&str> = value.split([',', '，', ' ', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect();
     if parts.is_empty() {
         return Ok(None);
     }
     parts
         .iter()
-        .map(|p| p.parse().map_err(|_| format!("{field}: {p:?} 不是数字 is not a number")))
+        .map(|p| p.parse().map_err(|_| Invalid::NotANumber { field, value: (*p).to_owned() }))
         .collect::<Result<_, _>>()
         .map(Some)
 }
 
-fn number(field: &str, value: &str) -> Result<Option<i64>, String> {
+fn number(field: &'static str, value: &str) -> Result<Option<i64>, Invalid> {
     match value.trim() {
         "" => Ok(None),
-        v => v.parse().map(Some).map_err(|_| format!("{field}: {v:?} 不是整数 is not a whole number")),
+        v => v.parse().map(Some).map_err(|_| Invalid::NotWhole { field, value: v.to_owned() }),
     }
 }
 
-fn yes_no(field: &str, value: &str) -> Result<Option<bool>, String> {
+fn yes_no(field: &'static str, value: &str) -> Result<Option<bool>, Invalid> {
     match value {
         "" => Ok(None),
         "yes" => Ok(Some(true)),
         "no" => Ok(Some(false)),
-        v => Err(format!("{field}: {v:?} 须为 是/否/不限 is not yes, no or either")),
+        v => Err(Invalid::NotYesNo { field, value: v.to_owned() }),
     }
 }
 
 impl SegmentForm {
-    fn rules(&self) -> Result<Rules, String> {
+    fn rules(&self) -> Result<Rules, Invalid> {
         let tier: Vec<String> =
             self.tier.split([',', '，']).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
         let rules = Rules {
@@ -83,7 +84,7 @@ impl SegmentForm {
             active_within_days: number("active_within_days", &self.active_within_days)?,
             wechat_tag_ids: numbers("wechat_tag_ids", &self.wechat_tag_ids)?,
         };
-        rules.check()?;
+        rules.check().map_err(Invalid::Rules)?;
         Ok(rules)
     }
 
@@ -133,11 +134,13 @@ const DONE: &[(&str, &str)] = &[
     ("syncing", "正在同步到微信标签，状态见下方 Syncing to its WeChat tag: the status below follows it"),
 ];
 
-pub(super) async fn segments(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
-    match signed_in(&app, &headers, None).await {
-        Ok(s) => segments_page(&app, &s, StatusCode::OK, q.text(DONE), None, None, None).await,
-        Err(r) => r.into_response(),
-    }
+pub(super) async fn segments(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Notice>,
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
+    segments_page(&app, &s, StatusCode::OK, q.text(DONE), None, None, None).await
 }
 
 async fn segments_page(
@@ -148,22 +151,13 @@ async fn segments_page(
     error: Option<String>,
     form: Option<minijinja::Value>,
     counted: Option<(i64, i64)>,
-) -> Response {
-    let list = match audiences::list(&app.store).await {
-        Ok(l) => l,
-        Err(e) => return failure(app, e),
-    };
+) -> Result<Response, Error> {
+    let list = audiences::list(&app.store).await?;
     let tz = &app.config.campaigns.time_zone;
     let mut rows = Vec::new();
     for g in &list {
-        let (count, following) = match audiences::count(&app.store, &g.rules).await {
-            Ok(c) => c,
-            Err(e) => return failure(app, e),
-        };
-        let last = match sync::latest(&app.store, g.id).await {
-            Ok(l) => l,
-            Err(e) => return failure(app, e),
-        };
+        let (count, following) = audiences::count(&app.store, &g.rules).await?;
+        let last = sync::latest(&app.store, g.id).await?;
         rows.push(context! {
             id => g.id, name => g.name, rules => describe(&g.rules), count, following, tag_id => g.tag_id,
             sync => last.map(|l| context! {
@@ -173,7 +167,7 @@ async fn segments_page(
             }),
         });
     }
-    render(
+    Ok(render(
         app,
         status,
         "segments.html",
@@ -182,39 +176,43 @@ async fn segments_page(
             form => form.unwrap_or_else(|| context! { subscribed => "yes" }),
             counted => counted.map(|(count, following)| context! { count, following }),
         },
-    )
+    ))
 }
 
 /// Counts the form's rules, storing nothing: the builder's live count.
-pub(super) async fn count(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<SegmentForm>) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+pub(super) async fn count(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<SegmentForm>,
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     match f.rules() {
-        Ok(rules) => match audiences::count(&app.store, &rules).await {
-            Ok(c) => segments_page(&app, &s, StatusCode::OK, None, None, Some(f.view()), Some(c)).await,
-            Err(e) => failure(&app, e),
-        },
-        Err(why) => segments_page(&app, &s, StatusCode::BAD_REQUEST, None, Some(why), Some(f.view()), None).await,
+        Ok(rules) => {
+            let counted = audiences::count(&app.store, &rules).await?;
+            segments_page(&app, &s, StatusCode::OK, None, None, Some(f.view()), Some(counted)).await
+        }
+        Err(why) => {
+            segments_page(&app, &s, StatusCode::BAD_REQUEST, None, Some(why.to_string()), Some(f.view()), None).await
+        }
     }
 }
 
-pub(super) async fn create(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<SegmentForm>) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+pub(super) async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<SegmentForm>,
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let created = match f.rules() {
         Ok(rules) => audiences::create(&app.store, f.name.trim(), &rules, &s.caller.name).await,
-        Err(why) => Err(audiences::Error::Invalid(why)),
+        Err(why) => Err(audiences::Error::Invalid(why.to_string())),
     };
     match created {
         Ok(g) => {
             tracing::info!(segment = g.id, by = %s.caller.name, "console: segment created");
-            redirect("/admin/segments?done=created")
+            Ok(redirect("/admin/segments?done=created"))
         }
-        Err(audiences::Error::Db(e)) => failure(&app, e),
+        Err(e @ audiences::Error::Db(_)) => Err(e.into()),
         Err(e) => {
             let status =
                 if matches!(e, audiences::Error::Taken(_)) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
@@ -229,26 +227,17 @@ pub(super) async fn start_sync(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Form(f): Form<TokenOnly>,
-) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     if !app.config.outbox.enabled {
         let why = "此实例未启用发件箱，无法同步 The outbox is off on this instance (outbox.enabled): nothing can sync"
             .to_owned();
         return segments_page(&app, &s, StatusCode::SERVICE_UNAVAILABLE, None, Some(why), None, None).await;
     }
-    let segment = match audiences::get(&app.store, id).await {
-        Ok(Some(g)) => g,
-        Ok(None) => return (StatusCode::NOT_FOUND, "没有这个分组 No such segment").into_response(),
-        Err(e) => return failure(&app, e),
-    };
-    if let Err(e) = sync::start(&app.store, &segment, &s.caller.name, true).await {
-        return failure(&app, e);
-    }
+    let segment = audiences::get(&app.store, id).await?.ok_or(Error::NotFound(NO_SEGMENT))?;
+    sync::start(&app.store, &segment, &s.caller.name, true).await?;
     app.outbox_wake.notify_one();
-    redirect("/admin/segments?done=syncing")
+    Ok(redirect("/admin/segments?done=syncing"))
 }
 
 #[derive(Deserialize)]
@@ -258,20 +247,15 @@ pub(super) struct Page {
 }
 
 /// The follower directory, 50 a page by id.
-pub(super) async fn followers(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Page>) -> Response {
-    let s = match signed_in(&app, &headers, None).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+pub(super) async fn followers(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Page>,
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
     let after = q.after.unwrap_or(0).max(0);
-    let (list, more) = match followers::list(&app.store, &Filter::default(), after, 50).await {
-        Ok(l) => l,
-        Err(e) => return failure(&app, e),
-    };
-    let (following, left) = match followers::counts(&app.store).await {
-        Ok(c) => c,
-        Err(e) => return failure(&app, e),
-    };
+    let (list, more) = followers::list(&app.store, &Filter::default(), after, 50).await?;
+    let (following, left) = followers::counts(&app.store).await?;
     let tz = &app.config.campaigns.time_zone;
     let next = more.then(|| list.last().map(|f| f.id)).flatten();
     let rows: Vec<minijinja::Value> = list
@@ -284,12 +268,12 @@ pub(super) async fn followers(State(app): State<AppState>, headers: HeaderMap, Q
             }
         })
         .collect();
-    render(
+    Ok(render(
         &app,
         StatusCode::OK,
         "followers.html",
         context! { who => s.caller.name, form_token => s.form_token, followers => rows, following, left, next },
-    )
+    ))
 }
 
 /// An openid as this staff member may see it.
@@ -302,26 +286,20 @@ fn shown(s: &Staff, openid: &str) -> String {
 const RECENT_LOG_ROWS: i64 = 100_000;
 
 /// One follower: subscribe history, card and points, latest interactions, pushes received.
-pub(super) async fn follower(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
-    let s = match signed_in(&app, &headers, None).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let f = match followers::get(&app.store, id).await {
-        Ok(Some(f)) => f,
-        Ok(None) => return (StatusCode::NOT_FOUND, "没有这位粉丝 No such follower").into_response(),
-        Err(e) => return failure(&app, e),
-    };
-    match follower_page(&app, &s, f).await {
-        Ok(r) => r,
-        Err(e) => failure(&app, e),
-    }
+pub(super) async fn follower(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
+    let f = followers::get(&app.store, id).await?.ok_or(Error::NotFound(NO_FOLLOWER))?;
+    follower_page(&app, &s, f).await
 }
 
 /// A logged message: MsgType, Event, EventKey, received at, the rule that answered.
 type InteractionRow = (String, Option<String>, Option<String>, i64, Option<String>);
 
-async fn follower_page(app: &AppState, s: &Staff, f: followers::Follower) -> Result<Response, sqlx::Error> {
+async fn follower_page(app: &AppState, s: &Staff, f: followers::Follower) -> Result<Response, Error> {
     let tz = &app.config.campaigns.time_zone;
     let at = |t: Option<i64>| t.map(|t| crate::campaigns::schedule::local_time(t, tz));
     let member = crate::members::by_openid(&app.store, &f.openid).await?;

@@ -3,21 +3,21 @@
 //! scheduling (the articles, tag and test followers picked by name) and previews. A push's own
 //! page (reschedule, cancel) is [`super::pushes`].
 
+use super::error::{Error, Invalid, NO_CAMPAIGN};
 use super::pickers;
-use super::{Notice, Staff, failure, redirect, render, signed_in};
+use super::{Notice, Staff, redirect, render, signed_in};
 use crate::campaigns::schedule::{self, Audience, MsgType, PushInput};
 use crate::campaigns::{self, Article, CampaignInput, ProductInput, send};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, RawForm, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
 
 /// A push type from a form's value; anything else is a refusal, never a default.
-fn msg_type(value: &str) -> Result<MsgType, String> {
-    MsgType::parse(value)
-        .ok_or_else(|| format!("{value:?} 不是推送类型 is not a push type: 请选择 choose mpnews, text, news"))
+fn msg_type(value: &str) -> Result<MsgType, Invalid> {
+    MsgType::parse(value).ok_or_else(|| Invalid::NotAPushType(value.to_owned()))
 }
 
 /// How the console names a push's audience: tags and segments by name where known.
@@ -99,47 +99,39 @@ async fn sold_out(app: &AppState, sku: Option<&str>) -> Result<Option<crate::sho
     }
 }
 
-pub(super) async fn dashboard(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
-    let s = match signed_in(&app, &headers, None).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let (campaigns, pushes, charts) = match tokio::try_join!(
+pub(super) async fn dashboard(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Notice>,
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
+    let (campaigns, pushes, charts) = tokio::try_join!(
         campaigns::list(&app.store, 200),
         schedule::list(&app.store, None, 200),
         super::figures::dashboard(&app)
-    ) {
-        Ok(x) => x,
-        Err(e) => return failure(&app, e),
-    };
+    )?;
     let charts = charts.map(minijinja::Value::from_safe_string);
     // The timeline reads forward in time.
     let mut timeline: Vec<&schedule::Push> = pushes.iter().collect();
     timeline.sort_by_key(|p| p.next_at.or(p.at).or(p.runs.last().map(|r| r.due_at)).unwrap_or(p.created_at));
-    let names = match pickers::names(&app).await {
-        Ok(n) => n,
-        Err(e) => return failure(&app, e),
-    };
+    let names = pickers::names(&app).await?;
     let timeline: Vec<minijinja::Value> = timeline.into_iter().map(|p| push_view(p, &names)).collect();
     let mut rows = Vec::new();
     for c in &campaigns {
-        let product = match sold_out(&app, c.product_sku.as_deref()).await {
-            Ok(p) => p,
-            Err(e) => return failure(&app, e),
-        };
+        let product = sold_out(&app, c.product_sku.as_deref()).await?;
         rows.push(context! {
             id => c.id, name => c.name, articles => c.articles.len(), sku => c.product_sku,
             stock => product.as_ref().map(|p| p.stock), sold_out => product.is_some_and(|p| p.stock <= 0),
         });
     }
     let campaigns = rows;
-    render(
+    Ok(render(
         &app,
         StatusCode::OK,
         "dashboard.html",
         context! { who => s.caller.name, role => s.caller.role.as_str(), form_token => s.form_token,
         campaigns, timeline, charts, notice => q.text(DONE) },
-    )
+    ))
 }
 
 /// The campaign form's fields (the first article; the others have their own pages, [`super::articles`]).
@@ -169,10 +161,10 @@ pub(super) struct CampaignForm {
 }
 
 impl CampaignForm {
-    fn input(&self, rest: &[Article]) -> Result<CampaignInput, String> {
+    fn input(&self, rest: &[Article]) -> Result<CampaignInput, Invalid> {
         let stock = match self.stock.trim() {
             "" => None,
-            s => Some(s.parse::<i64>().map_err(|_| "库存须为整数 Stock must be a whole number".to_owned())?),
+            s => Some(s.parse::<i64>().map_err(|_| Invalid::Stock)?),
         };
         let first = Article {
             title: self.title.trim().to_owned(),
@@ -201,46 +193,41 @@ impl CampaignForm {
     }
 }
 
-pub(super) async fn new_campaign(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in(&app, &headers, None).await {
-        Ok(s) => render(
-            &app,
-            StatusCode::OK,
-            "new.html",
-            context! { who => s.caller.name, form_token => s.form_token, form => CampaignForm::default().view() },
-        ),
-        Err(r) => r.into_response(),
-    }
+pub(super) async fn new_campaign(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
+    Ok(render(
+        &app,
+        StatusCode::OK,
+        "new.html",
+        context! { who => s.caller.name, form_token => s.form_token, form => CampaignForm::default().view() },
+    ))
 }
 
 pub(super) async fn create_campaign(
     State(app): State<AppState>,
     headers: HeaderMap,
     Form(f): Form<CampaignForm>,
-) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let refuse = |error: String| {
-        render(
+        Ok(render(
             &app,
             StatusCode::BAD_REQUEST,
             "new.html",
             context! { who => s.caller.name, form_token => s.form_token, form => f.view(), error },
-        )
+        ))
     };
     let input = match f.input(&[]) {
         Ok(i) => i,
-        Err(e) => return refuse(e),
+        Err(why) => return refuse(why.to_string()),
     };
     match campaigns::create(&app.store, &input).await {
         Ok(c) => {
             tracing::info!(campaign = c.id, by = %s.caller.name, "campaign created in the console");
-            redirect(&format!("/admin/campaigns/{}?done=created", c.id))
+            Ok(redirect(&format!("/admin/campaigns/{}?done=created", c.id)))
         }
         Err(campaigns::Error::Refused(r)) => refuse(refused("未能创建 Not created", r)),
-        Err(e) => failure(&app, e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -259,20 +246,10 @@ pub(super) async fn campaign_page(
     notice: Option<String>,
     error: Option<String>,
     form: Option<minijinja::Value>,
-) -> Response {
-    let campaign = match campaigns::get(&app.store, id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return (StatusCode::NOT_FOUND, "没有这个活动 No such campaign").into_response(),
-        Err(e) => return failure(app, e),
-    };
-    let pushes = match schedule::list(&app.store, Some(id), campaigns::funnel::MAX_PUSHES).await {
-        Ok(p) => p,
-        Err(e) => return failure(app, e),
-    };
-    let product = match sold_out(app, campaign.product_sku.as_deref()).await {
-        Ok(p) => p,
-        Err(e) => return failure(app, e),
-    };
+) -> Result<Response, Error> {
+    let campaign = campaign(app, id).await?;
+    let pushes = schedule::list(&app.store, Some(id), campaigns::funnel::MAX_PUSHES).await?;
+    let product = sold_out(app, campaign.product_sku.as_deref()).await?;
     let stock = product.as_ref().map(|p| p.stock);
     let is_sold_out = stock.is_some_and(|s| s <= 0);
     let first = campaign.articles.first().cloned().unwrap_or_default();
@@ -284,27 +261,18 @@ pub(super) async fn campaign_page(
             cover_media_id => first.cover_media_id, cover_url => first.cover_url, link => first.link,
         }
     });
-    let charts = match super::figures::campaign(app, &campaign, &pushes).await {
-        Ok(c) => c.map(minijinja::Value::from_safe_string),
-        Err(e) => return failure(app, e),
-    };
-
-    let segments: Vec<minijinja::Value> = match crate::audiences::list(&app.store).await {
-        Ok(list) => list.into_iter().map(|g| context! { id => g.id, name => g.name }).collect(),
-        Err(e) => return failure(app, e),
-    };
+    let charts = super::figures::campaign(app, &campaign, &pushes).await?.map(minijinja::Value::from_safe_string);
+    let segments: Vec<minijinja::Value> = crate::audiences::list(&app.store)
+        .await?
+        .into_iter()
+        .map(|g| context! { id => g.id, name => g.name })
+        .collect();
     // Both may ask WeChat (each waits at most a few seconds): asked together.
     let (tags, testers) = tokio::join!(pickers::tags(app), pickers::testers(app));
-    let (tags, tags_listed, names) = match tags {
-        Ok(t) => t,
-        Err(e) => return failure(app, e),
-    };
+    let (tags, tags_listed, names) = tags?;
     let pushes: Vec<minijinja::Value> = pushes.iter().map(|p| push_view(p, &names)).collect();
-    let testers = match testers {
-        Ok(t) => t,
-        Err(e) => return failure(app, e),
-    };
-    render(
+    let testers = testers?;
+    Ok(render(
         app,
         status,
         "campaign.html",
@@ -316,7 +284,12 @@ pub(super) async fn campaign_page(
             link => campaigns::article_link(&app.config.h5.public_url, id),
             time_zone => app.config.campaigns.time_zone,
         },
-    )
+    ))
+}
+
+/// Campaign `id`, or the 404 page.
+pub(super) async fn campaign(app: &AppState, id: i64) -> Result<campaigns::Campaign, Error> {
+    campaigns::get(&app.store, id).await?.ok_or(Error::NotFound(NO_CAMPAIGN))
 }
 
 pub(super) async fn show_campaign(
@@ -324,11 +297,9 @@ pub(super) async fn show_campaign(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Query(q): Query<Notice>,
-) -> Response {
-    match signed_in(&app, &headers, None).await {
-        Ok(s) => campaign_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None).await,
-        Err(r) => r.into_response(),
-    }
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
+    campaign_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None).await
 }
 
 pub(super) async fn update_campaign(
@@ -336,28 +307,18 @@ pub(super) async fn update_campaign(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Form(f): Form<CampaignForm>,
-) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
+    let rest: Vec<Article> = campaign(&app, id).await?.articles.into_iter().skip(1).collect();
+    let why = match f.input(&rest) {
+        Ok(input) => match campaigns::update(&app.store, id, &input).await {
+            Ok(_) => return Ok(redirect(&format!("/admin/campaigns/{id}?done=saved"))),
+            Err(campaigns::Error::Refused(r)) => refused("未能保存 Not saved", r),
+            Err(e) => return Err(e.into()),
+        },
+        Err(why) => why.to_string(),
     };
-    let rest = match campaigns::get(&app.store, id).await {
-        Ok(Some(c)) => c.articles.into_iter().skip(1).collect::<Vec<_>>(),
-        Ok(None) => return (StatusCode::NOT_FOUND, "没有这个活动 No such campaign").into_response(),
-        Err(e) => return failure(&app, e),
-    };
-    let result = match f.input(&rest) {
-        Ok(input) => campaigns::update(&app.store, id, &input).await.map_err(|e| match e {
-            campaigns::Error::Refused(r) => Ok(refused("未能保存 Not saved", r)),
-            other => Err(other),
-        }),
-        Err(e) => Err(Ok(e)),
-    };
-    match result {
-        Ok(_) => redirect(&format!("/admin/campaigns/{id}?done=saved")),
-        Err(Ok(why)) => campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(why), Some(f.view())).await,
-        Err(Err(e)) => failure(&app, e),
-    }
+    campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(why), Some(f.view())).await
 }
 
 #[derive(Deserialize)]
@@ -390,8 +351,8 @@ pub(super) struct PushForm {
 
 /// A form body as a struct of single fields (checkbox lists are read by [`pickers::repeated`]);
 /// a body that is not one is refused as axum's `Form` would (400).
-fn parse_form<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
-    serde_urlencoded::from_bytes(raw).map_err(|e| format!("表单无效 invalid form: {e}"))
+fn parse_form<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, Invalid> {
+    Ok(serde_urlencoded::from_bytes(raw)?)
 }
 
 fn openid_list(text: &str) -> Vec<String> {
@@ -401,18 +362,14 @@ fn openid_list(text: &str) -> Vec<String> {
 impl PushForm {
     /// The push the form describes; only the fields its choices make apply are read (a browser
     /// without the script shows and sends them all).
-    fn input(&self, articles: Option<Vec<i64>>) -> Result<PushInput, String> {
+    fn input(&self, articles: Option<Vec<i64>>) -> Result<PushInput, Invalid> {
         let msg_type = msg_type(&self.msg_type)?;
         let audience = match self.audience.as_str() {
-            "tag" => Audience::Tag {
-                tag_id: self.tag_id.trim().parse().map_err(|_| "请选择标签 Choose a tag".to_owned())?,
-            },
+            "tag" => Audience::Tag { tag_id: self.tag_id.trim().parse().map_err(|_| Invalid::NoTag)? },
             "list" => Audience::List { openids: openid_list(&self.openids) },
-            "segment" => Audience::Segment {
-                segment: self.segment.trim().parse().map_err(|_| "请选择分组 Choose a segment".to_owned())?,
-            },
+            "segment" => Audience::Segment { segment: self.segment.trim().parse().map_err(|_| Invalid::NoSegment)? },
             "all" => Audience::All,
-            other => return Err(format!("{other:?} 不是受众 is not an audience: all, segment, tag, list")),
+            other => return Err(Invalid::NotAnAudience(other.to_owned())),
         };
         let (at, cron) =
             if self.when == "cron" { (None, Some(self.cron.clone())) } else { (Some(self.at.clone()), None) };
@@ -429,33 +386,15 @@ impl PushForm {
     }
 }
 
-/// The number of articles campaign `id` has, for reading a form's article choice.
-async fn article_count(app: &AppState, id: i64) -> Result<usize, Response> {
-    match campaigns::get(&app.store, id).await {
-        Ok(Some(c)) => Ok(c.articles.len()),
-        Ok(None) => Err((StatusCode::NOT_FOUND, "没有这个活动 No such campaign").into_response()),
-        Err(e) => Err(failure(app, e)),
-    }
-}
-
 pub(super) async fn schedule_push(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
     RawForm(raw): RawForm,
-) -> Response {
-    let f: PushForm = match parse_form(&raw) {
-        Ok(f) => f,
-        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
-    };
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let count = match article_count(&app, id).await {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
+) -> Result<Response, Error> {
+    let f: PushForm = parse_form(&raw)?;
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
+    let count = campaign(&app, id).await?.articles.len();
     // A text push sends no article: its (hidden) article boxes are not read.
     let articles = match msg_type(&f.msg_type) {
         Ok(MsgType::Text) => Ok(None),
@@ -464,13 +403,13 @@ pub(super) async fn schedule_push(
     let input = articles.and_then(|articles| f.input(articles));
     let result = match input {
         Ok(input) => schedule::schedule(&app.store, &app.config.campaigns, id, &input, &s.caller.name).await,
-        Err(e) => Err(campaigns::Error::Refused(campaigns::Refusal::Invalid(e))),
+        Err(why) => Err(campaigns::Error::Refused(campaigns::Refusal::Invalid(why.to_string()))),
     };
     match result {
         Ok(p) => {
             app.scheduler_wake.notify_one();
             tracing::info!(push = p.id, campaign = id, by = %s.caller.name, "push scheduled in the console");
-            redirect(&format!("/admin/campaigns/{id}?done=scheduled"))
+            Ok(redirect(&format!("/admin/campaigns/{id}?done=scheduled")))
         }
         Err(campaigns::Error::Refused(r)) => {
             let status = match r {
@@ -479,7 +418,7 @@ pub(super) async fn schedule_push(
             };
             campaign_page(&app, &s, id, status, None, Some(refused("未能排期 Not scheduled", r)), None).await
         }
-        Err(e) => failure(&app, e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -500,38 +439,28 @@ pub(super) async fn preview(
     headers: HeaderMap,
     Path(id): Path<i64>,
     RawForm(raw): RawForm,
-) -> Response {
-    let f: PreviewForm = match parse_form(&raw) {
-        Ok(f) => f,
-        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
-    };
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let campaign = match campaigns::get(&app.store, id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return (StatusCode::NOT_FOUND, "没有这个活动 No such campaign").into_response(),
-        Err(e) => return failure(&app, e),
-    };
+) -> Result<Response, Error> {
+    let f: PreviewForm = parse_form(&raw)?;
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
+    let campaign = campaign(&app, id).await?;
     let bad = |why: String| campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(why), None);
     let msg_type = match msg_type(&f.msg_type) {
         Ok(t) => t,
-        Err(why) => return bad(why).await,
+        Err(why) => return bad(why.to_string()).await,
     };
     let articles = match pickers::chosen_articles(&raw, campaign.articles.len()) {
         Ok(a) if msg_type != MsgType::Text => a,
         Ok(_) => None,
-        Err(why) => return bad(why).await,
+        Err(why) => return bad(why.to_string()).await,
     };
     let mut to = match pickers::resolve_testers(&app, &pickers::repeated(&raw, "testers")).await {
-        Ok(Ok(to)) => to,
-        Ok(Err(why)) => return bad(why).await,
-        Err(e) => return failure(&app, e),
+        Ok(to) => to,
+        Err(Error::Invalid(why)) => return bad(why.to_string()).await,
+        Err(e) => return Err(e),
     };
     to.extend(openid_list(&f.openids).into_iter().filter(|o| !to.contains(o)).collect::<Vec<_>>());
     if to.is_empty() {
-        return bad("请至少选择一位测试粉丝 Pick at least one test follower".into()).await;
+        return bad(Invalid::NoTester.to_string()).await;
     }
     let text = Some(f.text.as_str());
     match send::preview(&app.client, &app.config.h5.public_url, &campaign, msg_type, text, articles.as_deref(), &to)
@@ -553,6 +482,6 @@ pub(super) async fn preview(
             campaign_page(&app, &s, id, StatusCode::OK, Some(notice), error, None).await
         }
         Err(campaigns::Error::Refused(r)) => bad(refused("未能预览 Not previewed", r)).await,
-        Err(e) => failure(&app, e),
+        Err(e) => Err(e.into()),
     }
 }

@@ -5,9 +5,10 @@
 //! form token in `X-Form-Token` (what the console's forms carry as a field; a page elsewhere can
 //! neither read it nor send the header). The answer is JSON: `{"url": …}`, or `{"error": …}`
 //! with 401 (signed out), 403 (no or a foreign form token), 413 (too large), 415 (not a JPEG or
-//! PNG) or 502 (WeChat refused or was unreachable). A refused file reaches nobody.
+//! PNG), 502 (WeChat refused or was unreachable) or 503 (the session could not be checked). A
+//! refused file reaches nobody.
 
-use super::{Refused, signed_in};
+use super::{Error, signed_in};
 use crate::config::Role;
 use crate::state::AppState;
 use crate::wechat::client::media::{ArticleImage, MAX_ARTICLE_IMAGE_BYTES};
@@ -40,8 +41,14 @@ pub(super) async fn upload(
     let token = headers.get("x-form-token").and_then(|v| v.to_str().ok()).unwrap_or("");
     let s = match signed_in(&app, &headers, Some(token)).await {
         Ok(s) => s,
-        Err(Refused::SignIn) => return refuse(StatusCode::UNAUTHORIZED, "请重新登录 · Please sign in again"),
-        Err(Refused::ForeignForm) => return refuse(StatusCode::FORBIDDEN, "invalid form; reload the page"),
+        Err(Error::SignIn) => return refuse(StatusCode::UNAUTHORIZED, "请重新登录 · Please sign in again"),
+        Err(Error::ForeignForm) => return refuse(StatusCode::FORBIDDEN, "invalid form; reload the page"),
+        Err(e) => {
+            // The session could not be checked: nobody is let in, and nobody is told to sign in.
+            tracing::error!(error = ?e, "console: could not check the session for an image upload");
+            let why = "系统出错，请稍后再试 · Something went wrong on our side; please try again";
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, why);
+        }
     };
     if !s.caller.role.allows(Role::Marketing) {
         return refuse(StatusCode::FORBIDDEN, "the marketing role uploads article images");

@@ -3,13 +3,15 @@
 //! live preview; schedule pushes; preview to test followers; the schedule as a timeline with
 //! each push's delivery figures.
 //!
-//! Sign-in and sessions: [`session`].
+//! Sign-in and sessions: [`session`]. What a page answers instead of itself (the login page,
+//! a 404, a 503…) and why a form is refused: [`error`].
 
 mod articles;
 mod audiences;
 mod campaigns;
 mod charts;
 mod editor;
+mod error;
 mod figures;
 mod images;
 mod pickers;
@@ -23,10 +25,10 @@ use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use minijinja::context;
+use error::Error;
 use serde::Deserialize;
 pub use session::purge_sessions;
-use session::{Refused, Staff, signed_in};
+use session::{Staff, signed_in};
 
 /// WeChat's limit: one mpnews draft carries at most 8 articles.
 const MAX_ARTICLES: usize = 8;
@@ -93,20 +95,6 @@ fn render(_: &AppState, status: StatusCode, page: &'static str, ctx: minijinja::
 
 fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
-}
-
-fn to_login() -> Response {
-    redirect("/admin/login")
-}
-
-fn failure(app: &AppState, e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "console: database or API failure");
-    render(
-        app,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "login.html",
-        context! { error => "系统出错，请稍后再试 Something went wrong on our side; please try again." },
-    )
 }
 
 /// What a redirect after a form says happened: a fixed code (`?done=saved`), which each page

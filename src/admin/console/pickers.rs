@@ -6,6 +6,7 @@
 //! directory's id; `t0`, the first of `campaigns.test_openids`) that the server turns back into
 //! the openid when the form comes back.
 
+use super::error::{Error, Invalid};
 use crate::state::AppState;
 use minijinja::context;
 use std::collections::HashMap;
@@ -124,11 +125,9 @@ pub(super) async fn testers(app: &AppState) -> Result<Vec<minijinja::Value>, sql
     Ok(out)
 }
 
-/// The openids the picked keys stand for; a key that names nobody is refused.
-pub(super) async fn resolve_testers(
-    app: &AppState,
-    keys: &[String],
-) -> Result<Result<Vec<String>, String>, sqlx::Error> {
+/// The openids the picked keys stand for; a key that names nobody is refused
+/// ([`Error::Invalid`], which the page shows beside the form).
+pub(super) async fn resolve_testers(app: &AppState, keys: &[String]) -> Result<Vec<String>, Error> {
     // Each key may cost a lookup: bounded before any is made (a form can repeat a key).
     let mut unique: Vec<&String> = Vec::new();
     for key in keys {
@@ -136,8 +135,7 @@ pub(super) async fn resolve_testers(
             unique.push(key);
         }
         if unique.len() > crate::campaigns::send::MAX_PREVIEW_RECIPIENTS {
-            let most = crate::campaigns::send::MAX_PREVIEW_RECIPIENTS;
-            return Ok(Err(format!("最多 {most} 位测试粉丝 At most {most} test followers")));
+            return Err(Invalid::TooManyTesters(crate::campaigns::send::MAX_PREVIEW_RECIPIENTS).into());
         }
     }
     let mut out = Vec::new();
@@ -152,24 +150,24 @@ pub(super) async fn resolve_testers(
         match openid {
             Some(o) if !out.contains(&o) => out.push(o),
             Some(_) => {}
-            None => return Ok(Err(format!("没有这位测试粉丝 No such test follower: {key:?}"))),
+            None => return Err(Invalid::NoSuchTester(key.clone()).into()),
         }
     }
-    Ok(Ok(out))
+    Ok(out)
 }
 
 /// The articles a form picked (checkboxes `articles`, values 0…): `None` for all of them (the
 /// default, which also takes articles added later), or when the form had no article choice.
-pub(super) fn chosen_articles(raw: &[u8], count: usize) -> Result<Option<Vec<i64>>, String> {
+pub(super) fn chosen_articles(raw: &[u8], count: usize) -> Result<Option<Vec<i64>>, Invalid> {
     if repeated(raw, "articles_shown").is_empty() {
         return Ok(None);
     }
     let picked = repeated(raw, "articles")
-        .iter()
-        .map(|v| v.parse::<i64>().map_err(|_| format!("文章 articles: {v:?} 不是序号 is not an index")))
+        .into_iter()
+        .map(|v| v.parse::<i64>().map_err(|_| Invalid::NotAnArticle(v)))
         .collect::<Result<Vec<_>, _>>()?;
     if picked.is_empty() {
-        return Err("请至少选择一篇文章 Choose at least one article".into());
+        return Err(Invalid::NoArticle);
     }
     let all = picked.len() == count && (0..count as i64).all(|i| picked.contains(&i));
     Ok((!all).then_some(picked))

@@ -3,18 +3,19 @@
 //! then a form that must say it means it (`confirm=yes`), so no single click cancels a launch.
 
 use super::campaigns::{DONE, push_view};
+use super::error::{Error, NO_PUSH};
 use super::pickers;
-use super::{Notice, Staff, failure, redirect, render, signed_in};
+use super::{Notice, Staff, redirect, render, signed_in};
 use crate::campaigns::{self, schedule};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
 
-fn no_push() -> Response {
-    (StatusCode::NOT_FOUND, "没有这个推送 No such push").into_response()
+fn no_push() -> Error {
+    Error::NotFound(NO_PUSH)
 }
 
 /// The push page, with the reschedule form (filled with `form` after a refusal).
@@ -26,16 +27,9 @@ async fn push_page(
     notice: Option<String>,
     error: Option<String>,
     form: Option<&RescheduleForm>,
-) -> Response {
-    let push = match schedule::get(&app.store, id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return no_push(),
-        Err(e) => return failure(app, e),
-    };
-    let names = match pickers::names_for(app, &push.audience).await {
-        Ok(names) => names,
-        Err(e) => return failure(app, e),
-    };
+) -> Result<Response, Error> {
+    let push = schedule::get(&app.store, id).await?.ok_or_else(no_push)?;
+    let names = pickers::names_for(app, &push.audience).await?;
     // The form starts from the push's own time, as the datetime-local field writes it.
     let tz = push.time_zone.clone();
     let current_at = push.at.map(|t| schedule::local_time(t, &tz).get(..19).unwrap_or_default().replace(' ', "T"));
@@ -46,7 +40,7 @@ async fn push_page(
             at => current_at, cron => push.cron, time_zone => tz,
         },
     };
-    render(
+    Ok(render(
         app,
         status,
         "push.html",
@@ -54,7 +48,7 @@ async fn push_page(
             who => s.caller.name, form_token => s.form_token, notice, error, form,
             p => push_view(&push, &names), scheduled => push.status == schedule::PushStatus::Scheduled,
         },
-    )
+    ))
 }
 
 pub(super) async fn show(
@@ -62,11 +56,9 @@ pub(super) async fn show(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Query(q): Query<Notice>,
-) -> Response {
-    match signed_in(&app, &headers, None).await {
-        Ok(s) => push_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None).await,
-        Err(r) => r.into_response(),
-    }
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
+    push_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None).await
 }
 
 #[derive(Deserialize)]
@@ -97,18 +89,15 @@ pub(super) async fn reschedule(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Form(f): Form<RescheduleForm>,
-) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     match schedule::reschedule(&app.store, &app.config.campaigns, id, &f.new_time()).await {
         Ok(p) => {
             app.scheduler_wake.notify_one();
             tracing::info!(push = id, by = %s.caller.name, "push rescheduled in the console");
-            redirect(&format!("/admin/pushes/{}?done=rescheduled", p.id))
+            Ok(redirect(&format!("/admin/pushes/{}?done=rescheduled", p.id)))
         }
-        Err(campaigns::Error::Refused(campaigns::Refusal::NotFound(_))) => no_push(),
+        Err(campaigns::Error::Refused(campaigns::Refusal::NotFound(_))) => Err(no_push()),
         Err(campaigns::Error::Refused(r)) => {
             let status = match r {
                 campaigns::Refusal::Rule(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -118,29 +107,24 @@ pub(super) async fn reschedule(
             let why = format!("未能改期 Not rescheduled: {r}");
             push_page(&app, &s, id, status, None, Some(why), Some(&f)).await
         }
-        Err(e) => failure(&app, e),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// The question before a cancel: which push, when, to whom — and a button that means it.
-pub(super) async fn confirm_cancel(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
-    let s = match signed_in(&app, &headers, None).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    match schedule::get(&app.store, id).await {
-        Ok(Some(p)) if p.status == schedule::PushStatus::Scheduled => {
-            let names = match pickers::names_for(&app, &p.audience).await {
-                Ok(n) => n,
-                Err(e) => return failure(&app, e),
-            };
-            let view = context! { who => s.caller.name, form_token => s.form_token, p => push_view(&p, &names) };
-            render(&app, StatusCode::OK, "push_cancel.html", view)
-        }
-        Ok(Some(p)) => redirect(&format!("/admin/campaigns/{}?done=not-cancellable", p.campaign_id)),
-        Ok(None) => no_push(),
-        Err(e) => failure(&app, e),
+pub(super) async fn confirm_cancel(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
+    let p = schedule::get(&app.store, id).await?.ok_or_else(no_push)?;
+    if p.status != schedule::PushStatus::Scheduled {
+        return Ok(redirect(&format!("/admin/campaigns/{}?done=not-cancellable", p.campaign_id)));
     }
+    let names = pickers::names_for(&app, &p.audience).await?;
+    let view = context! { who => s.caller.name, form_token => s.form_token, p => push_view(&p, &names) };
+    Ok(render(&app, StatusCode::OK, "push_cancel.html", view))
 }
 
 #[derive(Deserialize)]
@@ -156,26 +140,22 @@ pub(super) async fn cancel(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Form(f): Form<CancelForm>,
-) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     if f.confirm != "yes" {
         // A cancel that did not come through the question: ask it.
-        return redirect(&format!("/admin/pushes/{id}/cancel"));
+        return Ok(redirect(&format!("/admin/pushes/{id}/cancel")));
     }
     match schedule::cancel(&app.store, id).await {
         Ok(p) => {
             tracing::info!(push = id, by = %s.caller.name, "push cancelled in the console");
-            redirect(&format!("/admin/campaigns/{}?done=cancelled", p.campaign_id))
+            Ok(redirect(&format!("/admin/campaigns/{}?done=cancelled", p.campaign_id)))
         }
-        Err(campaigns::Error::Refused(campaigns::Refusal::NotFound(_))) => no_push(),
-        Err(campaigns::Error::Refused(_)) => match schedule::get(&app.store, id).await {
-            Ok(Some(p)) => redirect(&format!("/admin/campaigns/{}?done=not-cancellable", p.campaign_id)),
-            Ok(None) => no_push(),
-            Err(e) => failure(&app, e),
-        },
-        Err(e) => failure(&app, e),
+        Err(campaigns::Error::Refused(campaigns::Refusal::NotFound(_))) => Err(no_push()),
+        Err(campaigns::Error::Refused(_)) => {
+            let p = schedule::get(&app.store, id).await?.ok_or_else(no_push)?;
+            Ok(redirect(&format!("/admin/campaigns/{}?done=not-cancellable", p.campaign_id)))
+        }
+        Err(e) => Err(e.into()),
     }
 }

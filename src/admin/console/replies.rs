@@ -4,12 +4,13 @@
 //! Saving goes through the same [`crate::replies`] functions as `/api/v1/replies`, so a change
 //! is checked whole, refused with its reason, and applied on this instance at once.
 
-use super::{Notice, Staff, failure, redirect, render, signed_in};
+use super::error::{Error, Invalid, NO_REPLY};
+use super::{Notice, Staff, redirect, render, signed_in};
 use crate::replies::{self, Answer, Match, NewsArticle, ReplyInput, Stored};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
 
@@ -59,10 +60,10 @@ impl ReplyForm {
         self.id.trim().parse().ok()
     }
 
-    fn input(&self) -> Result<ReplyInput, String> {
+    fn input(&self) -> Result<ReplyInput, Invalid> {
         let priority = match self.priority.trim() {
             "" => 0,
-            p => p.parse().map_err(|_| format!("优先级 priority {p:?} 不是整数 is not a whole number"))?,
+            p => p.parse().map_err(|_| Invalid::Priority(p.to_owned()))?,
         };
         let value = self.match_value.trim().to_owned();
         let matching = match self.match_kind.as_str() {
@@ -78,9 +79,7 @@ impl ReplyForm {
             "prefix" => Match::Prefix(self.match_value.trim_start().to_owned()),
             "regex" => Match::Regex(value),
             "click" => Match::Click(value),
-            other => {
-                return Err(format!("{other:?} 不是匹配方式 is not a match: keyword, exact, prefix, regex, click"));
-            }
+            other => return Err(Invalid::NotAMatch(other.to_owned())),
         };
         let reply = match self.reply_kind.as_str() {
             "text" => Answer::Text(self.text.clone()),
@@ -90,13 +89,11 @@ impl ReplyForm {
                 url: self.url.trim().to_owned(),
                 pic_url: self.pic_url.trim().to_owned(),
             }]),
-            other => return Err(format!("{other:?} 不是回复类型 is not a reply type: text, news")),
+            other => return Err(Invalid::NotAReplyType(other.to_owned())),
         };
         let version = match self.version.trim() {
             "" => None,
-            v => Some(v.parse().map_err(|_| {
-                "表单版本无效，请刷新页面 the form's version is not a number; reload the page".to_owned()
-            })?),
+            v => Some(v.parse().map_err(|_| Invalid::Version)?),
         };
         Ok(ReplyInput {
             name: self.name.trim().to_owned(),
@@ -155,11 +152,13 @@ const DONE: &[(&str, &str)] = &[
     ("saved", "已保存，新版本即刻生效 Saved: the new version answers from now on"),
 ];
 
-pub(super) async fn list(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<Notice>) -> Response {
-    match signed_in(&app, &headers, None).await {
-        Ok(s) => list_page(&app, &s, StatusCode::OK, q.text(DONE), None, None, None).await,
-        Err(r) => r.into_response(),
-    }
+pub(super) async fn list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Notice>,
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
+    list_page(&app, &s, StatusCode::OK, q.text(DONE), None, None, None).await
 }
 
 /// The list of replies (with the routing order around them) and the new-reply form.
@@ -171,11 +170,8 @@ async fn list_page(
     error: Option<String>,
     form: Option<minijinja::Value>,
     preview: Option<minijinja::Value>,
-) -> Response {
-    let stored = match replies::list(&app.store).await {
-        Ok(r) => r,
-        Err(e) => return failure(app, e),
-    };
+) -> Result<Response, Error> {
+    let stored = replies::list(&app.store).await?;
     let rows: Vec<minijinja::Value> = stored
         .iter()
         .map(|r| {
@@ -193,12 +189,12 @@ async fn list_page(
     let form = form.unwrap_or_else(
         || context! { priority => "10", enabled => true, match_kind => "keyword", reply_kind => "text" },
     );
-    render(
+    Ok(render(
         app,
         status,
         "replies.html",
         context! { who => s.caller.name, form_token => s.form_token, replies => rows, order, form, notice, error, preview },
-    )
+    ))
 }
 
 pub(super) async fn show(
@@ -206,11 +202,9 @@ pub(super) async fn show(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Query(q): Query<Notice>,
-) -> Response {
-    match signed_in(&app, &headers, None).await {
-        Ok(s) => reply_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None, None).await,
-        Err(r) => r.into_response(),
-    }
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, None).await?;
+    reply_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None, None).await
 }
 
 /// One reply: its form, its preview in the phone frame, its history.
@@ -224,16 +218,9 @@ async fn reply_page(
     error: Option<String>,
     form: Option<minijinja::Value>,
     preview: Option<minijinja::Value>,
-) -> Response {
-    let stored = match replies::get(&app.store, id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return (StatusCode::NOT_FOUND, "没有这条回复 No such reply").into_response(),
-        Err(e) => return failure(app, e),
-    };
-    let history = match replies::history(&app.store, id).await {
-        Ok(h) => h,
-        Err(e) => return failure(app, e),
-    };
+) -> Result<Response, Error> {
+    let stored = replies::get(&app.store, id).await?.ok_or(Error::NotFound(NO_REPLY))?;
+    let history = replies::history(&app.store, id).await?;
     let tz = &app.config.campaigns.time_zone;
     let history: Vec<minijinja::Value> = history
         .iter()
@@ -265,7 +252,7 @@ async fn reply_page(
             replies::preview(&app.store, &app.bot.base(), Some(id), &input, None).await.ok().map(preview_view)
         }
     };
-    render(
+    Ok(render(
         app,
         status,
         "reply.html",
@@ -273,7 +260,7 @@ async fn reply_page(
             who => s.caller.name, form_token => s.form_token, id, name => stored.name,
             form => form.unwrap_or_else(|| form_of(&stored)), history, notice, error, preview,
         },
-    )
+    ))
 }
 
 fn preview_view(p: replies::Preview) -> minijinja::Value {
@@ -304,27 +291,26 @@ fn refusal(e: replies::Error) -> Result<(StatusCode, String), replies::Error> {
     }
 }
 
-pub(super) async fn create(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<ReplyForm>) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+pub(super) async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<ReplyForm>,
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let result = match f.input() {
         Ok(input) => replies::create(&app.store, &app.bot.base(), app.config.replies.max, &input, &s.caller.name)
             .await
             .map_err(refusal),
-        Err(why) => Err(Ok((StatusCode::BAD_REQUEST, why))),
+        Err(why) => Err(Ok((StatusCode::BAD_REQUEST, why.to_string()))),
     };
     match result {
         Ok(r) => {
-            if let Err(e) = replies::apply(&app.store, &app.bot).await {
-                return failure(&app, e);
-            }
+            replies::apply(&app.store, &app.bot).await?;
             tracing::info!(reply = r.id, by = %s.caller.name, "console: reply created");
-            redirect(&format!("/admin/replies/{}?done=created", r.id))
+            Ok(redirect(&format!("/admin/replies/{}?done=created", r.id)))
         }
         Err(Ok((status, why))) => list_page(&app, &s, status, None, Some(why), Some(f.view()), None).await,
-        Err(Err(e)) => failure(&app, e),
+        Err(Err(e)) => Err(e.into()),
     }
 }
 
@@ -333,48 +319,44 @@ pub(super) async fn update(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Form(f): Form<ReplyForm>,
-) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let result = match f.input() {
         Ok(input) => {
             replies::update(&app.store, &app.bot.base(), app.config.replies.max, id, &input, &s.caller.name).await
         }
-        Err(why) => Err(replies::Error::Invalid(why)),
+        Err(why) => Err(replies::Error::Invalid(why.to_string())),
     };
     match result.map_err(refusal) {
         Ok(_) => {
-            if let Err(e) = replies::apply(&app.store, &app.bot).await {
-                return failure(&app, e);
-            }
+            replies::apply(&app.store, &app.bot).await?;
             tracing::info!(reply = id, by = %s.caller.name, "console: reply saved");
-            redirect(&format!("/admin/replies/{id}?done=saved"))
+            Ok(redirect(&format!("/admin/replies/{id}?done=saved")))
         }
-        Err(Ok((StatusCode::NOT_FOUND, _))) => (StatusCode::NOT_FOUND, "没有这条回复 No such reply").into_response(),
+        Err(Ok((StatusCode::NOT_FOUND, _))) => Err(Error::NotFound(NO_REPLY)),
         Err(Ok((status, why))) => reply_page(&app, &s, id, status, None, Some(why), Some(f.view()), None).await,
-        Err(Err(e)) => failure(&app, e),
+        Err(Err(e)) => Err(e.into()),
     }
 }
 
 /// The form previewed, unsaved: the page again with the phone frame showing the reply.
-pub(super) async fn preview(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<ReplyForm>) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+pub(super) async fn preview(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<ReplyForm>,
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let id = f.id();
     let result = match f.input() {
         Ok(input) => {
             replies::preview(&app.store, &app.bot.base(), id, &input, Some(f.sample.trim())).await.map_err(refusal)
         }
-        Err(why) => Err(Ok((StatusCode::BAD_REQUEST, why))),
+        Err(why) => Err(Ok((StatusCode::BAD_REQUEST, why.to_string()))),
     };
     let (status, error, preview) = match result {
         Ok(p) => (StatusCode::OK, None, Some(preview_view(p))),
         Err(Ok((status, why))) => (status, Some(why), None),
-        Err(Err(e)) => return failure(&app, e),
+        Err(Err(e)) => return Err(e.into()),
     };
     match id {
         Some(id) => reply_page(&app, &s, id, status, None, error, Some(f.view()), preview).await,

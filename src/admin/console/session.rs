@@ -13,7 +13,7 @@
 //! is refused even where SameSite is not honoured; the sign-in form carries a login token bound
 //! to a short-lived cookie of its own, so another site cannot sign a browser in either.
 
-use super::{failure, render};
+use super::{Error, render};
 use crate::admin::{Caller, authenticate, hash_token};
 use crate::h5::session::{mac, only_cookie};
 use crate::state::AppState;
@@ -73,58 +73,34 @@ fn well_formed(id: &str) -> bool {
 }
 
 /// The staff member this browser's session is, unless it has none, two, one that ended or
-/// was signed out, or one whose token is gone from the config.
-async fn staff(app: &AppState, headers: &HeaderMap) -> Option<Staff> {
-    let id = only_cookie(headers, cookies(app).session).filter(|id| well_formed(id))?;
+/// was signed out, or one whose token is gone from the config. A session that cannot be
+/// checked (the database failed) lets no one in: the failure is the answer, not a sign-in.
+async fn staff(app: &AppState, headers: &HeaderMap) -> Result<Option<Staff>, sqlx::Error> {
+    let Some(id) = only_cookie(headers, cookies(app).session).filter(|id| well_formed(id)) else { return Ok(None) };
     let id_hash = hash_token(&id);
-    let row: Result<Option<(String, i64)>, sqlx::Error> = crate::with_pool!(&app.store, pool =>
+    let row: Option<(String, i64)> = crate::with_pool!(&app.store, pool =>
         sqlx::query_as("SELECT token_sha256, expires_at FROM console_sessions WHERE id_hash = $1")
-            .bind(&id_hash).fetch_optional(pool).await);
-    let (token_sha256, expires_at) = match row {
-        Ok(row) => row?,
-        Err(e) => {
-            // Fail closed: a session that cannot be checked is not let in.
-            tracing::warn!(error = %e, "console: could not check the session");
-            return None;
-        }
-    };
+            .bind(&id_hash).fetch_optional(pool).await)?;
+    let Some((token_sha256, expires_at)) = row else { return Ok(None) };
     if expires_at <= app.clock.now_ms() {
-        return None;
+        return Ok(None);
     }
-    let token = app.config.admin.tokens.iter().find(|t| t.sha256 == token_sha256)?;
-    Some(Staff {
+    let Some(token) = app.config.admin.tokens.iter().find(|t| t.sha256 == token_sha256) else { return Ok(None) };
+    Ok(Some(Staff {
         caller: Caller { name: token.name.clone(), role: token.role },
         form_token: mac(&app.config.h5.session_secret, &format!("admin-form:{id}")),
         id_hash,
-    })
+    }))
 }
 
-/// Why a console request is turned away.
-pub(super) enum Refused {
-    /// Not signed in (or the sign-in expired): to the login page.
-    SignIn,
-    /// A form without this session's token: posted from elsewhere.
-    ForeignForm,
-}
-
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        match self {
-            Refused::SignIn => super::to_login(),
-            Refused::ForeignForm => {
-                (StatusCode::FORBIDDEN, "表单无效，请刷新页面 invalid form; reload the page").into_response()
-            }
-        }
-    }
-}
-
-/// The signed-in staff member, with the form (when one was posted) checked.
-pub(super) async fn signed_in(app: &AppState, headers: &HeaderMap, form_token: Option<&str>) -> Result<Staff, Refused> {
-    let s = staff(app, headers).await.ok_or(Refused::SignIn)?;
+/// The signed-in staff member, with the form (when one was posted) checked: else
+/// [`Error::SignIn`], [`Error::ForeignForm`], or the database's failure.
+pub(super) async fn signed_in(app: &AppState, headers: &HeaderMap, form_token: Option<&str>) -> Result<Staff, Error> {
+    let s = staff(app, headers).await?.ok_or(Error::SignIn)?;
     if let Some(t) = form_token {
         let ok: bool = subtle::ConstantTimeEq::ct_eq(s.form_token.as_bytes(), t.as_bytes()).into();
         if !ok {
-            return Err(Refused::ForeignForm);
+            return Err(Error::ForeignForm);
         }
     }
     Ok(s)
@@ -174,37 +150,37 @@ pub(super) struct LoginForm {
 
 /// Opens a session for a known token: a new id (a session the browser already had is ended,
 /// so a sign-in never continues an id someone else may know).
-pub(super) async fn login(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+pub(super) async fn login(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, Error> {
     if !login_token_ok(&app, &headers, &f.login_token) {
         tracing::warn!("console: sign-in form without this browser's login token");
-        return login_form(
+        return Ok(login_form(
             &app,
             StatusCode::FORBIDDEN,
             Some("表单已过期，请重新登录 This form has expired; please sign in again."),
-        );
+        ));
     }
     let token = f.token.trim();
     let known = (token.len() <= 256).then(|| authenticate(&app.config.admin.tokens, token)).flatten();
     let Some(known) = known else {
         tracing::warn!("console: sign-in with an unknown token");
-        return login_form(&app, StatusCode::UNAUTHORIZED, Some("令牌无效 Unknown token."));
+        return Ok(login_form(&app, StatusCode::UNAUTHORIZED, Some("令牌无效 Unknown token.")));
     };
     let ttl = app.config.admin.session_ttl_secs;
     let id = random_hex::<32>();
     let now = app.clock.now_ms();
-    let previous = staff(&app, &headers).await.map(|s| s.id_hash).unwrap_or_default();
-    let opened =
-        open_session(&app.store, &previous, &hash_token(&id), &known.sha256, now, now + ttl as i64 * 1000).await;
-    if let Err(e) = opened {
-        return failure(&app, e);
-    }
+    let previous = staff(&app, &headers).await?.map(|s| s.id_hash).unwrap_or_default();
+    open_session(&app.store, &previous, &hash_token(&id), &known.sha256, now, now + ttl as i64 * 1000).await?;
     tracing::info!(who = %known.name, "console: signed in");
     let c = cookies(&app);
     let mut resp = (StatusCode::SEE_OTHER, [(LOCATION, "/admin".to_owned()), (SET_COOKIE, c.set(c.session, &id, ttl))])
         .into_response();
     // The login token has done its job: its cookie goes.
     resp.headers_mut().append(SET_COOKIE, c.cleared(c.login).parse().expect("a valid header"));
-    resp
+    Ok(resp)
 }
 
 /// Stores a session (and ends the one it replaces) in one transaction.
@@ -231,19 +207,14 @@ pub(super) async fn logout(
     State(app): State<AppState>,
     headers: HeaderMap,
     Form(f): Form<super::TokenOnly>,
-) -> Response {
-    let s = match signed_in(&app, &headers, Some(&f.form_token)).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let ended = crate::with_pool!(&app.store, pool => sqlx::query(
-        "DELETE FROM console_sessions WHERE id_hash = $1").bind(&s.id_hash).execute(pool).await.map(|_| ()));
-    if let Err(e) = ended {
-        return failure(&app, e);
-    }
+) -> Result<Response, Error> {
+    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
+    crate::with_pool!(&app.store, pool => sqlx::query(
+        "DELETE FROM console_sessions WHERE id_hash = $1").bind(&s.id_hash).execute(pool).await.map(|_| ()))?;
     tracing::info!(who = %s.caller.name, "console: signed out");
     let c = cookies(&app);
-    (StatusCode::SEE_OTHER, [(LOCATION, "/admin/login".to_owned()), (SET_COOKIE, c.cleared(c.session))]).into_response()
+    let to = [(LOCATION, "/admin/login".to_owned()), (SET_COOKIE, c.cleared(c.session))];
+    Ok((StatusCode::SEE_OTHER, to).into_response())
 }
 
 /// Deletes at most `batch` sessions that have ended (the hourly sweep).
