@@ -52,7 +52,7 @@ fn metrics_handle() -> PrometheusHandle {
 
 /// Loads templates and rules as `serve` would, without touching the database.
 pub fn load_routing(config: &Config, handlers: &Handlers) -> Result<(Rules, Templates), StartError> {
-    let mut templates = Templates::load_dir(&config.bot.templates).map_err(StartError)?;
+    let mut templates = Templates::load_dir(&config.bot.templates).map_err(|e| StartError(e.to_string()))?;
     let path = &config.bot.routes;
     let text = std::fs::read_to_string(path)
         .map_err(|e| StartError(format!("routes: cannot read {}: {e}", path.display())))?;
@@ -102,10 +102,11 @@ const CONSOLE_PAGES: &[&str] = &[
 
 fn load_files(config: &Config, handlers: &Handlers) -> Result<Files, StartError> {
     let (rules, templates) = load_routing(config, handlers)?;
-    let pages = Pages::load(&config.h5.pages, crate::h5::PAGES).map_err(StartError)?;
-    let admin_pages = Pages::load(&config.admin.pages, CONSOLE_PAGES).map_err(StartError)?;
+    let pages = Pages::load(&config.h5.pages, crate::h5::PAGES).map_err(|e| StartError(e.to_string()))?;
+    let admin_pages = Pages::load(&config.admin.pages, CONSOLE_PAGES).map_err(|e| StartError(e.to_string()))?;
     let n = &config.notices;
-    let notices = crate::notices::Notices::load(&n.file, &n.templates, &config.h5.public_url).map_err(StartError)?;
+    let notices = crate::notices::Notices::load(&n.file, &n.templates, &config.h5.public_url)
+        .map_err(|e| StartError(e.to_string()))?;
     // The menu is pushed by `wxoa menu sync`, not served; a broken one is reported all the same.
     if config.bot.menu.exists() {
         let menu = crate::menu::MenuFile::load(&config.bot.menu, &config.h5.public_url)
@@ -129,7 +130,7 @@ impl App {
         let Files { rules, templates, pages, admin_pages, notices } = load_files(&config, &handlers)?;
         let reload_files: crate::state::LoadFiles = {
             let (config, handlers) = (config.clone(), handlers.clone());
-            Arc::new(move || load_files(&config, &handlers).map_err(|e| e.0))
+            Arc::new(move || load_files(&config, &handlers).map_err(Into::into))
         };
         let db = &config.database;
         let store = Store::open_migrated(
@@ -140,7 +141,7 @@ impl App {
         .await
         .map_err(|e| StartError(e.to_string()))?
         .with_clock(config.clock.clone());
-        upgrade(&store).await.map_err(StartError)?;
+        upgrade(&store).await.map_err(|e| StartError(e.to_string()))?;
         let (log, log_writer) = MessageLog::start(store.clone()).map_err(|e| StartError(e.to_string()))?;
         let committed = log.committed();
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
@@ -330,10 +331,18 @@ async fn reload_on_hangup(state: AppState, mut hangups: tokio::signal::unix::Sig
     }
 }
 
+/// Why the data upgrades after the migrations failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// Building the points lots from the ledger failed.
+    #[error("database: building points lots: {0}")]
+    PointsLots(#[source] sqlx::Error),
+}
+
 /// The data upgrades that follow the migrations (each runs once; every command that opens the
 /// database calls this after `Store::open_migrated`).
-pub async fn upgrade(store: &Store) -> Result<(), String> {
-    crate::members::points::upgrade(store).await.map_err(|e| format!("database: building points lots: {e}"))
+pub async fn upgrade(store: &Store) -> Result<(), UpgradeError> {
+    crate::members::points::upgrade(store).await.map_err(UpgradeError::PointsLots)
 }
 
 /// What each kind of outbox job means: the messages the outbox sends itself, and each domain

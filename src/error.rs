@@ -147,6 +147,13 @@ impl From<crate::campaigns::Error> for ApiError {
     }
 }
 
+impl From<crate::state::ReloadError> for ApiError {
+    /// A reload refused for any reason is a 422 naming it; the files in force stay.
+    fn from(e: crate::state::ReloadError) -> Self {
+        ApiError::Unprocessable(e.to_string())
+    }
+}
+
 impl From<crate::audiences::Error> for ApiError {
     fn from(e: crate::audiences::Error) -> ApiError {
         use crate::audiences::Error;

@@ -17,7 +17,18 @@
 
 use crate::wechat::client::menu::{Button, ConditionalMenu, Menu, MenuInfo};
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a menu file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MenuError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not TOML of the expected shape.
+    #[error("{path}: {}", .source.message().trim())]
+    Toml { path: PathBuf, source: toml::de::Error },
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,10 +68,11 @@ const TYPES: &[&str] = &[
 impl MenuFile {
     /// Reads a menu file; `{public_url}` in it becomes `public_url` (`h5.public_url`), so a
     /// VIEW button can lead to this server's pages in every deployment.
-    pub fn load(path: &Path, public_url: &str) -> Result<MenuFile, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path, public_url: &str) -> Result<MenuFile, MenuError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| MenuError::Read { path: path.to_path_buf(), source })?;
         let text = text.replace("{public_url}", public_url.trim_end_matches('/'));
-        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message().trim()))
+        toml::from_str(&text).map_err(|source| MenuError::Toml { path: path.to_path_buf(), source })
     }
 
     pub fn menu(&self) -> Menu {

@@ -16,7 +16,7 @@ use crate::wechat::client::message::CustomMessage;
 use crate::wechat::client::template::{TemplateMessage, TemplateValue};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +68,38 @@ pub enum NoticeError {
     Render(String, String),
 }
 
+/// Why the notices file (or a template it names) could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum NoticesError {
+    /// The notices file could not be read.
+    #[error("notices: cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The notices file is not TOML of the expected shape.
+    #[error("notices: {path}: {}", .source.message().trim())]
+    Toml { path: PathBuf, source: toml::de::Error },
+    /// A notice's template file could not be read.
+    #[error("notices: [{notice}] {path}: {source}")]
+    ReadTemplate { notice: String, path: PathBuf, source: std::io::Error },
+    /// A notice's template does not compile.
+    #[error("notices: [{notice}] {template}: {source}")]
+    Template { notice: String, template: String, source: minijinja::Error },
+    /// A template message without its `template_id`.
+    #[error("notices: [{0}] template_id is empty")]
+    NoTemplateId(String),
+    /// Labels on a chat notice.
+    #[error("notices: [{0}] labels are for template messages, not kind = \"text\"")]
+    TextLabels(String),
+    /// A label empty or too long.
+    #[error("notices: [{notice}] labels.{field}: a label is 1 to {max} characters", max = MAX_LABEL_CHARS)]
+    Label { notice: String, field: String },
+    /// A notice the code sends is not configured.
+    #[error("notices: [{notice}] is missing in {path}")]
+    Missing { notice: &'static str, path: PathBuf },
+    /// A notice the code sends is configured as the other kind.
+    #[error("notices: [{notice}] must be kind = \"{want}\"")]
+    WrongKind { notice: &'static str, want: &'static str },
+}
+
 /// The notices in force: loaded at start, replaced whole by a reload ([`Notices::replace`]).
 pub struct Notices(std::sync::RwLock<std::sync::Arc<Set>>);
 
@@ -93,43 +125,47 @@ pub const REQUIRED: &[&str] = &[
 ];
 
 impl Notices {
-    pub fn load(config: &Path, templates: &Path, public_url: &str) -> Result<Notices, String> {
-        let text =
-            std::fs::read_to_string(config).map_err(|e| format!("notices: cannot read {}: {e}", config.display()))?;
+    pub fn load(config: &Path, templates: &Path, public_url: &str) -> Result<Notices, NoticesError> {
+        let text = std::fs::read_to_string(config)
+            .map_err(|source| NoticesError::Read { path: config.to_path_buf(), source })?;
         let specs: HashMap<String, NoticeSpec> =
-            toml::from_str(&text).map_err(|e| format!("notices: {}: {}", config.display(), e.message().trim()))?;
+            toml::from_str(&text).map_err(|source| NoticesError::Toml { path: config.to_path_buf(), source })?;
         let mut env = minijinja::Environment::new();
         // Chat texts render `<a>`: values are escaped for them (template fields are plain text
         // in WeChat's template messages, where the same escaping does no harm).
         env.set_formatter(chat_formatter);
         for (name, spec) in &specs {
             let path = templates.join(&spec.template);
-            let source =
-                std::fs::read_to_string(&path).map_err(|e| format!("notices: [{name}] {}: {e}", path.display()))?;
-            env.add_template_owned(spec.template.clone(), source)
-                .map_err(|e| format!("notices: [{name}] {}: {e}", spec.template))?;
+            let source = std::fs::read_to_string(&path).map_err(|source| NoticesError::ReadTemplate {
+                notice: name.clone(),
+                path: path.clone(),
+                source,
+            })?;
+            env.add_template_owned(spec.template.clone(), source).map_err(|source| NoticesError::Template {
+                notice: name.clone(),
+                template: spec.template.clone(),
+                source,
+            })?;
             if spec.kind == Kind::Template && spec.template_id.trim().is_empty() {
-                return Err(format!("notices: [{name}] template_id is empty"));
+                return Err(NoticesError::NoTemplateId(name.clone()));
             }
             if spec.kind == Kind::Text && !spec.labels.is_empty() {
-                return Err(format!("notices: [{name}] labels are for template messages, not kind = \"text\""));
+                return Err(NoticesError::TextLabels(name.clone()));
             }
             for (field, label) in &spec.labels {
                 let label = label.trim();
                 if label.is_empty() || label.chars().count() > MAX_LABEL_CHARS {
-                    return Err(format!(
-                        "notices: [{name}] labels.{field}: a label is 1 to {MAX_LABEL_CHARS} characters"
-                    ));
+                    return Err(NoticesError::Label { notice: name.clone(), field: field.clone() });
                 }
             }
         }
         if let Some(missing) = REQUIRED.iter().chain(REQUIRED_CHAT).find(|r| !specs.contains_key(**r)) {
-            return Err(format!("notices: [{missing}] is missing in {}", config.display()));
+            return Err(NoticesError::Missing { notice: missing, path: config.to_path_buf() });
         }
         for (names, kind) in [(REQUIRED, Kind::Template), (REQUIRED_CHAT, Kind::Text)] {
             if let Some(wrong) = names.iter().find(|n| specs[**n].kind != kind) {
                 let want = if kind == Kind::Text { "text" } else { "template" };
-                return Err(format!("notices: [{wrong}] must be kind = \"{want}\""));
+                return Err(NoticesError::WrongKind { notice: wrong, want });
             }
         }
         let set = Set { specs, env, public_url: public_url.trim_end_matches('/').to_owned() };
@@ -265,7 +301,9 @@ mod tests {
         let load = |text: String| {
             let file = dir.join("notices.toml");
             std::fs::write(&file, text).unwrap();
-            Notices::load(&file, &root.join("templates/notices"), "https://wx.example.com").map(|_| ())
+            Notices::load(&file, &root.join("templates/notices"), "https://wx.example.com")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         };
         let cases = [
             (

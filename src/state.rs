@@ -9,7 +9,7 @@ use crate::wechat::client::Client;
 use crate::wechat::envelope::Envelope;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What every handler gets (cheap to clone).
@@ -50,22 +50,37 @@ pub struct Files {
     pub notices: crate::notices::Notices,
 }
 
-/// How the files are read (by the wiring, which knows where they are and which handlers exist).
-pub type LoadFiles = Arc<dyn Fn() -> Result<Files, String> + Send + Sync>;
+/// How the files are read (by the wiring, which knows where they are and which handlers exist);
+/// the error is the wiring's own, shown as it is.
+pub type LoadFiles = Arc<dyn Fn() -> Result<Files, Box<dyn std::error::Error + Send + Sync>> + Send + Sync>;
+
+/// Why a reload left the files in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// A file does not load: the first problem, as a start would report it.
+    #[error("{0}")]
+    Files(Box<dyn std::error::Error + Send + Sync>),
+    /// The task reading the files did not finish (it panicked).
+    #[error("reload: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The console's replies could not be read.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
 
 impl Inner {
     /// Reads routes, reply templates, pages, notices and the menu file again and puts them in
     /// force together (SIGHUP, `POST /api/v1/reload`). Everything is read and checked before
     /// anything changes: a broken file leaves the running set untouched and is the error. A
     /// message or page in flight finishes with the set it started with.
-    pub async fn reload(&self) -> Result<(), String> {
+    pub async fn reload(&self) -> Result<(), ReloadError> {
         let _one = self.reloading.lock().await;
         let load = self.reload_files.clone();
-        let files = tokio::task::spawn_blocking(move || load()).await.map_err(|e| format!("reload: {e}"))??;
+        let files = tokio::task::spawn_blocking(move || load()).await?.map_err(ReloadError::Files)?;
         let base = crate::bot::Routing { rules: files.rules, templates: Arc::new(files.templates) };
         // The console's replies on top of the new files, read before anything is swapped.
-        let generation = crate::replies::generation(&self.store).await.map_err(|e| format!("database: {e}"))?;
-        let routing = crate::replies::load(&self.store, &base).await.map_err(|e| format!("database: {e}"))?;
+        let generation = crate::replies::generation(&self.store).await?;
+        let routing = crate::replies::load(&self.store, &base).await?;
         self.pages.replace(files.pages);
         self.admin_pages.replace(files.admin_pages);
         self.notices.replace(files.notices);
@@ -98,25 +113,49 @@ impl Deref for AppState {
     }
 }
 
+/// Why a set of pages could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PagesError {
+    /// The directory could not be listed.
+    #[error("pages: cannot read {dir}: {source}")]
+    ReadDir { dir: PathBuf, source: std::io::Error },
+    /// An entry of the directory could not be read.
+    #[error("pages: {0}")]
+    Entry(std::io::Error),
+    /// A page could not be read.
+    #[error("pages: {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    /// A page does not compile.
+    #[error("pages: {name}: {source}")]
+    Syntax { name: String, source: minijinja::Error },
+    /// A page the server needs is not in the directory.
+    #[error("pages: {name} missing in {dir}")]
+    Missing { name: String, dir: PathBuf },
+}
+
 /// A set of page templates (`*.html`, HTML-escaped), loaded at start and replaced whole by a
 /// reload ([`Pages::replace`]); a page being rendered finishes with the set it started with.
 pub struct Pages(std::sync::RwLock<Arc<minijinja::Environment<'static>>>);
 
 impl Pages {
     /// Every `*.html` in `dir`, refusing to start without the `required` ones.
-    pub fn load(dir: &Path, required: &[&str]) -> Result<Pages, String> {
+    pub fn load(dir: &Path, required: &[&str]) -> Result<Pages, PagesError> {
         let mut env = minijinja::Environment::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("pages: cannot read {}: {e}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|source| PagesError::ReadDir { dir: dir.to_path_buf(), source })?;
         for entry in entries {
-            let path = entry.map_err(|e| format!("pages: {e}"))?.path();
+            let path = entry.map_err(PagesError::Entry)?.path();
             if path.extension().is_some_and(|e| e == "html") {
                 let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                let source = std::fs::read_to_string(&path).map_err(|e| format!("pages: {}: {e}", path.display()))?;
-                env.add_template_owned(name.clone(), source).map_err(|e| format!("pages: {name}: {e}"))?;
+                let source = std::fs::read_to_string(&path)
+                    .map_err(|source| PagesError::ReadFile { path: path.clone(), source })?;
+                env.add_template_owned(name.clone(), source)
+                    .map_err(|source| PagesError::Syntax { name: name.clone(), source })?;
             }
         }
         for required in required {
-            env.get_template(required).map_err(|_| format!("pages: {required} missing in {}", dir.display()))?;
+            env.get_template(required)
+                .map_err(|_| PagesError::Missing { name: (*required).to_owned(), dir: dir.to_path_buf() })?;
         }
         Ok(Pages(std::sync::RwLock::new(Arc::new(env))))
     }

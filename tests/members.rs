@@ -142,11 +142,12 @@ async fn a_dirty_crm_export_is_normalised_merged_and_reported_row_by_row() {
         assert_eq!(entries, 3, "{backend:?}: no points");
 
         // Files it cannot read at all are one clear error.
-        assert!(import(&store, "").await.unwrap_err().contains("empty"));
+        assert!(import(&store, "").await.unwrap_err().to_string().contains("empty"));
         assert!(
             import(&store, "name,birthday\nx,1990-01-01\n")
                 .await
                 .unwrap_err()
+                .to_string()
                 .contains("neither a card number nor a phone")
         );
         store.close().await;

@@ -39,7 +39,7 @@ async fn reload(caller: Caller, State(s): State<AppState>) -> Result<Json<Value>
         }
         Err(e) => {
             tracing::error!(by = %caller.name, error = %e, "reload refused; the files in force stay");
-            Err(ApiError::Unprocessable(e))
+            Err(e.into())
         }
     }
 }
@@ -49,7 +49,7 @@ async fn openapi() -> impl IntoResponse {
 }
 
 fn menu_file(s: &AppState) -> Result<MenuFile, ApiError> {
-    MenuFile::load(&s.config.bot.menu, &s.config.h5.public_url).map_err(ApiError::Internal)
+    MenuFile::load(&s.config.bot.menu, &s.config.h5.public_url).map_err(ApiError::internal)
 }
 
 /// The menu file, what WeChat has, and the changes a sync would make.

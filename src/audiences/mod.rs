@@ -47,12 +47,44 @@ pub struct Rules {
 /// At most this many values in one list rule.
 const MAX_LIST: usize = 500;
 
+/// Why a segment's rules or name cannot be used; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// A list rule empty or too long.
+    #[error("{0}: 1 to {max} values", max = MAX_LIST)]
+    ListSize(&'static str),
+    /// A tier name empty or too long (its first characters).
+    #[error("tier: a tier name is 1 to 64 bytes, got {0:?}")]
+    Tier(String),
+    /// A negative store or tag id.
+    #[error("store_ids and wechat_tag_ids are ids, never negative")]
+    NegativeId,
+    /// `min_points` out of range.
+    #[error("min_points: 0 to 100,000,000")]
+    MinPoints,
+    /// `active_within_days` out of range.
+    #[error("active_within_days: 1 to 3650")]
+    ActiveWithinDays,
+    /// `followed_after` not a day (its first characters).
+    #[error("followed_after: a day as YYYY-MM-DD, got {0:?}")]
+    FollowedAfter(String),
+    /// A name that cannot be a WeChat tag's (its length in bytes).
+    #[error(
+        "name: 1 to {max} bytes without surrounding spaces (it becomes the WeChat tag's name), got {0} bytes",
+        max = crate::wechat::client::tag::MAX_TAG_NAME_BYTES
+    )]
+    NameLength(usize),
+    /// The name of one of WeChat's own tags.
+    #[error("name: {0:?} is one of WeChat's own tags")]
+    NameReserved(String),
+}
+
 impl Rules {
     /// Why these rules cannot be used, if they cannot.
-    pub fn check(&self) -> Result<(), String> {
-        fn list<T>(name: &str, v: &Option<Vec<T>>) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Invalid> {
+        fn list<T>(name: &'static str, v: &Option<Vec<T>>) -> Result<(), Invalid> {
             match v {
-                Some(v) if v.is_empty() || v.len() > MAX_LIST => Err(format!("{name}: 1 to {MAX_LIST} values")),
+                Some(v) if v.is_empty() || v.len() > MAX_LIST => Err(Invalid::ListSize(name)),
                 _ => Ok(()),
             }
         }
@@ -60,24 +92,19 @@ impl Rules {
         list("store_ids", &self.store_ids)?;
         list("wechat_tag_ids", &self.wechat_tag_ids)?;
         if let Some(t) = self.tier.iter().flatten().find(|t| t.trim().is_empty() || t.len() > 64) {
-            return Err(format!(
-                "tier: a tier name is 1 to 64 bytes, got {:?}",
-                t.chars().take(70).collect::<String>()
-            ));
+            return Err(Invalid::Tier(t.chars().take(70).collect()));
         }
         if self.store_ids.iter().flatten().chain(self.wechat_tag_ids.iter().flatten()).any(|id| *id < 0) {
-            return Err("store_ids and wechat_tag_ids are ids, never negative".into());
+            return Err(Invalid::NegativeId);
         }
         if self.min_points.is_some_and(|p| !(0..=100_000_000).contains(&p)) {
-            return Err("min_points: 0 to 100,000,000".into());
+            return Err(Invalid::MinPoints);
         }
         if self.active_within_days.is_some_and(|d| !(1..=3650).contains(&d)) {
-            return Err("active_within_days: 1 to 3650".into());
+            return Err(Invalid::ActiveWithinDays);
         }
         if let Some(d) = &self.followed_after {
-            day_start(d).ok_or_else(|| {
-                format!("followed_after: a day as YYYY-MM-DD, got {:?}", d.chars().take(20).collect::<String>())
-            })?;
+            day_start(d).ok_or_else(|| Invalid::FollowedAfter(d.chars().take(20).collect()))?;
         }
         Ok(())
     }
@@ -168,6 +195,12 @@ pub enum Error {
     Db(#[from] sqlx::Error),
 }
 
+impl From<Invalid> for Error {
+    fn from(e: Invalid) -> Error {
+        Error::Invalid(e.to_string())
+    }
+}
+
 type SegmentRow = (i64, String, String, Option<i64>, String, i64, i64);
 const COLUMNS: &str = "id, name, rules, tag_id, created_by, created_at, updated_at";
 
@@ -178,24 +211,21 @@ fn from_row(r: SegmentRow) -> Result<Segment, sqlx::Error> {
 }
 
 /// Checks a segment's name: it becomes a WeChat tag name (1 to 30 bytes, not WeChat's own).
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), Invalid> {
     use crate::wechat::client::tag::MAX_TAG_NAME_BYTES;
     if name.trim().is_empty() || name.trim() != name || name.len() > MAX_TAG_NAME_BYTES {
-        return Err(format!(
-            "name: 1 to {MAX_TAG_NAME_BYTES} bytes without surrounding spaces (it becomes the WeChat tag's name), got {} bytes",
-            name.len()
-        ));
+        return Err(Invalid::NameLength(name.len()));
     }
     if ["星标组", "黑名单"].contains(&name) {
-        return Err(format!("name: {name:?} is one of WeChat's own tags"));
+        return Err(Invalid::NameReserved(name.to_owned()));
     }
     Ok(())
 }
 
 /// Creates a segment.
 pub async fn create(store: &Store, name: &str, rules: &Rules, by: &str) -> Result<Segment, Error> {
-    check_name(name).map_err(Error::Invalid)?;
-    rules.check().map_err(Error::Invalid)?;
+    check_name(name)?;
+    rules.check()?;
     let now = store.now_ms();
     let json = serde_json::to_string(rules).expect("rules serialize");
     let inserted: Result<i64, sqlx::Error> = with_pool!(store, pool => sqlx::query_scalar(

@@ -33,13 +33,13 @@ impl Routing {
 }
 
 /// A console reply that does not build into a rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[error("reply {name:?}: {why}")]
 pub struct ReplyRuleError {
     /// The reply's name.
     pub name: String,
     /// What is wrong with it.
-    pub why: String,
+    pub why: rules::RuleError,
 }
 
 /// A handler's or template's result as the outcome to log and the reply to send: an invalid

@@ -22,10 +22,65 @@
 //! body, the scene from the subscribe or SCAN event (already without `qrscene_`), the text
 //! from a text message or a voice message's recognised speech.
 
-use super::templates::Templates;
+use super::templates::{TemplateError, Templates};
 use crate::wechat::message::{Message, MsgType};
 use regex::Regex;
 use serde::Deserialize;
+
+/// Why a routes file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// The file is not TOML of the expected shape.
+    #[error("{}", .0.message().trim())]
+    Toml(#[from] toml::de::Error),
+    /// Two rules have this name.
+    #[error("rule {0:?}: duplicate name")]
+    Duplicate(String),
+    /// The rule of this name does not build.
+    #[error("rule {name:?}: {source}")]
+    Rule { name: String, source: RuleError },
+}
+
+/// Why one rule does not build (see [`build`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// A matcher table gives none, or more than one, of its kinds.
+    #[error("{0} needs exactly one of exact, prefix, keyword, regex")]
+    MatchKinds(&'static str),
+    /// `keyword` on a field that is not the text.
+    #[error("{0} does not take keyword")]
+    NoKeyword(&'static str),
+    /// No keywords, or an empty one.
+    #[error("{0}: keywords must not be empty")]
+    EmptyKeyword(&'static str),
+    /// The regex does not compile (or is too large).
+    #[error("{what}: bad regex: {source}")]
+    Regex { what: &'static str, source: regex::Error },
+    /// No action given.
+    #[error("needs one of template, reply or handler")]
+    NoAction,
+    /// More than one action given.
+    #[error("give only one of template, reply or handler")]
+    TwoActions,
+    /// A handler the bot does not have.
+    #[error("unknown handler {0:?}")]
+    UnknownHandler(String),
+    /// The template named is missing.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// `reply` names no reply type.
+    #[error("reply must be one of {}", REPLY_KINDS)]
+    ReplyKind,
+    /// The reply type needs this field.
+    #[error("reply {kind:?} needs {field}")]
+    Missing { kind: String, field: &'static str },
+    /// A field of an inline reply does not compile as a template.
+    #[error("{field}: {source}")]
+    Field { field: String, source: TemplateError },
+    /// A news reply without articles, or with too many.
+    #[error("reply \"news\" needs 1 to 8 articles")]
+    Articles,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,16 +271,20 @@ pub struct Rules(Vec<Rule>);
 
 impl Rules {
     /// Parses and validates `text`; templates referenced by rules are registered in `templates`.
-    pub fn parse(text: &str, templates: &mut Templates, handler_known: impl Fn(&str) -> bool) -> Result<Rules, String> {
-        let file: File = toml::from_str(text).map_err(|e| e.message().trim().to_owned())?;
+    pub fn parse(
+        text: &str,
+        templates: &mut Templates,
+        handler_known: impl Fn(&str) -> bool,
+    ) -> Result<Rules, RulesError> {
+        let file: File = toml::from_str(text)?;
         let mut rules = Vec::with_capacity(file.rule.len());
         let mut names = std::collections::HashSet::new();
         for spec in file.rule {
             let name = spec.name.clone();
             if !names.insert(name.clone()) {
-                return Err(format!("rule {name:?}: duplicate name"));
+                return Err(RulesError::Duplicate(name));
             }
-            let rule = build(spec, templates, &handler_known).map_err(|e| format!("rule {name:?}: {e}"))?;
+            let rule = build(spec, templates, &handler_known).map_err(|source| RulesError::Rule { name, source })?;
             rules.push(rule);
         }
         // Stable: equal priorities keep file order.
@@ -261,13 +320,13 @@ impl Rules {
     }
 }
 
-fn matcher(spec: MatchSpec, what: &str, allow_keyword: bool) -> Result<Matcher, String> {
+fn matcher(spec: MatchSpec, what: &'static str, allow_keyword: bool) -> Result<Matcher, RuleError> {
     let m = match spec {
         MatchSpec::Exact(s) => Matcher::Exact(s),
         MatchSpec::Table { exact, prefix, keyword, regex } => {
             let given = [exact.is_some(), prefix.is_some(), keyword.is_some(), regex.is_some()];
             if given.iter().filter(|g| **g).count() != 1 {
-                return Err(format!("{what} needs exactly one of exact, prefix, keyword, regex"));
+                return Err(RuleError::MatchKinds(what));
             }
             if let Some(s) = exact {
                 Matcher::Exact(s)
@@ -275,14 +334,14 @@ fn matcher(spec: MatchSpec, what: &str, allow_keyword: bool) -> Result<Matcher, 
                 Matcher::Prefix(p)
             } else if let Some(k) = keyword {
                 if !allow_keyword {
-                    return Err(format!("{what} does not take keyword"));
+                    return Err(RuleError::NoKeyword(what));
                 }
                 let words = match k {
                     Keywords::One(w) => vec![w],
                     Keywords::Many(ws) => ws,
                 };
                 if words.is_empty() || words.iter().any(|w| w.is_empty()) {
-                    return Err(format!("{what}: keywords must not be empty"));
+                    return Err(RuleError::EmptyKeyword(what));
                 }
                 Matcher::Keyword(
                     words.into_iter().map(|w| memchr::memmem::Finder::new(&w.to_lowercase()).into_owned()).collect(),
@@ -291,7 +350,7 @@ fn matcher(spec: MatchSpec, what: &str, allow_keyword: bool) -> Result<Matcher, 
                 let re = regex.unwrap_or_default();
                 // Bounded: a pattern that compiles to a huge automaton is refused, not run.
                 let re = regex::RegexBuilder::new(&re).size_limit(1 << 20).build();
-                Matcher::Regex(re.map_err(|e| format!("{what}: bad regex: {e}"))?)
+                Matcher::Regex(re.map_err(|source| RuleError::Regex { what, source })?)
             }
         }
     };
@@ -305,17 +364,17 @@ pub fn build(
     mut spec: RuleSpec,
     templates: &mut Templates,
     handler_known: &impl Fn(&str) -> bool,
-) -> Result<Rule, String> {
+) -> Result<Rule, RuleError> {
     let event_key = spec.event_key.take().map(|m| matcher(m, "event_key", false)).transpose()?;
     let scene = spec.scene.take().map(|m| matcher(m, "scene", false)).transpose()?;
     let text = spec.text.take().map(|m| matcher(m, "text", true)).transpose()?;
     let actions = [spec.template.is_some(), spec.handler.is_some(), spec.reply.is_some()];
     let action = match actions.iter().filter(|a| **a).count() {
-        0 => return Err("needs one of template, reply or handler".into()),
+        0 => return Err(RuleError::NoAction),
         1 => {
             if let Some(h) = spec.handler.take() {
                 if !handler_known(&h) {
-                    return Err(format!("unknown handler {h:?}"));
+                    return Err(RuleError::UnknownHandler(h));
                 }
                 Action::Handler(h)
             } else if let Some(t) = spec.template.take() {
@@ -332,7 +391,7 @@ pub fn build(
                 templates.require_file(&t)?;
                 Action::Text { template: t }
             } else {
-                return Err("give only one of template, reply or handler".into());
+                return Err(RuleError::TwoActions);
             }
         }
     };
@@ -348,11 +407,11 @@ pub fn build(
     })
 }
 
-fn inline(rule: &str, name: String, spec: &RuleSpec, templates: &mut Templates) -> Result<Action, String> {
+fn inline(rule: &str, name: String, spec: &RuleSpec, templates: &mut Templates) -> Result<Action, RuleError> {
     if name == "none" {
         return Ok(Action::Nothing);
     }
-    let kind = ReplyKind::parse(&name).ok_or_else(|| format!("reply must be one of {REPLY_KINDS}"))?;
+    let kind = ReplyKind::parse(&name).ok_or(RuleError::ReplyKind)?;
     let needs: &[&str] = match kind {
         ReplyKind::Text => &["content"],
         ReplyKind::Image | ReplyKind::Voice | ReplyKind::Video => &["media_id"],
@@ -374,17 +433,19 @@ fn inline(rule: &str, name: String, spec: &RuleSpec, templates: &mut Templates) 
         match value {
             Some(v) => {
                 let name = format!("rule:{rule}:{field}");
-                templates.add_inline(&name, v).map_err(|e| format!("{field}: {e}"))?;
+                templates
+                    .add_inline(&name, v)
+                    .map_err(|source| RuleError::Field { field: field.to_owned(), source })?;
                 fields.push((field.to_owned(), name));
             }
-            None if needs.contains(&field) => return Err(format!("reply {name:?} needs {field}")),
+            None if needs.contains(&field) => return Err(RuleError::Missing { kind: name, field }),
             None => {}
         }
     }
     let mut articles = Vec::new();
     if kind == ReplyKind::News {
         if spec.articles.is_empty() || spec.articles.len() > crate::wechat::reply::MAX_ARTICLES {
-            return Err("reply \"news\" needs 1 to 8 articles".into());
+            return Err(RuleError::Articles);
         }
         for (i, a) in spec.articles.iter().enumerate() {
             let mut names: [String; 4] = Default::default();
@@ -394,7 +455,9 @@ fn inline(rule: &str, name: String, spec: &RuleSpec, templates: &mut Templates) 
                     .enumerate()
             {
                 let name = format!("rule:{rule}:articles.{i}.{field}");
-                templates.add_inline(&name, v).map_err(|e| format!("articles[{i}].{field}: {e}"))?;
+                templates
+                    .add_inline(&name, v)
+                    .map_err(|source| RuleError::Field { field: format!("articles[{i}].{field}"), source })?;
                 names[j] = name;
             }
             articles.push(names);

@@ -11,8 +11,31 @@
 use crate::wechat::message::{Body, Event, Message};
 use minijinja::Environment;
 use minijinja::value::{Enumerator, Object, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Why a reply template could not be loaded or added.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// A directory of templates could not be listed.
+    #[error("templates: cannot read {dir}: {source}")]
+    ReadDir { dir: PathBuf, source: std::io::Error },
+    /// An entry of a listed directory could not be read.
+    #[error("templates: {0}")]
+    Entry(std::io::Error),
+    /// A template file could not be read.
+    #[error("templates: {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    /// A template file does not compile.
+    #[error("templates: {name}: {source}")]
+    Syntax { name: String, source: minijinja::Error },
+    /// A template is named that the directory does not hold.
+    #[error("template {name:?} not found in {dir}")]
+    NotFound { name: String, dir: String },
+    /// An inline template does not compile.
+    #[error(transparent)]
+    Inline(minijinja::Error),
+}
 
 /// Cloning copies the environment (its compiled templates are shared), so a reload can add
 /// to a copy while the running copy keeps answering.
@@ -25,22 +48,24 @@ pub struct Templates {
 
 impl Templates {
     /// Loads every `*.j2` file below `dir` (names are paths relative to it, with `/`).
-    pub fn load_dir(dir: &Path) -> Result<Templates, String> {
+    pub fn load_dir(dir: &Path) -> Result<Templates, TemplateError> {
         let mut env = Environment::new();
         env.set_formatter(crate::notices::chat_formatter);
         let mut t = Templates { env, files: Vec::new(), dir: dir.display().to_string() };
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
-            let entries = std::fs::read_dir(&d).map_err(|e| format!("templates: cannot read {}: {e}", d.display()))?;
+            let entries = std::fs::read_dir(&d).map_err(|source| TemplateError::ReadDir { dir: d.clone(), source })?;
             for entry in entries {
-                let path = entry.map_err(|e| format!("templates: {e}"))?.path();
+                let path = entry.map_err(TemplateError::Entry)?.path();
                 if path.is_dir() {
                     stack.push(path);
                 } else if path.extension().is_some_and(|e| e == "j2") {
                     let name = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-                    let source =
-                        std::fs::read_to_string(&path).map_err(|e| format!("templates: {}: {e}", path.display()))?;
-                    t.env.add_template_owned(name.clone(), source).map_err(|e| format!("templates: {name}: {e}"))?;
+                    let source = std::fs::read_to_string(&path)
+                        .map_err(|source| TemplateError::ReadFile { path: path.clone(), source })?;
+                    t.env
+                        .add_template_owned(name.clone(), source)
+                        .map_err(|source| TemplateError::Syntax { name: name.clone(), source })?;
                     t.files.push(name);
                 }
             }
@@ -49,17 +74,17 @@ impl Templates {
     }
 
     /// An error unless `name` was loaded from the template directory.
-    pub fn require_file(&self, name: &str) -> Result<(), String> {
+    pub fn require_file(&self, name: &str) -> Result<(), TemplateError> {
         if self.files.iter().any(|f| f == name) {
             Ok(())
         } else {
-            Err(format!("template {name:?} not found in {}", self.dir))
+            Err(TemplateError::NotFound { name: name.to_owned(), dir: self.dir.clone() })
         }
     }
 
     /// Registers an inline template string under `name`.
-    pub fn add_inline(&mut self, name: &str, source: &str) -> Result<(), String> {
-        self.env.add_template_owned(name.to_owned(), source.to_owned()).map_err(|e| e.to_string())
+    pub fn add_inline(&mut self, name: &str, source: &str) -> Result<(), TemplateError> {
+        self.env.add_template_owned(name.to_owned(), source.to_owned()).map_err(TemplateError::Inline)
     }
 
     /// Renders `name` for `msg`, trimmed.

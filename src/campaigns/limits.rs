@@ -55,8 +55,23 @@ fn month(ms: i64) -> (i32, u32) {
     (t.year(), t.month())
 }
 
+/// Which of WeChat's limits a push would break.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// More sends to a follower in a month than WeChat allows (`with`: the pushes counted).
+    #[error(
+        "WeChat lets a service account reach each follower at most {limit} times a month: this push would make \
+         {n} in {year}-{month:02} for {audience}{}",
+        if .with.is_empty() { String::new() } else { format!(" (with {})", .with.join(", ")) }
+    )]
+    Monthly { limit: usize, n: usize, year: i32, month: u32, audience: String, with: Vec<String> },
+    /// More mass-send calls in one minute than WeChat takes (`at`: the minute, China time).
+    #[error("WeChat takes at most {limit} mass-send calls a minute; {n} would fall in the minute of {at}")]
+    PerMinute { limit: usize, n: usize, at: String },
+}
+
 /// `Err` with the reason when scheduling `new` beside `existing` breaks a limit.
-pub(super) fn check(new: &Planned, existing: &[Planned], cfg: &CampaignsConfig) -> Result<(), String> {
+pub(super) fn check(new: &Planned, existing: &[Planned], cfg: &CampaignsConfig) -> Result<(), LimitError> {
     if !new.mass {
         return Ok(());
     }
@@ -77,13 +92,8 @@ pub(super) fn check(new: &Planned, existing: &[Planned], cfg: &CampaignsConfig) 
         }
     }
     let limit = cfg.monthly_pushes_per_follower as usize;
-    if let Some(((y, m), (n, names))) = months.iter().find(|(_, (n, _))| *n > limit) {
-        let already = if names.is_empty() { String::new() } else { format!(" (with {})", names.join(", ")) };
-        return Err(format!(
-            "WeChat lets a service account reach each follower at most {limit} times a month: this push would make \
-             {n} in {y}-{m:02} for {}{already}",
-            new.audience.describe()
-        ));
+    if let Some(((year, month), (n, names))) = months.into_iter().find(|(_, (n, _))| *n > limit) {
+        return Err(LimitError::Monthly { limit, n, year, month, audience: new.audience.describe(), with: names });
     }
     // Calls per minute: everything less than a minute either side of each firing could share
     // a minute with it.
@@ -95,10 +105,7 @@ pub(super) fn check(new: &Planned, existing: &[Planned], cfg: &CampaignsConfig) 
                 .map(|p| p.times.iter().filter(|u| (**u - *t).abs() < 60_000).count() * calls(&p.audience))
                 .sum::<usize>();
         if n > limit {
-            return Err(format!(
-                "WeChat takes at most {limit} mass-send calls a minute; {n} would fall in the minute of {}",
-                local_time(*t, "Asia/Shanghai")
-            ));
+            return Err(LimitError::PerMinute { limit, n, at: local_time(*t, "Asia/Shanghai") });
         }
     }
     Ok(())
@@ -133,7 +140,8 @@ mod tests {
         for (what, new, ok) in table {
             assert_eq!(check(&new, &three, &cfg).is_ok(), ok, "{what}");
         }
-        let err = check(&p("new", Audience::All, &[NOV + 5 * DAY, NOV + 6 * DAY]), &three, &cfg).unwrap_err();
+        let err =
+            check(&p("new", Audience::All, &[NOV + 5 * DAY, NOV + 6 * DAY]), &three, &cfg).unwrap_err().to_string();
         assert!(err.contains("2026-11") && err.contains("p0"), "{err}");
     }
 

@@ -320,7 +320,7 @@ impl Scheduler {
         let content = match push.msg_type {
             MsgType::News => {
                 if let Err(why) = send::chosen(&campaign, push.articles.as_deref()) {
-                    return self.fail_run(run_id, &why).await;
+                    return self.fail_run(run_id, &why.to_string()).await;
                 }
                 return self.queue_news(run_id, &push, &campaign).await;
             }

@@ -18,18 +18,29 @@ fn link(public_url: &str, campaign: &Campaign, a: &Article, push_id: i64) -> Str
     }
 }
 
+/// An article a push chose that its campaign no longer has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the campaign has {count} article(s); article index {index} is gone")]
+pub struct ArticleGone {
+    /// The articles the campaign has.
+    pub count: usize,
+    /// The index chosen.
+    pub index: i64,
+}
+
 /// The articles a push sends: those `chosen` (indexes, in that order), or all. An index the
 /// campaign no longer has (its articles were edited since) is an error naming it, never a
 /// silently shorter draft.
-pub fn chosen<'a>(campaign: &'a Campaign, chosen: Option<&[i64]>) -> Result<Vec<&'a Article>, String> {
+pub fn chosen<'a>(campaign: &'a Campaign, chosen: Option<&[i64]>) -> Result<Vec<&'a Article>, ArticleGone> {
     match chosen {
         None => Ok(campaign.articles.iter().collect()),
         Some(indexes) => indexes
             .iter()
             .map(|&i| {
-                usize::try_from(i).ok().and_then(|i| campaign.articles.get(i)).ok_or_else(|| {
-                    format!("the campaign has {} article(s); article index {i} is gone", campaign.articles.len())
-                })
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| campaign.articles.get(i))
+                    .ok_or(ArticleGone { count: campaign.articles.len(), index: i })
             })
             .collect(),
     }
@@ -45,7 +56,7 @@ pub async fn add_draft(
     selection: Option<&[i64]>,
 ) -> Result<String, CallError> {
     let articles: Vec<DraftArticle> = chosen(campaign, selection)
-        .map_err(CallError::Invalid)?
+        .map_err(|e| CallError::Invalid(e.to_string()))?
         .into_iter()
         .map(|a| DraftArticle {
             title: a.title.clone(),

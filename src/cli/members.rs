@@ -108,8 +108,8 @@ fn adjust(
     if points == 0 || points.abs() > 10_000_000 || reason.trim().is_empty() || reason.len() > 100 {
         return Err("points must be non-zero (at most 10,000,000) and --reason 1 to 100 bytes".into());
     }
-    let notices =
-        crate::notices::Notices::load(&config.notices.file, &config.notices.templates, &config.h5.public_url)?;
+    let notices = crate::notices::Notices::load(&config.notices.file, &config.notices.templates, &config.h5.public_url)
+        .map_err(|e| e.to_string())?;
     let card = crate::members::import::normalise_card(&card).ok_or_else(|| format!("{card:?} is not a card number"))?;
     // Namespaced, so a reference given by hand can never take the CRM's or the tills' own.
     let reference = format!("adjust:{}", reference.unwrap_or_else(|| format!("{card}:{points}:{}", reason.trim())));
@@ -144,7 +144,8 @@ fn import(config: Config, file: PathBuf) -> Result<ExitCode, Failure> {
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     block_on(async {
         let store = open_store(&config).await?;
-        let reports = crate::members::import::import_with(&store, &text, &config.loyalty).await?;
+        let reports =
+            crate::members::import::import_with(&store, &text, &config.loyalty).await.map_err(|e| e.to_string())?;
         use crate::members::import::Outcome;
         let mut counts = [0usize; 5];
         for r in &reports {

@@ -34,7 +34,7 @@ pub fn run(config_path: &Path, command: MenuCommand) -> Result<ExitCode, Failure
     match command {
         MenuCommand::Check { file } => {
             // Checked as it would be for an https deployment.
-            let menu = MenuFile::load(&file, "https://wx.example.com")?;
+            let menu = MenuFile::load(&file, "https://wx.example.com").map_err(|e| e.to_string())?;
             let problems = menu.check();
             for p in &problems {
                 println!("{}: {p}", file.display());
@@ -53,7 +53,7 @@ pub fn run(config_path: &Path, command: MenuCommand) -> Result<ExitCode, Failure
         }
         MenuCommand::Sync { file, dry_run } => {
             let config = load(config_path)?;
-            let wanted = MenuFile::load(&file, &config.h5.public_url)?;
+            let wanted = MenuFile::load(&file, &config.h5.public_url).map_err(|e| e.to_string())?;
             let problems = wanted.check();
             if !problems.is_empty() {
                 for p in &problems {

@@ -198,7 +198,7 @@ async fn open_store(config: &Config) -> Result<crate::store::Store, Failure> {
         .await
         .map_err(|e| e.to_string())?
         .with_clock(config.clock.clone());
-    crate::app::upgrade(&store).await?;
+    crate::app::upgrade(&store).await.map_err(|e| e.to_string())?;
     Ok(store)
 }
 

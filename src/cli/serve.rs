@@ -103,7 +103,7 @@ pub fn migrate(config: Config) -> Result<ExitCode, Failure> {
         let store = crate::store::Store::open_migrated(&config.database.url, 1, crate::store::Create::Always)
             .await
             .map_err(|e| e.to_string())?;
-        crate::app::upgrade(&store).await?;
+        crate::app::upgrade(&store).await.map_err(|e| e.to_string())?;
         let version = store.schema_version().await.map_err(|e| format!("database: {e}"))?;
         println!("database ready ({}): schema version {version}", store.backend());
         Ok(ExitCode::SUCCESS)

@@ -28,14 +28,17 @@ pub fn run(config: Config, command: StoresCommand) -> Result<ExitCode, Failure> 
             let text = read(&file)?;
             block_on(async {
                 let store = open_store(&config).await?;
-                report_import("stores", crate::stores::import(&store, &text).await?)
+                report_import("stores", crate::stores::import(&store, &text).await.map_err(|e| e.to_string())?)
             })
         }
         StoresCommand::Advisors { file } => {
             let text = read(&file)?;
             block_on(async {
                 let store = open_store(&config).await?;
-                report_import("advisors", crate::stores::import_advisors(&store, &text).await?)
+                report_import(
+                    "advisors",
+                    crate::stores::import_advisors(&store, &text).await.map_err(|e| e.to_string())?,
+                )
             })
         }
         StoresCommand::Qrcode { store: id, expire_seconds } => block_on(async {

@@ -112,7 +112,7 @@ async fn post_transactions(
                 changes.push(change);
                 index_of.push(i);
             }
-            Err(error) => rejected.push(json!({ "index": i, "reference": reference, "error": error })),
+            Err(error) => rejected.push(json!({ "index": i, "reference": reference, "error": error.to_string() })),
         }
     }
     // Within the webhook's own bound: a CRM batch behind a held write lock gets a prompt 503
@@ -153,24 +153,98 @@ fn reference_ok(s: &str) -> bool {
     (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/#".contains(&b))
 }
 
+/// Why an item of a batch is rejected (the text is the item's `error`).
+#[derive(Debug, thiserror::Error)]
+enum Rejected {
+    /// Not an item: a field missing, unknown or of the wrong type.
+    #[error("{0}")]
+    Malformed(#[from] serde_json::Error),
+    /// A bad `reference`.
+    #[error("reference must be 1 to 64 of A-Z a-z 0-9 _ . - / #")]
+    Reference,
+    /// An unknown `kind`.
+    #[error("kind must be earn, adjust or void")]
+    Kind,
+    /// `card_no` that normalises to no card number.
+    #[error("card_no is not a card number")]
+    CardNo,
+    /// `phone` that is no mainland mobile number.
+    #[error("phone is not a mainland mobile number")]
+    Phone,
+    /// Neither `card_no` nor `phone` (only a void may name neither).
+    #[error("card_no or phone is required")]
+    NoMember,
+    /// An earn's `points` missing or out of range.
+    #[error("points must be 1 to {max} for an earn", max = points::MAX_POINTS)]
+    EarnPoints,
+    /// An adjust's `points` missing, 0 or out of range.
+    #[error("points must be -{max} to {max}, not 0, for an adjust", max = points::MAX_POINTS)]
+    AdjustPoints,
+    /// A void's `points` out of range (it may give none).
+    #[error("points must be -{max} to {max}", max = points::MAX_POINTS)]
+    Points,
+    /// A void's `voids` that is not a reference.
+    #[error("voids must be the reference of an earlier earn or adjust")]
+    VoidsReference,
+    /// A void without `voids`.
+    #[error("voids is required for a void")]
+    VoidsMissing,
+    /// `voids` on an earn or adjust.
+    #[error("voids belongs to a void only")]
+    VoidsNotVoid,
+    /// `occurred_at` not RFC 3339.
+    #[error("occurred_at must be RFC 3339, like 2026-12-01T10:00:00+08:00")]
+    OccurredAt,
+    /// `occurred_at` ahead of our clock (beyond the slack).
+    #[error("occurred_at is in the future")]
+    OccurredFuture,
+    /// `occurred_at` before 2000.
+    #[error("occurred_at is before 2000")]
+    OccurredBefore2000,
+    /// `valid_until` on a void or on points taken away.
+    #[error("valid_until belongs to points that are added (an earn, a positive adjust)")]
+    ValidUntilNotAdded,
+    /// `valid_until` not a date.
+    #[error("valid_until must be a date like 2027-12-31")]
+    ValidUntil,
+    /// `valid_until` already past.
+    #[error("valid_until has passed")]
+    ValidUntilPassed,
+    /// `valid_until` more than ten years ahead.
+    #[error("valid_until is more than ten years ahead")]
+    ValidUntilTooFar,
+    /// A bad `store_code`.
+    #[error("store_code must be 1 to 32 of A-Z a-z 0-9 _ -")]
+    StoreCode,
+    /// `amount_fen` out of range.
+    #[error("amount_fen must be 0 to {max}", max = MAX_AMOUNT_FEN)]
+    AmountFen,
+    /// The note is too long or has control characters.
+    #[error(transparent)]
+    Note(#[from] crate::text::BadField),
+    /// An earn without `valid_until` whose default validity (these days) has already run out.
+    #[error("occurred_at: points earned then lapsed already (valid {0} days); send valid_until")]
+    Lapsed(u32),
+}
+
 /// One item as a change, or why it is rejected.
-fn parse_item(raw: Value, loyalty: &crate::config::LoyaltyConfig, now: i64) -> Result<Change, String> {
-    let item: Item = serde_json::from_value(raw).map_err(|e| e.to_string())?;
+fn parse_item(raw: Value, loyalty: &crate::config::LoyaltyConfig, now: i64) -> Result<Change, Rejected> {
+    let item: Item = serde_json::from_value(raw)?;
     if !reference_ok(&item.reference) {
-        return Err("reference must be 1 to 64 of A-Z a-z 0-9 _ . - / #".into());
+        return Err(Rejected::Reference);
     }
     let kind = match item.kind.as_str() {
         "earn" => Kind::Earn,
         "adjust" => Kind::Adjust,
         "void" => Kind::Void,
-        _ => return Err("kind must be earn, adjust or void".into()),
+        _ => return Err(Rejected::Kind),
     };
     let card = match &item.card_no {
-        Some(raw) => Some(normalise_card(raw).ok_or("card_no is not a card number")?),
+        Some(raw) => Some(normalise_card(raw).ok_or(Rejected::CardNo)?),
         None => None,
     };
     let phone = match &item.phone {
-        Some(raw) => Some(normalise_phone(raw).ok_or("phone is not a mainland mobile number")?),
+        Some(raw) => Some(normalise_phone(raw).ok_or(Rejected::Phone)?),
         None => None,
     };
     let who = match (card, phone) {
@@ -178,35 +252,33 @@ fn parse_item(raw: Value, loyalty: &crate::config::LoyaltyConfig, now: i64) -> R
         (Some(c), None) => Who::Card(c),
         (None, Some(p)) => Who::Phone(p),
         (None, None) if kind == Kind::Void => Who::OfVoided,
-        (None, None) => return Err("card_no or phone is required".into()),
+        (None, None) => return Err(Rejected::NoMember),
     };
     let max = points::MAX_POINTS;
     let points = match (kind, item.points) {
         (Kind::Earn, Some(p)) if (1..=max).contains(&p) => p,
-        (Kind::Earn, _) => return Err(format!("points must be 1 to {max} for an earn")),
+        (Kind::Earn, _) => return Err(Rejected::EarnPoints),
         (Kind::Adjust, Some(p)) if p != 0 && p.abs() <= max => p,
-        (Kind::Adjust, _) => return Err(format!("points must be -{max} to {max}, not 0, for an adjust")),
+        (Kind::Adjust, _) => return Err(Rejected::AdjustPoints),
         (_, None) => 0,
         (_, Some(p)) if p != 0 && p.abs() <= max => p,
-        (_, Some(_)) => return Err(format!("points must be -{max} to {max}")),
+        (_, Some(_)) => return Err(Rejected::Points),
     };
     let voids = match (kind, item.voids) {
         (Kind::Void, Some(v)) if reference_ok(&v) => Some(v),
-        (Kind::Void, Some(_)) => return Err("voids must be the reference of an earlier earn or adjust".into()),
-        (Kind::Void, None) => return Err("voids is required for a void".into()),
-        (_, Some(_)) => return Err("voids belongs to a void only".into()),
+        (Kind::Void, Some(_)) => return Err(Rejected::VoidsReference),
+        (Kind::Void, None) => return Err(Rejected::VoidsMissing),
+        (_, Some(_)) => return Err(Rejected::VoidsNotVoid),
         (_, None) => None,
     };
     let occurred_at = match &item.occurred_at {
         Some(raw) => {
-            let at = chrono::DateTime::parse_from_rfc3339(raw)
-                .map_err(|_| "occurred_at must be RFC 3339, like 2026-12-01T10:00:00+08:00")?
-                .timestamp_millis();
+            let at = chrono::DateTime::parse_from_rfc3339(raw).map_err(|_| Rejected::OccurredAt)?.timestamp_millis();
             if at > now + FUTURE_SLACK_MS {
-                return Err("occurred_at is in the future".into());
+                return Err(Rejected::OccurredFuture);
             }
             if at < 946_684_800_000 {
-                return Err("occurred_at is before 2000".into());
+                return Err(Rejected::OccurredBefore2000);
             }
             at
         }
@@ -214,19 +286,18 @@ fn parse_item(raw: Value, loyalty: &crate::config::LoyaltyConfig, now: i64) -> R
     };
     let valid_until = match &item.valid_until {
         Some(_) if !(kind == Kind::Earn || (kind == Kind::Adjust && points > 0)) => {
-            return Err("valid_until belongs to points that are added (an earn, a positive adjust)".into());
+            return Err(Rejected::ValidUntilNotAdded);
         }
         Some(raw) => {
-            let date = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-                .map_err(|_| "valid_until must be a date like 2027-12-31")?;
+            let date = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| Rejected::ValidUntil)?;
             let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_millis();
             // Valid through that day, China time.
             let until = points::end_of_day(midnight - 8 * 3_600_000);
             if until <= now {
-                return Err("valid_until has passed".into());
+                return Err(Rejected::ValidUntilPassed);
             }
             if until > now + MAX_VALIDITY_MS {
-                return Err("valid_until is more than ten years ahead".into());
+                return Err(Rejected::ValidUntilTooFar);
             }
             Some(until)
         }
@@ -236,12 +307,12 @@ fn parse_item(raw: Value, loyalty: &crate::config::LoyaltyConfig, now: i64) -> R
         && !((1..=32).contains(&code.len())
             && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
     {
-        return Err("store_code must be 1 to 32 of A-Z a-z 0-9 _ -".into());
+        return Err(Rejected::StoreCode);
     }
     if let Some(fen) = item.amount_fen
         && !(0..=MAX_AMOUNT_FEN).contains(&fen)
     {
-        return Err(format!("amount_fen must be 0 to {MAX_AMOUNT_FEN}"));
+        return Err(Rejected::AmountFen);
     }
     if let Some(note) = &item.note {
         crate::text::check_line("note", note, 1, 100)?;
@@ -253,10 +324,7 @@ fn parse_item(raw: Value, loyalty: &crate::config::LoyaltyConfig, now: i64) -> R
     change.amount_fen = item.amount_fen;
     change.note = item.note;
     if valid_until.is_none() && kind == Kind::Earn && points::default_until(loyalty, occurred_at) <= now {
-        return Err(format!(
-            "occurred_at: points earned then lapsed already (valid {} days); send valid_until",
-            loyalty.points_valid_days
-        ));
+        return Err(Rejected::Lapsed(loyalty.points_valid_days));
     }
     Ok(change)
 }

@@ -60,7 +60,7 @@ pub async fn run(
     // Routes, templates, pages, notices and the menu before the port, as `serve` does: a
     // broken file is reported as such, not as whatever the port says.
     App::check(&config, &Handlers::builtin()).map_err(|e| e.to_string())?;
-    crate::menu::MenuFile::load(&config.bot.menu, "http://127.0.0.1")?;
+    crate::menu::MenuFile::load(&config.bot.menu, "http://127.0.0.1").map_err(|e| e.to_string())?;
     let listen = options.listen.unwrap_or_else(|| config.server.listen.clone());
     let listener = crate::http::server::listen(&listen, config.server.listen_backlog)
         .await
@@ -104,7 +104,7 @@ pub async fn run(
     config.wechat.image_base = format!("{base}/simulator/mmbiz");
     fake.set_webhook(Some(format!("{base}/wechat")));
 
-    let menu = crate::menu::MenuFile::load(&config.bot.menu, &base)?.button;
+    let menu = crate::menu::MenuFile::load(&config.bot.menu, &base).map_err(|e| e.to_string())?.button;
     let (checkout_secret, shop_secret) = (config.checkout.secret.clone(), config.shop.secret.clone());
     let (crm_secret, per_yuan) = (config.crm.secret.clone(), config.loyalty.points_per_yuan_cents());
     let database = config.database.url.clone();

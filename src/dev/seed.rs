@@ -39,7 +39,7 @@ pub async fn run(store: &Store, public_url: &str) -> Result<(), Failure> {
         ).bind(id as i64).bind(name).bind(cost as i64).bind(stock as i64).bind(true).execute(pool).await.map(|_| ()))
         .map_err(|e| e.to_string())?;
     }
-    crate::members::import::import(store, MEMBERS).await?;
+    crate::members::import::import(store, MEMBERS).await.map_err(|e| e.to_string())?;
     if campaigns::find(store, DEMO_CAMPAIGN).await.map_err(|e| e.to_string())?.is_none() {
         let input = CampaignInput {
             name: DEMO_CAMPAIGN.into(),

@@ -21,7 +21,7 @@ pub use api::served_image;
 pub mod followers;
 
 use crate::config::Config;
-use crate::wechat::envelope::{Envelope, random_nonce};
+use crate::wechat::envelope::{Envelope, Rejection, random_nonce};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -347,7 +347,7 @@ impl FakeWeChat {
     /// Posts a plaintext message to the webhook as WeChat would (signed, encrypted per mode);
     /// returns the HTTP status and the decrypted reply (`None` for `success`). The sender is a
     /// follower from then on; a `subscribe` or `unsubscribe` event changes whether they follow.
-    pub async fn send_as_follower(&self, xml: &str) -> Result<(u16, Option<String>), String> {
+    pub async fn send_as_follower(&self, xml: &str) -> Result<(u16, Option<String>), PostError> {
         if let Ok(doc) = crate::wechat::xml::parse(xml)
             && let Some(openid) = doc.get("FromUserName")
         {
@@ -364,8 +364,8 @@ impl FakeWeChat {
     }
 
     /// Posts WeChat's own events (job finishes) to the webhook.
-    async fn post_to_webhook(&self, xml: &str) -> Result<(u16, Option<String>), String> {
-        let url = self.0.webhook.lock().unwrap().clone().ok_or("no webhook configured")?;
+    async fn post_to_webhook(&self, xml: &str) -> Result<(u16, Option<String>), PostError> {
+        let url = self.0.webhook.lock().unwrap().clone().ok_or(PostError::NoWebhook)?;
         post(&self.0.http, &self.0.envelope, &url, xml, self.now_secs()).await
     }
 
@@ -384,6 +384,26 @@ impl FakeWeChat {
     }
 }
 
+/// Why a message posted as WeChat got no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// The fake was given no webhook to post to.
+    #[error("no webhook configured")]
+    NoWebhook,
+    /// The request got no answer.
+    #[error("POST {url}: {source}")]
+    Send { url: String, source: reqwest::Error },
+    /// The answer's body could not be read.
+    #[error("reading reply: {0}")]
+    Read(#[source] reqwest::Error),
+    /// The webhook answered other than 200 (with this body, trimmed).
+    #[error("HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    /// The reply does not open (signature, encryption, XML).
+    #[error("reply: {0}")]
+    Reply(Rejection),
+}
+
 /// Posts one plaintext message to `url` the way WeChat does, signed at `now` (unix seconds).
 pub async fn post(
     client: &reqwest::Client,
@@ -391,7 +411,7 @@ pub async fn post(
     url: &str,
     xml: &str,
     now: i64,
-) -> Result<(u16, Option<String>), String> {
+) -> Result<(u16, Option<String>), PostError> {
     let (query, body) = envelope.wrap(xml, now, &random_nonce());
     let sep = if url.contains('?') { '&' } else { '?' };
     let resp = client
@@ -400,12 +420,12 @@ pub async fn post(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("POST {url}: {e}"))?;
+        .map_err(|source| PostError::Send { url: url.to_owned(), source })?;
     let status = resp.status().as_u16();
-    let text = resp.text().await.map_err(|e| format!("reading reply: {e}"))?;
+    let text = resp.text().await.map_err(PostError::Read)?;
     if status != 200 {
-        return Err(format!("HTTP {status}: {}", text.trim()));
+        return Err(PostError::Status { status, body: text.trim().to_owned() });
     }
-    let reply = envelope.unwrap_reply(&text).map_err(|e| format!("reply: {e}"))?;
+    let reply = envelope.unwrap_reply(&text).map_err(PostError::Reply)?;
     Ok((status, reply))
 }

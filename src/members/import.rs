@@ -18,9 +18,43 @@ use crate::with_tx;
 const MAX_FIELD: usize = 1024;
 const MAX_ROWS: usize = 1_000_000;
 
+/// Why a CSV file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    /// The text is not CSV the reader takes.
+    #[error("{0}")]
+    Syntax(#[from] csv::Error),
+    /// A field longer than 1 KiB.
+    #[error("line {line}: a field longer than {max} bytes ({got} bytes)", max = MAX_FIELD)]
+    LongField { line: usize, got: usize },
+    /// More than a million rows.
+    #[error("more than {max} rows", max = MAX_ROWS)]
+    TooManyRows,
+}
+
+/// Why a member import applied nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file is not CSV within bounds.
+    #[error(transparent)]
+    Csv(#[from] CsvError),
+    /// No header, no rows.
+    #[error("the file is empty")]
+    Empty,
+    /// The header names no column a member is found by.
+    #[error("the header has neither a card number nor a phone column")]
+    NoKeyColumn,
+    /// The database failed (beginning or committing the import).
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// The database failed on this line's member.
+    #[error("line {line}: {source}")]
+    Line { line: usize, source: sqlx::Error },
+}
+
 /// CSV text (RFC 4180, through the `csv` crate; a UTF-8 BOM is dropped) as records with their
 /// line numbers, blank lines skipped; a field over 1 KiB or more than a million rows is an error.
-pub fn read_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
+pub fn read_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, CsvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
     let mut records = Vec::new();
@@ -28,7 +62,7 @@ pub fn read_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
     // and a record's offset points at the line end before it.
     let (bytes, mut counted, mut line) = (text.as_bytes(), 0usize, 1usize);
     for record in reader.records() {
-        let record = record.map_err(|e| e.to_string())?;
+        let record = record?;
         let mut at = record.position().map_or(0, |p| p.byte() as usize).min(bytes.len());
         while at < bytes.len() && (bytes[at] == b'\r' || bytes[at] == b'\n') {
             at += 1;
@@ -36,13 +70,13 @@ pub fn read_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
         line += bytes[counted.min(at)..at].iter().filter(|b| **b == b'\n').count();
         counted = counted.max(at);
         if let Some(long) = record.iter().find(|f| f.len() > MAX_FIELD) {
-            return Err(format!("line {line}: a field longer than {MAX_FIELD} bytes ({} bytes)", long.len()));
+            return Err(CsvError::LongField { line, got: long.len() });
         }
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
         if records.len() >= MAX_ROWS {
-            return Err(format!("more than {MAX_ROWS} rows"));
+            return Err(CsvError::TooManyRows);
         }
         records.push((line, record.iter().map(str::to_owned).collect()));
     }
@@ -312,7 +346,7 @@ fn merge(into: &mut Row, from: &Row, notes: &mut Vec<String>) {
 }
 
 /// Imports CSV text under the default loyalty rules ([`import_with`]).
-pub async fn import(store: &Store, text: &str) -> Result<Vec<Report>, String> {
+pub async fn import(store: &Store, text: &str) -> Result<Vec<Report>, ImportError> {
     import_with(store, text, &crate::config::LoyaltyConfig::default()).await
 }
 
@@ -324,14 +358,14 @@ pub async fn import_with(
     store: &Store,
     text: &str,
     loyalty: &crate::config::LoyaltyConfig,
-) -> Result<Vec<Report>, String> {
+) -> Result<Vec<Report>, ImportError> {
     let records = read_csv(text)?;
     let Some(((_, header), data)) = records.split_first() else {
-        return Err("the file is empty".into());
+        return Err(ImportError::Empty);
     };
     let columns: Vec<Option<Column>> = header.iter().map(|h| column(h)).collect();
     if !columns.iter().any(|c| matches!(c, Some(Column::Card) | Some(Column::Phone))) {
-        return Err("the header has neither a card number nor a phone column".into());
+        return Err(ImportError::NoKeyColumn);
     }
 
     // Normalise, then merge rows that repeat an earlier row's card number or phone.
@@ -367,13 +401,14 @@ pub async fn import_with(
         }
     }
 
-    let mut tx = store.begin().await.map_err(|e| e.to_string())?;
+    let mut tx = store.begin().await?;
     for (row, idx) in &kept {
         let report = &mut reports[*idx];
-        report.outcome =
-            apply(&mut tx, loyalty, row, &mut report.notes).await.map_err(|e| format!("line {}: {e}", row.line))?;
+        report.outcome = apply(&mut tx, loyalty, row, &mut report.notes)
+            .await
+            .map_err(|source| ImportError::Line { line: row.line, source })?;
     }
-    tx.commit().await.map_err(|e| e.to_string())?;
+    tx.commit().await?;
     Ok(reports)
 }
 
@@ -475,7 +510,7 @@ mod csv_tests {
         assert_eq!(recs[1], (2, vec!["C1".to_string(), "Li, Lei".to_string()]));
         assert_eq!(recs[2], (4, vec!["C2".to_string(), "say \"hi\"".to_string()]));
         assert_eq!(recs[3], (5, vec!["C3".to_string(), "two\nlines".to_string()]));
-        assert!(read_csv(&format!("a\n{}", "x".repeat(2000))).unwrap_err().contains("longer than 1024"));
+        assert!(read_csv(&format!("a\n{}", "x".repeat(2000))).unwrap_err().to_string().contains("longer than 1024"));
     }
 }
 

@@ -106,9 +106,8 @@ pub async fn upsert(store: &Store, updates: &[StockUpdate], reported_at: i64) ->
 mod tests {
     use super::*;
 
-    fn parse(json: &str) -> Result<Vec<StockUpdate>, String> {
-        let body: Body = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        updates(body).map_err(|e| format!("{e:?}"))
+    fn parse(json: &str) -> Result<Vec<StockUpdate>, Error> {
+        super::parse(json.as_bytes())
     }
 
     #[test]

@@ -111,6 +111,23 @@ fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
 #[error("database lost: {0}")]
 pub struct StoreLost(pub String);
 
+/// Why the database is not ready ([`Store::probe`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The SQLite file is not the one opened.
+    #[error(transparent)]
+    Lost(#[from] StoreLost),
+    /// The probe row is not there: another database than the one migrated.
+    #[error("the probe row is missing: not the database we migrated")]
+    NotOurs,
+    /// The write failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The write did not commit in time.
+    #[error("a write did not commit within {0:?} (the database is locked)")]
+    Timeout(Duration),
+}
+
 /// Whether [`Store::open_migrated`] creates a database that is not there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Create {
@@ -380,8 +397,8 @@ impl Store {
 
     /// Whether the database is ours and takes a write, within `timeout` (for `/readyz`): the
     /// file check, then a one-row update of `wxoa_probe` committed.
-    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
-        self.check_file().map_err(|e| e.to_string())?;
+    pub async fn probe(&self, timeout: Duration) -> Result<(), ProbeError> {
+        self.check_file()?;
         let write = async {
             let mut tx = self.begin().await?;
             let n = crate::with_tx!(&mut tx, conn => sqlx::query("UPDATE wxoa_probe SET at = $1 WHERE id = 1")
@@ -391,9 +408,9 @@ impl Store {
         };
         match tokio::time::timeout(timeout, write).await {
             Ok(Ok(1)) => Ok(()),
-            Ok(Ok(_)) => Err("the probe row is missing: not the database we migrated".into()),
-            Ok(Err(e)) => Err(format!("database: {e}")),
-            Err(_) => Err(format!("a write did not commit within {timeout:?} (the database is locked)")),
+            Ok(Ok(_)) => Err(ProbeError::NotOurs),
+            Ok(Err(e)) => Err(ProbeError::Db(e)),
+            Err(_) => Err(ProbeError::Timeout(timeout)),
         }
     }
 

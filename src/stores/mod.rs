@@ -5,7 +5,7 @@
 //! A store may have a Chinese name besides its `name` (`name_zh`, an optional CSV column, so
 //! older files import unchanged): followers read it first, as they read everything else.
 
-use crate::members::import::read_csv;
+use crate::members::import::{CsvError, read_csv};
 use crate::store::Store;
 use crate::{with_pool, with_tx};
 
@@ -134,26 +134,46 @@ pub async fn record_follower(
         .execute(pool).await.map(|_| ()))
 }
 
+/// Why a store or advisor import stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file is not CSV within bounds.
+    #[error(transparent)]
+    Csv(#[from] CsvError),
+    /// No header, no rows.
+    #[error("the file is empty")]
+    Empty,
+    /// The header lacks columns the import needs (named).
+    #[error("the header needs {0}")]
+    Columns(&'static str),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// The database failed on this line.
+    #[error("line {line}: {source}")]
+    Line { line: usize, source: sqlx::Error },
+}
+
 /// Imports stores from CSV with columns `id, name, city, address, latitude, longitude,
 /// opening_hours, phone[, code][, active][, name_zh]` (any order; `name_zh` is the Chinese name
 /// followers read first, at most 50 characters); upserts by id. Returns (imported, problems by line).
-pub async fn import(store: &Store, text: &str) -> Result<(usize, Vec<String>), String> {
+pub async fn import(store: &Store, text: &str) -> Result<(usize, Vec<String>), ImportError> {
     let records = read_csv(text)?;
     let Some(((_, header), data)) = records.split_first() else {
-        return Err("the file is empty".into());
+        return Err(ImportError::Empty);
     };
     let idx = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
     let (Some(i_id), Some(i_name), Some(i_lat), Some(i_lon)) =
         (idx("id"), idx("name"), idx("latitude"), idx("longitude"))
     else {
-        return Err("the header needs id, name, latitude and longitude".into());
+        return Err(ImportError::Columns("id, name, latitude and longitude"));
     };
     let opt = |rec: &[String], i: Option<usize>| {
         i.and_then(|i| rec.get(i)).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     };
     let mut problems = Vec::new();
     let mut imported = 0;
-    let mut tx = store.begin().await.map_err(|e| e.to_string())?;
+    let mut tx = store.begin().await?;
     for (line, rec) in data {
         let field = |i: usize| rec.get(i).map(|v| v.trim()).unwrap_or("");
         let (Ok(id), name, Ok(lat), Ok(lon)) =
@@ -189,23 +209,23 @@ pub async fn import(store: &Store, text: &str) -> Result<(usize, Vec<String>), S
             .bind(id).bind(name).bind(opt(rec, idx("city"))).bind(opt(rec, idx("address"))).bind(lat).bind(lon)
             .bind(opt(rec, idx("opening_hours"))).bind(opt(rec, idx("phone"))).bind(active).bind(&code).bind(&name_zh)
             .execute(conn).await.map(|_| ()))
-        .map_err(|e| format!("line {line}: {e}"))?;
+        .map_err(|source| ImportError::Line { line: *line, source })?;
         imported += 1;
     }
-    tx.commit().await.map_err(|e| e.to_string())?;
+    tx.commit().await?;
     Ok((imported, problems))
 }
 
 /// Imports advisors from CSV `id, store_id, name[, active]`; upserts by id. Returns (imported,
 /// problems by line).
-pub async fn import_advisors(store: &Store, text: &str) -> Result<(usize, Vec<String>), String> {
+pub async fn import_advisors(store: &Store, text: &str) -> Result<(usize, Vec<String>), ImportError> {
     let records = read_csv(text)?;
     let Some(((_, header), data)) = records.split_first() else {
-        return Err("the file is empty".into());
+        return Err(ImportError::Empty);
     };
     let idx = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
     let (Some(i_id), Some(i_store), Some(i_name)) = (idx("id"), idx("store_id"), idx("name")) else {
-        return Err("the header needs id, store_id and name".into());
+        return Err(ImportError::Columns("id, store_id and name"));
     };
     let mut problems = Vec::new();
     let mut imported = 0;
@@ -216,13 +236,13 @@ pub async fn import_advisors(store: &Store, text: &str) -> Result<(usize, Vec<St
             problems.push(format!("line {line}: needs a numeric id and store_id"));
             continue;
         };
-        if name.is_empty() || get(store, store_id).await.map_err(|e| e.to_string())?.is_none() {
+        if name.is_empty() || get(store, store_id).await?.is_none() {
             problems.push(format!("line {line}: needs a name and an existing store"));
             continue;
         }
         crate::bookings::put_advisor(store, &crate::bookings::Advisor { id, store_id, name: name.to_owned() })
             .await
-            .map_err(|e| format!("line {line}: {e}"))?;
+            .map_err(|source| ImportError::Line { line: *line, source })?;
         imported += 1;
     }
     Ok((imported, problems))

@@ -84,7 +84,7 @@ impl SegmentForm {
             active_within_days: number("active_within_days", &self.active_within_days)?,
             wechat_tag_ids: numbers("wechat_tag_ids", &self.wechat_tag_ids)?,
         };
-        rules.check().map_err(Invalid::Rules)?;
+        rules.check().map_err(|e| Invalid::Rules(e.to_string()))?;
         Ok(rules)
     }
 

@@ -85,7 +85,7 @@ pub async fn schedule(
     let count = serde_json::from_str::<Vec<serde_json::Value>>(&articles).map_or(0, |a| a.len());
     check_in_range(input.articles.as_deref(), count)?;
     let existing = planned_pushes(&mut tx, now, window, None).await?;
-    limits::check(&planned, &existing, cfg).map_err(|m| Error::Refused(Refusal::Rule(m)))?;
+    limits::check(&planned, &existing, cfg).map_err(|m| Error::Refused(Refusal::Rule(m.to_string())))?;
     let openids = match &input.audience {
         Audience::List { openids } => Some(serde_json::to_string(openids).expect("serializable")),
         _ => None,
@@ -147,7 +147,7 @@ pub async fn reschedule(store: &Store, cfg: &CampaignsConfig, id: i64, time: &Ne
     let window = limit_window(&planned.times, now);
     let mut tx = begin_scheduling(store).await?;
     let existing = planned_pushes(&mut tx, now, window, Some(id)).await?;
-    limits::check(&planned, &existing, cfg).map_err(|m| Error::Refused(Refusal::Rule(m)))?;
+    limits::check(&planned, &existing, cfg).map_err(|m| Error::Refused(Refusal::Rule(m.to_string())))?;
     let cron = input.cron.as_ref().map(|c| c.trim().to_owned());
     let moved = with_tx!(&mut tx, conn => sqlx::query(
         "UPDATE pushes SET at_ms = $1, cron = $2, time_zone = $3, next_at = $4

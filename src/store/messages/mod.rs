@@ -127,8 +127,8 @@ pub struct Stored {
 }
 
 enum Op {
-    Insert(Box<Inbound>, oneshot::Sender<Result<Claim, String>>),
-    Complete(i64, Answered, Option<JobRow>, oneshot::Sender<Result<(), String>>),
+    Insert(Box<Inbound>, oneshot::Sender<Result<Claim, LogError>>),
+    Complete(i64, Answered, Option<JobRow>, oneshot::Sender<Result<(), LogError>>),
 }
 
 /// Handle to the group-commit writer. Cloning is cheap; the writer stops when the last handle
@@ -144,6 +144,7 @@ pub struct MessageLog {
     committed: Option<Arc<Committed>>,
 }
 
+/// Why the message log did not take a row: the writer stopped, or its batch failed (the reason).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogError(pub String);
 
@@ -186,12 +187,12 @@ impl MessageLog {
                         while let Ok((batch, done)) = rx.recv() {
                             let result = sqlite_batch(&conn, &batch, clock.now_ms()).map_err(|e| {
                                 let _ = conn.execute_batch("ROLLBACK");
-                                e.to_string()
+                                LogError(e.to_string())
                             });
                             // Committed to the file we opened? If it was deleted or replaced,
                             // the commit went nowhere: nothing of this batch is acknowledged.
-                            let result =
-                                result.and_then(|claims| file.check().map(|()| claims).map_err(|e| e.to_string()));
+                            let result = result
+                                .and_then(|claims| file.check().map(|()| claims).map_err(|e| LogError(e.to_string())));
                             let _ = done.send((batch, result));
                             // Between batches, after the last one's callers are answered.
                             if reset_wanted.swap(false, Ordering::Relaxed) {
@@ -237,7 +238,7 @@ impl MessageLog {
     pub async fn insert(&self, inbound: Inbound) -> Result<Claim, LogError> {
         let (done, wait) = oneshot::channel();
         self.send(Op::Insert(Box::new(inbound), done))?;
-        wait.await.map_err(stopped)?.map_err(LogError)
+        wait.await.map_err(stopped)?
     }
 
     /// Records the outcome of a claimed message — and `job`, if given, in the same
@@ -245,7 +246,7 @@ impl MessageLog {
     pub async fn complete(&self, id: i64, outcome: Answered, job: Option<JobRow>) -> Result<(), LogError> {
         let (done, wait) = oneshot::channel();
         self.send(Op::Complete(id, outcome, job, done))?;
-        wait.await.map_err(stopped)?.map_err(LogError)
+        wait.await.map_err(stopped)?
     }
 
     /// The logged message and outcome for a dedup key.
@@ -296,7 +297,7 @@ const JOB_INSERT: &str = "INSERT INTO jobs (kind, payload, dedupe_key, state, at
     VALUES ($1, $2, $3, 'queued', 0, $4, 0, $5, $5) ON CONFLICT (dedupe_key) DO NOTHING";
 
 /// A batch on its way to the SQLite thread, and where to send it back with the results.
-type SqliteJob = (Vec<Op>, oneshot::Sender<(Vec<Op>, Result<Vec<Claim>, String>)>);
+type SqliteJob = (Vec<Op>, oneshot::Sender<(Vec<Op>, Result<Vec<Claim>, LogError>)>);
 
 enum Backend {
     Sqlite(std::sync::mpsc::Sender<SqliteJob>),
@@ -340,7 +341,9 @@ async fn batcher(
                     Err(_) => break,
                 }
             }
-            Backend::Postgres(pool) => pg_batch(pool, &batch, clock.now_ms()).await.map_err(|e| e.to_string()),
+            Backend::Postgres(pool) => {
+                pg_batch(pool, &batch, clock.now_ms()).await.map_err(|e| LogError(e.to_string()))
+            }
         };
         busy_since.store(0, Ordering::Relaxed);
         match result {
@@ -367,21 +370,21 @@ async fn batcher(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "message log batch failed");
+                tracing::error!(error = %e.0, "message log batch failed");
                 fail_all(&mut batch, &e);
             }
         }
     }
 }
 
-fn fail_all(batch: &mut Vec<Op>, msg: &str) {
+fn fail_all(batch: &mut Vec<Op>, e: &LogError) {
     for op in batch.drain(..) {
         match op {
             Op::Insert(_, done) => {
-                let _ = done.send(Err(msg.to_owned()));
+                let _ = done.send(Err(e.clone()));
             }
             Op::Complete(_, _, _, done) => {
-                let _ = done.send(Err(msg.to_owned()));
+                let _ = done.send(Err(e.clone()));
             }
         }
     }

@@ -14,14 +14,25 @@ pub enum ArticleImage {
     Png,
 }
 
+/// Why WeChat would refuse an article image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    /// Empty or over 1 MB (WeChat's 40006); the size given.
+    #[error("an article image is 1 byte to 1 MB (got {0} bytes)")]
+    Size(usize),
+    /// Neither JPEG nor PNG (WeChat's 40005).
+    #[error("an article image must be a JPEG or PNG")]
+    Kind,
+}
+
 impl ArticleImage {
     /// The kind of `bytes`, or why WeChat would refuse them (its 40005 invalid type, 40006
     /// invalid size).
-    pub fn check(bytes: &[u8]) -> Result<ArticleImage, String> {
+    pub fn check(bytes: &[u8]) -> Result<ArticleImage, ImageError> {
         if bytes.is_empty() || bytes.len() > MAX_ARTICLE_IMAGE_BYTES {
-            return Err(format!("an article image is 1 byte to 1 MB (got {} bytes)", bytes.len()));
+            return Err(ImageError::Size(bytes.len()));
         }
-        Self::sniff(bytes).ok_or_else(|| "an article image must be a JPEG or PNG".to_owned())
+        Self::sniff(bytes).ok_or(ImageError::Kind)
     }
 
     /// JPEG (`FF D8 FF`) or PNG (its 8-byte signature), by the bytes.
@@ -74,7 +85,7 @@ impl Client {
     /// image an article shows. The type is read from the bytes, not the name; anything else, or
     /// anything larger, is refused before calling (WeChat would answer 40005 / 40006).
     pub async fn media_upload_image(&self, filename: &str, bytes: Vec<u8>) -> Result<String, CallError> {
-        let image = ArticleImage::check(&bytes).map_err(CallError::Invalid)?;
+        let image = ArticleImage::check(&bytes).map_err(|e| CallError::Invalid(e.to_string()))?;
         let boundary = format!("wxoa{}", crate::wechat::envelope::random_nonce());
         let stem: String =
             filename.chars().filter(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).take(64).collect();
