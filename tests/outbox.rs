@@ -21,6 +21,8 @@ struct Setup {
     store: Store,
     client: Client,
     db: Db,
+    /// The account the client calls for (another instance builds its own client from it).
+    account: wxoa::wechat::client::Account,
 }
 
 async fn setup(backend: Backend) -> Setup {
@@ -32,7 +34,7 @@ async fn setup(backend: Backend) -> Setup {
     store.migrate().await.unwrap();
     let retry = Retry { attempts: 1, first: Duration::from_millis(10), max: Duration::from_millis(10) };
     let client = Client::with_retry(&config.wechat.account(), &RateLimits::default(), store.clone(), retry);
-    Setup { fake, store, client, db }
+    Setup { fake, store, client, db, account: config.wechat.account() }
 }
 
 fn outbox_config(lease_secs: u64) -> OutboxConfig {
@@ -49,10 +51,19 @@ fn template(openid: &str, n: usize) -> NewJob {
 
 /// Starts a worker; returns its stop switch and task.
 fn start_worker(s: &Setup, config: OutboxConfig) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    start_worker_with(s, s.client.clone(), config)
+}
+
+/// Starts a worker that calls WeChat through `client`.
+fn start_worker_with(
+    s: &Setup,
+    client: Client,
+    config: OutboxConfig,
+) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = Worker::new(
         s.store.clone(),
-        s.client.clone(),
+        client,
         wxoa::jobs::worker::Executors::messages(),
         config,
         Arc::new(tokio::sync::Notify::new()),
@@ -203,6 +214,51 @@ async fn two_workers_share_the_queue_without_doubling() {
             sent.iter().map(|c| c.body["touser"].as_str().unwrap().to_owned()).collect();
         assert_eq!(sent.len(), 300, "{backend:?}");
         assert_eq!(unique.len(), 300);
+        s.store.close().await;
+        s.db.drop_db().await;
+    }
+}
+
+/// `[rate_limits]` is the account's budget: three instances (each its own client and worker on
+/// one database) together send no faster than one would.
+#[tokio::test]
+async fn instances_share_one_budget_of_calls() {
+    for backend in backends() {
+        let s = setup(backend).await;
+        let rate = 20.0;
+        for n in 0..120 {
+            outbox::enqueue(&s.store, &template(&format!("o{n}"), n)).await.unwrap();
+        }
+        let limits = RateLimits { template: rate, ..RateLimits::default() };
+        let retry = Retry { attempts: 1, first: Duration::from_millis(10), max: Duration::from_millis(10) };
+        let mut running = Vec::new();
+        for _ in 0..3 {
+            // Its own connections, as another process would have.
+            let own = Store::connect(&s.db.url, 4).await.unwrap();
+            let client = Client::with_retry(&s.account, &limits, own, retry);
+            running.push(start_worker_with(&s, client, outbox_config(30)));
+        }
+        assert!(all_done(&s.store, 120).await, "{backend:?}: {:?}", states(&s.store).await);
+        for (stop, task) in running {
+            let _ = stop.send(true);
+            task.await.unwrap();
+        }
+        let sent = s.fake.calls_to("/cgi-bin/message/template/send");
+        let unique: std::collections::HashSet<_> = sent.iter().map(|c| c.body["touser"].as_str().unwrap()).collect();
+        assert_eq!((sent.len(), unique.len()), (120, 120), "{backend:?}: each notice once");
+        // One second's worth may go at once; after that, one call every 1/rate for all three.
+        let first = sent[0].at_ms;
+        let interval = 1000.0 / rate;
+        for (i, call) in sent.iter().enumerate().skip(rate as usize) {
+            let due = ((i as f64 - rate) * interval) as i64 - 100;
+            assert!(
+                call.at_ms - first >= due,
+                "{backend:?}: call {i} after {} ms, due no sooner than {due}",
+                call.at_ms - first
+            );
+        }
+        let took = sent.last().unwrap().at_ms - first;
+        assert!(took >= 4_700, "{backend:?}: 120 calls at {rate}/s took {took} ms");
         s.store.close().await;
         s.db.drop_db().await;
     }

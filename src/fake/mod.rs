@@ -38,6 +38,8 @@ pub struct Call {
     /// Who a mass send or preview reached (after WeChat's filtering), when at most 10,000.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reached: Option<Vec<String>>,
+    /// When it arrived, on the fake's clock (unix milliseconds): how fast a deployment called.
+    pub at_ms: i64,
 }
 
 /// Fault injection.

@@ -178,6 +178,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (23, "store_names", include_str!("../../migrations/sqlite/0023_store_names.sql")),
     (24, "push_articles", include_str!("../../migrations/sqlite/0024_push_articles.sql")),
     (25, "console_sessions", include_str!("../../migrations/sqlite/0025_console_sessions.sql")),
+    (26, "wechat_pace", include_str!("../../migrations/sqlite/0026_wechat_pace.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -204,6 +205,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (23, "store_names", include_str!("../../migrations/postgres/0023_store_names.sql")),
     (24, "push_articles", include_str!("../../migrations/postgres/0024_push_articles.sql")),
     (25, "console_sessions", include_str!("../../migrations/postgres/0025_console_sessions.sql")),
+    (26, "wechat_pace", include_str!("../../migrations/postgres/0026_wechat_pace.sql")),
 ];
 
 impl Store {

@@ -197,7 +197,14 @@ impl FakeWeChat {
     fn record(&self, path: &str, query: &Query, body: Value, errcode: i64, reached: Option<Vec<String>>) {
         let mut q = query.clone();
         q.remove("secret");
-        self.0.state.lock().unwrap().calls.push(Call { path: path.to_owned(), query: q, body, errcode, reached });
+        self.0.state.lock().unwrap().calls.push(Call {
+            path: path.to_owned(),
+            query: q,
+            body,
+            errcode,
+            reached,
+            at_ms: self.0.clock.now_ms(),
+        });
     }
 
     fn faults(&self) -> Result<(), (i64, &'static str)> {

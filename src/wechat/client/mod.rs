@@ -9,8 +9,10 @@
 //!   the one that failed*, refresh, and retry once — never in a loop;
 //! * -1 (system busy) and network failures: bounded exponential backoff.
 //!
-//! Calls are paced per family ([`RateLimits`]) so a burst never earns a 45009 (quota).
+//! Calls are paced per family ([`RateLimits`]) so a burst never earns a 45009 (quota); the pace
+//! is the account's, kept in the database and shared by every instance ([`budget`]).
 
+mod budget;
 pub mod jssdk;
 pub mod mass;
 pub mod media;
@@ -106,7 +108,26 @@ pub enum Family {
 
 const FAMILIES: usize = 10;
 
-/// Calls per second per family (0 = unpaced), from `[rate_limits]` in the config.
+impl Family {
+    /// The family's name, as `[rate_limits]` and the shared budget's rows call it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Token => "token",
+            Family::Menu => "menu",
+            Family::Message => "message",
+            Family::Template => "template",
+            Family::User => "user",
+            Family::Tag => "tag",
+            Family::Qrcode => "qrcode",
+            Family::Media => "media",
+            Family::Mass => "mass",
+            Family::Jssdk => "jssdk",
+        }
+    }
+}
+
+/// Calls per second per family (0 = unpaced), from `[rate_limits]` in the config: the budget of
+/// the account, shared by every instance on the database.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimits {
@@ -143,36 +164,6 @@ impl RateLimits {
     }
 }
 
-/// A pacer: calls are spaced 1/rate apart, a burst of up to one second's worth allowed.
-struct Pacer {
-    interval: Duration,
-    burst: Duration,
-    next: std::sync::Mutex<tokio::time::Instant>,
-}
-
-impl Pacer {
-    fn new(per_sec: f64) -> Option<Pacer> {
-        (per_sec > 0.0).then(|| Pacer {
-            interval: Duration::from_secs_f64(1.0 / per_sec),
-            burst: Duration::from_secs(1),
-            next: std::sync::Mutex::new(tokio::time::Instant::now()),
-        })
-    }
-
-    async fn wait(&self) {
-        let at = {
-            let mut next = self.next.lock().unwrap();
-            let now = tokio::time::Instant::now();
-            // Unused capacity accumulates up to the burst allowance.
-            let earliest = now.checked_sub(self.burst).unwrap_or(now);
-            let at = (*next).max(earliest);
-            *next = at + self.interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
-    }
-}
-
 /// Backoff for busy answers and network failures.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
@@ -205,7 +196,9 @@ struct Inner {
     base: String,
     app_id: String,
     tokens: TokenManager,
-    pacers: Vec<Option<Pacer>>,
+    /// Where the shared pace is kept.
+    store: Store,
+    pacers: Vec<Option<budget::Pace>>,
     retry: Retry,
 }
 
@@ -231,7 +224,7 @@ impl Client {
             .build()
             .expect("HTTP client");
         let base = account.api_base.trim_end_matches('/').to_owned();
-        let tokens = TokenManager::new(store, http.clone(), &base, account);
+        let tokens = TokenManager::new(store.clone(), http.clone(), &base, account);
         let families = [
             Family::Token,
             Family::Menu,
@@ -245,8 +238,8 @@ impl Client {
             Family::Jssdk,
         ];
         debug_assert_eq!(families.len(), FAMILIES);
-        let pacers = families.iter().map(|f| Pacer::new(limits.per_sec(*f))).collect();
-        Client(Arc::new(Inner { http, base, app_id: account.app_id.clone(), tokens, pacers, retry }))
+        let pacers = families.iter().map(|f| budget::Pace::new(*f, limits.per_sec(*f))).collect();
+        Client(Arc::new(Inner { http, base, app_id: account.app_id.clone(), tokens, store, pacers, retry }))
     }
 
     pub fn app_id(&self) -> &str {
@@ -306,8 +299,8 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<(String, Vec<u8>)>,
     ) -> Result<Resp, CallError> {
-        if let Some(pacer) = &self.0.pacers[family as usize] {
-            pacer.wait().await;
+        if let Some(pace) = &self.0.pacers[family as usize] {
+            pace.wait(&self.0.store, &self.0.app_id).await?;
         }
         let mut refreshed = false;
         let mut attempt = 0;
