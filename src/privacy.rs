@@ -9,18 +9,14 @@
 //! | `members` | the row | anonymised: card, phone, name, birthday, openid, store cleared; `source = 'erased'` |
 //! | `points_ledger`, `points_lots` | every entry, the lots | entries replaced by one anonymous sum per kind, and one `adjust` that forfeits the balance, so programme totals stay right; lots deleted |
 //! | `redemptions` | every one | kept, now of the anonymous member (stock and catalogue figures) |
-//! | `bookings` | every one | deleted (the slots are free again) |
-//! | `followers`, `follower_tags`, `segment_members`, `segment_ops` | the row, its tags | deleted |
-//! | `inbound_messages` | every message, with its XML | deleted |
-//! | `h5_sessions`, `h5_submissions` | the sessions | deleted |
-//! | `orders`, `order_credits`, `checkouts`, `link_openers` | every one | deleted (the funnel's per-minute counts stay) |
+//! | `bookings`, `followers`, `follower_tags`, `segment_members`, `segment_ops`, `inbound_messages` (with the XML), `h5_sessions`, `h5_submissions`, `orders`, `order_credits`, `checkouts`, `link_openers` | every row | deleted (booked slots free again; the funnel's per-minute counts stay) |
 //! | `jobs` | what is queued for them | deleted, the member's CRM queue too |
 //! | `simulator_followers`, `simulator_bubbles` (`wxoa dev` only) | — | deleted |
 //! | `pushes.openids`, `follower_syncs.next_openid`, `bind_failures` | — | the openid removed |
 //!
-//! Erasure is one transaction; it records who erased which member number when, and how many
-//! rows went, in `erasures` (nothing of the erased data), and — with a CRM listening — queues
-//! `member.erased` (card number only) so the CRM erases its copy.
+//! Erasure is one transaction, recorded in `erasures` (who, which member number, when, how many
+//! rows; nothing of the erased data); with a CRM listening it queues `member.erased` (card number
+//! only) so the CRM erases its copy.
 
 use crate::store::{Pool, Store, Tx};
 use crate::{with_pool, with_tx};

@@ -1,27 +1,19 @@
 //! The bot: from a parsed message to the answer, exactly once per message.
 //!
+//! WeChat retries a call it got no answer for within 5 s, three times, so every message is
+//! logged under a unique dedup key and a retry gets the first call's answer:
 //! 1. **Route** once, to the first matching rule ([`rules`]).
-//! 2. **Act and deduplicate.** WeChat retries a call it got no answer for within 5 s, three
-//!    times; every message is logged under a unique dedup key and a retry gets the first call's
-//!    answer. How depends on the action:
-//!    * a template or inline reply is a pure function of the message, so it is computed first
-//!      and logged together with the message in one write. If the key was taken, this call was
-//!      a retry: its own reply is discarded and the logged one returned.
-//!    * a built-in handler ([`handlers`]) may have side effects, so the message is *claimed*
-//!      first and the handler runs only for the claim's owner, in one task of its own (a
-//!      dropped connection does not abandon it). A retry arriving meanwhile in this process
-//!      waits for it (the in-flight map); one arriving at another instance polls the log until
-//!      the owner records its answer, and takes the message over if the owner went quiet (it
-//!      died).
-//! 3. **Record** the answer before it is returned, so the retry gets the same one; every log
-//!    write is bounded by the time WeChat still waits ([`LOG_MARGIN`], [`ANSWER_BY`]).
-//! 4. **Late replies.** A handler that misses the reply deadline gets `success` sent for it.
-//!    The `deferred` outcome commits together with a late-reply job (`late:<message id>`, due
-//!    a minute later): when the handler finishes, its reply turns that job into a
-//!    customer-service message due now; if the process dies first, the job comes due anyway
-//!    and runs the handler again from the logged message ([`Bot::late_reply`]). No reply is
-//!    lost to a crash between the deadline and the handler's end — handlers must therefore be
-//!    safe to run twice, as the built-in ones are.
+//! 2. **Act.** A template or inline reply is a pure function of the message: computed, then
+//!    logged with the message in one write; if the key was taken the call was a retry and gets
+//!    the logged reply. A handler ([`handlers`]) may have side effects: the message is *claimed*
+//!    first and the handler runs once, in a task of its own; a retry here waits for it, one at
+//!    another instance polls the log and takes the message over if the owner died.
+//! 3. **Record** the answer before it is returned; every log write is bounded by the time WeChat
+//!    still waits ([`LOG_MARGIN`], [`ANSWER_BY`]).
+//! 4. **Late replies.** Past the deadline `success` is sent and a late-reply job commits with the
+//!    `deferred` outcome; the handler's reply becomes a customer-service message, or after a crash
+//!    the job runs the handler again from the logged message ([`Bot::late_reply`]) — so handlers
+//!    must be safe to run twice, as the built-in ones are.
 
 pub mod handlers;
 mod late;

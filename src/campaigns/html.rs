@@ -1,18 +1,13 @@
 //! An article body's HTML, cleaned to what a WeChat article shows, on every way in.
 //!
-//! The body comes from the console's editor, the API and the CLI, and goes out in an `mpnews`
-//! draft and into the console's preview: whatever enters is cleaned here, in the domain, so no
-//! entry point can skip it. The cleaning is [ammonia]'s (an HTML5 parser, then an allow-list),
-//! not a hand-made filter: markup is parsed the way a browser parses it, and only what is listed
-//! below survives it.
-//!
-//! The allow-list is what WeChat's article editor itself produces, kept tight:
-//! * text blocks: `p`, `br`, `h1`–`h4`, `blockquote`, `ul`/`ol`/`li`, `section`;
-//! * inline: `strong`/`b`, `em`/`i`, `u`, `s`, `span`;
-//! * `a` with `href` (absolute `http`/`https` only; `rel="noopener noreferrer"` is added) and
-//!   `title`;
-//! * `img` with `src` (absolute `http`/`https` only; WeChat shows only images it hosts, which
-//!   the console's image button uploads through `media/uploadimg`) and `alt`;
+//! The body comes from the console's editor, the API and the CLI and goes out in an `mpnews`
+//! draft and the console's preview, so it is cleaned here, in the domain, where no entry point can
+//! skip it — by [ammonia] (an HTML5 parser, then an allow-list), not a hand-made filter, so markup
+//! is parsed the way a browser parses it. The allow-list is what WeChat's article editor produces:
+//! * blocks `p`, `br`, `h1`–`h4`, `blockquote`, `ul`/`ol`/`li`, `section`; inline `strong`/`b`,
+//!   `em`/`i`, `u`, `s`, `span`;
+//! * `a` with `href` and `title`, `img` with `src` and `alt`: absolute `http`/`https` URLs only
+//!   (`rel="noopener noreferrer"` added; WeChat shows only images it hosts, via `media/uploadimg`);
 //! * `style` on `p`, `span`, `section` and `h1`–`h4`, keeping only `color`, `background-color`
 //!   and `text-align` (the editor's alignment; no property that can load anything).
 //!

@@ -8,16 +8,12 @@
 //! INSERT INTO push_runs (push_id, due_at, status = 'sending', clientmsgid, …)
 //! ```
 //!
-//! Only one instance's update matches, so only one sends. The run then carries the send: a draft
-//! for `mpnews` (its media_id kept on the run), then the mass send with the run's `clientmsgid`.
-//! If the instance dies mid-send, the run stays `sending`; after `campaigns.lease_secs` any instance sends
-//! it again with the same `clientmsgid`, and WeChat refuses a repeat of one it already took
-//! (45065), which we record as sent. So a push reaches followers once, not at most once per
-//! instance.
-//!
-//! A push found due more than `campaigns.grace_secs` late (every instance was down at its time)
-//! is not sent: it is marked `missed` with a warning, and a repeating one moves on to its next
-//! time. Late by less, it fires at once on start.
+//! Only one instance's update matches, so only one sends: a draft for `mpnews` (its media_id kept
+//! on the run), then the mass send with the run's `clientmsgid`. A run a dead instance left
+//! `sending` is sent again after `campaigns.lease_secs` with the same `clientmsgid`; WeChat refuses
+//! a repeat of one it took (45065), recorded as sent, so a push reaches followers once. A push
+//! found due over `campaigns.grace_secs` late (every instance was down) is marked `missed` with a
+//! warning, a repeating one moving on to its next time; late by less, it fires at once.
 
 use super::schedule::{self, MsgType, PushStatus, RunStatus};
 use super::{Audience, send};

@@ -5,18 +5,13 @@
 //!   the points themselves are [`crate::members::points`]'.
 //! * **Out**: every change to a member is an [`Event`], enqueued by [`Events::emit`] **in the
 //!   transaction of the change** as an outbox job of its member's queue, and delivered by
-//!   [`deliver`] as a signed `POST crm.webhook_url`:
+//!   [`deliver`] as a signed `POST crm.webhook_url` of `{"id": "evt_…", "type", "occurred_at",
+//!   "member": {"card_no", "id"}, "data"}`.
 //!
-//! ```text
-//! {"id": "evt_…", "type": "points.changed", "occurred_at": "2026-12-01T10:00:00.123+08:00",
-//!  "member": {"card_no": "8800123456", "id": 42}, "data": {…}}
-//! ```
-//!
-//! At least once (a crash between the send and its record sends it again: `id` lets the
-//! receiver drop the repeat), in order per member (the outbox runs a member's queue one job at a
-//! time), retried with the outbox's backoff on a non-2xx answer or a timeout, dead after
-//! `outbox.max_attempts`. Events carry the card number and what changed — never an openid.
-//! With `crm.webhook_url` empty nothing is enqueued at all.
+//! At least once (`id` lets the receiver drop a repeat sent again after a crash), in order per
+//! member (the outbox runs a member's queue one job at a time), retried with the outbox's backoff,
+//! dead after `outbox.max_attempts`. Events carry the card number and what changed — never an
+//! openid. With `crm.webhook_url` empty nothing is enqueued at all.
 
 pub mod api;
 pub mod deliver;

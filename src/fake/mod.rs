@@ -2,19 +2,17 @@
 //! tests, the benchmarks and development without an Official Account. It can also play
 //! followers, posting signed (and encrypted) messages to the webhook the way WeChat does.
 //!
-//! What it does like WeChat:
-//! * `token` issues a new token each call; the previous one keeps working for 5 minutes.
-//!   `stable_token` returns the current token until it expires, a new one on `force_refresh`.
-//!   A wrong appid is 40013, a wrong secret 40125; an unknown token is 40001, an expired one
-//!   42001, a missing one 41001.
-//! * Messages to a follower who unsubscribed are 43004; template sends over the daily quota are
-//!   45009. A template send answers a msgid and later posts TEMPLATESENDJOBFINISH to the webhook;
-//!   a mass send posts MASSSENDJOBFINISH with its counts; a repeated `clientmsgid` is 45065.
+//! * `token` issues a new token each call, the previous one working for 5 more minutes;
+//!   `stable_token` returns the current one until it expires, a new one on `force_refresh`. A
+//!   wrong appid is 40013, a wrong secret 40125; an unknown token 40001, an expired one 42001, a
+//!   missing one 41001.
+//! * A follower who unsubscribed is 43004, template sends over the daily quota 45009, a repeated
+//!   `clientmsgid` 45065. A template send answers a msgid and later posts TEMPLATESENDJOBFINISH to
+//!   the webhook; a mass send posts MASSSENDJOBFINISH with its counts.
 //! * Every call is recorded ([`FakeWeChat::calls`]) and the knobs ([`Knobs`]) add latency,
 //!   random -1s, forced errcodes and dropped connections.
-//!
-//! Followers ([`followers`]): any openid is a follower until [`FakeWeChat::unsubscribe`] says
-//! otherwise, and one the fake has seen is in its list (`user/get`) and counted by mass sends.
+//! * Followers ([`followers`]): any openid is a follower until [`FakeWeChat::unsubscribe`] says
+//!   otherwise, and one the fake has seen is in its list (`user/get`) and counted by mass sends.
 
 mod api;
 pub use api::served_image;

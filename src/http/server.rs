@@ -2,17 +2,14 @@
 //! served by the [`Dispatch`](super::webhook::Dispatch) service — with the limits a server
 //! facing the internet needs and `axum::serve` does not set.
 //!
-//! * **Slow and idle clients.** A connection must send a whole request head within
-//!   `server.header_read_timeout_secs` of starting to wait for it — the first request, and each
-//!   next one on a kept-alive connection — or it is closed. A client trickling one byte every
-//!   few seconds (slowloris) gets no more time than one that sends nothing, and an idle
-//!   keep-alive connection lasts no longer either. A request body must arrive within the same
-//!   time (the webhook reads its own; the router's routes have a 30 s limit overall).
-//! * **A cap on open connections** (`server.max_connections`, and never more than the process
-//!   may open files for, less a reserve for the database and outbound calls). A connection
-//!   beyond it is closed at once rather than left in the queue: what is already connected is
-//!   served, and nothing grows until the process runs out of descriptors. The soft descriptor
-//!   limit is raised to the hard one at start ([`raise_fd_limit`]).
+//! * **Slow and idle clients.** A whole request head must arrive within
+//!   `server.header_read_timeout_secs` of waiting for it (the first request, and each next one on
+//!   a kept-alive connection), or the connection is closed: a slowloris trickle gets no more time
+//!   than silence, nor does an idle keep-alive. A body gets the same time (the webhook reads its
+//!   own; the router's routes have a 30 s limit overall).
+//! * **A cap on open connections** (`server.max_connections`, never more than the process may open
+//!   files for, less a reserve; the soft limit is raised to the hard one, [`raise_fd_limit`]): one
+//!   beyond it is closed at once, so what is connected is served and nothing grows.
 //! * **A bounded shutdown.** On the shutdown signal the listener closes, idle connections are
 //!   closed, and requests in flight may finish for `server.shutdown_grace_secs`; what is still
 //!   open then is dropped. A stalled client cannot keep the process alive.

@@ -9,13 +9,10 @@
 //! ```
 //!
 //! * [`checkout`]: the signed, expiring token that carries campaign, SKU and openid to the shop.
-//! * [`stock`] and [`orders`]: what the shop reports, checked and recorded. A product whose stock
-//!   is 0 is *sold out*: the article link shows a sold-out page and the chat answers from
-//!   `sold_out.j2` instead of handing out checkout links. A product the shop never told us
-//!   about is treated as available (the shop, which owns the stock, has the last word at its
-//!   checkout).
-//! * [`api`]: the two signed endpoints (the signature scheme is [`crate::http::signed`]);
-//!   [`landing`]: the article link `/buy/{campaign_id}`.
+//! * [`stock`] and [`orders`]: what the shop reports, checked and recorded. Stock 0 is *sold out*
+//!   (a sold-out page, `sold_out.j2` in the chat, no checkout links); a product never reported is
+//!   available (the shop has the last word at its checkout).
+//! * [`api`]: the two signed endpoints ([`crate::http::signed`]); [`landing`]: the article link.
 //!
 //! Campaign rows belong to the campaigns module; this one only reads `campaigns.product_sku`.
 

@@ -1,40 +1,20 @@
-//! Orders (`POST /api/v1/orders`, [`super::api`]): the shop tells us about an order, and we
-//! tell the buyer with a template message.
+//! Orders (`POST /api/v1/orders`, [`super::api`]): the shop reports an order's status, and the
+//! buyer is told with a template message (`order_<status>` in `config/notices.toml`).
 //!
-//! ```text
-//! {"order_id": "SO-1001", "status": "paid", "openid": "o…", "sku": "LE-2026",
-//!  "product_name": "Limited Edition No. 5", "amount_fen": 129900,
-//!  "tracking_no": "SF123…" (shipped only, optional), "at": 1795000000 (optional, unix seconds)}
-//! ```
-//!
-//! * **Statuses** move forward only: `created` → `paid` → `shipped`, and `refunded` after any of
-//!   them; nothing follows `refunded`. Steps may be skipped (a shop that never sends `created`).
-//!   A status at or before the latest one recorded for the order is refused with **409** (and
-//!   nothing is sent) — unless it is the very same status, which is a repeat.
-//! * **Idempotent** by `(order_id, status)`: a repeat answers **200** `{"duplicate": true}`
-//!   and sends nothing. A new status answers **202** `{"queued": true}`.
-//! * **One transaction**: the `orders` row and the buyer's template message (`order_<status>`
-//!   in `config/notices.toml`, outbox dedupe key `order:<order_id>:<status>`) commit together,
-//!   so a crash loses neither and sends nothing unrecorded. Notifications for one order are
-//!   serialised (SQLite's write lock; a transaction-scoped advisory lock per order on
-//!   PostgreSQL), so two racing statuses cannot both pass the forward-only check.
-//! * **Known buyers only** (**422** otherwise): the openid must belong to someone we know —
-//!   a member with a bound card (`members.openid`), a follower we recorded (`followers`: store
-//!   QR codes, and every follower the `checkout_link` handler handed a link to), or someone who
-//!   signed in through our OAuth (`h5_sessions.openid`: the `/buy/{id}` article link goes that
-//!   way). Every checkout token we issue is for such an openid, so a real order always
-//!   qualifies. The inbound message log is deliberately not consulted: it has no openid index
-//!   (it is the webhook's hot path) and scanning it per order would not scale.
-//! * **Points**: `paid` with an `amount_fen` earns the buyer's bound card
-//!   `floor(amount_fen / 100 × loyalty.points_per_yuan)` points (reference `order:<order_id>`),
-//!   and `refunded` voids them (as many as are left, if some were spent meanwhile) — in the
-//!   same transaction, with the `points_changed` message and the CRM's event. A buyer without a
-//!   card earns nothing and the order flow is the same.
-//! * **Campaigns**: `"checkout_token"` (optional) is the token the shop received with the
-//!   buyer; the order is credited to the campaign and push wxoa issued it for, if wxoa issued
-//!   it to this buyer (`super::funnel`); otherwise, or without one, it is unattributed.
-//! * Bad JSON, a missing field, an unknown status or a field out of bounds: **400**. The
-//!   buyer is a different openid than earlier notifications of the order said: **409**.
+//! * **Forward only**: `created` → `paid` → `shipped`, and `refunded` after any of them (steps may
+//!   be skipped; nothing follows `refunded`). A repeat of `(order_id, status)` answers **200**
+//!   `{"duplicate": true}` and sends nothing, a new status **202** `{"queued": true}`; an older
+//!   status, or another openid than the order's earlier notices named, **409**; bad input **400**.
+//! * **One transaction**: the `orders` row, the notice (outbox key `order:<order_id>:<status>`)
+//!   and any points commit together; one order's statuses are serialised (SQLite's write lock, a
+//!   per-order advisory lock on PostgreSQL), so two racing statuses cannot both pass the check.
+//! * **Known buyers only** (**422**): a bound member, a follower we recorded, or an OAuth sign-in
+//!   (`h5_sessions.openid`) — every checkout token is for one. The message log is not consulted:
+//!   it has no openid index (it is the webhook's hot path), and scanning it would not scale.
+//! * **Points**: `paid` with an `amount_fen` earns the bound card `floor(amount_fen / 100 ×
+//!   loyalty.points_per_yuan)` (reference `order:<order_id>`); `refunded` voids what is left.
+//! * **Campaigns**: an optional `"checkout_token"` credits the order to the campaign and push wxoa
+//!   issued it for, if wxoa issued it to this buyer (`super::funnel`); else it is unattributed.
 
 use super::{Error, Refusal, bounded};
 use crate::jobs::Kind;

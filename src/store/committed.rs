@@ -2,13 +2,11 @@
 //! back.
 //!
 //! The follower directory and the activity counts read every row of the message log behind the
-//! webhook. Reading it back cost three scans of each second's rows (the follows, each
-//! follower's latest message, the hourly counts) on the server's one core, and those long reads
-//! kept the writer's WAL restart waiting: `scripts/bench-wrk.sh` gave 58,000–59,500 round
-//! trips a second with the readers off against 53,000 with them on, and the WAL grew past
-//! 64 MB over a sustained run. The writer holds each row anyway, so after a commit it moves the
-//! few fields the readers use (no copy: the strings are the request's own) into [`Committed`],
-//! and a reader takes them from there.
+//! webhook. Reading it back took three scans of each second's rows on the server's one core:
+//! about a tenth of the webhook's throughput under `scripts/bench-wrk.sh`, and long reads that
+//! kept the writer's WAL restart waiting (the WAL grew past 64 MB). The writer holds each row
+//! anyway, so after a commit it moves the few fields the readers use (no copy: the strings are the
+//! request's own) into [`Committed`], and a reader takes them from there.
 //!
 //! Only rows with consecutive ids are kept (SQLite gives a new row the highest id plus one, so a
 //! gap means someone else wrote, or the newest row was deleted and its id reused): a reader uses

@@ -2,18 +2,15 @@
 //!
 //! The page plays followers; this module plays WeChat's side of them:
 //! * **Inbound.** What a follower does (types, taps a menu button, sends a location, scans a
-//!   store's QR code, unsubscribes) becomes the XML WeChat would post; the fake signs and
-//!   encrypts it with the account's token and key and posts it to `/wechat`, exactly as WeChat
-//!   does. The reply comes back decrypted and is shown as WeChat shows it.
-//! * **Outbound.** Everything the server sends later — deferred replies and customer-service
-//!   messages, template messages, mass sends and previews — reaches the fake's API; the
-//!   simulator reads the fake's record of calls and puts each in the right follower's chat (a
-//!   mass send to a tag in the chats of that tag's followers).
-//! * **H5.** Links open in a frame; the fake's OAuth page signs in the current follower. A
-//!   mass-sent article opens as WeChat opens it, as the article ([`article`]), whose link goes
-//!   on to `/buy`; the stand-in checkout ([`super::checkout`]) verifies the token and can
-//!   simulate the payment: it posts the signed order statuses the shop would (`created`, then
-//!   `paid`) to `POST /api/v1/orders`, with the checkout token, so the funnel credits the push.
+//!   store's QR code, unsubscribes) becomes the XML WeChat would post, signed and encrypted by the
+//!   fake and posted to `/wechat` as WeChat does; the reply is shown decrypted, as WeChat shows it.
+//! * **Outbound.** What the server sends later (deferred and customer-service messages, template
+//!   messages, mass sends, previews) is read from the fake's record of calls into each follower's
+//!   chat (a mass send to a tag in the chats of that tag's followers).
+//! * **H5.** Links open in a frame, signed in by the fake's OAuth page as the current follower; a
+//!   mass-sent article opens as the article ([`article`]) and links on to `/buy`, where the
+//!   stand-in checkout ([`super::checkout`]) can post the shop's signed `created` and `paid`
+//!   statuses with the checkout token, so the funnel credits the push.
 //! * **Memory.** Followers and chats are kept in the dev database ([`super::chats`]); the last
 //!   exchange is kept per follower, and the side panel shows the current one's.
 

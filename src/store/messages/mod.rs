@@ -1,23 +1,17 @@
 //! The inbound message log, written with group commit.
 //!
-//! Every accepted message is inserted under its unique dedup key. A message whose reply is a
-//! pure function of the message (a template, an inline reply) is inserted once, reply
-//! included. A message routed to a handler — which may have side effects — is *claimed* first
-//! (inserted without an outcome) and its outcome recorded when the handler is done, so a retry
-//! arriving meanwhile, here or on another instance, sees the claim and waits instead of running
-//! the handler twice. Either way the row is committed before the response leaves.
+//! Every accepted message is inserted under its unique dedup key, and the row is committed before
+//! the response leaves. A pure reply (a template, an inline reply) goes in with its message in one
+//! insert; a handler's message, which may have side effects, is *claimed* first (no outcome yet)
+//! and its outcome recorded when the handler is done, so a retry here or at another instance sees
+//! the claim and waits instead of running the handler twice.
 //!
-//! One commit per request would cap the webhook at the disk's commit rate, so requests hand
-//! their rows to one writer that puts everything queued into a single transaction and wakes
-//! all of them when it commits. Under load a batch grows to whatever arrived during the
-//! previous commit; at rest it is one row and no added latency.
-//!
-//! The writer differs per backend for a measured reason. On SQLite it is a dedicated thread
-//! with its own connection and prepared statements: sqlx's SQLite driver hands every statement
-//! and every row to a worker thread and back, and on one core those hand-offs cost more than
-//! the inserts themselves (`scripts/bench.sh`: ~8,300 round trips a second with two sqlx
-//! group commits per request; 18,000 to 21,600 in different runs with this writer and one
-//! insert per pure reply).
+//! One commit per request would cap the webhook at the disk's commit rate, so requests hand their
+//! rows to one writer that commits everything queued in one transaction and wakes them all: under
+//! load a batch is whatever arrived during the last commit, at rest one row. On SQLite the writer
+//! is a dedicated thread with its own connection and prepared statements: sqlx's driver hands
+//! every statement and row to a worker thread and back, and on one core those hand-offs cost more
+//! than the inserts (`scripts/bench.sh`: over twice the throughput without them).
 //! On PostgreSQL it is an async task over the sqlx pool, with multi-row statements.
 
 mod postgres;
