@@ -53,7 +53,8 @@ pub enum ImportError {
 }
 
 /// CSV text (RFC 4180, through the `csv` crate; a UTF-8 BOM is dropped) as records with their
-/// line numbers, blank lines skipped; a field over 1 KiB or more than a million rows is an error.
+/// line numbers, blank lines skipped; a field over 1 KiB or more than a million rows below the
+/// header (the first record) is an error.
 pub fn read_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, CsvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
@@ -75,7 +76,8 @@ pub fn read_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, CsvError> {
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
-        if records.len() >= MAX_ROWS {
+        // The header is not a row: a file of exactly the limit is accepted.
+        if records.len() > MAX_ROWS {
             return Err(CsvError::TooManyRows);
         }
         records.push((line, record.iter().map(str::to_owned).collect()));
@@ -500,7 +502,17 @@ async fn apply(
 
 #[cfg(test)]
 mod csv_tests {
-    use super::read_csv;
+    use super::{CsvError, MAX_ROWS, read_csv};
+
+    #[test]
+    fn a_file_of_exactly_the_row_limit_is_read() {
+        let mut text = String::from("card\n");
+        text.push_str(&"C\n".repeat(MAX_ROWS));
+        assert_eq!(read_csv(&text).unwrap().len(), MAX_ROWS + 1, "the header and every row");
+        text.push_str("C\n");
+        assert!(matches!(read_csv(&text), Err(CsvError::TooManyRows)));
+        assert_eq!(CsvError::TooManyRows.to_string(), "more than 1000000 rows");
+    }
 
     #[test]
     fn quotes_crlf_bom_and_bounds() {
