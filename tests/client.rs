@@ -86,6 +86,49 @@ async fn a_revoked_token_is_refreshed_once_for_fifty_callers() {
     }
 }
 
+/// The JS-SDK ticket is the account's: fetched once for two instances and forty pages, reused
+/// until five minutes before it expires, then fetched once again.
+#[tokio::test]
+async fn two_clients_on_one_database_share_one_jsapi_ticket() {
+    for backend in backends() {
+        let s = Setup::new(backend).await;
+        let clock = s.config.clock.clone();
+        let store = || Store::clone(&s.store).with_clock(clock.clone());
+        let account = s.config.wechat.account();
+        let (a, b) = (
+            Client::with_retry(&account, &RateLimits::default(), store(), FAST_RETRY),
+            Client::with_retry(&account, &RateLimits::default(), store(), FAST_RETRY),
+        );
+        let pages = (0..40).map(|i| {
+            let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+            async move { c.js_config(&format!("https://h5.example.com/card?n={i}")).await }
+        });
+        let configs = futures_join_all(pages).await;
+        let tickets = || s.fake.calls_to("/cgi-bin/ticket/getticket").len();
+        assert_eq!(tickets(), 1, "{backend:?}: one fetch for the deployment");
+        let ticket = b.jsapi_ticket().await.unwrap();
+        assert_eq!(a.jsapi_ticket().await.unwrap(), ticket);
+        for (i, js) in configs.into_iter().enumerate() {
+            let js = js.unwrap();
+            let url = format!("https://h5.example.com/card?n={i}");
+            assert_eq!(
+                js.signature,
+                wxoa::wechat::client::jssdk::js_signature(&ticket, &js.nonce_str, js.timestamp, &url)
+            );
+        }
+        // 7,200 s less the five-minute margin: a new ticket, once.
+        clock.advance((7200 - 302) * 1000);
+        a.jsapi_ticket().await.unwrap();
+        assert_eq!(tickets(), 1, "{backend:?}: still fresh");
+        clock.advance(4000);
+        let (ra, rb) = tokio::join!(a.jsapi_ticket(), b.jsapi_ticket());
+        assert_eq!(tickets(), 2, "{backend:?}: one new ticket");
+        assert_ne!(ra.unwrap(), ticket);
+        assert_eq!(rb.unwrap(), a.jsapi_ticket().await.unwrap());
+        s.done().await;
+    }
+}
+
 async fn futures_join_all<F: std::future::Future + Send + 'static>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
     F::Output: Send + 'static,

@@ -179,6 +179,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (24, "push_articles", include_str!("../../migrations/sqlite/0024_push_articles.sql")),
     (25, "console_sessions", include_str!("../../migrations/sqlite/0025_console_sessions.sql")),
     (26, "wechat_pace", include_str!("../../migrations/sqlite/0026_wechat_pace.sql")),
+    (27, "jsapi_tickets", include_str!("../../migrations/sqlite/0027_jsapi_tickets.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -206,6 +207,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (24, "push_articles", include_str!("../../migrations/postgres/0024_push_articles.sql")),
     (25, "console_sessions", include_str!("../../migrations/postgres/0025_console_sessions.sql")),
     (26, "wechat_pace", include_str!("../../migrations/postgres/0026_wechat_pace.sql")),
+    (27, "jsapi_tickets", include_str!("../../migrations/postgres/0027_jsapi_tickets.sql")),
 ];
 
 impl Store {

@@ -199,6 +199,8 @@ struct Inner {
     /// Where the shared pace is kept.
     store: Store,
     pacers: Vec<Option<budget::Pace>>,
+    /// The JS-SDK ticket this process last read.
+    tickets: jssdk::Tickets,
     retry: Retry,
 }
 
@@ -239,7 +241,16 @@ impl Client {
         ];
         debug_assert_eq!(families.len(), FAMILIES);
         let pacers = families.iter().map(|f| budget::Pace::new(*f, limits.per_sec(*f))).collect();
-        Client(Arc::new(Inner { http, base, app_id: account.app_id.clone(), tokens, store, pacers, retry }))
+        Client(Arc::new(Inner {
+            http,
+            base,
+            app_id: account.app_id.clone(),
+            tokens,
+            store,
+            pacers,
+            tickets: Default::default(),
+            retry,
+        }))
     }
 
     pub fn app_id(&self) -> &str {
