@@ -8,11 +8,23 @@
 //! merged into it (blanks filled, conflicts reported, the first row wins). A row with neither a
 //! usable card number nor a usable phone is rejected. Existing members are matched the same way
 //! and only their blank fields are filled. Imported points become one ledger entry per member
-//! with a unique reference, so running the same file again changes nothing. The import is one
-//! transaction: it applies entirely or not at all, but a bad row never stops it.
+//! with a unique reference, so running the same file again changes nothing. The file is read one
+//! record at a time and written in transactions of [`CHUNK_ROWS`] members, with the writer left
+//! free between them: an import beside a live webhook must not hold SQLite's one writer for
+//! its whole length. A bad row never stops it; a failure stops it after the last whole chunk,
+//! and running the same file again finishes it, changing nothing twice.
 
 use crate::store::{Store, Tx};
 use crate::with_tx;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Members written per transaction: short enough that the webhook's writer never waits long.
+const CHUNK_ROWS: usize = 500;
+/// Between two chunks on SQLite the writer is left free for as long as a chunk held it, within
+/// these bounds.
+const YIELD_MIN: Duration = Duration::from_millis(5);
+const YIELD_MAX: Duration = Duration::from_millis(200);
 
 /// Fields and rows an import reads at most (a CRM export is big, not unbounded).
 const MAX_FIELD: usize = 1024;
@@ -56,33 +68,45 @@ pub enum ImportError {
 /// line numbers, blank lines skipped; a field over 1 KiB or more than a million rows below the
 /// header (the first record) is an error.
 pub fn read_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, CsvError> {
+    records(text).collect()
+}
+
+/// [`read_csv`] one record at a time, so a big file is never held twice.
+pub fn records(text: &str) -> impl Iterator<Item = Result<(usize, Vec<String>), CsvError>> + '_ {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
-    let mut records = Vec::new();
+    let reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
     // Line numbers from byte offsets: the crate's own miscount after CRLF and quoted newlines,
     // and a record's offset points at the line end before it.
-    let (bytes, mut counted, mut line) = (text.as_bytes(), 0usize, 1usize);
-    for record in reader.records() {
-        let record = record?;
-        let mut at = record.position().map_or(0, |p| p.byte() as usize).min(bytes.len());
-        while at < bytes.len() && (bytes[at] == b'\r' || bytes[at] == b'\n') {
-            at += 1;
+    let (bytes, mut counted, mut line, mut taken) = (text.as_bytes(), 0usize, 1usize, 0usize);
+    let mut failed = false;
+    reader.into_records().filter_map(move |record| {
+        if failed {
+            return None;
         }
-        line += bytes[counted.min(at)..at].iter().filter(|b| **b == b'\n').count();
-        counted = counted.max(at);
-        if let Some(long) = record.iter().find(|f| f.len() > MAX_FIELD) {
-            return Err(CsvError::LongField { line, got: long.len() });
-        }
-        if record.iter().all(|f| f.trim().is_empty()) {
-            continue;
-        }
-        // The header is not a row: a file of exactly the limit is accepted.
-        if records.len() > MAX_ROWS {
-            return Err(CsvError::TooManyRows);
-        }
-        records.push((line, record.iter().map(str::to_owned).collect()));
-    }
-    Ok(records)
+        let read = (|| {
+            let record = record?;
+            let mut at = record.position().map_or(0, |p| p.byte() as usize).min(bytes.len());
+            while at < bytes.len() && (bytes[at] == b'\r' || bytes[at] == b'\n') {
+                at += 1;
+            }
+            line += bytes[counted.min(at)..at].iter().filter(|b| **b == b'\n').count();
+            counted = counted.max(at);
+            if let Some(long) = record.iter().find(|f| f.len() > MAX_FIELD) {
+                return Err(CsvError::LongField { line, got: long.len() });
+            }
+            if record.iter().all(|f| f.trim().is_empty()) {
+                return Ok(None);
+            }
+            // The header is not a row: a file of exactly the limit is accepted.
+            if taken > MAX_ROWS {
+                return Err(CsvError::TooManyRows);
+            }
+            taken += 1;
+            Ok(Some((line, record.iter().map(str::to_owned).collect())))
+        })();
+        failed = read.is_err();
+        read.transpose()
+    })
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -361,8 +385,8 @@ pub async fn import_with(
     text: &str,
     loyalty: &crate::config::LoyaltyConfig,
 ) -> Result<Vec<Report>, ImportError> {
-    let records = read_csv(text)?;
-    let Some(((_, header), data)) = records.split_first() else {
+    let mut records = records(text);
+    let Some((_, header)) = records.next().transpose()? else {
         return Err(ImportError::Empty);
     };
     let columns: Vec<Option<Column>> = header.iter().map(|h| column(h)).collect();
@@ -370,48 +394,72 @@ pub async fn import_with(
         return Err(ImportError::NoKeyColumn);
     }
 
-    // Normalise, then merge rows that repeat an earlier row's card number or phone.
-    let mut reports: Vec<Report> = Vec::with_capacity(data.len());
+    // Normalise, then merge rows that repeat an earlier row's card number or phone (found by
+    // key, not by scanning: a scan made a 100,000-row file quadratic).
+    let mut reports: Vec<Report> = Vec::new();
     let mut kept: Vec<(Row, usize)> = Vec::new(); // row, index of its report
+    let (mut by_card, mut by_phone) = (HashMap::<String, usize>::new(), HashMap::<String, usize>::new());
     let today = store.clock.china_now().date_naive();
-    for (line, record) in data {
-        let (row, mut notes, refused) = normalise(*line, &columns, record, today);
+    for record in records {
+        let (line, record) = record?;
+        let (row, mut notes, refused) = normalise(line, &columns, &record, today);
         let refused = refused.or_else(|| {
             (row.card_no.is_none() && row.phone.is_none()).then(|| "no usable card number or phone".to_owned())
         });
         if let Some(why) = refused {
-            reports.push(Report { line: *line, outcome: Outcome::Rejected(why), notes });
+            reports.push(Report { line, outcome: Outcome::Rejected(why), notes });
             continue;
         }
-        let earlier = kept.iter_mut().find(|(k, _)| {
-            (row.card_no.is_some() && k.card_no == row.card_no) || (row.phone.is_some() && k.phone == row.phone)
-        });
-        match earlier {
-            Some((k, idx)) => {
-                let same = if row.card_no.is_some() && k.card_no == row.card_no { "card number" } else { "phone" };
+        let card = row.card_no.as_ref().and_then(|c| by_card.get(c)).copied();
+        let phone = row.phone.as_ref().and_then(|p| by_phone.get(p)).copied();
+        match card.into_iter().chain(phone).min() {
+            Some(earlier) => {
+                let (k, idx) = &mut kept[earlier];
+                let same = if card == Some(earlier) { "card number" } else { "phone" };
                 notes.insert(0, format!("same {same} as line {}", k.line));
                 let mut merge_notes = Vec::new();
                 merge(k, &row, &mut merge_notes);
                 notes.extend(merge_notes.iter().cloned());
                 reports[*idx].notes.extend(merge_notes.into_iter().map(|n| format!("{n} from line {}", row.line)));
-                reports.push(Report { line: *line, outcome: Outcome::Merged(k.line), notes });
+                reports.push(Report { line, outcome: Outcome::Merged(k.line), notes });
+                // A merge may have filled the earlier row's blank card or phone.
+                index(&mut by_card, &mut by_phone, &k.clone(), earlier);
             }
             None => {
+                index(&mut by_card, &mut by_phone, &row, kept.len());
                 kept.push((row, reports.len()));
-                reports.push(Report { line: *line, outcome: Outcome::Unchanged(0), notes });
+                reports.push(Report { line, outcome: Outcome::Unchanged(0), notes });
             }
         }
     }
 
-    let mut tx = store.begin().await?;
-    for (row, idx) in &kept {
-        let report = &mut reports[*idx];
-        report.outcome = apply(&mut tx, loyalty, row, &mut report.notes)
-            .await
-            .map_err(|source| ImportError::Line { line: row.line, source })?;
+    for chunk in kept.chunks(CHUNK_ROWS) {
+        let started = std::time::Instant::now();
+        let mut tx = store.begin().await?;
+        for (row, idx) in chunk {
+            let report = &mut reports[*idx];
+            report.outcome = apply(&mut tx, loyalty, row, &mut report.notes)
+                .await
+                .map_err(|source| ImportError::Line { line: row.line, source })?;
+        }
+        tx.commit().await?;
+        // Leave the database's single writer free as long as the chunk held it, so the
+        // webhook's commits (in another process, waiting in SQLite's busy handler) get in.
+        if store.backend() == "sqlite" {
+            tokio::time::sleep(started.elapsed().clamp(YIELD_MIN, YIELD_MAX)).await;
+        }
     }
-    tx.commit().await?;
     Ok(reports)
+}
+
+/// Files `row` under its card number and phone (the first row with a key keeps it).
+fn index(by_card: &mut HashMap<String, usize>, by_phone: &mut HashMap<String, usize>, row: &Row, at: usize) {
+    if let Some(c) = &row.card_no {
+        by_card.entry(c.clone()).or_insert(at);
+    }
+    if let Some(p) = &row.phone {
+        by_phone.entry(p.clone()).or_insert(at);
+    }
 }
 
 type Existing = (i64, Option<String>, Option<String>, Option<String>, Option<String>, String);
