@@ -11,6 +11,7 @@
 //! caller) or `Db(…)`/`Upstream(…)` (a dependency failed) — and map to 4xx and 503 here.
 //! Internal details are logged, never sent.
 
+use crate::wechat::client::CallError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -70,6 +71,8 @@ pub enum ApiError {
     TooLarge(String),
     /// 422: well-formed but breaks a rule (WeChat's limits, unknown follower).
     Unprocessable(String),
+    /// 502: WeChat refused or did not answer a call the request needed.
+    BadGateway(String),
     /// 503: switched off in config, or a dependency is down.
     Unavailable(String),
     Internal(String),
@@ -125,6 +128,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+            ApiError::BadGateway(m) => (StatusCode::BAD_GATEWAY, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
@@ -132,6 +136,20 @@ impl IntoResponse for ApiError {
             }
         };
         (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+impl From<crate::campaigns::recall::RecallError> for ApiError {
+    fn from(e: crate::campaigns::recall::RecallError) -> Self {
+        use crate::campaigns::recall::RecallError;
+        match e {
+            RecallError::Refused(r) => crate::campaigns::Error::Refused(r).into(),
+            RecallError::Db(e) => e.into(),
+            RecallError::WeChat { error: CallError::Store(_), .. } => {
+                ApiError::Unavailable("the database is unavailable; try again".into())
+            }
+            e @ RecallError::WeChat { .. } => ApiError::BadGateway(e.to_string()),
+        }
     }
 }
 

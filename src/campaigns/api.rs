@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/pushes/{id}", get(show_push))
         .route("/api/v1/pushes/{id}/cancel", post(cancel_push))
         .route("/api/v1/pushes/{id}/reschedule", post(reschedule_push))
+        .route("/api/v1/pushes/{id}/recall", post(recall_push))
         .route("/api/v1/stats", get(stats))
         .layer(axum::extract::DefaultBodyLimit::max(super::MAX_BODY))
 }
@@ -160,6 +161,31 @@ async fn cancel_push(caller: Caller, State(s): State<AppState>, Id(id): Id) -> R
     caller.require(Role::Marketing)?;
     let push = schedule::cancel(&s.store, id).await?;
     tracing::info!(push = id, by = %caller.name, "push cancelled");
+    Ok(Json(json!(push)))
+}
+
+/// What `POST /api/v1/pushes/{id}/recall` takes: nothing (all of it) or one article.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RecallInput {
+    /// The article to take down, from 1; absent or 0: all of them.
+    #[serde(default)]
+    article_idx: Option<i64>,
+}
+
+/// Takes a sent push back (`message/mass/delete`): 409 if it never went out, is not articles,
+/// or was recalled already; 400 for an article it did not send; 502 if WeChat refused.
+async fn recall_push(
+    caller: Caller,
+    State(s): State<AppState>,
+    Id(id): Id,
+    ApiBody(body): ApiBody,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Marketing)?;
+    let input: RecallInput =
+        if body.iter().all(u8::is_ascii_whitespace) { RecallInput::default() } else { parse_json(&body)? };
+    let article = input.article_idx.filter(|i| *i != 0);
+    let push = super::recall::recall(&s.store, &s.client, id, article, &caller.name).await?;
     Ok(Json(json!(push)))
 }
 

@@ -18,6 +18,7 @@ pub mod api;
 pub mod funnel;
 pub mod html;
 pub mod limits;
+pub mod recall;
 pub mod schedule;
 pub mod scheduler;
 pub mod send;

@@ -78,6 +78,17 @@ pub enum PushCommand {
     },
     /// Cancel a push that has not fired.
     Cancel { push: i64 },
+    /// Take a sent push back (WeChat's message/mass/delete): its article pages stop opening;
+    /// followers keep the card.
+    Recall {
+        push: i64,
+        /// Only this article (from 1); all of them by default.
+        #[arg(long)]
+        article: Option<i64>,
+        /// Recorded as who recalled it.
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
     /// Move a push that has not fired to a new time (WeChat's limits checked again).
     Reschedule {
         push: i64,
@@ -230,6 +241,13 @@ pub async fn push(config: &Config, command: PushCommand) -> Result<ExitCode, Fai
         PushCommand::Cancel { push } => {
             let p = schedule::cancel(&store, push).await.map_err(|e| e.to_string())?;
             println!("push {} cancelled: {}", p.id, p.name);
+        }
+        PushCommand::Recall { push, article, by } => {
+            let client =
+                crate::wechat::client::Client::new(&config.wechat.account(), &config.rate_limits, store.clone());
+            let p = crate::campaigns::recall::recall(&store, &client, push, article, &by).await?;
+            let what = article.map_or("all its articles".to_owned(), |a| format!("article {a}"));
+            println!("push {} recalled ({what}): {}", p.id, p.name);
         }
         PushCommand::Reschedule { push, at, cron, tz } => {
             let time = schedule::NewTime { at, cron, time_zone: tz };

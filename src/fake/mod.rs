@@ -40,6 +40,17 @@ pub struct Call {
     pub at_ms: i64,
 }
 
+/// A mass send as the fake keeps it.
+#[derive(Debug, Clone, Default)]
+struct SentMass {
+    /// Its `msgtype` (only `mpnews` and `mpvideo` can be deleted).
+    msgtype: String,
+    /// How many articles an `mpnews` send's draft had.
+    articles: usize,
+    /// The articles deleted (1-based); all of them once the whole send is.
+    deleted: std::collections::BTreeSet<usize>,
+}
+
 /// Fault injection.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -91,6 +102,8 @@ struct State {
     current_follower: Option<String>,
     /// Who each mass send reached (by msg_id), until its call is recorded.
     mass_reached: HashMap<i64, Vec<String>>,
+    /// Every mass send that went out, by msg_id: what `mass/get` and `mass/delete` act on.
+    mass_sent: HashMap<i64, SentMass>,
     /// Drafts by media_id (their articles), as `draft/add` stored them.
     drafts: HashMap<String, Value>,
     /// Images `media/uploadimg` took, by their path on WeChat's image host
@@ -260,6 +273,12 @@ impl FakeWeChat {
     }
 
     /// The articles of a draft `draft/add` stored.
+    /// The articles (1-based) of mass send `msg_id` that `message/mass/delete` took down.
+    pub fn mass_deleted(&self, msg_id: i64) -> Vec<usize> {
+        let s = self.0.state.lock().unwrap();
+        s.mass_sent.get(&msg_id).map(|m| m.deleted.iter().copied().collect()).unwrap_or_default()
+    }
+
     pub fn draft(&self, media_id: &str) -> Option<Value> {
         self.0.state.lock().unwrap().drafts.get(media_id).cloned()
     }

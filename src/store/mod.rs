@@ -180,6 +180,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (25, "console_sessions", include_str!("../../migrations/sqlite/0025_console_sessions.sql")),
     (26, "wechat_pace", include_str!("../../migrations/sqlite/0026_wechat_pace.sql")),
     (27, "jsapi_tickets", include_str!("../../migrations/sqlite/0027_jsapi_tickets.sql")),
+    (28, "push_recalls", include_str!("../../migrations/sqlite/0028_push_recalls.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, "webhook", include_str!("../../migrations/postgres/0001_webhook.sql")),
@@ -208,6 +209,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (25, "console_sessions", include_str!("../../migrations/postgres/0025_console_sessions.sql")),
     (26, "wechat_pace", include_str!("../../migrations/postgres/0026_wechat_pace.sql")),
     (27, "jsapi_tickets", include_str!("../../migrations/postgres/0027_jsapi_tickets.sql")),
+    (28, "push_recalls", include_str!("../../migrations/postgres/0028_push_recalls.sql")),
 ];
 
 impl Store {

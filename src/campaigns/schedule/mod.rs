@@ -22,7 +22,7 @@ mod time;
 
 pub use super::{Audience, local_time};
 pub use check::{check_in_range, check_selection};
-pub use push::{MsgType, NewTime, Push, PushInput, PushStatus, Run, RunStatus};
+pub use push::{MsgType, NewTime, Push, PushInput, PushStatus, Recall, Run, RunStatus};
 pub use rows::{get, list};
 pub use time::{next_occurrence, parse_cron, parse_time, parse_tz};
 

@@ -197,6 +197,21 @@ pub struct Push {
     pub articles: Option<Vec<i64>>,
     /// Its firings, in time order.
     pub runs: Vec<Run>,
+    /// What was taken back of the firings that went out (`message/mass/delete`), oldest first.
+    pub recalled: Vec<Recall>,
+}
+
+/// One firing, or one article of it, taken back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recall {
+    /// The firing ([`Run::id`]).
+    pub run_id: i64,
+    /// The article taken down, from 1; 0: all of them.
+    pub article_idx: i64,
+    /// Who recalled it (an admin token's name, or `cli`).
+    pub by: String,
+    /// When, unix ms.
+    pub at: i64,
 }
 
 /// A scheduled push's new time: `at` or `cron`, and its zone (the push's own when absent).

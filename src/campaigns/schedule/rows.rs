@@ -2,7 +2,7 @@
 //! strictly (a value this build does not know is an error, never a default), and the pushes
 //! a new one's limits are counted against.
 
-use super::push::{MsgType, Push, PushStatus, Run, RunStatus};
+use super::push::{MsgType, Push, PushStatus, Recall, Run, RunStatus};
 use super::time::occurrences;
 use crate::campaigns::Audience;
 use crate::campaigns::limits::Planned;
@@ -144,6 +144,7 @@ impl TryFrom<PushRow> for Push {
                 Some(a) => Some(serde_json::from_str(a).map_err(|_| unreadable("article choice", a))?),
             },
             runs: Vec::new(),
+            recalled: Vec::new(),
         })
     }
 }
@@ -224,6 +225,20 @@ async fn with_runs(store: &Store, mut pushes: Vec<Push>) -> Result<Vec<Push>, sq
     for run in runs_of(store, &ids).await? {
         if let Some(p) = pushes.iter_mut().find(|p| p.id == run.push_id) {
             p.runs.push(run);
+        }
+    }
+    if !ids.is_empty() {
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let sql = format!(
+            "SELECT push_id, run_id, article_idx, recalled_by, recalled_at FROM push_recalls
+             WHERE push_id IN ({list}) ORDER BY recalled_at, run_id, article_idx"
+        );
+        let rows: Vec<(i64, i64, i64, String, i64)> =
+            with_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).fetch_all(pool).await)?;
+        for (push_id, run_id, article_idx, by, at) in rows {
+            if let Some(p) = pushes.iter_mut().find(|p| p.id == push_id) {
+                p.recalled.push(Recall { run_id, article_idx, by, at });
+            }
         }
     }
     Ok(pushes)

@@ -1,7 +1,10 @@
 //! Mass sends: `message/mass/sendall` (to everyone who follows, or a tag's members),
-//! `message/mass/send` (2 to 10,000 openids), `preview` and `get`. Counted as WeChat counts
-//! them (see [`crate::fake::followers`]); a repeated `clientmsgid` is 45065 with the first
-//! send's msg_id (45066 within a minute); MASSSENDJOBFINISH follows with the figures.
+//! `message/mass/send` (2 to 10,000 openids), `preview`, `get` and `delete`. Counted as WeChat
+//! counts them (see [`crate::fake::followers`]); a repeated `clientmsgid` is 45065 with the
+//! first send's msg_id (45066 within a minute); MASSSENDJOBFINISH follows with the figures.
+//! `delete` takes down an `mpnews` or `mpvideo` send (40008 for any other type, 40059 for a
+//! msg_id it never sent or an article it does not have), one article (`article_idx` from 1)
+//! or all of them (0 or absent); `get` then answers `DELETE`.
 
 use super::{Answer, Req, ok};
 use crate::fake::FakeWeChat;
@@ -18,8 +21,14 @@ pub(super) fn answer(fake: &FakeWeChat, api: &str, req: &Req) -> Answer {
         }
         "message/mass/get" => {
             let id = body["msg_id"].as_i64().ok_or((47001, "data format error"))?;
-            Ok(json!({ "msg_id": id, "msg_status": "SEND_SUCCESS" }))
+            let s = fake.0.state.lock().unwrap();
+            let status = match s.mass_sent.get(&id) {
+                Some(m) if m.deleted.len() >= m.articles => "DELETE",
+                _ => "SEND_SUCCESS",
+            };
+            Ok(json!({ "msg_id": id, "msg_status": status }))
         }
+        "message/mass/delete" => delete(fake, body),
         _ => Err((404, "no such API in the fake")),
     }
 }
@@ -70,6 +79,15 @@ fn send(fake: &FakeWeChat, api: &str, body: &Value) -> Answer {
         return Ok(json!({ "errcode": 45065, "errmsg": "clientmsgid exist", "msg_id": prev, "msg_data_id": prev }));
     }
     let msg_id = fake.next_id();
+    let articles = match msgtype {
+        "mpnews" => s
+            .drafts
+            .get(body["mpnews"]["media_id"].as_str().unwrap_or_default())
+            .and_then(Value::as_array)
+            .map_or(1, Vec::len),
+        _ => 1,
+    };
+    s.mass_sent.insert(msg_id, crate::fake::SentMass { msgtype: msgtype.to_owned(), articles, ..Default::default() });
     if let Some(id) = body["clientmsgid"].as_str() {
         s.clientmsgids.insert(id.to_owned(), (msg_id, fake.now_ms()));
     }
@@ -82,6 +100,29 @@ fn send(fake: &FakeWeChat, api: &str, body: &Value) -> Answer {
     drop(s);
     finished(fake, msg_id, total, sent);
     Ok(json!({ "errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id, "msg_data_id": msg_id }))
+}
+
+/// `message/mass/delete`: `{"msg_id": n, "article_idx": k}`.
+fn delete(fake: &FakeWeChat, body: &Value) -> Answer {
+    let id = body["msg_id"].as_i64().ok_or((40059, "invalid msg id"))?;
+    let idx = match &body["article_idx"] {
+        Value::Null => 0,
+        v => v.as_u64().ok_or((47001, "data format error"))? as usize,
+    };
+    let mut s = fake.0.state.lock().unwrap();
+    let sent = s.mass_sent.get_mut(&id).ok_or((40059, "invalid msg id"))?;
+    if sent.msgtype != "mpnews" && sent.msgtype != "mpvideo" {
+        return Err((40008, "invalid message type"));
+    }
+    if idx > sent.articles {
+        return Err((40059, "invalid msg id"));
+    }
+    if idx == 0 {
+        sent.deleted.extend(1..=sent.articles);
+    } else {
+        sent.deleted.insert(idx);
+    }
+    ok()
 }
 
 /// MASSSENDJOBFINISH with WeChat's figures: `total` aimed at, `sent` after its filtering (who

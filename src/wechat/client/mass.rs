@@ -103,6 +103,14 @@ impl Client {
         self.post::<_, super::Ack>(Family::Mass, "/cgi-bin/message/mass/preview", &b).await.map(|_| ())
     }
 
+    /// Takes a sent mass message down (`message/mass/delete`): article `article_idx` (from 1)
+    /// of an `mpnews` send, or all of it with `None`. WeChat deletes only articles and videos,
+    /// and only sends that went out; those who received it keep the card, its page is gone.
+    pub async fn mass_delete(&self, msg_id: i64, article_idx: Option<u32>) -> Result<(), CallError> {
+        let body = json!({ "msg_id": msg_id, "article_idx": article_idx.unwrap_or(0) });
+        self.post::<_, super::Ack>(Family::Mass, "/cgi-bin/message/mass/delete", &body).await.map(|_| ())
+    }
+
     /// `SEND_SUCCESS`, `SENDING`, `SEND_FAIL` or `DELETE`.
     pub async fn mass_status(&self, msg_id: i64) -> Result<String, CallError> {
         #[derive(Deserialize)]
