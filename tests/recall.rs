@@ -37,6 +37,9 @@ async fn sent(base: &str, id: i64) -> Value {
     }
 }
 
+/// A wrong recall: what, path, token, body, status, reason.
+type Case = (&'static str, String, Option<&'static str>, Option<Value>, u16, &'static str);
+
 #[tokio::test]
 async fn a_sent_push_is_recalled_once_and_a_wrong_recall_changes_nothing() {
     for backend in backends() {
@@ -75,7 +78,7 @@ async fn a_sent_push_is_recalled_once_and_a_wrong_recall_changes_nothing() {
 
         // Wrong recalls: each its status and reason; WeChat is not called, nothing is recorded.
         let recall = |id: i64| format!("/api/v1/pushes/{id}/recall");
-        let bad: Vec<(&str, String, Option<&str>, Option<Value>, u16, &str)> = vec![
+        let bad: Vec<Case> = vec![
             ("no token", recall(launch), None, None, 401, ""),
             ("no such push", recall(999), Some(MARKETING_TOKEN), None, 404, "no push 999"),
             (
