@@ -10,6 +10,18 @@ use crate::store::{Store, Tx};
 use crate::{with_pool, with_tx};
 use chrono::{Duration, FixedOffset, TimeZone};
 
+/// Where a booking stands, stored as [`Status::as_str`]. The SQL names `'confirmed'` literally:
+/// the partial unique index on confirmed bookings is only used by a query that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Booked, and holding its slot.
+    Confirmed,
+    /// Cancelled by the member; the slot is free again.
+    Cancelled,
+}
+
+crate::stored_as!(Status { Confirmed => "confirmed", Cancelled => "cancelled" });
+
 /// Payload of a reminder job ([`crate::jobs::Kind::BookingReminder`]): sent only if the booking
 /// is still confirmed when it is due.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -147,13 +159,16 @@ pub async fn upcoming(store: &Store, member_id: i64, now: i64) -> Result<Vec<Boo
     Ok(rows.into_iter().map(|(id, slot_start, advisor, store)| Booking { id, slot_start, advisor, store }).collect())
 }
 
-/// The member's booking `id` (any status), if it is theirs: for its result page.
-pub async fn booking(store: &Store, member_id: i64, id: i64) -> Result<Option<(Booking, String)>, sqlx::Error> {
+/// The member's booking `id` (any status; `None` for one this build does not know), if it is
+/// theirs: for its result page.
+pub async fn booking(store: &Store, member_id: i64, id: i64) -> Result<Option<(Booking, Option<Status>)>, sqlx::Error> {
     let row: Option<(i64, i64, String, String, String)> = with_pool!(store, pool => sqlx::query_as(
         "SELECT b.id, b.slot_start, a.name, COALESCE(s.name_zh || ' ' || s.name, s.name), b.status FROM bookings b JOIN advisors a ON a.id = b.advisor_id \
          JOIN stores s ON s.id = a.store_id WHERE b.id = $1 AND b.member_id = $2")
         .bind(id).bind(member_id).fetch_optional(pool).await)?;
-    Ok(row.map(|(id, slot_start, advisor, store, status)| (Booking { id, slot_start, advisor, store }, status)))
+    Ok(row.map(|(id, slot_start, advisor, store, status)| {
+        (Booking { id, slot_start, advisor, store }, Status::parse(&status))
+    }))
 }
 
 /// An advisor on offer and their store's name.
@@ -262,7 +277,7 @@ pub async fn cancel_in(tx: &mut Tx, crm: crate::crm::Events, member_id: i64, boo
 pub async fn is_confirmed(store: &Store, booking_id: i64) -> Result<bool, sqlx::Error> {
     let status: Option<String> = with_pool!(store, pool => sqlx::query_scalar("SELECT status FROM bookings WHERE id = $1")
         .bind(booking_id).fetch_optional(pool).await)?;
-    Ok(status.as_deref() == Some("confirmed"))
+    Ok(status.as_deref().and_then(Status::parse) == Some(Status::Confirmed))
 }
 
 /// When a slot's reminder goes out: `lead_mins` before, or now if that has passed.

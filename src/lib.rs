@@ -5,7 +5,7 @@
 //! → [`bot`] (route, dedup, act, record via [`store::messages`]) → [`wechat::reply`] → sealed.
 //!
 //! The modules in their layers, lowest first (`tests/layers.rs` keeps imports pointing down):
-//! leaf ([`clock`], [`store`], [`secret`], [`text`]) → protocol ([`wechat`]) → [`config`] → domain
+//! leaf ([`clock`], [`store`], [`secret`], [`stored`], [`text`]) → protocol ([`wechat`]) → [`config`] → domain
 //! ([`bot`], [`campaigns`], [`members`], [`bookings`], [`jobs`], [`shop`], [`stores`],
 //! [`notices`], [`menu`], [`fake`], [`crm`], [`followers`], [`audiences`], [`replies`], [`retention`], [`privacy`]) → [`state`] → handlers ([`http`], [`h5`], [`admin`],
 //! [`error`], `*::api`) → wiring ([`app`], [`dev`], [`tools`]) → [`cli`].
@@ -64,6 +64,8 @@ pub mod shop;
 pub mod state;
 /// The leaf: SQLite or PostgreSQL behind one `Store`, migrations, the message log.
 pub mod store;
+/// States and kinds as enums the database stores by name (`stored_as!`).
+pub mod stored;
 /// The brand's stores, the nearest ones, store QR codes and follower attribution.
 pub mod stores;
 /// Bounds on text from outside, judged alike everywhere.

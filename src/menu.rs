@@ -39,31 +39,50 @@ pub struct MenuFile {
     pub conditional: Vec<ConditionalMenu>,
 }
 
-/// Types that need a `key`.
-const KEYED: &[&str] = &[
-    "click",
-    "scancode_push",
-    "scancode_waitmsg",
-    "pic_sysphoto",
-    "pic_photo_or_album",
-    "pic_weixin",
-    "location_select",
-];
-const TYPES: &[&str] = &[
-    "click",
-    "view",
-    "scancode_push",
-    "scancode_waitmsg",
-    "pic_sysphoto",
-    "pic_photo_or_album",
-    "pic_weixin",
-    "location_select",
-    "miniprogram",
-    "media_id",
-    "view_limited",
-    "article_id",
-    "article_view_limited",
-];
+/// A button's `type`, as the menu file and WeChat name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ButtonType {
+    Click,
+    View,
+    ScancodePush,
+    ScancodeWaitmsg,
+    PicSysphoto,
+    PicPhotoOrAlbum,
+    PicWeixin,
+    LocationSelect,
+    Miniprogram,
+    MediaId,
+    ViewLimited,
+    ArticleId,
+    ArticleViewLimited,
+}
+
+crate::stored_as!(ButtonType {
+    Click => "click",
+    View => "view",
+    ScancodePush => "scancode_push",
+    ScancodeWaitmsg => "scancode_waitmsg",
+    PicSysphoto => "pic_sysphoto",
+    PicPhotoOrAlbum => "pic_photo_or_album",
+    PicWeixin => "pic_weixin",
+    LocationSelect => "location_select",
+    Miniprogram => "miniprogram",
+    MediaId => "media_id",
+    ViewLimited => "view_limited",
+    ArticleId => "article_id",
+    ArticleViewLimited => "article_view_limited",
+});
+
+impl ButtonType {
+    /// Whether a button of this type needs a `key` (WeChat sends it back in the event).
+    fn keyed(self) -> bool {
+        use ButtonType::*;
+        matches!(
+            self,
+            Click | ScancodePush | ScancodeWaitmsg | PicSysphoto | PicPhotoOrAlbum | PicWeixin | LocationSelect
+        )
+    }
+}
 
 impl MenuFile {
     /// Reads a menu file; `{public_url}` in it becomes `public_url` (`h5.public_url`), so a
@@ -136,23 +155,24 @@ fn check_name(at: &str, name: &str, max: usize, problems: &mut Vec<String>) {
 }
 
 fn check_action(at: &str, b: &Button, problems: &mut Vec<String>) {
-    let Some(kind) = b.kind.as_deref() else {
+    use ButtonType::*;
+    let Some(name) = b.kind.as_deref() else {
         problems.push(format!("{at}: needs a type (or sub_button)"));
         return;
     };
-    if !TYPES.contains(&kind) {
-        problems.push(format!("{at}: unknown type {kind:?}"));
+    let Some(kind) = ButtonType::parse(name) else {
+        problems.push(format!("{at}: unknown type {name:?}"));
         return;
-    }
+    };
     let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-    if KEYED.contains(&kind) {
+    if kind.keyed() {
         match &b.key {
             Some(k) if !k.is_empty() && k.len() <= 128 => {}
             Some(k) if k.len() > 128 => problems.push(format!("{at}: key is {} bytes (at most 128)", k.len())),
             _ => problems.push(format!("{at}: type {kind} needs a key")),
         }
     }
-    if kind == "view" || kind == "miniprogram" {
+    if matches!(kind, View | Miniprogram) {
         match &b.url {
             Some(u) if u.len() > 1024 => problems.push(format!("{at}: url is {} bytes (at most 1024)", u.len())),
             Some(u) if u.starts_with("https://") || u.starts_with("http://") => {}
@@ -160,13 +180,13 @@ fn check_action(at: &str, b: &Button, problems: &mut Vec<String>) {
             None => problems.push(format!("{at}: type {kind} needs a url")),
         }
     }
-    if kind == "miniprogram" && !(has(&b.appid) && has(&b.pagepath)) {
+    if kind == Miniprogram && !(has(&b.appid) && has(&b.pagepath)) {
         problems.push(format!("{at}: type miniprogram needs appid and pagepath"));
     }
-    if (kind == "media_id" || kind == "view_limited") && !has(&b.media_id) {
+    if matches!(kind, MediaId | ViewLimited) && !has(&b.media_id) {
         problems.push(format!("{at}: type {kind} needs a media_id"));
     }
-    if (kind == "article_id" || kind == "article_view_limited") && !has(&b.article_id) {
+    if matches!(kind, ArticleId | ArticleViewLimited) && !has(&b.article_id) {
         problems.push(format!("{at}: type {kind} needs an article_id"));
     }
 }

@@ -89,7 +89,7 @@ async fn sign_in_bind_enrol_and_the_card_page() {
         // The chat hears of it: a customer-service text queued with the binding.
         let jobs = wxoa::jobs::outbox::list(&store, None, 100).await.unwrap();
         let told = jobs.iter().find(|j| j.dedupe_key.starts_with("bound:")).expect("a chat confirmation");
-        assert_eq!(told.kind, "custom_message");
+        assert_eq!(told.kind, wxoa::jobs::Kind::CustomMessage);
         assert!(told.payload.contains("oMemberA") && told.payload.contains("C1001"), "{}", told.payload);
 
         // Another follower cannot take the same card.
@@ -461,7 +461,12 @@ async fn concurrent_redemptions_neither_oversell_nor_overdraw() {
         // Each redemption queued its confirmation with it, and only those.
         let notices = wxoa::jobs::outbox::list(&store, None, 100).await.unwrap();
         assert_eq!(notices.iter().filter(|j| j.dedupe_key.starts_with("redemption:")).count(), 2, "{notices:?}");
-        assert!(notices.iter().filter(|j| j.kind == "template").all(|j| j.payload.contains("TPL_REDEMPTION")));
+        assert!(
+            notices
+                .iter()
+                .filter(|j| j.kind == wxoa::jobs::Kind::Template)
+                .all(|j| j.payload.contains("TPL_REDEMPTION"))
+        );
         // Unknown items, a confirmation of what is unaffordable, and forged forms change nothing.
         let mut b = browsers.pop().unwrap();
         assert_eq!(b.get("/h5/redeem?item=99").await.status, 404);
@@ -590,7 +595,7 @@ async fn advisor_bookings_cannot_double_book_and_reminders_respect_cancellations
         let sent = fake.calls_to("/cgi-bin/message/template/send");
         let reminders = sent.iter().filter(|c| c.body["template_id"] == "TPL_BOOKING_REMINDER").count();
         assert_eq!(reminders, 3, "the cancelled booking's reminder does not go out");
-        let skipped = wxoa::jobs::outbox::list(&store, Some("done"), 100).await.unwrap();
+        let skipped = wxoa::jobs::outbox::list(&store, Some(wxoa::jobs::outbox::State::Done), 100).await.unwrap();
         let cancelled = skipped.iter().find(|j| j.dedupe_key == format!("booking:{winners_booking}:reminder")).unwrap();
         assert_eq!(cancelled.result.as_deref(), Some("skipped: booking cancelled"));
         server.stop().await;

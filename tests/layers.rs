@@ -3,7 +3,7 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | 0 leaf | `clock`, `store`, `secret`, `text` (and the crate root's helpers) |
+//! | 0 leaf | `clock`, `store`, `secret`, `stored`, `text` (and the crate root's helpers) |
 //! | 1 protocol | `wechat` |
 //! | 2 config | `config` |
 //! | 3 domain | `bot`, `campaigns`, `members`, `bookings`, `jobs`, `shop`, `stores`, `notices`, `menu`, `fake`, `crm`, `audiences`, `followers`, `replies`, `retention`, `privacy` |
@@ -27,7 +27,7 @@ fn layer(path: &[&str]) -> Option<(u8, String)> {
         return Some((5, format!("{top}::{second}")));
     }
     let l = match top {
-        "clock" | "store" | "secret" | "text" => 0,
+        "clock" | "store" | "secret" | "stored" | "text" => 0,
         "wechat" => 1,
         "config" => 2,
         "bot" | "campaigns" | "members" | "bookings" | "jobs" | "shop" | "stores" | "notices" | "menu" | "fake"

@@ -9,7 +9,7 @@ use std::time::Duration;
 use wxoa::config::OutboxConfig;
 use wxoa::fake::FakeWeChat;
 use wxoa::jobs::Kind;
-use wxoa::jobs::outbox::{self, NewJob};
+use wxoa::jobs::outbox::{self, NewJob, State};
 use wxoa::jobs::worker::Worker;
 use wxoa::store::Store;
 use wxoa::wechat::client::template::TemplateMessage;
@@ -74,7 +74,7 @@ fn start_worker_with(
 /// Waits up to 10 s until `n` jobs are done.
 async fn all_done(store: &Store, n: usize) -> bool {
     for _ in 0..500 {
-        if outbox::list(store, Some("done"), 100_000).await.unwrap().len() == n {
+        if outbox::list(store, Some(State::Done), 100_000).await.unwrap().len() == n {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -83,7 +83,7 @@ async fn all_done(store: &Store, n: usize) -> bool {
 }
 
 async fn states(store: &Store) -> Vec<(String, i64)> {
-    outbox::counts(store).await.unwrap()
+    outbox::counts(store).await.unwrap().into_iter().map(|(state, n)| (state.to_string(), n)).collect()
 }
 
 #[tokio::test]
@@ -118,11 +118,11 @@ async fn jobs_are_delivered_and_judged_by_errcode() {
         let jobs = outbox::list(&s.store, None, 100).await.unwrap();
         assert_eq!(jobs.len(), 22, "{backend:?}");
         let by_key = |k: &str| jobs.iter().find(|j| j.dedupe_key == k).unwrap().clone();
-        assert_eq!(by_key("order:100").state, "dead", "unsubscribed: not retried");
+        assert_eq!(by_key("order:100").state, State::Dead, "unsubscribed: not retried");
         assert!(by_key("order:100").last_error.unwrap().contains("43004"));
-        assert_eq!(by_key("odd:1").state, "dead");
-        let done = jobs.iter().filter(|j| j.state == "done").count();
-        let queued: Vec<_> = jobs.iter().filter(|j| j.state == "queued").collect();
+        assert_eq!(by_key("odd:1").state, State::Dead);
+        let done = jobs.iter().filter(|j| j.state == State::Done).count();
+        let queued: Vec<_> = jobs.iter().filter(|j| j.state == State::Queued).collect();
         // -1 is retried later (backoff), 45009 postponed without spending an attempt.
         assert_eq!(done + queued.len(), 20, "{jobs:?}");
         assert_eq!(queued.len(), 2, "{jobs:?}");
@@ -136,7 +136,7 @@ async fn jobs_are_delivered_and_judged_by_errcode() {
         );
         assert!(
             jobs.iter()
-                .filter(|j| j.state == "done")
+                .filter(|j| j.state == State::Done)
                 .all(|j| j.result.as_deref().is_some_and(|r| r.parse::<i64>().is_ok()))
         );
         // Every order went out exactly once, the two refused ones aside.
@@ -175,7 +175,7 @@ async fn a_dead_workers_jobs_are_taken_over_when_the_lease_runs_out() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         worker.abort(); // kill -9, as far as the database can tell
         let _ = worker.await;
-        let running = outbox::list(&s.store, Some("running"), 100).await.unwrap();
+        let running = outbox::list(&s.store, Some(State::Running), 100).await.unwrap();
         assert!(!running.is_empty(), "{backend:?}: the dead worker left leased jobs");
 
         s.fake.tweak(|k| k.latency_ms = 0);

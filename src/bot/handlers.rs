@@ -4,7 +4,7 @@
 //! the function plus one line in [`Handlers::builtin`]. Handlers may be slow: the bot answers
 //! WeChat with `success` at the reply deadline and lets the handler finish.
 
-use crate::members::ledger::{day, last_day};
+use crate::members::ledger::{self, day, last_day};
 use crate::store::Store;
 use crate::stores;
 use crate::wechat::message::{Body, Event, Message};
@@ -246,7 +246,7 @@ async fn history(ctx: HandlerCtx) -> HandlerResult {
     }
     let mut text = String::from("最近积分记录 / Recent transactions:");
     for t in entries {
-        let points = if t.kind == "tier" { String::new() } else { format!(" {:+}", t.points) };
+        let points = if t.kind == ledger::Kind::Tier { String::new() } else { format!(" {:+}", t.points) };
         text.push_str(&format!("\n{}{points} {}", day(t.occurred_at), esc(t.description())));
     }
     text.push_str(&format!("\n<a href=\"{}\">全部记录 All transactions</a>", ctx.page_link("history")));

@@ -272,7 +272,7 @@ impl Bot {
         Inbound {
             dedup_key: key,
             openid: msg.openid.clone(),
-            msg_type: msg.msg_type.clone(),
+            msg_type: msg.msg_type.as_str().to_owned(),
             event: msg.event().map(str::to_owned),
             event_key: msg.event_key().map(str::to_owned),
             msg_id: msg.msg_id().map(|id| id.to_string()),

@@ -232,7 +232,7 @@ impl Rule {
 
     /// As [`Rule::matches`], sharing the lowered text (`said_lower`) across the rules tried.
     fn matches_in(&self, msg: &Message, said_lower: &std::cell::OnceCell<String>) -> bool {
-        if self.msg_type.as_ref().is_some_and(|t| *t != msg.kind()) {
+        if self.msg_type.as_ref().is_some_and(|t| t != msg.kind()) {
             return false;
         }
         let event = msg.as_event();

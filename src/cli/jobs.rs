@@ -2,6 +2,7 @@
 
 use super::{block_on, open_store};
 use crate::config::Config;
+use crate::jobs::outbox::State;
 use crate::text::Failure;
 use std::process::ExitCode;
 
@@ -22,14 +23,14 @@ pub enum JobsCommand {
 pub fn run(config: Config, command: JobsCommand) -> Result<ExitCode, Failure> {
     match command {
         JobsCommand::List { state, limit } => {
-            if let Some(s) = &state
-                && !["queued", "running", "done", "dead"].contains(&s.as_str())
-            {
-                return Err(Failure(format!("--state {s:?}: use queued, running, done or dead")));
-            }
+            let state = match state.as_deref().map(|s| (s, State::parse(s))) {
+                None => None,
+                Some((_, Some(state))) => Some(state),
+                Some((s, None)) => return Err(Failure(format!("--state {s:?}: use queued, running, done or dead"))),
+            };
             block_on(async {
                 let store = open_store(&config).await?;
-                let jobs = crate::jobs::outbox::list(&store, state.as_deref(), limit.clamp(1, 10_000))
+                let jobs = crate::jobs::outbox::list(&store, state, limit.clamp(1, 10_000))
                     .await
                     .map_err(|e| e.to_string())?;
                 let counts = crate::jobs::outbox::counts(&store).await.map_err(|e| e.to_string())?;
@@ -38,8 +39,8 @@ pub fn run(config: Config, command: JobsCommand) -> Result<ExitCode, Failure> {
                     println!(
                         "{:>8}  {:<8} {:<15} attempts {:<2} {}  {}",
                         j.id,
-                        j.state,
-                        j.kind,
+                        j.state.as_str(),
+                        j.kind.as_str(),
                         j.attempts,
                         j.dedupe_key,
                         j.last_error.as_deref().unwrap_or("")

@@ -233,10 +233,8 @@ fn parse_item(raw: Value, loyalty: &crate::config::LoyaltyConfig, now: i64) -> R
     if !reference_ok(&item.reference) {
         return Err(Rejected::Reference);
     }
-    let kind = match item.kind.as_str() {
-        "earn" => Kind::Earn,
-        "adjust" => Kind::Adjust,
-        "void" => Kind::Void,
+    let kind = match Kind::parse(&item.kind) {
+        Some(kind @ (Kind::Earn | Kind::Adjust | Kind::Void)) => kind,
         _ => return Err(Rejected::Kind),
     };
     let card = match &item.card_no {

@@ -11,6 +11,7 @@
 use super::{log_window, memory_span, move_cursor, off_the_runtime};
 use crate::store::Store;
 use crate::store::committed::Logged;
+use crate::wechat::message::MsgType;
 use crate::{with_pool, with_tx};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -76,7 +77,7 @@ fn count<'a>(rows: impl Iterator<Item = &'a Logged>) -> Vec<(i64, String, String
     let mut counts: HashMap<(i64, Cow<str>, &str), i64> = HashMap::new();
     for r in rows {
         let hour = r.received_at.div_euclid(3_600_000);
-        let (kind, key) = if r.msg_type != "event" {
+        let (kind, key) = if r.msg_type != MsgType::Event.as_str() {
             (Cow::Borrowed("message"), "")
         } else {
             let event = prefix(r.event.as_deref().unwrap_or(""), 32);

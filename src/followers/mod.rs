@@ -20,7 +20,7 @@ pub mod sync;
 
 use crate::store::committed::{Committed, Logged};
 use crate::store::{Pool, Store, Tx};
-use crate::wechat::message::{is_platform_report, sql_not_a_report};
+use crate::wechat::message::{MsgType, is_platform_report, sql_not_a_report};
 use crate::{with_pool, with_tx};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -98,7 +98,7 @@ pub async fn read_log(
         let rows = rows.iter().filter(|r| r.id > position);
         let events: Vec<EventRow> = rows
             .clone()
-            .filter(|r| r.msg_type == "event")
+            .filter(|r| r.msg_type == MsgType::Event.as_str())
             .filter_map(|r| {
                 let event = r.event.as_deref()?.to_ascii_lowercase();
                 matches!(event.as_str(), "subscribe" | "unsubscribe")
@@ -108,7 +108,7 @@ pub async fn read_log(
         let mut latest: HashMap<&str, i64> = HashMap::new();
         // Leaving is no interaction, and WeChat's own reports are no one's.
         let not_activity = |r: &Logged| {
-            r.msg_type == "event"
+            r.msg_type == MsgType::Event.as_str()
                 && r.event.as_deref().is_some_and(|e| e.eq_ignore_ascii_case("unsubscribe") || is_platform_report(e))
         };
         for r in rows.filter(|r| !not_activity(r)) {

@@ -5,7 +5,10 @@ use super::{Member, form, form_fields, once_only};
 use crate::error::PageError;
 use crate::http::page::{Page, see_other};
 use crate::members::binding::{self, Profile};
-use crate::members::{self, ledger::day};
+use crate::members::{
+    self,
+    ledger::{self, day},
+};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -94,7 +97,7 @@ pub async fn account(
 /// A ledger entry as the card and history pages show it (a tier change moves no points); `note`
 /// is what the entry says, bilingual for an entry that came without one.
 pub fn history_line(t: &members::ledger::Transaction) -> minijinja::Value {
-    let points = (t.kind != "tier").then_some(t.points);
+    let points = (t.kind != ledger::Kind::Tier).then_some(t.points);
     context! { date => day(t.occurred_at), kind => t.kind, points, note => t.description() }
 }
 

@@ -201,7 +201,7 @@ pub async fn cancel_confirm(
         None => None,
     };
     match found {
-        Some((b, status)) if status == "confirmed" && b.slot_start > app.clock.now_ms() => Ok(Page::new(
+        Some((b, Some(bookings::Status::Confirmed))) if b.slot_start > app.clock.now_ms() => Ok(Page::new(
             "cancel_confirm.html",
             context! {
                 booking => context! { id => b.id, time => bookings::slot_label(b.slot_start), store => b.store, advisor => b.advisor },

@@ -29,40 +29,15 @@ pub enum Kind {
     SegmentSync,
 }
 
-impl Kind {
-    pub const ALL: [Kind; 7] = [
-        Kind::CustomMessage,
-        Kind::Template,
-        Kind::BookingReminder,
-        Kind::LateReply,
-        Kind::CrmEvent,
-        Kind::FollowerSync,
-        Kind::SegmentSync,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::CustomMessage => "custom_message",
-            Kind::Template => "template",
-            Kind::BookingReminder => "booking_reminder",
-            Kind::LateReply => "late_reply",
-            Kind::CrmEvent => "crm_event",
-            Kind::FollowerSync => "follower_sync",
-            Kind::SegmentSync => "segment_sync",
-        }
-    }
-
-    /// The kind a stored string names; `None` for one this build does not know.
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::stored_as!(Kind {
+    CustomMessage => "custom_message",
+    Template => "template",
+    BookingReminder => "booking_reminder",
+    LateReply => "late_reply",
+    CrmEvent => "crm_event",
+    FollowerSync => "follower_sync",
+    SegmentSync => "segment_sync",
+});
 
 #[cfg(test)]
 mod tests {

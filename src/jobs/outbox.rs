@@ -13,18 +13,31 @@
 //! included), so a receiver sees them in the order they happened. A dead job no longer holds
 //! its queue back: it waits in `wxoa jobs list` for `wxoa jobs retry`.
 
+use super::Kind;
 use crate::store::{Store, Tx};
+use crate::stored::Named;
 use crate::{with_pool, with_tx};
 use serde::Serialize;
 
-pub const QUEUED: &str = "queued";
-pub const RUNNING: &str = "running";
-pub const DONE: &str = "done";
-pub const DEAD: &str = "dead";
+/// Where a job stands, stored as [`State::as_str`] (the SQL here names them literally too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Waiting for its time (or its queue).
+    Queued,
+    /// Leased by a worker.
+    Running,
+    /// Sent, or nothing to do.
+    Done,
+    /// Failed for good; `wxoa jobs retry` queues it again.
+    Dead,
+}
+
+crate::stored_as!(State { Queued => "queued", Running => "running", Done => "done", Dead => "dead" });
 
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub kind: super::Kind,
+    pub kind: Kind,
     pub payload: serde_json::Value,
     pub dedupe_key: String,
     /// When it may run (unix ms); `None`: as it is enqueued.
@@ -34,7 +47,7 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    pub fn new(kind: super::Kind, payload: impl Serialize, dedupe_key: impl Into<String>) -> NewJob {
+    pub fn new(kind: Kind, payload: impl Serialize, dedupe_key: impl Into<String>) -> NewJob {
         NewJob {
             kind,
             payload: serde_json::to_value(payload).expect("serializable payload"),
@@ -59,10 +72,11 @@ impl NewJob {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Job {
     pub id: i64,
-    pub kind: String,
+    /// Its kind; one a newer build enqueued is kept as stored.
+    pub kind: Named<Kind>,
     pub payload: String,
     pub dedupe_key: String,
-    pub state: String,
+    pub state: Named<State>,
     pub attempts: i64,
     pub run_at: i64,
     pub last_error: Option<String>,
@@ -128,15 +142,16 @@ const COLUMNS: &str = "id, kind, payload, dedupe_key, state, attempts, run_at, l
 type JobRow = (i64, String, String, String, String, i64, i64, Option<String>, Option<String>);
 
 fn job((id, kind, payload, dedupe_key, state, attempts, run_at, last_error, result): JobRow) -> Job {
+    let (kind, state) = (Named::read(kind), Named::read(state));
     Job { id, kind, payload, dedupe_key, state, attempts, run_at, last_error, result }
 }
 
 /// Jobs, newest first, optionally in one state.
-pub async fn list(store: &Store, state: Option<&str>, limit: i64) -> Result<Vec<Job>, sqlx::Error> {
+pub async fn list(store: &Store, state: Option<State>, limit: i64) -> Result<Vec<Job>, sqlx::Error> {
     with_pool!(store, pool => {
         let mut q = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM jobs"));
         if let Some(state) = state {
-            q.push(" WHERE state = ").push_bind(state.to_owned());
+            q.push(" WHERE state = ").push_bind(state.as_str());
         }
         q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
         q.build_query_as::<JobRow>().fetch_all(pool).await
@@ -151,18 +166,15 @@ pub async fn get(store: &Store, id: i64) -> Result<Option<Job>, sqlx::Error> {
 }
 
 /// Counts per state.
-pub async fn counts(store: &Store) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    with_pool!(store, pool => sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state").fetch_all(pool).await)
+pub async fn counts(store: &Store) -> Result<Vec<(Named<State>, i64)>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = with_pool!(store, pool =>
+        sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state").fetch_all(pool).await)?;
+    Ok(rows.into_iter().map(|(state, n)| (Named::read(state), n)).collect())
 }
 
 /// Makes the queued job `dedupe_key` a `kind` job with `payload`, due now; `false` if it is not
 /// queued any more (a worker took it).
-pub async fn become_due(
-    store: &Store,
-    dedupe_key: &str,
-    kind: super::Kind,
-    payload: &str,
-) -> Result<bool, sqlx::Error> {
+pub async fn become_due(store: &Store, dedupe_key: &str, kind: Kind, payload: &str) -> Result<bool, sqlx::Error> {
     let now = store.now_ms();
     let n = with_pool!(store, pool => sqlx::query(
         "UPDATE jobs SET kind = $2, payload = $3, run_at = $4, updated_at = $4 WHERE dedupe_key = $1 AND state = 'queued'")

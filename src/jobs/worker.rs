@@ -12,9 +12,10 @@
 //! On shutdown it stops claiming, lets in-flight sends finish and records them.
 
 use super::Kind;
-use super::outbox;
+use super::outbox::State;
 use crate::config::OutboxConfig;
 use crate::store::Store;
+use crate::stored::Named;
 use crate::wechat::client::message::CustomMessage;
 use crate::wechat::client::template::TemplateMessage;
 use crate::wechat::client::{CallError, Client, QUOTA};
@@ -44,7 +45,8 @@ enum Verdict {
 
 struct Claimed {
     id: i64,
-    kind: String,
+    /// Its kind; one this build does not know makes the job dead.
+    kind: Named<Kind>,
     payload: String,
     attempts: i64,
 }
@@ -112,13 +114,13 @@ impl Worker {
                 match self.claim((concurrency - inflight.len()) as i64).await {
                     Ok(jobs) => {
                         for job in jobs {
-                            let run = Kind::parse(&job.kind).and_then(|k| self.executors.0.get(&k).cloned());
+                            let run = job.kind.known().and_then(|k| self.executors.0.get(&k).cloned());
                             let ctx = self.ctx.clone();
                             let max = self.config.max_attempts;
                             inflight.spawn(async move {
                                 let sent = match run {
                                     Some(run) => run(ctx, job.payload).await,
-                                    None => Err(SendError::Bad(format!("unknown job kind {:?}", job.kind))),
+                                    None => Err(SendError::Bad(format!("unknown job kind {:?}", job.kind.as_str()))),
                                 };
                                 (job.id, job.attempts, judge(sent, job.attempts, max))
                             });
@@ -193,7 +195,10 @@ impl Worker {
         );
         let rows: Vec<(i64, String, String, i64)> = with_pool!(&self.ctx.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(lease_until).bind(&self.instance).bind(now).bind(n).fetch_all(pool).await)?;
-        Ok(rows.into_iter().map(|(id, kind, payload, attempts)| Claimed { id, kind, payload, attempts }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, payload, attempts)| Claimed { id, kind: Named::read(kind), payload, attempts })
+            .collect())
     }
 
     /// Writes the verdicts of finished jobs in one transaction.
@@ -212,18 +217,18 @@ impl Worker {
                         continue; // its lease runs out and it is retried
                     }
                 };
-                let (state, run_at, attempts_delta, error, result): (&str, i64, i64, Option<&str>, Option<&str>) = match verdict {
-                    Verdict::Done(result) => (outbox::DONE, 0, 0, None, result.as_deref()),
-                    Verdict::Retry(e) => (outbox::QUEUED, now + backoff_ms(attempts), 0, Some(e), None),
-                    Verdict::Postpone(e) => (outbox::QUEUED, now + QUOTA_POSTPONE_MS, -1, Some(e), None),
-                    Verdict::Dead(e) => (outbox::DEAD, 0, 0, Some(e), None),
+                let (state, run_at, attempts_delta, error, result): (State, i64, i64, Option<&str>, Option<&str>) = match verdict {
+                    Verdict::Done(result) => (State::Done, 0, 0, None, result.as_deref()),
+                    Verdict::Retry(e) => (State::Queued, now + backoff_ms(attempts), 0, Some(e), None),
+                    Verdict::Postpone(e) => (State::Queued, now + QUOTA_POSTPONE_MS, -1, Some(e), None),
+                    Verdict::Dead(e) => (State::Dead, 0, 0, Some(e), None),
                 };
                 let run_at = if run_at == 0 { now } else { run_at };
                 // Only if the job is still ours: a lease that ran out may have passed it on.
                 with_tx!(&mut tx, conn => sqlx::query(
                     "UPDATE jobs SET state = $1, run_at = $2, attempts = attempts + $3, last_error = $4, result = $5, \
                      lease_until = 0, updated_at = $6 WHERE id = $7 AND state = 'running' AND leased_by = $8")
-                    .bind(state).bind(run_at).bind(attempts_delta).bind(error).bind(result).bind(now).bind(id).bind(&self.instance)
+                    .bind(state.as_str()).bind(run_at).bind(attempts_delta).bind(error).bind(result).bind(now).bind(id).bind(&self.instance)
                     .execute(conn).await.map(|_| ()))?;
             }
             tx.commit().await

@@ -13,7 +13,49 @@
 //! skips them rather than count an expiry twice.
 
 use crate::store::Store;
+use crate::stored::Named;
 use crate::with_pool;
+
+/// What an entry is, stored as [`Kind::as_str`] (the name the ledger stores and the CRM reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Points for a purchase; they count towards the tier.
+    Earn,
+    /// A correction either way; it does not count towards the tier.
+    Adjust,
+    /// Reverses an earlier earn or adjust, once.
+    Void,
+    /// Points spent on a catalogue product.
+    Redeem,
+    /// Points that lapsed (written by [`expire()`](super::points::expire())).
+    Expire,
+    /// A tier change, for the history (0 points).
+    Tier,
+}
+
+crate::stored_as!(Kind {
+    Earn => "earn",
+    Adjust => "adjust",
+    Void => "void",
+    Redeem => "redeem",
+    Expire => "expire",
+    Tier => "tier",
+});
+
+impl Kind {
+    /// What a kind of entry means to a member, Chinese first: the history's words for an entry
+    /// that came without a note (a till's purchase, a correction).
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Earn => "消费积分 Points earned",
+            Kind::Adjust => "积分调整 Points adjusted",
+            Kind::Void => "积分撤销 Points reversed",
+            Kind::Redeem => "积分兑换 Points redeemed",
+            Kind::Expire => "积分过期 Expired",
+            Kind::Tier => "会员等级变更 Tier changed",
+        }
+    }
+}
 
 /// Never lapses (legacy entries without a `valid_until`; the lots table stores it as this).
 pub const NEVER: i64 = i64::MAX;
@@ -36,7 +78,8 @@ pub struct Replay {
 /// A ledger entry as the derivation needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub kind: String,
+    /// Its kind; one this build does not know is replayed by its points.
+    pub kind: Named<Kind>,
     pub points: i64,
     pub valid_until: Option<i64>,
     pub created_at: i64,
@@ -46,7 +89,7 @@ pub struct Entry {
 
 /// Replays `entries` (in the order they were recorded) as of `now`.
 pub fn compute(entries: &[Entry], now: i64) -> Replay {
-    let mut events: Vec<&Entry> = entries.iter().filter(|e| e.kind != "expire" && e.created_at <= now).collect();
+    let mut events: Vec<&Entry> = entries.iter().filter(|e| e.kind != Kind::Expire && e.created_at <= now).collect();
     // Stable: entries recorded in the same millisecond keep their ledger order.
     events.sort_by_key(|e| e.created_at);
     // Live lots: (lapses at, points left), kept sorted by lapse time.
@@ -101,7 +144,7 @@ pub type EntryRow = (String, i64, Option<i64>, i64, Option<i64>, Option<i64>);
 pub fn entries(rows: Vec<EntryRow>) -> Vec<Entry> {
     rows.into_iter()
         .map(|(kind, points, valid_until, created_at, voided, voided_until)| Entry {
-            kind,
+            kind: Named::read(kind),
             points,
             valid_until,
             created_at,
@@ -134,7 +177,8 @@ pub fn last_day(until: i64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
     pub reference: String,
-    pub kind: String,
+    /// Its kind; one this build does not know is shown as stored.
+    pub kind: Named<Kind>,
     pub points: i64,
     pub note: Option<String>,
     /// When it happened (a till's purchase time); when it was recorded for older entries.
@@ -143,23 +187,13 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    /// What the entry says to the member: its note, else what its kind means ([`kind_label`]).
+    /// What the entry says to the member: its note, else what its kind means ([`Kind::label`];
+    /// a kind this build does not know, by its name).
     pub fn description(&self) -> &str {
-        self.note.as_deref().unwrap_or_else(|| kind_label(&self.kind))
-    }
-}
-
-/// What a kind of entry means to a member, Chinese first: the history's words for an entry
-/// that came without a note (a till's purchase, a correction).
-pub fn kind_label(kind: &str) -> &str {
-    match kind {
-        "earn" => "消费积分 Points earned",
-        "adjust" => "积分调整 Points adjusted",
-        "void" => "积分撤销 Points reversed",
-        "redeem" => "积分兑换 Points redeemed",
-        "expire" => "积分过期 Expired",
-        "tier" => "会员等级变更 Tier changed",
-        other => other,
+        self.note.as_deref().unwrap_or_else(|| match self.kind.known() {
+            Some(kind) => kind.label(),
+            None => self.kind.as_str(),
+        })
     }
 }
 
@@ -179,7 +213,7 @@ pub async fn history(store: &Store, member_id: i64, limit: i64, offset: i64) -> 
         .into_iter()
         .map(|(reference, kind, points, note, occurred_at, created_at, store_code)| Transaction {
             reference,
-            kind,
+            kind: Named::read(kind),
             points,
             note,
             occurred_at: occurred_at.unwrap_or(created_at),
@@ -194,7 +228,7 @@ mod tests {
 
     /// An entry of `points` made at `at`, valid until `until`.
     fn e(points: i64, until: Option<i64>, at: i64) -> Entry {
-        let kind = if points > 0 { "earn" } else { "redeem" };
+        let kind = if points > 0 { Kind::Earn } else { Kind::Redeem };
         Entry { kind: kind.into(), points, valid_until: until, created_at: at, voids_lot: None }
     }
 
@@ -206,14 +240,14 @@ mod tests {
     fn lots_expire_and_debits_take_the_soonest_first() {
         let now = 1000;
         let expire = |points: i64, at: i64| Entry {
-            kind: "expire".into(),
+            kind: Kind::Expire.into(),
             points,
             valid_until: None,
             created_at: at,
             voids_lot: None,
         };
         let void = |points: i64, lot: i64, at: i64| Entry {
-            kind: "void".into(),
+            kind: Kind::Void.into(),
             points,
             valid_until: None,
             created_at: at,

@@ -36,22 +36,14 @@ pub enum Status {
     Refunded,
 }
 
+crate::stored_as!(Status {
+    Created => "created",
+    Paid => "paid",
+    Shipped => "shipped",
+    Refunded => "refunded",
+});
+
 impl Status {
-    pub const ALL: [Status; 4] = [Status::Created, Status::Paid, Status::Shipped, Status::Refunded];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Created => "created",
-            Status::Paid => "paid",
-            Status::Shipped => "shipped",
-            Status::Refunded => "refunded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// The notice (in `config/notices.toml`) that tells the buyer.
     pub fn notice(self) -> &'static str {
         match self {

@@ -46,8 +46,8 @@ pub struct Message {
     pub openid: String,
     /// `CreateTime`, unix seconds.
     pub create_time: i64,
-    /// `MsgType` as sent.
-    pub msg_type: String,
+    /// `MsgType` as sent (a type wxoa does not model keeps its name).
+    pub msg_type: MsgType,
     pub body: Body,
     /// Every leaf of the document, for templates and for types we do not model.
     pub fields: Fields,
@@ -194,22 +194,17 @@ pub enum MsgType {
     Other(String),
 }
 
-impl MsgType {
-    /// WeChat's name (`text`, `shortvideo`, `event`, …).
-    pub fn parse(name: &str) -> MsgType {
-        match name {
-            "text" => MsgType::Text,
-            "image" => MsgType::Image,
-            "voice" => MsgType::Voice,
-            "video" => MsgType::Video,
-            "shortvideo" => MsgType::ShortVideo,
-            "location" => MsgType::Location,
-            "link" => MsgType::Link,
-            "event" => MsgType::Event,
-            other => MsgType::Other(other.to_owned()),
-        }
-    }
-}
+// WeChat's names (`text`, `shortvideo`, `event`, …), as the message log stores them.
+crate::stored_as!(open MsgType {
+    Text => "text",
+    Image => "image",
+    Voice => "voice",
+    Video => "video",
+    ShortVideo => "shortvideo",
+    Location => "location",
+    Link => "link",
+    Event => "event",
+} else Other);
 
 impl Event {
     /// WeChat's `Event` name for this event (`subscribe`, `SCAN`, `CLICK`, …).
@@ -251,19 +246,9 @@ impl Event {
 }
 
 impl Message {
-    /// The message's type, from its parsed body.
-    pub fn kind(&self) -> MsgType {
-        match &self.body {
-            Body::Text { .. } => MsgType::Text,
-            Body::Image { .. } => MsgType::Image,
-            Body::Voice { .. } => MsgType::Voice,
-            Body::Video { .. } => MsgType::Video,
-            Body::ShortVideo { .. } => MsgType::ShortVideo,
-            Body::Location { .. } => MsgType::Location,
-            Body::Link { .. } => MsgType::Link,
-            Body::Event(_) => MsgType::Event,
-            Body::Unknown => MsgType::Other(self.msg_type.clone()),
-        }
+    /// The message's type (its body is that type's, or [`Body::Unknown`] for `Other`).
+    pub fn kind(&self) -> &MsgType {
+        &self.msg_type
     }
 
     /// The event, for an event.
@@ -293,50 +278,50 @@ impl Message {
         let to_user_name = id(&fields, "ToUserName")?;
         let openid = id(&fields, "FromUserName")?;
         let create_time = int(&fields, "CreateTime")?;
-        let msg_type = required(&fields, "MsgType")?.to_owned();
+        let msg_type = MsgType::parse(required(&fields, "MsgType")?);
         let f = &fields;
-        let body = match msg_type.as_str() {
-            "text" => Body::Text {
+        let body = match msg_type {
+            MsgType::Text => Body::Text {
                 content: required(f, "Content")?.to_owned(),
                 msg_id: msg_id(f)?,
                 biz_msg_menu_id: optional(f, "bizmsgmenuid"),
             },
-            "image" => Body::Image {
+            MsgType::Image => Body::Image {
                 pic_url: text(f, "PicUrl"),
                 media_id: required(f, "MediaId")?.to_owned(),
                 msg_id: msg_id(f)?,
             },
-            "voice" => Body::Voice {
+            MsgType::Voice => Body::Voice {
                 media_id: required(f, "MediaId")?.to_owned(),
                 format: text(f, "Format"),
                 recognition: optional(f, "Recognition"),
                 msg_id: msg_id(f)?,
             },
-            "video" | "shortvideo" => {
+            MsgType::Video | MsgType::ShortVideo => {
                 let media_id = required(f, "MediaId")?.to_owned();
                 let thumb_media_id = text(f, "ThumbMediaId");
                 let msg_id = msg_id(f)?;
-                if msg_type == "video" {
+                if msg_type == MsgType::Video {
                     Body::Video { media_id, thumb_media_id, msg_id }
                 } else {
                     Body::ShortVideo { media_id, thumb_media_id, msg_id }
                 }
             }
-            "location" => Body::Location {
+            MsgType::Location => Body::Location {
                 location_x: float(f, "Location_X")?,
                 location_y: float(f, "Location_Y")?,
                 scale: int_or_zero(f, "Scale")?,
                 label: text(f, "Label"),
                 msg_id: msg_id(f)?,
             },
-            "link" => Body::Link {
+            MsgType::Link => Body::Link {
                 title: text(f, "Title"),
                 description: text(f, "Description"),
                 url: required(f, "Url")?.to_owned(),
                 msg_id: msg_id(f)?,
             },
-            "event" => Body::Event(parse_event(f)?),
-            _ => Body::Unknown,
+            MsgType::Event => Body::Event(parse_event(f)?),
+            MsgType::Other(_) => Body::Unknown,
         };
         Ok(Message { to_user_name, openid, create_time, msg_type, body, fields })
     }

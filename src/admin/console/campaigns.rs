@@ -6,7 +6,7 @@
 use super::error::{Error, Invalid, NO_CAMPAIGN};
 use super::pickers;
 use super::{Notice, Staff, redirect, render, signed_in};
-use crate::campaigns::schedule::{self, Audience, MsgType, PushInput};
+use crate::campaigns::schedule::{self, Audience, MsgType, PushInput, PushStatus, RunStatus};
 use crate::campaigns::{self, Article, CampaignInput, ProductInput, send};
 use crate::state::AppState;
 use axum::extract::{Form, Path, Query, RawForm, State};
@@ -35,17 +35,23 @@ fn audience_label(a: &Audience, names: &pickers::Names) -> String {
 }
 
 /// How the console names a push's status.
-pub(super) fn status_label(status: &str) -> &'static str {
+pub(super) fn push_label(status: PushStatus) -> &'static str {
     match status {
-        "scheduled" => "待发送 scheduled",
-        "fired" => "已发送 fired",
-        "cancelled" => "已取消 cancelled",
-        "missed" => "已错过 missed",
-        "sending" => "发送中 sending",
-        "submitted" => "已提交 submitted",
-        "finished" => "已完成 finished",
-        "failed" => "失败 failed",
-        _ => "未知 unknown",
+        PushStatus::Scheduled => "待发送 scheduled",
+        PushStatus::Fired => "已发送 fired",
+        PushStatus::Cancelled => "已取消 cancelled",
+        PushStatus::Missed => "已错过 missed",
+    }
+}
+
+/// How the console names a run's status.
+pub(super) fn run_label(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Sending => "发送中 sending",
+        RunStatus::Submitted => "已提交 submitted",
+        RunStatus::Finished => "已完成 finished",
+        RunStatus::Failed => "失败 failed",
+        RunStatus::Missed => "已错过 missed",
     }
 }
 
@@ -58,7 +64,7 @@ pub(super) fn push_view(p: &schedule::Push, names: &pickers::Names) -> minijinja
         .map(|r| {
             context! {
                 due => schedule::local_time(r.due_at, &p.time_zone),
-                status => r.status, status_label => status_label(r.status.as_str()),
+                status => r.status, status_label => run_label(r.status),
                 sent => r.sent_count, total => r.total_count, filtered => r.filter_count, errors => r.error_count,
                 error => r.error,
             }
@@ -67,7 +73,7 @@ pub(super) fn push_view(p: &schedule::Push, names: &pickers::Names) -> minijinja
     context! {
         id => p.id, campaign => p.campaign, campaign_id => p.campaign_id, name => p.name,
         msg_type => p.msg_type.as_str(), audience => audience_label(&p.audience, names), status => p.status,
-        status_label => status_label(p.status.as_str()),
+        status_label => push_label(p.status),
         articles => p.articles.as_ref().map(|a| a.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(", ")),
         when => when.map(|t| schedule::local_time(t, &p.time_zone)),
         day => when.map(|t| schedule::local_time(t, &p.time_zone)[..10].to_owned()),

@@ -16,21 +16,9 @@ pub enum MsgType {
     News,
 }
 
+crate::stored_as!(MsgType { Mpnews => "mpnews", Text => "text", News => "news" });
+
 impl MsgType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MsgType::Mpnews => "mpnews",
-            MsgType::Text => "text",
-            MsgType::News => "news",
-        }
-    }
-
-    /// The type a stored string names; `None` for one this build does not know (an error to
-    /// report, never read as mpnews).
-    pub fn parse(s: &str) -> Option<MsgType> {
-        [MsgType::Mpnews, MsgType::Text, MsgType::News].into_iter().find(|t| t.as_str() == s)
-    }
-
     /// Whether WeChat counts it as a mass send (the monthly and per-minute limits).
     pub fn is_mass(self) -> bool {
         self != MsgType::News
@@ -101,29 +89,8 @@ pub enum RunStatus {
     Missed,
 }
 
-macro_rules! stored_as {
-    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
-        impl $t {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$v => $s),* }
-            }
-
-            /// The status a stored string names; `None` for one this build does not know.
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($s => Some(Self::$v),)* _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-stored_as!(PushStatus { Scheduled => "scheduled", Fired => "fired", Cancelled => "cancelled", Missed => "missed" });
-stored_as!(RunStatus {
+crate::stored_as!(PushStatus { Scheduled => "scheduled", Fired => "fired", Cancelled => "cancelled", Missed => "missed" });
+crate::stored_as!(RunStatus {
     Sending => "sending",
     Submitted => "submitted",
     Finished => "finished",

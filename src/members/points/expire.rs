@@ -68,7 +68,7 @@ pub async fn expire(store: &Store, rules: &Rules<'_>) -> Result<usize, sqlx::Err
                 let member = MemberRef { card_no: refs.get(&member_id).cloned().flatten(), id: member_id };
                 let event = Event::PointsChanged(PointsChanged {
                     reference,
-                    kind: "expire".into(),
+                    kind: ledger::Kind::Expire.as_str().into(),
                     points: -remaining,
                     balance: live.get(&member_id).copied().unwrap_or(0),
                     occurred_at: crm::rfc3339(until),

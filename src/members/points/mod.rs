@@ -36,43 +36,7 @@ pub fn default_until(loyalty: &LoyaltyConfig, occurred_at: i64) -> i64 {
     end_of_day(occurred_at + loyalty.points_valid_days as i64 * DAY_MS)
 }
 
-/// What an entry is, stored as [`Kind::as_str`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Points for a purchase; they count towards the tier.
-    Earn,
-    /// A correction either way; it does not count towards the tier.
-    Adjust,
-    /// Reverses an earlier earn or adjust, once.
-    Void,
-    /// Points spent on a catalogue product.
-    Redeem,
-    /// Points that lapsed (written by [`expire()`]).
-    Expire,
-    /// A tier change, for the history (0 points).
-    Tier,
-}
-
-impl Kind {
-    /// The name the ledger stores and the CRM reads.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Earn => "earn",
-            Kind::Adjust => "adjust",
-            Kind::Void => "void",
-            Kind::Redeem => "redeem",
-            Kind::Expire => "expire",
-            Kind::Tier => "tier",
-        }
-    }
-
-    /// The kind stored as `s`, if any.
-    fn parse(s: &str) -> Option<Kind> {
-        [Kind::Earn, Kind::Adjust, Kind::Void, Kind::Redeem, Kind::Expire, Kind::Tier]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-    }
-}
+pub use crate::members::ledger::Kind;
 
 /// Whose points a change moves.
 #[derive(Debug, Clone, PartialEq, Eq)]

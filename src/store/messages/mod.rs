@@ -63,25 +63,13 @@ pub enum Outcome {
     Pending,
 }
 
-impl Outcome {
-    pub const ALL: [Outcome; 5] =
-        [Outcome::Replied, Outcome::Nothing, Outcome::Deferred, Outcome::Failed, Outcome::Pending];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Replied => "replied",
-            Outcome::Nothing => "nothing",
-            Outcome::Deferred => "deferred",
-            Outcome::Failed => "failed",
-            Outcome::Pending => "pending",
-        }
-    }
-
-    /// The outcome a stored string names; a value this build does not know is `None`.
-    pub fn parse(s: &str) -> Option<Outcome> {
-        Outcome::ALL.into_iter().find(|o| o.as_str() == s)
-    }
-}
+crate::stored_as!(Outcome {
+    Replied => "replied",
+    Nothing => "nothing",
+    Deferred => "deferred",
+    Failed => "failed",
+    Pending => "pending",
+});
 
 /// What we answered, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
