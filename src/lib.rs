@@ -73,6 +73,31 @@ pub mod tools;
 /// WeChat's protocol: signatures, encryption, messages, replies, and the API client.
 pub mod wechat;
 
+/// An enum of unit variants stored as strings: `as_str`, `parse` (the inverse, `None` for a
+/// string this build does not know) and `Display`, from one table of variant and string.
+#[macro_export]
+macro_rules! stored_as {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The string it is stored (and serialized) as.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+
+            /// The value a stored string names; `None` for one this build does not know.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 /// An openid (or any identifier) shortened for logs: enough to correlate, not to identify.
 pub fn mask(id: &str) -> String {
     let n = id.chars().count();

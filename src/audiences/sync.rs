@@ -42,19 +42,15 @@ pub enum State {
     Failed,
 }
 
+crate::stored_as!(State {
+    Planning => "planning",
+    Tagging => "tagging",
+    Untagging => "untagging",
+    Done => "done",
+    Failed => "failed",
+});
+
 impl State {
-    const ALL: [State; 5] = [State::Planning, State::Tagging, State::Untagging, State::Done, State::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Planning => "planning",
-            State::Tagging => "tagging",
-            State::Untagging => "untagging",
-            State::Done => "done",
-            State::Failed => "failed",
-        }
-    }
-
     pub fn is_finished(self) -> bool {
         matches!(self, State::Done | State::Failed)
     }
@@ -88,9 +84,7 @@ const COLUMNS: &str = "id, segment_id, state, step, plan_after, planned_add, pla
                        error, requested_by, started_at, updated_at, finished_at";
 
 fn from_row(r: SyncRow) -> Result<Sync, sqlx::Error> {
-    let state = State::ALL
-        .into_iter()
-        .find(|s| s.as_str() == r.2)
+    let state = State::parse(&r.2)
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown segment sync state {:?}", r.2).into()))?;
     Ok(Sync {
         id: r.0,

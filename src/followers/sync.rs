@@ -45,19 +45,15 @@ pub enum State {
     Failed,
 }
 
+crate::stored_as!(State {
+    Listing => "listing",
+    Details => "details",
+    Finishing => "finishing",
+    Done => "done",
+    Failed => "failed",
+});
+
 impl State {
-    const ALL: [State; 5] = [State::Listing, State::Details, State::Finishing, State::Done, State::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Listing => "listing",
-            State::Details => "details",
-            State::Finishing => "finishing",
-            State::Done => "done",
-            State::Failed => "failed",
-        }
-    }
-
     pub fn is_finished(self) -> bool {
         matches!(self, State::Done | State::Failed)
     }
@@ -97,9 +93,7 @@ const COLUMNS: &str = "id, state, step, next_openid, detail_after, total, listed
                        requested_by, started_at, updated_at, finished_at";
 
 fn from_row(r: SyncRow) -> Result<Sync, sqlx::Error> {
-    let state = State::ALL
-        .into_iter()
-        .find(|s| s.as_str() == r.1)
+    let state = State::parse(&r.1)
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown follower sync state {:?}", r.1).into()))?;
     Ok(Sync {
         id: r.0,

@@ -2,6 +2,7 @@
 //! as stored, and the statuses they pass through.
 
 use crate::campaigns::Audience;
+use crate::stored_as;
 use serde::{Deserialize, Serialize};
 
 /// How a push is delivered.
@@ -99,27 +100,6 @@ pub enum RunStatus {
     Failed,
     /// Not sent: too late.
     Missed,
-}
-
-macro_rules! stored_as {
-    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
-        impl $t {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$v => $s),* }
-            }
-
-            /// The status a stored string names; `None` for one this build does not know.
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($s => Some(Self::$v),)* _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
 }
 
 stored_as!(PushStatus { Scheduled => "scheduled", Fired => "fired", Cancelled => "cancelled", Missed => "missed" });
