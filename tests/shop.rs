@@ -369,15 +369,6 @@ async fn empty_secrets_switch_the_integration_off() {
     }
 }
 
-/// The code block after `<!-- readme-test: NAME -->` in the README.
-fn readme_snippet(name: &str) -> String {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let marker = format!("<!-- readme-test: {name} -->");
-    let after = &readme[readme.find(&marker).unwrap_or_else(|| panic!("README has {marker}")) + marker.len()..];
-    let code = &after[after.find("```python\n").expect("a python block") + 10..];
-    code[..code.find("\n```").unwrap()].to_owned()
-}
-
 /// The README's scheme, recomputed here from its recipe alone (HMAC over the encoded payload,
 /// base64url without padding, the four documented claims); and, where Python is installed, the
 /// README's own snippets run against a real token and a real server.
