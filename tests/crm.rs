@@ -27,14 +27,12 @@ async fn crm_server(
     backend: Backend,
     tweak: impl FnOnce(&mut wxoa::config::Config),
 ) -> (Db, TestServer, wxoa::fake::FakeWeChat) {
-    let db = Db::new(backend).await;
-    let mut config = test_config(&db, Mode::Safe);
-    let fake = start_fake(&mut config).await;
-    config.h5.oauth_base = config.wechat.api_base.clone();
-    config.crm.secret = CRM_SECRET.into();
-    tweak(&mut config);
-    config.validate().unwrap();
-    let server = TestServer::start(config).await;
+    let (db, server, fake, _) = oauth_server(backend, |config| {
+        config.crm.secret = CRM_SECRET.into();
+        tweak(config);
+        config.validate().unwrap();
+    })
+    .await;
     (db, server, fake)
 }
 

@@ -11,7 +11,6 @@ use common::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wxoa::http::signed::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
 use wxoa::shop::checkout::{self, TokenError};
-use wxoa::wechat::envelope::Mode;
 
 const TEMPLATE_SEND: &str = "/cgi-bin/message/template/send";
 
@@ -20,12 +19,7 @@ async fn shop_server(
     backend: Backend,
     tweak: impl FnOnce(&mut wxoa::config::Config),
 ) -> (Db, TestServer, wxoa::fake::FakeWeChat) {
-    let db = Db::new(backend).await;
-    let mut config = test_config(&db, Mode::Safe);
-    let fake = start_fake(&mut config).await;
-    config.h5.oauth_base = config.wechat.api_base.clone();
-    tweak(&mut config);
-    let server = TestServer::start(config).await;
+    let (db, server, fake, _) = oauth_server(backend, tweak).await;
     (db, server, fake)
 }
 

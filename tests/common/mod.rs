@@ -348,6 +348,21 @@ pub async fn api_call(
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }
 
+/// A server on a fresh database of `backend` whose WeChat API and OAuth go to a fake WeChat,
+/// with `tweak` applied to its config: the database, the server, the fake and the config.
+pub async fn oauth_server(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Config),
+) -> (Db, TestServer, wxoa::fake::FakeWeChat, Config) {
+    let db = Db::new(backend).await;
+    let mut config = test_config(&db, Mode::Safe);
+    let fake = start_fake(&mut config).await;
+    config.h5.oauth_base = config.wechat.api_base.clone();
+    tweak(&mut config);
+    let server = TestServer::start(config.clone()).await;
+    (db, server, fake, config)
+}
+
 /// Posts JSON `body` to `url` signed with `secret` at `timestamp` (as the shop, the CRM or a
 /// till signs its calls): the status and the answer's text.
 pub async fn signed_call(
