@@ -180,12 +180,6 @@ impl Config {
         if !(1..=1000).contains(&self.replies.max) {
             return Err(err("replies.max must be between 1 and 1000"));
         }
-        if !(50..=2000).contains(&self.replies.poll_ms) {
-            return Err(err("replies.poll_ms must be between 50 and 2000 (a change applies within two seconds)"));
-        }
-        if !(1..=1000).contains(&self.replies.max) {
-            return Err(err("replies.max must be between 1 and 1000"));
-        }
         if !(1..=3600).contains(&self.bot.late_takeover_secs) {
             return Err(err("bot.late_takeover_secs must be between 1 and 3600"));
         }

@@ -55,20 +55,38 @@ async fn push(base: &str, id: i64) -> Value {
     p
 }
 
+/// A server on `db` with the fake WeChat wired both ways, as the launch tests run it.
+struct Launch {
+    /// The server's clock, settable.
+    clock: wxoa::clock::Clock,
+    fake: wxoa::fake::FakeWeChat,
+    server: TestServer,
+    /// `http://` and the server's address.
+    base: String,
+}
+
+/// The launch tests' server: its clock on a fixed day (2026-06-01 09:00 China time, so the
+/// dates the tests write stay in the future whatever day the suite runs), pushes polled every
+/// 100 ms, and `tweak`'s changes to the config.
+async fn launch(db: &Db, tweak: impl FnOnce(&mut wxoa::config::Config)) -> Launch {
+    let mut config = test_config(db, Mode::Safe);
+    config.clock.set(china_ms("2026-06-01 09:00"));
+    let clock = config.clock.clone();
+    config.campaigns.poll_ms = 100;
+    tweak(&mut config);
+    let fake = start_fake(&mut config).await;
+    let server = TestServer::start(config).await;
+    fake.set_webhook(Some(server.url.clone()));
+    let base = format!("http://{}", server.addr);
+    Launch { clock, fake, server, base }
+}
+
 #[tokio::test]
 async fn admin_api_campaigns_pushes_previews_and_figures() {
     for backend in backends() {
         let db = Db::new(backend).await;
-        let mut config = test_config(&db, Mode::Safe);
-        // A fixed day, so the dates below stay in the future whatever day the suite runs.
-        config.clock.set(china_ms("2026-06-01 09:00"));
-        let clock = config.clock.clone();
-        config.campaigns.poll_ms = 100;
-        config.campaigns.test_openids = vec!["oTester1".into()];
-        let fake = start_fake(&mut config).await;
-        let server = TestServer::start(config).await;
-        fake.set_webhook(Some(server.url.clone()));
-        let base = format!("http://{}", server.addr);
+        let Launch { clock, fake, server, base } =
+            launch(&db, |c| c.campaigns.test_openids = vec!["oTester1".into()]).await;
         let c = server.state.client.clone();
         let fans = c.tag_create("fans").await.unwrap().id;
         let others = c.tag_create("others").await.unwrap().id;
@@ -566,18 +584,12 @@ async fn campaign_and_push_from_the_command_line() {
 async fn a_send_interrupted_by_a_crash_is_taken_over_not_repeated() {
     for backend in backends() {
         let db = Db::new(backend).await;
-        let mut config = test_config(&db, Mode::Safe);
-        // A fixed day, so the dates below stay in the future whatever day the suite runs.
-        config.clock.set(china_ms("2026-06-01 09:00"));
-        let clock = config.clock.clone();
-        config.campaigns.poll_ms = 100;
-        config.campaigns.lease_secs = 5;
-        config.campaigns.grace_secs = 120;
-        let fake = start_fake(&mut config).await;
+        let Launch { clock, fake, server, base } = launch(&db, |c| {
+            c.campaigns.lease_secs = 5;
+            c.campaigns.grace_secs = 120;
+        })
+        .await;
         fake.tweak(|k| k.clientmsgid_retry_ms = Some(0));
-        let server = TestServer::start(config).await;
-        fake.set_webhook(Some(server.url.clone()));
-        let base = format!("http://{}", server.addr);
         let (_, campaign) =
             api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(campaign_body("LE"))).await;
         let pushes = format!("/api/v1/campaigns/{}/pushes", campaign["id"]);
@@ -823,15 +835,7 @@ async fn article_html_is_cleaned_on_every_way_in() {
 async fn console_edits_adds_and_removes_a_campaigns_articles() {
     for backend in backends() {
         let db = Db::new(backend).await;
-        let mut config = test_config(&db, Mode::Safe);
-        // A fixed day, so the dates below stay in the future whatever day the suite runs.
-        config.clock.set(china_ms("2026-06-01 09:00"));
-        let clock = config.clock.clone();
-        config.campaigns.poll_ms = 100;
-        let fake = start_fake(&mut config).await;
-        let server = TestServer::start(config).await;
-        fake.set_webhook(Some(server.url.clone()));
-        let base = format!("http://{}", server.addr);
+        let Launch { clock, fake, server, base } = launch(&db, |_| {}).await;
         fake.follow("oFan1");
         let (status, made) =
             api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(campaign_body("Articles"))).await;
@@ -1116,15 +1120,7 @@ async fn article_images_upload_through_the_console_to_wechat() {
 async fn pushes_choose_their_articles_and_move_to_new_times() {
     for backend in backends() {
         let db = Db::new(backend).await;
-        let mut config = test_config(&db, Mode::Safe);
-        // A fixed day, so the dates below stay in the future whatever day the suite runs.
-        config.clock.set(china_ms("2026-06-01 09:00"));
-        let clock = config.clock.clone();
-        config.campaigns.poll_ms = 100;
-        let fake = start_fake(&mut config).await;
-        let server = TestServer::start(config).await;
-        fake.set_webhook(Some(server.url.clone()));
-        let base = format!("http://{}", server.addr);
+        let Launch { clock, fake, server, base } = launch(&db, |_| {}).await;
         fake.follow("oFan1");
         fake.follow("oFan2");
 

@@ -27,31 +27,19 @@ async fn crm_server(
     backend: Backend,
     tweak: impl FnOnce(&mut wxoa::config::Config),
 ) -> (Db, TestServer, wxoa::fake::FakeWeChat) {
-    let db = Db::new(backend).await;
-    let mut config = test_config(&db, Mode::Safe);
-    let fake = start_fake(&mut config).await;
-    config.h5.oauth_base = config.wechat.api_base.clone();
-    config.crm.secret = CRM_SECRET.into();
-    tweak(&mut config);
-    config.validate().unwrap();
-    let server = TestServer::start(config).await;
+    let (db, server, fake, _) = oauth_server(backend, |config| {
+        config.crm.secret = CRM_SECRET.into();
+        tweak(config);
+        config.validate().unwrap();
+    })
+    .await;
     (db, server, fake)
 }
 
 /// Posts `body` to the transactions API, signed with `secret` at `timestamp`.
 async fn post_signed(addr: &str, body: &str, secret: &str, timestamp: i64) -> (u16, Value) {
-    let ts = timestamp.to_string();
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1/crm/transactions"))
-        .header("content-type", "application/json")
-        .header(TIMESTAMP_HEADER, &ts)
-        .header(SIGNATURE_HEADER, signature(secret, &ts, body.as_bytes()))
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
+    let url = format!("http://{addr}/api/v1/crm/transactions");
+    let (status, text) = signed_call(&reqwest::Client::new(), url, body, secret, timestamp).await;
     (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("a JSON answer ({status}): {text}")))
 }
 
@@ -656,15 +644,6 @@ async fn kill_9_between_a_change_and_its_delivery_loses_no_event() {
         store.close().await;
         db.drop_db().await;
     }
-}
-
-/// The code block after `<!-- readme-test: NAME -->` in the README.
-fn readme_snippet(name: &str) -> String {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let marker = format!("<!-- readme-test: {name} -->");
-    let after = &readme[readme.find(&marker).unwrap_or_else(|| panic!("README has {marker}")) + marker.len()..];
-    let code = &after[after.find("```python\n").expect("a python block") + 10..];
-    code[..code.find("\n```").unwrap()].to_owned()
 }
 
 /// The README's Python, run as written: a till's batch and its read of the card, and a

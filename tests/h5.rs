@@ -7,22 +7,8 @@
 mod common;
 
 use common::h5_browser::{H5Browser as Browser, hidden_fields};
+use common::oauth_server as h5_server;
 use common::*;
-use wxoa::wechat::envelope::Mode;
-
-/// A server whose OAuth goes to a fake WeChat, with `tweak` applied to its config.
-async fn h5_server(
-    backend: Backend,
-    tweak: impl FnOnce(&mut wxoa::config::Config),
-) -> (Db, TestServer, wxoa::fake::FakeWeChat, wxoa::config::Config) {
-    let db = Db::new(backend).await;
-    let mut config = test_config(&db, Mode::Safe);
-    let fake = start_fake(&mut config).await;
-    config.h5.oauth_base = config.wechat.api_base.clone();
-    tweak(&mut config);
-    let server = TestServer::start(config.clone()).await;
-    (db, server, fake, config)
-}
 
 async fn count(store: &wxoa::store::Store, sql: &'static str) -> i64 {
     wxoa::with_pool!(store, pool => sqlx::query_scalar(sql).fetch_one(pool).await).unwrap()

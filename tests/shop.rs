@@ -11,7 +11,6 @@ use common::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wxoa::http::signed::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
 use wxoa::shop::checkout::{self, TokenError};
-use wxoa::wechat::envelope::Mode;
 
 const TEMPLATE_SEND: &str = "/cgi-bin/message/template/send";
 
@@ -20,12 +19,7 @@ async fn shop_server(
     backend: Backend,
     tweak: impl FnOnce(&mut wxoa::config::Config),
 ) -> (Db, TestServer, wxoa::fake::FakeWeChat) {
-    let db = Db::new(backend).await;
-    let mut config = test_config(&db, Mode::Safe);
-    let fake = start_fake(&mut config).await;
-    config.h5.oauth_base = config.wechat.api_base.clone();
-    tweak(&mut config);
-    let server = TestServer::start(config).await;
+    let (db, server, fake, _) = oauth_server(backend, tweak).await;
     (db, server, fake)
 }
 
@@ -367,15 +361,6 @@ async fn empty_secrets_switch_the_integration_off() {
         server.stop().await;
         db.drop_db().await;
     }
-}
-
-/// The code block after `<!-- readme-test: NAME -->` in the README.
-fn readme_snippet(name: &str) -> String {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let marker = format!("<!-- readme-test: {name} -->");
-    let after = &readme[readme.find(&marker).unwrap_or_else(|| panic!("README has {marker}")) + marker.len()..];
-    let code = &after[after.find("```python\n").expect("a python block") + 10..];
-    code[..code.find("\n```").unwrap()].to_owned()
 }
 
 /// The README's scheme, recomputed here from its recipe alone (HMAC over the encoded payload,

@@ -6,57 +6,37 @@
 //! loopback it starts with a warning; `wxoa dev` runs on them by design.
 
 use super::Config;
+use crate::secret::Secret;
 
 /// The shipped file, read at build time: the samples are whatever it holds.
 const SHIPPED: &str = include_str!("../../config/default.toml");
+
+/// Where a config keeps one of its secrets.
+type SecretOf = fn(&Config) -> &Secret;
 
 /// `(key, how to make a real one)` for each shipped sample secret in force in `config`.
 pub fn in_force(config: &Config) -> Vec<(&'static str, &'static str)> {
     let Ok(shipped) = Config::from_toml(SHIPPED, std::iter::empty()) else { return Vec::new() };
     const RANDOM: &str = "`openssl rand -hex 32`";
+    const SHARED: &str = "a secret shared with the shop: `openssl rand -hex 32`";
     let (c, s) = (config, &shipped);
     let mut found = Vec::new();
-    let pairs = [
-        (
-            "wechat.app_secret",
-            c.wechat.app_secret.expose(),
-            s.wechat.app_secret.expose(),
-            "the AppSecret from WeChat's admin pages",
-        ),
-        (
-            "wechat.token",
-            c.wechat.token.expose(),
-            s.wechat.token.expose(),
-            "the Token set in WeChat's admin pages (3-32 letters or digits)",
-        ),
+    let secrets: [(&str, SecretOf, &str); 7] = [
+        ("wechat.app_secret", |c| &c.wechat.app_secret, "the AppSecret from WeChat's admin pages"),
+        ("wechat.token", |c| &c.wechat.token, "the Token set in WeChat's admin pages (3-32 letters or digits)"),
         (
             "wechat.encoding_aes_key",
-            c.wechat.encoding_aes_key.expose(),
-            s.wechat.encoding_aes_key.expose(),
+            |c| &c.wechat.encoding_aes_key,
             "the EncodingAESKey generated in WeChat's admin pages",
         ),
-        ("h5.session_secret", c.h5.session_secret.expose(), s.h5.session_secret.expose(), RANDOM),
-        (
-            "checkout.secret",
-            c.checkout.secret.expose(),
-            s.checkout.secret.expose(),
-            "a secret shared with the shop: `openssl rand -hex 32`",
-        ),
-        (
-            "shop.secret",
-            c.shop.secret.expose(),
-            s.shop.secret.expose(),
-            "a secret shared with the shop: `openssl rand -hex 32`",
-        ),
-        (
-            "crm.secret",
-            c.crm.secret.expose(),
-            s.crm.secret.expose(),
-            "a secret shared with the CRM: `openssl rand -hex 32`",
-        ),
+        ("h5.session_secret", |c| &c.h5.session_secret, RANDOM),
+        ("checkout.secret", |c| &c.checkout.secret, SHARED),
+        ("shop.secret", |c| &c.shop.secret, SHARED),
+        ("crm.secret", |c| &c.crm.secret, "a secret shared with the CRM: `openssl rand -hex 32`"),
     ];
-    for (key, value, sample, how) in pairs {
-        if !value.is_empty() && value == sample {
+    for (key, secret, how) in secrets {
+        let value = secret(c).expose();
+        if !value.is_empty() && value == secret(s).expose() {
             found.push((key, how));
         }
     }

@@ -220,17 +220,8 @@ async fn products(shop: &Shop) -> Result<Vec<(String, String, Option<i64>)>, sql
 /// and the answer.
 async fn call(shop: &Shop, path: &str, body: &str) -> Result<(u16, Value), Failure> {
     let timestamp = shop.0.store.clock.now_secs().to_string();
-    let r = shop
-        .0
-        .http
-        .post(format!("{}{path}", shop.0.base))
-        .header("content-type", "application/json")
-        .header(crate::http::signed::TIMESTAMP_HEADER, &timestamp)
-        .header(
-            crate::http::signed::SIGNATURE_HEADER,
-            crate::secret::signature(&shop.0.shop_secret, &timestamp, body.as_bytes()),
-        )
-        .body(body.to_owned())
+    let url = format!("{}{path}", shop.0.base);
+    let r = crate::http::signed::signed_post(&shop.0.http, url, &shop.0.shop_secret, &timestamp, body.to_owned())
         .send()
         .await
         .map_err(|e| format!("the shop could not reach the server: {e}"))?;

@@ -93,19 +93,9 @@ async fn ring_up(State(till): State<Till>, Json(p): Json<Purchase>) -> Response 
     });
     let body = json!({ "transactions": [item] }).to_string();
     let timestamp = (now / 1000).to_string();
-    let call = till
-        .0
-        .http
-        .post(format!("{}/api/v1/crm/transactions", till.0.base))
-        .header("content-type", "application/json")
-        .header(crate::http::signed::TIMESTAMP_HEADER, &timestamp)
-        .header(
-            crate::http::signed::SIGNATURE_HEADER,
-            crate::secret::signature(&till.0.secret, &timestamp, body.as_bytes()),
-        )
-        .body(body.clone())
-        .send()
-        .await;
+    let url = format!("{}/api/v1/crm/transactions", till.0.base);
+    let call =
+        crate::http::signed::signed_post(&till.0.http, url, &till.0.secret, &timestamp, body.clone()).send().await;
     match call {
         Ok(r) => {
             let status = r.status().as_u16();

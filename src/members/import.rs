@@ -287,15 +287,11 @@ fn normalise(
             continue;
         }
         match col {
-            Column::Card => match normalise_card(raw) {
-                Some(c) => {
-                    if c != raw {
-                        notes.push(format!("card {raw:?} → {c}"));
-                    }
+            Column::Card => {
+                if let Some(c) = cleaned("card", raw, normalise_card(raw), "is not a card number", &mut notes) {
                     row.card_no = Some(c);
                 }
-                None => notes.push(format!("card {raw:?} is not a card number: left empty")),
-            },
+            }
             Column::Name => match normalise_name(raw) {
                 Ok(n) => {
                     if n != raw {
@@ -306,24 +302,17 @@ fn normalise(
                 Err(BadName::Empty) => {}
                 Err(BadName::Control) => refused = Some(format!("name {raw:?} contains control characters")),
             },
-            Column::Phone => match normalise_phone(raw) {
-                Some(p) => {
-                    if p != raw {
-                        notes.push(format!("phone {raw:?} → {p}"));
-                    }
+            Column::Phone => {
+                let not = "is not a mainland mobile number";
+                if let Some(p) = cleaned("phone", raw, normalise_phone(raw), not, &mut notes) {
                     row.phone = Some(p);
                 }
-                None => notes.push(format!("phone {raw:?} is not a mainland mobile number: left empty")),
-            },
-            Column::Birthday => match normalise_birthday(raw, today) {
-                Some(b) => {
-                    if b != raw {
-                        notes.push(format!("birthday {raw:?} → {b}"));
-                    }
+            }
+            Column::Birthday => {
+                if let Some(b) = cleaned("birthday", raw, normalise_birthday(raw, today), "is not a date", &mut notes) {
                     row.birthday = Some(b);
                 }
-                None => notes.push(format!("birthday {raw:?} is not a date: left empty")),
-            },
+            }
             Column::Points => {
                 let cleaned: String = half_width(raw).chars().filter(|c| !matches!(c, ',' | ' ' | '_')).collect();
                 match cleaned.parse::<i64>() {
@@ -344,6 +333,17 @@ fn normalise(
         }
     }
     (row, notes, refused)
+}
+
+/// `value`, the cleaned `raw` of `field`, with a note when cleaning changed it, or when it
+/// does not read (`not`: why, e.g. "is not a date"; the field is left empty).
+fn cleaned(field: &str, raw: &str, value: Option<String>, not: &str, notes: &mut Vec<String>) -> Option<String> {
+    match &value {
+        Some(v) if v != raw => notes.push(format!("{field} {raw:?} → {v}")),
+        Some(_) => {}
+        None => notes.push(format!("{field} {raw:?} {not}: left empty")),
+    }
+    value
 }
 
 /// Fills `into`'s blanks from `from`; notes conflicts (where `into` wins).

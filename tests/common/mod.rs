@@ -348,12 +348,33 @@ pub async fn api_call(
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }
 
-/// Posts `body` to the shop API signed with `secret` at `timestamp`.
-pub async fn shop_call(server: &TestServer, path: &str, body: &str, secret: &str, timestamp: i64) -> (u16, String) {
+/// A server on a fresh database of `backend` whose WeChat API and OAuth go to a fake WeChat,
+/// with `tweak` applied to its config: the database, the server, the fake and the config.
+pub async fn oauth_server(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Config),
+) -> (Db, TestServer, wxoa::fake::FakeWeChat, Config) {
+    let db = Db::new(backend).await;
+    let mut config = test_config(&db, Mode::Safe);
+    let fake = start_fake(&mut config).await;
+    config.h5.oauth_base = config.wechat.api_base.clone();
+    tweak(&mut config);
+    let server = TestServer::start(config.clone()).await;
+    (db, server, fake, config)
+}
+
+/// Posts JSON `body` to `url` signed with `secret` at `timestamp` (as the shop, the CRM or a
+/// till signs its calls): the status and the answer's text.
+pub async fn signed_call(
+    client: &reqwest::Client,
+    url: String,
+    body: &str,
+    secret: &str,
+    timestamp: i64,
+) -> (u16, String) {
     let ts = timestamp.to_string();
-    let resp = server
-        .client
-        .post(format!("http://{}{path}", server.addr))
+    let resp = client
+        .post(url)
         .header("content-type", "application/json")
         .header(wxoa::http::signed::TIMESTAMP_HEADER, &ts)
         .header(wxoa::http::signed::SIGNATURE_HEADER, wxoa::http::signed::signature(secret, &ts, body.as_bytes()))
@@ -362,6 +383,11 @@ pub async fn shop_call(server: &TestServer, path: &str, body: &str, secret: &str
         .await
         .unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Posts `body` to the shop API signed with `secret` at `timestamp`.
+pub async fn shop_call(server: &TestServer, path: &str, body: &str, secret: &str, timestamp: i64) -> (u16, String) {
+    signed_call(&server.client, format!("http://{}{path}", server.addr), body, secret, timestamp).await
 }
 
 /// A correctly signed shop call, now.
@@ -400,4 +426,13 @@ pub fn china_ms(local: &str) -> i64 {
 /// `"YYYY-MM-DD"` in China time, `days` after `now_ms` (a date relative to a clock).
 pub fn china_day(now_ms: i64, days: i64) -> String {
     wxoa::clock::china_time(now_ms + days * 86_400_000).format("%Y-%m-%d").to_string()
+}
+
+/// The code block after `<!-- readme-test: NAME -->` in the README.
+pub fn readme_snippet(name: &str) -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let marker = format!("<!-- readme-test: {name} -->");
+    let after = &readme[readme.find(&marker).unwrap_or_else(|| panic!("README has {marker}")) + marker.len()..];
+    let code = &after[after.find("```python\n").expect("a python block") + 10..];
+    code[..code.find("\n```").unwrap()].to_owned()
 }

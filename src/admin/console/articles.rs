@@ -6,11 +6,11 @@
 
 use super::campaigns::campaign;
 use super::error::{Error, NO_ARTICLE};
-use super::{Staff, TokenOnly, redirect, render, signed_in};
+use super::{Outcome, Posted, Signed, Staff, TokenOnly, redirect, render};
 use crate::campaigns::{self, Article, Campaign, CampaignInput, ProductInput};
 use crate::state::AppState;
-use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
@@ -33,6 +33,12 @@ pub(super) struct ArticleForm {
     cover_url: String,
     #[serde(default)]
     link: String,
+}
+
+impl Posted for ArticleForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
+    }
 }
 
 impl ArticleForm {
@@ -116,23 +122,16 @@ async fn save(
     }
 }
 
-pub(super) async fn new_article(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
+pub(super) async fn new_article(State(app): State<AppState>, Path(id): Path<i64>, s: Staff) -> Result<Response, Error> {
     let c = campaign(&app, id).await?;
     Ok(page(&app, &s, &c, None, StatusCode::OK, view(&Article::default()), None))
 }
 
 pub(super) async fn add_article(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(f): Form<ArticleForm>,
+    Signed(s, f): Signed<ArticleForm>,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let c = campaign(&app, id).await?;
     // The domain refuses a 9th article too (with the same limit, in its words).
     let mut articles = c.articles.clone();
@@ -142,10 +141,9 @@ pub(super) async fn add_article(
 
 pub(super) async fn show_article(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path((id, n)): Path<(i64, usize)>,
+    s: Staff,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
     let c = campaign(&app, id).await?;
     let a = nth(&c, n)?;
     Ok(page(&app, &s, &c, Some(n), StatusCode::OK, view(a), None))
@@ -153,11 +151,9 @@ pub(super) async fn show_article(
 
 pub(super) async fn update_article(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path((id, n)): Path<(i64, usize)>,
-    Form(f): Form<ArticleForm>,
+    Signed(s, f): Signed<ArticleForm>,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let c = campaign(&app, id).await?;
     nth(&c, n)?;
     let mut articles = c.articles.clone();
@@ -167,11 +163,9 @@ pub(super) async fn update_article(
 
 pub(super) async fn remove_article(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path((id, n)): Path<(i64, usize)>,
-    Form(f): Form<TokenOnly>,
+    Signed(s, _): Signed<TokenOnly>,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let c = campaign(&app, id).await?;
     nth(&c, n)?;
     match campaigns::remove_article(&app.store, id, n - 1).await {
@@ -182,7 +176,7 @@ pub(super) async fn remove_article(
         Err(campaigns::Error::Refused(r)) => {
             let status = status_of(&r);
             let why = format!("未能删除 Not removed: {r}");
-            super::campaigns::campaign_page(&app, &s, id, status, None, Some(why), None).await
+            super::campaigns::campaign_page(&app, &s, id, Outcome::refused(status, why, None)).await
         }
         Err(e) => Err(e.into()),
     }

@@ -5,14 +5,14 @@
 //! that reached them. Openids are masked unless the staff member is an admin.
 
 use super::error::{Error, Invalid, NO_FOLLOWER, NO_SEGMENT};
-use super::{Notice, Staff, TokenOnly, redirect, render, signed_in};
+use super::{Notice, Outcome, Posted, Signed, Staff, TokenOnly, redirect, render};
 use crate::audiences::{self, Rules, sync};
 use crate::config::Role;
 use crate::followers::{self, Filter};
 use crate::state::AppState;
 use crate::with_pool;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
@@ -67,6 +67,12 @@ fn yes_no(field: &'static str, value: &str) -> Result<Option<bool>, Invalid> {
         "yes" => Ok(Some(true)),
         "no" => Ok(Some(false)),
         v => Err(Invalid::NotYesNo { field, value: v.to_owned() }),
+    }
+}
+
+impl Posted for SegmentForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
     }
 }
 
@@ -136,20 +142,17 @@ const DONE: &[(&str, &str)] = &[
 
 pub(super) async fn segments(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<Notice>,
+    s: Staff,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
-    segments_page(&app, &s, StatusCode::OK, q.text(DONE), None, None, None).await
+    segments_page(&app, &s, Outcome::shown(q.text(DONE)), None).await
 }
 
+/// The segment list and the builder (with the form's count, after a count).
 async fn segments_page(
     app: &AppState,
     s: &Staff,
-    status: StatusCode,
-    notice: Option<String>,
-    error: Option<String>,
-    form: Option<minijinja::Value>,
+    out: Outcome,
     counted: Option<(i64, i64)>,
 ) -> Result<Response, Error> {
     let list = audiences::list(&app.store).await?;
@@ -169,40 +172,32 @@ async fn segments_page(
     }
     Ok(render(
         app,
-        status,
+        out.status,
         "segments.html",
         context! {
-            who => s.caller.name, form_token => s.form_token, segments => rows, notice, error,
-            form => form.unwrap_or_else(|| context! { subscribed => "yes" }),
+            who => s.caller.name, form_token => s.form_token, segments => rows, notice => out.notice,
+            error => out.error, form => out.form.unwrap_or_else(|| context! { subscribed => "yes" }),
             counted => counted.map(|(count, following)| context! { count, following }),
         },
     ))
 }
 
 /// Counts the form's rules, storing nothing: the builder's live count.
-pub(super) async fn count(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Form(f): Form<SegmentForm>,
-) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
+pub(super) async fn count(State(app): State<AppState>, Signed(s, f): Signed<SegmentForm>) -> Result<Response, Error> {
     match f.rules() {
         Ok(rules) => {
             let counted = audiences::count(&app.store, &rules).await?;
-            segments_page(&app, &s, StatusCode::OK, None, None, Some(f.view()), Some(counted)).await
+            let out = Outcome { form: Some(f.view()), ..Outcome::default() };
+            segments_page(&app, &s, out, Some(counted)).await
         }
         Err(why) => {
-            segments_page(&app, &s, StatusCode::BAD_REQUEST, None, Some(why.to_string()), Some(f.view()), None).await
+            segments_page(&app, &s, Outcome::refused(StatusCode::BAD_REQUEST, why.to_string(), Some(f.view())), None)
+                .await
         }
     }
 }
 
-pub(super) async fn create(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Form(f): Form<SegmentForm>,
-) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
+pub(super) async fn create(State(app): State<AppState>, Signed(s, f): Signed<SegmentForm>) -> Result<Response, Error> {
     let created = match f.rules() {
         Ok(rules) => audiences::create(&app.store, f.name.trim(), &rules, &s.caller.name).await,
         Err(why) => Err(audiences::Error::Invalid(why.to_string())),
@@ -216,7 +211,7 @@ pub(super) async fn create(
         Err(e) => {
             let status =
                 if matches!(e, audiences::Error::Taken(_)) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
-            segments_page(&app, &s, status, None, Some(e.to_string()), Some(f.view()), None).await
+            segments_page(&app, &s, Outcome::refused(status, e.to_string(), Some(f.view())), None).await
         }
     }
 }
@@ -224,15 +219,13 @@ pub(super) async fn create(
 /// Starts the segment's sync to its tag (or leaves the running one be).
 pub(super) async fn start_sync(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(f): Form<TokenOnly>,
+    Signed(s, _): Signed<TokenOnly>,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     if !app.config.outbox.enabled {
         let why = "此实例未启用发件箱，无法同步 The outbox is off on this instance (outbox.enabled): nothing can sync"
             .to_owned();
-        return segments_page(&app, &s, StatusCode::SERVICE_UNAVAILABLE, None, Some(why), None, None).await;
+        return segments_page(&app, &s, Outcome::refused(StatusCode::SERVICE_UNAVAILABLE, why, None), None).await;
     }
     let segment = audiences::get(&app.store, id).await?.ok_or(Error::NotFound(NO_SEGMENT))?;
     sync::start(&app.store, &segment, &s.caller.name, true).await?;
@@ -247,12 +240,7 @@ pub(super) struct Page {
 }
 
 /// The follower directory, 50 a page by id.
-pub(super) async fn followers(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<Page>,
-) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
+pub(super) async fn followers(State(app): State<AppState>, Query(q): Query<Page>, s: Staff) -> Result<Response, Error> {
     let after = q.after.unwrap_or(0).max(0);
     let (list, more) = followers::list(&app.store, &Filter::default(), after, 50).await?;
     let (following, left) = followers::counts(&app.store).await?;
@@ -286,12 +274,7 @@ fn shown(s: &Staff, openid: &str) -> String {
 const RECENT_LOG_ROWS: i64 = 100_000;
 
 /// One follower: subscribe history, card and points, latest interactions, pushes received.
-pub(super) async fn follower(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
+pub(super) async fn follower(State(app): State<AppState>, Path(id): Path<i64>, s: Staff) -> Result<Response, Error> {
     let f = followers::get(&app.store, id).await?.ok_or(Error::NotFound(NO_FOLLOWER))?;
     follower_page(&app, &s, f).await
 }

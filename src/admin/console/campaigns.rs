@@ -5,12 +5,12 @@
 
 use super::error::{Error, Invalid, NO_CAMPAIGN};
 use super::pickers;
-use super::{Notice, Staff, redirect, render, signed_in};
+use super::{Notice, Outcome, Posted, Signed, SignedRaw, Staff, redirect, render};
 use crate::campaigns::schedule::{self, Audience, MsgType, PushInput, PushStatus, RunStatus};
 use crate::campaigns::{self, Article, CampaignInput, ProductInput, send};
 use crate::state::AppState;
-use axum::extract::{Form, Path, Query, RawForm, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
@@ -107,10 +107,9 @@ async fn sold_out(app: &AppState, sku: Option<&str>) -> Result<Option<crate::sho
 
 pub(super) async fn dashboard(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<Notice>,
+    s: Staff,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
     let (campaigns, pushes, charts) = tokio::try_join!(
         campaigns::list(&app.store, 200),
         schedule::list(&app.store, None, 200),
@@ -166,6 +165,12 @@ pub(super) struct CampaignForm {
     link: String,
 }
 
+impl Posted for CampaignForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
+    }
+}
+
 impl CampaignForm {
     fn input(&self, rest: &[Article]) -> Result<CampaignInput, Invalid> {
         let stock = match self.stock.trim() {
@@ -199,8 +204,7 @@ impl CampaignForm {
     }
 }
 
-pub(super) async fn new_campaign(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
+pub(super) async fn new_campaign(State(app): State<AppState>, s: Staff) -> Result<Response, Error> {
     Ok(render(
         &app,
         StatusCode::OK,
@@ -211,10 +215,8 @@ pub(super) async fn new_campaign(State(app): State<AppState>, headers: HeaderMap
 
 pub(super) async fn create_campaign(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    Form(f): Form<CampaignForm>,
+    Signed(s, f): Signed<CampaignForm>,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let refuse = |error: String| {
         Ok(render(
             &app,
@@ -244,15 +246,7 @@ fn refused(what: &str, r: campaigns::Refusal) -> String {
 }
 
 /// The campaign page: article (editable, live preview), pushes, schedule and preview forms.
-pub(super) async fn campaign_page(
-    app: &AppState,
-    s: &Staff,
-    id: i64,
-    status: StatusCode,
-    notice: Option<String>,
-    error: Option<String>,
-    form: Option<minijinja::Value>,
-) -> Result<Response, Error> {
+pub(super) async fn campaign_page(app: &AppState, s: &Staff, id: i64, out: Outcome) -> Result<Response, Error> {
     let campaign = campaign(app, id).await?;
     let pushes = schedule::list(&app.store, Some(id), campaigns::funnel::MAX_PUSHES).await?;
     let product = sold_out(app, campaign.product_sku.as_deref()).await?;
@@ -260,7 +254,7 @@ pub(super) async fn campaign_page(
     let is_sold_out = stock.is_some_and(|s| s <= 0);
     let first = campaign.articles.first().cloned().unwrap_or_default();
     // The stock is the shop's: the form never sends it back (only a new product's first figure).
-    let form = form.unwrap_or_else(|| {
+    let form = out.form.unwrap_or_else(|| {
         context! {
             name => campaign.name, sku => campaign.product_sku, product_name => product.map(|p| p.name),
             title => first.title, author => first.author, digest => first.digest, content => first.content,
@@ -280,10 +274,11 @@ pub(super) async fn campaign_page(
     let testers = testers?;
     Ok(render(
         app,
-        status,
+        out.status,
         "campaign.html",
         context! {
-            who => s.caller.name, form_token => s.form_token, id, form, pushes, notice, error,
+            who => s.caller.name, form_token => s.form_token, id, form, pushes, notice => out.notice,
+            error => out.error,
             articles => campaign.articles.len(), more_articles => campaign.articles.len() < super::MAX_ARTICLES,
             article_list => pickers::articles(&campaign),
             stock, sold_out => is_sold_out, segments, tags, tags_listed, testers, charts,
@@ -300,21 +295,18 @@ pub(super) async fn campaign(app: &AppState, id: i64) -> Result<campaigns::Campa
 
 pub(super) async fn show_campaign(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
     Query(q): Query<Notice>,
+    s: Staff,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
-    campaign_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None).await
+    campaign_page(&app, &s, id, Outcome::shown(q.text(DONE))).await
 }
 
 pub(super) async fn update_campaign(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(f): Form<CampaignForm>,
+    Signed(s, f): Signed<CampaignForm>,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let rest: Vec<Article> = campaign(&app, id).await?.articles.into_iter().skip(1).collect();
     let why = match f.input(&rest) {
         Ok(input) => match campaigns::update(&app.store, id, &input).await {
@@ -324,7 +316,7 @@ pub(super) async fn update_campaign(
         },
         Err(why) => why.to_string(),
     };
-    campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(why), Some(f.view())).await
+    campaign_page(&app, &s, id, Outcome::refused(StatusCode::BAD_REQUEST, why, Some(f.view()))).await
 }
 
 #[derive(Deserialize)]
@@ -355,14 +347,14 @@ pub(super) struct PushForm {
     time_zone: String,
 }
 
-/// A form body as a struct of single fields (checkbox lists are read by [`pickers::repeated`]);
-/// a body that is not one is refused as axum's `Form` would (400).
-fn parse_form<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, Invalid> {
-    Ok(serde_urlencoded::from_bytes(raw)?)
-}
-
 fn openid_list(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || c == ',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+impl Posted for PushForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
+    }
 }
 
 impl PushForm {
@@ -394,12 +386,9 @@ impl PushForm {
 
 pub(super) async fn schedule_push(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    RawForm(raw): RawForm,
+    SignedRaw(s, f, raw): SignedRaw<PushForm>,
 ) -> Result<Response, Error> {
-    let f: PushForm = parse_form(&raw)?;
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let count = campaign(&app, id).await?.articles.len();
     // A text push sends no article: its (hidden) article boxes are not read.
     let articles = match msg_type(&f.msg_type) {
@@ -422,7 +411,7 @@ pub(super) async fn schedule_push(
                 campaigns::Refusal::Rule(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::BAD_REQUEST,
             };
-            campaign_page(&app, &s, id, status, None, Some(refused("未能排期 Not scheduled", r)), None).await
+            campaign_page(&app, &s, id, Outcome::refused(status, refused("未能排期 Not scheduled", r), None)).await
         }
         Err(e) => Err(e.into()),
     }
@@ -440,16 +429,19 @@ pub(super) struct PreviewForm {
     text: String,
 }
 
+impl Posted for PreviewForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
+    }
+}
+
 pub(super) async fn preview(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    RawForm(raw): RawForm,
+    SignedRaw(s, f, raw): SignedRaw<PreviewForm>,
 ) -> Result<Response, Error> {
-    let f: PreviewForm = parse_form(&raw)?;
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let campaign = campaign(&app, id).await?;
-    let bad = |why: String| campaign_page(&app, &s, id, StatusCode::BAD_REQUEST, None, Some(why), None);
+    let bad = |why: String| campaign_page(&app, &s, id, Outcome::refused(StatusCode::BAD_REQUEST, why, None));
     let msg_type = match msg_type(&f.msg_type) {
         Ok(t) => t,
         Err(why) => return bad(why.to_string()).await,
@@ -485,7 +477,7 @@ pub(super) async fn preview(
                 results.len()
             );
             let error = (!failed.is_empty()).then(|| format!("未送达 Not delivered: {}", failed.join("; ")));
-            campaign_page(&app, &s, id, StatusCode::OK, Some(notice), error, None).await
+            campaign_page(&app, &s, id, Outcome { notice: Some(notice), error, ..Outcome::default() }).await
         }
         Err(campaigns::Error::Refused(r)) => bad(refused("未能预览 Not previewed", r)).await,
         Err(e) => Err(e.into()),

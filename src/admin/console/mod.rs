@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use error::Error;
 use serde::Deserialize;
 pub use session::purge_sessions;
-use session::{Staff, signed_in};
+use session::{Posted, Signed, SignedRaw, Staff, signed_in};
 
 /// WeChat's limit: one mpnews draft carries at most 8 articles.
 const MAX_ARTICLES: usize = 8;
@@ -117,4 +117,32 @@ impl Notice {
 #[derive(Deserialize)]
 struct TokenOnly {
     form_token: String,
+}
+
+impl session::Posted for TokenOnly {
+    fn form_token(&self) -> &str {
+        &self.form_token
+    }
+}
+
+/// What a page says about the request that led to it: its status, a notice or a refusal, and
+/// the form as it was posted (shown again in place of the page's own).
+#[derive(Default)]
+struct Outcome {
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+    form: Option<minijinja::Value>,
+}
+
+impl Outcome {
+    /// The page as asked for (200), with the notice a redirect's code names, if any.
+    fn shown(notice: Option<String>) -> Outcome {
+        Outcome { notice, ..Outcome::default() }
+    }
+
+    /// The page again with a refusal's status and reason, and the form as posted, if any.
+    fn refused(status: StatusCode, why: String, form: Option<minijinja::Value>) -> Outcome {
+        Outcome { status, error: Some(why), form, ..Outcome::default() }
+    }
 }

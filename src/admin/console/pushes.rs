@@ -5,11 +5,11 @@
 use super::campaigns::{DONE, push_view};
 use super::error::{Error, NO_PUSH};
 use super::pickers;
-use super::{Notice, Staff, redirect, render, signed_in};
+use super::{Notice, Outcome, Posted, Signed, Staff, redirect, render};
 use crate::campaigns::{self, schedule};
 use crate::state::AppState;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
@@ -18,34 +18,25 @@ fn no_push() -> Error {
     Error::NotFound(NO_PUSH)
 }
 
-/// The push page, with the reschedule form (filled with `form` after a refusal).
-async fn push_page(
-    app: &AppState,
-    s: &Staff,
-    id: i64,
-    status: StatusCode,
-    notice: Option<String>,
-    error: Option<String>,
-    form: Option<&RescheduleForm>,
-) -> Result<Response, Error> {
+/// The push page, with the reschedule form (filled with the form as posted after a refusal).
+async fn push_page(app: &AppState, s: &Staff, id: i64, out: Outcome) -> Result<Response, Error> {
     let push = schedule::get(&app.store, id).await?.ok_or_else(no_push)?;
     let names = pickers::names_for(app, &push.audience).await?;
     // The form starts from the push's own time, as the datetime-local field writes it.
     let tz = push.time_zone.clone();
     let current_at = push.at.map(|t| schedule::local_time(t, &tz).get(..19).unwrap_or_default().replace(' ', "T"));
-    let form = match form {
-        Some(f) => context! { when => f.when, at => f.at, cron => f.cron, time_zone => f.time_zone },
-        None => context! {
+    let form = out.form.unwrap_or_else(|| {
+        context! {
             when => if push.cron.is_some() { "cron" } else { "at" },
             at => current_at, cron => push.cron, time_zone => tz,
-        },
-    };
+        }
+    });
     Ok(render(
         app,
-        status,
+        out.status,
         "push.html",
         context! {
-            who => s.caller.name, form_token => s.form_token, notice, error, form,
+            who => s.caller.name, form_token => s.form_token, notice => out.notice, error => out.error, form,
             p => push_view(&push, &names), scheduled => push.status == schedule::PushStatus::Scheduled,
         },
     ))
@@ -53,12 +44,11 @@ async fn push_page(
 
 pub(super) async fn show(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
     Query(q): Query<Notice>,
+    s: Staff,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
-    push_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None).await
+    push_page(&app, &s, id, Outcome::shown(q.text(DONE))).await
 }
 
 #[derive(Deserialize)]
@@ -75,7 +65,18 @@ pub(super) struct RescheduleForm {
     time_zone: String,
 }
 
+impl Posted for RescheduleForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
+    }
+}
+
 impl RescheduleForm {
+    /// The form as it was posted, to show again.
+    fn view(&self) -> minijinja::Value {
+        context! { when => self.when, at => self.at, cron => self.cron, time_zone => self.time_zone }
+    }
+
     fn new_time(&self) -> schedule::NewTime {
         let (at, cron) =
             if self.when == "cron" { (None, Some(self.cron.clone())) } else { (Some(self.at.clone()), None) };
@@ -86,11 +87,9 @@ impl RescheduleForm {
 
 pub(super) async fn reschedule(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(f): Form<RescheduleForm>,
+    Signed(s, f): Signed<RescheduleForm>,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     match schedule::reschedule(&app.store, &app.config.campaigns, id, &f.new_time()).await {
         Ok(p) => {
             app.scheduler_wake.notify_one();
@@ -105,7 +104,7 @@ pub(super) async fn reschedule(
                 _ => StatusCode::BAD_REQUEST,
             };
             let why = format!("未能改期 Not rescheduled: {r}");
-            push_page(&app, &s, id, status, None, Some(why), Some(&f)).await
+            push_page(&app, &s, id, Outcome::refused(status, why, Some(f.view()))).await
         }
         Err(e) => Err(e.into()),
     }
@@ -114,10 +113,9 @@ pub(super) async fn reschedule(
 /// The question before a cancel: which push, when, to whom — and a button that means it.
 pub(super) async fn confirm_cancel(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
+    s: Staff,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
     let p = schedule::get(&app.store, id).await?.ok_or_else(no_push)?;
     if p.status != schedule::PushStatus::Scheduled {
         return Ok(redirect(&format!("/admin/campaigns/{}?done=not-cancellable", p.campaign_id)));
@@ -135,13 +133,17 @@ pub(super) struct CancelForm {
     confirm: String,
 }
 
+impl Posted for CancelForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
+    }
+}
+
 pub(super) async fn cancel(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(f): Form<CancelForm>,
+    Signed(s, f): Signed<CancelForm>,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     if f.confirm != "yes" {
         // A cancel that did not come through the question: ask it.
         return Ok(redirect(&format!("/admin/pushes/{id}/cancel")));

@@ -5,11 +5,11 @@
 //! is checked whole, refused with its reason, and applied on this instance at once.
 
 use super::error::{Error, Invalid, NO_REPLY};
-use super::{Notice, Staff, redirect, render, signed_in};
+use super::{Notice, Outcome, Posted, Signed, Staff, redirect, render};
 use crate::replies::{self, Answer, Match, NewsArticle, ReplyInput, Stored};
 use crate::state::AppState;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
@@ -53,6 +53,12 @@ pub(super) struct ReplyForm {
     /// What the preview pretends a follower said.
     #[serde(default)]
     sample: String,
+}
+
+impl Posted for ReplyForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
+    }
 }
 
 impl ReplyForm {
@@ -152,23 +158,15 @@ const DONE: &[(&str, &str)] = &[
     ("saved", "已保存，新版本即刻生效 Saved: the new version answers from now on"),
 ];
 
-pub(super) async fn list(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<Notice>,
-) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
-    list_page(&app, &s, StatusCode::OK, q.text(DONE), None, None, None).await
+pub(super) async fn list(State(app): State<AppState>, Query(q): Query<Notice>, s: Staff) -> Result<Response, Error> {
+    list_page(&app, &s, Outcome::shown(q.text(DONE)), None).await
 }
 
 /// The list of replies (with the routing order around them) and the new-reply form.
 async fn list_page(
     app: &AppState,
     s: &Staff,
-    status: StatusCode,
-    notice: Option<String>,
-    error: Option<String>,
-    form: Option<minijinja::Value>,
+    out: Outcome,
     preview: Option<minijinja::Value>,
 ) -> Result<Response, Error> {
     let stored = replies::list(&app.store).await?;
@@ -186,37 +184,35 @@ async fn list_page(
     let routing = app.bot.routing();
     let order: Vec<minijinja::Value> =
         routing.rules.iter().map(|r| context! { name => r.name, console => r.name.starts_with("console:") }).collect();
-    let form = form.unwrap_or_else(
+    let form = out.form.unwrap_or_else(
         || context! { priority => "10", enabled => true, match_kind => "keyword", reply_kind => "text" },
     );
     Ok(render(
         app,
-        status,
+        out.status,
         "replies.html",
-        context! { who => s.caller.name, form_token => s.form_token, replies => rows, order, form, notice, error, preview },
+        context! {
+            who => s.caller.name, form_token => s.form_token, replies => rows, order, form, notice => out.notice,
+            error => out.error, preview,
+        },
     ))
 }
 
 pub(super) async fn show(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
     Query(q): Query<Notice>,
+    s: Staff,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, None).await?;
-    reply_page(&app, &s, id, StatusCode::OK, q.text(DONE), None, None, None).await
+    reply_page(&app, &s, id, Outcome::shown(q.text(DONE)), None).await
 }
 
 /// One reply: its form, its preview in the phone frame, its history.
-#[allow(clippy::too_many_arguments)]
 async fn reply_page(
     app: &AppState,
     s: &Staff,
     id: i64,
-    status: StatusCode,
-    notice: Option<String>,
-    error: Option<String>,
-    form: Option<minijinja::Value>,
+    out: Outcome,
     preview: Option<minijinja::Value>,
 ) -> Result<Response, Error> {
     let stored = replies::get(&app.store, id).await?.ok_or(Error::NotFound(NO_REPLY))?;
@@ -254,11 +250,12 @@ async fn reply_page(
     };
     Ok(render(
         app,
-        status,
+        out.status,
         "reply.html",
         context! {
             who => s.caller.name, form_token => s.form_token, id, name => stored.name,
-            form => form.unwrap_or_else(|| form_of(&stored)), history, notice, error, preview,
+            form => out.form.unwrap_or_else(|| form_of(&stored)), history, notice => out.notice, error => out.error,
+            preview,
         },
     ))
 }
@@ -291,12 +288,7 @@ fn refusal(e: replies::Error) -> Result<(StatusCode, String), replies::Error> {
     }
 }
 
-pub(super) async fn create(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Form(f): Form<ReplyForm>,
-) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
+pub(super) async fn create(State(app): State<AppState>, Signed(s, f): Signed<ReplyForm>) -> Result<Response, Error> {
     let result = match f.input() {
         Ok(input) => replies::create(&app.store, &app.bot.base(), app.config.replies.max, &input, &s.caller.name)
             .await
@@ -309,18 +301,16 @@ pub(super) async fn create(
             tracing::info!(reply = r.id, by = %s.caller.name, "console: reply created");
             Ok(redirect(&format!("/admin/replies/{}?done=created", r.id)))
         }
-        Err(Ok((status, why))) => list_page(&app, &s, status, None, Some(why), Some(f.view()), None).await,
+        Err(Ok((status, why))) => list_page(&app, &s, Outcome::refused(status, why, Some(f.view())), None).await,
         Err(Err(e)) => Err(e.into()),
     }
 }
 
 pub(super) async fn update(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(f): Form<ReplyForm>,
+    Signed(s, f): Signed<ReplyForm>,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     let result = match f.input() {
         Ok(input) => {
             replies::update(&app.store, &app.bot.base(), app.config.replies.max, id, &input, &s.caller.name).await
@@ -334,18 +324,13 @@ pub(super) async fn update(
             Ok(redirect(&format!("/admin/replies/{id}?done=saved")))
         }
         Err(Ok((StatusCode::NOT_FOUND, _))) => Err(Error::NotFound(NO_REPLY)),
-        Err(Ok((status, why))) => reply_page(&app, &s, id, status, None, Some(why), Some(f.view()), None).await,
+        Err(Ok((status, why))) => reply_page(&app, &s, id, Outcome::refused(status, why, Some(f.view())), None).await,
         Err(Err(e)) => Err(e.into()),
     }
 }
 
 /// The form previewed, unsaved: the page again with the phone frame showing the reply.
-pub(super) async fn preview(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Form(f): Form<ReplyForm>,
-) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
+pub(super) async fn preview(State(app): State<AppState>, Signed(s, f): Signed<ReplyForm>) -> Result<Response, Error> {
     let id = f.id();
     let result = match f.input() {
         Ok(input) => {
@@ -358,8 +343,9 @@ pub(super) async fn preview(
         Err(Ok((status, why))) => (status, Some(why), None),
         Err(Err(e)) => return Err(e.into()),
     };
+    let out = Outcome { status, error, form: Some(f.view()), ..Outcome::default() };
     match id {
-        Some(id) => reply_page(&app, &s, id, status, None, error, Some(f.view()), preview).await,
-        None => list_page(&app, &s, status, None, error, Some(f.view()), preview).await,
+        Some(id) => reply_page(&app, &s, id, out, preview).await,
+        None => list_page(&app, &s, out, preview).await,
     }
 }

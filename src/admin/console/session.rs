@@ -13,16 +13,20 @@
 //! is refused even where SameSite is not honoured; the sign-in form carries a login token bound
 //! to a short-lived cookie of its own, so another site cannot sign a browser in either.
 
+use super::error::Invalid;
 use super::{Error, render};
 use crate::admin::{Caller, authenticate, hash_token};
 use crate::h5::session::{mac, only_cookie};
 use crate::state::AppState;
-use axum::extract::{Form, State};
+use axum::body::Bytes;
+use axum::extract::{Form, FromRequest, FromRequestParts, RawForm, Request, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// How long a sign-in form stays usable.
 const LOGIN_TTL_SECS: u64 = 3600;
@@ -104,6 +108,56 @@ pub(super) async fn signed_in(app: &AppState, headers: &HeaderMap, form_token: O
         }
     }
     Ok(s)
+}
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = Error;
+
+    /// The signed-in staff member of a page that posts nothing: [`signed_in`] without a form.
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Staff, Error> {
+        signed_in(app, &parts.headers, None).await
+    }
+}
+
+/// A console form: it carries the form token of the session that loaded it.
+pub(super) trait Posted {
+    /// The form token the form was posted with.
+    fn form_token(&self) -> &str;
+}
+
+/// A form (axum's [`Form`], refused as it refuses) posted by the signed-in staff member whose
+/// session's token it carries ([`signed_in`] with the form).
+pub(super) struct Signed<F>(pub Staff, pub F);
+
+impl<F: DeserializeOwned + Posted + Send> FromRequest<AppState> for Signed<F> {
+    type Rejection = Response;
+
+    /// Reads the form, then checks the session and the form's token.
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let Form(f) = Form::<F>::from_request(req, app).await.map_err(IntoResponse::into_response)?;
+        let s = signed_in(app, &headers, Some(f.form_token())).await.map_err(IntoResponse::into_response)?;
+        Ok(Signed(s, f))
+    }
+}
+
+/// A form read from its raw body (its checkbox lists are read from that, by
+/// [`super::pickers::repeated`]), posted by the signed-in staff member whose session's token it
+/// carries: the staff member, the form's single fields and the body. A body that is not such a
+/// form is refused as axum's `Form` would (400).
+pub(super) struct SignedRaw<F>(pub Staff, pub F, pub Bytes);
+
+impl<F: DeserializeOwned + Posted + Send> FromRequest<AppState> for SignedRaw<F> {
+    type Rejection = Response;
+
+    /// Reads the body and its single fields, then checks the session and the form's token.
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let RawForm(raw) = RawForm::from_request(req, app).await.map_err(IntoResponse::into_response)?;
+        let f: F = serde_urlencoded::from_bytes(&raw).map_err(|e| Error::from(Invalid::from(e)).into_response())?;
+        let s = signed_in(app, &headers, Some(f.form_token())).await.map_err(IntoResponse::into_response)?;
+        Ok(SignedRaw(s, f, raw))
+    }
 }
 
 pub(super) async fn login_page(State(app): State<AppState>) -> Response {
@@ -205,10 +259,8 @@ async fn open_session(
 /// gets in. A logout without this session's form token (posted from elsewhere) is refused.
 pub(super) async fn logout(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    Form(f): Form<super::TokenOnly>,
+    Signed(s, _): Signed<super::TokenOnly>,
 ) -> Result<Response, Error> {
-    let s = signed_in(&app, &headers, Some(&f.form_token)).await?;
     crate::with_pool!(&app.store, pool => sqlx::query(
         "DELETE FROM console_sessions WHERE id_hash = $1").bind(&s.id_hash).execute(pool).await.map(|_| ()))?;
     tracing::info!(who = %s.caller.name, "console: signed out");
