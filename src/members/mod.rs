@@ -8,6 +8,7 @@
 //! transaction, so the page can commit its one-time submission key with the change.
 
 pub mod binding;
+pub mod csv;
 pub mod import;
 pub mod ledger;
 pub mod points;
