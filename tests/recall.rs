@@ -40,31 +40,46 @@ async fn sent(base: &str, id: i64) -> Value {
 /// A wrong recall: what, path, token, body, status, reason.
 type Case = (&'static str, String, Option<&'static str>, Option<Value>, u16, &'static str);
 
+/// A server on the fake WeChat with two followers and a campaign of two articles.
+struct Launch {
+    server: TestServer,
+    fake: wxoa::fake::FakeWeChat,
+    db: Db,
+    base: String,
+    /// The campaign's id.
+    campaign: i64,
+    clock: wxoa::clock::Clock,
+    /// The server's config as a file, for the command line.
+    file: std::path::PathBuf,
+}
+
+async fn launch(backend: Backend) -> Launch {
+    let db = Db::new(backend).await;
+    let mut config = test_config(&db, Mode::Safe);
+    config.clock.set(china_ms("2026-06-01 09:00"));
+    let clock = config.clock.clone();
+    config.campaigns.poll_ms = 100;
+    let fake = start_fake(&mut config).await;
+    let file = temp_dir("recall").join("wxoa.toml");
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    let server = TestServer::start(config).await;
+    fake.set_webhook(Some(server.url.clone()));
+    let base = format!("http://{}", server.addr);
+    fake.follow("oFan1");
+    fake.follow("oFan2");
+    let campaign = json!({
+        "name": "Two articles",
+        "articles": [{ "title": "Tonight", "cover_media_id": "THUMB_1" }, { "title": "How to buy", "cover_media_id": "THUMB_2" }]
+    });
+    let (status, c) = api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(campaign)).await;
+    assert_eq!(status, 201, "{c}");
+    Launch { server, fake, db, base, campaign: c["id"].as_i64().unwrap(), clock, file }
+}
+
 #[tokio::test]
 async fn a_sent_push_is_recalled_once_and_a_wrong_recall_changes_nothing() {
     for backend in backends() {
-        let db = Db::new(backend).await;
-        let mut config = test_config(&db, Mode::Safe);
-        config.clock.set(china_ms("2026-06-01 09:00"));
-        let clock = config.clock.clone();
-        config.campaigns.poll_ms = 100;
-        let fake = start_fake(&mut config).await;
-        let dir = temp_dir("recall");
-        let file = dir.join("wxoa.toml");
-        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-        let server = TestServer::start(config).await;
-        fake.set_webhook(Some(server.url.clone()));
-        let base = format!("http://{}", server.addr);
-        fake.follow("oFan1");
-        fake.follow("oFan2");
-
-        let campaign = json!({
-            "name": "Two articles",
-            "articles": [{ "title": "Tonight", "cover_media_id": "THUMB_1" }, { "title": "How to buy", "cover_media_id": "THUMB_2" }]
-        });
-        let (status, c) = api(&base, "POST", "/api/v1/campaigns", Some(MARKETING_TOKEN), Some(campaign)).await;
-        assert_eq!(status, 201, "{c}");
-        let c = c["id"].as_i64().unwrap();
+        let Launch { server, fake, db, base, campaign: c, clock, file } = launch(backend).await;
         let soon = || (clock.china_now() + chrono::Duration::milliseconds(800)).to_rfc3339();
         let launch = schedule(&base, c, "launch", "mpnews", soon()).await;
         let text = schedule(&base, c, "reminder", "text", soon()).await;
@@ -184,6 +199,67 @@ async fn a_sent_push_is_recalled_once_and_a_wrong_recall_changes_nothing() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("was never sent"), "{out:?}");
         assert_eq!(deletes(), 3);
 
+        server.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// The console asks first, naming the articles that will stop opening, and recalls only when
+/// the question's own button is pressed.
+#[tokio::test]
+async fn the_console_asks_before_a_recall_and_names_what_goes() {
+    for backend in backends() {
+        let Launch { server, fake, db, base, campaign, clock, .. } = launch(backend).await;
+        let soon = (clock.china_now() + chrono::Duration::milliseconds(500)).to_rfc3339();
+        let id = schedule(&base, campaign, "launch", "mpnews", soon).await;
+        let msg_id = sent(&base, id).await["runs"][0]["msg_id"].as_i64().unwrap();
+        let cookie = console_sign_in(server.addr, MARKETING_TOKEN).await;
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let page = |path: String| http.get(format!("{base}{path}")).header("cookie", &cookie).send();
+
+        let campaign_page = page(format!("/admin/campaigns/{campaign}")).await.unwrap().text().await.unwrap();
+        assert!(campaign_page.contains(&format!("href=\"/admin/pushes/{id}/recall\"")), "{backend:?}: a recall button");
+        let question = page(format!("/admin/pushes/{id}/recall")).await.unwrap();
+        assert_eq!(question.status(), 200);
+        let question = question.text().await.unwrap();
+        for named in ["「Tonight」", "「How to buy」", "keep its card", "value=\"2\""] {
+            assert!(question.contains(named), "{backend:?}: the question names {named}");
+        }
+        let token =
+            question.split("name=\"form_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let post = |form: Vec<(&'static str, String)>| {
+            http.post(format!("{base}/admin/pushes/{id}/recall")).header("cookie", &cookie).form(&form).send()
+        };
+        // Not through the question: asked again, nothing recalled.
+        let r = post(vec![("form_token", token.clone()), ("article_idx", "0".into())]).await.unwrap();
+        assert_eq!(
+            (r.status().as_u16(), r.headers()["location"].to_str().unwrap()),
+            (303, format!("/admin/pushes/{id}/recall").as_str())
+        );
+        // Another session's form: refused.
+        let r = post(vec![("form_token", "forged".into()), ("confirm", "yes".into())]).await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{backend:?}");
+        assert_eq!(fake.calls_to("/cgi-bin/message/mass/delete").len(), 0, "{backend:?}");
+        // The question's button: the first article goes.
+        let r = post(vec![("form_token", token.clone()), ("confirm", "yes".into()), ("article_idx", "1".into())])
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["location"].to_str().unwrap(), format!("/admin/campaigns/{campaign}?done=recalled"));
+        assert_eq!(fake.mass_deleted(msg_id), [1]);
+        let shown = page(format!("/admin/campaigns/{campaign}?done=recalled")).await.unwrap().text().await.unwrap();
+        assert!(
+            shown.contains("推送已撤回 Push recalled")
+                && shown.contains("已撤回 Recalled 第 1 篇 article 1 · test-marketing"),
+            "{backend:?}"
+        );
+        // The same again: said so, WeChat not asked.
+        let r =
+            post(vec![("form_token", token), ("confirm", "yes".into()), ("article_idx", "1".into())]).await.unwrap();
+        assert_eq!(
+            r.headers()["location"].to_str().unwrap(),
+            format!("/admin/campaigns/{campaign}?done=not-recallable")
+        );
+        assert_eq!(fake.calls_to("/cgi-bin/message/mass/delete").len(), 1, "{backend:?}");
         server.stop().await;
         db.drop_db().await;
     }

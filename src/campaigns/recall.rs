@@ -41,6 +41,17 @@ impl From<super::Error> for RecallError {
     }
 }
 
+/// Whether there is anything of `push` to take back: an `mpnews` push with a firing that went
+/// out and is not wholly recalled.
+pub fn recallable(push: &Push) -> bool {
+    push.msg_type == MsgType::Mpnews
+        && push.runs.iter().any(|r| {
+            r.msg_id.is_some()
+                && matches!(r.status, RunStatus::Submitted | RunStatus::Finished)
+                && !push.recalled.iter().any(|c| c.run_id == r.id && c.article_idx == 0)
+        })
+}
+
 /// Recalls push `id` (article `article_idx` from 1, or all with `None`) as `by`; returns the push
 /// with what was taken back.
 pub async fn recall(

@@ -90,4 +90,3 @@ mod csv_tests {
         assert!(read_csv(&format!("a\n{}", "x".repeat(2000))).unwrap_err().to_string().contains("longer than 1024"));
     }
 }
-

@@ -78,6 +78,11 @@ pub(super) fn push_view(p: &schedule::Push, names: &pickers::Names) -> minijinja
         when => when.map(|t| schedule::local_time(t, &p.time_zone)),
         day => when.map(|t| schedule::local_time(t, &p.time_zone)[..10].to_owned()),
         cron => p.cron, runs => runs, upcoming => p.next_at.is_some(),
+        recallable => crate::campaigns::recall::recallable(p),
+        recalled => p.recalled.iter().map(|r| context! {
+            what => if r.article_idx == 0 { "全部文章 all articles".to_owned() } else { format!("第 {0} 篇 article {0}", r.article_idx) },
+            by => r.by, at => schedule::local_time(r.at, &p.time_zone),
+        }).collect::<Vec<_>>(),
     }
 }
 
@@ -91,6 +96,12 @@ pub(super) const DONE: &[(&str, &str)] = &[
     ("scheduled", "推送已排期 Push scheduled"),
     ("cancelled", "推送已取消 Push cancelled"),
     ("rescheduled", "推送已改期 Push rescheduled"),
+    ("recalled", "推送已撤回 Push recalled"),
+    (
+        "not-recallable",
+        "该推送未发出、不是图文或已撤回，无法撤回 That push was never sent, is not articles, or was recalled already",
+    ),
+    ("recall-failed", "微信未能撤回该推送，请稍后再试 WeChat did not recall the push: try again later"),
     (
         "not-cancellable",
         "该推送已发出或已取消，无法取消 That push has fired (or was cancelled) and cannot be cancelled",

@@ -16,6 +16,7 @@ mod figures;
 mod images;
 mod pickers;
 mod pushes;
+mod recall;
 mod replies;
 mod session;
 
@@ -59,6 +60,7 @@ pub fn router(pages: crate::http::page::Renderer) -> Router<AppState> {
         .route("/admin/pushes/{id}", get(pushes::show))
         .route("/admin/pushes/{id}/reschedule", post(pushes::reschedule))
         .route("/admin/pushes/{id}/cancel", get(pushes::confirm_cancel).post(pushes::cancel))
+        .route("/admin/pushes/{id}/recall", get(recall::confirm).post(recall::recall))
         .route("/admin/replies", get(replies::list).post(replies::create))
         .route("/admin/replies/preview", post(replies::preview))
         .route("/admin/replies/{id}", get(replies::show).post(replies::update))
