@@ -461,6 +461,18 @@ async fn nearby_stores_are_those_within_the_limit() {
             content(reply),
             "离您最近的门店 / Nearest stores:\n1. 三里屯店 Sanlitun — 5.6 km\n   北京市朝阳区三里屯路 19 号 · 10:00-22:00 · 010-6000-0031"
         );
+        // "门店" / "stores" typed: every store by city and name, and how to get the nearest.
+        let text = |msg_id: u64, said: &str| text_message("oList", msg_id, said);
+        let (_, reply) = server.send(&text(10, "门店")).await;
+        let list = content(reply);
+        assert!(
+            list.starts_with("我们的门店 / Our stores:\n1. 三里屯店 Sanlitun\n   北京市朝阳区三里屯路 19 号"),
+            "{list}"
+        );
+        assert!(list.contains("\n5. ") && !list.contains("\n6. ") && !list.contains("more"), "all five: {list}");
+        assert!(list.ends_with("Send your location to see the nearest."), "{list}");
+        let (_, reply) = server.send(&text(11, "Stores")).await;
+        assert_eq!(content(reply), list, "the English keyword too");
         // Guangzhou: nothing within 50 km; the nearest store and how far it is.
         let (_, reply) = server.send(&location("oFar", 3, 23.1291, 113.2644)).await;
         assert_eq!(
@@ -481,6 +493,16 @@ async fn nearby_stores_are_those_within_the_limit() {
             content(reply),
             "离您最近的门店 / Nearest stores:\n1. 南京路旗舰店 Nanjing Road Flagship — 960 m\n   上海市黄浦区南京东路 100 号 · 10:00-22:00 · 021-6000-0021"
         );
+        // Sixty more stores: the list stops within one text reply and says how many it left out.
+        let mut many = String::from("id,name,city,address,latitude,longitude,opening_hours,phone,code,name_zh\n");
+        for i in 100..160 {
+            many.push_str(&format!("{i},Mall {i},Xi'an,西安市雁塔区长安南路 {i} 号,34.2,108.9,10:00-22:00,029-6000-0{i},XA{i},商场 {i} 店\n"));
+        }
+        wxoa::stores::import(&server.state.store, &many).await.unwrap();
+        let (_, reply) = server.send(&text_message("oList", 12, "门店")).await;
+        let list = content(reply);
+        assert!(list.len() <= 2048, "{} bytes", list.len());
+        assert!(list.contains(" more\n发送位置可查看离您最近的门店。"), "{list}");
         server.stop().await;
         db.drop_db().await;
     }

@@ -74,6 +74,7 @@ impl Handlers {
         h.add("transfer_customer_service", transfer_customer_service);
         h.add("echo", echo);
         h.add("stores_nearby", stores_nearby);
+        h.add("store_list", store_list);
         h.add("welcome_store", welcome_store);
         h.add("balance_card", balance_card);
         h.add("bind", bind);
@@ -160,6 +161,28 @@ async fn stores_nearby(ctx: HandlerCtx) -> HandlerResult {
 
 /// A store's address, hours and phone on an indented line of their own (nothing if none is
 /// known).
+/// The brand's stores by city and name, as many as one text reply holds, for a follower who
+/// asks ("门店", "stores") without sending a location; the reply says how to get the nearest.
+async fn store_list(ctx: HandlerCtx) -> HandlerResult {
+    let all = stores::list(&ctx.store).await?;
+    if all.is_empty() {
+        return Ok(Reply::text("暂无门店信息。No stores to show yet.").ok());
+    }
+    let tail = "\n发送位置可查看离您最近的门店。Send your location to see the nearest.";
+    let mut text = String::from("我们的门店 / Our stores:");
+    for (i, s) in all.iter().enumerate() {
+        let line = format!("\n{}. {}{}", i + 1, esc(&s.display_name()), store_details(s));
+        let more = format!("\n… 另有 {n} 家 {n} more", n = all.len() - i);
+        if text.len() + line.len() + more.len() + tail.len() > crate::wechat::reply::MAX_TEXT_BYTES {
+            text.push_str(&more);
+            break;
+        }
+        text.push_str(&line);
+    }
+    text.push_str(tail);
+    Ok(Reply::text(text).ok())
+}
+
 fn store_details(s: &stores::BrandStore) -> String {
     let details: Vec<&str> =
         [s.address.as_deref(), s.opening_hours.as_deref(), s.phone.as_deref()].into_iter().flatten().collect();

@@ -84,6 +84,9 @@ impl std::fmt::Display for ReplyError {
 
 impl std::error::Error for ReplyError {}
 
+/// The most a passive text reply's `Content` may hold, in bytes (WeChat's limit).
+pub const MAX_TEXT_BYTES: usize = 2048;
+
 impl Reply {
     pub fn text(content: impl Into<String>) -> Result<Reply, ReplyError> {
         let content = content.into();
