@@ -436,6 +436,32 @@ async fn the_stand_in_shop_sets_stock_and_sold_out_follows() {
     assert!(shown.contains("库存 stock 5"), "{shown}");
     let said = buy().await;
     assert!(said.contains("/simulator/checkout?token="), "restocked, the checkout link: {said}");
+    // Each payment at the stand-in checkout sells one: the shop reports the stock one lower.
+    // The token is base64url and dots: it stands in the link as it is.
+    let token: String = said
+        .split("/simulator/checkout?token=")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect();
+    let pay = async || {
+        let r =
+            http.post(format!("{base}/simulator/checkout")).form(&[("token", token.as_str()), ("amount", "1299.00")]);
+        r.send().await.unwrap().text().await.unwrap()
+    };
+    let shown = set("2").await;
+    assert!(shown.contains("库存 stock 2"), "{shown}");
+    let paid = pay().await;
+    assert!(paid.contains("支付成功 Paid") && paid.contains("stock: 200"), "{paid}");
+    assert_eq!(stock().await.unwrap().unwrap().stock, 1);
+    assert!(pay().await.contains("支付成功 Paid"));
+    assert_eq!(stock().await.unwrap().unwrap().stock, 0, "sold out by selling");
+    let refused = pay().await;
+    assert!(refused.contains("已售罄，商城未接单 Sold out: the shop takes no order"), "{refused}");
+    assert_eq!(stock().await.unwrap().unwrap().stock, 0);
+    let said = buy().await;
+    assert!(said.contains("已售罄") && said.contains("is sold out"), "{said}");
     stop(dev).await;
     db.drop_db().await;
 }

@@ -9,7 +9,8 @@
 //!
 //! `/simulator/shop` is the shop's stock screen: each campaign's product with the stock wxoa
 //! knows, and a form that sets it the way the shop does — a signed `POST /api/v1/stock` — so
-//! "sold out" (the chat's reply, `/buy`'s page, the console's badge) can be tried in `dev`.
+//! "sold out" (the chat's reply, `/buy`'s page, the console's badge) can be tried in `dev`; each
+//! simulated payment lowers that stock by one, as a sale does, and at 0 the shop takes no order.
 
 use crate::text::Failure;
 use axum::Form;
@@ -99,8 +100,9 @@ struct Payment {
     amount: String,
 }
 
-/// "Pays": `created`, then `paid`, each a signed call to `/api/v1/orders`; the page says what
-/// the server answered to each.
+/// "Pays": `created`, then `paid`, each a signed call to `/api/v1/orders`, then the stock one
+/// lower (a signed `/api/v1/stock`) when the shop had reported some; at 0 the shop takes no
+/// order. The page says what the server answered to each.
 async fn pay(State(shop): State<Shop>, Form(p): Form<Payment>) -> Response {
     let claims = match crate::shop::checkout::verify(&shop.0.checkout_secret, &p.token, shop.0.store.clock.now_secs()) {
         Ok(c) => c,
@@ -114,6 +116,11 @@ async fn pay(State(shop): State<Shop>, Form(p): Form<Payment>) -> Response {
     let Some(amount_fen) = super::till::fen(&p.amount) else {
         return page("<h2>收银台 Checkout</h2><p id=result>金额无效 An amount in yuan, like 1299 or 1299.00</p>");
     };
+    // The shop sells only what it has: at 0 it takes no order.
+    let stock = crate::shop::product(&shop.0.store, &claims.sku).await.ok().flatten().map(|p| p.stock);
+    if stock == Some(0) {
+        return page("<h2>收银台 Checkout</h2><p id=result>已售罄，商城未接单 Sold out: the shop takes no order</p>");
+    }
     let order_id = format!("SIM-{}", shop.0.store.now_ms());
     let product = product_name(&shop, &claims.sku).await;
     let mut answers = Vec::new();
@@ -128,6 +135,15 @@ async fn pay(State(shop): State<Shop>, Form(p): Form<Payment>) -> Response {
         }
     }
     let paid = answers.iter().all(|(_, code, _)| *code == 202);
+    // A sale lowers the shop's stock, and the shop reports it, as it does after every sale: so
+    // "buy until sold out" works in `dev` without setting the stock by hand.
+    if let (true, Some(n)) = (paid, stock) {
+        let body = json!({ "sku": claims.sku, "stock": n - 1 });
+        match call(&shop, "/api/v1/stock", &body.to_string()).await {
+            Ok((code, answer)) => answers.push(("stock", code, answer)),
+            Err(e) => return page(&format!("<h2>收银台 Checkout</h2><p id=result>{}</p>", esc(&e.0))),
+        }
+    }
     let lines: String = answers
         .iter()
         .map(|(status, code, answer)| format!("<li>{status}: {code} {}</li>", esc(&answer.to_string())))
