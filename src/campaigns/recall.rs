@@ -6,7 +6,7 @@
 //! article, unique — and WeChat is called for the claims only, so two recalls at once call WeChat
 //! once; a claim WeChat refuses is removed again and the refusal answered.
 
-use super::schedule::{self, MsgType, Push, RunStatus};
+use super::schedule::{self, MsgType, Push, Run, RunStatus};
 use super::{Refusal, local_time};
 use crate::store::Store;
 use crate::wechat::client::{CallError, Client};
@@ -41,15 +41,20 @@ impl From<super::Error> for RecallError {
     }
 }
 
+/// The firings of `push` that went out to WeChat, each with the msg_id WeChat gave it: what a
+/// recall can take back.
+pub fn sent(push: &Push) -> impl Iterator<Item = (&Run, i64)> {
+    push.runs
+        .iter()
+        .filter(|r| matches!(r.status, RunStatus::Submitted | RunStatus::Finished))
+        .filter_map(|r| Some((r, r.msg_id?)))
+}
+
 /// Whether there is anything of `push` to take back: an `mpnews` push with a firing that went
 /// out and is not wholly recalled.
 pub fn recallable(push: &Push) -> bool {
     push.msg_type == MsgType::Mpnews
-        && push.runs.iter().any(|r| {
-            r.msg_id.is_some()
-                && matches!(r.status, RunStatus::Submitted | RunStatus::Finished)
-                && !push.recalled.iter().any(|c| c.run_id == r.id && c.article_idx == 0)
-        })
+        && sent(push).any(|(r, _)| !push.recalled.iter().any(|c| c.run_id == r.id && c.article_idx == 0))
 }
 
 /// Recalls push `id` (article `article_idx` from 1, or all with `None`) as `by`; returns the push
@@ -71,12 +76,7 @@ pub async fn recall(
             push.msg_type.as_str()
         )));
     }
-    let sent: Vec<(i64, i64)> = push
-        .runs
-        .iter()
-        .filter(|r| matches!(r.status, RunStatus::Submitted | RunStatus::Finished))
-        .filter_map(|r| Some((r.id, r.msg_id?)))
-        .collect();
+    let sent: Vec<(i64, i64)> = sent(&push).map(|(r, msg_id)| (r.id, msg_id)).collect();
     if sent.is_empty() {
         return refuse(Refusal::Conflict(format!("push {id} was never sent: there is nothing to recall")));
     }

@@ -374,6 +374,7 @@ pub async fn import_with(
     for chunk in kept.chunks(CHUNK_ROWS) {
         let started = std::time::Instant::now();
         let mut tx = store.begin().await?;
+        let now = tx.now_ms();
         // The chunk's imported balances go in as one batch of ledger entries.
         let mut changes = Vec::new();
         let mut owners = Vec::new();
@@ -386,13 +387,12 @@ pub async fn import_with(
             if let (Some(points), Outcome::Created(id) | Outcome::Updated(id) | Outcome::Unchanged(id)) =
                 (points, &report.outcome)
             {
-                changes.push(imported_points(*id, points, tx.now_ms()));
+                changes.push(imported_points(*id, points, now));
                 owners.push((*idx, points));
             }
         }
         if !changes.is_empty() {
             use super::points::{self, Outcome as Posted, Rules};
-            let now = tx.now_ms();
             let rules = Rules { loyalty, crm: crate::crm::Events::off(), notices: None, tiers: false, now };
             let posted = points::post(&mut tx, &rules, &changes).await?;
             for (posted, (idx, points)) in posted.into_iter().zip(owners) {

@@ -21,19 +21,15 @@ pub(super) async fn confirm(State(app): State<AppState>, Path(id): Path<i64>, s:
     if !recall::recallable(&p) {
         return Ok(redirect(&format!("/admin/campaigns/{}?done=not-recallable", p.campaign_id)));
     }
-    let campaign = campaigns::get(&app.store, p.campaign_id).await?;
-    let all: Vec<String> = campaign.map(|c| c.articles.into_iter().map(|a| a.title).collect()).unwrap_or_default();
     // WeChat numbers the articles as the push's draft had them, from 1.
-    let titles: Vec<String> = match &p.articles {
-        Some(chosen) => chosen.iter().filter_map(|i| all.get(*i as usize).cloned()).collect(),
-        None => all,
-    };
-    let firings: Vec<String> = p
-        .runs
-        .iter()
-        .filter(|r| r.msg_id.is_some())
-        .map(|r| schedule::local_time(r.fired_at.unwrap_or(r.due_at), &p.time_zone))
-        .collect();
+    let campaign = campaigns::get(&app.store, p.campaign_id).await?;
+    let titles: Vec<String> = campaign
+        .as_ref()
+        .and_then(|c| campaigns::send::chosen(c, p.articles.as_deref()).ok())
+        .map(|articles| articles.into_iter().map(|a| a.title.clone()).collect())
+        .unwrap_or_default();
+    let firings: Vec<String> =
+        recall::sent(&p).map(|(r, _)| schedule::local_time(r.fired_at.unwrap_or(r.due_at), &p.time_zone)).collect();
     let names = pickers::names_for(&app, &p.audience).await?;
     let view = context! {
         who => s.caller.name, form_token => s.form_token, p => push_view(&p, &names),
